@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {ITrustScores} from "./interfaces/ITrustScores.sol";
+
+/// @title Trust scores
+/// @notice See {ITrustScores} for the formula.
+contract TrustScores is ITrustScores, AccessControl {
+    /// @notice Role of the audit/dispute logic that records outcomes and work.
+    bytes32 public constant RECORDER_ROLE = keccak256("RECORDER_ROLE");
+    /// @notice Role allowed to change the parameters.
+    bytes32 public constant GOVERNANCE_ROLE = keccak256("GOVERNANCE_ROLE");
+
+    uint256 private constant WAD = 1e18;
+
+    mapping(address server => Record) private _records;
+    Params private _params;
+
+    constructor(address admin, Params memory initialParams) {
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(GOVERNANCE_ROLE, admin);
+        _setParams(initialParams);
+    }
+
+    /// @inheritdoc ITrustScores
+    function recordAudit(address server, bool passed) external onlyRole(RECORDER_ROLE) {
+        if (server == address(0)) revert TrustZeroServer();
+        Record storage r = _records[server];
+        if (passed) ++r.passedAudits;
+        else ++r.failedAudits;
+        emit AuditRecorded(server, passed, trustOf(server));
+    }
+
+    /// @inheritdoc ITrustScores
+    function recordWork(address server, uint256 tokens) external onlyRole(RECORDER_ROLE) {
+        if (server == address(0)) revert TrustZeroServer();
+        if (tokens > type(uint128).max) revert TrustWorkTooLarge(tokens);
+        // Checked addition: the counter is uint128; a revert beats a silent wrap.
+        _records[server].tokensServed += uint128(tokens);
+        emit WorkRecorded(server, tokens, trustOf(server));
+    }
+
+    /// @inheritdoc ITrustScores
+    function setParams(Params calldata newParams) external onlyRole(GOVERNANCE_ROLE) {
+        _setParams(newParams);
+    }
+
+    /// @inheritdoc ITrustScores
+    function record(address server) external view returns (Record memory) {
+        return _records[server];
+    }
+
+    /// @inheritdoc ITrustScores
+    function params() external view returns (Params memory) {
+        return _params;
+    }
+
+    /// @inheritdoc ITrustScores
+    function trustOf(address server) public view returns (uint256) {
+        Record storage r = _records[server];
+        Params storage p = _params;
+        uint256 credit = uint256(r.passedAudits) * WAD + (uint256(r.tokensServed) * WAD) / p.tokensPerCredit;
+        uint256 penalty = uint256(r.failedAudits) * p.failureWeight * WAD;
+        uint256 numerator = uint256(p.priorPass) + credit;
+        return (numerator * WAD) / (numerator + p.priorFail + penalty);
+    }
+
+    /// @inheritdoc ITrustScores
+    function isTrusted(address server) external view returns (bool) {
+        return trustOf(server) >= _params.threshold;
+    }
+
+    function _setParams(Params memory p) private {
+        if (p.priorPass == 0 || p.priorFail == 0 || p.failureWeight == 0 || p.tokensPerCredit == 0 || p.threshold > WAD) {
+            revert TrustBadParams(p);
+        }
+        _params = p;
+        emit ParamsSet(p);
+    }
+}
