@@ -1,0 +1,31 @@
+import { TypedDataEncoder, verifyTypedData, type Signer, type TypedDataDomain } from "ethers";
+import { InvalidArgumentError } from "./errors.js";
+import { VOUCHER_TYPES } from "./eip712.js";
+
+/** The client's promise: it owes `cumulativeAmount` in total on `channelId`. */
+export interface Voucher {
+  channelId: string;
+  cumulativeAmount: bigint;
+}
+
+function checked(v: Voucher): Voucher {
+  if (v.cumulativeAmount <= 0n || v.cumulativeAmount >= 1n << 256n) {
+    throw new InvalidArgumentError(`voucher.cumulativeAmount ${v.cumulativeAmount} must be in (0, 2^256)`);
+  }
+  return v;
+}
+
+/** The EIP-712 digest of `v`: equal to `PaymentChannels.voucherDigest`. */
+export function voucherDigest(domain: TypedDataDomain, v: Voucher): string {
+  return TypedDataEncoder.hash(domain, VOUCHER_TYPES, checked(v));
+}
+
+/** Signs `v` with the client's key. */
+export async function signVoucher(signer: Signer, domain: TypedDataDomain, v: Voucher): Promise<string> {
+  return signer.signTypedData(domain, VOUCHER_TYPES, checked(v));
+}
+
+/** The address that signed `v`. */
+export function recoverVoucherSigner(domain: TypedDataDomain, v: Voucher, signature: string): string {
+  return verifyTypedData(domain, VOUCHER_TYPES, checked(v), signature);
+}

@@ -1,0 +1,110 @@
+import { parseEther, type Signer } from "ethers";
+import {
+  Commitments__factory,
+  EFedToken__factory,
+  ModelRegistry__factory,
+  PaymentChannels__factory,
+  Staking__factory,
+  TrustScores__factory,
+  VerifierRewards__factory,
+  type Commitments,
+  type EFedToken,
+  type ModelRegistry,
+  type PaymentChannels,
+  type Staking,
+  type TrustScores,
+  type VerifierRewards,
+} from "../../types/ethers-contracts/index.js";
+
+const HOUR = 3600n;
+const DAY = 24n * HOUR;
+
+/** Every constructor parameter of the protocol, in one place. Amounts in token base units (18 decimals). */
+export interface ProtocolParams {
+  timing: { challengeWindow: bigint; maxDisputeDuration: bigint; unbondingDelay: bigint };
+  stake: { serverBaseStake: bigint; serverStakePerLayer: bigint; verifierMinStake: bigint };
+  trust: { priorPass: bigint; priorFail: bigint; failureWeight: bigint; tokensPerCredit: bigint; threshold: bigint };
+  /** Protocol fee on every channel redemption, basis points. */
+  feeBps: bigint;
+  /** Seconds a client waits between starting and finishing a channel close. */
+  closeTimeoutSeconds: bigint;
+}
+
+/** Parameters for a local devnet: short enough to exercise, shaped like production. */
+export const DEVNET_PARAMS: ProtocolParams = {
+  timing: { challengeWindow: HOUR, maxDisputeDuration: DAY, unbondingDelay: 2n * DAY },
+  stake: {
+    serverBaseStake: parseEther("1000"),
+    serverStakePerLayer: parseEther("100"),
+    verifierMinStake: parseEther("500"),
+  },
+  trust: {
+    priorPass: parseEther("1"),
+    priorFail: parseEther("1"),
+    failureWeight: 10n,
+    tokensPerCredit: 10_000n,
+    threshold: parseEther("0.4"),
+  },
+  feeBps: 500n,
+  closeTimeoutSeconds: DAY,
+};
+
+export interface Protocol {
+  token: EFedToken;
+  registry: ModelRegistry;
+  staking: Staking;
+  trust: TrustScores;
+  commitments: Commitments;
+  rewards: VerifierRewards;
+  channels: PaymentChannels;
+}
+
+export type ProtocolAddresses = Record<keyof Protocol, string>;
+
+/**
+ * Deploys every contract with `deployer` as admin and wires them: staking reads trust scores from
+ * TrustScores; channels pay fees into VerifierRewards. The roles that the dispute logic will hold
+ * (SLASHER_ROLE, RECORDER_ROLE, REWARDER_ROLE) are granted to `disputeOperator` when given, so
+ * that logic can be deployed later without redeploying the rest.
+ */
+export async function deployProtocol(
+  deployer: Signer,
+  params: ProtocolParams = DEVNET_PARAMS,
+  disputeOperator?: string,
+): Promise<Protocol> {
+  const admin = await deployer.getAddress();
+  const token = await new EFedToken__factory(deployer).deploy(admin);
+  const registry = await new ModelRegistry__factory(deployer).deploy(admin);
+  const trust = await new TrustScores__factory(deployer).deploy(admin, params.trust);
+  const staking = await new Staking__factory(deployer).deploy(
+    admin,
+    await token.getAddress(),
+    await registry.getAddress(),
+    params.timing,
+    params.stake,
+  );
+  const commitments = await new Commitments__factory(deployer).deploy(await staking.getAddress());
+  const rewards = await new VerifierRewards__factory(deployer).deploy(admin, await token.getAddress());
+  const channels = await new PaymentChannels__factory(deployer).deploy(
+    admin,
+    await token.getAddress(),
+    await staking.getAddress(),
+    await rewards.getAddress(),
+    params.feeBps,
+    params.closeTimeoutSeconds,
+  );
+  await (await staking.setTrustSource(await trust.getAddress())).wait();
+  if (disputeOperator !== undefined) {
+    await (await staking.grantRole(await staking.SLASHER_ROLE(), disputeOperator)).wait();
+    await (await trust.grantRole(await trust.RECORDER_ROLE(), disputeOperator)).wait();
+    await (await rewards.grantRole(await rewards.REWARDER_ROLE(), disputeOperator)).wait();
+  }
+  return { token, registry, staking, trust, commitments, rewards, channels };
+}
+
+export async function protocolAddresses(p: Protocol): Promise<ProtocolAddresses> {
+  const entries = await Promise.all(
+    Object.entries(p).map(async ([name, contract]) => [name, await (contract as { getAddress(): Promise<string> }).getAddress()]),
+  );
+  return Object.fromEntries(entries) as ProtocolAddresses;
+}

@@ -1,0 +1,221 @@
+import { expect } from "chai";
+import { network } from "hardhat";
+import { Signature, Wallet, hexlify, keccak256, randomBytes, toBeHex } from "ethers";
+import { receiptDomain } from "../../protocol/eip712.js";
+import { InvalidArgumentError } from "../../protocol/errors.js";
+import { MerkleTree, verifyMerkleProof } from "../../protocol/merkle.js";
+import { receiptDigest, receiptLeaf, recoverReceiptSigner, signReceipt, type Receipt } from "../../protocol/receipt.js";
+import { VARIANT, registerServer, worldFixture } from "./fixtures.js";
+
+const { ethers, networkHelpers } = await network.create();
+const world = worldFixture(ethers);
+const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+
+function receipt(server: string, step: number, overrides: Partial<Receipt> = {}): Receipt {
+  return {
+    sessionId: keccak256(toBeHex(7, 32)),
+    step: BigInt(step),
+    firstLayer: 0,
+    lastLayer: 4,
+    variantId: VARIANT,
+    inputHash: keccak256(toBeHex(step * 2 + 1, 32)),
+    outputHash: keccak256(toBeHex(step * 2 + 2, 32)),
+    tokens: step === 0 ? 12 : 1,
+    server,
+    ...overrides,
+  };
+}
+
+describe("Commitments", function () {
+  async function serverWorld() {
+    const w = await networkHelpers.loadFixture(world);
+    await registerServer(w, w.server, 0, 4);
+    return w;
+  }
+
+  describe("postBatch", function () {
+    it("records an immutable, indexed batch with its block, and emits BatchPosted", async function () {
+      const w = await serverWorld();
+      const now = BigInt(await networkHelpers.time.latest());
+      const root = keccak256("0x01");
+      await networkHelpers.time.setNextBlockTimestamp(now + 10n);
+      await expect(w.commitments.connect(w.server).postBatch(root, 3, 20, now - 50n, now))
+        .to.emit(w.commitments, "BatchPosted")
+        .withArgs(0n, w.server.address, root, 3, 20, now - 50n, now);
+      const block = await ethers.provider.getBlockNumber();
+      const b = await w.commitments.batch(0);
+      expect([b.server, b.receiptCount, b.tokensServed, b.fromTime, b.toTime, b.postedBlock, b.postedAt, b.root]).to.deep.equal([
+        w.server.address,
+        3n,
+        20n,
+        now - 50n,
+        now,
+        BigInt(block),
+        now + 10n,
+        root,
+      ]);
+      expect(await w.commitments.batchCount()).to.equal(1n);
+      expect(await w.commitments.serverBatchCount(w.server.address)).to.equal(1n);
+      await w.commitments.connect(w.server).postBatch(keccak256("0x02"), 1, 1, now, now);
+      expect(await w.commitments.serverBatchIds(w.server.address, 0, 10)).to.deep.equal([0n, 1n]);
+      expect(await w.commitments.serverBatchIds(w.server.address, 1, 10)).to.deep.equal([1n]);
+      expect(await w.commitments.serverBatchIds(w.server.address, 2, 10)).to.deep.equal([]);
+    });
+
+    it("accepts only active servers", async function () {
+      const w = await serverWorld();
+      await expect(w.commitments.connect(w.stranger).postBatch(keccak256("0x01"), 1, 1, 0, 0))
+        .to.be.revertedWithCustomError(w.commitments, "CommitmentsNotActiveServer")
+        .withArgs(w.stranger.address);
+      await w.staking.connect(w.slasher).slash(w.server.address, 1n, w.slasher.address);
+      await expect(w.commitments.connect(w.server).postBatch(keccak256("0x01"), 1, 1, 0, 0))
+        .to.be.revertedWithCustomError(w.commitments, "CommitmentsNotActiveServer")
+        .withArgs(w.server.address);
+    });
+
+    it("rejects a zero root, an empty batch and fewer tokens than receipts", async function () {
+      const w = await serverWorld();
+      const c = w.commitments.connect(w.server);
+      await expect(c.postBatch(ethers.ZeroHash, 1, 1, 0, 0)).to.be.revertedWithCustomError(c, "CommitmentsZeroRoot");
+      await expect(c.postBatch(keccak256("0x01"), 0, 1, 0, 0)).to.be.revertedWithCustomError(c, "CommitmentsEmptyBatch");
+      await expect(c.postBatch(keccak256("0x01"), 5, 4, 0, 0))
+        .to.be.revertedWithCustomError(c, "CommitmentsTokensBelowReceipts")
+        .withArgs(4, 5);
+    });
+
+    it("rejects time ranges that are inverted, in the future or overlap the previous batch", async function () {
+      const w = await serverWorld();
+      const c = w.commitments.connect(w.server);
+      const now = BigInt(await networkHelpers.time.latest());
+      await networkHelpers.time.setNextBlockTimestamp(now + 1n);
+      await expect(c.postBatch(keccak256("0x01"), 1, 1, now, now - 1n))
+        .to.be.revertedWithCustomError(c, "CommitmentsBadTimeRange")
+        .withArgs(now, now - 1n, 0, now + 1n);
+      await networkHelpers.time.setNextBlockTimestamp(now + 2n);
+      await expect(c.postBatch(keccak256("0x01"), 1, 1, now, now + 3n))
+        .to.be.revertedWithCustomError(c, "CommitmentsBadTimeRange")
+        .withArgs(now, now + 3n, 0, now + 2n);
+      await c.postBatch(keccak256("0x01"), 1, 1, now - 10n, now - 5n);
+      const t = BigInt(await networkHelpers.time.latest()) + 1n;
+      await networkHelpers.time.setNextBlockTimestamp(t);
+      await expect(c.postBatch(keccak256("0x02"), 1, 1, now - 6n, now))
+        .to.be.revertedWithCustomError(c, "CommitmentsBadTimeRange")
+        .withArgs(now - 6n, now, now - 5n, t);
+    });
+
+    it("rejects a root that was already posted", async function () {
+      const w = await serverWorld();
+      const root = keccak256("0x01");
+      await w.commitments.connect(w.server).postBatch(root, 1, 1, 0, 0);
+      await expect(w.commitments.connect(w.server).postBatch(root, 1, 1, 0, 0))
+        .to.be.revertedWithCustomError(w.commitments, "CommitmentsDuplicateRoot")
+        .withArgs(root);
+    });
+
+    it("reverts on an unknown batch id", async function () {
+      const w = await serverWorld();
+      await expect(w.commitments.batch(0)).to.be.revertedWithCustomError(w.commitments, "CommitmentsUnknownBatch").withArgs(0);
+    });
+  });
+
+  describe("receipts: the TypeScript helpers build what the contract verifies", function () {
+    it("leaf and digest are the same bytes on both sides", async function () {
+      const w = await serverWorld();
+      const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
+      for (let step = 0; step < 5; step++) {
+        const r = receipt(w.server.address, step, { sessionId: hexlify(randomBytes(32)), step: BigInt(step) * 1_000_000_007n });
+        expect(await w.commitments.receiptLeaf(r)).to.equal(receiptLeaf(r));
+        expect(await w.commitments.receiptDigest(r)).to.equal(receiptDigest(domain, r));
+      }
+    });
+
+    it("a signed receipt recovers to its server on chain and off chain", async function () {
+      const w = await serverWorld();
+      const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
+      const r = receipt(w.server.address, 0);
+      const sig = await signReceipt(w.server, domain, r);
+      expect(await w.commitments.receiptSigner(r, sig)).to.equal(w.server.address);
+      expect(recoverReceiptSigner(domain, r, sig)).to.equal(w.server.address);
+    });
+
+    it("a receipt signed for another chain or contract recovers to someone else", async function () {
+      const w = await serverWorld();
+      const r = receipt(w.server.address, 0);
+      const otherChain = await signReceipt(w.server, receiptDomain(w.chainId + 1n, await w.commitments.getAddress()), r);
+      const otherContract = await signReceipt(w.server, receiptDomain(w.chainId, await w.channels.getAddress()), r);
+      expect(await w.commitments.receiptSigner(r, otherChain)).to.not.equal(w.server.address);
+      expect(await w.commitments.receiptSigner(r, otherContract)).to.not.equal(w.server.address);
+    });
+
+    it("rejects a malleable (high-s) receipt signature", async function () {
+      const w = await serverWorld();
+      const r = receipt(w.server.address, 0);
+      const sig = Signature.from(await signReceipt(w.server, receiptDomain(w.chainId, await w.commitments.getAddress()), r));
+      const highS = toBeHex(SECP256K1_N - BigInt(sig.s), 32);
+      const flipped = ethers.concat([sig.r, highS, toBeHex(sig.v === 27 ? 28 : 27, 1)]);
+      await expect(w.commitments.receiptSigner(r, flipped))
+        .to.be.revertedWithCustomError(w.commitments, "ECDSAInvalidSignatureS")
+        .withArgs(highS);
+    });
+
+    for (const count of [1, 2, 3, 7, 64, 257]) {
+      it(`Merkle proofs of a ${count}-receipt batch verify on chain`, async function () {
+        const w = await serverWorld();
+        const receipts = Array.from({ length: count }, (_, i) => receipt(w.server.address, i));
+        const tree = new MerkleTree(receipts.map(receiptLeaf));
+        const tokens = receipts.reduce((sum, r) => sum + r.tokens, 0);
+        await w.commitments.connect(w.server).postBatch(tree.root, count, tokens, 0, 0);
+        const indices = count <= 8 ? receipts.keys() : [0, 1, count >> 1, count - 2, count - 1].values();
+        for (const i of indices) {
+          const proof = tree.proof(i);
+          expect(verifyMerkleProof(tree.root, receiptLeaf(receipts[i]!), proof)).to.equal(true);
+          expect(await w.commitments.verifyReceipt(0, receipts[i]!, proof)).to.equal(true);
+        }
+      });
+    }
+
+    it("rejects a tampered receipt, a wrong proof, and another server's receipt", async function () {
+      const w = await serverWorld();
+      const receipts = Array.from({ length: 5 }, (_, i) => receipt(w.server.address, i));
+      const tree = new MerkleTree(receipts.map(receiptLeaf));
+      await w.commitments.connect(w.server).postBatch(tree.root, 5, 16, 0, 0);
+      const tampered = { ...receipts[2]!, outputHash: keccak256("0xbad0") };
+      expect(await w.commitments.verifyReceipt(0, tampered, tree.proof(2))).to.equal(false);
+      expect(verifyMerkleProof(tree.root, receiptLeaf(tampered), tree.proof(2))).to.equal(false);
+      expect(await w.commitments.verifyReceipt(0, receipts[2]!, tree.proof(3))).to.equal(false);
+      // the same leaf data claimed for another server: leaf differs, and so does the batch owner
+      const other = { ...receipts[2]!, server: w.server2.address };
+      expect(await w.commitments.verifyReceipt(0, other, tree.proof(2))).to.equal(false);
+    });
+
+    it("a batch posted by server A cannot prove server B's receipt even with B's valid tree", async function () {
+      const w = await serverWorld();
+      await registerServer(w, w.server2, 4, 8);
+      const bReceipt = receipt(w.server2.address, 0, { firstLayer: 4, lastLayer: 8 });
+      const tree = new MerkleTree([receiptLeaf(bReceipt)]);
+      await w.commitments.connect(w.server).postBatch(tree.root, 1, 12, 0, 0);
+      expect(await w.commitments.verifyReceipt(0, bReceipt, tree.proof(0))).to.equal(false);
+    });
+  });
+});
+
+describe("protocol helpers (off chain)", function () {
+  it("validate receipt fields with a message naming the field", function () {
+    const r = receipt(Wallet.createRandom().address, 0);
+    expect(() => receiptLeaf({ ...r, tokens: 0 })).to.throw(InvalidArgumentError, "receipt.tokens 0");
+    expect(() => receiptLeaf({ ...r, firstLayer: 4, lastLayer: 4 })).to.throw(InvalidArgumentError, "[4, 4) is empty");
+    expect(() => receiptLeaf({ ...r, lastLayer: 70000 })).to.throw(InvalidArgumentError, "receipt.lastLayer 70000 is outside uint16");
+    expect(() => receiptLeaf({ ...r, sessionId: "0x12" })).to.throw(InvalidArgumentError, "receipt.sessionId must be 32 bytes");
+    expect(() => receiptLeaf({ ...r, step: -1n })).to.throw(InvalidArgumentError, "receipt.step -1 is outside uint64");
+    expect(() => receiptLeaf({ ...r, server: "0xnope" })).to.throw(InvalidArgumentError, "receipt.server 0xnope is not an address");
+  });
+
+  it("Merkle trees reject no leaves, bad leaves and bad indices", function () {
+    expect(() => new MerkleTree([])).to.throw(InvalidArgumentError, "at least one leaf");
+    expect(() => new MerkleTree(["0x1234"])).to.throw(InvalidArgumentError, "leaf 0 must be 32 bytes");
+    const tree = new MerkleTree([keccak256("0x01")]);
+    expect(tree.root).to.equal(keccak256("0x01"));
+    expect(tree.proof(0)).to.deep.equal([]);
+    expect(() => tree.proof(1)).to.throw(InvalidArgumentError, "leaf index 1 is outside [0, 1)");
+  });
+});

@@ -1,0 +1,130 @@
+import { expect } from "chai";
+import { network } from "hardhat";
+import { ZeroAddress, parseEther } from "ethers";
+import { PARAMS, worldFixture } from "./fixtures.js";
+
+const { ethers, networkHelpers } = await network.create();
+const world = worldFixture(ethers);
+const WAD = 10n ** 18n;
+
+/** The documented formula, recomputed independently. */
+function expectedTrust(passed: bigint, failed: bigint, tokens: bigint, p = PARAMS.trust): bigint {
+  const credit = passed * WAD + (tokens * WAD) / p.tokensPerCredit;
+  const numerator = p.priorPass + credit;
+  return (numerator * WAD) / (numerator + p.priorFail + failed * p.failureWeight * WAD);
+}
+
+describe("TrustScores", function () {
+  it("starts a new server at priorPass / (priorPass + priorFail)", async function () {
+    const w = await networkHelpers.loadFixture(world);
+    expect(await w.trust.trustOf(w.server.address)).to.equal(parseEther("0.5"));
+    expect(await w.trust.isTrusted(w.server.address)).to.equal(true);
+  });
+
+  it("moves with audits and served work exactly as documented", async function () {
+    const w = await networkHelpers.loadFixture(world);
+    const t = w.trust.connect(w.slasher);
+    await expect(t.recordAudit(w.server.address, true))
+      .to.emit(w.trust, "AuditRecorded")
+      .withArgs(w.server.address, true, expectedTrust(1n, 0n, 0n));
+    await expect(t.recordWork(w.server.address, 25_000n))
+      .to.emit(w.trust, "WorkRecorded")
+      .withArgs(w.server.address, 25_000n, expectedTrust(1n, 0n, 25_000n));
+    for (let i = 0; i < 19; i++) await t.recordAudit(w.server.address, true);
+    await expect(t.recordAudit(w.server.address, false))
+      .to.emit(w.trust, "AuditRecorded")
+      .withArgs(w.server.address, false, expectedTrust(20n, 1n, 25_000n));
+    expect(await w.trust.record(w.server.address)).to.deep.equal([20n, 1n, 25_000n]);
+  });
+
+  it("one failed audit drops a new server below θ", async function () {
+    const w = await networkHelpers.loadFixture(world);
+    await w.trust.connect(w.slasher).recordAudit(w.server.address, false);
+    expect(await w.trust.trustOf(w.server.address)).to.equal(expectedTrust(0n, 1n, 0n));
+    expect(await w.trust.isTrusted(w.server.address)).to.equal(false);
+  });
+
+  it("only the recorder records; zero server and oversized work are rejected", async function () {
+    const w = await networkHelpers.loadFixture(world);
+    const role = await w.trust.RECORDER_ROLE();
+    await expect(w.trust.connect(w.stranger).recordAudit(w.server.address, true))
+      .to.be.revertedWithCustomError(w.trust, "AccessControlUnauthorizedAccount")
+      .withArgs(w.stranger.address, role);
+    await expect(w.trust.connect(w.stranger).recordWork(w.server.address, 1))
+      .to.be.revertedWithCustomError(w.trust, "AccessControlUnauthorizedAccount")
+      .withArgs(w.stranger.address, role);
+    await expect(w.trust.connect(w.slasher).recordAudit(ZeroAddress, true)).to.be.revertedWithCustomError(w.trust, "TrustZeroServer");
+    await expect(w.trust.connect(w.slasher).recordWork(ZeroAddress, 1)).to.be.revertedWithCustomError(w.trust, "TrustZeroServer");
+    await expect(w.trust.connect(w.slasher).recordWork(w.server.address, 1n << 128n))
+      .to.be.revertedWithCustomError(w.trust, "TrustWorkTooLarge")
+      .withArgs(1n << 128n);
+  });
+
+  it("governance sets consistent parameters only", async function () {
+    const w = await networkHelpers.loadFixture(world);
+    const good = { priorPass: 3n * WAD, priorFail: WAD, failureWeight: 5n, tokensPerCredit: 100n, threshold: parseEther("0.9") };
+    await expect(w.trust.setParams(good)).to.emit(w.trust, "ParamsSet").withArgs([3n * WAD, WAD, 5n, 100n, parseEther("0.9")]);
+    expect(await w.trust.params()).to.deep.equal([3n * WAD, WAD, 5n, 100n, parseEther("0.9")]);
+    expect(await w.trust.trustOf(w.server.address)).to.equal(parseEther("0.75"));
+    expect(await w.trust.isTrusted(w.server.address)).to.equal(false);
+    for (const bad of [
+      { ...good, priorPass: 0n },
+      { ...good, priorFail: 0n },
+      { ...good, failureWeight: 0n },
+      { ...good, tokensPerCredit: 0n },
+      { ...good, threshold: WAD + 1n },
+    ]) {
+      await expect(w.trust.setParams(bad))
+        .to.be.revertedWithCustomError(w.trust, "TrustBadParams")
+        .withArgs([bad.priorPass, bad.priorFail, bad.failureWeight, bad.tokensPerCredit, bad.threshold]);
+    }
+    await expect(w.trust.connect(w.stranger).setParams(good))
+      .to.be.revertedWithCustomError(w.trust, "AccessControlUnauthorizedAccount")
+      .withArgs(w.stranger.address, await w.trust.GOVERNANCE_ROLE());
+  });
+});
+
+describe("VerifierRewards", function () {
+  it("allocates from the unallocated balance and pays claims", async function () {
+    const w = await networkHelpers.loadFixture(world);
+    const pool = await w.rewards.getAddress();
+    await w.token.connect(w.client).transfer(pool, 1000n);
+    expect(await w.rewards.unallocated()).to.equal(1000n);
+    await expect(w.rewards.connect(w.slasher).allocate(w.verifier.address, 600n))
+      .to.emit(w.rewards, "RewardAllocated")
+      .withArgs(w.verifier.address, 600n);
+    await expect(w.rewards.connect(w.slasher).allocate(w.verifier.address, 401n))
+      .to.be.revertedWithCustomError(w.rewards, "RewardsInsufficientPool")
+      .withArgs(401n, 400n);
+    expect(await w.rewards.owed(w.verifier.address)).to.equal(600n);
+    expect(await w.rewards.totalOwed()).to.equal(600n);
+    const before = await w.token.balanceOf(w.verifier.address);
+    await expect(w.rewards.connect(w.verifier).claim()).to.emit(w.rewards, "RewardClaimed").withArgs(w.verifier.address, 600n);
+    expect(await w.token.balanceOf(w.verifier.address)).to.equal(before + 600n);
+    expect(await w.rewards.unallocated()).to.equal(400n);
+    await expect(w.rewards.connect(w.verifier).claim())
+      .to.be.revertedWithCustomError(w.rewards, "RewardsNothingToClaim")
+      .withArgs(w.verifier.address);
+  });
+
+  it("only the rewarder allocates, never to the zero address", async function () {
+    const w = await networkHelpers.loadFixture(world);
+    await expect(w.rewards.connect(w.stranger).allocate(w.verifier.address, 1))
+      .to.be.revertedWithCustomError(w.rewards, "AccessControlUnauthorizedAccount")
+      .withArgs(w.stranger.address, await w.rewards.REWARDER_ROLE());
+    await expect(w.rewards.connect(w.slasher).allocate(ZeroAddress, 0)).to.be.revertedWithCustomError(w.rewards, "RewardsZeroVerifier");
+  });
+});
+
+describe("EFedToken", function () {
+  it("only the owner mints", async function () {
+    const w = await networkHelpers.loadFixture(world);
+    await expect(w.token.mint(w.stranger.address, 5n))
+      .to.emit(w.token, "Transfer")
+      .withArgs(ZeroAddress, w.stranger.address, 5n);
+    await expect(w.token.connect(w.stranger).mint(w.stranger.address, 5n))
+      .to.be.revertedWithCustomError(w.token, "OwnableUnauthorizedAccount")
+      .withArgs(w.stranger.address);
+    expect([await w.token.name(), await w.token.symbol(), await w.token.decimals()]).to.deep.equal(["eFed", "EFED", 18n]);
+  });
+});
