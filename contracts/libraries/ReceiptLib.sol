@@ -28,7 +28,8 @@ library ReceiptLib {
     }
 
     bytes32 internal constant RECEIPT_TYPEHASH = keccak256(
-        "Receipt(bytes32 sessionId,uint64 step,uint16 firstLayer,uint16 lastLayer,bytes32 variantId,bytes32 inputHash,bytes32 outputHash,uint32 tokens,address server)"
+        "Receipt(bytes32 sessionId,uint64 step,uint16 firstLayer,uint16 lastLayer,bytes32 variantId,"
+        "bytes32 inputHash,bytes32 outputHash,uint32 tokens,address server)"
     );
 
     /// @notice The EIP-712 struct hash of `r`; also the receipt's Merkle leaf.
