@@ -110,19 +110,15 @@ contract PaymentChannels is IPaymentChannels, EIP712, AccessControl {
     function redeem(bytes32 channelId, uint256 cumulativeAmount, bytes calldata signature) external {
         Channel storage c = _live(channelId);
         if (msg.sender != c.server) revert ChannelUnauthorized(channelId, msg.sender, c.server);
-        address signer = ECDSA.recover(voucherDigest(channelId, cumulativeAmount), signature);
-        if (signer != c.client) revert ChannelBadVoucherSigner(channelId, signer, c.client);
-        uint256 paid = c.paid;
-        if (cumulativeAmount <= paid) revert ChannelVoucherNotIncreasing(channelId, cumulativeAmount, paid);
-        uint256 newPaid = cumulativeAmount < c.deposit ? cumulativeAmount : c.deposit;
-        if (newPaid == paid) revert ChannelDepositExhausted(channelId, c.deposit);
+        _redeem(channelId, c, cumulativeAmount, signature);
+    }
 
-        c.paid = newPaid;
-        uint256 amount = newPaid - paid;
-        uint256 fee = (amount * feeBps) / BPS;
-        emit VoucherRedeemed(channelId, cumulativeAmount, amount - fee, fee);
-        if (fee != 0) token.safeTransfer(rewardPool, fee);
-        token.safeTransfer(c.server, amount - fee);
+    /// @inheritdoc IPaymentChannels
+    function redeemAndClose(bytes32 channelId, uint256 cumulativeAmount, bytes calldata signature) external {
+        Channel storage c = _live(channelId);
+        if (msg.sender != c.server) revert ChannelUnauthorized(channelId, msg.sender, c.server);
+        _redeem(channelId, c, cumulativeAmount, signature);
+        _close(channelId, c);
     }
 
     /// @inheritdoc IPaymentChannels
@@ -182,6 +178,23 @@ contract PaymentChannels is IPaymentChannels, EIP712, AccessControl {
         });
         emit ChannelOpened(channelId, msg.sender, server, amount);
         token.safeTransferFrom(msg.sender, address(this), amount);
+    }
+
+    /// @dev Checks the voucher and pays the server the increase (capped at the deposit), less the fee.
+    function _redeem(bytes32 channelId, Channel storage c, uint256 cumulativeAmount, bytes calldata signature) private {
+        address signer = ECDSA.recover(voucherDigest(channelId, cumulativeAmount), signature);
+        if (signer != c.client) revert ChannelBadVoucherSigner(channelId, signer, c.client);
+        uint256 paid = c.paid;
+        if (cumulativeAmount <= paid) revert ChannelVoucherNotIncreasing(channelId, cumulativeAmount, paid);
+        uint256 newPaid = cumulativeAmount < c.deposit ? cumulativeAmount : c.deposit;
+        if (newPaid == paid) revert ChannelDepositExhausted(channelId, c.deposit);
+
+        c.paid = newPaid;
+        uint256 amount = newPaid - paid;
+        uint256 fee = (amount * feeBps) / BPS;
+        emit VoucherRedeemed(channelId, cumulativeAmount, amount - fee, fee);
+        if (fee != 0) token.safeTransfer(rewardPool, fee);
+        token.safeTransfer(c.server, amount - fee);
     }
 
     function _close(bytes32 channelId, Channel storage c) private {

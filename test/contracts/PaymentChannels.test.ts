@@ -262,6 +262,32 @@ describe("PaymentChannels", function () {
       await expect(w.channels.connect(w.server).closeByServer(w.id)).to.emit(w.channels, "ChannelClosed").withArgs(w.id, DEPOSIT - 10n);
     });
 
+    it("the server redeems its final voucher and closes in one transaction", async function () {
+      const w = await openWorld();
+      const serverBefore = await w.token.balanceOf(w.server.address);
+      const clientBefore = await w.token.balanceOf(w.client.address);
+      const tx = w.channels.connect(w.server).redeemAndClose(w.id, 4000n, await voucher(w, w.id, 4000n));
+      await expect(tx).to.emit(w.channels, "VoucherRedeemed").withArgs(w.id, 4000n, 4000n - fee(4000n), fee(4000n));
+      await expect(tx).to.emit(w.channels, "ChannelClosed").withArgs(w.id, DEPOSIT - 4000n);
+      expect(await w.token.balanceOf(w.server.address)).to.equal(serverBefore + 4000n - fee(4000n));
+      expect(await w.token.balanceOf(w.client.address)).to.equal(clientBefore + DEPOSIT - 4000n);
+      expect((await w.channels.channel(w.id)).closed).to.equal(true);
+      await expect(w.channels.connect(w.server).redeemAndClose(w.id, 5000n, await voucher(w, w.id, 5000n)))
+        .to.be.revertedWithCustomError(w.channels, "ChannelIsClosed")
+        .withArgs(w.id);
+    });
+
+    it("redeemAndClose checks the caller and the voucher like redeem", async function () {
+      const w = await openWorld();
+      await expect(w.channels.connect(w.client).redeemAndClose(w.id, 10n, await voucher(w, w.id, 10n)))
+        .to.be.revertedWithCustomError(w.channels, "ChannelUnauthorized")
+        .withArgs(w.id, w.client.address, w.server.address);
+      await expect(w.channels.connect(w.server).redeemAndClose(w.id, 10n, await voucher(w, w.id, 10n, w.stranger)))
+        .to.be.revertedWithCustomError(w.channels, "ChannelBadVoucherSigner")
+        .withArgs(w.id, w.stranger.address, w.client.address);
+      expect((await w.channels.channel(w.id)).closed).to.equal(false);
+    });
+
     it("a fully paid channel closes with no refund transfer", async function () {
       const w = await openWorld();
       await w.channels.connect(w.server).redeem(w.id, DEPOSIT, await voucher(w, w.id, DEPOSIT));
