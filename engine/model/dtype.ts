@@ -1,0 +1,105 @@
+/** The tensor dtypes eFed reads from safetensors, with their sizes in bytes. */
+export const DTYPE_BYTES = { F32: 4, F16: 2, BF16: 2 } as const;
+export type DType = keyof typeof DTYPE_BYTES;
+
+export function isDType(s: string): s is DType {
+  return Object.hasOwn(DTYPE_BYTES, s);
+}
+
+let f16Table: Float32Array | undefined;
+
+/** All 65,536 half-precision values as float32, built once (256 KiB) so conversion is a lookup. */
+function halfTable(): Float32Array {
+  if (f16Table !== undefined) return f16Table;
+  const table = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exponent = (h >> 10) & 0x1f;
+    const mantissa = h & 0x3ff;
+    if (exponent === 0) table[h] = sign * mantissa * 2 ** -24; // subnormal
+    else if (exponent === 31) table[h] = mantissa === 0 ? sign * Infinity : NaN;
+    else table[h] = sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+  }
+  f16Table = table;
+  return table;
+}
+
+/** Decodes little-endian `bytes` of `dtype` into a new Float32Array (exact: F16 and BF16 embed in F32). */
+export function toFloat32(bytes: Uint8Array, dtype: DType): Float32Array {
+  const n = bytes.byteLength / DTYPE_BYTES[dtype];
+  if (dtype === "F32") {
+    const out = new Float32Array(n);
+    new Uint8Array(out.buffer).set(bytes);
+    return out;
+  }
+  const halves = new Uint16Array(n);
+  new Uint8Array(halves.buffer).set(bytes);
+  if (dtype === "F16") {
+    const table = halfTable();
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = table[halves[i]!]!;
+    return out;
+  }
+  // BF16 is the top half of an F32.
+  const bits = new Uint32Array(n);
+  for (let i = 0; i < n; i++) bits[i] = halves[i]! << 16;
+  return new Float32Array(bits.buffer);
+}
+
+/** Rounds float32 values to the nearest F16 (round-half-even), little-endian bytes. */
+export function float32ToF16Bytes(values: Float32Array): Uint8Array {
+  const out = new Uint16Array(values.length);
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  for (let i = 0; i < values.length; i++) {
+    f[0] = values[i]!;
+    const x = u[0]!;
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
+      continue;
+    }
+    const e = exp - 127 + 15;
+    if (e >= 31) {
+      out[i] = sign | 0x7c00;
+      continue;
+    }
+    if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      mant |= 0x800000;
+      const shift = 14 - e;
+      let half = mant >>> shift;
+      const rem = mant & ((1 << shift) - 1);
+      const halfway = 1 << (shift - 1);
+      if (rem > halfway || (rem === halfway && (half & 1) === 1)) half++;
+      out[i] = sign | half;
+      continue;
+    }
+    let half = (e << 10) | (mant >>> 13);
+    const rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem === 0x1000 && (half & 1) === 1)) half++;
+    out[i] = sign | half; // a carry into the exponent is the correct rounding (up to infinity)
+  }
+  return new Uint8Array(out.buffer);
+}
+
+/** Rounds float32 values to BF16 (round-half-even), little-endian bytes. */
+export function float32ToBF16Bytes(values: Float32Array): Uint8Array {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const x = bits[i]!;
+    if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0) {
+      out[i] = (x >>> 16) | 0x40; // keep NaN a NaN
+      continue;
+    }
+    const rounding = 0x7fff + ((x >>> 16) & 1);
+    out[i] = ((x + rounding) >>> 16) & 0xffff;
+  }
+  return new Uint8Array(out.buffer);
+}

@@ -1,0 +1,90 @@
+import type { ModelConfig } from "./config.js";
+import type { ModelDirectory } from "./modelDir.js";
+
+/** One transformer layer's weights, float32, in Hugging Face layout: projections are [out, in]. */
+export interface LayerWeights {
+  inputNorm: Float32Array; // (hidden)
+  q: Float32Array; // (numHeads·headDim, hidden)
+  k: Float32Array; // (numKvHeads·headDim, hidden)
+  v: Float32Array; // (numKvHeads·headDim, hidden)
+  o: Float32Array; // (hidden, numHeads·headDim)
+  qBias: Float32Array | undefined; // (numHeads·headDim)
+  kBias: Float32Array | undefined; // (numKvHeads·headDim)
+  vBias: Float32Array | undefined; // (numKvHeads·headDim)
+  oBias: Float32Array | undefined; // (hidden)
+  postNorm: Float32Array; // (hidden)
+  gate: Float32Array; // (intermediate, hidden)
+  up: Float32Array; // (intermediate, hidden)
+  down: Float32Array; // (hidden, intermediate)
+}
+
+/** The client's weights: token embeddings, final norm and LM head. */
+export interface HeadWeights {
+  embed: Float32Array; // (vocab, hidden)
+  finalNorm: Float32Array; // (hidden)
+  lmHead: Float32Array; // (vocab, hidden); the same array as `embed` when tied
+}
+
+export function layerPrefix(layer: number): string {
+  return `model.layers.${layer}.`;
+}
+
+export function loadLayerWeights(model: ModelDirectory, layer: number): LayerWeights {
+  const c = model.config;
+  const p = layerPrefix(layer);
+  const qDim = c.numHeads * c.headDim;
+  const kvDim = c.numKvHeads * c.headDim;
+  const bias = (name: string, n: number, present: boolean): Float32Array | undefined =>
+    present ? model.tensor(`${p}self_attn.${name}.bias`, [n]) : undefined;
+  return {
+    inputNorm: model.tensor(`${p}input_layernorm.weight`, [c.hiddenSize]),
+    q: model.tensor(`${p}self_attn.q_proj.weight`, [qDim, c.hiddenSize]),
+    k: model.tensor(`${p}self_attn.k_proj.weight`, [kvDim, c.hiddenSize]),
+    v: model.tensor(`${p}self_attn.v_proj.weight`, [kvDim, c.hiddenSize]),
+    o: model.tensor(`${p}self_attn.o_proj.weight`, [c.hiddenSize, qDim]),
+    qBias: bias("q_proj", qDim, c.qkvBias),
+    kBias: bias("k_proj", kvDim, c.qkvBias),
+    vBias: bias("v_proj", kvDim, c.qkvBias),
+    oBias: bias("o_proj", c.hiddenSize, c.oBias),
+    postNorm: model.tensor(`${p}post_attention_layernorm.weight`, [c.hiddenSize]),
+    gate: model.tensor(`${p}mlp.gate_proj.weight`, [c.intermediateSize, c.hiddenSize]),
+    up: model.tensor(`${p}mlp.up_proj.weight`, [c.intermediateSize, c.hiddenSize]),
+    down: model.tensor(`${p}mlp.down_proj.weight`, [c.hiddenSize, c.intermediateSize]),
+  };
+}
+
+export function loadHeadWeights(model: ModelDirectory): HeadWeights {
+  const c = model.config;
+  const embed = model.tensor("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
+  // Some tied checkpoints still ship lm_head.weight; when tied, the embedding is authoritative.
+  const lmHead = c.tieWordEmbeddings ? embed : model.tensor("lm_head.weight", [c.vocabSize, c.hiddenSize]);
+  return { embed, finalNorm: model.tensor("model.norm.weight", [c.hiddenSize]), lmHead };
+}
+
+/** Tensor names and shapes a Llama-family checkpoint of `c` must hold (for writers and checks). */
+export function expectedTensors(c: ModelConfig): Map<string, number[]> {
+  const qDim = c.numHeads * c.headDim;
+  const kvDim = c.numKvHeads * c.headDim;
+  const m = new Map<string, number[]>([["model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]]]);
+  for (let l = 0; l < c.numLayers; l++) {
+    const p = layerPrefix(l);
+    m.set(`${p}input_layernorm.weight`, [c.hiddenSize]);
+    m.set(`${p}self_attn.q_proj.weight`, [qDim, c.hiddenSize]);
+    m.set(`${p}self_attn.k_proj.weight`, [kvDim, c.hiddenSize]);
+    m.set(`${p}self_attn.v_proj.weight`, [kvDim, c.hiddenSize]);
+    m.set(`${p}self_attn.o_proj.weight`, [c.hiddenSize, qDim]);
+    if (c.qkvBias) {
+      m.set(`${p}self_attn.q_proj.bias`, [qDim]);
+      m.set(`${p}self_attn.k_proj.bias`, [kvDim]);
+      m.set(`${p}self_attn.v_proj.bias`, [kvDim]);
+    }
+    if (c.oBias) m.set(`${p}self_attn.o_proj.bias`, [c.hiddenSize]);
+    m.set(`${p}post_attention_layernorm.weight`, [c.hiddenSize]);
+    m.set(`${p}mlp.gate_proj.weight`, [c.intermediateSize, c.hiddenSize]);
+    m.set(`${p}mlp.up_proj.weight`, [c.intermediateSize, c.hiddenSize]);
+    m.set(`${p}mlp.down_proj.weight`, [c.hiddenSize, c.intermediateSize]);
+  }
+  m.set("model.norm.weight", [c.hiddenSize]);
+  if (!c.tieWordEmbeddings) m.set("lm_head.weight", [c.vocabSize, c.hiddenSize]);
+  return m;
+}

@@ -1,0 +1,124 @@
+import { createRequire } from "node:module";
+import type { onnx as OnnxTypes } from "onnx-proto";
+
+// onnx-proto is CommonJS; load it through require so ESM interop cannot reshape its namespace.
+const require = createRequire(import.meta.url);
+const { onnx } = require("onnx-proto") as { onnx: typeof OnnxTypes };
+
+export const ElemType = { FLOAT: 1, INT64: 7 } as const;
+export type ElemType = (typeof ElemType)[keyof typeof ElemType];
+
+/** A dimension: a fixed size, or a name for a size chosen at run time. */
+export type Dim = number | string;
+export type AttrValue = number | number[] | string | { float: number };
+
+const ATTR = { FLOAT: 1, INT: 2, STRING: 3, INTS: 7 } as const;
+
+/**
+ * A small builder for ONNX graphs: named values, initializers and nodes, serialized with
+ * onnx-proto. Node outputs get unique names from a prefix, so graph-building code reads like the
+ * math it implements: `const y = g.op("MatMul", [x, w])`.
+ */
+export class GraphBuilder {
+  private readonly nodes: OnnxTypes.INodeProto[] = [];
+  private readonly initializers: OnnxTypes.ITensorProto[] = [];
+  private readonly inputs: OnnxTypes.IValueInfoProto[] = [];
+  private readonly outputs: OnnxTypes.IValueInfoProto[] = [];
+  private readonly names = new Set<string>();
+  private counter = 0;
+
+  input(name: string, type: ElemType, shape: readonly Dim[]): string {
+    this.claim(name);
+    this.inputs.push(valueInfo(name, type, shape));
+    return name;
+  }
+
+  /** Marks `value` as the graph output `name` (through an Identity when the names differ). */
+  output(value: string, name: string, type: ElemType, shape: readonly Dim[]): void {
+    if (value !== name) {
+      this.claim(name);
+      this.nodes.push({ opType: "Identity", input: [value], output: [name], name: `${name}_identity` });
+    }
+    this.outputs.push(valueInfo(name, type, shape));
+  }
+
+  /** A float32 constant; `data` is referenced, not copied, until `serialize()`. */
+  floatInit(name: string, dims: readonly number[], data: Float32Array): string {
+    this.claim(name);
+    this.initializers.push({
+      name,
+      dataType: ElemType.FLOAT,
+      dims: [...dims],
+      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    });
+    return name;
+  }
+
+  int64Init(name: string, values: readonly number[]): string {
+    this.claim(name);
+    const data = new BigInt64Array(values.map((v) => BigInt(v)));
+    this.initializers.push({ name, dataType: ElemType.INT64, dims: [values.length], rawData: new Uint8Array(data.buffer) });
+    return name;
+  }
+
+  /** Adds a node and returns its (single) output name. */
+  op(opType: string, inputs: readonly string[], attrs: Record<string, AttrValue> = {}, domain = ""): string {
+    const [out] = this.opN(opType, inputs, 1, attrs, domain);
+    return out!;
+  }
+
+  /** Adds a node with `count` outputs. */
+  opN(opType: string, inputs: readonly string[], count: number, attrs: Record<string, AttrValue> = {}, domain = ""): string[] {
+    const id = this.counter++;
+    const outputs = Array.from({ length: count }, (_, i) => `${opType.toLowerCase()}_${id}${count > 1 ? `_${i}` : ""}`);
+    this.nodes.push({
+      opType,
+      domain,
+      name: `${opType}_${id}`,
+      input: [...inputs],
+      output: outputs,
+      attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
+    });
+    return outputs;
+  }
+
+  serialize(graphName: string, opsets: Record<string, number> = { "": 17 }): Uint8Array {
+    const model = onnx.ModelProto.create({
+      irVersion: 8,
+      producerName: "efed",
+      opsetImport: Object.entries(opsets).map(([domain, version]) => ({ domain, version })),
+      graph: {
+        name: graphName,
+        node: this.nodes,
+        initializer: this.initializers,
+        input: this.inputs,
+        output: this.outputs,
+      },
+    });
+    return onnx.ModelProto.encode(model).finish();
+  }
+
+  private claim(name: string): void {
+    if (this.names.has(name)) throw new Error(`graph value ${name} is defined twice`);
+    this.names.add(name);
+  }
+}
+
+function valueInfo(name: string, elemType: ElemType, shape: readonly Dim[]): OnnxTypes.IValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType,
+        shape: { dim: shape.map((d) => (typeof d === "number" ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
+}
+
+function attribute(name: string, v: AttrValue): OnnxTypes.IAttributeProto {
+  if (typeof v === "number") return { name, type: ATTR.INT, i: v };
+  if (typeof v === "string") return { name, type: ATTR.STRING, s: new TextEncoder().encode(v) };
+  if (Array.isArray(v)) return { name, type: ATTR.INTS, ints: v };
+  return { name, type: ATTR.FLOAT, f: v.float };
+}

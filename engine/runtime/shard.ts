@@ -1,0 +1,99 @@
+import { EngineError } from "../errors.js";
+import type { ModelConfig } from "../model/config.js";
+import type { ModelDirectory } from "../model/modelDir.js";
+import { loadLayerWeights } from "../model/weights.js";
+import { ShardIO, buildShardGraph } from "../onnx/shardGraph.js";
+import { causalMask, ropeTables } from "./rope.js";
+import { createSession, ort, type RuntimeOptions } from "./session.js";
+
+/** The keys and values one sequence has accumulated in a shard: per layer (kvHeads, length, headDim). */
+export interface KvCache {
+  length: number;
+  keys: ort.Tensor[];
+  values: ort.Tensor[];
+}
+
+/** Layers [first, last) of a model, ready to run steps of many independent sequences. */
+export class Shard {
+  readonly config: ModelConfig;
+  readonly first: number;
+  readonly last: number;
+  private readonly session: ort.InferenceSession;
+
+  private constructor(config: ModelConfig, first: number, last: number, session: ort.InferenceSession) {
+    this.config = config;
+    this.first = first;
+    this.last = last;
+    this.session = session;
+  }
+
+  /** Reads only layers [first, last) from `model` and builds their graph. */
+  static async load(model: ModelDirectory, first: number, last: number, options: RuntimeOptions = {}): Promise<Shard> {
+    const c = model.config;
+    if (!Number.isInteger(first) || !Number.isInteger(last) || first < 0 || last <= first || last > c.numLayers) {
+      throw new EngineError("BAD_LAYER_RANGE", `layer range ${first}:${last} is not within 0:${c.numLayers} or is empty`, {
+        first,
+        last,
+        numLayers: c.numLayers,
+      });
+    }
+    const weights = [];
+    for (let l = first; l < last; l++) weights.push(loadLayerWeights(model, l));
+    const graph = buildShardGraph(c, first, weights);
+    weights.length = 0; // the graph holds the only copy until ORT has its own
+    return new Shard(c, first, last, await createSession(graph, options));
+  }
+
+  get numLayers(): number {
+    return this.last - this.first;
+  }
+
+  newCache(): KvCache {
+    const c = this.config;
+    const empty = (): ort.Tensor => new ort.Tensor("float32", new Float32Array(0), [c.numKvHeads, 0, c.headDim]);
+    return {
+      length: 0,
+      keys: Array.from({ length: this.numLayers }, empty),
+      values: Array.from({ length: this.numLayers }, empty),
+    };
+  }
+
+  /**
+   * Runs T new tokens at positions cache.length … cache.length+T-1 through the shard: `hidden` is
+   * (T, hiddenSize); returns the output hidden states and appends to `cache`.
+   */
+  async forward(hidden: Float32Array, cache: KvCache): Promise<Float32Array> {
+    const c = this.config;
+    const T = hidden.length / c.hiddenSize;
+    if (!Number.isInteger(T) || T < 1) {
+      throw new EngineError("BAD_HIDDEN", `hidden states of ${hidden.length} floats are not a whole number of ${c.hiddenSize}-wide rows`);
+    }
+    const past = cache.length;
+    if (past + T > c.maxPositionEmbeddings) {
+      throw new EngineError("SEQUENCE_TOO_LONG", `sequence would reach ${past + T} tokens, over the model's ${c.maxPositionEmbeddings}`);
+    }
+    const positions = Array.from({ length: T }, (_, i) => past + i);
+    const { cos, sin } = ropeTables(c, positions);
+    const feeds: Record<string, ort.Tensor> = {
+      [ShardIO.hidden]: new ort.Tensor("float32", hidden, [T, c.hiddenSize]),
+      [ShardIO.cos]: new ort.Tensor("float32", cos, [T, c.headDim]),
+      [ShardIO.sin]: new ort.Tensor("float32", sin, [T, c.headDim]),
+      [ShardIO.mask]: new ort.Tensor("float32", causalMask(past, T), [T, past + T]),
+    };
+    for (let i = 0; i < this.numLayers; i++) {
+      feeds[ShardIO.pastKey(this.first + i)] = cache.keys[i]!;
+      feeds[ShardIO.pastValue(this.first + i)] = cache.values[i]!;
+    }
+    const out = await this.session.run(feeds);
+    for (let i = 0; i < this.numLayers; i++) {
+      cache.keys[i] = out[ShardIO.presentKey(this.first + i)]!;
+      cache.values[i] = out[ShardIO.presentValue(this.first + i)]!;
+    }
+    cache.length = past + T;
+    return out[ShardIO.hiddenOut]!.data as Float32Array;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
