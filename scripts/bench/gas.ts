@@ -24,7 +24,7 @@ import { receiptLeaf, recoverReceiptSigner, signReceipt, type Receipt } from "..
 import { signVoucher } from "../../protocol/voucher.js";
 import { DEVNET_PARAMS, deployProtocol } from "../lib/deployProtocol.js";
 import { fmtInt, fmtNum, markdownTable } from "./lib/markdown.js";
-import { perQuery, type MeasuredCosts, type Scenario } from "./lib/model.js";
+import { lifecycle, perQuery, serverQueriesPerSecond, type MeasuredCosts, type Scenario } from "./lib/model.js";
 
 const startedAt = performance.now();
 const TARGET_GAS_PER_QUERY = 1_000;
@@ -91,7 +91,7 @@ function record(section: string, operation: string, conditions: string, gas: big
   return gas;
 }
 
-function check(ok: boolean, what: string): void {
+function check(ok: boolean, what: string): asserts ok {
   if (!ok) throw new Error(`benchmark sanity check failed: ${what}`);
 }
 
@@ -272,11 +272,14 @@ const approveOpenLater = record(CHANNELS, "**approve + open**", "client's later 
 check((await channels.channel(ch2)).deposit === deposit, "channel 2 opened");
 
 let openWithPermitLater = 0n;
+const permitChannels: string[] = [];
 for (const [i, conditions] of ["client's first channel and first permit", "client's later channel and later permit"].entries()) {
   const { deadline, sig } = await permit(permitClient, channelsAddr, deposit);
+  permitChannels.push(await channels.nextChannelId(permitClient.address, server.address));
   const gas = await measure(CHANNELS, "**openWithPermit**", `${conditions}; one transaction`, channels.connect(permitClient).openWithPermit(server.address, deposit, deadline, sig.v, sig.r, sig.s));
   if (i === 1) openWithPermitLater = gas;
 }
+const [pch1, pch2] = permitChannels as [string, string];
 
 const topUpAmount = parseEther("50");
 const approveTopUp = await gasOf(token.connect(client).approve(channelsAddr, topUpAmount));
@@ -291,9 +294,29 @@ const startClose = await measure(CHANNELS, "**startClose**", "client starts the 
 await networkHelpers.time.increase(Number(DEVNET_PARAMS.closeTimeoutSeconds));
 const finishClose = await measure(CHANNELS, "**finishClose**", `after the ${DEVNET_PARAMS.closeTimeoutSeconds / 3600n} h timeout; refunds the client`, channels.connect(client).finishClose(ch1));
 const clientClose = record(CHANNELS, "startClose + finishClose", "client-driven close, two transactions", startClose + finishClose);
-await gasOf(channels.connect(server).redeem(ch2, parseEther("1"), await voucher(client, ch2, parseEther("1"))));
+const redeemBeforeClose = await gasOf(channels.connect(server).redeem(ch2, parseEther("1"), await voucher(client, ch2, parseEther("1"))));
 const closeByServer = await measure(CHANNELS, "**closeByServer**", "after the server's last redemption; refunds the client", channels.connect(server).closeByServer(ch2));
+record(CHANNELS, "redeem + closeByServer", "final voucher on a never-redeemed channel, then close; two transactions", redeemBeforeClose + closeByServer);
 check((await channels.channel(ch1)).closed && (await channels.channel(ch2)).closed, "channels closed");
+// redeemAndClose: the server's final voucher and the close in one transaction. On a channel never
+// redeemed before (the R = 1 life), and on one already redeemed once (the last of R > 1 redemptions).
+const redeemAndCloseFirst = await measure(
+  CHANNELS,
+  "**redeemAndClose**",
+  "never-redeemed channel (paid 0 → x); fee to pool; refunds the client",
+  channels.connect(server).redeemAndClose(pch2, parseEther("1"), await voucher(permitClient, pch2, parseEther("1"))),
+);
+await gasOf(channels.connect(server).redeem(pch1, parseEther("1"), await voucher(permitClient, pch1, parseEther("1"))));
+const redeemAndCloseLater = await measure(
+  CHANNELS,
+  "**redeemAndClose**",
+  "after an earlier redemption (paid x → y); fee to pool; refunds the client",
+  channels.connect(server).redeemAndClose(pch1, parseEther("2"), await voucher(permitClient, pch1, parseEther("2"))),
+);
+{
+  const [c1, c2] = [await channels.channel(pch1), await channels.channel(pch2)];
+  check(c1.closed && c2.closed && c1.paid === parseEther("2") && c2.paid === parseEther("1"), "redeemAndClose paid and closed both channels");
+}
 
 // ------------------------------------------------------------------ naive baseline
 
@@ -307,19 +330,32 @@ const transferFresh = await measure(BASELINE, "ERC20 transfer", "recipient's fir
 const steadyPosts = batchResults.map((b) => Number(b.postGas));
 const costs: MeasuredCosts = {
   postBatch: Math.max(...steadyPosts),
-  redeem: Number(redeemLater),
-  // The first redemption of each channel costs more than a later one: charge the difference to the channel.
-  open: Math.max(Number(approveOpenLater), Number(openWithPermitLater)) + Number(redeemFirst - redeemLater),
-  close: Math.max(Number(closeByServer), Number(clientClose)),
+  open: Number(openWithPermitLater),
+  redeemFirst: Number(redeemFirst),
+  redeemLater: Number(redeemLater),
+  redeemAndCloseFirst: Number(redeemAndCloseFirst),
+  redeemAndCloseLater: Number(redeemAndCloseLater),
+  clientClose: Number(clientClose),
 };
 
+// Stated throughput assumption, used only to turn Q into a posting interval.
+const TOKENS_PER_QUERY = 256; // N
+const CONCURRENT_SESSIONS = 8;
+const SESSION_TOKENS_PER_SECOND = 20;
+
+const LIGHT = 100;
+const REGULAR = 1_000;
+const HEAVY = 10_000;
+const base = { tokens: TOKENS_PER_QUERY, redemptions: 1, closer: "server" } as const;
 const scenarios: Scenario[] = [
-  { servers: 4, tokens: 256, receiptsPerBatch: 100, queriesPerRedeem: 100, queriesPerChannel: 1_000 },
-  { servers: 4, tokens: 256, receiptsPerBatch: 10_000, queriesPerRedeem: 100, queriesPerChannel: 1_000 },
-  { servers: 4, tokens: 256, receiptsPerBatch: 100_000, queriesPerRedeem: 1_000, queriesPerChannel: 10_000 },
-  { servers: 4, tokens: 256, receiptsPerBatch: 1_000_000, queriesPerRedeem: 1_000, queriesPerChannel: 10_000 },
-  { servers: 1, tokens: 256, receiptsPerBatch: 100_000, queriesPerRedeem: 1_000, queriesPerChannel: 10_000 },
-  { servers: 8, tokens: 512, receiptsPerBatch: 1_000_000, queriesPerRedeem: 1_000, queriesPerChannel: 10_000 },
+  ...[LIGHT, REGULAR, HEAVY].flatMap((c) =>
+    [1_000, 10_000].map((q) => ({ ...base, label: c === LIGHT ? "light" : c === REGULAR ? "regular" : "heavy", servers: 4, queriesPerBatch: q, queriesPerChannel: c })),
+  ),
+  // Variants of the regular client at Q = 1,000, one parameter changed each.
+  { ...base, label: "regular, k = 1", servers: 1, queriesPerBatch: 1_000, queriesPerChannel: REGULAR },
+  { ...base, label: "regular, k = 8", servers: 8, queriesPerBatch: 1_000, queriesPerChannel: REGULAR },
+  { ...base, label: "regular, R = 10", servers: 4, queriesPerBatch: 1_000, queriesPerChannel: REGULAR, redemptions: 10 },
+  { ...base, label: "regular, client closes", servers: 4, queriesPerBatch: 1_000, queriesPerChannel: REGULAR, closer: "client" },
 ];
 
 // ------------------------------------------------------------------ output
@@ -345,72 +381,150 @@ const batchTable = markdownTable(
   ["right", "right", "right", "right", "right"],
 );
 
-const naive = Number(transferWarm);
-const versusNaive = (total: number): string =>
-  total <= naive ? `${fmtNum(naive / total, 1)}× cheaper` : `${fmtNum(total / naive, 1)}× dearer`;
-const fillTime = (receipts: number, perSecond: number): string => {
-  const s = receipts / perSecond;
-  if (s < 120) return `${fmtNum(s, 0)} s`;
-  if (s < 7_200) return `${fmtNum(s / 60, 0)} min`;
-  return `${fmtNum(s / 3600, 1)} h`;
+const T = TARGET_GAS_PER_QUERY;
+const transfer = Number(transferWarm);
+const versusTransfers = (total: number, k: number): string => {
+  const naive = k * transfer;
+  return total <= naive ? `${fmtNum(naive / total, 1)}× cheaper` : `${fmtNum(total / naive, 1)}× dearer`;
 };
-const STEPS_PER_SECOND = 100;
-const results = scenarios.map((s) => ({ s, q: perQuery(s, costs, TARGET_GAS_PER_QUERY) }));
+const fmtDuration = (seconds: number): string => {
+  if (seconds < 120) return `${fmtNum(seconds, 0)} s`;
+  if (seconds < 7_200) return `${fmtNum(seconds / 60, 0)} min`;
+  return `${fmtNum(seconds / 3600, 1)} h`;
+};
+const postInterval = (s: Scenario): string =>
+  fmtDuration(s.queriesPerBatch / serverQueriesPerSecond(CONCURRENT_SESSIONS, SESSION_TOKENS_PER_SECOND, s.tokens));
+
+const results = scenarios.map((s) => ({ s, q: perQuery(s, costs, T) }));
 const amortTable = markdownTable(
-  ["k", "N", "B", `B fills in (${STEPS_PER_SECOND} steps/s)`, "R", "C", "Commitments", "Vouchers", "Channels", "**Total gas / query**", "Gas / token", `vs naive (${fmtInt(naive)})`, `< ${fmtInt(TARGET_GAS_PER_QUERY)}?`, `B needed for < ${fmtInt(TARGET_GAS_PER_QUERY)}`],
+  ["Client", "k", "Q", "Posts every¹", "C", "R", "Closed by", "Commitments k·post/Q", "Channels k·life/C", "**Total gas / query**", `Gas / token (N = ${TOKENS_PER_QUERY})`, `vs k·transfer (k × ${fmtInt(transfer)})`, `< ${fmtInt(T)}?`, `C needed for < ${fmtInt(T)} gas/query`],
   results.map(({ s, q }) => [
+    s.label,
     String(s.servers),
-    fmtInt(s.tokens),
-    fmtInt(s.receiptsPerBatch),
-    fillTime(s.receiptsPerBatch, STEPS_PER_SECOND),
-    fmtInt(s.queriesPerRedeem),
+    fmtInt(s.queriesPerBatch),
+    postInterval(s),
     fmtInt(s.queriesPerChannel),
+    fmtInt(s.redemptions),
+    s.closer,
     fmtInt(q.commitments),
-    fmtInt(q.vouchers),
     fmtInt(q.channels),
     `**${fmtInt(q.total)}**`,
     fmtNum(q.perToken, 1),
-    versusNaive(q.total),
-    q.total < TARGET_GAS_PER_QUERY ? "yes" : "no",
-    q.minBatchForTarget === undefined ? "none (R, C too small)" : fmtInt(q.minBatchForTarget),
+    versusTransfers(q.total, s.servers),
+    q.total < T ? "yes" : "no",
+    q.minChannelForTarget === undefined ? "none" : fmtInt(q.minChannelForTarget),
   ]),
-  ["right", "right", "right", "right", "right", "right", "right", "right", "right", "right", "right", "right", "left", "right"],
+  ["left", "right", "right", "right", "right", "right", "left", "right", "right", "right", "right", "right", "left", "right"],
 );
-const NAIVE_TOKENS = 256;
-const naiveTable = markdownTable(
-  ["Naive design: one transaction per query", "Gas / query", `Gas / token (N = ${NAIVE_TOKENS})`],
+
+// One channel's whole life, per server, and what each choice adds.
+const lifeServer = lifecycle(costs, 1, "server");
+const lifeClient = lifecycle(costs, 1, "client");
+const extraRedeem = lifecycle(costs, 2, "server") - lifeServer;
+check(lifecycle(costs, 3, "server") - lifecycle(costs, 2, "server") === costs.redeemLater, "R ≥ 2 adds a later redeem each");
+const lifeRows: [string, string, number][] = [
+  ["**openWithPermit + redeemAndClose** (the model's default: R = 1, server closes)", "2", lifeServer],
+  ["openWithPermit + redeem + closeByServer", "3", costs.open + Number(redeemBeforeClose + closeByServer)],
+  ["openWithPermit + redeem + startClose + finishClose (client closes)", "4", lifeClient],
+  ["approve + open + redeemAndClose (no permit)", "3", Number(approveOpenLater) + costs.redeemAndCloseFirst],
+];
+const lifeTable = markdownTable(
+  ["One client↔server channel, open to close (client's later channel)", "Transactions", "Gas"],
   [
-    ["1 ERC20 transfer, recipient already holds EFED", transferWarm],
-    ["1 ERC20 transfer, recipient's first EFED", transferFresh],
-  ].map(([label, gas]) => [String(label), fmtInt(gas as bigint), fmtNum(Number(gas) / NAIVE_TOKENS, 1)]),
+    ...lifeRows.map(([label, txs, gas]) => [label, txs, fmtInt(gas)]),
+    ["each redemption beyond the first (R > 1): a plain redeem", "+1", `+${fmtInt(extraRedeem)}`],
+  ],
   ["left", "right", "right"],
 );
 
-const pick = (i: number): { s: Scenario; q: ReturnType<typeof perQuery> } => {
-  const r = results[i];
-  if (r === undefined) throw new Error(`no scenario ${i}`);
+const naiveTable = markdownTable(
+  ["Naive design: one transaction per query per server", "Gas / query / server", `Gas / token (N = ${TOKENS_PER_QUERY})`],
+  [
+    ["1 ERC20 transfer, recipient already holds EFED", transferWarm],
+    ["1 ERC20 transfer, recipient's first EFED", transferFresh],
+  ].map(([label, gas]) => [String(label), fmtInt(gas as bigint), fmtNum(Number(gas) / TOKENS_PER_QUERY, 1)]),
+  ["left", "right", "right"],
+);
+
+// ------------------------------------------------------------------ conclusion
+
+const find = (label: string, q: number): { s: Scenario; q: ReturnType<typeof perQuery> } => {
+  const r = results.find((x) => x.s.label === label && x.s.queriesPerBatch === q);
+  if (r === undefined) throw new Error(`no scenario ${label} at Q = ${q}`);
   return r;
 };
-const minB = (i: number): string => {
-  const m = pick(i).q.minBatchForTarget;
-  return m === undefined ? "no B at all" : `B ≥ ${fmtInt(m)} (${fillTime(m, STEPS_PER_SECOND)} of one server's output at ${STEPS_PER_SECOND} steps/s)`;
+const g = (label: string, q: number): string => fmtInt(find(label, q).q.total);
+const minC = (label: string, q: number): string => {
+  const m = find(label, q).q.minChannelForTarget;
+  return m === undefined ? "no C at all" : `C ≥ ${fmtInt(m)}`;
 };
-const reading = `**Reading the table.** With one receipt per step, the commitment term k·N·post/B dominates: a
-${pick(0).s.tokens}-token query through ${pick(0).s.servers} servers leaves ${fmtInt(pick(0).q.receipts)} receipts. The first two rows (B = ${fmtInt(pick(0).s.receiptsPerBatch)} and
-${fmtInt(pick(1).s.receiptsPerBatch)}, R = ${fmtInt(pick(1).s.queriesPerRedeem)}, C = ${fmtInt(pick(1).s.queriesPerChannel)}) cost ${fmtInt(pick(0).q.total)} and ${fmtInt(pick(1).q.total)} gas per query: ${versusNaive(pick(0).q.total)} and
-${versusNaive(pick(1).q.total)} than one transfer per query, and far above the ${fmtInt(TARGET_GAS_PER_QUERY)}-gas goal. At R = ${fmtInt(pick(1).s.queriesPerRedeem)} the
-redemptions alone cost k·redeem/R = ${fmtInt(pick(1).q.vouchers)} gas per query, so no batch size reaches the goal there.
-With R = ${fmtInt(pick(2).s.queriesPerRedeem)} and C = ${fmtInt(pick(2).s.queriesPerChannel)}, k = ${pick(2).s.servers} and N = ${pick(2).s.tokens} need ${minB(2)};
-k = ${pick(4).s.servers} needs ${minB(4)}; k = ${pick(5).s.servers} and N = ${pick(5).s.tokens} need ${minB(5)}.
-So the goal of under ${fmtInt(TARGET_GAS_PER_QUERY)} gas per paid query is met only with large batches (10^5 to 10^6 receipts,
-posted every tens of minutes to hours) and redemptions every thousand queries or so; it is **not**
-met at B = 10,000.
+const meets = (label: string, q: number): boolean => find(label, q).q.total < T;
+// The conclusion below is prose about the current numbers: fail loudly rather than write it false.
+const claims: [boolean, string][] = [
+  [meets("heavy", 1_000) && meets("heavy", 10_000), "heavy clients meet the goal at k = 4"],
+  [!meets("light", 1_000) && !meets("light", 10_000), "light clients miss it"],
+  [!meets("regular", 1_000) && !meets("regular", 10_000), "regular clients at k = 4 miss it"],
+  [meets("regular, k = 1", 1_000) && !meets("regular, k = 8", 1_000), "k = 1 meets it, k = 8 misses it"],
+  [find("regular, k = 8", 1_000).q.minChannelForTarget === undefined, "k = 8 at Q = 1,000 has no C"],
+  [Math.min(find("light", 1_000).q.total, find("light", 10_000).q.total) > 10 * T, "light clients pay over ten times the goal"],
+  [results.every(({ s, q }) => q.total < s.servers * transfer), "every row beats one transfer per query per server"],
+  [find("regular", 1_000).q.channels > find("regular", 1_000).q.commitments, "channels dominate for a regular client"],
+  [find("heavy", 1_000).q.commitments > find("heavy", 1_000).q.channels, "commitments dominate for a heavy client at Q = 1,000"],
+];
+for (const [ok, what] of claims) check(ok, `conclusion text: ${what} (update the text)`);
 
-Two levers would move the commitment term, which this benchmark only reports: it scales with receipts
-per query, so a receipt per server per query (covering a session's steps) instead of per step would
-divide it by N; and \`post\` itself is mostly storage: \`postBatch\` writes five fresh slots (three
-for the \`Batch\` struct, one for the server's batch-id list, one for the root-used flag), about
-${fmtInt(5 * 22_100)} of its ${fmtInt(costs.postBatch)} gas.`;
+const qps = serverQueriesPerSecond(CONCURRENT_SESSIONS, SESSION_TOKENS_PER_SECOND, TOKENS_PER_QUERY);
+const r1k = find("regular", 1_000);
+const commit4 = (q: number): string => fmtInt(find("heavy", q).q.commitments);
+const ratios = results.map(({ s, q }) => (s.servers * transfer) / q.total);
+const lights = [find("light", 1_000).q.total, find("light", 10_000).q.total];
+// Not a table row: what k = 8 needs when the servers post less often.
+const k8q10k = perQuery({ ...base, label: "regular, k = 8", servers: 8, queriesPerBatch: 10_000, queriesPerChannel: REGULAR }, costs, T);
+const k8Need = k8q10k.minChannelForTarget;
+check(k8Need !== undefined, "conclusion text: k = 8 at Q = 10,000 has a C (update the text)");
+const postsOverGoal = (k: number): string => fmtInt(Math.ceil((k * costs.postBatch) / T));
+const conclusion = `## Conclusion
+
+The goal is an amortized on-chain cost **below ${fmtInt(T)} gas per paid query**. Measured against the
+model of section 2 (k servers per query; each server posts one root per Q queries it serves; each
+client↔server channel lives C queries and ends with one \`redeemAndClose\`):
+
+- **It holds for heavy clients.** With k = 4 servers and C = ${fmtInt(HEAVY)} queries per channel, a query costs
+  ${g("heavy", 1_000)} gas at Q = 1,000 and ${g("heavy", 10_000)} gas at Q = 10,000. It also holds for a regular client
+  (C = ${fmtInt(REGULAR)}) behind a single server (k = 1: ${g("regular, k = 1", 1_000)} gas).
+- **It does not hold for light or regular clients on a 4-server pipeline.** A light client (C = ${fmtInt(LIGHT)})
+  costs ${fmtInt(Math.min(...lights))} to ${fmtInt(Math.max(...lights))} gas per query, over ten times the goal; a regular client (C = ${fmtInt(REGULAR)})
+  costs ${g("regular", 1_000)} at Q = 1,000 and ${g("regular", 10_000)} at Q = 10,000. With k = 4 the goal needs
+  ${minC("regular", 1_000)} queries per channel when servers post every ${postInterval(r1k.s)} (Q = 1,000), ${minC("regular", 10_000)}
+  when they post every ${postInterval(find("regular", 10_000).s)} (Q = 10,000). With k = 8 no C is enough at Q = 1,000, and at Q = 10,000
+  it takes C ≥ ${fmtInt(k8Need)}. Posting less often is not free: receipts can only be audited on chain
+  once posted, and a post every ${postInterval(find("regular", 10_000).s)} is longer than the devnet's ${DEVNET_PARAMS.timing.challengeWindow / 3600n} h challenge window.
+- **For light and regular clients the channel lifecycle dominates.** One channel costs ${fmtInt(lifeServer)} gas per server
+  (openWithPermit ${fmtInt(costs.open)} + redeemAndClose ${fmtInt(costs.redeemAndCloseFirst)}), paid k times and spread over only C
+  queries: ${fmtInt(find("light", 1_000).q.channels)} gas per query at C = ${fmtInt(LIGHT)}, ${fmtInt(r1k.q.channels)} at C = ${fmtInt(REGULAR)}. A commitment post costs
+  ${fmtInt(costs.postBatch)} gas however many receipts it covers, spread over every query the server serves,
+  whoever the client: k·post/Q = ${commit4(1_000)} gas at Q = 1,000 and ${commit4(10_000)} at Q = 10,000 for k = 4. Commitments
+  dominate only for heavy clients with frequent posts. On their own they use up the whole budget
+  unless a server serves at least k·post/${fmtInt(T)} queries between two posts (${postsOverGoal(4)} for k = 4, ${postsOverGoal(8)} for
+  k = 8): that is why k = 8 at Q = 1,000 has no answer.
+- Redeeming more often or letting the client close costs more: R = 10 redemptions per channel raise
+  the regular client's ${g("regular", 1_000)} gas to ${g("regular, R = 10", 1_000)}; a client-driven close (startClose + finishClose
+  after a redeem) to ${g("regular, client closes", 1_000)}.
+- Every row is ${fmtNum(Math.min(...ratios), 0)} to ${fmtNum(Math.max(...ratios), 0)} times cheaper than paying each server one ERC20 transfer per
+  query, and, unlike those transfers, it also commits the servers to their work.
+
+So the goal is met when clients keep a channel open for thousands of queries (more with longer
+pipelines), and missed for occasional users, whose cost is almost all channel open and close.
+**Probabilistic micropayments** (Livepeer-style lottery tickets: the client hands each server a signed
+ticket per query that wins with a small probability p and then pays the query's price divided by p;
+only winning tickets are redeemed on chain, against one client deposit shared by all servers) would
+remove the dependence on C: the payment part would become about k·p·(gas of a winning-ticket
+redemption), the same for a light client as for a heavy one, apart from funding the deposit once.
+That is future work: it is neither implemented nor measured here.
+
+Not counted anywhere on this page: staking and registration, top-ups, audits and disputes, withdrawals
+(see the assumptions in section 2). Gas is not money: the price per gas depends on the chain the
+protocol is deployed to.`;
 
 const efed = (v: bigint): string => ethers.formatEther(v).replace(/\.0$/, "");
 const compiler = hre.config.solidity.profiles["default"]?.compilers[0];
@@ -423,20 +537,20 @@ const env = [
   `- Protocol parameters: \`DEVNET_PARAMS\` (scripts/lib/deployProtocol.ts): protocol fee ${DEVNET_PARAMS.feeBps} bps (${Number(DEVNET_PARAMS.feeBps) / 100} %), close timeout ${DEVNET_PARAMS.closeTimeoutSeconds / 3600n} h, server stake ${efed(DEVNET_PARAMS.stake.serverBaseStake)} + ${efed(DEVNET_PARAMS.stake.serverStakePerLayer)}/layer EFED, verifier stake ${efed(DEVNET_PARAMS.stake.verifierMinStake)} EFED.`,
 ].join("\n");
 
-const fmtCosts = [
-  `post one batch = ${fmtInt(costs.postBatch)} (steady state, largest of the three batch sizes)`,
-  `redeem = ${fmtInt(costs.redeem)} (later redemption)`,
-  `open = ${fmtInt(costs.open)} (dearer of approve + open, ${fmtInt(approveOpenLater)}, and openWithPermit, ${fmtInt(openWithPermitLater)}, plus the ${fmtInt(redeemFirst - redeemLater)} extra of a channel's first redemption)`,
-  `close = ${fmtInt(costs.close)} (dearer of closeByServer, ${fmtInt(closeByServer)}, and startClose + finishClose, ${fmtInt(clientClose)})`,
-];
-
 const doc = `# Gas benchmark
 
 <!-- Generated by \`npm run bench:gas\` (scripts/bench/gas.ts). Do not edit by hand: re-run the script. -->
 
 This page is written by \`npm run bench:gas\`. The script deploys the whole protocol on Hardhat's
 in-process EDR network, performs every on-chain operation of a server's, a verifier's and a client's
-life, and reports the \`gasUsed\` of each transaction receipt. Commitment batches hold real receipts
+life, reports the \`gasUsed\` of each transaction receipt, and derives from them the on-chain gas per
+paid query under the stated assumptions of section 2.
+
+${conclusion}
+
+## Method
+
+Commitment batches hold real receipts
 (built with \`protocol/receipt.ts\`, one prefill step of ${PROMPT_TOKENS} prompt tokens then decode steps of one token,
 ${STEPS_PER_SESSION} steps per session) under a real Merkle root (\`protocol/merkle.ts\`); the benchmark checks
 on chain that a proof verifies, that a tampered receipt does not, and that the contract recovers the
@@ -462,8 +576,8 @@ ${opTable}
 
 ### Commitment batches and receipt proofs
 
-A batch is one \`postBatch\` whatever its size (the root is 32 bytes), so the cost per receipt falls
-as 1/B. Rows below are the same server's later batches (its first batch, above, costs more because it
+A batch of B receipts is one \`postBatch\` whatever B (the root is 32 bytes), so the cost per receipt
+falls as 1/B. Rows below are the same server's later batches (its first batch, above, costs more because it
 creates the server's batch list). \`verifyReceipt\` is a view, used by verifiers and disputes; its
 cost grows with the proof length, log2(B), and is paid only if a receipt is ever checked on chain.
 The figure is \`estimateGas\` of a transaction calling it (so it includes the 21,000 base and
@@ -474,36 +588,58 @@ ${batchTable}
 
 ## 2. Amortized on-chain gas per paid query
 
-**Model.** A query is one generation of N tokens through a pipeline of k servers. Every server signs
-one receipt per step (ReceiptLib: a prefill, then one decode step per further token), so a query
-leaves N receipts with each server, k·N in all. Each server posts one batch per B receipts (mixing
-all its sessions), redeems one voucher per R queries on the client's channel to it, and that channel
-is opened and closed once per C queries. Per query:
+**Model.** A query is one generation of N tokens through a pipeline of k servers, each with its own
+channel from the client. Two costs are spread over queries, both paid once per server:
 
-    gas = k·N·post/B + k·redeem/R + k·(open + close)/C
+- **Commitments.** A server posts one Merkle root of its signed receipts per interval. \`postBatch\` gas
+  does not depend on how many receipts are under the root (table above), so what matters is Q, the
+  queries the server serves between two posts, from all its clients.
+- **Channel lifecycle.** Per client and server: \`openWithPermit\` (the normal client path), R − 1 plain
+  \`redeem\`s, and a final \`redeemAndClose\` by the server; the channel serves C queries.
 
-with the measured costs ${fmtCosts.join("; ")}.
+Per query:
+
+    gas = k·post/Q + k·life/C,    life = open + (R − 1)·redeem + redeemAndClose
+
+with the measured costs post = ${fmtInt(costs.postBatch)} (steady state, largest of the three batch sizes), open =
+${fmtInt(costs.open)} (\`openWithPermit\`, client's later channel and later permit), redeemAndClose = ${fmtInt(costs.redeemAndCloseFirst)} on a
+never-redeemed channel (R = 1). When R > 1, the first redeem is a channel's first redemption
+(${fmtInt(costs.redeemFirst)}), the further ones cost ${fmtInt(costs.redeemLater)}, and the final redeemAndClose ${fmtInt(costs.redeemAndCloseLater)}; the
+model uses each where it applies. If the client closes instead, life = open + R·redeem + startClose +
+finishClose (${fmtInt(costs.clientClose)} for the close). One channel's life:
+
+${lifeTable}
 
 **Assumptions, stated plainly.**
 
-- Counted: commitment batches, voucher redemptions, channel open (with its approval) and close.
+- Counted: commitment posts, channel open, redemptions and close.
 - Not counted: staking and registration (one-off per operator), top-ups (assumed the opening deposit
   covers the C queries), audits and disputes (on chain only when a verifier challenges, which in an
   honest network is rare), withdrawals, variant registration.
-- Every one of the k servers has its own channel with the client.
-- "B fills in" is the time one server needs to accumulate B receipts at ${STEPS_PER_SECOND} steps per second across all
-  its sessions (an assumption for scale, not a measurement); compare it with the challenge window
-  (${DEVNET_PARAMS.timing.challengeWindow / 3600n} h on the devnet), since receipts are only auditable once posted.
-- Naive baseline: one ERC20 transfer per query (measured above), which pays a single party and commits
-  to no work at all; so the comparison flatters the naive design.
-- The last column is the smallest B that brings the total under the ${fmtInt(TARGET_GAS_PER_QUERY)}-gas target with the row's
-  k, N, R and C ("none" if vouchers and channels alone exceed it).
+- R = 1 (one redemption, at the end) is safe for the server because the deposit is locked: if the
+  client starts a close, the server can still redeem during the ${DEVNET_PARAMS.closeTimeoutSeconds / 3600n} h close timeout, provided it
+  watches the chain.
+- ¹ Posting interval, an assumption for scale, not a measurement: one server serving
+  ${CONCURRENT_SESSIONS} concurrent sessions at ${SESSION_TOKENS_PER_SECOND} tokens/s each, N = ${TOKENS_PER_QUERY} tokens per query, completes
+  ${CONCURRENT_SESSIONS} × ${SESSION_TOKENS_PER_SECOND} / ${TOKENS_PER_QUERY} = ${fmtNum(qps, 3)} queries/s, so Q queries take Q / ${fmtNum(qps, 3)} s. Every server of the
+  pipeline computes every token (its own layers), so this does not depend on k. Receipts can only be
+  audited on chain once posted: compare the interval with the challenge window
+  (${DEVNET_PARAMS.timing.challengeWindow / 3600n} h on the devnet); the contract does not enforce a maximum interval.
+- N enters only the per-token column and the posting interval.
+- Naive baseline: one ERC20 transfer per query to each of the k servers (k × ${fmtInt(transfer)}, measured
+  above), which commits to no work at all; so the comparison flatters the naive design.
+- The last column is the smallest C that brings the total under ${fmtInt(T)} gas with the row's other
+  parameters: C > k·life / (${fmtInt(T)} − k·post/Q), "none" if the commitment part alone reaches ${fmtInt(T)}.
+- Rows: light, regular and heavy clients (C = ${fmtInt(LIGHT)}, ${fmtInt(REGULAR)}, ${fmtInt(HEAVY)}) with k = 4 at Q = 1,000 and 10,000;
+  then the regular client at Q = 1,000 with one parameter changed: k = 1, k = 8, R = 10, and the
+  client closing the channel instead of the server.
 
 ${amortTable}
 
 ${naiveTable}
 
-${reading}
+\`post\` is mostly storage: \`postBatch\` writes five fresh slots (three for the \`Batch\` struct, one
+for the server's batch-id list, one for the root-used flag), about ${fmtInt(5 * 22_100)} of its ${fmtInt(costs.postBatch)} gas.
 `;
 
 const outPath = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "docs", "gas.md");
@@ -514,6 +650,8 @@ console.log("## Gas per operation\n");
 console.log(opTable);
 console.log("\n## Commitment batches and receipt proofs\n");
 console.log(batchTable);
+console.log("\n## Channel lifecycle\n");
+console.log(lifeTable);
 console.log("\n## Amortized on-chain gas per paid query\n");
 console.log(amortTable);
 console.log();
