@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
+import { generateCommand } from "../client/commands/generate.js";
 
 const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -9,7 +10,7 @@ const { version } = JSON.parse(readFileSync(new URL("../package.json", import.me
  * sees both sides.
  */
 export function buildProgram(): Command {
-  return new Command()
+  const program = new Command()
     .name("efed")
     .description(
       "eFed: serve and use a large language model split across staked servers, verified and paid per token.",
@@ -17,6 +18,8 @@ export function buildProgram(): Command {
     .version(version, "-V, --version", "print the eFed version")
     .showHelpAfterError()
     .exitOverride();
+  for (const sub of [generateCommand()]) program.addCommand(sub.copyInheritedSettings(program));
+  return program;
 }
 
 /** Runs the CLI on `argv` (process.argv layout); returns the exit code instead of exiting. */

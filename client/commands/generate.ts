@@ -1,0 +1,80 @@
+import { Command, Option } from "commander";
+import { ModelDirectory } from "../../engine/model/modelDir.js";
+import { Head } from "../../engine/runtime/head.js";
+import { InvalidArgumentError } from "../../protocol/errors.js";
+import { generate } from "../generate.js";
+import { LocalPipeline } from "../localPipeline.js";
+import { TextTokenizer } from "../tokenizer.js";
+import { integer, integerList, number } from "./options.js";
+
+interface GenerateFlags {
+  model: string;
+  prompt?: string;
+  ids?: number[];
+  maxTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  repetitionPenalty: number;
+  seed: number;
+  split?: number[];
+  threads: number;
+  json?: boolean;
+}
+
+/** `efed generate`: run a whole model in this process (optionally split into shards) and print the continuation. */
+export function generateCommand(): Command {
+  return new Command("generate")
+    .description("generate text with a model run in this process (layers optionally split into shards)")
+    .requiredOption("--model <dir>", "Hugging Face model directory (config.json, safetensors, tokenizer.json)")
+    .addOption(new Option("--prompt <text>", "prompt text").conflicts("ids"))
+    .addOption(new Option("--ids <ids>", "prompt as comma-separated token ids").argParser(integerList(0)))
+    .requiredOption("--max-tokens <n>", "tokens to generate", integer(0, 1_000_000))
+    .option("--temperature <t>", "0 = greedy", number(0), 0)
+    .option("--top-k <k>", "sample from the k most likely tokens (0 = all)", integer(0), 0)
+    .option("--top-p <p>", "nucleus sampling mass", number(Number.MIN_VALUE, 1), 1)
+    .option("--repetition-penalty <r>", "> 1 discourages repeats", number(Number.MIN_VALUE), 1)
+    .option("--seed <n>", "seed of the sampling stream", integer(0, 2 ** 31 - 1), 0)
+    .option("--split <layers>", "run the layers as shards split at these boundaries, e.g. 2,4", integerList(1))
+    .option("--threads <n>", "intra-op threads per ONNX Runtime session", integer(1, 256), 1)
+    .option("--json", "print one JSON object: prompt ids, generated ids, text")
+    .action(async (flags: GenerateFlags) => {
+      if ((flags.prompt === undefined) === (flags.ids === undefined)) {
+        throw new InvalidArgumentError("give exactly one of --prompt TEXT or --ids 1,2,3");
+      }
+      const model = ModelDirectory.open(flags.model);
+      const tokenizer = tryTokenizer(flags.model, flags.prompt !== undefined);
+      const promptIds = flags.ids ?? tokenizer!.encode(flags.prompt!);
+      const runtime = { threads: flags.threads };
+      const head = await Head.load(model, runtime);
+      const pipeline = await LocalPipeline.load(model, flags.split ?? [], runtime);
+      const result = await generate(head, pipeline, promptIds, {
+        maxTokens: flags.maxTokens,
+        temperature: flags.temperature,
+        topK: flags.topK,
+        topP: flags.topP,
+        repetitionPenalty: flags.repetitionPenalty,
+        seed: flags.seed,
+        stopTokens: model.config.eosTokenIds,
+      });
+      const text = tokenizer?.decode(result.generatedIds);
+      if (flags.json === true) {
+        console.log(JSON.stringify({ promptIds: result.promptIds, generatedIds: result.generatedIds, text: text ?? null, finish: result.finish }));
+      } else {
+        console.log(text ?? result.generatedIds.join(","));
+      }
+      await pipeline.release();
+      await head.release();
+      model.close();
+    });
+}
+
+/** The tokenizer, required for text prompts; optional (ids only, no text) otherwise. */
+function tryTokenizer(dir: string, required: boolean): TextTokenizer | undefined {
+  try {
+    return TextTokenizer.load(dir);
+  } catch (err) {
+    if (required) throw err;
+    return undefined;
+  }
+}
