@@ -1,0 +1,192 @@
+import { readFileSync, writeFileSync, truncateSync, statSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { ModelFormatError } from "../../engine/errors.js";
+import { ropeInverseFrequencies, parseConfig } from "../../engine/model/config.js";
+import { float32ToBF16Bytes, float32ToF16Bytes, toFloat32 } from "../../engine/model/dtype.js";
+import { ModelDirectory } from "../../engine/model/modelDir.js";
+import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
+import { writeSafetensors } from "../../engine/model/safetensorsWriter.js";
+import { Shard } from "../../engine/runtime/shard.js";
+import { scratchDir } from "./helpers.js";
+
+const scratch = scratchDir();
+afterAll(() => scratch.cleanup());
+let counter = 0;
+
+/** A fresh copy of a valid tiny model to break. */
+function freshModel(overrides = {}): string {
+  const dir = join(scratch.dir, `m${counter++}`);
+  writeRandomModel(dir, tinyConfig(overrides), { seed: 3, dtype: "F32" });
+  return dir;
+}
+
+function expectFormatError(fn: () => unknown, message: string | RegExp): void {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (err) {
+    caught = err;
+  }
+  expect(caught).toBeInstanceOf(ModelFormatError);
+  if (typeof message === "string") expect((caught as Error).message).toContain(message);
+  else expect((caught as Error).message).toMatch(message);
+}
+
+describe("a broken model directory gets a clear error naming the file and tensor", () => {
+  it("a missing directory and a missing config.json", () => {
+    expectFormatError(() => ModelDirectory.open(join(scratch.dir, "nope")), "does not exist");
+    const dir = freshModel();
+    rmSync(join(dir, "config.json"));
+    expectFormatError(() => ModelDirectory.open(dir), `cannot read ${join(dir, "config.json")}`);
+  });
+
+  it("no weights file", () => {
+    const dir = freshModel();
+    rmSync(join(dir, "model.safetensors"));
+    expectFormatError(() => ModelDirectory.open(dir), "neither model.safetensors nor model.safetensors.index.json exists");
+  });
+
+  it("an unsupported model_type", () => {
+    expectFormatError(
+      () => parseConfig({ ...tinyConfig(), model_type: "gpt2" }, "cfg.json"),
+      'cfg.json: unsupported model_type "gpt2" (supported: llama, mistral, qwen2)',
+    );
+  });
+
+  it("bad config fields name the field and what was expected", () => {
+    expectFormatError(() => parseConfig({ ...tinyConfig(), hidden_size: -4 }, "c.json"), "c.json: hidden_size is -4, expected a positive integer");
+    expectFormatError(
+      () => parseConfig({ ...tinyConfig(), num_key_value_heads: 3 }, "c.json"),
+      "num_key_value_heads is 3, expected a divisor of num_attention_heads (4)",
+    );
+    expectFormatError(
+      () => parseConfig({ ...tinyConfig(), rope_scaling: { rope_type: "yarn", factor: 4 } }, "c.json"),
+      'unsupported rope_scaling type "yarn"',
+    );
+  });
+
+  it("a missing tensor", () => {
+    const dir = freshModel();
+    const path = join(dir, "model.safetensors");
+    const model = ModelDirectory.open(dir);
+    const info = model.info("model.layers.1.mlp.up_proj.weight");
+    model.close();
+    // rename the tensor in the header (same length keeps offsets valid)
+    const bytes = readFileSync(path);
+    const renamed = Buffer.from(bytes.toString("latin1").replace("model.layers.1.mlp.up_proj.weight", "model.layers.1.mlp.up_proj.weighx"), "latin1");
+    writeFileSync(path, renamed);
+    expect(info.shape).toEqual([80, 48]);
+    const broken = ModelDirectory.open(dir);
+    expectFormatError(() => broken.tensor("model.layers.1.mlp.up_proj.weight", [80, 48]), `${dir}: tensor model.layers.1.mlp.up_proj.weight is missing`);
+  });
+
+  it("a tensor of the wrong shape", () => {
+    const dir = freshModel({ intermediate_size: 80 });
+    const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ ...config, intermediate_size: 96 }));
+    const model = ModelDirectory.open(dir);
+    expectFormatError(
+      () => model.tensor("model.layers.0.mlp.gate_proj.weight", [96, 48]),
+      "tensor model.layers.0.mlp.gate_proj.weight has shape [80, 48], expected [96, 48]",
+    );
+  });
+
+  it("a truncated file and a corrupt header", () => {
+    const dir = freshModel();
+    const path = join(dir, "model.safetensors");
+    truncateSync(path, statSync(path).size - 100);
+    expectFormatError(() => ModelDirectory.open(dir), /tensor \S+ is truncated: its data ends at byte \d+ of a \d+-byte data section/);
+    writeFileSync(path, Buffer.from([1, 2, 3]));
+    expectFormatError(() => ModelDirectory.open(dir), "shorter than the 8-byte length prefix");
+    const huge = Buffer.alloc(16);
+    huge.writeBigUInt64LE(1n << 40n);
+    writeFileSync(path, huge);
+    expectFormatError(() => ModelDirectory.open(dir), "declared header length 1099511627776 exceeds the file");
+    const notJson = Buffer.concat([Buffer.alloc(8), Buffer.from("{not json")]);
+    notJson.writeBigUInt64LE(9n);
+    writeFileSync(path, notJson);
+    expectFormatError(() => ModelDirectory.open(dir), "header is not JSON");
+  });
+
+  it("an unknown and an unsupported dtype", () => {
+    const dir = freshModel();
+    const mpath = join(dir, "model.safetensors");
+    const mtext = readFileSync(mpath).toString("latin1");
+    writeFileSync(mpath, Buffer.from(mtext.replace('"dtype":"F32"', '"dtype":"X32"'), "latin1"));
+    expectFormatError(() => ModelDirectory.open(dir), "has unknown dtype X32");
+    const dir2 = freshModel();
+    const p2 = join(dir2, "model.safetensors");
+    const t2 = readFileSync(p2).toString("latin1");
+    // I32 has the same width as F32: the header is valid, but the engine cannot compute with it
+    writeFileSync(p2, Buffer.from(t2.replace('"dtype":"F32"', '"dtype":"I32"'), "latin1"));
+    const model = ModelDirectory.open(dir2);
+    expectFormatError(() => model.tensor("model.embed_tokens.weight", [97, 48]), "has unsupported dtype I32 (expected F32, F16 or BF16)");
+  });
+
+  it("a sharded checkpoint loads through its index", async () => {
+    const dir = freshModel();
+    const model = ModelDirectory.open(dir);
+    const names = [...(await import("../../engine/model/weights.js")).expectedTensors(model.config).keys()];
+    const half = Math.floor(names.length / 2);
+    const parts = [names.slice(0, half), names.slice(half)];
+    const weightMap: Record<string, string> = {};
+    parts.forEach((part, i) => {
+      const file = `model-0000${i + 1}-of-00002.safetensors`;
+      writeSafetensors(
+        join(dir, file),
+        new Map(part.map((n) => [n, { dtype: "F32" as const, shape: model.info(n).shape, data: new Uint8Array(model.tensor(n, model.info(n).shape).buffer) }])),
+      );
+      for (const n of part) weightMap[n] = file;
+    });
+    const original = model.tensor("model.norm.weight", [48]);
+    model.close();
+    rmSync(join(dir, "model.safetensors"));
+    writeFileSync(join(dir, "model.safetensors.index.json"), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+    const sharded = ModelDirectory.open(dir);
+    expect(sharded.tensor("model.norm.weight", [48])).toEqual(original);
+    const shard = await Shard.load(sharded, 1, 3);
+    expect([shard.first, shard.last]).toEqual([1, 3]);
+  });
+
+  it("a shard refuses an empty or out-of-model layer range", async () => {
+    const model = ModelDirectory.open(freshModel());
+    await expect(Shard.load(model, 2, 2)).rejects.toThrow("layer range 2:2 is not within 0:4 or is empty");
+    await expect(Shard.load(model, 0, 5)).rejects.toThrow("layer range 0:5 is not within 0:4 or is empty");
+  });
+});
+
+describe("dtypes and RoPE frequencies", () => {
+  it("F16 and BF16 round-trip exactly representable values and round others to nearest even", () => {
+    const exact = new Float32Array([0, -0, 1, -2.5, 65504, 2 ** -24, 0.333251953125]);
+    expect(toFloat32(float32ToF16Bytes(exact), "F16")).toEqual(exact);
+    expect(toFloat32(float32ToF16Bytes(new Float32Array([1 + 2 ** -11])), "F16")[0]).toBe(1); // tie → even
+    expect(toFloat32(float32ToF16Bytes(new Float32Array([1e6])), "F16")[0]).toBe(Infinity);
+    const bf = new Float32Array([1, -3.140625, 2 ** 100]);
+    expect(toFloat32(float32ToBF16Bytes(bf), "BF16")).toEqual(bf);
+    expect(toFloat32(float32ToBF16Bytes(new Float32Array([1 + 2 ** -8])), "BF16")[0]).toBe(1);
+  });
+
+  it("Llama 3 scaling keeps short wavelengths, divides long ones, blends between", () => {
+    const c = parseConfig(
+      tinyConfig({
+        hidden_size: 64,
+        num_attention_heads: 1,
+        num_key_value_heads: 1,
+        rope_theta: 500000,
+        rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+      }),
+      "c.json",
+    );
+    const plain = ropeInverseFrequencies({ ...c, ropeScaling: undefined });
+    const scaled = ropeInverseFrequencies(c);
+    // wavelength 2π/inv: below 8192/4 = 2048 kept, above 8192 divided by 8
+    for (let i = 0; i < plain.length; i++) {
+      const wavelen = (2 * Math.PI) / plain[i]!;
+      if (wavelen < 2048) expect(scaled[i]).toBe(plain[i]);
+      else if (wavelen > 8192) expect(scaled[i]).toBeCloseTo(plain[i]! / 8, 15);
+      else expect(scaled[i]! < plain[i]! && scaled[i]! > plain[i]! / 8).toBe(true);
+    }
+    expect(plain[1]).toBeCloseTo(500000 ** (-2 / 64), 15);
+  });
+});
