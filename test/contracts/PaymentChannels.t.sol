@@ -321,6 +321,54 @@ contract PaymentChannelsFuzzTest is EFedFixture {
         assertEq(token.balanceOf(address(channels)), 0, "channels emptied");
     }
 
+    /// @dev redeemAndClose = redeem + closeByServer in one call: server gets min(cum, deposit) - fee,
+    ///      the pool the fee, the client the rest, and the channel is closed.
+    function testFuzz_RedeemAndCloseSettlesAtOnce(uint256 pkSeed, uint256 amount, uint256 cumulative, uint16 feeBps)
+        public
+    {
+        (uint256 pk, address client) = _client(pkSeed);
+        amount = bound(amount, 1, MAX_DEPOSIT);
+        cumulative = bound(cumulative, 1, 2 * MAX_DEPOSIT);
+        feeBps = uint16(bound(feeBps, 0, channels.MAX_FEE_BPS()));
+        channels.setFee(feeBps);
+        bytes32 id = _open(client, amount);
+
+        bytes memory sig = _voucher(pk, id, cumulative);
+        vm.prank(SERVER);
+        channels.redeemAndClose(id, cumulative, sig);
+
+        uint256 paid = cumulative < amount ? cumulative : amount;
+        uint256 fee = (paid * feeBps) / 10_000;
+        IPaymentChannels.Channel memory c = channels.channel(id);
+        assertTrue(c.closed, "closed");
+        assertEq(c.paid, paid, "paid");
+        assertEq(token.balanceOf(SERVER), paid - fee, "server received");
+        assertEq(token.balanceOf(POOL), fee, "pool received");
+        assertEq(token.balanceOf(client), amount - paid, "client refunded");
+        assertEq(token.balanceOf(address(channels)), 0, "channels emptied");
+    }
+
+    /// @dev A stale voucher makes redeemAndClose revert as a whole: the channel stays open and funded.
+    function testFuzz_RedeemAndCloseWithStaleVoucherReverts(uint256 pkSeed, uint256 amount, uint256 cum1, uint256 cum2)
+        public
+    {
+        (uint256 pk, address client) = _client(pkSeed);
+        amount = bound(amount, 1, MAX_DEPOSIT);
+        cum1 = bound(cum1, 1, amount);
+        cum2 = bound(cum2, 0, cum1);
+        bytes32 id = _open(client, amount);
+        _redeem(id, cum1, _voucher(pk, id, cum1));
+
+        bytes memory sig = _voucher(pk, id, cum2);
+        vm.expectRevert(
+            abi.encodeWithSelector(IPaymentChannels.ChannelVoucherNotIncreasing.selector, id, cum2, cum1)
+        );
+        vm.prank(SERVER);
+        channels.redeemAndClose(id, cum2, sig);
+        assertFalse(channels.channel(id).closed, "still open");
+        assertEq(token.balanceOf(address(channels)), amount - cum1, "still funded");
+    }
+
     function testFuzz_SetFeeAboveMaxReverts(uint16 feeBps) public {
         feeBps = uint16(bound(feeBps, channels.MAX_FEE_BPS() + 1, type(uint16).max));
         vm.expectRevert(

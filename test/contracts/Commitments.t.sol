@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Commitments} from "../../contracts/Commitments.sol";
+import {ICommitments} from "../../contracts/interfaces/ICommitments.sol";
+import {IStaking} from "../../contracts/interfaces/IStaking.sol";
+import {ReceiptLib} from "../../contracts/libraries/ReceiptLib.sol";
+import {EFedFixture} from "./utils/EFedFixture.sol";
+
+/// @title Fuzz tests of Commitments: batch posting rules, ids, receipts and Merkle proofs
+contract CommitmentsFuzzTest is EFedFixture {
+    uint256 internal constant SERVER_PK = 0x5E4E4;
+    uint256 internal constant START = 1_700_000_000;
+
+    Commitments internal commitments;
+    address internal server;
+
+    function setUp() public {
+        _deployCore();
+        server = vm.addr(SERVER_PK);
+        _makeServer(server, 0, NUM_LAYERS);
+        commitments = new Commitments(staking);
+        vm.warp(START);
+        vm.roll(1_000);
+    }
+
+    function _post(bytes32 root, uint32 count, uint64 tokens, uint64 fromTime, uint64 toTime)
+        internal
+        returns (uint256 id)
+    {
+        vm.prank(server);
+        id = commitments.postBatch(root, count, tokens, fromTime, toTime);
+    }
+
+    // ------------------------------------------------------------ postBatch
+
+    function testFuzz_PostBatchStoresExactly(
+        bytes32 root,
+        uint32 count,
+        uint64 tokens,
+        uint64 fromTime,
+        uint64 toTime,
+        uint256 nowTs
+    ) public {
+        vm.assume(root != bytes32(0));
+        nowTs = bound(nowTs, 1, type(uint64).max);
+        vm.warp(nowTs);
+        count = uint32(bound(count, 1, type(uint32).max));
+        tokens = uint64(bound(tokens, count, type(uint64).max));
+        toTime = uint64(bound(toTime, 0, nowTs));
+        fromTime = uint64(bound(fromTime, 0, toTime));
+
+        uint256 id = _post(root, count, tokens, fromTime, toTime);
+        assertEq(id, 0, "first batch id");
+        ICommitments.Batch memory b = commitments.batch(id);
+        assertEq(b.server, server, "server");
+        assertEq(b.receiptCount, count, "receiptCount");
+        assertEq(b.tokensServed, tokens, "tokensServed");
+        assertEq(b.fromTime, fromTime, "fromTime");
+        assertEq(b.toTime, toTime, "toTime");
+        assertEq(b.postedBlock, block.number, "postedBlock");
+        assertEq(b.postedAt, nowTs, "postedAt");
+        assertEq(b.root, root, "root");
+        assertEq(commitments.batchCount(), 1, "batchCount");
+        assertEq(commitments.serverBatchCount(server), 1, "serverBatchCount");
+
+        vm.expectRevert(abi.encodeWithSelector(ICommitments.CommitmentsUnknownBatch.selector, uint256(1)));
+        commitments.batch(1);
+    }
+
+    /// @dev A run of batches with random gaps: ids 0..n-1, each batch's range after the previous one,
+    ///      and serverBatchIds pages with a fuzzed offset/limit.
+    function testFuzz_PostBatchSequence(uint8 n, uint256 seed, uint256 offset, uint256 limit) public {
+        n = uint8(bound(n, 1, 12));
+        offset = bound(offset, 0, 15);
+        limit = bound(limit, 0, 15);
+        uint64 previousTo = uint64(START);
+        uint256 totalTokens = 0;
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 r = uint256(keccak256(abi.encode(seed, i)));
+            uint64 fromTime = previousTo + uint64(r % 1000); // may equal the previous toTime
+            uint64 toTime = fromTime + uint64((r >> 64) % 1000);
+            if (toTime > block.timestamp) vm.warp(toTime);
+            uint32 count = uint32(((r >> 128) % 500) + 1);
+            uint64 tokens = count + uint64((r >> 160) % 10_000);
+            uint256 id = _post(keccak256(abi.encode("root", seed, i)), count, tokens, fromTime, toTime);
+            assertEq(id, i, "sequential id");
+            assertEq(commitments.batch(id).fromTime, fromTime, "fromTime");
+            assertEq(commitments.batch(id).toTime, toTime, "toTime");
+            previousTo = toTime;
+            totalTokens += tokens;
+        }
+        assertEq(commitments.batchCount(), n, "batchCount");
+        assertEq(commitments.serverBatchCount(server), n, "serverBatchCount");
+
+        uint256[] memory page = commitments.serverBatchIds(server, offset, limit);
+        uint256 expectedLength = offset >= n ? 0 : (n - offset < limit ? n - offset : limit);
+        assertEq(page.length, expectedLength, "page length");
+        uint256 sumTokens = 0;
+        for (uint256 i = 0; i < page.length; ++i) {
+            assertEq(page[i], offset + i, "page entry");
+        }
+        for (uint256 i = 0; i < n; ++i) sumTokens += commitments.batch(i).tokensServed;
+        assertEq(sumTokens, totalTokens, "tokens recorded");
+    }
+
+    function testFuzz_PostBatchBeforePreviousRangeReverts(uint64 to1, uint64 from2, uint64 to2) public {
+        to1 = uint64(bound(to1, 1, START));
+        from2 = uint64(bound(from2, 0, to1 - 1));
+        to2 = uint64(bound(to2, from2, START));
+        _post(keccak256("first"), 1, 1, 0, to1);
+        vm.expectRevert(
+            abi.encodeWithSelector(ICommitments.CommitmentsBadTimeRange.selector, from2, to2, to1, uint64(START))
+        );
+        _post(keccak256("second"), 1, 1, from2, to2);
+    }
+
+    function testFuzz_PostBatchBadRangeReverts(uint64 fromTime, uint64 toTime) public {
+        // Either reversed (from > to) or ending in the future (to > now).
+        vm.assume(fromTime > toTime || toTime > START);
+        vm.expectRevert(
+            abi.encodeWithSelector(ICommitments.CommitmentsBadTimeRange.selector, fromTime, toTime, 0, uint64(START))
+        );
+        _post(keccak256("root"), 1, 1, fromTime, toTime);
+    }
+
+    function testFuzz_PostBatchTokensBelowReceiptsReverts(uint32 count, uint64 tokens) public {
+        count = uint32(bound(count, 1, type(uint32).max));
+        tokens = uint64(bound(tokens, 0, count - 1));
+        vm.expectRevert(abi.encodeWithSelector(ICommitments.CommitmentsTokensBelowReceipts.selector, tokens, count));
+        _post(keccak256("root"), count, tokens, 0, uint64(START));
+    }
+
+    function testFuzz_PostBatchEmptyOrZeroRootReverts(uint64 tokens) public {
+        vm.expectRevert(abi.encodeWithSelector(ICommitments.CommitmentsEmptyBatch.selector));
+        _post(keccak256("root"), 0, tokens, 0, uint64(START));
+        vm.expectRevert(abi.encodeWithSelector(ICommitments.CommitmentsZeroRoot.selector));
+        _post(bytes32(0), 1, tokens, 0, uint64(START));
+    }
+
+    function testFuzz_DuplicateRootReverts(bytes32 root, uint64 at) public {
+        vm.assume(root != bytes32(0));
+        at = uint64(bound(at, 0, START));
+        _post(root, 1, 1, at, at);
+        // Same root again, even from another server with a valid range, is rejected.
+        address other = address(0x07E4);
+        _makeServer(other, 0, 1);
+        vm.expectRevert(abi.encodeWithSelector(ICommitments.CommitmentsDuplicateRoot.selector, root));
+        vm.prank(other);
+        commitments.postBatch(root, 1, 1, at, at);
+    }
+
+    function testFuzz_NonServerCannotPost(address caller) public {
+        vm.assume(caller != server);
+        vm.expectRevert(abi.encodeWithSelector(ICommitments.CommitmentsNotActiveServer.selector, caller));
+        vm.prank(caller);
+        commitments.postBatch(keccak256("root"), 1, 1, 0, uint64(START));
+    }
+
+    /// @dev Once stake no longer covers the range (minimum raised by governance), the server cannot post.
+    function testFuzz_UndercollateralizedServerCannotPost(uint256 raise) public {
+        raise = bound(raise, 1, 1e30);
+        staking.setStakeParams(
+            IStaking.StakeParams({
+                serverBaseStake: SERVER_BASE_STAKE + raise,
+                serverStakePerLayer: SERVER_STAKE_PER_LAYER,
+                verifierMinStake: VERIFIER_MIN_STAKE
+            })
+        );
+        vm.expectRevert(abi.encodeWithSelector(ICommitments.CommitmentsNotActiveServer.selector, server));
+        _post(keccak256("root"), 1, 1, 0, uint64(START));
+    }
+
+    // ------------------------------------------------------------ receipts
+
+    function _structHash(ReceiptLib.Receipt memory r) internal pure returns (bytes32) {
+        bytes memory head = abi.encode(
+            keccak256(
+                "Receipt(bytes32 sessionId,uint64 step,uint16 firstLayer,uint16 lastLayer,bytes32 variantId,bytes32 inputHash,bytes32 outputHash,uint32 tokens,address server)"
+            ),
+            r.sessionId,
+            r.step,
+            r.firstLayer,
+            r.lastLayer
+        );
+        bytes memory tail = abi.encode(r.variantId, r.inputHash, r.outputHash, r.tokens, r.server);
+        return keccak256(bytes.concat(head, tail));
+    }
+
+    function _hashPair(bytes32 a, bytes32 b) internal pure returns (bytes32) {
+        return a < b ? keccak256(abi.encode(a, b)) : keccak256(abi.encode(b, a));
+    }
+
+    function testFuzz_ReceiptLeafAndSigner(ReceiptLib.Receipt memory r) public view {
+        r.server = server;
+        bytes32 leaf = _structHash(r);
+        assertEq(commitments.receiptLeaf(r), leaf, "leaf is the EIP-712 struct hash");
+        bytes32 domainSeparator = keccak256(
+            abi.encode(
+                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
+                keccak256("eFed Receipts"),
+                keccak256("1"),
+                block.chainid,
+                address(commitments)
+            )
+        );
+        bytes32 digest = keccak256(abi.encodePacked("\x19\x01", domainSeparator, leaf));
+        assertEq(commitments.receiptDigest(r), digest, "receipt digest");
+        assertEq(commitments.receiptSigner(r, signDigest(SERVER_PK, digest)), server, "receipt signer");
+    }
+
+    /// @dev Two-leaf tree: each receipt proves with the other's leaf; tampering or a foreign server fails.
+    function testFuzz_VerifyReceiptInTwoLeafTree(ReceiptLib.Receipt memory r1, uint32 tokensDelta) public {
+        r1.server = server;
+        r1.step = uint64(bound(r1.step, 0, type(uint64).max - 1));
+        r1.tokens = uint32(bound(r1.tokens, 1, type(uint32).max)); // every receipt covers >= 1 token
+        ReceiptLib.Receipt memory r2 = ReceiptLib.Receipt({
+            sessionId: r1.sessionId,
+            step: r1.step + 1,
+            firstLayer: r1.firstLayer,
+            lastLayer: r1.lastLayer,
+            variantId: r1.variantId,
+            inputHash: r1.outputHash,
+            outputHash: keccak256(abi.encode(r1.outputHash)),
+            tokens: 1,
+            server: server
+        });
+        bytes32 leaf1 = _structHash(r1);
+        bytes32 leaf2 = _structHash(r2);
+        bytes32 root = _hashPair(leaf1, leaf2);
+        uint32 tokens = r1.tokens;
+        uint64 totalTokens = uint64(tokens) + 1;
+        uint256 id = _post(root, 2, totalTokens, 0, uint64(START));
+
+        bytes32[] memory proof = new bytes32[](1);
+        proof[0] = leaf2;
+        assertTrue(commitments.verifyReceipt(id, r1, proof), "receipt 1 verifies");
+        proof[0] = leaf1;
+        assertTrue(commitments.verifyReceipt(id, r2, proof), "receipt 2 verifies");
+
+        // Tampered tokens: the leaf changes, the proof fails.
+        tokensDelta = uint32(bound(tokensDelta, 1, type(uint32).max - 1));
+        r2.tokens = r2.tokens + tokensDelta;
+        assertFalse(commitments.verifyReceipt(id, r2, proof), "tampered receipt rejected");
+        // Receipt claiming another server never verifies in this server's batch.
+        r2.tokens = 1;
+        r2.server = address(0xBAD);
+        assertFalse(commitments.verifyReceipt(id, r2, proof), "foreign server rejected");
+    }
+}
