@@ -13,6 +13,7 @@ contract TrustScores is ITrustScores, AccessControl {
     bytes32 public constant GOVERNANCE_ROLE = keccak256("GOVERNANCE_ROLE");
 
     uint256 private constant WAD = 1e18;
+    uint256 private constant BPS = 10_000;
 
     mapping(address server => Record) private _records;
     Params private _params;
@@ -63,7 +64,9 @@ contract TrustScores is ITrustScores, AccessControl {
         uint256 credit = uint256(r.passedAudits) * WAD + (uint256(r.tokensServed) * WAD) / p.tokensPerCredit;
         uint256 penalty = uint256(r.failedAudits) * p.failureWeight * WAD;
         uint256 numerator = uint256(p.priorPass) + credit;
-        return (numerator * WAD) / (numerator + p.priorFail + penalty);
+        uint256 rate = (numerator * WAD) / (numerator + p.priorFail + penalty);
+        if (r.failedAudits == 0) return rate;
+        return (rate * _wadPow((uint256(p.failureRetainBps) * WAD) / BPS, r.failedAudits)) / WAD;
     }
 
     /// @inheritdoc ITrustScores
@@ -72,10 +75,20 @@ contract TrustScores is ITrustScores, AccessControl {
     }
 
     function _setParams(Params memory p) private {
-        if (p.priorPass == 0 || p.priorFail == 0 || p.failureWeight == 0 || p.tokensPerCredit == 0 || p.threshold > WAD) {
-            revert TrustBadParams(p);
-        }
+        bool bad = p.priorPass == 0 || p.priorFail == 0 || p.failureWeight == 0 || p.tokensPerCredit == 0;
+        if (bad || p.failureRetainBps > BPS || p.threshold > WAD) revert TrustBadParams(p);
         _params = p;
         emit ParamsSet(p);
+    }
+
+    /// @dev base^exp for a WAD base in [0, 1e18], by squaring; each product rounds down. At most
+    ///      64 rounds (exp is a uint64 count) and never above 1e18, so nothing overflows.
+    function _wadPow(uint256 base, uint256 exp) private pure returns (uint256 result) {
+        result = WAD;
+        while (exp != 0) {
+            if (exp & 1 == 1) result = (result * base) / WAD;
+            base = (base * base) / WAD;
+            exp >>= 1;
+        }
     }
 }

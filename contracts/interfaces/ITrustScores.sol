@@ -7,13 +7,16 @@ pragma solidity ^0.8.24;
 /// @dev The score is a smoothed pass rate, in WAD (1e18 = fully trusted):
 ///
 ///          credit = passedAudits·1e18 + tokensServed·1e18 / tokensPerCredit
-///          trust  = (priorPass + credit) · 1e18 / (priorPass + priorFail + credit + failureWeight·failedAudits·1e18)
+///          rate   = (priorPass + credit) · 1e18 / (priorPass + priorFail + credit + failureWeight·failedAudits·1e18)
+///          trust  = rate · (failureRetainBps / 10⁴) ^ failedAudits
 ///
 ///      - A new server starts at priorPass / (priorPass + priorFail) (0.5 with the defaults).
 ///      - Each passed audit counts as one success; served work that stayed unchallenged counts as a
 ///        fraction of one (tokensPerCredit tokens = one success), so volume builds trust slowly.
-///      - Each failed audit (a lost dispute or withheld data) counts as `failureWeight` failures, so
-///        one caught cheat outweighs many honest audits.
+///      - Each failed audit (a lost dispute or withheld data) counts as `failureWeight` failures in
+///        the rate and also multiplies the score by failureRetainBps/10⁴ (one half by default), so a
+///        caught cheat costs at least that fraction of its trust however much honest work it did
+///        before: credit cannot buy immunity. The power is computed by squaring in WAD, rounding down.
 ///      The audit and dispute logic that moves these numbers holds RECORDER_ROLE; it plugs in without
 ///      redeploying this contract.
 interface ITrustScores {
@@ -35,12 +38,14 @@ interface ITrustScores {
         uint32 failureWeight;
         /// @dev Tokens of unchallenged served work worth one passed audit.
         uint64 tokensPerCredit;
+        /// @dev Fraction of its trust a server keeps per failed audit, basis points (at most 10⁴).
+        uint16 failureRetainBps;
         /// @dev θ, WAD in [0, 1e18]: servers with trust below it are filtered out.
         uint64 threshold;
     }
 
     /// @notice The parameters are inconsistent: priors must both be positive, failureWeight and
-    ///         tokensPerCredit non-zero, threshold at most 1e18.
+    ///         tokensPerCredit non-zero, failureRetainBps at most 10⁴, threshold at most 1e18.
     error TrustBadParams(Params params);
     /// @notice The server address must not be zero.
     error TrustZeroServer();

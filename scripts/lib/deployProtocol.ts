@@ -23,7 +23,14 @@ const DAY = 24n * HOUR;
 export interface ProtocolParams {
   timing: { challengeWindow: bigint; maxDisputeDuration: bigint; unbondingDelay: bigint };
   stake: { serverBaseStake: bigint; serverStakePerLayer: bigint; verifierMinStake: bigint };
-  trust: { priorPass: bigint; priorFail: bigint; failureWeight: bigint; tokensPerCredit: bigint; threshold: bigint };
+  trust: {
+    priorPass: bigint;
+    priorFail: bigint;
+    failureWeight: bigint;
+    tokensPerCredit: bigint;
+    failureRetainBps: bigint;
+    threshold: bigint;
+  };
   /** Protocol fee on every channel redemption, basis points. */
   feeBps: bigint;
   /** Seconds a client waits between starting and finishing a channel close. */
@@ -43,6 +50,7 @@ export const DEVNET_PARAMS: ProtocolParams = {
     priorFail: parseEther("1"),
     failureWeight: 10n,
     tokensPerCredit: 10_000n,
+    failureRetainBps: 5_000n,
     threshold: parseEther("0.4"),
   },
   feeBps: 500n,

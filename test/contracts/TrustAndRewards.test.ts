@@ -11,7 +11,16 @@ const WAD = 10n ** 18n;
 function expectedTrust(passed: bigint, failed: bigint, tokens: bigint, p = PARAMS.trust): bigint {
   const credit = passed * WAD + (tokens * WAD) / p.tokensPerCredit;
   const numerator = p.priorPass + credit;
-  return (numerator * WAD) / (numerator + p.priorFail + failed * p.failureWeight * WAD);
+  let trust = (numerator * WAD) / (numerator + p.priorFail + failed * p.failureWeight * WAD);
+  // retain^failed by squaring, rounding down like the contract
+  let base = (p.failureRetainBps * WAD) / 10_000n;
+  let factor = WAD;
+  for (let e = failed; e > 0n; e >>= 1n) {
+    if (e & 1n) factor = (factor * base) / WAD;
+    base = (base * base) / WAD;
+  }
+  if (failed > 0n) trust = (trust * factor) / WAD;
+  return trust;
 }
 
 describe("TrustScores", function () {
@@ -35,6 +44,20 @@ describe("TrustScores", function () {
       .to.emit(w.trust, "AuditRecorded")
       .withArgs(w.server.address, false, expectedTrust(20n, 1n, 25_000n));
     expect(await w.trust.record(w.server.address)).to.deep.equal([20n, 1n, 25_000n]);
+  });
+
+  it("a failed audit costs a veteran at least half its trust: work credit buys no immunity", async function () {
+    const w = await networkHelpers.loadFixture(world);
+    const t = w.trust.connect(w.slasher);
+    await t.recordWork(w.server.address, 10n ** 12n); // 10^8 audits' worth of unchallenged work
+    const before = await w.trust.trustOf(w.server.address);
+    expect(before).to.equal(expectedTrust(0n, 0n, 10n ** 12n));
+    await t.recordAudit(w.server.address, false);
+    const after = await w.trust.trustOf(w.server.address);
+    expect(after).to.equal(expectedTrust(0n, 1n, 10n ** 12n));
+    expect(after <= before / 2n).to.equal(true);
+    await t.recordAudit(w.server.address, false);
+    expect(await w.trust.isTrusted(w.server.address)).to.equal(false);
   });
 
   it("one failed audit drops a new server below θ", async function () {
@@ -62,9 +85,16 @@ describe("TrustScores", function () {
 
   it("governance sets consistent parameters only", async function () {
     const w = await networkHelpers.loadFixture(world);
-    const good = { priorPass: 3n * WAD, priorFail: WAD, failureWeight: 5n, tokensPerCredit: 100n, threshold: parseEther("0.9") };
-    await expect(w.trust.setParams(good)).to.emit(w.trust, "ParamsSet").withArgs([3n * WAD, WAD, 5n, 100n, parseEther("0.9")]);
-    expect(await w.trust.params()).to.deep.equal([3n * WAD, WAD, 5n, 100n, parseEther("0.9")]);
+    const good = {
+      priorPass: 3n * WAD,
+      priorFail: WAD,
+      failureWeight: 5n,
+      tokensPerCredit: 100n,
+      failureRetainBps: 2500n,
+      threshold: parseEther("0.9"),
+    };
+    await expect(w.trust.setParams(good)).to.emit(w.trust, "ParamsSet").withArgs([3n * WAD, WAD, 5n, 100n, 2500n, parseEther("0.9")]);
+    expect(await w.trust.params()).to.deep.equal([3n * WAD, WAD, 5n, 100n, 2500n, parseEther("0.9")]);
     expect(await w.trust.trustOf(w.server.address)).to.equal(parseEther("0.75"));
     expect(await w.trust.isTrusted(w.server.address)).to.equal(false);
     for (const bad of [
@@ -72,11 +102,12 @@ describe("TrustScores", function () {
       { ...good, priorFail: 0n },
       { ...good, failureWeight: 0n },
       { ...good, tokensPerCredit: 0n },
+      { ...good, failureRetainBps: 10_001n },
       { ...good, threshold: WAD + 1n },
     ]) {
       await expect(w.trust.setParams(bad))
         .to.be.revertedWithCustomError(w.trust, "TrustBadParams")
-        .withArgs([bad.priorPass, bad.priorFail, bad.failureWeight, bad.tokensPerCredit, bad.threshold]);
+        .withArgs([bad.priorPass, bad.priorFail, bad.failureWeight, bad.tokensPerCredit, bad.failureRetainBps, bad.threshold]);
     }
     await expect(w.trust.connect(w.stranger).setParams(good))
       .to.be.revertedWithCustomError(w.trust, "AccessControlUnauthorizedAccount")

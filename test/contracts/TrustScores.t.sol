@@ -23,6 +23,7 @@ contract TrustScoresFuzzTest is TestBase {
             priorFail: 1e18,
             failureWeight: 10,
             tokensPerCredit: 100_000,
+            failureRetainBps: 5_000,
             threshold: 0.3e18
         });
     }
@@ -32,6 +33,7 @@ contract TrustScoresFuzzTest is TestBase {
         p.priorFail = uint128(bound(p.priorFail, 1, type(uint128).max));
         p.failureWeight = uint32(bound(p.failureWeight, 1, type(uint32).max));
         p.tokensPerCredit = uint64(bound(p.tokensPerCredit, 1, type(uint64).max));
+        p.failureRetainBps = uint16(bound(p.failureRetainBps, 0, 10_000));
         p.threshold = uint64(bound(p.threshold, 0, WAD));
         return p;
     }
@@ -45,7 +47,17 @@ contract TrustScoresFuzzTest is TestBase {
         uint256 credit = passed * WAD + (tokens * WAD) / p.tokensPerCredit;
         uint256 numerator = uint256(p.priorPass) + credit;
         uint256 denominator = numerator + p.priorFail + failed * p.failureWeight * WAD;
-        return (numerator * WAD) / denominator;
+        uint256 rate = (numerator * WAD) / denominator;
+        if (failed == 0) return rate;
+        // retain^failed, one multiplication per failure (the contract squares; both round down, so
+        // compare against the same squaring to stay exact)
+        uint256 base = (uint256(p.failureRetainBps) * WAD) / 10_000;
+        uint256 factor = WAD;
+        for (uint256 e = failed; e != 0; e >>= 1) {
+            if (e & 1 == 1) factor = (factor * base) / WAD;
+            base = (base * base) / WAD;
+        }
+        return (rate * factor) / WAD;
     }
 
     function _record(uint256 passed, uint256 failed, uint256 tokens) internal {
@@ -99,18 +111,27 @@ contract TrustScoresFuzzTest is TestBase {
 
         trust.recordAudit(SERVER, false);
         uint256 t3 = trust.trustOf(SERVER);
-        // Not strictly lower: with a large work credit the drop can vanish in the WAD rounding.
         assertLe(t3, t2, "failed audit raised trust");
         assertEq(t3, _expected(_defaults(), uint256(passed) + 1, uint256(failed) + 1, uint256(tokens) + moreWork), "t3");
     }
 
+    /// @dev However much credit a server built, one failed audit leaves it at most retain/10⁴ of its trust.
+    function testFuzz_FailedAuditCostsAtLeastTheRetainFraction(uint8 passed, uint128 tokens) public {
+        passed = uint8(bound(passed, 0, 50));
+        _record(passed, 0, tokens);
+        uint256 before = trust.trustOf(SERVER);
+        trust.recordAudit(SERVER, false);
+        assertLe(trust.trustOf(SERVER), before / 2, "a failed audit kept more than half the trust");
+    }
+
     function testFuzz_BadParamsRevert(ITrustScores.Params memory p, uint8 which) public {
         p = _boundParams(p);
-        which = uint8(bound(which, 0, 4));
+        which = uint8(bound(which, 0, 5));
         if (which == 0) p.priorPass = 0;
         else if (which == 1) p.priorFail = 0;
         else if (which == 2) p.failureWeight = 0;
         else if (which == 3) p.tokensPerCredit = 0;
+        else if (which == 4) p.failureRetainBps = uint16(bound(p.failureRetainBps, 10_001, type(uint16).max));
         else p.threshold = uint64(bound(p.threshold, WAD + 1, type(uint64).max));
         vm.expectRevert(abi.encodeWithSelector(ITrustScores.TrustBadParams.selector, p));
         trust.setParams(p);
