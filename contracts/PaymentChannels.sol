@@ -165,7 +165,7 @@ contract PaymentChannels is IPaymentChannels, EIP712, AccessControl {
 
     function _open(address server, uint256 amount) private returns (bytes32 channelId) {
         if (amount == 0) revert ChannelZeroAmount();
-        if (!staking.isActiveServer(server)) revert ChannelServerNotActive(server);
+        if (!staking.isServing(server)) revert ChannelServerNotActive(server);
         channelId = nextChannelId(msg.sender, server);
         ++_nonces[msg.sender];
         _channels[channelId] = Channel({

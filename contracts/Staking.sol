@@ -260,6 +260,11 @@ contract Staking is IStaking, AccessControl {
     }
 
     /// @inheritdoc IStaking
+    function isServing(address account) external view returns (bool) {
+        return isActiveServer(account) && registry.isActive(_servers[account].variant);
+    }
+
+    /// @inheritdoc IStaking
     function isActiveVerifier(address account) external view returns (bool) {
         Operator storage op = _operators[account];
         return op.role == Role.Verifier && op.bonded >= _stakeParams.verifierMinStake;

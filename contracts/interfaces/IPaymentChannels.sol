@@ -28,7 +28,7 @@ interface IPaymentChannels {
 
     /// @notice Amounts must be positive.
     error ChannelZeroAmount();
-    /// @notice `server` is not an active server in staking.
+    /// @notice `server` is not serving: not an active server in staking, or its variant is retired.
     error ChannelServerNotActive(address server);
     /// @notice No channel has this id.
     error ChannelUnknown(bytes32 channelId);

@@ -192,6 +192,9 @@ interface IStaking {
     /// @notice True when `account` is registered as a server and its bonded stake covers its range.
     function isActiveServer(address account) external view returns (bool);
 
+    /// @notice True when `account` is an active server and its model variant is not retired: it may take new clients.
+    function isServing(address account) external view returns (bool);
+
     /// @notice True when `account` is registered as a verifier and its bonded stake covers the minimum.
     function isActiveVerifier(address account) external view returns (bool);
 

@@ -77,6 +77,18 @@ describe("PaymentChannels", function () {
         .withArgs(w.stranger.address);
     });
 
+    it("refuses a server whose model variant was retired; its open channels still settle", async function () {
+      const w = await openWorld();
+      await w.registry.retireVariant(await w.staking.server(w.server.address).then((s) => s.variant));
+      expect(await w.staking.isActiveServer(w.server.address)).to.equal(true);
+      expect(await w.staking.isServing(w.server.address)).to.equal(false);
+      await w.token.connect(w.client).approve(await w.channels.getAddress(), 1n);
+      await expect(w.channels.connect(w.client).open(w.server.address, 1n))
+        .to.be.revertedWithCustomError(w.channels, "ChannelServerNotActive")
+        .withArgs(w.server.address);
+      await expect(w.channels.connect(w.server).redeemAndClose(w.id, 10n, await voucher(w, w.id, 10n))).to.emit(w.channels, "ChannelClosed");
+    });
+
     it("reverts on unknown channels", async function () {
       const w = await networkHelpers.loadFixture(world);
       const id = ethers.id("nope");
