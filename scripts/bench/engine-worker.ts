@@ -1,0 +1,62 @@
+/**
+ * One engine measurement in its own process, so peak RSS belongs to this configuration alone.
+ * Usage: engine-worker.ts MODEL_DIR THREADS → prints one JSON line.
+ */
+import { ModelDirectory } from "../../engine/model/modelDir.js";
+import { Head } from "../../engine/runtime/head.js";
+import { Shard } from "../../engine/runtime/shard.js";
+
+const [dir, threadsArg] = process.argv.slice(2);
+if (dir === undefined || threadsArg === undefined) throw new Error("usage: engine-worker.ts MODEL_DIR THREADS");
+const threads = Number(threadsArg);
+const PROMPT = 128;
+const DECODE = 64;
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+};
+
+const model = ModelDirectory.open(dir);
+const c = model.config;
+const t0 = performance.now();
+const shard = await Shard.load(model, 0, c.numLayers, { threads });
+const head = await Head.load(model, { threads });
+const loadSeconds = (performance.now() - t0) / 1000;
+const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919) % c.vocabSize);
+
+const prefillSeconds: number[] = [];
+const cache = shard.newCache();
+for (let r = 0; r < 3; r++) {
+  const a = performance.now();
+  const prefill = await shard.forward(head.embed(prompt), shard.newCache());
+  await head.logits(prefill.subarray(prefill.length - c.hiddenSize));
+  prefillSeconds.push((performance.now() - a) / 1000);
+}
+await shard.forward(head.embed(prompt), cache);
+const stepSeconds: number[] = [];
+for (let s = 0; s < DECODE; s++) {
+  const a = performance.now();
+  const hidden = await shard.forward(head.embed([(s * 31) % c.vocabSize]), cache);
+  await head.logits(hidden);
+  stepSeconds.push((performance.now() - a) / 1000);
+}
+
+// Bytes of weights a decode step reads: every layer matrix and norm, the final norm and LM head
+// (float32 in the graph), and one embedding row.
+const qDim = c.numHeads * c.headDim;
+const kvDim = c.numKvHeads * c.headDim;
+const perLayer = 2 * c.hiddenSize * qDim + 2 * c.hiddenSize * kvDim + 3 * c.hiddenSize * c.intermediateSize + 2 * c.hiddenSize;
+const weightBytesPerToken = 4 * (c.numLayers * perLayer + c.vocabSize * c.hiddenSize + 2 * c.hiddenSize);
+
+console.log(
+  JSON.stringify({
+    loadSeconds,
+    prefillTokensPerSecond: PROMPT / median(prefillSeconds),
+    decodeTokensPerSecond: 1 / median(stepSeconds),
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    weightBytesPerToken,
+  }),
+);
+await shard.release();
+await head.release();
