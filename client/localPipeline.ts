@@ -1,5 +1,5 @@
 import type { ModelDirectory } from "../engine/model/modelDir.js";
-import type { RuntimeOptions } from "../engine/runtime/session.js";
+import type { ShardOptions } from "../engine/runtime/shard.js";
 import { Shard } from "../engine/runtime/shard.js";
 import { InvalidArgumentError } from "../protocol/errors.js";
 import type { LayerPipeline, LayerSequence } from "./generate.js";
@@ -15,7 +15,7 @@ export class LocalPipeline implements LayerPipeline {
     this.shards = shards;
   }
 
-  static async load(model: ModelDirectory, boundaries: readonly number[] = [], options: RuntimeOptions = {}): Promise<LocalPipeline> {
+  static async load(model: ModelDirectory, boundaries: readonly number[] = [], options: ShardOptions = {}): Promise<LocalPipeline> {
     const n = model.config.numLayers;
     const cuts = [0, ...boundaries, n];
     for (let i = 1; i < cuts.length; i++) {

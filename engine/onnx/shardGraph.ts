@@ -1,92 +1,74 @@
-import type { ModelConfig } from "../model/config.js";
+import { ropeInverseFrequencies, type ModelConfig } from "../model/config.js";
 import type { LayerWeights } from "../model/weights.js";
 import { ElemType, GraphBuilder } from "./graphBuilder.js";
 import { transpose } from "./linalg.js";
 import { rmsNorm } from "./ops.js";
 
+/**
+ * How attention and the KV cache are expressed in the graph:
+ * - "ops": standard ONNX operators; RoPE angles and the causal mask are inputs; the cache is
+ *   (kvHeads, length, headDim) per layer and grows by Concat (a copy per step).
+ * - "gqa": ONNX Runtime's fused com.microsoft.GroupQueryAttention (RoPE, causal mask, cache
+ *   append and grouped heads in one kernel); the cache is (1, kvHeads, length, headDim).
+ */
+export type AttentionKind = "ops" | "gqa";
+
 /** Names of a shard graph's inputs and outputs: the contract between graph and runner. */
 export const ShardIO = {
   hidden: "hidden_in", // (T, hidden)       hidden states of the T new tokens
-  cos: "rope_cos", // (T, headDim)           cos of each token's rotary angles
-  sin: "rope_sin", // (T, headDim)           sin of the same
-  mask: "attn_bias", // (T, past+T)          0 where a query may attend, -inf where not
+  cos: "rope_cos", // (T, headDim)           "ops": cos of each token's rotary angles
+  sin: "rope_sin", // (T, headDim)           "ops": sin of the same
+  mask: "attn_bias", // (T, past+T)          "ops": 0 where a query may attend, -inf where not
+  seqlensK: "seqlens_k", // (1) int32         "gqa": past+T-1, index of the last token
+  totalLength: "total_seq_len", // () int32  "gqa": past+T
   hiddenOut: "hidden_out", // (T, hidden)
-  pastKey: (layer: number) => `past_key_${layer}`, // (kvHeads, past, headDim)
+  pastKey: (layer: number) => `past_key_${layer}`,
   pastValue: (layer: number) => `past_value_${layer}`,
-  presentKey: (layer: number) => `present_key_${layer}`, // (kvHeads, past+T, headDim)
+  presentKey: (layer: number) => `present_key_${layer}`,
   presentValue: (layer: number) => `present_value_${layer}`,
 } as const;
 
+/** Longest sequence the "gqa" graph precomputes rotary tables for. */
+export const GQA_MAX_POSITIONS = 32_768;
+
+export function gqaMaxPositions(c: ModelConfig): number {
+  return Math.min(c.maxPositionEmbeddings, GQA_MAX_POSITIONS);
+}
+
 /**
- * The ONNX graph of layers [first, last) of a Llama-family model, one sequence, with its KV cache
- * carried as graph inputs/outputs. Activations are 2-D (tokens, hidden); attention is computed per
- * KV head with the query heads of its group stacked, so grouped-query attention never copies keys.
- * Rotary angles and the causal mask come in as inputs (computed once per step by the runner), so
- * the graph has no position logic of its own.
+ * The ONNX graph of layers [first, last) of a Llama-family model, one sequence. Activations are
+ * 2-D (tokens, hidden); the KV cache is carried as graph inputs and outputs.
  */
-export function buildShardGraph(c: ModelConfig, first: number, layers: readonly LayerWeights[]): Uint8Array {
+export function buildShardGraph(
+  c: ModelConfig,
+  first: number,
+  layers: readonly LayerWeights[],
+  attention: AttentionKind = "ops",
+): Uint8Array {
   const g = new GraphBuilder();
   const H = c.hiddenSize;
   const D = c.headDim;
   const nH = c.numHeads;
   const kvH = c.numKvHeads;
-  const group = nH / kvH;
 
   let x = g.input(ShardIO.hidden, ElemType.FLOAT, ["T", H]);
-  const cos = g.input(ShardIO.cos, ElemType.FLOAT, ["T", D]);
-  const sin = g.input(ShardIO.sin, ElemType.FLOAT, ["T", D]);
-  const mask = g.input(ShardIO.mask, ElemType.FLOAT, ["T", "S"]);
-
-  // Shapes and constants shared by every layer.
-  const shapeTokHeadsD = g.int64Init("shape_t_h_d", [-1, nH, D]);
-  const shapeTokKvD = g.int64Init("shape_t_kv_d", [-1, kvH, D]);
-  const shapeGroups = g.int64Init("shape_kv_g_t_d", [kvH, group, -1, D]);
-  const shapeHeads = g.int64Init("shape_h_t_d", [nH, -1, D]);
-  const shapeTokHidden = g.int64Init("shape_t_q", [-1, nH * D]);
-  const splitHalves = g.int64Init("rope_split", [D / 2, D / 2]);
-  const one = g.int64Init("axis_1", [1]);
-  const scale = g.floatInit("attn_scale", [], new Float32Array([1 / Math.sqrt(D)]));
   const eps = g.floatInit("rms_eps", [], new Float32Array([c.rmsNormEps]));
-
-  // x·cos + rotate_half(x)·sin, with rotate_half(x) = [-x2, x1] over the last axis (HF convention).
-  const rope = (v: string): string => {
-    const [x1, x2] = g.opN("Split", [v, splitHalves], 2, { axis: -1 });
-    const rotated = g.op("Concat", [g.op("Neg", [x2!]), x1!], { axis: -1 });
-    return g.op("Add", [g.op("Mul", [v, cos]), g.op("Mul", [rotated, sin])]);
-  };
   const linear = (v: string, name: string, w: Float32Array, outDim: number, inDim: number, bias?: Float32Array): string => {
     const y = g.op("MatMul", [v, g.floatInit(`${name}.w`, [inDim, outDim], transpose(w, outDim, inDim))]);
     return bias === undefined ? y : g.op("Add", [y, g.floatInit(`${name}.b`, [outDim], bias)]);
   };
+  const attend = attention === "gqa" ? gqaAttention(g, c) : opsAttention(g, c);
 
   layers.forEach((w, i) => {
     const layer = first + i;
     const p = `l${layer}`;
-    const pastK = g.input(ShardIO.pastKey(layer), ElemType.FLOAT, [kvH, "P", D]);
-    const pastV = g.input(ShardIO.pastValue(layer), ElemType.FLOAT, [kvH, "P", D]);
-
     // --- attention
     const n1 = rmsNorm(g, x, g.floatInit(`${p}.input_norm`, [H], w.inputNorm), eps);
     const q = linear(n1, `${p}.q`, w.q, nH * D, H, w.qBias); // (T, nH·D)
     const k = linear(n1, `${p}.k`, w.k, kvH * D, H, w.kBias); // (T, kvH·D)
     const v = linear(n1, `${p}.v`, w.v, kvH * D, H, w.vBias);
-    const qHeads = g.op("Transpose", [g.op("Reshape", [q, shapeTokHeadsD])], { perm: [1, 0, 2] }); // (nH, T, D)
-    const kHeads = g.op("Transpose", [g.op("Reshape", [k, shapeTokKvD])], { perm: [1, 0, 2] }); // (kvH, T, D)
-    const vHeads = g.op("Transpose", [g.op("Reshape", [v, shapeTokKvD])], { perm: [1, 0, 2] });
-    const qRot = g.op("Mul", [rope(qHeads), scale]);
-    const presentK = g.op("Concat", [pastK, rope(kHeads)], { axis: 1 }); // (kvH, S, D)
-    const presentV = g.op("Concat", [pastV, vHeads], { axis: 1 });
-    g.output(presentK, ShardIO.presentKey(layer), ElemType.FLOAT, [kvH, "S", D]);
-    g.output(presentV, ShardIO.presentValue(layer), ElemType.FLOAT, [kvH, "S", D]);
-
-    const qGroups = g.op("Reshape", [qRot, shapeGroups]); // (kvH, group, T, D)
-    const kT = g.op("Unsqueeze", [g.op("Transpose", [presentK], { perm: [0, 2, 1] }), one]); // (kvH, 1, D, S)
-    const scores = g.op("Add", [g.op("MatMul", [qGroups, kT]), mask]); // (kvH, group, T, S)
-    const probs = g.op("Softmax", [scores], { axis: -1 });
-    const ctx = g.op("MatMul", [probs, g.op("Unsqueeze", [presentV, one])]); // (kvH, group, T, D)
-    const ctxTok = g.op("Transpose", [g.op("Reshape", [ctx, shapeHeads])], { perm: [1, 0, 2] }); // (T, nH, D)
-    const attn = linear(g.op("Reshape", [ctxTok, shapeTokHidden]), `${p}.o`, w.o, H, nH * D, w.oBias);
-    x = g.op("Add", [x, attn]);
+    const context = attend(layer, q, k, v); // (T, nH·D)
+    x = g.op("Add", [x, linear(context, `${p}.o`, w.o, H, nH * D, w.oBias)]);
 
     // --- MLP (SwiGLU)
     const n2 = rmsNorm(g, x, g.floatInit(`${p}.post_norm`, [H], w.postNorm), eps);
@@ -97,5 +79,101 @@ export function buildShardGraph(c: ModelConfig, first: number, layers: readonly 
   });
 
   g.output(x, ShardIO.hiddenOut, ElemType.FLOAT, ["T", H]);
-  return g.serialize(`efed_shard_${first}_${first + layers.length}`);
+  return g.serialize(`efed_shard_${first}_${first + layers.length}`, attention === "gqa" ? { "": 17, "com.microsoft": 1 } : { "": 17 });
+}
+
+type Attend = (layer: number, q: string, k: string, v: string) => string;
+
+/**
+ * Attention from standard operators. Per KV head the query heads of its group are stacked, so
+ * grouped-query attention never copies keys: scores (kvH, group, T, S).
+ */
+function opsAttention(g: GraphBuilder, c: ModelConfig): Attend {
+  const { headDim: D, numHeads: nH, numKvHeads: kvH } = c;
+  const group = nH / kvH;
+  const cos = g.input(ShardIO.cos, ElemType.FLOAT, ["T", D]);
+  const sin = g.input(ShardIO.sin, ElemType.FLOAT, ["T", D]);
+  const mask = g.input(ShardIO.mask, ElemType.FLOAT, ["T", "S"]);
+  const shapeTokHeadsD = g.int64Init("shape_t_h_d", [-1, nH, D]);
+  const shapeTokKvD = g.int64Init("shape_t_kv_d", [-1, kvH, D]);
+  const shapeGroups = g.int64Init("shape_kv_g_t_d", [kvH, group, -1, D]);
+  const shapeHeads = g.int64Init("shape_h_t_d", [nH, -1, D]);
+  const shapeTokHidden = g.int64Init("shape_t_q", [-1, nH * D]);
+  const splitHalves = g.int64Init("rope_split", [D / 2, D / 2]);
+  const one = g.int64Init("axis_1", [1]);
+  const scale = g.floatInit("attn_scale", [], new Float32Array([1 / Math.sqrt(D)]));
+
+  // x·cos + rotate_half(x)·sin, with rotate_half(x) = [-x2, x1] over the last axis (HF convention).
+  const rope = (v: string): string => {
+    const [x1, x2] = g.opN("Split", [v, splitHalves], 2, { axis: -1 });
+    const rotated = g.op("Concat", [g.op("Neg", [x2!]), x1!], { axis: -1 });
+    return g.op("Add", [g.op("Mul", [v, cos]), g.op("Mul", [rotated, sin])]);
+  };
+
+  return (layer, q, k, v) => {
+    const pastK = g.input(ShardIO.pastKey(layer), ElemType.FLOAT, [kvH, "P", D]);
+    const pastV = g.input(ShardIO.pastValue(layer), ElemType.FLOAT, [kvH, "P", D]);
+    const qHeads = g.op("Transpose", [g.op("Reshape", [q, shapeTokHeadsD])], { perm: [1, 0, 2] }); // (nH, T, D)
+    const kHeads = g.op("Transpose", [g.op("Reshape", [k, shapeTokKvD])], { perm: [1, 0, 2] }); // (kvH, T, D)
+    const vHeads = g.op("Transpose", [g.op("Reshape", [v, shapeTokKvD])], { perm: [1, 0, 2] });
+    const presentK = g.op("Concat", [pastK, rope(kHeads)], { axis: 1 }); // (kvH, S, D)
+    const presentV = g.op("Concat", [pastV, vHeads], { axis: 1 });
+    g.output(presentK, ShardIO.presentKey(layer), ElemType.FLOAT, [kvH, "S", D]);
+    g.output(presentV, ShardIO.presentValue(layer), ElemType.FLOAT, [kvH, "S", D]);
+
+    const qGroups = g.op("Reshape", [g.op("Mul", [rope(qHeads), scale]), shapeGroups]); // (kvH, group, T, D)
+    const kT = g.op("Unsqueeze", [g.op("Transpose", [presentK], { perm: [0, 2, 1] }), one]); // (kvH, 1, D, S)
+    const scores = g.op("Add", [g.op("MatMul", [qGroups, kT]), mask]); // (kvH, group, T, S)
+    const probs = g.op("Softmax", [scores], { axis: -1 });
+    const ctx = g.op("MatMul", [probs, g.op("Unsqueeze", [presentV, one])]); // (kvH, group, T, D)
+    const ctxTok = g.op("Transpose", [g.op("Reshape", [ctx, shapeHeads])], { perm: [1, 0, 2] }); // (T, nH, D)
+    return g.op("Reshape", [ctxTok, shapeTokHidden]);
+  };
+}
+
+/** Attention through ONNX Runtime's fused GroupQueryAttention kernel (CPU supports it for float32). */
+function gqaAttention(g: GraphBuilder, c: ModelConfig): Attend {
+  const { headDim: D, numHeads: nH, numKvHeads: kvH } = c;
+  const seqlensK = g.input(ShardIO.seqlensK, ElemType.INT32, [1]);
+  const total = g.input(ShardIO.totalLength, ElemType.INT32, []);
+  // Rotary tables (positions × D/2): angles in float32 as HF computes them.
+  const positions = gqaMaxPositions(c);
+  const inv = ropeInverseFrequencies(c);
+  const cosTable = new Float32Array(positions * (D / 2));
+  const sinTable = new Float32Array(positions * (D / 2));
+  for (let p = 0; p < positions; p++) {
+    for (let i = 0; i < D / 2; i++) {
+      const angle = Math.fround(p * Math.fround(inv[i]!));
+      cosTable[p * (D / 2) + i] = Math.cos(angle);
+      sinTable[p * (D / 2) + i] = Math.sin(angle);
+    }
+  }
+  const cosCache = g.floatInit("rope_cos_cache", [positions, D / 2], cosTable);
+  const sinCache = g.floatInit("rope_sin_cache", [positions, D / 2], sinTable);
+  const batchAxis = g.int64Init("axis_0", [0]);
+
+  return (layer, q, k, v) => {
+    const pastK = g.input(ShardIO.pastKey(layer), ElemType.FLOAT, [1, kvH, "P", D]);
+    const pastV = g.input(ShardIO.pastValue(layer), ElemType.FLOAT, [1, kvH, "P", D]);
+    const [out, presentK, presentV] = g.opN(
+      "GroupQueryAttention",
+      [
+        g.op("Unsqueeze", [q, batchAxis]),
+        g.op("Unsqueeze", [k, batchAxis]),
+        g.op("Unsqueeze", [v, batchAxis]),
+        pastK,
+        pastV,
+        seqlensK,
+        total,
+        cosCache,
+        sinCache,
+      ],
+      3,
+      { num_heads: nH, kv_num_heads: kvH, do_rotary: 1, rotary_interleaved: 0 },
+      "com.microsoft",
+    );
+    g.output(presentK!, ShardIO.presentKey(layer), ElemType.FLOAT, [1, kvH, "S", D]);
+    g.output(presentV!, ShardIO.presentValue(layer), ElemType.FLOAT, [1, kvH, "S", D]);
+    return g.op("Squeeze", [out!, batchAxis]);
+  };
 }

@@ -2,15 +2,30 @@ import { EngineError } from "../errors.js";
 import type { ModelConfig } from "../model/config.js";
 import type { ModelDirectory } from "../model/modelDir.js";
 import { loadLayerWeights } from "../model/weights.js";
-import { ShardIO, buildShardGraph } from "../onnx/shardGraph.js";
+import { ShardIO, buildShardGraph, gqaMaxPositions, type AttentionKind } from "../onnx/shardGraph.js";
 import { causalMask, ropeTables } from "./rope.js";
 import { createSession, ort, type RuntimeOptions } from "./session.js";
 
-/** The keys and values one sequence has accumulated in a shard: per layer (kvHeads, length, headDim). */
+/** Options of a shard: runtime settings plus how attention is expressed (see AttentionKind). */
+export interface ShardOptions extends RuntimeOptions {
+  /** Default: "gqa" when the fused kernel supports the head size (head_dim % 16 == 0), else "ops". */
+  attention?: AttentionKind;
+}
+
+/** The keys and values one sequence has accumulated in a shard: per layer ([1,] kvHeads, length, headDim). */
 export interface KvCache {
   length: number;
   keys: ort.Tensor[];
   values: ort.Tensor[];
+}
+
+/**
+ * The fused kernel where it applies: measured on a SmolLM2-135M shape (1 thread), it matches the
+ * operator graph at short contexts and is ~25% faster per decode step at 1,024 tokens of context.
+ * Every party derives the same choice from the config, so results stay reproducible.
+ */
+export function defaultAttention(c: ModelConfig): AttentionKind {
+  return c.headDim % 16 === 0 ? "gqa" : "ops";
 }
 
 /** Layers [first, last) of a model, ready to run steps of many independent sequences. */
@@ -18,17 +33,19 @@ export class Shard {
   readonly config: ModelConfig;
   readonly first: number;
   readonly last: number;
+  readonly attention: AttentionKind;
   private readonly session: ort.InferenceSession;
 
-  private constructor(config: ModelConfig, first: number, last: number, session: ort.InferenceSession) {
+  private constructor(config: ModelConfig, first: number, last: number, attention: AttentionKind, session: ort.InferenceSession) {
     this.config = config;
     this.first = first;
     this.last = last;
+    this.attention = attention;
     this.session = session;
   }
 
   /** Reads only layers [first, last) from `model` and builds their graph. */
-  static async load(model: ModelDirectory, first: number, last: number, options: RuntimeOptions = {}): Promise<Shard> {
+  static async load(model: ModelDirectory, first: number, last: number, options: ShardOptions = {}): Promise<Shard> {
     const c = model.config;
     if (!Number.isInteger(first) || !Number.isInteger(last) || first < 0 || last <= first || last > c.numLayers) {
       throw new EngineError("BAD_LAYER_RANGE", `layer range ${first}:${last} is not within 0:${c.numLayers} or is empty`, {
@@ -39,18 +56,28 @@ export class Shard {
     }
     const weights = [];
     for (let l = first; l < last; l++) weights.push(loadLayerWeights(model, l));
-    const graph = buildShardGraph(c, first, weights);
+    const attention = options.attention ?? defaultAttention(c);
+    if (attention === "gqa" && c.headDim % 16 !== 0) {
+      throw new EngineError("UNSUPPORTED_ATTENTION", `fused GroupQueryAttention needs head_dim a multiple of 16, this model has ${c.headDim}`);
+    }
+    const graph = buildShardGraph(c, first, weights, attention);
     weights.length = 0; // the graph holds the only copy until ORT has its own
-    return new Shard(c, first, last, await createSession(graph, options));
+    return new Shard(c, first, last, attention, await createSession(graph, options));
   }
 
   get numLayers(): number {
     return this.last - this.first;
   }
 
+  /** Longest sequence this shard accepts. */
+  get maxLength(): number {
+    return this.attention === "gqa" ? gqaMaxPositions(this.config) : this.config.maxPositionEmbeddings;
+  }
+
   newCache(): KvCache {
     const c = this.config;
-    const empty = (): ort.Tensor => new ort.Tensor("float32", new Float32Array(0), [c.numKvHeads, 0, c.headDim]);
+    const dims = this.attention === "gqa" ? [1, c.numKvHeads, 0, c.headDim] : [c.numKvHeads, 0, c.headDim];
+    const empty = (): ort.Tensor => new ort.Tensor("float32", new Float32Array(0), dims);
     return {
       length: 0,
       keys: Array.from({ length: this.numLayers }, empty),
@@ -69,17 +96,20 @@ export class Shard {
       throw new EngineError("BAD_HIDDEN", `hidden states of ${hidden.length} floats are not a whole number of ${c.hiddenSize}-wide rows`);
     }
     const past = cache.length;
-    if (past + T > c.maxPositionEmbeddings) {
-      throw new EngineError("SEQUENCE_TOO_LONG", `sequence would reach ${past + T} tokens, over the model's ${c.maxPositionEmbeddings}`);
+    const maxLength = this.maxLength;
+    if (past + T > maxLength) {
+      throw new EngineError("SEQUENCE_TOO_LONG", `sequence would reach ${past + T} tokens, over this shard's limit of ${maxLength}`);
     }
-    const positions = Array.from({ length: T }, (_, i) => past + i);
-    const { cos, sin } = ropeTables(c, positions);
-    const feeds: Record<string, ort.Tensor> = {
-      [ShardIO.hidden]: new ort.Tensor("float32", hidden, [T, c.hiddenSize]),
-      [ShardIO.cos]: new ort.Tensor("float32", cos, [T, c.headDim]),
-      [ShardIO.sin]: new ort.Tensor("float32", sin, [T, c.headDim]),
-      [ShardIO.mask]: new ort.Tensor("float32", causalMask(past, T), [T, past + T]),
-    };
+    const feeds: Record<string, ort.Tensor> = { [ShardIO.hidden]: new ort.Tensor("float32", hidden, [T, c.hiddenSize]) };
+    if (this.attention === "gqa") {
+      feeds[ShardIO.seqlensK] = new ort.Tensor("int32", Int32Array.of(past + T - 1), [1]);
+      feeds[ShardIO.totalLength] = new ort.Tensor("int32", Int32Array.of(past + T), []);
+    } else {
+      const { cos, sin } = ropeTables(c, Array.from({ length: T }, (_, i) => past + i));
+      feeds[ShardIO.cos] = new ort.Tensor("float32", cos, [T, c.headDim]);
+      feeds[ShardIO.sin] = new ort.Tensor("float32", sin, [T, c.headDim]);
+      feeds[ShardIO.mask] = new ort.Tensor("float32", causalMask(past, T), [T, past + T]);
+    }
     for (let i = 0; i < this.numLayers; i++) {
       feeds[ShardIO.pastKey(this.first + i)] = cache.keys[i]!;
       feeds[ShardIO.pastValue(this.first + i)] = cache.values[i]!;
