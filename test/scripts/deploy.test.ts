@@ -1,0 +1,61 @@
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { JsonRpcProvider, Wallet, parseEther } from "ethers";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EFedToken__factory, PaymentChannels__factory, Staking__factory } from "../../types/ethers-contracts/index.js";
+import { scratchDir } from "../engine/helpers.js";
+import { startHardhatNode, type LocalChain } from "../support/hardhatNode.js";
+
+const run = promisify(execFile);
+const root = new URL("../..", import.meta.url).pathname;
+let chain: LocalChain;
+const scratch = scratchDir();
+
+beforeAll(async () => {
+  chain = await startHardhatNode();
+}, 90_000);
+afterAll(async () => {
+  await chain.stop();
+  scratch.cleanup();
+});
+
+describe("npm run deploy", () => {
+  it("deploys to a running hardhat node, wires the roles and writes deployments/<chainId>.json", async () => {
+    const holder = Wallet.createRandom().address;
+    const dispute = Wallet.createRandom().address;
+    await run(
+      process.execPath,
+      ["--import", "tsx", join(root, "scripts/deploy.ts"), "--rpc", chain.url, "--out-dir", scratch.dir, "--mint-to", holder, "--mint", "250", "--dispute-operator", dispute],
+      { cwd: root },
+    );
+    const record = JSON.parse(readFileSync(join(scratch.dir, "31337.json"), "utf8")) as {
+      chainId: string;
+      contracts: Record<string, string>;
+    };
+    expect(record.chainId).toBe("31337");
+    expect(Object.keys(record.contracts).sort()).toEqual(["channels", "commitments", "registry", "rewards", "staking", "token", "trust"]);
+
+    const provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true });
+    const token = EFedToken__factory.connect(record.contracts.token!, provider);
+    const staking = Staking__factory.connect(record.contracts.staking!, provider);
+    const channels = PaymentChannels__factory.connect(record.contracts.channels!, provider);
+    expect(await token.balanceOf(holder)).toBe(parseEther("250"));
+    expect(await staking.trustSource()).toBe(record.contracts.trust);
+    expect(await staking.hasRole(await staking.SLASHER_ROLE(), dispute)).toBe(true);
+    expect(await channels.rewardPool()).toBe(record.contracts.rewards);
+    provider.destroy();
+  });
+
+  it("refuses a bad --mint-to address with a message naming it", async () => {
+    const err = await run(process.execPath, ["--import", "tsx", join(root, "scripts/deploy.ts"), "--rpc", chain.url, "--mint-to", "0xnope"], {
+      cwd: root,
+    }).then(
+      () => undefined,
+      (e: unknown) => e as { code: number; stderr: string },
+    );
+    expect(err?.code).toBe(1);
+    expect(err?.stderr).toContain('"0xnope" is not an address');
+  });
+});
