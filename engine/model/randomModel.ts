@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SeededRandom } from "../random.js";
 import { parseConfig, type ModelConfig } from "./config.js";
-import { float32ToBF16Bytes, float32ToF16Bytes, type DType } from "./dtype.js";
+import { float32ToBF16Bytes, float32ToF16Bytes, type DType } from "../../protocol/dtype.js";
 import { writeSafetensors, type TensorToWrite } from "./safetensorsWriter.js";
 import { expectedTensors } from "./weights.js";
 

@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { ModelFormatError } from "../errors.js";
-import { DTYPE_BYTES, isDType, toFloat32, type DType } from "./dtype.js";
+import { DTYPE_BYTES, isDType, toFloat32, type DType } from "../../protocol/dtype.js";
 
 /** Where one tensor lives in a safetensors file. */
 export interface TensorInfo {

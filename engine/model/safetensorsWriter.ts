@@ -1,5 +1,5 @@
 import { writeFileSync } from "node:fs";
-import type { DType } from "./dtype.js";
+import type { DType } from "../../protocol/dtype.js";
 
 export interface TensorToWrite {
   dtype: DType;

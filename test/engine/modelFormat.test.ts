@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ModelFormatError } from "../../engine/errors.js";
 import { ropeInverseFrequencies, parseConfig } from "../../engine/model/config.js";
-import { float32ToBF16Bytes, float32ToF16Bytes, toFloat32 } from "../../engine/model/dtype.js";
+import { float32ToBF16Bytes, float32ToF16Bytes, toFloat32 } from "../../protocol/dtype.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
 import { writeSafetensors } from "../../engine/model/safetensorsWriter.js";

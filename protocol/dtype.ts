@@ -1,4 +1,4 @@
-/** The tensor dtypes eFed reads from safetensors, with their sizes in bytes. */
+/** Floating-point dtypes eFed reads from safetensors and sends on the wire, with their sizes in bytes. */
 export const DTYPE_BYTES = { F32: 4, F16: 2, BF16: 2 } as const;
 export type DType = keyof typeof DTYPE_BYTES;
 

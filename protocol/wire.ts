@@ -1,0 +1,434 @@
+import { getAddress, hexlify } from "ethers";
+import { ACTIVATION_ENCODINGS, payloadBytes, type ActivationEncoding, type EncodedActivations } from "./activations.js";
+import { EFedError } from "./errors.js";
+
+/**
+ * The binary protocol between clients and shard servers, one WebSocket binary message per frame.
+ * Every frame starts with a u8 message type and a u32 request id (0 for unsolicited frames), all
+ * integers little-endian. Strings are u16 length + UTF-8; ids are raw 32 bytes; amounts u256 as 32
+ * bytes big-endian (as the EVM writes them). Parsing checks every length against the bytes present
+ * and against the limits given, so a bad frame becomes a `WireError` with a stable code.
+ */
+export const PROTOCOL_VERSION = 1;
+
+export const MessageType = {
+  ServerInfo: 1,
+  OpenSession: 2,
+  SessionOpened: 3,
+  Step: 4,
+  StepResult: 5,
+  CloseSession: 6,
+  SessionClosed: 7,
+  Error: 8,
+} as const;
+export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
+
+/** Stable error codes carried by Error frames. */
+export const ErrorCode = {
+  BadFrame: 1,
+  UnknownType: 2,
+  UnsupportedVersion: 3,
+  TooLarge: 4,
+  UnknownSession: 5,
+  SessionExists: 6,
+  TooManySessions: 7,
+  SessionTooLong: 8,
+  BadPosition: 9,
+  BadShape: 10,
+  BadEncoding: 11,
+  Overloaded: 12,
+  Internal: 13,
+  ShuttingDown: 14,
+  MemoryBudget: 15,
+  BadRoute: 16,
+  Upstream: 17,
+} as const;
+export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class WireError extends EFedError {
+  readonly wireCode: ErrorCodeValue;
+  constructor(wireCode: ErrorCodeValue, message: string) {
+    super(`WIRE_${wireCode}`, message);
+    this.wireCode = wireCode;
+  }
+}
+
+/** What a server promises on connect: who it is, what it serves, and its limits. */
+export interface ServerInfo {
+  type: typeof MessageType.ServerInfo;
+  requestId: 0;
+  protocolVersion: number;
+  chainId: bigint;
+  server: string; // checksummed address that signs receipts
+  variantId: string; // 32-byte hex
+  firstLayer: number;
+  lastLayer: number;
+  hiddenSize: number;
+  maxSessions: number;
+  maxSessionTokens: number;
+  maxStepTokens: number;
+  maxFrameBytes: number;
+  pricePerToken: bigint;
+  commitments: string; // address of the Commitments contract (receipt EIP-712 domain); zero when standalone
+}
+
+export interface OpenSession {
+  type: typeof MessageType.OpenSession;
+  requestId: number;
+  sessionId: string;
+  maxLength: number;
+}
+
+export interface SessionOpened {
+  type: typeof MessageType.SessionOpened;
+  requestId: number;
+  sessionId: string;
+}
+
+/** The next hop a server should send its output to instead of back to the client. */
+export interface Hop {
+  url: string;
+  sessionId: string;
+}
+
+export interface Step {
+  type: typeof MessageType.Step;
+  requestId: number;
+  sessionId: string;
+  step: bigint;
+  /** Position of the first of the `rows` tokens: must equal the session's length so far. */
+  position: number;
+  /** Encoding the output should be returned (or forwarded) in. */
+  outputEncoding: ActivationEncoding;
+  input: EncodedActivations;
+  /** Remaining servers of the route, in order; empty: reply to the sender. */
+  route: Hop[];
+}
+
+/** One server's signed result for a step. */
+export interface HopResult {
+  server: string;
+  firstLayer: number;
+  lastLayer: number;
+  signature: string; // 65-byte hex EIP-712 receipt signature
+}
+
+export interface StepResult {
+  type: typeof MessageType.StepResult;
+  requestId: number;
+  sessionId: string;
+  step: bigint;
+  output: EncodedActivations;
+  /** Receipts of every server the step passed through, in route order. */
+  hops: HopResult[];
+}
+
+export interface CloseSession {
+  type: typeof MessageType.CloseSession;
+  requestId: number;
+  sessionId: string;
+}
+
+export interface SessionClosed {
+  type: typeof MessageType.SessionClosed;
+  requestId: number;
+  sessionId: string;
+}
+
+export interface ErrorMessage {
+  type: typeof MessageType.Error;
+  requestId: number;
+  code: ErrorCodeValue;
+  message: string;
+}
+
+export type Message = ServerInfo | OpenSession | SessionOpened | Step | StepResult | CloseSession | SessionClosed | ErrorMessage;
+
+/** Bounds applied while parsing, before anything is allocated. */
+export interface WireLimits {
+  maxFrameBytes: number;
+  maxStepTokens: number;
+  hiddenSize?: number;
+  maxRouteHops: number;
+}
+
+export const DEFAULT_LIMITS: WireLimits = { maxFrameBytes: 64 * 1024 * 1024, maxStepTokens: 4096, maxRouteHops: 16 };
+
+const MAX_STRING_BYTES = 2048;
+const MAX_HOPS_IN_RESULT = 64;
+
+// ------------------------------------------------------------------ encoding
+
+class Writer {
+  private parts: Uint8Array[] = [];
+  private size = 0;
+  private push(bytes: Uint8Array): void {
+    this.parts.push(bytes);
+    this.size += bytes.byteLength;
+  }
+  u8(v: number): this {
+    this.push(Uint8Array.of(v));
+    return this;
+  }
+  u16(v: number): this {
+    const b = new Uint8Array(2);
+    new DataView(b.buffer).setUint16(0, v, true);
+    this.push(b);
+    return this;
+  }
+  u32(v: number): this {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, v, true);
+    this.push(b);
+    return this;
+  }
+  u64(v: bigint): this {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, v, true);
+    this.push(b);
+    return this;
+  }
+  u256(v: bigint): this {
+    const b = new Uint8Array(32);
+    let x = v;
+    for (let i = 31; i >= 0; i--) {
+      b[i] = Number(x & 0xffn);
+      x >>= 8n;
+    }
+    this.push(b);
+    return this;
+  }
+  hex(v: string, bytes: number): this {
+    const b = Buffer.from(v.slice(2), "hex");
+    if (b.byteLength !== bytes) throw new WireError(ErrorCode.BadFrame, `expected ${bytes} bytes of hex, got ${v}`);
+    this.push(b);
+    return this;
+  }
+  str(v: string): this {
+    const b = Buffer.from(v, "utf8");
+    if (b.byteLength > MAX_STRING_BYTES) throw new WireError(ErrorCode.BadFrame, `string of ${b.byteLength} bytes exceeds ${MAX_STRING_BYTES}`);
+    this.u16(b.byteLength);
+    this.push(b);
+    return this;
+  }
+  bytes(v: Uint8Array): this {
+    this.push(v);
+    return this;
+  }
+  activations(a: EncodedActivations): this {
+    return this.u8(ACTIVATION_ENCODINGS.indexOf(a.encoding)).u32(a.rows).u32(a.cols).u32(a.payload.byteLength).bytes(a.payload);
+  }
+  finish(): Uint8Array {
+    const out = new Uint8Array(this.size);
+    let at = 0;
+    for (const p of this.parts) {
+      out.set(p, at);
+      at += p.byteLength;
+    }
+    return out;
+  }
+}
+
+export function encodeMessage(m: Message): Uint8Array {
+  const w = new Writer().u8(m.type).u32(m.requestId);
+  switch (m.type) {
+    case MessageType.ServerInfo:
+      w.u16(m.protocolVersion).u64(m.chainId).hex(m.server, 20).hex(m.variantId, 32).u16(m.firstLayer).u16(m.lastLayer);
+      w.u32(m.hiddenSize).u32(m.maxSessions).u32(m.maxSessionTokens).u32(m.maxStepTokens).u32(m.maxFrameBytes);
+      w.u256(m.pricePerToken).hex(m.commitments, 20);
+      break;
+    case MessageType.OpenSession:
+      w.hex(m.sessionId, 32).u32(m.maxLength);
+      break;
+    case MessageType.SessionOpened:
+    case MessageType.CloseSession:
+    case MessageType.SessionClosed:
+      w.hex(m.sessionId, 32);
+      break;
+    case MessageType.Step:
+      w.hex(m.sessionId, 32).u64(m.step).u32(m.position).u8(ACTIVATION_ENCODINGS.indexOf(m.outputEncoding));
+      w.u8(m.route.length);
+      for (const hop of m.route) w.str(hop.url).hex(hop.sessionId, 32);
+      w.activations(m.input);
+      break;
+    case MessageType.StepResult:
+      w.hex(m.sessionId, 32).u64(m.step).u8(m.hops.length);
+      for (const h of m.hops) w.hex(h.server, 20).u16(h.firstLayer).u16(h.lastLayer).hex(h.signature, 65);
+      w.activations(m.output);
+      break;
+    case MessageType.Error:
+      w.u16(m.code).str(m.message);
+      break;
+  }
+  return w.finish();
+}
+
+// ------------------------------------------------------------------ decoding
+
+class Reader {
+  private at = 0;
+  private readonly view: DataView;
+  constructor(private readonly bytes: Uint8Array) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+  private need(n: number, what: string): void {
+    if (this.at + n > this.bytes.byteLength) {
+      throw new WireError(ErrorCode.BadFrame, `frame ends inside ${what}: needs ${n} bytes at offset ${this.at}, frame has ${this.bytes.byteLength}`);
+    }
+  }
+  u8(what: string): number {
+    this.need(1, what);
+    return this.view.getUint8(this.at++);
+  }
+  u16(what: string): number {
+    this.need(2, what);
+    const v = this.view.getUint16(this.at, true);
+    this.at += 2;
+    return v;
+  }
+  u32(what: string): number {
+    this.need(4, what);
+    const v = this.view.getUint32(this.at, true);
+    this.at += 4;
+    return v;
+  }
+  u64(what: string): bigint {
+    this.need(8, what);
+    const v = this.view.getBigUint64(this.at, true);
+    this.at += 8;
+    return v;
+  }
+  u256(what: string): bigint {
+    this.need(32, what);
+    let v = 0n;
+    for (let i = 0; i < 32; i++) v = (v << 8n) | BigInt(this.bytes[this.at + i]!);
+    this.at += 32;
+    return v;
+  }
+  raw(n: number, what: string): Uint8Array {
+    this.need(n, what);
+    const out = this.bytes.subarray(this.at, this.at + n);
+    this.at += n;
+    return out;
+  }
+  hex(n: number, what: string): string {
+    return hexlify(this.raw(n, what));
+  }
+  address(what: string): string {
+    return getAddress(this.hex(20, what));
+  }
+  str(what: string): string {
+    const n = this.u16(`${what} length`);
+    if (n > MAX_STRING_BYTES) throw new WireError(ErrorCode.BadFrame, `${what} of ${n} bytes exceeds ${MAX_STRING_BYTES}`);
+    return new TextDecoder("utf-8", { fatal: false }).decode(this.raw(n, what));
+  }
+  encoding(what: string): ActivationEncoding {
+    const code = this.u8(what);
+    const e = ACTIVATION_ENCODINGS[code];
+    if (e === undefined) throw new WireError(ErrorCode.BadEncoding, `${what} ${code} is not an encoding (0 fp32, 1 fp16, 2 int8)`);
+    return e;
+  }
+  activations(limits: WireLimits, what: string): EncodedActivations {
+    const encoding = this.encoding(`${what} encoding`);
+    const rows = this.u32(`${what} rows`);
+    const cols = this.u32(`${what} cols`);
+    const length = this.u32(`${what} length`);
+    if (rows < 1 || rows > limits.maxStepTokens) {
+      throw new WireError(ErrorCode.BadShape, `${what} has ${rows} rows, expected 1..${limits.maxStepTokens}`);
+    }
+    if (limits.hiddenSize !== undefined && cols !== limits.hiddenSize) {
+      throw new WireError(ErrorCode.BadShape, `${what} has ${cols} columns, expected the hidden size ${limits.hiddenSize}`);
+    }
+    if (cols < 1) throw new WireError(ErrorCode.BadShape, `${what} has 0 columns`);
+    const expected = payloadBytes(encoding, rows, cols);
+    if (length !== expected) {
+      throw new WireError(ErrorCode.BadShape, `${what}: ${encoding} ${rows}×${cols} needs ${expected} bytes, header says ${length}`);
+    }
+    return { encoding, rows, cols, payload: this.raw(length, `${what} payload`) };
+  }
+  end(): void {
+    if (this.at !== this.bytes.byteLength) {
+      throw new WireError(ErrorCode.BadFrame, `${this.bytes.byteLength - this.at} unexpected bytes after the message`);
+    }
+  }
+}
+
+/** Parses one frame into a typed message, or throws a `WireError` saying what is wrong. */
+export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LIMITS): Message {
+  if (frame.byteLength > limits.maxFrameBytes) {
+    throw new WireError(ErrorCode.TooLarge, `frame of ${frame.byteLength} bytes exceeds the limit of ${limits.maxFrameBytes}`);
+  }
+  const r = new Reader(frame);
+  const type = r.u8("message type");
+  const requestId = r.u32("request id");
+  let m: Message;
+  switch (type) {
+    case MessageType.ServerInfo:
+      m = {
+        type,
+        requestId: 0,
+        protocolVersion: r.u16("protocol version"),
+        chainId: r.u64("chain id"),
+        server: r.address("server"),
+        variantId: r.hex(32, "variant id"),
+        firstLayer: r.u16("first layer"),
+        lastLayer: r.u16("last layer"),
+        hiddenSize: r.u32("hidden size"),
+        maxSessions: r.u32("max sessions"),
+        maxSessionTokens: r.u32("max session tokens"),
+        maxStepTokens: r.u32("max step tokens"),
+        maxFrameBytes: r.u32("max frame bytes"),
+        pricePerToken: r.u256("price per token"),
+        commitments: r.address("commitments"),
+      };
+      break;
+    case MessageType.OpenSession:
+      m = { type, requestId, sessionId: r.hex(32, "session id"), maxLength: r.u32("max length") };
+      break;
+    case MessageType.SessionOpened:
+    case MessageType.CloseSession:
+    case MessageType.SessionClosed:
+      m = { type, requestId, sessionId: r.hex(32, "session id") };
+      break;
+    case MessageType.Step: {
+      const sessionId = r.hex(32, "session id");
+      const step = r.u64("step");
+      const position = r.u32("position");
+      const outputEncoding = r.encoding("output encoding");
+      const hopCount = r.u8("route length");
+      if (hopCount > limits.maxRouteHops) {
+        throw new WireError(ErrorCode.BadRoute, `route of ${hopCount} hops exceeds the limit of ${limits.maxRouteHops}`);
+      }
+      const route: Hop[] = [];
+      for (let i = 0; i < hopCount; i++) route.push({ url: r.str(`hop ${i} url`), sessionId: r.hex(32, `hop ${i} session id`) });
+      m = { type, requestId, sessionId, step, position, outputEncoding, route, input: r.activations(limits, "input") };
+      break;
+    }
+    case MessageType.StepResult: {
+      const sessionId = r.hex(32, "session id");
+      const step = r.u64("step");
+      const hopCount = r.u8("hop count");
+      if (hopCount > MAX_HOPS_IN_RESULT) throw new WireError(ErrorCode.BadRoute, `${hopCount} hops exceeds ${MAX_HOPS_IN_RESULT}`);
+      const hops: HopResult[] = [];
+      for (let i = 0; i < hopCount; i++) {
+        hops.push({
+          server: r.address(`hop ${i} server`),
+          firstLayer: r.u16(`hop ${i} first layer`),
+          lastLayer: r.u16(`hop ${i} last layer`),
+          signature: r.hex(65, `hop ${i} signature`),
+        });
+      }
+      m = { type, requestId, sessionId, step, hops, output: r.activations(limits, "output") };
+      break;
+    }
+    case MessageType.Error: {
+      const code = r.u16("error code");
+      m = { type, requestId, code: code as ErrorCodeValue, message: r.str("error message") };
+      break;
+    }
+    default:
+      throw new WireError(ErrorCode.UnknownType, `unknown message type ${type}`);
+  }
+  r.end();
+  return m;
+}

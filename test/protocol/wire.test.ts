@@ -1,0 +1,129 @@
+import { Wallet, hexlify, randomBytes } from "ethers";
+import { describe, expect, it } from "vitest";
+import { encodeActivations } from "../../protocol/activations.js";
+import {
+  DEFAULT_LIMITS,
+  ErrorCode,
+  MessageType,
+  PROTOCOL_VERSION,
+  WireError,
+  decodeMessage,
+  encodeMessage,
+  type Message,
+} from "../../protocol/wire.js";
+
+const session = hexlify(randomBytes(32));
+const server = Wallet.createRandom().address;
+const activations = encodeActivations(Float32Array.from({ length: 2 * 8 }, (_, i) => i / 3), 2, 8, "fp16");
+const limits = { ...DEFAULT_LIMITS, hiddenSize: 8 };
+
+const samples: Message[] = [
+  {
+    type: MessageType.ServerInfo,
+    requestId: 0,
+    protocolVersion: PROTOCOL_VERSION,
+    chainId: 31337n,
+    server,
+    variantId: hexlify(randomBytes(32)),
+    firstLayer: 2,
+    lastLayer: 5,
+    hiddenSize: 8,
+    maxSessions: 64,
+    maxSessionTokens: 2048,
+    maxStepTokens: 512,
+    maxFrameBytes: 1 << 24,
+    pricePerToken: (1n << 200n) + 12345n,
+    commitments: Wallet.createRandom().address,
+  },
+  { type: MessageType.OpenSession, requestId: 7, sessionId: session, maxLength: 300 },
+  { type: MessageType.SessionOpened, requestId: 7, sessionId: session },
+  {
+    type: MessageType.Step,
+    requestId: 8,
+    sessionId: session,
+    step: (1n << 40n) + 3n,
+    position: 17,
+    outputEncoding: "int8",
+    input: activations,
+    route: [
+      { url: "ws://127.0.0.1:9001", sessionId: hexlify(randomBytes(32)) },
+      { url: "ws://127.0.0.1:9002/ünïcode", sessionId: hexlify(randomBytes(32)) },
+    ],
+  },
+  {
+    type: MessageType.StepResult,
+    requestId: 8,
+    sessionId: session,
+    step: 3n,
+    output: activations,
+    hops: [{ server, firstLayer: 0, lastLayer: 4, signature: hexlify(randomBytes(65)) }],
+  },
+  { type: MessageType.CloseSession, requestId: 9, sessionId: session },
+  { type: MessageType.SessionClosed, requestId: 9, sessionId: session },
+  { type: MessageType.Error, requestId: 10, code: ErrorCode.UnknownSession, message: "session 0x12… is not open on this connection" },
+];
+
+function wireError(fn: () => unknown): WireError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof WireError) return err;
+    throw err;
+  }
+  throw new Error("expected a WireError");
+}
+
+describe("wire protocol", () => {
+  for (const m of samples) {
+    it(`round-trips message type ${m.type}`, () => {
+      const decoded = decodeMessage(encodeMessage(m), limits);
+      expect(decoded).toEqual(m);
+    });
+  }
+
+  it("rejects every truncation of every message with BadFrame, naming the field", () => {
+    for (const m of samples) {
+      const frame = encodeMessage(m);
+      for (let cut = 0; cut < frame.byteLength; cut++) {
+        const err = wireError(() => decodeMessage(frame.subarray(0, cut), limits));
+        expect([ErrorCode.BadFrame, ErrorCode.BadShape, ErrorCode.BadEncoding, ErrorCode.BadRoute]).toContain(err.wireCode);
+      }
+      expect(wireError(() => decodeMessage(frame.subarray(0, 3), limits)).message).toContain("frame ends inside request id");
+    }
+  });
+
+  it("rejects trailing bytes, unknown types and oversized frames", () => {
+    const frame = encodeMessage(samples[1]!);
+    expect(wireError(() => decodeMessage(Uint8Array.from([...frame, 0]), limits)).message).toBe("1 unexpected bytes after the message");
+    expect(wireError(() => decodeMessage(Uint8Array.of(99, 0, 0, 0, 0), limits))).toMatchObject({ wireCode: ErrorCode.UnknownType });
+    expect(wireError(() => decodeMessage(new Uint8Array(101), { ...limits, maxFrameBytes: 100 })).message).toBe(
+      "frame of 101 bytes exceeds the limit of 100",
+    );
+  });
+
+  it("checks activation shapes against the limits before reading the payload", () => {
+    const step = samples[3]! as Extract<Message, { type: 4 }>;
+    const wide = { ...step, input: encodeActivations(new Float32Array(9), 1, 9, "fp32") };
+    expect(wireError(() => decodeMessage(encodeMessage(wide), limits)).message).toBe("input has 9 columns, expected the hidden size 8");
+    const tall = { ...step, input: encodeActivations(new Float32Array(8 * 5), 5, 8, "fp32") };
+    expect(wireError(() => decodeMessage(encodeMessage(tall), { ...limits, maxStepTokens: 4 })).message).toBe(
+      "input has 5 rows, expected 1..4",
+    );
+    // a header that lies about the payload length
+    const frame = encodeMessage(step);
+    const lying = Uint8Array.from(frame);
+    const lengthAt = frame.byteLength - step.input.payload.byteLength - 4;
+    new DataView(lying.buffer).setUint32(lengthAt, 5, true);
+    expect(wireError(() => decodeMessage(lying, limits))).toMatchObject({ wireCode: ErrorCode.BadShape });
+  });
+
+  it("rejects an unknown encoding and a route longer than allowed", () => {
+    const step = samples[3]! as Extract<Message, { type: 4 }>;
+    const frame = Uint8Array.from(encodeMessage(step));
+    frame[1 + 4 + 32 + 8 + 4] = 9; // output encoding byte
+    expect(wireError(() => decodeMessage(frame, limits)).message).toBe("output encoding 9 is not an encoding (0 fp32, 1 fp16, 2 int8)");
+    expect(wireError(() => decodeMessage(encodeMessage(step), { ...limits, maxRouteHops: 1 })).message).toBe(
+      "route of 2 hops exceeds the limit of 1",
+    );
+  });
+});
