@@ -53,6 +53,15 @@ export class ModelDirectory {
     return this.weightMap.has(name);
   }
 
+  tensorNames(): IterableIterator<string> {
+    return this.weightMap.keys();
+  }
+
+  /** The tensor's bytes exactly as stored (for hashing). */
+  rawBytes(name: string): Uint8Array {
+    return this.fileOf(name).readBytes(name);
+  }
+
   info(name: string): TensorInfo {
     return this.fileOf(name).info(name);
   }

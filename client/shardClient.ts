@@ -1,0 +1,152 @@
+import { WebSocket } from "ws";
+import { EFedError } from "../protocol/errors.js";
+import {
+  DEFAULT_LIMITS,
+  MessageType,
+  PROTOCOL_VERSION,
+  decodeMessage,
+  encodeMessage,
+  type Message,
+  type ServerInfo,
+  type Step,
+  type StepResult,
+  type WireLimits,
+} from "../protocol/wire.js";
+
+/** A request to a shard server failed: the server's error code and message, a timeout, or a lost connection. */
+export class ShardRequestError extends EFedError {
+  constructor(code: string, message: string, details?: Record<string, unknown>) {
+    super(code, message, details === undefined ? {} : { details });
+  }
+}
+
+export interface ConnectOptions {
+  /** Milliseconds to wait for the connection and the server's info frame (default 10 s). */
+  connectTimeoutMs?: number;
+  /** Milliseconds to wait for each reply (default 60 s). */
+  requestTimeoutMs?: number;
+  /** Largest frame accepted from the server (default 64 MiB). */
+  maxFrameBytes?: number;
+}
+
+type Pending = { resolve: (m: Message) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
+
+/** One WebSocket connection to a shard server, with typed request/reply and timeouts. */
+export class ShardConnection {
+  readonly url: string;
+  readonly info: ServerInfo;
+  private readonly ws: WebSocket;
+  private readonly pending = new Map<number, Pending>();
+  private readonly requestTimeoutMs: number;
+  private readonly limits: WireLimits;
+  private nextRequestId = 1;
+  private closedReason: string | undefined;
+
+  private constructor(url: string, ws: WebSocket, info: ServerInfo, requestTimeoutMs: number, limits: WireLimits) {
+    this.url = url;
+    this.ws = ws;
+    this.info = info;
+    this.requestTimeoutMs = requestTimeoutMs;
+    this.limits = limits;
+    ws.on("message", (data) => this.onFrame(data as Buffer));
+    ws.on("close", (code, reason) => this.failAll(`connection to ${url} closed (${code} ${reason.toString()})`));
+  }
+
+  static async connect(url: string, options: ConnectOptions = {}): Promise<ShardConnection> {
+    const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes;
+    const ws = new WebSocket(url, { maxPayload: maxFrameBytes, perMessageDeflate: false });
+    const timeoutMs = options.connectTimeoutMs ?? 10_000;
+    const info = await new Promise<ServerInfo>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        ws.terminate();
+        reject(new ShardRequestError("TIMEOUT", `no server info from ${url} within ${timeoutMs} ms`, { url }));
+      }, timeoutMs);
+      ws.once("error", (err) => {
+        clearTimeout(timer);
+        reject(new ShardRequestError("CONNECT_FAILED", `cannot connect to ${url}: ${err.message}`, { url }));
+      });
+      ws.once("message", (data) => {
+        clearTimeout(timer);
+        try {
+          const m = decodeMessage(data as Buffer, { ...DEFAULT_LIMITS, maxFrameBytes });
+          if (m.type !== MessageType.ServerInfo) throw new Error(`expected server info, got message type ${m.type}`);
+          if (m.protocolVersion !== PROTOCOL_VERSION) {
+            throw new Error(`server speaks protocol ${m.protocolVersion}, this client ${PROTOCOL_VERSION}`);
+          }
+          resolve(m);
+        } catch (err) {
+          ws.terminate();
+          reject(new ShardRequestError("BAD_HANDSHAKE", `${url}: ${(err as Error).message}`, { url }));
+        }
+      });
+    });
+    ws.on("error", () => {}); // after the handshake, errors surface as 'close'
+    const limits: WireLimits = { maxFrameBytes, maxStepTokens: info.maxStepTokens, hiddenSize: info.hiddenSize, maxRouteHops: 16 };
+    return new ShardConnection(url, ws, info, options.requestTimeoutMs ?? 60_000, limits);
+  }
+
+  async openSession(sessionId: string, maxLength: number): Promise<void> {
+    await this.request({ type: MessageType.OpenSession, requestId: 0, sessionId, maxLength }, MessageType.SessionOpened);
+  }
+
+  async closeSession(sessionId: string): Promise<void> {
+    await this.request({ type: MessageType.CloseSession, requestId: 0, sessionId }, MessageType.SessionClosed);
+  }
+
+  async step(step: Omit<Step, "type" | "requestId">): Promise<StepResult> {
+    return (await this.request({ type: MessageType.Step, requestId: 0, ...step }, MessageType.StepResult)) as StepResult;
+  }
+
+  close(): void {
+    this.ws.close(1000, "client done");
+  }
+
+  private request(m: Message, expect: Message["type"]): Promise<Message> {
+    if (this.closedReason !== undefined) return Promise.reject(new ShardRequestError("CLOSED", this.closedReason, { url: this.url }));
+    const requestId = this.nextRequestId++;
+    const frame = encodeMessage({ ...m, requestId } as Message);
+    return new Promise<Message>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(requestId);
+        reject(new ShardRequestError("TIMEOUT", `${this.url} did not answer request ${requestId} within ${this.requestTimeoutMs} ms`));
+      }, this.requestTimeoutMs);
+      this.pending.set(requestId, {
+        timer,
+        reject,
+        resolve: (reply) => {
+          if (reply.type === MessageType.Error) {
+            reject(new ShardRequestError(`SERVER_${reply.code}`, `${this.url}: ${reply.message}`, { url: this.url, code: reply.code }));
+          } else if (reply.type !== expect) {
+            reject(new ShardRequestError("BAD_REPLY", `${this.url} answered with message type ${reply.type}, expected ${expect}`));
+          } else resolve(reply);
+        },
+      });
+      this.ws.send(frame);
+    });
+  }
+
+  private onFrame(data: Buffer): void {
+    let m: Message;
+    try {
+      m = decodeMessage(data, this.limits);
+    } catch (err) {
+      this.failAll(`${this.url} sent a bad frame: ${(err as Error).message}`);
+      this.ws.terminate();
+      return;
+    }
+    const p = this.pending.get(m.requestId);
+    if (p === undefined) return; // a late reply to a timed-out request
+    this.pending.delete(m.requestId);
+    clearTimeout(p.timer);
+    p.resolve(m);
+  }
+
+  private failAll(reason: string): void {
+    this.closedReason ??= reason;
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new ShardRequestError("CLOSED", reason, { url: this.url }));
+      this.pending.delete(id);
+    }
+  }
+}

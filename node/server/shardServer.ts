@@ -1,0 +1,277 @@
+import { ZeroAddress, type SigningKey } from "ethers";
+import { pino, type Logger } from "pino";
+import { WebSocketServer, type WebSocket } from "ws";
+import type { Shard } from "../../engine/runtime/shard.js";
+import { activationHash, decodeActivations, encodeActivations, type EncodedActivations } from "../../protocol/activations.js";
+import { receiptDomain } from "../../protocol/eip712.js";
+import { receiptDigest, type Receipt } from "../../protocol/receipt.js";
+import {
+  ErrorCode,
+  MessageType,
+  PROTOCOL_VERSION,
+  WireError,
+  decodeMessage,
+  encodeMessage,
+  type Message,
+  type ServerInfo,
+  type Step,
+  type WireLimits,
+} from "../../protocol/wire.js";
+import type { ActivationStore } from "../store/activationStore.js";
+import { validateLimits, type ServerLimits } from "./limits.js";
+import { SessionTable } from "./sessions.js";
+
+export interface ShardServerOptions {
+  shard: Shard;
+  /** Manifest hash of the model variant served. */
+  variantId: string;
+  /** The staked key that signs receipts. */
+  signingKey: SigningKey;
+  /** Its address. */
+  address: string;
+  chainId: bigint;
+  /** Commitments contract (the receipts' EIP-712 verifying contract); zero address when standalone. */
+  commitments?: string;
+  pricePerToken?: bigint;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  limits: ServerLimits;
+  store: ActivationStore;
+  logger?: Logger;
+}
+
+const HEARTBEAT_MS = 30_000;
+
+/**
+ * Serves one layer range over WebSockets: sessions with server-side KV caches, one signed receipt
+ * per step, the activations behind each receipt stored before the reply leaves. Every frame is
+ * parsed at the edge; a bad one gets an Error reply and the server keeps serving everyone else.
+ */
+export class ShardServer {
+  private readonly wss: WebSocketServer;
+  private readonly sessions: SessionTable;
+  private readonly info: ServerInfo;
+  private readonly wireLimits: WireLimits;
+  private readonly domain;
+  private readonly logger: Logger;
+  private readonly timers: NodeJS.Timeout[] = [];
+  /** Engine runs are serialized: one ORT session, steps in arrival order. */
+  private engineQueue: Promise<void> = Promise.resolve();
+  private inFlight = 0;
+  private stopping = false;
+
+  private constructor(
+    private readonly o: ShardServerOptions,
+    wss: WebSocketServer,
+  ) {
+    this.wss = wss;
+    const c = o.shard.config;
+    const kvBytesPerToken = o.shard.numLayers * 2 * c.numKvHeads * c.headDim * 4;
+    this.sessions = new SessionTable(o.limits, kvBytesPerToken);
+    this.logger = o.logger ?? pino({ level: "silent" });
+    const commitments = o.commitments ?? ZeroAddress;
+    this.domain = receiptDomain(o.chainId, commitments);
+    this.info = {
+      type: MessageType.ServerInfo,
+      requestId: 0,
+      protocolVersion: PROTOCOL_VERSION,
+      chainId: o.chainId,
+      server: o.address,
+      variantId: o.variantId,
+      firstLayer: o.shard.first,
+      lastLayer: o.shard.last,
+      hiddenSize: c.hiddenSize,
+      maxSessions: o.limits.maxSessions,
+      maxSessionTokens: o.limits.maxSessionTokens,
+      maxStepTokens: o.limits.maxStepTokens,
+      maxFrameBytes: o.limits.maxFrameBytes,
+      pricePerToken: o.pricePerToken ?? 0n,
+      commitments,
+    };
+    this.wireLimits = {
+      maxFrameBytes: o.limits.maxFrameBytes,
+      maxStepTokens: o.limits.maxStepTokens,
+      hiddenSize: c.hiddenSize,
+      maxRouteHops: 16,
+    };
+  }
+
+  static async start(o: ShardServerOptions): Promise<ShardServer> {
+    validateLimits(o.limits);
+    const wss = new WebSocketServer({ host: o.host ?? "127.0.0.1", port: o.port ?? 0, maxPayload: o.limits.maxFrameBytes, perMessageDeflate: false });
+    await new Promise<void>((resolve, reject) => {
+      wss.once("listening", resolve);
+      wss.once("error", reject);
+    });
+    const server = new ShardServer(o, wss);
+    wss.on("connection", (ws) => server.accept(ws));
+    server.timers.push(setInterval(() => server.evictIdle(), Math.min(o.limits.idleTimeoutMs, 10_000)).unref());
+    server.timers.push(setInterval(() => server.heartbeat(), HEARTBEAT_MS).unref());
+    server.logger.info({ port: server.port, first: o.shard.first, last: o.shard.last }, "shard server listening");
+    return server;
+  }
+
+  get port(): number {
+    const address = this.wss.address();
+    return typeof address === "object" && address !== null ? address.port : 0;
+  }
+
+  get url(): string {
+    return `ws://${this.o.host ?? "127.0.0.1"}:${this.port}`;
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Stops taking work, lets in-flight steps finish and reply, then closes every connection. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.engineQueue;
+    for (const ws of this.wss.clients) ws.close(1001, "server shutting down");
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+
+  private accept(ws: WebSocket): void {
+    const alive = ws as WebSocket & { isAlive?: boolean };
+    alive.isAlive = true;
+    ws.on("pong", () => (alive.isAlive = true));
+    ws.on("error", (err) => this.logger.warn({ err: err.message }, "connection error"));
+    ws.on("close", () => {
+      const dropped = this.sessions.dropOwner(ws);
+      if (dropped > 0) this.logger.debug({ dropped }, "connection closed, sessions dropped");
+    });
+    ws.on("message", (data, isBinary) => {
+      if (!isBinary) {
+        this.send(ws, { type: MessageType.Error, requestId: 0, code: ErrorCode.BadFrame, message: "text frames are not accepted: send binary" });
+        return;
+      }
+      const frame = toBytes(data);
+      let message: Message;
+      try {
+        message = decodeMessage(frame, this.wireLimits);
+      } catch (err) {
+        this.reject(ws, requestIdOf(frame), err);
+        return;
+      }
+      this.handle(ws, message).catch((err: unknown) => this.reject(ws, message.requestId, err));
+    });
+    this.send(ws, this.info);
+  }
+
+  private async handle(ws: WebSocket, m: Message): Promise<void> {
+    if (this.stopping) throw new WireError(ErrorCode.ShuttingDown, "server is shutting down");
+    switch (m.type) {
+      case MessageType.OpenSession:
+        this.sessions.open(m.sessionId, ws, m.maxLength, this.o.shard.newCache(), Date.now());
+        this.send(ws, { type: MessageType.SessionOpened, requestId: m.requestId, sessionId: m.sessionId });
+        return;
+      case MessageType.CloseSession:
+        this.sessions.close(m.sessionId, ws);
+        this.send(ws, { type: MessageType.SessionClosed, requestId: m.requestId, sessionId: m.sessionId });
+        return;
+      case MessageType.Step:
+        await this.step(ws, m);
+        return;
+      default:
+        throw new WireError(ErrorCode.UnknownType, `message type ${m.type} is not a request a server accepts`);
+    }
+  }
+
+  private async step(ws: WebSocket, m: Step): Promise<void> {
+    if (m.route.length > 0) throw new WireError(ErrorCode.BadRoute, "forwarding along a route is not supported by this server yet");
+    const session = this.sessions.get(m.sessionId, ws);
+    if (m.step !== session.nextStep) {
+      throw new WireError(ErrorCode.BadPosition, `session ${m.sessionId} expects step ${session.nextStep}, got ${m.step}`);
+    }
+    if (m.position !== session.cache.length) {
+      throw new WireError(ErrorCode.BadPosition, `session ${m.sessionId} is at position ${session.cache.length}, step says ${m.position}`);
+    }
+    this.sessions.admit(session, m.input.rows);
+    session.nextStep++; // claimed now so a concurrent duplicate is refused
+    const hidden = decodeActivations(m.input);
+    const output = await this.runEngine(() => this.o.shard.forward(hidden, session.cache));
+    session.lastUsedMs = Date.now();
+    const encoded = encodeActivations(output, m.input.rows, m.input.cols, m.outputEncoding);
+    const receipt = this.receiptFor(m, m.input, encoded);
+    const signature = this.o.signingKey.sign(receiptDigest(this.domain, receipt)).serialized;
+    this.o.store.put({ receipt, signature, input: m.input, output: encoded, createdAtMs: Date.now() });
+    this.send(ws, {
+      type: MessageType.StepResult,
+      requestId: m.requestId,
+      sessionId: m.sessionId,
+      step: m.step,
+      output: encoded,
+      hops: [{ server: this.o.address, firstLayer: this.o.shard.first, lastLayer: this.o.shard.last, signature }],
+    });
+  }
+
+  private receiptFor(m: Step, input: EncodedActivations, output: EncodedActivations): Receipt {
+    return {
+      sessionId: m.sessionId,
+      step: m.step,
+      firstLayer: this.o.shard.first,
+      lastLayer: this.o.shard.last,
+      variantId: this.o.variantId,
+      inputHash: activationHash(input),
+      outputHash: activationHash(output),
+      tokens: input.rows,
+      server: this.o.address,
+    };
+  }
+
+  private runEngine<T>(work: () => Promise<T>): Promise<T> {
+    this.inFlight++;
+    const result = this.engineQueue.then(work);
+    this.engineQueue = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result.finally(() => this.inFlight--);
+  }
+
+  private reject(ws: WebSocket, requestId: number, err: unknown): void {
+    if (err instanceof WireError) {
+      this.send(ws, { type: MessageType.Error, requestId, code: err.wireCode, message: err.message });
+      return;
+    }
+    this.logger.error({ err }, "step failed");
+    const message = err instanceof Error ? err.message : String(err);
+    this.send(ws, { type: MessageType.Error, requestId, code: ErrorCode.Internal, message });
+  }
+
+  private send(ws: WebSocket, m: Message): void {
+    if (ws.readyState === ws.OPEN) ws.send(encodeMessage(m));
+  }
+
+  private evictIdle(): void {
+    const evicted = this.sessions.evictIdle(Date.now());
+    if (evicted.length > 0) this.logger.info({ evicted: evicted.length }, "idle sessions closed");
+  }
+
+  private heartbeat(): void {
+    for (const ws of this.wss.clients) {
+      const alive = ws as WebSocket & { isAlive?: boolean };
+      if (alive.isAlive === false) {
+        ws.terminate();
+        continue;
+      }
+      alive.isAlive = false;
+      ws.ping();
+    }
+  }
+}
+
+function toBytes(data: unknown): Uint8Array {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (Array.isArray(data)) return Buffer.concat(data as Buffer[]);
+  return new Uint8Array(0);
+}
+
+/** The request id of a frame if its header is readable, else 0. */
+function requestIdOf(frame: Uint8Array): number {
+  return frame.byteLength >= 5 ? new DataView(frame.buffer, frame.byteOffset, 5).getUint32(1, true) : 0;
+}

@@ -1,0 +1,195 @@
+import { DatabaseSync } from "node:sqlite";
+import type { EncodedActivations, ActivationEncoding } from "../../protocol/activations.js";
+import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
+
+/** A step as the server keeps it for the challenge window: what it signed and the bytes behind it. */
+export interface StoredStep {
+  receipt: Receipt;
+  signature: string;
+  input: EncodedActivations;
+  output: EncodedActivations;
+  createdAtMs: number;
+}
+
+export interface StoreOptions {
+  /** Steps older than this are dropped (the challenge window plus the longest dispute). */
+  retentionMs: number;
+  /** Activation bytes kept at most; the oldest steps go first. */
+  maxBytes: number;
+}
+
+interface Row {
+  leaf: string;
+  session_id: string;
+  step: string;
+  first_layer: number;
+  last_layer: number;
+  variant_id: string;
+  input_hash: string;
+  output_hash: string;
+  tokens: number;
+  server: string;
+  signature: string;
+  input_encoding: string;
+  input_rows: number;
+  input_cols: number;
+  input: Uint8Array;
+  output_encoding: string;
+  output_rows: number;
+  output_cols: number;
+  output: Uint8Array;
+  created_at_ms: number;
+  batch_id: number | null;
+}
+
+/**
+ * The server's durable record of every step it signed, in SQLite (node:sqlite): receipts and the
+ * activations behind them, kept for the challenge window and bounded in bytes. A step is written
+ * before its receipt leaves the server, so a restart never loses a receipt a client holds.
+ */
+export class ActivationStore {
+  private readonly db: DatabaseSync;
+
+  private constructor(
+    db: DatabaseSync,
+    private readonly options: StoreOptions,
+  ) {
+    this.db = db;
+  }
+
+  static open(path: string, options: StoreOptions): ActivationStore {
+    const db = new DatabaseSync(path);
+    db.exec(`
+      PRAGMA journal_mode = WAL;
+      PRAGMA synchronous = NORMAL;
+      CREATE TABLE IF NOT EXISTS steps (
+        leaf TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL, step TEXT NOT NULL,
+        first_layer INTEGER NOT NULL, last_layer INTEGER NOT NULL, variant_id TEXT NOT NULL,
+        input_hash TEXT NOT NULL, output_hash TEXT NOT NULL, tokens INTEGER NOT NULL, server TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        input_encoding TEXT NOT NULL, input_rows INTEGER NOT NULL, input_cols INTEGER NOT NULL, input BLOB NOT NULL,
+        output_encoding TEXT NOT NULL, output_rows INTEGER NOT NULL, output_cols INTEGER NOT NULL, output BLOB NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        batch_id INTEGER
+      );
+      CREATE INDEX IF NOT EXISTS steps_created ON steps (created_at_ms);
+      CREATE INDEX IF NOT EXISTS steps_uncommitted ON steps (batch_id, created_at_ms);
+      CREATE TABLE IF NOT EXISTS batches (
+        batch_id INTEGER PRIMARY KEY, root TEXT NOT NULL, posted_at_ms INTEGER NOT NULL, leaves TEXT NOT NULL
+      );
+    `);
+    return new ActivationStore(db, options);
+  }
+
+  /** Records a signed step; returns its receipt leaf. */
+  put(s: StoredStep): string {
+    const r = s.receipt;
+    const leaf = receiptLeaf(r);
+    this.db
+      .prepare(
+        `INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+      )
+      .run(
+        leaf,
+        r.sessionId,
+        r.step.toString(),
+        r.firstLayer,
+        r.lastLayer,
+        r.variantId,
+        r.inputHash,
+        r.outputHash,
+        r.tokens,
+        r.server,
+        s.signature,
+        s.input.encoding,
+        s.input.rows,
+        s.input.cols,
+        s.input.payload,
+        s.output.encoding,
+        s.output.rows,
+        s.output.cols,
+        s.output.payload,
+        s.createdAtMs,
+      );
+    return leaf;
+  }
+
+  get(leaf: string): StoredStep | undefined {
+    const row = this.db.prepare(`SELECT * FROM steps WHERE leaf = ?`).get(leaf) as Row | undefined;
+    return row === undefined ? undefined : fromRow(row);
+  }
+
+  /** Steps not yet in a posted batch, oldest first. */
+  uncommitted(limit: number): StoredStep[] {
+    const rows = this.db.prepare(`SELECT * FROM steps WHERE batch_id IS NULL ORDER BY created_at_ms, rowid LIMIT ?`).all(limit) as unknown as Row[];
+    return rows.map(fromRow);
+  }
+
+  /** Records that `leaves` (in tree order) were posted on chain as batch `batchId` with `root`. */
+  markCommitted(batchId: number, root: string, leaves: readonly string[], nowMs: number): void {
+    const update = this.db.prepare(`UPDATE steps SET batch_id = ? WHERE leaf = ?`);
+    this.db.exec("BEGIN");
+    try {
+      for (const leaf of leaves) update.run(batchId, leaf);
+      this.db.prepare(`INSERT INTO batches VALUES (?, ?, ?, ?)`).run(batchId, root, nowMs, JSON.stringify(leaves));
+      this.db.exec("COMMIT");
+    } catch (err) {
+      this.db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  /** The leaves of batch `batchId` in tree order, to rebuild its Merkle proofs. */
+  batchLeaves(batchId: number): string[] | undefined {
+    const row = this.db.prepare(`SELECT leaves FROM batches WHERE batch_id = ?`).get(batchId) as { leaves: string } | undefined;
+    return row === undefined ? undefined : (JSON.parse(row.leaves) as string[]);
+  }
+
+  count(): number {
+    return (this.db.prepare(`SELECT COUNT(*) AS n FROM steps`).get() as { n: number }).n;
+  }
+
+  /** Activation bytes held. */
+  bytes(): number {
+    const row = this.db.prepare(`SELECT COALESCE(SUM(LENGTH(input) + LENGTH(output)), 0) AS b FROM steps`).get() as { b: number };
+    return row.b;
+  }
+
+  /** Drops steps past the retention time, then the oldest until within the byte budget. Returns how many went. */
+  prune(nowMs: number): number {
+    let dropped = Number(this.db.prepare(`DELETE FROM steps WHERE created_at_ms < ?`).run(nowMs - this.options.retentionMs).changes);
+    while (this.bytes() > this.options.maxBytes) {
+      const n = Number(
+        this.db.prepare(`DELETE FROM steps WHERE rowid IN (SELECT rowid FROM steps ORDER BY created_at_ms, rowid LIMIT 64)`).run().changes,
+      );
+      if (n === 0) break;
+      dropped += n;
+    }
+    return dropped;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+function fromRow(row: Row): StoredStep {
+  return {
+    receipt: {
+      sessionId: row.session_id,
+      step: BigInt(row.step),
+      firstLayer: row.first_layer,
+      lastLayer: row.last_layer,
+      variantId: row.variant_id,
+      inputHash: row.input_hash,
+      outputHash: row.output_hash,
+      tokens: row.tokens,
+      server: row.server,
+    },
+    signature: row.signature,
+    input: { encoding: row.input_encoding as ActivationEncoding, rows: row.input_rows, cols: row.input_cols, payload: new Uint8Array(row.input) },
+    output: { encoding: row.output_encoding as ActivationEncoding, rows: row.output_rows, cols: row.output_cols, payload: new Uint8Array(row.output) },
+    createdAtMs: row.created_at_ms,
+  };
+}

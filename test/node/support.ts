@@ -1,0 +1,50 @@
+import { join } from "node:path";
+import { Wallet } from "ethers";
+import type { ModelDirectory } from "../../engine/model/modelDir.js";
+import { Shard } from "../../engine/runtime/shard.js";
+import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "../../node/server/limits.js";
+import { ShardServer } from "../../node/server/shardServer.js";
+import { ActivationStore } from "../../node/store/activationStore.js";
+
+export interface RunningServer {
+  server: ShardServer;
+  store: ActivationStore;
+  wallet: Wallet;
+  stop(): Promise<void>;
+}
+
+/** Starts one in-process shard server for layers [first, last) of `model`, on a free loopback port. */
+export async function startServer(
+  model: ModelDirectory,
+  first: number,
+  last: number,
+  storeDir: string,
+  limits: Partial<ServerLimits> = {},
+  variantId = "0x" + "ab".repeat(32),
+): Promise<RunningServer> {
+  const wallet = Wallet.createRandom();
+  const shard = await Shard.load(model, first, last);
+  const store = ActivationStore.open(join(storeDir, `store-${first}-${last}-${wallet.address}.sqlite`), {
+    retentionMs: 3_600_000,
+    maxBytes: 1 << 30,
+  });
+  const server = await ShardServer.start({
+    shard,
+    variantId,
+    signingKey: wallet.signingKey,
+    address: wallet.address,
+    chainId: 31337n,
+    limits: { ...DEFAULT_SERVER_LIMITS, ...limits },
+    store,
+  });
+  return {
+    server,
+    store,
+    wallet,
+    stop: async () => {
+      await server.stop();
+      store.close();
+      await shard.release();
+    },
+  };
+}
