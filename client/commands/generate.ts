@@ -4,6 +4,9 @@ import { Head } from "../../engine/runtime/head.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { generate } from "../generate.js";
 import { LocalPipeline } from "../localPipeline.js";
+import { RemotePipeline } from "../remotePipeline.js";
+import type { LayerPipeline } from "../generate.js";
+import { ACTIVATION_ENCODINGS, type ActivationEncoding } from "../../protocol/activations.js";
 import { TextTokenizer } from "../tokenizer.js";
 import { integer, integerList, number } from "./options.js";
 
@@ -18,6 +21,8 @@ interface GenerateFlags {
   repetitionPenalty: number;
   seed: number;
   split?: number[];
+  route?: string[];
+  wire: ActivationEncoding;
   threads: number;
   json?: boolean;
 }
@@ -35,7 +40,11 @@ export function generateCommand(): Command {
     .option("--top-p <p>", "nucleus sampling mass", number(Number.MIN_VALUE, 1), 1)
     .option("--repetition-penalty <r>", "> 1 discourages repeats", number(Number.MIN_VALUE), 1)
     .option("--seed <n>", "seed of the sampling stream", integer(0, 2 ** 31 - 1), 0)
-    .option("--split <layers>", "run the layers as shards split at these boundaries, e.g. 2,4", integerList(1))
+    .addOption(new Option("--split <layers>", "run the layers as shards split at these boundaries, e.g. 2,4").argParser(integerList(1)).conflicts("route"))
+    .option("--route <urls>", "run the layers on these shard servers, in order (comma-separated ws:// URLs)", (v: string) =>
+      v.split(",").map((u) => u.trim()),
+    )
+    .addOption(new Option("--wire <encoding>", "hidden-state encoding on the wire with --route").choices(ACTIVATION_ENCODINGS).default("fp32"))
     .option("--threads <n>", "intra-op threads per ONNX Runtime session", integer(1, 256), 1)
     .option("--json", "print one JSON object: prompt ids, generated ids, text")
     .action(async (flags: GenerateFlags) => {
@@ -47,7 +56,10 @@ export function generateCommand(): Command {
       const promptIds = flags.ids ?? tokenizer!.encode(flags.prompt!);
       const runtime = { threads: flags.threads };
       const head = await Head.load(model, runtime);
-      const pipeline = await LocalPipeline.load(model, flags.split ?? [], runtime);
+      const pipeline: LayerPipeline & { release?(): Promise<void>; close?(): void } =
+        flags.route === undefined
+          ? await LocalPipeline.load(model, flags.split ?? [], runtime)
+          : await RemotePipeline.connect(flags.route, model.config.numLayers, { encoding: flags.wire });
       const result = await generate(head, pipeline, promptIds, {
         maxTokens: flags.maxTokens,
         temperature: flags.temperature,
@@ -63,7 +75,8 @@ export function generateCommand(): Command {
       } else {
         console.log(text ?? result.generatedIds.join(","));
       }
-      await pipeline.release();
+      await pipeline.release?.();
+      pipeline.close?.();
       await head.release();
       model.close();
     });

@@ -8,7 +8,7 @@ const bin = new URL("../../bin/efed.mjs", import.meta.url).pathname;
 describe("efed CLI", () => {
   it("prints help naming the command and exits 0", async () => {
     const { stdout } = await run(process.execPath, [bin, "--help"]);
-    expect(stdout).toContain("Usage: efed [options]");
+    expect(stdout).toContain("Usage: efed [options] [command]");
     expect(stdout).toContain("--version");
   });
 

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { Wallet } from "ethers";
+import { Wallet, type HDNodeWallet } from "ethers";
 import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Shard } from "../../engine/runtime/shard.js";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "../../node/server/limits.js";
@@ -9,7 +9,7 @@ import { ActivationStore } from "../../node/store/activationStore.js";
 export interface RunningServer {
   server: ShardServer;
   store: ActivationStore;
-  wallet: Wallet;
+  wallet: HDNodeWallet;
   stop(): Promise<void>;
 }
 

@@ -1,0 +1,25 @@
+import { InvalidArgumentError } from "commander";
+
+/** Commander parser for "FIRST:LAST" layer ranges. */
+export function layerRange(value: string): { first: number; last: number } {
+  const m = /^(\d+):(\d+)$/.exec(value.trim());
+  if (m === null) throw new InvalidArgumentError(`"${value}" is not a layer range FIRST:LAST (e.g. 0:12).`);
+  const first = Number(m[1]);
+  const last = Number(m[2]);
+  if (last <= first) throw new InvalidArgumentError(`layer range "${value}" is empty: LAST must be greater than FIRST.`);
+  return { first, last };
+}
+
+export function positiveInt(max = Number.MAX_SAFE_INTEGER): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isInteger(n) || n < 1 || n > max) throw new InvalidArgumentError(`"${value}" is not an integer in 1..${max}.`);
+    return n;
+  };
+}
+
+export function port(value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`"${value}" is not a port in 0..65535.`);
+  return n;
+}
