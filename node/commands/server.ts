@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
-import { JsonRpcProvider, Wallet, parseEther, parseUnits, type Signer } from "ethers";
+import { JsonRpcProvider, NonceManager, Wallet, parseEther, parseUnits, type Signer } from "ethers";
 import { pino } from "pino";
 import { buildManifest, readManifest, variantIdOf, verifyTensors } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
@@ -84,7 +84,8 @@ export function serverCommand(): Command {
       if (flags.rpc !== undefined) {
         const provider = new JsonRpcProvider(flags.rpc, undefined, { staticNetwork: true });
         chainId = (await provider.getNetwork()).chainId;
-        const signer = wallet.connect(provider);
+        // one NonceManager per key: back-to-back transactions must not reuse a cached nonce
+        const signer = new NonceManager(wallet.connect(provider));
         const d = readDeployment(chainId, flags.deployment, root);
         if (!(await ModelRegistry__factory.connect(d.contracts.registry, signer).isActive(variantId))) {
           throw new InvalidArgumentError(`variant ${variantId} of ${flags.model} is not registered (or is retired) on chain ${chainId}`);
@@ -119,14 +120,21 @@ export function serverCommand(): Command {
 
       let committer: Committer | undefined;
       if (chain !== undefined) {
-        if (flags.stake !== undefined) {
-          const amount = parseEther(flags.stake);
-          await (await chain.token.approve(await chain.staking.getAddress(), amount)).wait();
-          await (await chain.staking.deposit(amount)).wait();
+        try {
+          if (flags.stake !== undefined) {
+            const amount = parseEther(flags.stake);
+            await (await chain.token.approve(await chain.staking.getAddress(), amount)).wait();
+            await (await chain.staking.deposit(amount)).wait();
+          }
+          const endpoint = flags.publicUrl ?? server.url;
+          await (await chain.staking.registerServer(variantId, first, last, endpoint, price)).wait();
+          logger.info({ variantId, endpoint, chainId: chainId.toString() }, "registered on chain");
+        } catch (err) {
+          await server.stop();
+          store.close();
+          await shard.release();
+          throw err;
         }
-        const endpoint = flags.publicUrl ?? server.url;
-        await (await chain.staking.registerServer(variantId, first, last, endpoint, price)).wait();
-        logger.info({ variantId, endpoint, chainId: chainId.toString() }, "registered on chain");
         committer = new Committer({ commitments: chain.commitments, store, maxReceiptsPerBatch: 100_000, logger });
       }
       logger.info({ url: server.url, address: wallet.address, variantId, layers: `${first}:${last}` }, "serving");

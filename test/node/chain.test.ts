@@ -1,0 +1,124 @@
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { JsonRpcProvider, Wallet, parseEther } from "ethers";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildManifest, writeManifest } from "../../engine/model/manifest.js";
+import { ModelDirectory } from "../../engine/model/modelDir.js";
+import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
+import { Head } from "../../engine/runtime/head.js";
+import { receiptDomain } from "../../protocol/eip712.js";
+import { MerkleTree } from "../../protocol/merkle.js";
+import { receiptLeaf, recoverReceiptSigner } from "../../protocol/receipt.js";
+import { generate } from "../../client/generate.js";
+import { RemotePipeline, type VerifiedReceipt } from "../../client/remotePipeline.js";
+import { Commitments__factory, ModelRegistry__factory, Staking__factory } from "../../types/ethers-contracts/index.js";
+import { scratchDir } from "../engine/helpers.js";
+import { startHardhatNode, type LocalChain } from "../support/hardhatNode.js";
+
+const run = promisify(execFile);
+const root = new URL("../..", import.meta.url).pathname;
+const bin = join(root, "bin/efed.mjs");
+// Hardhat's well-known development account #1 (a public test key, funded only on local nodes).
+const SERVER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const scratch = scratchDir();
+const modelDir = join(scratch.dir, "tiny");
+let chain: LocalChain;
+let contracts: Record<string, string>;
+let variantId: string;
+const children: ChildProcess[] = [];
+
+function startServer(args: string[]): Promise<{ url: string; address: string }> {
+  const child = spawn(process.execPath, [bin, "server", ...args], { env: { ...process.env, EFED_LOG_LEVEL: "warn" }, stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let out = "";
+    let err = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      const line = out.split("\n").find((l) => l.includes('"listening"'));
+      if (line !== undefined) resolve(JSON.parse(line) as { url: string; address: string });
+    });
+    child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+    child.once("exit", (code) => reject(new Error(`efed server exited with ${code}: ${err}`)));
+  });
+}
+
+function stop(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once("exit", () => resolve());
+    child.kill("SIGTERM");
+  });
+}
+
+beforeAll(async () => {
+  writeRandomModel(modelDir, tinyConfig(), { seed: 5, dtype: "F32", std: 0.15 });
+  const model = ModelDirectory.open(modelDir);
+  variantId = writeManifest(modelDir, buildManifest(model));
+  chain = await startHardhatNode();
+  const server = new Wallet(SERVER_KEY);
+  await run(process.execPath, ["--import", "tsx", join(root, "scripts/deploy.ts"), "--rpc", chain.url, "--out-dir", scratch.dir, "--mint-to", server.address], {
+    cwd: root,
+  });
+  contracts = (JSON.parse(readFileSync(join(scratch.dir, "31337.json"), "utf8")) as { contracts: Record<string, string> }).contracts;
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all(children.map(stop));
+  await chain.stop();
+  scratch.cleanup();
+});
+
+describe("efed server on a chain", () => {
+  it("refuses to start when the registry does not know its variant", async () => {
+    writeFileSync(join(scratch.dir, "server.key"), SERVER_KEY);
+    const r = await run(process.execPath, [
+      bin, "server", "--model", modelDir, "--layers", "0:4", "--rpc", chain.url, "--deployment", join(scratch.dir, "31337.json"), "--key", join(scratch.dir, "server.key"),
+    ]).catch((e: unknown) => e as { stderr: string; code: number });
+    expect(r).toMatchObject({ code: 1 });
+    expect((r as { stderr: string }).stderr).toContain(`variant ${variantId} of ${modelDir} is not registered (or is retired) on chain 31337`);
+  });
+
+  it("stakes, registers its endpoint, serves, and commits receipts that verify on chain", async () => {
+    const provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true });
+    const admin = await provider.getSigner(0);
+    await (await ModelRegistry__factory.connect(contracts.registry!, admin).registerVariant(variantId, 4, "file://tiny")).wait();
+
+    const { url, address } = await startServer([
+      "--model", modelDir, "--layers", "0:4", "--rpc", chain.url, "--deployment", join(scratch.dir, "31337.json"),
+      "--key", join(scratch.dir, "server.key"), "--stake", "2000", "--price", "0.001", "--port", "0", "--store", join(scratch.dir, "chain.sqlite"),
+      "--commit-every-seconds", "1",
+    ]);
+    const staking = Staking__factory.connect(contracts.staking!, provider);
+    const [info] = await staking.servers(variantId, 0, 10);
+    expect([info?.operator, info?.firstLayer, info?.lastLayer, info?.endpoint, info?.pricePerToken, info?.stake]).toEqual([
+      address, 0n, 4n, url, parseEther("0.001"), parseEther("2000"),
+    ]);
+
+    const model = ModelDirectory.open(modelDir);
+    const receipts: VerifiedReceipt[] = [];
+    const pipeline = await RemotePipeline.connect([url], 4, { onReceipt: (r) => receipts.push(r) });
+    await generate(await Head.load(model), pipeline, [1, 2, 3], { maxTokens: 6, temperature: 0 });
+    pipeline.close();
+    expect(receipts.length).toBe(6);
+    const domain = receiptDomain(31337n, contracts.commitments!);
+    for (const r of receipts) expect(recoverReceiptSigner(domain, r.receipt, r.signature)).toBe(address);
+
+    // wait for the committer to post them
+    const commitments = Commitments__factory.connect(contracts.commitments!, provider);
+    for (let i = 0; i < 100 && (await commitments.serverBatchCount(address)) === 0n; i++) await new Promise((r) => setTimeout(r, 200));
+    const [batchId] = await commitments.serverBatchIds(address, 0, 1);
+    const batch = await commitments.batch(batchId!);
+    expect(batch.receiptCount).toBe(6n);
+    expect(batch.tokensServed).toBe(8n); // a 3-token prefill + 5 decode steps
+    const tree = new MerkleTree(receipts.map((r) => receiptLeaf(r.receipt)));
+    expect(batch.root).toBe(tree.root);
+    for (let i = 0; i < receipts.length; i++) {
+      expect(await commitments.verifyReceipt(batchId!, receipts[i]!.receipt, tree.proof(i))).toBe(true);
+      expect(await commitments.receiptSigner(receipts[i]!.receipt, receipts[i]!.signature)).toBe(address);
+    }
+    provider.destroy();
+  });
+});
