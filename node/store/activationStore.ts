@@ -52,6 +52,7 @@ export class ActivationStore {
 
   private constructor(
     db: DatabaseSync,
+    readonly path: string,
     private readonly options: StoreOptions,
   ) {
     this.db = db;
@@ -79,7 +80,7 @@ export class ActivationStore {
         batch_id INTEGER PRIMARY KEY, root TEXT NOT NULL, posted_at_ms INTEGER NOT NULL, leaves TEXT NOT NULL
       );
     `);
-    return new ActivationStore(db, options);
+    return new ActivationStore(db, path, options);
   }
 
   /** Records a signed step; returns its receipt leaf. */
