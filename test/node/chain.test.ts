@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, type ChildProcess } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -16,10 +16,10 @@ import { RemotePipeline, type VerifiedReceipt } from "../../client/remotePipelin
 import { Commitments__factory, ModelRegistry__factory, Staking__factory } from "../../types/ethers-contracts/index.js";
 import { scratchDir } from "../engine/helpers.js";
 import { startHardhatNode, type LocalChain } from "../support/hardhatNode.js";
+import { EFED_BIN as bin, spawnEfedServer, stopProcess } from "../support/efedProcess.js";
 
 const run = promisify(execFile);
 const root = new URL("../..", import.meta.url).pathname;
-const bin = join(root, "bin/efed.mjs");
 // Hardhat's well-known development account #1 (a public test key, funded only on local nodes).
 const SERVER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 const scratch = scratchDir();
@@ -29,29 +29,7 @@ let contracts: Record<string, string>;
 let variantId: string;
 const children: ChildProcess[] = [];
 
-function startServer(args: string[]): Promise<{ url: string; address: string }> {
-  const child = spawn(process.execPath, [bin, "server", ...args], { env: { ...process.env, EFED_LOG_LEVEL: "warn" }, stdio: ["ignore", "pipe", "pipe"] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = "";
-    let err = "";
-    child.stdout!.on("data", (d: Buffer) => {
-      out += d.toString();
-      const line = out.split("\n").find((l) => l.includes('"listening"'));
-      if (line !== undefined) resolve(JSON.parse(line) as { url: string; address: string });
-    });
-    child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-    child.once("exit", (code) => reject(new Error(`efed server exited with ${code}: ${err}`)));
-  });
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve();
-    child.once("exit", () => resolve());
-    child.kill("SIGTERM");
-  });
-}
+const startServer = (args: string[]) => spawnEfedServer(args, children);
 
 beforeAll(async () => {
   writeRandomModel(modelDir, tinyConfig(), { seed: 5, dtype: "F32", std: 0.15 });
@@ -66,7 +44,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await Promise.all(children.map(stop));
+  await Promise.all(children.map(stopProcess));
   await chain.stop();
   scratch.cleanup();
 });

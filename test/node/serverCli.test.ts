@@ -1,48 +1,23 @@
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
 import { scratchDir } from "../engine/helpers.js";
+import { EFED_BIN as bin, spawnEfedServer, stopProcess } from "../support/efedProcess.js";
 
 const run = promisify(execFile);
-const bin = new URL("../../bin/efed.mjs", import.meta.url).pathname;
 const scratch = scratchDir();
 const modelDir = join(scratch.dir, "tiny");
 const children: ChildProcess[] = [];
 
 /** Starts `efed server` and resolves with the URL it prints once listening. */
-function startServer(layers: string, store: string): Promise<string> {
-  const child = spawn(process.execPath, [bin, "server", "--model", modelDir, "--layers", layers, "--port", "0", "--store", store], {
-    env: { ...process.env, EFED_LOG_LEVEL: "warn" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = "";
-    let err = "";
-    child.stdout!.on("data", (d: Buffer) => {
-      out += d.toString();
-      const line = out.split("\n").find((l) => l.includes('"listening"'));
-      if (line !== undefined) resolve((JSON.parse(line) as { url: string }).url);
-    });
-    child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-    child.once("exit", (code) => reject(new Error(`efed server exited with ${code}: ${err}`)));
-  });
-}
+const startServer = async (layers: string, store: string): Promise<string> =>
+  (await spawnEfedServer(["--model", modelDir, "--layers", layers, "--port", "0", "--store", store], children)).url;
 
 beforeAll(() => writeRandomModel(modelDir, tinyConfig(), { seed: 4, dtype: "F32", std: 0.15 }));
 afterAll(async () => {
-  await Promise.all(
-    children.map(
-      (c) =>
-        new Promise<void>((resolve) => {
-          if (c.exitCode !== null) return resolve();
-          c.once("exit", () => resolve());
-          c.kill("SIGTERM");
-        }),
-    ),
-  );
+  await Promise.all(children.map(stopProcess));
   scratch.cleanup();
 });
 

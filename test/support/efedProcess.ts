@@ -1,0 +1,33 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+export const EFED_BIN = fileURLToPath(new URL("../../bin/efed.mjs", import.meta.url));
+
+/** `efed server ARGS` in a child process; resolves with what it prints once listening. */
+export function spawnEfedServer(args: readonly string[], children: ChildProcess[]): Promise<{ url: string; address: string }> {
+  const child = spawn(process.execPath, [EFED_BIN, "server", ...args], {
+    env: { ...process.env, EFED_LOG_LEVEL: "warn" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let out = "";
+    let err = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      const line = out.split("\n").find((l) => l.includes('"listening"'));
+      if (line !== undefined) resolve(JSON.parse(line) as { url: string; address: string });
+    });
+    child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+    child.once("exit", (code) => reject(new Error(`efed server exited with ${code}: ${err}`)));
+  });
+}
+
+/** Stops a child process with SIGTERM and waits for it to exit. */
+export function stopProcess(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once("exit", () => resolve());
+    child.kill("SIGTERM");
+  });
+}
