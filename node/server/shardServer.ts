@@ -192,7 +192,13 @@ export class ShardServer {
     this.sessions.admit(session, m.input.rows);
     session.nextStep++; // claimed now so a concurrent duplicate is refused
     const hidden = decodeActivations(m.input);
-    const output = await this.runEngine(() => this.o.shard.forward(hidden, session.cache));
+    let output: Float32Array;
+    try {
+      output = await this.runEngine(() => this.o.shard.forward(hidden, session.cache));
+    } catch (err) {
+      session.nextStep = m.step; // the cache is unchanged when a run fails: the step may be retried
+      throw err;
+    }
     session.lastUsedMs = Date.now();
     const encoded = encodeActivations(output, m.input.rows, m.input.cols, m.outputEncoding);
     const receipt = this.receiptFor(m, m.input, encoded);
