@@ -7,6 +7,8 @@ import { float32ToBF16Bytes, float32ToF16Bytes, toFloat32 } from "../../protocol
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
 import { writeSafetensors } from "../../engine/model/safetensorsWriter.js";
+import { expectedTensors } from "../../engine/model/weights.js";
+import { Head } from "../../engine/runtime/head.js";
 import { Shard } from "../../engine/runtime/shard.js";
 import { scratchDir } from "./helpers.js";
 
@@ -127,7 +129,7 @@ describe("a broken model directory gets a clear error naming the file and tensor
   it("a sharded checkpoint loads through its index", async () => {
     const dir = freshModel();
     const model = ModelDirectory.open(dir);
-    const names = [...(await import("../../engine/model/weights.js")).expectedTensors(model.config).keys()];
+    const names = [...expectedTensors(model.config).keys()];
     const half = Math.floor(names.length / 2);
     const parts = [names.slice(0, half), names.slice(half)];
     const weightMap: Record<string, string> = {};
@@ -147,6 +149,35 @@ describe("a broken model directory gets a clear error naming the file and tensor
     expect(sharded.tensor("model.norm.weight", [48])).toEqual(original);
     const shard = await Shard.load(sharded, 1, 3);
     expect([shard.first, shard.last]).toEqual([1, 3]);
+  });
+
+  it("reads lazily: a shard needs only its own layers' files, the client only the head's", async () => {
+    const dir = freshModel();
+    const model = ModelDirectory.open(dir);
+    const fileOf = (name: string): string => {
+      const m = /^model\.layers\.(\d+)\./.exec(name);
+      return m === null ? "head.safetensors" : `layer-${m[1]}.safetensors`;
+    };
+    const groups = new Map<string, string[]>();
+    for (const name of model.tensorNames()) groups.set(fileOf(name), [...(groups.get(fileOf(name)) ?? []), name]);
+    const weightMap: Record<string, string> = {};
+    for (const [file, names] of groups) {
+      writeSafetensors(
+        join(dir, file),
+        new Map(names.map((n) => [n, { dtype: "F32" as const, shape: model.info(n).shape, data: model.rawBytes(n) }])),
+      );
+      for (const n of names) weightMap[n] = file;
+    }
+    model.close();
+    rmSync(join(dir, "model.safetensors"));
+    writeFileSync(join(dir, "model.safetensors.index.json"), JSON.stringify({ weight_map: weightMap }));
+    rmSync(join(dir, "layer-0.safetensors"));
+    rmSync(join(dir, "layer-3.safetensors"));
+    const lazy = ModelDirectory.open(dir);
+    const shard = await Shard.load(lazy, 1, 3);
+    expect([shard.first, shard.last]).toEqual([1, 3]);
+    expect((await Head.load(lazy)).embed([5]).length).toBe(48);
+    await expect(Shard.load(lazy, 0, 2)).rejects.toThrow(`cannot open ${join(dir, "layer-0.safetensors")}`);
   });
 
   it("a shard refuses an empty or out-of-model layer range", async () => {
