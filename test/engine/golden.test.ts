@@ -2,12 +2,20 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { TextTokenizer } from "../../client/tokenizer.js";
+import { buildManifest, readManifest, variantIdOf } from "../../engine/model/manifest.js";
+import { ModelDirectory } from "../../engine/model/modelDir.js";
 
 const run = promisify(execFile);
 const bin = new URL("../../bin/efed.mjs", import.meta.url).pathname;
 const MODEL = new URL("../../models/kjv-llama-6m", import.meta.url).pathname;
 
 describe("the shipped model (models/kjv-llama-6m)", () => {
+  it("ships a manifest that matches its weights (the variant id servers announce)", () => {
+    const shipped = readManifest(MODEL)!;
+    expect(buildManifest(ModelDirectory.open(MODEL))).toEqual(shipped);
+    expect(variantIdOf(shipped)).toBe("0xf46aa7fffe8980fb939c078077e7e224690f0932b431f036ce4504671218ced7");
+  });
+
   it("tokenizes with its own tokenizer.json: BOS first, text round-trips", () => {
     const tokenizer = TextTokenizer.load(MODEL);
     const verse = "In the beginning God created the heaven and the earth.";
