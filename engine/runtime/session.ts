@@ -4,6 +4,12 @@ import { InvalidArgumentError } from "../../protocol/errors.js";
 export interface RuntimeOptions {
   /** Intra-op threads of each ONNX Runtime session (default 1). */
   threads?: number;
+  /**
+   * Whether idle intra-op threads spin waiting for work (default true). Spinning makes one busy
+   * session faster, but two multi-threaded sessions taking turns in one process (a client's shards
+   * and head) steal each other's cores while they spin.
+   */
+  spinning?: boolean;
 }
 
 /**
@@ -24,6 +30,7 @@ export async function createSession(model: Uint8Array, options: RuntimeOptions =
     interOpNumThreads: 1,
     executionMode: "sequential",
     logSeverityLevel: 3,
+    extra: { session: { intra_op: { allow_spinning: options.spinning === false ? "0" : "1" } } },
   });
 }
 

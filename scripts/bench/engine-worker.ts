@@ -21,7 +21,7 @@ const model = ModelDirectory.open(dir);
 const c = model.config;
 const t0 = performance.now();
 const shard = await Shard.load(model, 0, c.numLayers, { threads });
-const head = await Head.load(model, { threads });
+const head = await Head.load(model, { threads: 1 }); // as efed generate runs it (see there)
 const loadSeconds = (performance.now() - t0) / 1000;
 const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919) % c.vocabSize);
 
