@@ -4,7 +4,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import type { Shard } from "../../engine/runtime/shard.js";
 import { activationHash, decodeActivations, encodeActivations, type EncodedActivations } from "../../protocol/activations.js";
 import { receiptDomain } from "../../protocol/eip712.js";
-import { receiptDigest, type Receipt } from "../../protocol/receipt.js";
+import { signReceiptWithKey, type Receipt } from "../../protocol/receipt.js";
 import {
   ErrorCode,
   MessageType,
@@ -202,7 +202,7 @@ export class ShardServer {
     session.lastUsedMs = Date.now();
     const encoded = encodeActivations(output, m.input.rows, m.input.cols, m.outputEncoding);
     const receipt = this.receiptFor(m, m.input, encoded);
-    const signature = this.o.signingKey.sign(receiptDigest(this.domain, receipt)).serialized;
+    const signature = signReceiptWithKey(this.o.signingKey, this.domain, receipt);
     this.o.store.put({ receipt, signature, input: m.input, output: encoded, createdAtMs: Date.now() });
     this.send(ws, {
       type: MessageType.StepResult,

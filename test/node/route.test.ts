@@ -1,4 +1,4 @@
-import { ZeroAddress } from "ethers";
+import { Wallet, ZeroAddress } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Head } from "../../engine/runtime/head.js";
@@ -73,6 +73,19 @@ describe("a route of shard servers on loopback", () => {
       });
     });
   }
+
+  it("rejects a server whose receipts are not signed by the address it announces", async () => {
+    const server = await startServer(model, 0, model.config.numLayers, scratch.dir, {}, undefined, Wallet.createRandom());
+    try {
+      const pipeline = await RemotePipeline.connect([server.server.url], model.config.numLayers);
+      await expect(generate(head, pipeline, PROMPT, { maxTokens: 3, temperature: 0 })).rejects.toThrow(
+        `receipt for step 0 is signed by`,
+      );
+      pipeline.close();
+    } finally {
+      await server.stop();
+    }
+  });
 
   for (const encoding of ["fp16", "int8"] as const) {
     it(`${encoding} activations on the wire: token agreement with fp32 reported`, async () => {

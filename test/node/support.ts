@@ -21,6 +21,8 @@ export async function startServer(
   storeDir: string,
   limits: Partial<ServerLimits> = {},
   variantId = "0x" + "ab".repeat(32),
+  /** Signs receipts with this key instead of the announced address's (a cheating server). */
+  impostorKey?: HDNodeWallet,
 ): Promise<RunningServer> {
   const wallet = Wallet.createRandom();
   const shard = await Shard.load(model, first, last);
@@ -31,7 +33,7 @@ export async function startServer(
   const server = await ShardServer.start({
     shard,
     variantId,
-    signingKey: wallet.signingKey,
+    signingKey: (impostorKey ?? wallet).signingKey,
     address: wallet.address,
     chainId: 31337n,
     limits: { ...DEFAULT_SERVER_LIMITS, ...limits },
