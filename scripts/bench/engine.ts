@@ -4,26 +4,16 @@
  * measured in the same run. Writes docs/benchmarks.md (the "Engine" section).
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { PUBLIC_SHAPES, writeRandomModel } from "../../engine/model/randomModel.js";
 import { copyBandwidth } from "./lib/bandwidth.js";
+import { ensureGenerated } from "./lib/benchModels.js";
 import { replaceSection } from "./lib/docs.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const cacheDir = join(root, ".cache", "bench-models");
 
-function ensureGenerated(name: string): string {
-  const dir = join(cacheDir, name);
-  if (!existsSync(join(dir, "model.safetensors"))) {
-    console.error(`writing random-weight ${name} to ${dir} …`);
-    mkdirSync(dir, { recursive: true });
-    writeRandomModel(dir, PUBLIC_SHAPES[name]!, { seed: 1, dtype: "BF16" });
-  }
-  return dir;
-}
 
 interface Measurement {
   loadSeconds: number;

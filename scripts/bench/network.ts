@@ -15,7 +15,7 @@
  * medians. Writes docs/benchmarks.md (the "Network" section). Every server process is killed at
  * the end, also on error or Ctrl-C.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,9 +27,8 @@ import { RemotePipeline } from "../../client/remotePipeline.js";
 import { argmax } from "../../client/sampler.js";
 import { ShardConnection } from "../../client/shardClient.js";
 import { TextTokenizer } from "../../client/tokenizer.js";
-import { buildManifest, readManifest, writeManifest } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
-import { PUBLIC_SHAPES, writeRandomModel } from "../../engine/model/randomModel.js";
+import { PUBLIC_SHAPES } from "../../engine/model/randomModel.js";
 import { Head } from "../../engine/runtime/head.js";
 import {
   ACTIVATION_ENCODINGS,
@@ -42,13 +41,13 @@ import {
 import { receiptDomain } from "../../protocol/eip712.js";
 import { receiptDigest, recoverReceiptSigner, type Receipt } from "../../protocol/receipt.js";
 import { MessageType, decodeMessage, encodeMessage, type Step, type StepResult } from "../../protocol/wire.js";
+import { ensureGenerated } from "./lib/benchModels.js";
 import { replaceSection } from "./lib/docs.js";
 import { fmtInt, markdownTable } from "./lib/markdown.js";
 import { CountingProxy, type FrameRecord } from "./lib/networkProxy.js";
 import { evenSplit, startEcho, startServer, stopAll, stopServers, type RunningServer } from "./lib/networkServers.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const cacheDir = join(root, ".cache", "bench-models");
 const SHIPPED_DIR = join(root, "models", "kjv-llama-6m");
 
 const ROUTE_SIZES = [1, 2, 4] as const;
@@ -86,21 +85,6 @@ const KJV_PROMPTS = [
   "For God so loved the world,",
 ];
 
-function ensureGenerated(name: string): string {
-  const dir = join(cacheDir, name);
-  if (!existsSync(join(dir, "model.safetensors"))) {
-    console.error(`writing random-weight ${name} to ${dir} …`);
-    mkdirSync(dir, { recursive: true });
-    writeRandomModel(dir, PUBLIC_SHAPES[name]!, { seed: 1, dtype: "BF16" });
-  }
-  if (readManifest(dir) === undefined) {
-    // servers verify their layers against the manifest; without one each would hash the whole model
-    const model = ModelDirectory.open(dir);
-    writeManifest(dir, buildManifest(model));
-    model.close();
-  }
-  return dir;
-}
 
 const median = (xs: readonly number[]): number => {
   if (xs.length === 0) return NaN;
