@@ -69,12 +69,15 @@ export class RemotePipeline implements LayerPipeline {
     const domains: TypedDataDomain[] = this.connections.map((c) => receiptDomain(c.info.chainId, c.info.commitments));
     let step = 0n;
     let position = 0;
-    // Receipts are checked off the critical path: signature recovery costs ~1.5 ms per hop, so it
-    // runs while the client waits for the next server. A bad receipt fails the next step and the
-    // close, so nothing is paid for (and no output is trusted beyond) one unchecked step.
-    let checks: Promise<void> = Promise.resolve();
+    // Receipts arrive after each step's output and are checked off the critical path (signature
+    // recovery costs ~1.5 ms): the client moves on to the next server meanwhile. A missing or bad
+    // receipt fails the next step and the close, so at most one step goes unchecked.
     let failure: Error | undefined;
-    const check = (i: number, receipt: Receipt, signature: string): void => {
+    let checks: Promise<void> = Promise.resolve();
+    const awaited = new Map<string, { receipt: Receipt; resolve: () => void }>();
+    const arrived = new Map<string, string>(); // key → signature, when it came before we looked
+    const keyOf = (i: number, s: bigint): string => `${i}:${s}`;
+    const verify = (i: number, receipt: Receipt, signature: string): void => {
       checks = checks
         .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
         .then(() => {
@@ -89,6 +92,31 @@ export class RemotePipeline implements LayerPipeline {
           failure ??= err as Error;
         });
     };
+    this.connections.forEach((c, i) => {
+      c.onReceipt = (m) => {
+        if (m.sessionId !== sessions[i]) return;
+        const key = keyOf(i, m.step);
+        const waiting = awaited.get(key);
+        if (waiting === undefined) {
+          arrived.set(key, m.hop.signature);
+          return;
+        }
+        awaited.delete(key);
+        verify(i, waiting.receipt, m.hop.signature);
+        waiting.resolve();
+      };
+    });
+    const receiptsDone: Promise<void>[] = [];
+    const expectReceipt = (i: number, receipt: Receipt): void => {
+      const key = keyOf(i, receipt.step);
+      const early = arrived.get(key);
+      if (early !== undefined) {
+        arrived.delete(key);
+        verify(i, receipt, early);
+        return;
+      }
+      receiptsDone.push(new Promise<void>((resolve) => awaited.set(key, { receipt, resolve })));
+    };
     return {
       forward: async (hidden) => {
         if (failure !== undefined) throw failure;
@@ -98,12 +126,10 @@ export class RemotePipeline implements LayerPipeline {
         for (let i = 0; i < this.connections.length; i++) {
           const c = this.connections[i]!;
           const result = await c.step({ sessionId: sessions[i]!, step, position, outputEncoding: encoding, input, route: [] });
-          const hop = result.hops[0];
-          if (hop === undefined || result.hops.length !== 1) throw new RouteError(`${c.url} returned ${result.hops.length} receipts for one hop`);
           if (result.output.rows !== rows || result.output.cols !== cols) {
             throw new RouteError(`${c.url} returned ${result.output.rows}×${result.output.cols} activations for ${rows}×${cols}`);
           }
-          const receipt: Receipt = {
+          expectReceipt(i, {
             sessionId: sessions[i]!,
             step,
             firstLayer: c.info.firstLayer,
@@ -113,8 +139,7 @@ export class RemotePipeline implements LayerPipeline {
             outputHash: activationHash(result.output),
             tokens: rows,
             server: c.info.server,
-          };
-          check(i, receipt, hop.signature);
+          });
           input = result.output;
         }
         step++;
@@ -122,8 +147,18 @@ export class RemotePipeline implements LayerPipeline {
         return decodeActivations(input);
       },
       close: async () => {
+        const timeoutMs = this.options.requestTimeoutMs ?? 60_000;
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)));
+        const outcome = await Promise.race([Promise.all(receiptsDone), timedOut]);
+        clearTimeout(timer);
+        if (outcome === "timeout") {
+          const missing = [...awaited.keys()].map((k) => this.connections[Number(k.split(":")[0])]!.url);
+          failure ??= new RouteError(`no receipt within ${timeoutMs} ms from ${[...new Set(missing)].join(", ")}`);
+        }
         await Promise.all(this.connections.map((c, i) => c.closeSession(sessions[i]!).catch(() => undefined)));
         await checks;
+        for (const c of this.connections) c.onReceipt = undefined;
         if (failure !== undefined) throw failure;
       },
     };

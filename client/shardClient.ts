@@ -9,6 +9,7 @@ import {
   type Message,
   type ServerInfo,
   type Step,
+  type StepReceipt,
   type StepResult,
   type WireLimits,
 } from "../protocol/wire.js";
@@ -41,6 +42,8 @@ export class ShardConnection {
   private readonly limits: WireLimits;
   private nextRequestId = 1;
   private closedReason: string | undefined;
+  /** Receives the signed receipts that follow step results. */
+  onReceipt: ((m: StepReceipt) => void) | undefined;
 
   private constructor(url: string, ws: WebSocket, info: ServerInfo, requestTimeoutMs: number, limits: WireLimits) {
     this.url = url;
@@ -132,6 +135,10 @@ export class ShardConnection {
     } catch (err) {
       this.failAll(`${this.url} sent a bad frame: ${(err as Error).message}`);
       this.ws.terminate();
+      return;
+    }
+    if (m.type === MessageType.StepReceipt) {
+      this.onReceipt?.(m);
       return;
     }
     const p = this.pending.get(m.requestId);

@@ -20,6 +20,7 @@ export const MessageType = {
   CloseSession: 6,
   SessionClosed: 7,
   Error: 8,
+  StepReceipt: 9,
 } as const;
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
 
@@ -123,6 +124,18 @@ export interface StepResult {
   hops: HopResult[];
 }
 
+/**
+ * A server's signed receipt for a step, sent right after the StepResult: the output leaves as soon
+ * as it is computed, and hashing, signing and storing happen while the client moves on.
+ */
+export interface StepReceipt {
+  type: typeof MessageType.StepReceipt;
+  requestId: number;
+  sessionId: string;
+  step: bigint;
+  hop: HopResult;
+}
+
 export interface CloseSession {
   type: typeof MessageType.CloseSession;
   requestId: number;
@@ -142,7 +155,16 @@ export interface ErrorMessage {
   message: string;
 }
 
-export type Message = ServerInfo | OpenSession | SessionOpened | Step | StepResult | CloseSession | SessionClosed | ErrorMessage;
+export type Message =
+  | ServerInfo
+  | OpenSession
+  | SessionOpened
+  | Step
+  | StepResult
+  | StepReceipt
+  | CloseSession
+  | SessionClosed
+  | ErrorMessage;
 
 /** Bounds applied while parsing, before anything is allocated. */
 export interface WireLimits {
@@ -255,6 +277,9 @@ export function encodeMessage(m: Message): Uint8Array {
       w.hex(m.sessionId, 32).u64(m.step).u8(m.hops.length);
       for (const h of m.hops) w.hex(h.server, 20).u16(h.firstLayer).u16(h.lastLayer).hex(h.signature, 65);
       w.activations(m.output);
+      break;
+    case MessageType.StepReceipt:
+      w.hex(m.sessionId, 32).u64(m.step).hex(m.hop.server, 20).u16(m.hop.firstLayer).u16(m.hop.lastLayer).hex(m.hop.signature, 65);
       break;
     case MessageType.Error:
       w.u16(m.code).str(m.message);
@@ -421,6 +446,20 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
       m = { type, requestId, sessionId, step, hops, output: r.activations(limits, "output") };
       break;
     }
+    case MessageType.StepReceipt:
+      m = {
+        type,
+        requestId,
+        sessionId: r.hex(32, "session id"),
+        step: r.u64("step"),
+        hop: {
+          server: r.address("server"),
+          firstLayer: r.u16("first layer"),
+          lastLayer: r.u16("last layer"),
+          signature: r.hex(65, "signature"),
+        },
+      };
+      break;
     case MessageType.Error: {
       const code = r.u16("error code");
       m = { type, requestId, code: code as ErrorCodeValue, message: r.str("error message") };

@@ -201,17 +201,14 @@ export class ShardServer {
     }
     session.lastUsedMs = Date.now();
     const encoded = encodeActivations(output, m.input.rows, m.input.cols, m.outputEncoding);
+    // The output leaves first; the receipt follows once hashed, signed and stored (the store write
+    // comes before the receipt is sent, so a restart never loses a receipt a client holds).
+    this.send(ws, { type: MessageType.StepResult, requestId: m.requestId, sessionId: m.sessionId, step: m.step, output: encoded, hops: [] });
     const receipt = this.receiptFor(m, m.input, encoded);
     const signature = signReceiptWithKey(this.o.signingKey, this.domain, receipt);
     this.o.store.put({ receipt, signature, input: m.input, output: encoded, createdAtMs: Date.now() });
-    this.send(ws, {
-      type: MessageType.StepResult,
-      requestId: m.requestId,
-      sessionId: m.sessionId,
-      step: m.step,
-      output: encoded,
-      hops: [{ server: this.o.address, firstLayer: this.o.shard.first, lastLayer: this.o.shard.last, signature }],
-    });
+    const hop = { server: this.o.address, firstLayer: this.o.shard.first, lastLayer: this.o.shard.last, signature };
+    this.send(ws, { type: MessageType.StepReceipt, requestId: m.requestId, sessionId: m.sessionId, step: m.step, hop });
   }
 
   private receiptFor(m: Step, input: EncodedActivations, output: EncodedActivations): Receipt {

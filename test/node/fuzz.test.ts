@@ -96,7 +96,7 @@ function badFrame(own: string, foreign: string): { frame: Uint8Array | string; c
     case 5: // too many rows
       return { frame: stepFrame(own, 0n, 0, 65 + int(10)), codes: [ErrorCode.BadShape] };
     case 6: // unknown message type
-      return { frame: Uint8Array.of(9 + int(200), 0, 0, 0, 0, ...bytes(int(20))), codes: [ErrorCode.UnknownType] };
+      return { frame: Uint8Array.of(10 + int(200), 0, 0, 0, 0, ...bytes(int(20))), codes: [ErrorCode.UnknownType] };
     case 7: // a session that does not exist, or belongs to another connection
       return { frame: stepFrame(int(2) === 0 ? sid() : foreign, 0n, 0), codes: [ErrorCode.UnknownSession] };
     case 8: // positions out of order

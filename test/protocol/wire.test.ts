@@ -58,6 +58,13 @@ const samples: Message[] = [
     output: activations,
     hops: [{ server, firstLayer: 0, lastLayer: 4, signature: hexlify(randomBytes(65)) }],
   },
+  {
+    type: MessageType.StepReceipt,
+    requestId: 8,
+    sessionId: session,
+    step: 3n,
+    hop: { server, firstLayer: 0, lastLayer: 4, signature: hexlify(randomBytes(65)) },
+  },
   { type: MessageType.CloseSession, requestId: 9, sessionId: session },
   { type: MessageType.SessionClosed, requestId: 9, sessionId: session },
   { type: MessageType.Error, requestId: 10, code: ErrorCode.UnknownSession, message: "session 0x12… is not open on this connection" },
