@@ -93,8 +93,7 @@ export class RemotePipeline implements LayerPipeline {
         });
     };
     this.connections.forEach((c, i) => {
-      c.onReceipt = (m) => {
-        if (m.sessionId !== sessions[i]) return;
+      c.listenForReceipts(sessions[i]!, (m) => {
         const key = keyOf(i, m.step);
         const waiting = awaited.get(key);
         if (waiting === undefined) {
@@ -104,7 +103,7 @@ export class RemotePipeline implements LayerPipeline {
         awaited.delete(key);
         verify(i, waiting.receipt, m.hop.signature);
         waiting.resolve();
-      };
+      });
     });
     const receiptsDone: Promise<void>[] = [];
     const expectReceipt = (i: number, receipt: Receipt): void => {
@@ -158,7 +157,7 @@ export class RemotePipeline implements LayerPipeline {
         }
         await Promise.all(this.connections.map((c, i) => c.closeSession(sessions[i]!).catch(() => undefined)));
         await checks;
-        for (const c of this.connections) c.onReceipt = undefined;
+        this.connections.forEach((c, i) => c.listenForReceipts(sessions[i]!, undefined));
         if (failure !== undefined) throw failure;
       },
     };

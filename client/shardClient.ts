@@ -42,8 +42,8 @@ export class ShardConnection {
   private readonly limits: WireLimits;
   private nextRequestId = 1;
   private closedReason: string | undefined;
-  /** Receives the signed receipts that follow step results. */
-  onReceipt: ((m: StepReceipt) => void) | undefined;
+  /** Per session: who receives the signed receipts that follow its step results. */
+  private readonly receiptListeners = new Map<string, (m: StepReceipt) => void>();
 
   private constructor(url: string, ws: WebSocket, info: ServerInfo, requestTimeoutMs: number, limits: WireLimits) {
     this.url = url;
@@ -100,6 +100,12 @@ export class ShardConnection {
     return (await this.request({ type: MessageType.Step, requestId: 0, ...step }, MessageType.StepResult)) as StepResult;
   }
 
+  /** Routes the receipts of `sessionId` to `listener` (undefined: stop). */
+  listenForReceipts(sessionId: string, listener: ((m: StepReceipt) => void) | undefined): void {
+    if (listener === undefined) this.receiptListeners.delete(sessionId);
+    else this.receiptListeners.set(sessionId, listener);
+  }
+
   close(): void {
     this.ws.close(1000, "client done");
   }
@@ -138,7 +144,7 @@ export class ShardConnection {
       return;
     }
     if (m.type === MessageType.StepReceipt) {
-      this.onReceipt?.(m);
+      this.receiptListeners.get(m.sessionId)?.(m);
       return;
     }
     const p = this.pending.get(m.requestId);

@@ -74,6 +74,22 @@ describe("a route of shard servers on loopback", () => {
     });
   }
 
+  it("concurrent sequences over the same connections each get and check their own receipts", async () => {
+    await withRoute([3], async (servers) => {
+      const receipts: VerifiedReceipt[] = [];
+      const pipeline = await RemotePipeline.connect(
+        servers.map((s) => s.server.url),
+        model.config.numLayers,
+        { onReceipt: (r) => receipts.push(r) },
+      );
+      const runs = await Promise.all([0, 1, 2, 3].map(() => generate(head, pipeline, PROMPT, { maxTokens: 16, temperature: 0 })));
+      pipeline.close();
+      for (const r of runs) expect(r.generatedIds).toEqual(expected.slice(0, 16));
+      expect(receipts.length).toBe(4 * 16 * 2);
+      expect(new Set(receipts.map((r) => r.receipt.sessionId)).size).toBe(8);
+    });
+  });
+
   it("rejects a server whose receipts are not signed by the address it announces", async () => {
     const server = await startServer(model, 0, model.config.numLayers, scratch.dir, {}, undefined, Wallet.createRandom());
     try {
