@@ -58,7 +58,6 @@ export class ShardServer {
   private readonly timers: NodeJS.Timeout[] = [];
   /** Engine runs are serialized: one ORT session, steps in arrival order. */
   private engineQueue: Promise<void> = Promise.resolve();
-  private inFlight = 0;
   private stopping = false;
 
   private constructor(
@@ -226,13 +225,12 @@ export class ShardServer {
   }
 
   private runEngine<T>(work: () => Promise<T>): Promise<T> {
-    this.inFlight++;
     const result = this.engineQueue.then(work);
     this.engineQueue = result.then(
       () => undefined,
       () => undefined,
     );
-    return result.finally(() => this.inFlight--);
+    return result;
   }
 
   private reject(ws: WebSocket, requestId: number, err: unknown): void {
