@@ -45,7 +45,7 @@ export function generateCommand(): Command {
       v.split(",").map((u) => u.trim()),
     )
     .addOption(new Option("--wire <encoding>", "hidden-state encoding on the wire with --route").choices(ACTIVATION_ENCODINGS).default("fp32"))
-    .option("--threads <n>", "intra-op threads per ONNX Runtime session", integer(1, 256), 1)
+    .option("--threads <n>", "intra-op threads of the layers' ONNX Runtime sessions (the head uses one)", integer(1, 256), 1)
     .option("--json", "print one JSON object: prompt ids, generated ids, text")
     .action(async (flags: GenerateFlags) => {
       if ((flags.prompt === undefined) === (flags.ids === undefined)) {
@@ -62,25 +62,29 @@ export function generateCommand(): Command {
         flags.route === undefined
           ? await LocalPipeline.load(model, flags.split ?? [], runtime)
           : await RemotePipeline.connect(flags.route, model.config.numLayers, { encoding: flags.wire });
-      const result = await generate(head, pipeline, promptIds, {
-        maxTokens: flags.maxTokens,
-        temperature: flags.temperature,
-        topK: flags.topK,
-        topP: flags.topP,
-        repetitionPenalty: flags.repetitionPenalty,
-        seed: flags.seed,
-        stopTokens: model.config.eosTokenIds,
-      });
+      let result;
+      try {
+        result = await generate(head, pipeline, promptIds, {
+          maxTokens: flags.maxTokens,
+          temperature: flags.temperature,
+          topK: flags.topK,
+          topP: flags.topP,
+          repetitionPenalty: flags.repetitionPenalty,
+          seed: flags.seed,
+          stopTokens: model.config.eosTokenIds,
+        });
+      } finally {
+        await pipeline.release?.();
+        pipeline.close?.();
+        await head.release();
+        model.close();
+      }
       const text = tokenizer?.decode(result.generatedIds);
       if (flags.json === true) {
         console.log(JSON.stringify({ promptIds: result.promptIds, generatedIds: result.generatedIds, text: text ?? null, finish: result.finish }));
       } else {
         console.log(text ?? result.generatedIds.join(","));
       }
-      await pipeline.release?.();
-      pipeline.close?.();
-      await head.release();
-      model.close();
     });
 }
 
