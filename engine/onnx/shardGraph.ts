@@ -37,12 +37,15 @@ export function gqaMaxPositions(c: ModelConfig): number {
 
 /**
  * The ONNX graph of layers [first, last) of a Llama-family model, one sequence. Activations are
- * 2-D (tokens, hidden); the KV cache is carried as graph inputs and outputs.
+ * 2-D (tokens, hidden); the KV cache is carried as graph inputs and outputs. Layers are fetched
+ * one at a time through `loadLayer`, so only one layer's checkpoint tensors are alive at once
+ * beside the graph's own (transposed) copies.
  */
 export function buildShardGraph(
   c: ModelConfig,
   first: number,
-  layers: readonly LayerWeights[],
+  last: number,
+  loadLayer: (layer: number) => LayerWeights,
   attention: AttentionKind = "ops",
 ): Uint8Array {
   const g = new GraphBuilder();
@@ -59,8 +62,8 @@ export function buildShardGraph(
   };
   const attend = attention === "gqa" ? gqaAttention(g, c) : opsAttention(g, c);
 
-  layers.forEach((w, i) => {
-    const layer = first + i;
+  for (let layer = first; layer < last; layer++) {
+    const w = loadLayer(layer);
     const p = `l${layer}`;
     // --- attention
     const n1 = rmsNorm(g, x, g.floatInit(`${p}.input_norm`, [H], w.inputNorm), eps);
@@ -76,10 +79,10 @@ export function buildShardGraph(
     const up = linear(n2, `${p}.up`, w.up, c.intermediateSize, H);
     const act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]);
     x = g.op("Add", [x, linear(act, `${p}.down`, w.down, H, c.intermediateSize)]);
-  });
+  }
 
   g.output(x, ShardIO.hiddenOut, ElemType.FLOAT, ["T", H]);
-  return g.serialize(`efed_shard_${first}_${first + layers.length}`, attention === "gqa" ? { "": 17, "com.microsoft": 1 } : { "": 17 });
+  return g.serialize(`efed_shard_${first}_${last}`, attention === "gqa" ? { "": 17, "com.microsoft": 1 } : { "": 17 });
 }
 
 type Attend = (layer: number, q: string, k: string, v: string) => string;

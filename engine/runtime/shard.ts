@@ -54,14 +54,11 @@ export class Shard {
         numLayers: c.numLayers,
       });
     }
-    const weights = [];
-    for (let l = first; l < last; l++) weights.push(loadLayerWeights(model, l));
     const attention = options.attention ?? defaultAttention(c);
     if (attention === "gqa" && c.headDim % 16 !== 0) {
       throw new EngineError("UNSUPPORTED_ATTENTION", `fused GroupQueryAttention needs head_dim a multiple of 16, this model has ${c.headDim}`);
     }
-    const graph = buildShardGraph(c, first, weights, attention);
-    weights.length = 0; // the graph holds the only copy until ORT has its own
+    const graph = buildShardGraph(c, first, last, (layer) => loadLayerWeights(model, layer), attention);
     return new Shard(c, first, last, attention, await createSession(graph, options));
   }
 
