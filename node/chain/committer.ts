@@ -18,11 +18,19 @@ export interface CommitterOptions {
  */
 export class Committer {
   private lastToSeconds = 0n;
+  /** Commits run one after another: two at once would post the same uncommitted receipts twice. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly o: CommitterOptions) {}
 
-  /** Posts one batch if there is anything to post; returns its id, or undefined. */
-  async commitOnce(): Promise<number | undefined> {
+  /** Posts one batch if there is anything to post (after any commit already under way); returns its id, or undefined. */
+  commitOnce(): Promise<number | undefined> {
+    const run = this.queue.then(() => this.commit());
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async commit(): Promise<number | undefined> {
     const steps = this.o.store.uncommitted(this.o.maxReceiptsPerBatch);
     if (steps.length === 0) return undefined;
     const leafHashes = steps.map((s) => receiptLeaf(s.receipt));
