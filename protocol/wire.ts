@@ -106,7 +106,7 @@ export interface Step {
   route: Hop[];
 }
 
-/** One server's signed result for a step. */
+/** One server's signature over its receipt for a step. */
 export interface HopResult {
   server: string;
   firstLayer: number;
@@ -114,14 +114,13 @@ export interface HopResult {
   signature: string; // 65-byte hex EIP-712 receipt signature
 }
 
+/** A step's output. Its signed receipt follows in a StepReceipt. */
 export interface StepResult {
   type: typeof MessageType.StepResult;
   requestId: number;
   sessionId: string;
   step: bigint;
   output: EncodedActivations;
-  /** Receipts of every server the step passed through, in route order. */
-  hops: HopResult[];
 }
 
 /**
@@ -177,7 +176,6 @@ export interface WireLimits {
 export const DEFAULT_LIMITS: WireLimits = { maxFrameBytes: 64 * 1024 * 1024, maxStepTokens: 4096, maxRouteHops: 16 };
 
 const MAX_STRING_BYTES = 2048;
-const MAX_HOPS_IN_RESULT = 64;
 
 // ------------------------------------------------------------------ encoding
 
@@ -274,9 +272,7 @@ export function encodeMessage(m: Message): Uint8Array {
       w.activations(m.input);
       break;
     case MessageType.StepResult:
-      w.hex(m.sessionId, 32).u64(m.step).u8(m.hops.length);
-      for (const h of m.hops) w.hex(h.server, 20).u16(h.firstLayer).u16(h.lastLayer).hex(h.signature, 65);
-      w.activations(m.output);
+      w.hex(m.sessionId, 32).u64(m.step).activations(m.output);
       break;
     case MessageType.StepReceipt:
       w.hex(m.sessionId, 32).u64(m.step).hex(m.hop.server, 20).u16(m.hop.firstLayer).u16(m.hop.lastLayer).hex(m.hop.signature, 65);
@@ -429,23 +425,9 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
       m = { type, requestId, sessionId, step, position, outputEncoding, route, input: r.activations(limits, "input") };
       break;
     }
-    case MessageType.StepResult: {
-      const sessionId = r.hex(32, "session id");
-      const step = r.u64("step");
-      const hopCount = r.u8("hop count");
-      if (hopCount > MAX_HOPS_IN_RESULT) throw new WireError(ErrorCode.BadRoute, `${hopCount} hops exceeds ${MAX_HOPS_IN_RESULT}`);
-      const hops: HopResult[] = [];
-      for (let i = 0; i < hopCount; i++) {
-        hops.push({
-          server: r.address(`hop ${i} server`),
-          firstLayer: r.u16(`hop ${i} first layer`),
-          lastLayer: r.u16(`hop ${i} last layer`),
-          signature: r.hex(65, `hop ${i} signature`),
-        });
-      }
-      m = { type, requestId, sessionId, step, hops, output: r.activations(limits, "output") };
+    case MessageType.StepResult:
+      m = { type, requestId, sessionId: r.hex(32, "session id"), step: r.u64("step"), output: r.activations(limits, "output") };
       break;
-    }
     case MessageType.StepReceipt:
       m = {
         type,

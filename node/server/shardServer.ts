@@ -202,7 +202,7 @@ export class ShardServer {
     const encoded = encodeActivations(output, m.input.rows, m.input.cols, m.outputEncoding);
     // The output leaves first; the receipt follows once hashed, signed and stored (the store write
     // comes before the receipt is sent, so a restart never loses a receipt a client holds).
-    this.send(ws, { type: MessageType.StepResult, requestId: m.requestId, sessionId: m.sessionId, step: m.step, output: encoded, hops: [] });
+    this.send(ws, { type: MessageType.StepResult, requestId: m.requestId, sessionId: m.sessionId, step: m.step, output: encoded });
     const receipt = this.receiptFor(m, m.input, encoded);
     const signature = signReceiptWithKey(this.o.signingKey, this.domain, receipt);
     this.o.store.put({ receipt, signature, input: m.input, output: encoded, createdAtMs: Date.now() });

@@ -40,7 +40,7 @@ import {
 } from "../../protocol/activations.js";
 import { receiptDomain } from "../../protocol/eip712.js";
 import { receiptDigest, recoverReceiptSigner, type Receipt } from "../../protocol/receipt.js";
-import { MessageType, decodeMessage, encodeMessage, type Step, type StepResult } from "../../protocol/wire.js";
+import { MessageType, decodeMessage, encodeMessage, type Step, type StepReceipt, type StepResult } from "../../protocol/wire.js";
 import { ensureGenerated } from "./lib/benchModels.js";
 import { replaceSection } from "./lib/docs.js";
 import { fmtInt, markdownTable } from "./lib/markdown.js";
@@ -180,6 +180,7 @@ interface BytesRow {
   encoding: ActivationEncoding;
   stepFrame: number;
   resultFrame: number;
+  receiptFrame: number;
   wsHeaders: number;
   tcpPerTokenPerHop: number;
   payload: number;
@@ -289,8 +290,12 @@ async function benchModel(plan: Plan, storeDir: string, echoUrl: string): Promis
         const sequence = await pipe.openSequence();
         const prefill = await sequence.forward(head.embed(plan.prompts[0]!));
         let next = argmax(await head.logits(prefill.subarray(prefill.length - H)));
+        // receipts trail their step's output: let the prefill's arrive before counting, and the last step's after
+        const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 100));
+        await settle();
         for (const p of proxies) p.reset();
         for (let s = 0; s < BYTE_STEPS; s++) next = argmax(await head.logits(await sequence.forward(head.embed([next]))));
+        await settle();
         const up = proxies.flatMap((p) => p.up.frames);
         const down = proxies.flatMap((p) => p.down.frames);
         const tcp = proxies.reduce((a, p) => a + p.up.tcpBytes + p.down.tcpBytes, 0);
@@ -298,15 +303,19 @@ async function benchModel(plan: Plan, storeDir: string, echoUrl: string): Promis
         const hopSteps = BYTE_STEPS * proxies.length;
         const steps = up.filter((f) => f.messageType === MessageType.Step);
         const results = down.filter((f) => f.messageType === MessageType.StepResult);
-        if (steps.length !== hopSteps || results.length !== hopSteps) {
-          throw new Error(`counted ${steps.length} Step and ${results.length} StepResult frames for ${hopSteps} hop-steps`);
+        const receipts = down.filter((f) => f.messageType === MessageType.StepReceipt);
+        if (steps.length !== hopSteps || results.length !== hopSteps || receipts.length !== hopSteps) {
+          throw new Error(
+            `counted ${steps.length} Step, ${results.length} StepResult and ${receipts.length} StepReceipt frames for ${hopSteps} hop-steps`,
+          );
         }
         const mean = (fs: FrameRecord[], f: (r: FrameRecord) => number): number => fs.reduce((a, r) => a + f(r), 0) / fs.length;
         bytes.push({
           encoding,
           stepFrame: mean(steps, (f) => f.payloadBytes),
           resultFrame: mean(results, (f) => f.payloadBytes),
-          wsHeaders: mean(steps, (f) => f.headerBytes) + mean(results, (f) => f.headerBytes),
+          receiptFrame: mean(receipts, (f) => f.payloadBytes),
+          wsHeaders: mean(steps, (f) => f.headerBytes) + mean(results, (f) => f.headerBytes) + mean(receipts, (f) => f.headerBytes),
           tcpPerTokenPerHop: tcp / hopSteps,
           payload: 2 * payloadBytes(encoding, 1, H),
         });
@@ -454,11 +463,18 @@ async function hopCpu(hiddenSize: number, storeDir: string): Promise<HopCpu> {
     sessionId,
     step: 7n,
     output,
-    hops: [{ server: address, firstLayer: 0, lastLayer: 4, signature }],
+  };
+  const receiptFrame: StepReceipt = {
+    type: MessageType.StepReceipt,
+    requestId: 1,
+    sessionId,
+    step: 7n,
+    hop: { server: address, firstLayer: 0, lastLayer: 4, signature },
   };
   const frames = microseconds(500, () => {
     decodeActivations((decodeMessage(encodeMessage(step)) as Step).input);
     decodeActivations((decodeMessage(encodeMessage(result)) as StepResult).output);
+    decodeMessage(encodeMessage(receiptFrame));
     encodeActivations(values, 1, hiddenSize, "fp32");
     encodeActivations(values, 1, hiddenSize, "fp32");
   });
@@ -591,12 +607,13 @@ function report(results: ModelResult[], hop: Map<number, HopCpu>, meta: { second
   for (const r of results) {
     const fp32 = r.bytes.find((b) => b.encoding === "fp32")!;
     for (const b of r.bytes) {
-      const frames = b.stepFrame + b.resultFrame;
+      const frames = b.stepFrame + b.resultFrame + b.receiptFrame;
       byteRows.push([
         `${r.plan.label} (hidden ${r.hiddenSize})`,
         b.encoding,
         fmtInt(b.stepFrame),
         fmtInt(b.resultFrame),
+        fmtInt(b.receiptFrame),
         fmtInt(frames),
         fmtInt(b.wsHeaders),
         `**${fmtInt(b.tcpPerTokenPerHop)}**`,
@@ -607,15 +624,27 @@ function report(results: ModelResult[], hop: Map<number, HopCpu>, meta: { second
   }
   out.push(
     markdownTable(
-      ["model", "encoding", "Step frame B", "StepResult frame B", "both frames B", "WebSocket headers B", "TCP payload B (both ways)", "of which activations B", "vs fp32"],
+      [
+        "model",
+        "encoding",
+        "Step frame B",
+        "StepResult frame B",
+        "StepReceipt frame B",
+        "all frames B",
+        "WebSocket headers B",
+        "TCP payload B (both ways)",
+        "of which activations B",
+        "vs fp32",
+      ],
       byteRows,
-      ["left", "left", "right", "right", "right", "right", "right", "right", "right"],
+      ["left", "left", "right", "right", "right", "right", "right", "right", "right", "right"],
     ),
     "",
     `Counted by a relay between the client and each server of a 2-server route that parses the WebSocket frames on the`,
     `TCP stream, over ${BYTE_STEPS} decode steps after the prefill; per hop and token = counted ÷ (steps × servers). The Step`,
-    "frame carries a 32-byte session id, step, position and encodings besides the activations; the StepResult frame adds the",
-    "hop's receipt (server address, layer range, 65-byte signature). IP/TCP headers are not included.",
+    "frame carries a 32-byte session id, step, position and encodings besides the activations; the StepReceipt frame that",
+    "follows each StepResult carries the hop's receipt (server address, layer range, 65-byte signature). IP/TCP headers are",
+    "not included.",
     "",
   );
 

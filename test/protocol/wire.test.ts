@@ -56,7 +56,6 @@ const samples: Message[] = [
     sessionId: session,
     step: 3n,
     output: activations,
-    hops: [{ server, firstLayer: 0, lastLayer: 4, signature: hexlify(randomBytes(65)) }],
   },
   {
     type: MessageType.StepReceipt,
