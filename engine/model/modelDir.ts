@@ -1,7 +1,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ModelFormatError } from "../errors.js";
+import { NO_COMPRESSION, parseCompression, type CompressionSpec } from "./compression.js";
 import { parseConfig, type ModelConfig } from "./config.js";
+import { MANIFEST_FILE, readManifest } from "./manifest.js";
 import { SafetensorsFile, type TensorInfo } from "./safetensors.js";
 
 const SINGLE_FILE = "model.safetensors";
@@ -15,6 +17,8 @@ const INDEX_FILE = "model.safetensors.index.json";
 export class ModelDirectory {
   readonly dir: string;
   readonly config: ModelConfig;
+  /** How the layers' projections are stored, from the directory's manifest (dense without one). */
+  readonly compression: CompressionSpec;
   private readonly files = new Map<string, SafetensorsFile>();
   /** tensor name → file name within `dir` */
   private readonly weightMap: Map<string, string>;
@@ -23,6 +27,8 @@ export class ModelDirectory {
     this.dir = dir;
     this.config = config;
     this.weightMap = weightMap;
+    const manifest = readManifest(dir);
+    this.compression = manifest === undefined ? NO_COMPRESSION : parseCompression(manifest.compression, join(dir, MANIFEST_FILE));
   }
 
   static open(dir: string): ModelDirectory {

@@ -1,21 +1,44 @@
+import { loadProjection } from "./compression.js";
 import type { ModelConfig } from "./config.js";
 import type { ModelDirectory } from "./modelDir.js";
+import type { Projection } from "./projection.js";
 
-/** One transformer layer's weights, float32, in Hugging Face layout: projections are [out, in]. */
+/** Names of the seven projections of a layer, in Hugging Face naming (without ".weight"). */
+export const PROJECTIONS = {
+  q: "self_attn.q_proj",
+  k: "self_attn.k_proj",
+  v: "self_attn.v_proj",
+  o: "self_attn.o_proj",
+  gate: "mlp.gate_proj",
+  up: "mlp.up_proj",
+  down: "mlp.down_proj",
+} as const;
+export type ProjectionKey = keyof typeof PROJECTIONS;
+
+/** (out, in) of each projection of a layer of `c`. */
+export function projectionShapes(c: ModelConfig): Record<ProjectionKey, [number, number]> {
+  const qDim = c.numHeads * c.headDim;
+  const kvDim = c.numKvHeads * c.headDim;
+  const H = c.hiddenSize;
+  const I = c.intermediateSize;
+  return { q: [qDim, H], k: [kvDim, H], v: [kvDim, H], o: [H, qDim], gate: [I, H], up: [I, H], down: [H, I] };
+}
+
+/** One transformer layer's weights, float32, in Hugging Face layout: projections are (out, in), possibly factored. */
 export interface LayerWeights {
   inputNorm: Float32Array; // (hidden)
-  q: Float32Array; // (numHeads·headDim, hidden)
-  k: Float32Array; // (numKvHeads·headDim, hidden)
-  v: Float32Array; // (numKvHeads·headDim, hidden)
-  o: Float32Array; // (hidden, numHeads·headDim)
+  q: Projection; // (numHeads·headDim, hidden)
+  k: Projection; // (numKvHeads·headDim, hidden)
+  v: Projection; // (numKvHeads·headDim, hidden)
+  o: Projection; // (hidden, numHeads·headDim)
   qBias: Float32Array | undefined; // (numHeads·headDim)
   kBias: Float32Array | undefined; // (numKvHeads·headDim)
   vBias: Float32Array | undefined; // (numKvHeads·headDim)
   oBias: Float32Array | undefined; // (hidden)
   postNorm: Float32Array; // (hidden)
-  gate: Float32Array; // (intermediate, hidden)
-  up: Float32Array; // (intermediate, hidden)
-  down: Float32Array; // (hidden, intermediate)
+  gate: Projection; // (intermediate, hidden)
+  up: Projection; // (intermediate, hidden)
+  down: Projection; // (hidden, intermediate)
 }
 
 /** The client's weights: token embeddings, final norm and LM head. */
@@ -36,20 +59,22 @@ export function loadLayerWeights(model: ModelDirectory, layer: number): LayerWei
   const kvDim = c.numKvHeads * c.headDim;
   const bias = (name: string, n: number, present: boolean): Float32Array | undefined =>
     present ? model.tensor(`${p}self_attn.${name}.bias`, [n]) : undefined;
+  const shapes = projectionShapes(c);
+  const projection = (key: ProjectionKey): Projection => loadProjection(model, p + PROJECTIONS[key], ...shapes[key]);
   return {
     inputNorm: model.tensor(`${p}input_layernorm.weight`, [c.hiddenSize]),
-    q: model.tensor(`${p}self_attn.q_proj.weight`, [qDim, c.hiddenSize]),
-    k: model.tensor(`${p}self_attn.k_proj.weight`, [kvDim, c.hiddenSize]),
-    v: model.tensor(`${p}self_attn.v_proj.weight`, [kvDim, c.hiddenSize]),
-    o: model.tensor(`${p}self_attn.o_proj.weight`, [c.hiddenSize, qDim]),
+    q: projection("q"),
+    k: projection("k"),
+    v: projection("v"),
+    o: projection("o"),
     qBias: bias("q_proj", qDim, c.qkvBias),
     kBias: bias("k_proj", kvDim, c.qkvBias),
     vBias: bias("v_proj", kvDim, c.qkvBias),
     oBias: bias("o_proj", c.hiddenSize, c.oBias),
     postNorm: model.tensor(`${p}post_attention_layernorm.weight`, [c.hiddenSize]),
-    gate: model.tensor(`${p}mlp.gate_proj.weight`, [c.intermediateSize, c.hiddenSize]),
-    up: model.tensor(`${p}mlp.up_proj.weight`, [c.intermediateSize, c.hiddenSize]),
-    down: model.tensor(`${p}mlp.down_proj.weight`, [c.hiddenSize, c.intermediateSize]),
+    gate: projection("gate"),
+    up: projection("up"),
+    down: projection("down"),
   };
 }
 

@@ -5,7 +5,7 @@ import type { onnx as OnnxTypes } from "onnx-proto";
 const require = createRequire(import.meta.url);
 const { onnx } = require("onnx-proto") as { onnx: typeof OnnxTypes };
 
-export const ElemType = { FLOAT: 1, INT32: 6, INT64: 7 } as const;
+export const ElemType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7 } as const;
 export type ElemType = (typeof ElemType)[keyof typeof ElemType];
 
 /** A dimension: a fixed size, or a name for a size chosen at run time. */
@@ -54,6 +54,13 @@ export class GraphBuilder {
     return name;
   }
 
+  /** A uint8 constant (packed quantized weights); `data` is referenced, not copied. */
+  uint8Init(name: string, dims: readonly number[], data: Uint8Array): string {
+    this.claim(name);
+    this.initializers.push({ name, dataType: ElemType.UINT8, dims: [...dims], rawData: data });
+    return name;
+  }
+
   int64Init(name: string, values: readonly number[]): string {
     this.claim(name);
     const data = new BigInt64Array(values.map((v) => BigInt(v)));
@@ -80,6 +87,11 @@ export class GraphBuilder {
       attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
     });
     return outputs;
+  }
+
+  /** Whether any node so far comes from operator domain `domain` (e.g. "com.microsoft"). */
+  usesDomain(domain: string): boolean {
+    return this.nodes.some((n) => n.domain === domain);
   }
 
   serialize(graphName: string, opsets: Record<string, number> = { "": 17 }): Uint8Array {

@@ -2,7 +2,7 @@ import { EngineError } from "../errors.js";
 import type { ModelConfig } from "../model/config.js";
 import type { ModelDirectory } from "../model/modelDir.js";
 import { loadLayerWeights } from "../model/weights.js";
-import { ShardIO, buildShardGraph, gqaMaxPositions, type AttentionKind } from "../onnx/shardGraph.js";
+import { PROBE_POINTS, ShardIO, buildShardGraph, gqaMaxPositions, type AttentionKind } from "../onnx/shardGraph.js";
 import { causalMask, ropeTables } from "./rope.js";
 import { createSession, ort, type RuntimeOptions } from "./session.js";
 
@@ -10,6 +10,8 @@ import { createSession, ort, type RuntimeOptions } from "./session.js";
 export interface ShardOptions extends RuntimeOptions {
   /** Default: "gqa" when the fused kernel supports the head size (head_dim % 16 == 0), else "ops". */
   attention?: AttentionKind;
+  /** Also compute every projection's input (see `forwardWithProbes`); for calibrating compression. */
+  probes?: boolean;
 }
 
 /** The keys and values one sequence has accumulated in a shard: per layer ([1,] kvHeads, length, headDim). */
@@ -35,13 +37,22 @@ export class Shard {
   readonly last: number;
   readonly attention: AttentionKind;
   private readonly session: ort.InferenceSession;
+  private readonly probes: boolean | undefined;
 
-  private constructor(config: ModelConfig, first: number, last: number, attention: AttentionKind, session: ort.InferenceSession) {
+  private constructor(
+    config: ModelConfig,
+    first: number,
+    last: number,
+    attention: AttentionKind,
+    session: ort.InferenceSession,
+    probes: boolean | undefined,
+  ) {
     this.config = config;
     this.first = first;
     this.last = last;
     this.attention = attention;
     this.session = session;
+    this.probes = probes;
   }
 
   /** Reads only layers [first, last) from `model` and builds their graph. */
@@ -58,8 +69,8 @@ export class Shard {
     if (attention === "gqa" && c.headDim % 16 !== 0) {
       throw new EngineError("UNSUPPORTED_ATTENTION", `fused GroupQueryAttention needs head_dim a multiple of 16, this model has ${c.headDim}`);
     }
-    const graph = buildShardGraph(c, first, last, (layer) => loadLayerWeights(model, layer), attention);
-    return new Shard(c, first, last, attention, await createSession(graph, options));
+    const graph = buildShardGraph(c, first, last, (layer) => loadLayerWeights(model, layer), { attention, probes: options.probes });
+    return new Shard(c, first, last, attention, await createSession(graph, options), options.probes);
   }
 
   get numLayers(): number {
@@ -87,6 +98,25 @@ export class Shard {
    * (T, hiddenSize); returns the output hidden states and appends to `cache`.
    */
   async forward(hidden: Float32Array, cache: KvCache): Promise<Float32Array> {
+    const out = await this.run(hidden, cache);
+    return out[ShardIO.hiddenOut]!.data as Float32Array;
+  }
+
+  /**
+   * `forward`, also returning each layer's projection inputs (T, width) keyed by
+   * ShardIO.probe(layer, point). Needs a shard loaded with `probes: true`.
+   */
+  async forwardWithProbes(hidden: Float32Array, cache: KvCache): Promise<{ hidden: Float32Array; probes: Map<string, Float32Array> }> {
+    if (this.probes !== true) throw new EngineError("NO_PROBES", "this shard was loaded without probes: true");
+    const out = await this.run(hidden, cache);
+    const probes = new Map<string, Float32Array>();
+    for (let layer = this.first; layer < this.last; layer++) {
+      for (const point of PROBE_POINTS) probes.set(ShardIO.probe(layer, point), out[ShardIO.probe(layer, point)]!.data as Float32Array);
+    }
+    return { hidden: out[ShardIO.hiddenOut]!.data as Float32Array, probes };
+  }
+
+  private async run(hidden: Float32Array, cache: KvCache): Promise<ort.InferenceSession.ReturnType> {
     const c = this.config;
     const T = hidden.length / c.hiddenSize;
     if (!Number.isInteger(T) || T < 1) {
@@ -117,7 +147,7 @@ export class Shard {
       cache.values[i] = out[ShardIO.presentValue(this.first + i)]!;
     }
     cache.length = past + T;
-    return out[ShardIO.hiddenOut]!.data as Float32Array;
+    return out;
   }
 
   async release(): Promise<void> {

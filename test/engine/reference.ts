@@ -5,6 +5,7 @@
  */
 import { ropeInverseFrequencies, type ModelConfig } from "../../engine/model/config.js";
 import type { ModelDirectory } from "../../engine/model/modelDir.js";
+import { factorToDense, type Factor, type Projection } from "../../engine/model/projection.js";
 import { loadHeadWeights, loadLayerWeights, type LayerWeights } from "../../engine/model/weights.js";
 
 type Vec = Float64Array;
@@ -17,6 +18,20 @@ function matvec(w: Float32Array, x: Vec, out: number, inDim: number, bias?: Floa
     const row = o * inDim;
     for (let i = 0; i < inDim; i++) s += w[row + i]! * x[i]!;
     y[o] = s;
+  }
+  return y;
+}
+
+/** y = W·x for a possibly factored W = F0·F1·…: the factors apply right to left, in float64. */
+const denseFactors = new WeakMap<Factor, Float32Array>();
+
+function project(p: Projection, x: Vec, bias?: Float32Array): Vec {
+  let y = x;
+  for (let i = p.factors.length - 1; i >= 0; i--) {
+    const f = p.factors[i]!;
+    let w = denseFactors.get(f);
+    if (w === undefined) denseFactors.set(f, (w = factorToDense(f)));
+    y = matvec(w, y, f.rows, f.cols, i === 0 ? bias : undefined);
   }
   return y;
 }
@@ -72,9 +87,9 @@ export class ReferenceModel {
     for (const w of this.layers) {
       // attention: project every token, then each query attends to keys 0..t
       const normed = x.map((v) => rmsnorm(v, w.inputNorm, c.rmsNormEps));
-      const q = normed.map((v) => matvec(w.q, v, nH * D, H, w.qBias));
-      const k = normed.map((v) => matvec(w.k, v, kvH * D, H, w.kBias));
-      const v = normed.map((n) => matvec(w.v, n, kvH * D, H, w.vBias));
+      const q = normed.map((v) => project(w.q, v, w.qBias));
+      const k = normed.map((v) => project(w.k, v, w.kBias));
+      const v = normed.map((n) => project(w.v, n, w.vBias));
       q.forEach((vec, t) => rope(vec, nH, D, t, this.inv));
       k.forEach((vec, t) => rope(vec, kvH, D, t, this.inv));
       x = x.map((xt, t) => {
@@ -94,16 +109,16 @@ export class ReferenceModel {
             for (let d = 0; d < D; d++) ctx[h * D + d]! += (e[j]! / sum) * v[j]![kv * D + d]!;
           }
         }
-        const attn = matvec(w.o, ctx, H, nH * D, w.oBias);
+        const attn = project(w.o, ctx, w.oBias);
         return xt.map((val, i) => val + attn[i]!);
       });
       // MLP: down(silu(gate(n)) * up(n))
       x = x.map((xt) => {
         const n = rmsnorm(xt, w.postNorm, c.rmsNormEps);
-        const gate = matvec(w.gate, n, c.intermediateSize, H);
-        const up = matvec(w.up, n, c.intermediateSize, H);
+        const gate = project(w.gate, n);
+        const up = project(w.up, n);
         const act = gate.map((g, i) => (g / (1 + Math.exp(-g))) * up[i]!);
-        const down = matvec(w.down, act, H, c.intermediateSize);
+        const down = project(w.down, act);
         return xt.map((val, i) => val + down[i]!);
       });
     }

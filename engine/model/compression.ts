@@ -1,0 +1,106 @@
+import { ModelFormatError } from "../errors.js";
+import type { ModelDirectory } from "./modelDir.js";
+import { checkQuantParams, dense, type Factor, type Projection, type QuantBits } from "./projection.js";
+
+/**
+ * The compression a model directory's weights carry, as recorded in its manifest (so it is part of
+ * the variant id). Only the layers' attention and MLP projections are ever compressed; embeddings,
+ * norms and the LM head stay dense.
+ */
+export interface CompressionSpec {
+  /** "none", "svd", "svd-whiten", "int8", "int4", "svd-whiten+int8", … (informational beyond the fields below). */
+  method: string;
+  /** Block size of every quantized factor (MatMulNBits). */
+  block_size?: number;
+  /**
+   * Per projection (e.g. "model.layers.3.mlp.up_proj"): a rank when it is stored as two SVD
+   * factors, bits when its factors are quantized. Projections not listed are dense float.
+   */
+  matrices?: Record<string, MatrixCompression>;
+  /** Anything else the compressor records (ratio, energy, calibration, …). */
+  [extra: string]: unknown;
+}
+
+export interface MatrixCompression {
+  rank?: number;
+  bits?: QuantBits;
+}
+
+export const NO_COMPRESSION: CompressionSpec = { method: "none" };
+
+/** Tensor names of a projection's factors as stored in safetensors. */
+export const FactorNames = {
+  dense: (base: string) => `${base}.weight`,
+  left: (base: string) => `${base}.svd_left`, // (out, rank)
+  right: (base: string) => `${base}.svd_right`, // (rank, in)
+  packed: (factor: string) => `${factor}.qweight`, // U8 (rows, blocks, blockSize·bits/8)
+  scales: (factor: string) => `${factor}.scales`, // F32 (rows, blocks)
+} as const;
+
+/** Validates the `compression` object of a manifest; `file` names it in errors. */
+export function parseCompression(raw: unknown, file: string): CompressionSpec {
+  const fail = (what: string): never => {
+    throw new ModelFormatError(`${file}: compression ${what}`, { file });
+  };
+  if (typeof raw !== "object" || raw === null) return fail("is not an object");
+  const spec = raw as CompressionSpec;
+  if (typeof spec.method !== "string") fail(`method is ${JSON.stringify(spec.method)}, expected a string`);
+  const matrices = spec.matrices ?? {};
+  if (typeof matrices !== "object" || matrices === null) fail("matrices is not an object");
+  let quantized = false;
+  for (const [name, m] of Object.entries(matrices)) {
+    if (m.rank !== undefined && !(Number.isSafeInteger(m.rank) && m.rank > 0)) {
+      fail(`rank of ${name} is ${JSON.stringify(m.rank)}, expected a positive integer`);
+    }
+    if (m.bits !== undefined) quantized = true;
+    if (m.rank === undefined && m.bits === undefined) fail(`of ${name} has neither rank nor bits`);
+  }
+  if (quantized) {
+    for (const [name, m] of Object.entries(matrices)) {
+      if (m.bits === undefined) continue;
+      try {
+        checkQuantParams(m.bits, spec.block_size ?? NaN);
+      } catch (cause) {
+        fail(`of ${name}: ${(cause as Error).message}`);
+      }
+    }
+  }
+  return spec;
+}
+
+/**
+ * Reads projection `base` (e.g. "model.layers.0.self_attn.q_proj"), which stands for a (rows, cols)
+ * matrix, in whatever form the model directory's compression stores it.
+ */
+export function loadProjection(model: ModelDirectory, base: string, rows: number, cols: number): Projection {
+  const spec = model.compression.matrices?.[base];
+  if (spec?.rank === undefined) return { factors: [loadFactor(model, FactorNames.dense(base), rows, cols, spec?.bits)] };
+  const r = spec.rank;
+  return {
+    factors: [loadFactor(model, FactorNames.left(base), rows, r, spec.bits), loadFactor(model, FactorNames.right(base), r, cols, spec.bits)],
+  };
+}
+
+function loadFactor(model: ModelDirectory, name: string, rows: number, cols: number, bits: QuantBits | undefined): Factor {
+  if (bits === undefined) return dense(rows, cols, model.tensor(name, [rows, cols]));
+  const blockSize = model.compression.block_size!;
+  const blocks = Math.ceil(cols / blockSize);
+  const packedName = FactorNames.packed(name);
+  const info = model.info(packedName);
+  const expected = [rows, blocks, (blockSize * bits) / 8];
+  if (info.dtype !== "U8" || info.shape.join(",") !== expected.join(",")) {
+    throw new ModelFormatError(
+      `${model.dir}: tensor ${packedName} is ${info.dtype} [${info.shape.join(", ")}], expected U8 [${expected.join(", ")}] for ${bits}-bit blocks of ${blockSize}`,
+      { tensor: packedName },
+    );
+  }
+  return {
+    kind: "quantized",
+    rows,
+    cols,
+    bits,
+    blockSize,
+    packed: model.rawBytes(packedName),
+    scales: model.tensor(FactorNames.scales(name), [rows, blocks]),
+  };
+}
