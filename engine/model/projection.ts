@@ -114,7 +114,7 @@ export function factorToDense(f: Factor): Float32Array {
 /** The single (out, in) matrix a projection stands for, in float64 products (references and tests). */
 export function projectionToDense(p: Projection): Float32Array {
   let acc = factorToDense(p.factors[0]!);
-  let rows = p.factors[0]!.rows;
+  const rows = p.factors[0]!.rows;
   let inner = p.factors[0]!.cols;
   for (const f of p.factors.slice(1)) {
     if (f.rows !== inner) throw new Error(`projection factors do not chain: ${inner} columns then ${f.rows} rows`);

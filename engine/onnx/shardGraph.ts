@@ -69,7 +69,6 @@ export function buildShardGraph(
   const H = c.hiddenSize;
   const D = c.headDim;
   const nH = c.numHeads;
-  const kvH = c.numKvHeads;
 
   let x = g.input(ShardIO.hidden, ElemType.FLOAT, ["T", H]);
   const eps = g.floatInit("rms_eps", [], new Float32Array([c.rmsNormEps]));
