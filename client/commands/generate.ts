@@ -7,7 +7,7 @@ import { LocalPipeline } from "../localPipeline.js";
 import { RemotePipeline } from "../remotePipeline.js";
 import type { LayerPipeline } from "../generate.js";
 import { ACTIVATION_ENCODINGS, type ActivationEncoding } from "../../protocol/activations.js";
-import { TextTokenizer } from "../tokenizer.js";
+import { TextTokenizer } from "../../engine/model/tokenizer.js";
 import { integer, integerList, number } from "./options.js";
 
 interface GenerateFlags {

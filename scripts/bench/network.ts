@@ -26,7 +26,7 @@ import { LocalPipeline } from "../../client/localPipeline.js";
 import { RemotePipeline } from "../../client/remotePipeline.js";
 import { argmax } from "../../client/sampler.js";
 import { ShardConnection } from "../../client/shardClient.js";
-import { TextTokenizer } from "../../client/tokenizer.js";
+import { TextTokenizer } from "../../engine/model/tokenizer.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { PUBLIC_SHAPES } from "../../engine/model/randomModel.js";
 import { Head } from "../../engine/runtime/head.js";

@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { TextTokenizer } from "../../client/tokenizer.js";
+import { TextTokenizer } from "../../engine/model/tokenizer.js";
 import { buildManifest, readManifest, variantIdOf } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 

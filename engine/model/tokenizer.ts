@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
-import { ModelFormatError } from "../engine/errors.js";
+import { ModelFormatError } from "../errors.js";
 
 /** Text ↔ token ids with the model directory's own `tokenizer.json` (no network). */
 export class TextTokenizer {
