@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { generateCommand } from "../client/commands/generate.js";
+import { compressCommand } from "../node/commands/compress.js";
+import { evalCommand } from "../node/commands/eval.js";
 import { manifestCommand } from "../node/commands/manifest.js";
 import { serverCommand } from "../node/commands/server.js";
 
@@ -20,7 +22,7 @@ export function buildProgram(): Command {
     .version(version, "-V, --version", "print the eFed version")
     .showHelpAfterError()
     .exitOverride();
-  for (const sub of [generateCommand(), serverCommand(), manifestCommand()]) program.addCommand(sub.copyInheritedSettings(program));
+  for (const sub of [generateCommand(), serverCommand(), manifestCommand(), compressCommand(), evalCommand()]) program.addCommand(sub.copyInheritedSettings(program));
   return program;
 }
 

@@ -76,6 +76,12 @@ export function loadProjection(model: ModelDirectory, base: string, rows: number
   const spec = model.compression.matrices?.[base];
   if (spec?.rank === undefined) return { factors: [loadFactor(model, FactorNames.dense(base), rows, cols, spec?.bits)] };
   const r = spec.rank;
+  if (r * (rows + cols) >= rows * cols) {
+    throw new ModelFormatError(
+      `${model.dir}: rank ${r} of ${base} (${rows}×${cols}) is at or above break-even ${Math.floor((rows * cols) / (rows + cols))}: its factors would store more weights than the matrix`,
+      { tensor: base, rank: r },
+    );
+  }
   return {
     factors: [loadFactor(model, FactorNames.left(base), rows, r, spec.bits), loadFactor(model, FactorNames.right(base), r, cols, spec.bits)],
   };

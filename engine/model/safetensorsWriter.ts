@@ -2,7 +2,8 @@ import { writeFileSync } from "node:fs";
 import type { DType } from "../../protocol/dtype.js";
 
 export interface TensorToWrite {
-  dtype: DType;
+  /** Float dtypes, or U8 for packed quantized codes. */
+  dtype: DType | "U8";
   shape: readonly number[];
   /** Little-endian bytes, prod(shape) × dtype size long. */
   data: Uint8Array;

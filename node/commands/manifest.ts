@@ -9,7 +9,8 @@ export function manifestCommand(): Command {
     .requiredOption("--model <dir>", "model directory")
     .action((flags: { model: string }) => {
       const model = ModelDirectory.open(flags.model);
-      const variantId = writeManifest(flags.model, buildManifest(model));
+      // a compressed directory keeps the compression its manifest records
+      const variantId = writeManifest(flags.model, buildManifest(model, model.compression));
       model.close();
       console.log(variantId);
     });

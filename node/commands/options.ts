@@ -23,3 +23,12 @@ export function port(value: string): number {
   if (value.trim() === "" || !Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`"${value}" is not a port in 0..65535.`);
   return n;
 }
+
+/** A number strictly between 0 and 1 (compression ratios and energy fractions). */
+export function fraction(value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n <= 0 || n >= 1) {
+    throw new InvalidArgumentError(`"${value}" is not a fraction strictly between 0 and 1.`);
+  }
+  return n;
+}

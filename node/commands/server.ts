@@ -6,7 +6,7 @@ import { pino } from "pino";
 import { buildManifest, readManifest, variantIdOf, verifyTensors } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Shard } from "../../engine/runtime/shard.js";
-import { expectedTensors, layerPrefix } from "../../engine/model/weights.js";
+import { layerPrefix } from "../../engine/model/weights.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import {
   Commitments__factory,
@@ -72,9 +72,9 @@ export function serverCommand(): Command {
       }
       const manifest = readManifest(flags.model) ?? buildManifest(model);
       const variantId = variantIdOf(manifest);
-      const served = [...expectedTensors(model.config).keys()].filter((n) =>
-        Array.from({ length: last - first }, (_, i) => layerPrefix(first + i)).some((p) => n.startsWith(p)),
-      );
+      // the manifest names the tensors each layer stores (dense weights, or SVD factors and quantized codes)
+      const prefixes = Array.from({ length: last - first }, (_, i) => layerPrefix(first + i));
+      const served = Object.keys(manifest.tensors).filter((n) => prefixes.some((p) => n.startsWith(p)));
       verifyTensors(model, manifest, served);
 
       const wallet = loadKey(flags.key, flags.rpc !== undefined);

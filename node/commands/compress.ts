@@ -1,0 +1,59 @@
+import { Command, Option } from "commander";
+import { compressModel, DEFAULTS } from "../compress/compressModel.js";
+import { METHODS } from "../compress/method.js";
+import { fraction, positiveInt } from "./options.js";
+import { phaseProgress } from "./progress.js";
+
+interface CompressFlags {
+  model: string;
+  out: string;
+  method: string;
+  ratio?: number;
+  energy?: number;
+  rank?: number;
+  calib?: string;
+  calibTokens: number;
+  blockSize: number;
+  json?: boolean;
+}
+
+/** `efed compress`: SVD (plain or activation-aware) and/or quantized layers, as a new model variant. */
+export function compressCommand(): Command {
+  return new Command("compress")
+    .description("compress a dense model's attention and MLP matrices into a new model directory (a new variant)")
+    .requiredOption("--model <dir>", "dense Hugging Face model directory")
+    .requiredOption("--out <dir>", "directory to write the compressed model to")
+    .addOption(new Option("--method <method>", "compression method").choices(METHODS).makeOptionMandatory())
+    .option("--ratio <r>", "fraction of the matrices' weights to remove, in (0, 1); ranks from one global budget", fraction)
+    .option("--energy <e>", "fraction of each matrix's spectral energy to keep, in (0, 1) (the paper's threshold)", fraction)
+    .option("--rank <r>", "one rank for every matrix (at most each matrix's break-even rank)", positiveInt())
+    .option("--calib <file>", "calibration text for svd-whiten (default: a shipped King James excerpt)")
+    .option("--calib-tokens <n>", "calibration tokens", positiveInt(), DEFAULTS.calibTokens)
+    .option("--block-size <n>", "quantization block size (16, 32, 64, 128 or 256)", positiveInt(), DEFAULTS.blockSize)
+    .option("--json", "print the report as JSON")
+    .action(async (flags: CompressFlags) => {
+      const progress = phaseProgress();
+      const started = performance.now();
+      const report = await compressModel(flags.model, flags.out, {
+        method: flags.method,
+        ratio: flags.ratio,
+        energy: flags.energy,
+        rank: flags.rank,
+        calibFile: flags.calib,
+        calibTokens: flags.calibTokens,
+        blockSize: flags.blockSize,
+        onProgress: progress.update,
+      }).finally(progress.stop);
+      if (flags.json === true) {
+        console.log(JSON.stringify(report, null, 1));
+        return;
+      }
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      console.log(`${flags.out}: ${report.method}, ${(100 * report.parameterReduction).toFixed(1)}% of the matrices' weights removed, ${seconds} s`);
+      if (report.slowestSvd !== undefined) {
+        const s = report.slowestSvd;
+        console.log(`SVDs ${report.svdSeconds.toFixed(1)} s in all; slowest ${s.name} (${s.rows}×${s.cols}) ${s.seconds.toFixed(2)} s`);
+      }
+      console.log(`variant id ${report.variantId}`);
+    });
+}

@@ -1,0 +1,302 @@
+import { copyFileSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { FactorNames, type CompressionSpec, type MatrixCompression } from "../../engine/model/compression.js";
+import { buildManifest, MANIFEST_FILE, writeManifest } from "../../engine/model/manifest.js";
+import { ModelDirectory } from "../../engine/model/modelDir.js";
+import { quantize, type QuantBits } from "../../engine/model/projection.js";
+import { writeSafetensors, type TensorToWrite } from "../../engine/model/safetensorsWriter.js";
+import { layerPrefix, PROJECTIONS, projectionShapes, type ProjectionKey } from "../../engine/model/weights.js";
+import type { ProbePoint } from "../../engine/onnx/shardGraph.js";
+import { float32ToBF16Bytes, float32ToF16Bytes, isDType } from "../../protocol/dtype.js";
+import { InvalidArgumentError } from "../../protocol/errors.js";
+import { allocateByEnergy, allocateByRatio, maxUsefulRank, storedParameters, type RankChoice, type Spectrum } from "./allocate.js";
+import { calibrationSequences, DEFAULT_CALIBRATION_FILE, LayerCalibrator, readCalibrationText } from "./calibration.js";
+import { cholesky, fromFloat32, mat, multiply, multiplyByLowerInverse, Svd, type Mat } from "./linalg.js";
+import { parseMethod, type CompressionMethod } from "./method.js";
+
+export interface CompressOptions {
+  method: string;
+  /** Fraction of the projections' weights to remove, in (0, 1) (SVD methods). */
+  ratio?: number | undefined;
+  /** Fraction of each matrix's spectral energy to keep, in (0, 1) (SVD methods; the paper's threshold). */
+  energy?: number | undefined;
+  /** One rank for every projection (SVD methods), refused above a matrix's break-even rank. */
+  rank?: number | undefined;
+  /** Calibration text for svd-whiten (default: the shipped King James excerpt). */
+  calibFile?: string | undefined;
+  calibTokens?: number | undefined;
+  calibSeqLength?: number | undefined;
+  blockSize?: number | undefined;
+  /** Added to the calibration Gram's diagonal, relative to its mean diagonal, so it is positive definite. */
+  damping?: number | undefined;
+  onProgress?: ((phase: string, done: number, total: number) => void) | undefined;
+}
+
+export interface MatrixReport {
+  name: string;
+  rows: number;
+  cols: number;
+  rank: RankChoice | undefined;
+  bits: QuantBits | undefined;
+  /** Fraction of the (whitened, for svd-whiten) spectral energy the truncation discards. */
+  discardedEnergy: number;
+}
+
+export interface CompressReport {
+  method: string;
+  variantId: string;
+  /** Fraction of the projections' weights removed (parameters, not bytes). */
+  parameterReduction: number;
+  matrices: MatrixReport[];
+  /** Seconds spent in SVDs, and the slowest single one. */
+  svdSeconds: number;
+  slowestSvd: { name: string; rows: number; cols: number; seconds: number } | undefined;
+  calibrationTokens: number;
+}
+
+export const DEFAULTS = { calibTokens: 8192, calibSeqLength: 256, blockSize: 32, damping: 1e-4 } as const;
+
+/** Which calibration point feeds each projection (see PROBE_POINTS). */
+const INPUT_OF: Record<ProjectionKey, ProbePoint> = { q: "attn", k: "attn", v: "attn", o: "o", gate: "mlp", up: "mlp", down: "down" };
+
+interface Decomposed {
+  name: string;
+  rows: number;
+  cols: number;
+  svd: Svd;
+  /** Cholesky factor of the calibration Gram when whitened: the right factor is multiplied by its inverse. */
+  whitening: Mat | undefined;
+}
+
+/**
+ * Compresses the layers' projections of the dense model in `sourceDir` into a new model directory
+ * `outDir` with its own manifest (whose hash is the new variant id).
+ */
+export async function compressModel(sourceDir: string, outDir: string, options: CompressOptions): Promise<CompressReport> {
+  const method = parseMethod(options.method);
+  checkOptions(method, options);
+  if (resolve(sourceDir) === resolve(outDir)) throw new InvalidArgumentError(`--out must differ from --model (${outDir})`);
+  const source = ModelDirectory.open(sourceDir);
+  if (source.compression.method !== "none") {
+    throw new InvalidArgumentError(`${sourceDir} is already compressed (${source.compression.method}); compress the dense model`);
+  }
+  const c = source.config;
+  const shapes = projectionShapes(c);
+  const progress = options.onProgress ?? (() => {});
+  const blockSize = options.blockSize ?? DEFAULTS.blockSize;
+  const projections = Array.from({ length: c.numLayers }, (_, l) =>
+    (Object.keys(PROJECTIONS) as ProjectionKey[]).map((key) => ({ key, layer: l, name: layerPrefix(l) + PROJECTIONS[key] })),
+  ).flat();
+
+  // 1. decompose (whitened by each layer's calibration Gram for svd-whiten)
+  const decomposed = new Map<string, Decomposed>();
+  let svdSeconds = 0;
+  let slowestSvd: CompressReport["slowestSvd"];
+  let calibrationTokens = 0;
+  if (method.svd !== undefined) {
+    const calibrator = method.svd === "svd-whiten" ? makeCalibrator(source, options) : undefined;
+    calibrationTokens = calibrator?.tokens ?? 0;
+    for (let l = 0; l < c.numLayers; l++) {
+      const grams = calibrator === undefined ? undefined : await calibrator.nextLayer();
+      const whitenings = new Map<ProbePoint, Mat>();
+      for (const p of projections.filter((p) => p.layer === l)) {
+        const [rows, cols] = shapes[p.key];
+        const w = fromFloat32(rows, cols, source.tensor(FactorNames.dense(p.name), [rows, cols]));
+        let whitening: Mat | undefined;
+        if (grams !== undefined) {
+          const point = INPUT_OF[p.key];
+          whitening = whitenings.get(point) ?? dampedCholesky(grams[point], options.damping ?? DEFAULTS.damping, p.name);
+          whitenings.set(point, whitening);
+        }
+        const started = performance.now();
+        const svd = new Svd(whitening === undefined ? w : multiply(w, whitening));
+        const seconds = (performance.now() - started) / 1000;
+        svdSeconds += seconds;
+        if (slowestSvd === undefined || seconds > slowestSvd.seconds) slowestSvd = { name: p.name, rows, cols, seconds };
+        decomposed.set(p.name, { name: p.name, rows, cols, svd, whitening });
+        progress("decompose", decomposed.size, projections.length);
+      }
+    }
+  }
+
+  // 2. ranks
+  const spectra: Spectrum[] = [...decomposed.values()].map((d) => ({
+    name: d.name,
+    rows: d.rows,
+    cols: d.cols,
+    energies: d.svd.values.map((s) => s * s),
+  }));
+  const ranks =
+    method.svd === undefined
+      ? new Map<string, RankChoice>()
+      : options.rank !== undefined
+        ? uniformRanks(spectra, options.rank)
+        : options.ratio !== undefined
+          ? allocateByRatio(spectra, options.ratio)
+          : allocateByEnergy(spectra, options.energy!);
+
+  // 3. write
+  const out = new Map<string, TensorToWrite>();
+  const matrices: Record<string, MatrixCompression> = {};
+  const reports: MatrixReport[] = [];
+  const projectionNames = new Map(projections.map((p) => [FactorNames.dense(p.name), p]));
+  let denseParameters = 0;
+  let storedParameterCount = 0;
+  let written = 0;
+  for (const name of source.tensorNames()) {
+    const p = projectionNames.get(name);
+    const info = source.info(name);
+    if (p === undefined) {
+      out.set(name, { dtype: info.dtype as TensorToWrite["dtype"], shape: info.shape, data: source.rawBytes(name) });
+      continue;
+    }
+    const [rows, cols] = shapes[p.key];
+    const d = decomposed.get(p.name);
+    const choice = ranks.get(p.name) ?? "dense";
+    const bits = method.bits;
+    const encode = (factorName: string, m: Float32Array, r: number, k: number): void => {
+      if (bits !== undefined) {
+        const q = quantize(m, r, k, bits, blockSize);
+        out.set(FactorNames.packed(factorName), { dtype: "U8", shape: [r, q.scales.length / r, q.packed.length / q.scales.length], data: q.packed });
+        out.set(FactorNames.scales(factorName), { dtype: "F32", shape: [r, q.scales.length / r], data: bytesOf(q.scales) });
+      } else {
+        out.set(factorName, { dtype: sourceDtype(info.dtype), shape: [r, k], data: encodeFloats(m, info.dtype) });
+      }
+    };
+    if (choice === "dense") {
+      if (bits === undefined) out.set(name, { dtype: info.dtype as TensorToWrite["dtype"], shape: info.shape, data: source.rawBytes(name) });
+      else encode(name, source.tensor(name, [rows, cols]), rows, cols);
+    } else {
+      const { left, right: whitenedRight } = d!.svd.factors(choice);
+      // whitened: M = W·S was factored, so W ≈ left · (right · S⁻¹)
+      const right = d!.whitening === undefined ? whitenedRight : multiplyByLowerInverse(whitenedRight, d!.whitening);
+      encode(FactorNames.left(p.name), Float32Array.from(left.data), rows, choice);
+      encode(FactorNames.right(p.name), Float32Array.from(right.data), choice, cols);
+    }
+    const entry: MatrixCompression = {};
+    if (choice !== "dense") entry.rank = choice;
+    if (bits !== undefined) entry.bits = bits;
+    if (Object.keys(entry).length > 0) matrices[p.name] = entry;
+    const energies = d?.svd.values.map((s) => s * s);
+    const totalEnergy = energies?.reduce((a, b) => a + b, 0) ?? 0;
+    reports.push({
+      name: p.name,
+      rows,
+      cols,
+      rank: d === undefined ? undefined : choice,
+      bits,
+      discardedEnergy: choice === "dense" || d === undefined || totalEnergy === 0 ? 0 : d.svd.discardedEnergy(choice) / totalEnergy,
+    });
+    denseParameters += rows * cols;
+    storedParameterCount += storedParameters({ rows, cols }, choice);
+    progress("write", ++written, projections.length);
+  }
+
+  mkdirSync(outDir, { recursive: true });
+  copyCompanionFiles(sourceDir, outDir);
+  writeSafetensors(join(outDir, "model.safetensors"), out);
+  const spec: CompressionSpec = { method: method.name, matrices };
+  if (method.bits !== undefined) spec.block_size = blockSize;
+  if (options.ratio !== undefined) spec.ratio = options.ratio;
+  if (options.energy !== undefined) spec.energy = options.energy;
+  if (options.rank !== undefined) spec.rank = options.rank;
+  if (method.svd === "svd-whiten") {
+    spec.calibration = { tokens: calibrationTokens, damping: options.damping ?? DEFAULTS.damping };
+  }
+  const compressed = ModelDirectory.open(outDir);
+  const variantId = writeManifest(outDir, buildManifest(compressed, spec));
+  compressed.close();
+  source.close();
+  return {
+    method: method.name,
+    variantId,
+    parameterReduction: 1 - storedParameterCount / denseParameters,
+    matrices: reports,
+    svdSeconds,
+    slowestSvd,
+    calibrationTokens,
+  };
+}
+
+function checkOptions(method: CompressionMethod, o: CompressOptions): void {
+  const given = [o.ratio, o.energy, o.rank].filter((v) => v !== undefined).length;
+  if (method.svd === undefined) {
+    if (given > 0) throw new InvalidArgumentError(`--ratio, --energy and --rank apply to SVD methods, not ${method.name}`);
+  } else if (given !== 1) {
+    throw new InvalidArgumentError(`${method.name} needs exactly one of --ratio, --energy or --rank`);
+  }
+  const fraction = (flag: string, v: number | undefined): void => {
+    if (v !== undefined && !(Number.isFinite(v) && v > 0 && v < 1)) {
+      throw new InvalidArgumentError(`${flag} must be a fraction strictly between 0 and 1, got ${v}`);
+    }
+  };
+  fraction("--ratio", o.ratio);
+  fraction("--energy", o.energy);
+  if (o.rank !== undefined && !(Number.isSafeInteger(o.rank) && o.rank > 0)) {
+    throw new InvalidArgumentError(`--rank must be a positive integer, got ${o.rank}`);
+  }
+  if (o.damping !== undefined && !(Number.isFinite(o.damping) && o.damping >= 0)) {
+    throw new InvalidArgumentError(`damping must be a non-negative number, got ${o.damping}`);
+  }
+  if (o.calibFile !== undefined && method.svd !== "svd-whiten") {
+    throw new InvalidArgumentError(`--calib applies to svd-whiten methods, not ${method.name}`);
+  }
+}
+
+function uniformRanks(spectra: readonly Spectrum[], rank: number): Map<string, RankChoice> {
+  for (const s of spectra) {
+    const limit = maxUsefulRank(s.rows, s.cols);
+    if (rank > limit) {
+      throw new InvalidArgumentError(
+        `--rank ${rank} is above the break-even rank of ${s.name} (${s.rows}×${s.cols}): at most ${limit} stores fewer weights than the dense matrix`,
+      );
+    }
+  }
+  return new Map(spectra.map((s) => [s.name, rank]));
+}
+
+function makeCalibrator(source: ModelDirectory, o: CompressOptions): LayerCalibrator {
+  const text = readCalibrationText(o.calibFile ?? DEFAULT_CALIBRATION_FILE);
+  const seqLength = Math.min(o.calibSeqLength ?? DEFAULTS.calibSeqLength, source.config.maxPositionEmbeddings);
+  return new LayerCalibrator(source, calibrationSequences(source, text, o.calibTokens ?? DEFAULTS.calibTokens, seqLength));
+}
+
+/** Cholesky factor of G + λ·mean(diag G)·I. */
+function dampedCholesky(gram: Mat, damping: number, name: string): Mat {
+  const n = gram.rows;
+  let trace = 0;
+  for (let i = 0; i < n; i++) trace += gram.data[i * n + i]!;
+  const damped = mat(n, n, Float64Array.from(gram.data));
+  const lambda = (damping * trace) / n;
+  for (let i = 0; i < n; i++) damped.data[i * n + i]! += lambda;
+  try {
+    return cholesky(damped);
+  } catch {
+    throw new InvalidArgumentError(
+      `the calibration activations feeding ${name} are degenerate (Gram not positive definite with damping ${damping}); use more calibration text or a larger damping`,
+    );
+  }
+}
+
+function sourceDtype(dtype: string): TensorToWrite["dtype"] {
+  return isDType(dtype) ? dtype : "F32";
+}
+
+function encodeFloats(values: Float32Array, dtype: string): Uint8Array {
+  if (dtype === "F16") return float32ToF16Bytes(values);
+  if (dtype === "BF16") return float32ToBF16Bytes(values);
+  return bytesOf(values);
+}
+
+function bytesOf(values: Float32Array): Uint8Array {
+  return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+}
+
+/** Config, tokenizer and generation settings travel with the weights; the old index and manifest do not. */
+function copyCompanionFiles(sourceDir: string, outDir: string): void {
+  for (const file of readdirSync(sourceDir)) {
+    if (!file.endsWith(".json") || file === "model.safetensors.index.json" || file === MANIFEST_FILE) continue;
+    const from = join(sourceDir, file);
+    if (statSync(from).isFile()) copyFileSync(from, join(outDir, file));
+  }
+}
