@@ -5,7 +5,7 @@ import type { onnx as OnnxTypes } from "onnx-proto";
 const require = createRequire(import.meta.url);
 const { onnx } = require("onnx-proto") as { onnx: typeof OnnxTypes };
 
-export const ElemType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7 } as const;
+export const ElemType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7, DOUBLE: 11 } as const;
 export type ElemType = (typeof ElemType)[keyof typeof ElemType];
 
 /** A dimension: a fixed size, or a name for a size chosen at run time. */

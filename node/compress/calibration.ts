@@ -5,7 +5,7 @@ import { TextTokenizer } from "../../engine/model/tokenizer.js";
 import { Shard } from "../../engine/runtime/shard.js";
 import { PROBE_POINTS, ShardIO, type ProbePoint } from "../../engine/onnx/shardGraph.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
-import { gramOfRows, mat, type Mat } from "./linalg.js";
+import { mat, type Gemm, type Mat } from "./linalg.js";
 
 /** King James text from the shipped model's training split (every 60th verse), ~15k tokens. */
 export const DEFAULT_CALIBRATION_FILE = fileURLToPath(new URL("./data/calibration.txt", import.meta.url));
@@ -50,12 +50,14 @@ export type LayerGrams = Record<ProbePoint, Mat>;
  */
 export class LayerCalibrator {
   private readonly model: ModelDirectory;
+  private readonly gemm: Gemm;
   private readonly hidden: Float32Array[];
   private layer = 0;
   readonly tokens: number;
 
-  constructor(model: ModelDirectory, sequences: readonly number[][]) {
+  constructor(model: ModelDirectory, sequences: readonly number[][], gemm: Gemm) {
     this.model = model;
+    this.gemm = gemm;
     const c = model.config;
     const embed = model.tensor("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
     this.hidden = sequences.map((ids) => {
@@ -76,7 +78,10 @@ export class LayerCalibrator {
         for (const point of PROBE_POINTS) {
           const x = probes.get(ShardIO.probe(layer, point))!;
           const width = x.length / (this.hidden[i]!.length / this.model.config.hiddenSize);
-          accumulateGram(grams, point, x, width);
+          const g = await this.gemm.gram(mat(x.length / width, width, Float64Array.from(x)));
+          const acc = grams.get(point);
+          if (acc === undefined) grams.set(point, g);
+          else for (let j = 0; j < g.data.length; j++) acc.data[j]! += g.data[j]!;
         }
         this.hidden[i] = hidden;
       }
@@ -85,15 +90,4 @@ export class LayerCalibrator {
     }
     return Object.fromEntries(grams) as LayerGrams;
   }
-}
-
-/** grams[point] += XᵀX for X (tokens, width), summed in float64. */
-function accumulateGram(grams: Map<ProbePoint, Mat>, point: ProbePoint, x: Float32Array, width: number): void {
-  const tokens = x.length / width;
-  const columns = new Float64Array(x.length); // Xᵀ: each feature's values over tokens, contiguous
-  for (let t = 0; t < tokens; t++) for (let j = 0; j < width; j++) columns[j * tokens + t] = x[t * width + j]!;
-  const g = gramOfRows(mat(width, tokens, columns));
-  const acc = grams.get(point);
-  if (acc === undefined) grams.set(point, g);
-  else for (let i = 0; i < g.data.length; i++) acc.data[i]! += g.data[i]!;
 }

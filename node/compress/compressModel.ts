@@ -11,7 +11,7 @@ import { float32ToBF16Bytes, float32ToF16Bytes, isDType } from "../../protocol/d
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { allocateByEnergy, allocateByRatio, maxUsefulRank, storedParameters, type RankChoice, type Spectrum } from "./allocate.js";
 import { calibrationSequences, DEFAULT_CALIBRATION_FILE, LayerCalibrator, readCalibrationText } from "./calibration.js";
-import { cholesky, fromFloat32, mat, multiply, multiplyByLowerInverse, Svd, type Mat } from "./linalg.js";
+import { cholesky, fromFloat32, Gemm, mat, multiplyByLowerInverse, Svd, type Mat } from "./linalg.js";
 import { parseMethod, type CompressionMethod } from "./method.js";
 
 export interface CompressOptions {
@@ -29,6 +29,8 @@ export interface CompressOptions {
   blockSize?: number | undefined;
   /** Added to the calibration Gram's diagonal, relative to its mean diagonal, so it is positive definite. */
   damping?: number | undefined;
+  /** Intra-op threads of the float64 GEMMs (default 1). */
+  threads?: number | undefined;
   onProgress?: ((phase: string, done: number, total: number) => void) | undefined;
 }
 
@@ -80,6 +82,22 @@ export async function compressModel(sourceDir: string, outDir: string, options: 
   if (source.compression.method !== "none") {
     throw new InvalidArgumentError(`${sourceDir} is already compressed (${source.compression.method}); compress the dense model`);
   }
+  const gemm = await Gemm.create({ threads: options.threads ?? 1 });
+  try {
+    return await compressWith(gemm, source, outDir, method, options);
+  } finally {
+    await gemm.release();
+    source.close();
+  }
+}
+
+async function compressWith(
+  gemm: Gemm,
+  source: ModelDirectory,
+  outDir: string,
+  method: CompressionMethod,
+  options: CompressOptions,
+): Promise<CompressReport> {
   const c = source.config;
   const shapes = projectionShapes(c);
   const progress = options.onProgress ?? (() => {});
@@ -94,7 +112,7 @@ export async function compressModel(sourceDir: string, outDir: string, options: 
   let slowestSvd: CompressReport["slowestSvd"];
   let calibrationTokens = 0;
   if (method.svd !== undefined) {
-    const calibrator = method.svd === "svd-whiten" ? makeCalibrator(source, options) : undefined;
+    const calibrator = method.svd === "svd-whiten" ? makeCalibrator(source, options, gemm) : undefined;
     calibrationTokens = calibrator?.tokens ?? 0;
     for (let l = 0; l < c.numLayers; l++) {
       const grams = calibrator === undefined ? undefined : await calibrator.nextLayer();
@@ -109,7 +127,7 @@ export async function compressModel(sourceDir: string, outDir: string, options: 
           whitenings.set(point, whitening);
         }
         const started = performance.now();
-        const svd = new Svd(whitening === undefined ? w : multiply(w, whitening));
+        const svd = await Svd.of(whitening === undefined ? w : await gemm.multiply(w, whitening), gemm);
         const seconds = (performance.now() - started) / 1000;
         svdSeconds += seconds;
         if (slowestSvd === undefined || seconds > slowestSvd.seconds) slowestSvd = { name: p.name, rows, cols, seconds };
@@ -167,7 +185,7 @@ export async function compressModel(sourceDir: string, outDir: string, options: 
       if (bits === undefined) out.set(name, { dtype: info.dtype as TensorToWrite["dtype"], shape: info.shape, data: source.rawBytes(name) });
       else encode(name, source.tensor(name, [rows, cols]), rows, cols);
     } else {
-      const { left, right: whitenedRight } = d!.svd.factors(choice);
+      const { left, right: whitenedRight } = await d!.svd.factors(choice, gemm);
       // whitened: M = W·S was factored, so W ≈ left · (right · S⁻¹)
       const right = d!.whitening === undefined ? whitenedRight : multiplyByLowerInverse(whitenedRight, d!.whitening);
       encode(FactorNames.left(p.name), Float32Array.from(left.data), rows, choice);
@@ -193,7 +211,7 @@ export async function compressModel(sourceDir: string, outDir: string, options: 
   }
 
   mkdirSync(outDir, { recursive: true });
-  copyCompanionFiles(sourceDir, outDir);
+  copyCompanionFiles(source.dir, outDir);
   writeSafetensors(join(outDir, "model.safetensors"), out);
   const spec: CompressionSpec = { method: method.name, matrices };
   if (method.bits !== undefined) spec.block_size = blockSize;
@@ -206,7 +224,6 @@ export async function compressModel(sourceDir: string, outDir: string, options: 
   const compressed = ModelDirectory.open(outDir);
   const variantId = writeManifest(outDir, buildManifest(compressed, spec));
   compressed.close();
-  source.close();
   return {
     method: method.name,
     variantId,
@@ -255,10 +272,10 @@ function uniformRanks(spectra: readonly Spectrum[], rank: number): Map<string, R
   return new Map(spectra.map((s) => [s.name, rank]));
 }
 
-function makeCalibrator(source: ModelDirectory, o: CompressOptions): LayerCalibrator {
+function makeCalibrator(source: ModelDirectory, o: CompressOptions, gemm: Gemm): LayerCalibrator {
   const text = readCalibrationText(o.calibFile ?? DEFAULT_CALIBRATION_FILE);
   const seqLength = Math.min(o.calibSeqLength ?? DEFAULTS.calibSeqLength, source.config.maxPositionEmbeddings);
-  return new LayerCalibrator(source, calibrationSequences(source, text, o.calibTokens ?? DEFAULTS.calibTokens, seqLength));
+  return new LayerCalibrator(source, calibrationSequences(source, text, o.calibTokens ?? DEFAULTS.calibTokens, seqLength), gemm);
 }
 
 /** Cholesky factor of G + λ·mean(diag G)·I. */

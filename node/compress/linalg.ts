@@ -1,4 +1,6 @@
 import { CholeskyDecomposition, EigenvalueDecomposition, Matrix } from "ml-matrix";
+import { ElemType, GraphBuilder } from "../../engine/onnx/graphBuilder.js";
+import { createSession, ort, type RuntimeOptions } from "../../engine/runtime/session.js";
 
 /** A dense row-major float64 matrix. */
 export interface Mat {
@@ -22,37 +24,53 @@ export function frobeniusSquared(m: Mat): number {
   return s;
 }
 
-/** a · b. */
-export function multiply(a: Mat, b: Mat): Mat {
-  if (a.cols !== b.rows) throw new Error(`multiply: ${a.rows}×${a.cols} by ${b.rows}×${b.cols}`);
-  const out = new Float64Array(a.rows * b.cols);
-  for (let i = 0; i < a.rows; i++) {
-    const o = i * b.cols;
-    for (let k = 0; k < a.cols; k++) {
-      const aik = a.data[i * a.cols + k]!;
-      if (aik === 0) continue;
-      const bk = k * b.cols;
-      for (let j = 0; j < b.cols; j++) out[o + j]! += aik * b.data[bk + j]!;
-    }
+/**
+ * Float64 matrix products through ONNX Runtime (Eigen GEMM on CPU): the Gram matrices of
+ * calibration activations and of weight matrices are the bulk of compression's arithmetic, and a
+ * JavaScript loop runs them ~50× slower.
+ */
+export class Gemm {
+  private constructor(
+    private readonly product: ort.InferenceSession,
+    private readonly gramSession: ort.InferenceSession,
+  ) {}
+
+  static async create(options: RuntimeOptions = {}): Promise<Gemm> {
+    const build = (gram: boolean): Uint8Array => {
+      const g = new GraphBuilder();
+      const a = g.input("a", ElemType.DOUBLE, ["M", "K"]);
+      if (gram) {
+        g.output(g.op("MatMul", [g.op("Transpose", [a], { perm: [1, 0] }), a]), "c", ElemType.DOUBLE, ["K", "K"]);
+      } else {
+        const b = g.input("b", ElemType.DOUBLE, ["K", "N"]);
+        g.output(g.op("MatMul", [a, b]), "c", ElemType.DOUBLE, ["M", "N"]);
+      }
+      return g.serialize(gram ? "gram" : "product");
+    };
+    return new Gemm(await createSession(build(false), options), await createSession(build(true), options));
   }
-  return mat(a.rows, b.cols, out);
+
+  /** a · b. */
+  async multiply(a: Mat, b: Mat): Promise<Mat> {
+    if (a.cols !== b.rows) throw new Error(`multiply: ${a.rows}×${a.cols} by ${b.rows}×${b.cols}`);
+    const out = await this.product.run({ a: tensor(a), b: tensor(b) });
+    return mat(a.rows, b.cols, out.c!.data as Float64Array<ArrayBuffer>);
+  }
+
+  /** xᵀ · x (cols × cols). */
+  async gram(x: Mat): Promise<Mat> {
+    const out = await this.gramSession.run({ a: tensor(x) });
+    return mat(x.cols, x.cols, out.c!.data as Float64Array<ArrayBuffer>);
+  }
+
+  async release(): Promise<void> {
+    await this.product.release();
+    await this.gramSession.release();
+  }
 }
 
-/** m · mᵀ (rows × rows), from dot products of contiguous rows; only half is computed. */
-export function gramOfRows(m: Mat): Mat {
-  const { rows, cols, data } = m;
-  const g = new Float64Array(rows * rows);
-  for (let i = 0; i < rows; i++) {
-    const a = i * cols;
-    for (let j = 0; j <= i; j++) {
-      const b = j * cols;
-      let s = 0;
-      for (let c = 0; c < cols; c++) s += data[a + c]! * data[b + c]!;
-      g[i * rows + j] = s;
-      g[j * rows + i] = s;
-    }
-  }
-  return mat(rows, rows, g);
+function tensor(m: Mat): ort.Tensor {
+  return new ort.Tensor("float64", m.data, [m.rows, m.cols]);
 }
 
 export function transposed(m: Mat): Mat {
@@ -71,31 +89,33 @@ function fromMlMatrix(m: Matrix): Mat {
 
 /**
  * A singular value decomposition M = U Σ Vᵀ computed from the eigendecomposition of the smaller
- * Gram matrix (M Mᵀ or Mᵀ M, symmetric QL via ml-matrix). Forming the Gram squares the condition
- * number, which only blurs singular values below ~1e-8·σ₁ — far below anything a truncation keeps —
- * and costs one Gram product plus an eigensolve of the smaller side instead of a full bidiagonal
- * SVD. Only the vectors of the kept rank are formed on the other side.
+ * Gram matrix (M Mᵀ or Mᵀ M; symmetric tridiagonal QL via ml-matrix). Forming the Gram squares the
+ * condition number, which only blurs singular values below ~1e-8·σ₁ — far below anything a
+ * truncation keeps — and costs one GEMM plus an eigensolve of the smaller side instead of a full
+ * bidiagonal SVD. The other side's vectors are formed only for the kept rank, by one more GEMM.
  */
 export class Svd {
-  /** Singular values, descending; min(rows, cols) of them. */
-  readonly values: Float64Array;
-  private readonly m: Mat;
-  /** Eigenvectors of the smaller Gram, one per column, ordered like `values`. */
-  private readonly small: Mat;
-  private readonly wide: boolean; // rows ≤ cols: the small side is U
+  private constructor(
+    /** Singular values, descending; min(rows, cols) of them. */
+    readonly values: Float64Array,
+    private readonly m: Mat,
+    /** Eigenvectors of the smaller Gram, one per column, ordered like `values`. */
+    private readonly small: Mat,
+    /** rows ≤ cols: the small side is U. */
+    private readonly wide: boolean,
+  ) {}
 
-  constructor(m: Mat) {
-    this.m = m;
-    this.wide = m.rows <= m.cols;
-    const gram = this.wide ? gramOfRows(m) : gramOfRows(transposed(m));
+  static async of(m: Mat, gemm: Gemm): Promise<Svd> {
+    const wide = m.rows <= m.cols;
+    const gram = await gemm.gram(wide ? transposed(m) : m);
     const eig = new EigenvalueDecomposition(toMlMatrix(gram), { assumeSymmetric: true });
     const n = gram.rows;
     const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => eig.realEigenvalues[b]! - eig.realEigenvalues[a]!);
-    this.values = Float64Array.from(order, (i) => Math.sqrt(Math.max(0, eig.realEigenvalues[i]!)));
+    const values = Float64Array.from(order, (i) => Math.sqrt(Math.max(0, eig.realEigenvalues[i]!)));
     const vectors = fromMlMatrix(eig.eigenvectorMatrix);
     const small = new Float64Array(n * n);
     for (let r = 0; r < n; r++) for (let k = 0; k < n; k++) small[r * n + k] = vectors.data[r * n + order[k]!]!;
-    this.small = mat(n, n, small);
+    return new Svd(values, m, mat(n, n, small), wide);
   }
 
   /** Σ σᵢ² over i ≥ rank: the squared Frobenius error of the best rank-`rank` approximation. */
@@ -110,47 +130,26 @@ export class Svd {
    * factors have similar ranges (this matters once they are quantized): left (rows, rank),
    * right (rank, cols).
    */
-  factors(rank: number): { left: Mat; right: Mat } {
-    const { rows, cols } = this.m;
+  async factors(rank: number, gemm: Gemm): Promise<{ left: Mat; right: Mat }> {
     const n = this.small.rows;
-    const left = new Float64Array(rows * rank);
-    const right = new Float64Array(rank * cols);
-    for (let k = 0; k < rank; k++) {
-      const sigma = this.values[k]!;
-      const root = Math.sqrt(sigma);
-      // the other side's vector: Mᵀu/σ (wide) or Mv/σ (tall); zero when σ vanishes
-      const other = sigma > 0 ? this.otherVector(k, sigma) : new Float64Array(this.wide ? cols : rows);
-      for (let i = 0; i < n; i++) {
-        const s = this.small.data[i * n + k]! * root;
-        if (this.wide) left[i * rank + k] = s;
-        else right[k * cols + i] = s;
-      }
-      for (let i = 0; i < other.length; i++) {
-        if (this.wide) right[k * cols + i] = other[i]! * root;
-        else left[i * rank + k] = other[i]! * root;
+    // the kept small-side vectors, scaled by 1/σ for the other side (zero where σ vanishes)
+    const kept = new Float64Array(n * rank);
+    const keptOverSigma = new Float64Array(n * rank);
+    for (let i = 0; i < n; i++) {
+      for (let k = 0; k < rank; k++) {
+        const v = this.small.data[i * n + k]!;
+        const sigma = this.values[k]!;
+        kept[i * rank + k] = v * Math.sqrt(sigma);
+        keptOverSigma[i * rank + k] = sigma > 0 ? v / Math.sqrt(sigma) : 0;
       }
     }
-    return { left: mat(rows, rank, left), right: mat(rank, cols, right) };
-  }
-
-  private otherVector(k: number, sigma: number): Float64Array {
-    const { rows, cols, data } = this.m;
-    const n = this.small.rows;
+    // wide: U_k√Σ is kept, and √Σ V_kᵀ = √Σ⁻¹ U_kᵀ M = (Mᵀ U_k √Σ⁻¹)ᵀ; tall: symmetric
     if (this.wide) {
-      const out = new Float64Array(cols); // Mᵀ u_k / σ
-      for (let r = 0; r < rows; r++) {
-        const u = this.small.data[r * n + k]! / sigma;
-        for (let c = 0; c < cols; c++) out[c]! += data[r * cols + c]! * u;
-      }
-      return out;
+      const right = await gemm.multiply(transposed(mat(n, rank, keptOverSigma)), this.m);
+      return { left: mat(n, rank, kept), right };
     }
-    const out = new Float64Array(rows); // M v_k / σ
-    for (let r = 0; r < rows; r++) {
-      let s = 0;
-      for (let c = 0; c < cols; c++) s += data[r * cols + c]! * this.small.data[c * n + k]!;
-      out[r] = s / sigma;
-    }
-    return out;
+    const left = await gemm.multiply(this.m, mat(n, rank, keptOverSigma));
+    return { left, right: transposed(mat(n, rank, kept)) };
   }
 }
 
