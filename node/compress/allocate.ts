@@ -36,43 +36,39 @@ function total(energies: Float64Array): number {
 }
 
 /**
- * Ranks that remove `ratio` of the matrices' weights from one global budget: rank-one slices are
- * taken in order of the fraction of their matrix's energy they keep per stored weight, so weights
- * go where they buy the most. A matrix whose rank would reach break-even is kept dense instead.
+ * Ranks that remove `ratio` of the matrices' weights from one global budget. Greedily, the next
+ * weights go to whichever matrix keeps the most of its spectral energy (as a fraction of its
+ * total) per stored weight: its next rank-one slice, or — once its rank reaches the useful limit —
+ * turning dense, which keeps everything the slices beyond the limit hold.
  */
 export function allocateByRatio(spectra: readonly Spectrum[], ratio: number): Map<string, RankChoice> {
-  const dense = spectra.reduce((sum, s) => sum + s.rows * s.cols, 0);
-  let budget = Math.floor((1 - ratio) * dense);
-  const ranks = new Map<string, RankChoice>(spectra.map((s) => [s.name, 0]));
-  const candidates: { s: Spectrum; index: number; gain: number }[] = [];
-  for (const s of spectra) {
-    const t = total(s.energies);
-    const limit = Math.min(maxUsefulRank(s.rows, s.cols), s.energies.length);
-    for (let i = 0; i < limit; i++) candidates.push({ s, index: i, gain: t > 0 ? s.energies[i]! / t / (s.rows + s.cols) : 0 });
-  }
-  // descending gain; within a matrix energies descend, so ties keep the index order
-  candidates.sort((a, b) => b.gain - a.gain || a.index - b.index);
-  for (const { s, index } of candidates) {
-    const current = ranks.get(s.name)!;
-    if (current === "dense" || index !== current) continue; // only the next slice of a matrix extends it
-    const cost = s.rows + s.cols;
-    if (cost > budget) continue;
-    budget -= cost;
-    ranks.set(s.name, index + 1);
+  let budget = Math.floor((1 - ratio) * spectra.reduce((sum, s) => sum + s.rows * s.cols, 0));
+  const state = spectra.map((s) => ({ s, choice: 0 as RankChoice, total: total(s.energies), limit: Math.min(maxUsefulRank(s.rows, s.cols), s.energies.length) }));
+  for (;;) {
+    let best: { entry: (typeof state)[number]; cost: number; gain: number } | undefined;
+    for (const entry of state) {
+      const { s, choice, total: t, limit } = entry;
+      if (choice === "dense" || t === 0) continue;
+      let cost: number;
+      let kept: number;
+      if (choice < limit) {
+        cost = s.rows + s.cols;
+        kept = s.energies[choice]!;
+      } else {
+        cost = s.rows * s.cols - storedParameters(s, choice);
+        kept = 0;
+        for (let i = choice; i < s.energies.length; i++) kept += s.energies[i]!;
+      }
+      const gain = kept / t / cost;
+      if (cost <= budget && gain > 0 && (best === undefined || gain > best.gain)) best = { entry, cost, gain };
+    }
+    if (best === undefined) break;
+    budget -= best.cost;
+    const { entry } = best;
+    entry.choice = entry.choice !== "dense" && entry.choice < entry.limit ? entry.choice + 1 : "dense";
   }
   // Every matrix keeps at least one direction (a rank-0 factor is not a matrix).
-  for (const [name, r] of ranks) if (r === 0) ranks.set(name, 1);
-  // Leftover budget: matrices at their useful limit go dense when it fits (same loss, few more weights).
-  for (const s of spectra) {
-    const r = ranks.get(s.name)!;
-    if (r === "dense" || r < maxUsefulRank(s.rows, s.cols)) continue;
-    const extra = s.rows * s.cols - storedParameters(s, r);
-    if (extra <= budget) {
-      budget -= extra;
-      ranks.set(s.name, "dense");
-    }
-  }
-  return ranks;
+  return new Map(state.map(({ s, choice }) => [s.name, choice === 0 ? 1 : choice]));
 }
 
 /**

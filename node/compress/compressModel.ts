@@ -11,7 +11,7 @@ import { float32ToBF16Bytes, float32ToF16Bytes, isDType } from "../../protocol/d
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { allocateByEnergy, allocateByRatio, maxUsefulRank, storedParameters, type RankChoice, type Spectrum } from "./allocate.js";
 import { calibrationSequences, DEFAULT_CALIBRATION_FILE, LayerCalibrator, readCalibrationText } from "./calibration.js";
-import { cholesky, fromFloat32, Gemm, mat, multiplyByLowerInverse, Svd, type Mat } from "./linalg.js";
+import { dampedCholesky, fromFloat32, Gemm, multiplyByLowerInverse, Svd, type Mat } from "./linalg.js";
 import { parseMethod, type CompressionMethod } from "./method.js";
 
 export interface CompressOptions {
@@ -123,7 +123,7 @@ async function compressWith(
         let whitening: Mat | undefined;
         if (grams !== undefined) {
           const point = INPUT_OF[p.key];
-          whitening = whitenings.get(point) ?? dampedCholesky(grams[point], options.damping ?? DEFAULTS.damping, p.name);
+          whitening = whitenings.get(point) ?? whiteningFor(grams[point], options.damping ?? DEFAULTS.damping, p.name);
           whitenings.set(point, whitening);
         }
         const started = performance.now();
@@ -278,16 +278,10 @@ function makeCalibrator(source: ModelDirectory, o: CompressOptions, gemm: Gemm):
   return new LayerCalibrator(source, calibrationSequences(source, text, o.calibTokens ?? DEFAULTS.calibTokens, seqLength), gemm);
 }
 
-/** Cholesky factor of G + λ·mean(diag G)·I. */
-function dampedCholesky(gram: Mat, damping: number, name: string): Mat {
-  const n = gram.rows;
-  let trace = 0;
-  for (let i = 0; i < n; i++) trace += gram.data[i * n + i]!;
-  const damped = mat(n, n, Float64Array.from(gram.data));
-  const lambda = (damping * trace) / n;
-  for (let i = 0; i < n; i++) damped.data[i * n + i]! += lambda;
+/** The whitening factor of a projection's calibration Gram, with an error that names the projection. */
+function whiteningFor(gram: Mat, damping: number, name: string): Mat {
   try {
-    return cholesky(damped);
+    return dampedCholesky(gram, damping);
   } catch {
     throw new InvalidArgumentError(
       `the calibration activations feeding ${name} are degenerate (Gram not positive definite with damping ${damping}); use more calibration text or a larger damping`,

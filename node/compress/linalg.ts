@@ -160,6 +160,20 @@ export function cholesky(a: Mat): Mat {
   return fromMlMatrix(chol.lowerTriangularMatrix);
 }
 
+/**
+ * Lower-triangular S with S Sᵀ = G + λ·mean(diag G)·I: the whitening factor of a calibration Gram
+ * G = XᵀX (SVD-LLM). A small λ keeps G positive definite when some input direction never varies.
+ */
+export function dampedCholesky(gram: Mat, damping: number): Mat {
+  const n = gram.rows;
+  let trace = 0;
+  for (let i = 0; i < n; i++) trace += gram.data[i * n + i]!;
+  const damped = mat(n, n, Float64Array.from(gram.data));
+  const lambda = (damping * trace) / n;
+  for (let i = 0; i < n; i++) damped.data[i * n + i]! += lambda;
+  return cholesky(damped);
+}
+
 /** x · L⁻¹ for lower-triangular L: solves y L = x row by row (back substitution over columns). */
 export function multiplyByLowerInverse(x: Mat, l: Mat): Mat {
   const n = l.rows;
