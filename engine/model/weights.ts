@@ -1,7 +1,7 @@
 import { loadProjection } from "./compression.js";
 import type { ModelConfig } from "./config.js";
 import type { ModelDirectory } from "./modelDir.js";
-import type { Projection } from "./projection.js";
+import { projectionBytes, type Projection } from "./projection.js";
 
 /** Names of the seven projections of a layer, in Hugging Face naming (without ".weight"). */
 export const PROJECTIONS = {
@@ -112,4 +112,20 @@ export function expectedTensors(c: ModelConfig): Map<string, number[]> {
   m.set("model.norm.weight", [c.hiddenSize]);
   if (!c.tieWordEmbeddings) m.set("lm_head.weight", [c.vocabSize, c.hiddenSize]);
   return m;
+}
+
+/**
+ * Bytes of weights one decode step reads, as the engine holds them (float32 dense factors, packed
+ * codes and scales for quantized ones): every layer's projections, norms and biases, the final
+ * norm and LM head, and one embedding row. Reads every layer once.
+ */
+export function decodeWeightBytes(model: ModelDirectory): number {
+  const c = model.config;
+  let bytes = 4 * (c.vocabSize * c.hiddenSize + 2 * c.hiddenSize); // LM head, final norm, one embedding row
+  for (let l = 0; l < c.numLayers; l++) {
+    const w = loadLayerWeights(model, l);
+    for (const key of Object.keys(PROJECTIONS) as ProjectionKey[]) bytes += projectionBytes(w[key]);
+    for (const v of [w.inputNorm, w.postNorm, w.qBias, w.kBias, w.vBias, w.oBias]) bytes += 4 * (v?.length ?? 0);
+  }
+  return bytes;
 }

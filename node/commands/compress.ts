@@ -1,5 +1,5 @@
 import { Command, Option } from "commander";
-import { compressModel, DEFAULTS } from "../compress/compressModel.js";
+import { compressModel, DEFAULTS, ranksOf } from "../compress/compressModel.js";
 import { METHODS } from "../compress/method.js";
 import { fraction, positiveInt } from "./options.js";
 import { phaseProgress } from "./progress.js";
@@ -11,6 +11,7 @@ interface CompressFlags {
   ratio?: number;
   energy?: number;
   rank?: number;
+  ranksFrom?: string;
   calib?: string;
   calibTokens: number;
   blockSize: number;
@@ -27,6 +28,7 @@ export function compressCommand(): Command {
     .option("--ratio <r>", "fraction of the matrices' weights to remove, in (0, 1); ranks from one global budget", fraction)
     .option("--energy <e>", "fraction of each matrix's spectral energy to keep, in (0, 1) (the paper's threshold)", fraction)
     .option("--rank <r>", "one rank for every matrix (at most each matrix's break-even rank)", positiveInt())
+    .option("--ranks-from <dir>", "use the per-matrix ranks of another compressed variant (compare methods at equal ranks)")
     .option("--calib <file>", "calibration text for svd-whiten (default: a shipped King James excerpt)")
     .option("--calib-tokens <n>", "calibration tokens", positiveInt(), DEFAULTS.calibTokens)
     .option("--block-size <n>", "quantization block size (16, 32, 64, 128 or 256)", positiveInt(), DEFAULTS.blockSize)
@@ -39,6 +41,7 @@ export function compressCommand(): Command {
         ratio: flags.ratio,
         energy: flags.energy,
         rank: flags.rank,
+        ranks: flags.ranksFrom === undefined ? undefined : ranksOf(flags.ranksFrom),
         calibFile: flags.calib,
         calibTokens: flags.calibTokens,
         blockSize: flags.blockSize,

@@ -29,6 +29,13 @@ export interface CompressOptions {
   blockSize?: number | undefined;
   /** Added to the calibration Gram's diagonal, relative to its mean diagonal, so it is positive definite. */
   damping?: number | undefined;
+  /** Per-matrix ranks to use as they are (e.g. another variant's, to compare methods at the same ranks). */
+  ranks?: ReadonlyMap<string, RankChoice> | undefined;
+  /**
+   * Decompositions kept between calls on the same source (and the same calibration), so several
+   * ratios of one method cost one set of SVDs (benchmarks).
+   */
+  decompositionCache?: Map<string, unknown> | undefined;
   /** Intra-op threads of the float64 GEMMs (default 1). */
   threads?: number | undefined;
   onProgress?: ((phase: string, done: number, total: number) => void) | undefined;
@@ -111,7 +118,12 @@ async function compressWith(
   let svdSeconds = 0;
   let slowestSvd: CompressReport["slowestSvd"];
   let calibrationTokens = 0;
-  if (method.svd !== undefined) {
+  const cache = options.decompositionCache;
+  const cached = method.svd !== undefined && cache !== undefined && projections.every((p) => cache.has(`${method.svd}:${p.name}`));
+  if (cached) {
+    for (const p of projections) decomposed.set(p.name, cache.get(`${method.svd}:${p.name}`) as Decomposed);
+    calibrationTokens = Number(cache.get(`${method.svd}:tokens`) ?? 0);
+  } else if (method.svd !== undefined) {
     const calibrator = method.svd === "svd-whiten" ? makeCalibrator(source, options, gemm) : undefined;
     calibrationTokens = calibrator?.tokens ?? 0;
     for (let l = 0; l < c.numLayers; l++) {
@@ -132,9 +144,11 @@ async function compressWith(
         svdSeconds += seconds;
         if (slowestSvd === undefined || seconds > slowestSvd.seconds) slowestSvd = { name: p.name, rows, cols, seconds };
         decomposed.set(p.name, { name: p.name, rows, cols, svd, whitening });
+        cache?.set(`${method.svd}:${p.name}`, decomposed.get(p.name)!);
         progress("decompose", decomposed.size, projections.length);
       }
     }
+    cache?.set(`${method.svd}:tokens`, calibrationTokens);
   }
 
   // 2. ranks
@@ -147,7 +161,9 @@ async function compressWith(
   const ranks =
     method.svd === undefined
       ? new Map<string, RankChoice>()
-      : options.rank !== undefined
+      : options.ranks !== undefined
+        ? givenRanks(spectra, options.ranks)
+        : options.rank !== undefined
         ? uniformRanks(spectra, options.rank)
         : options.ratio !== undefined
           ? allocateByRatio(spectra, options.ratio)
@@ -218,6 +234,7 @@ async function compressWith(
   if (options.ratio !== undefined) spec.ratio = options.ratio;
   if (options.energy !== undefined) spec.energy = options.energy;
   if (options.rank !== undefined) spec.rank = options.rank;
+  if (options.ranks !== undefined) spec.ranks = "given";
   if (method.svd === "svd-whiten") {
     spec.calibration = { tokens: calibrationTokens, damping: options.damping ?? DEFAULTS.damping };
   }
@@ -236,11 +253,11 @@ async function compressWith(
 }
 
 function checkOptions(method: CompressionMethod, o: CompressOptions): void {
-  const given = [o.ratio, o.energy, o.rank].filter((v) => v !== undefined).length;
+  const given = [o.ratio, o.energy, o.rank, o.ranks].filter((v) => v !== undefined).length;
   if (method.svd === undefined) {
-    if (given > 0) throw new InvalidArgumentError(`--ratio, --energy and --rank apply to SVD methods, not ${method.name}`);
+    if (given > 0) throw new InvalidArgumentError(`--ratio, --energy, --rank and --ranks-from apply to SVD methods, not ${method.name}`);
   } else if (given !== 1) {
-    throw new InvalidArgumentError(`${method.name} needs exactly one of --ratio, --energy or --rank`);
+    throw new InvalidArgumentError(`${method.name} needs exactly one of --ratio, --energy, --rank or --ranks-from`);
   }
   const fraction = (flag: string, v: number | undefined): void => {
     if (v !== undefined && !(Number.isFinite(v) && v > 0 && v < 1)) {
@@ -270,6 +287,27 @@ function uniformRanks(spectra: readonly Spectrum[], rank: number): Map<string, R
     }
   }
   return new Map(spectra.map((s) => [s.name, rank]));
+}
+
+function givenRanks(spectra: readonly Spectrum[], ranks: ReadonlyMap<string, RankChoice>): Map<string, RankChoice> {
+  return new Map(
+    spectra.map((s) => {
+      const r = ranks.get(s.name) ?? "dense";
+      if (r !== "dense" && !(Number.isSafeInteger(r) && r > 0 && r <= maxUsefulRank(s.rows, s.cols))) {
+        throw new InvalidArgumentError(`rank ${r} given for ${s.name} (${s.rows}×${s.cols}) is not in 1..${maxUsefulRank(s.rows, s.cols)}`);
+      }
+      return [s.name, r];
+    }),
+  );
+}
+
+/** The per-matrix ranks a compressed variant's manifest records (matrices it does not list are dense). */
+export function ranksOf(dir: string): Map<string, RankChoice> {
+  const model = ModelDirectory.open(dir);
+  const ranks = new Map<string, RankChoice>();
+  for (const [name, m] of Object.entries(model.compression.matrices ?? {})) if (m.rank !== undefined) ranks.set(name, m.rank);
+  model.close();
+  return ranks;
 }
 
 function makeCalibrator(source: ModelDirectory, o: CompressOptions, gemm: Gemm): LayerCalibrator {

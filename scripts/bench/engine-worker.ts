@@ -5,6 +5,7 @@
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Head } from "../../engine/runtime/head.js";
 import { Shard } from "../../engine/runtime/shard.js";
+import { decodeWeightBytes } from "../../engine/model/weights.js";
 
 const [dir, threadsArg] = process.argv.slice(2);
 if (dir === undefined || threadsArg === undefined) throw new Error("usage: engine-worker.ts MODEL_DIR THREADS");
@@ -42,12 +43,8 @@ for (let s = 0; s < DECODE; s++) {
   stepSeconds.push((performance.now() - a) / 1000);
 }
 
-// Bytes of weights a decode step reads: every layer matrix and norm, the final norm and LM head
-// (float32 in the graph), and one embedding row.
-const qDim = c.numHeads * c.headDim;
-const kvDim = c.numKvHeads * c.headDim;
-const perLayer = 2 * c.hiddenSize * qDim + 2 * c.hiddenSize * kvDim + 3 * c.hiddenSize * c.intermediateSize + 2 * c.hiddenSize;
-const weightBytesPerToken = 4 * (c.numLayers * perLayer + c.vocabSize * c.hiddenSize + 2 * c.hiddenSize);
+// Bytes of weights a decode step reads (as the graphs hold them: compressed variants read less).
+const weightBytesPerToken = decodeWeightBytes(model);
 
 console.log(
   JSON.stringify({
