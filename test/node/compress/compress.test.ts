@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, type ChildProcess } from "node:child_process";
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -14,6 +14,7 @@ import { compressModel } from "../../../node/compress/compressModel.js";
 import { evaluateModel, sampleCorpus } from "../../../node/compress/evaluate.js";
 import { bitsEqual, maxAbsDiff, scratchDir } from "../../engine/helpers.js";
 import { ReferenceModel } from "../../engine/reference.js";
+import { spawnEfedServer, stopProcess } from "../../support/efedProcess.js";
 
 const run = promisify(execFile);
 const bin = new URL("../../../bin/efed.mjs", import.meta.url).pathname;
@@ -24,12 +25,16 @@ const dense = join(scratch.dir, "dense");
 const CONFIG = tinyConfig({ vocab_size: 2048, hidden_size: 64, intermediate_size: 96, num_attention_heads: 4, num_key_value_heads: 2, bos_token_id: 1, eos_token_id: 2, max_position_embeddings: 128 });
 const CALIB = { calibTokens: 512, calibSeqLength: 64 };
 const PROMPT = [1, 17, 42, 8, 93, 5, 60, 33, 71, 2, 14, 88];
+const children: ChildProcess[] = [];
 
 beforeAll(() => {
   writeRandomModel(dense, CONFIG, { seed: 11, dtype: "F16", std: 0.15 });
   for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(kjv, f), join(dense, f));
 });
-afterAll(() => scratch.cleanup());
+afterAll(async () => {
+  await Promise.all(children.map(stopProcess));
+  scratch.cleanup();
+});
 
 async function efed(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
   try {
@@ -150,6 +155,24 @@ describe("efed compress", () => {
     await expect(Shard.load(ModelDirectory.open(out), 0, 1)).rejects.toThrow(
       "rank 32 of model.layers.0.self_attn.q_proj (64×64) is at or above break-even 32",
     );
+  });
+});
+
+describe("serving a compressed variant", () => {
+  it("two efed server processes of an svd-whiten+int8 variant give the local engine's tokens", async () => {
+    const out = join(scratch.dir, "served");
+    await compressModel(dense, out, { method: "svd-whiten+int8", ratio: 0.5, ...CALIB });
+    const urls = await Promise.all(
+      ["0:2", "2:4"].map(async (layers) => {
+        const args = ["--model", out, "--layers", layers, "--port", "0", "--store", join(scratch.dir, `served-${layers.replace(":", "-")}.sqlite`)];
+        return (await spawnEfedServer(args, children)).url;
+      }),
+    );
+    const args = ["generate", "--model", out, "--ids", "1,5,9,200", "--max-tokens", "16", "--json"];
+    const remote = await efed(...args, "--route", urls.join(","));
+    const local = await efed(...args);
+    expect(remote.code).toBe(0);
+    expect(JSON.parse(remote.stdout)).toEqual(JSON.parse(local.stdout));
   });
 });
 
