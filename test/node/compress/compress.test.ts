@@ -138,7 +138,7 @@ describe("efed compress", () => {
       'unknown compression method "svd-lowrank"',
     );
     await expect(compressModel(dense, join(scratch.dir, "x"), { method: "int8", ratio: 0.2 })).rejects.toThrow(
-      "--ratio, --energy and --rank apply to SVD methods, not int8",
+      "--ratio, --energy, --rank and --ranks-from apply to SVD methods, not int8",
     );
     const int8 = join(scratch.dir, "int8");
     await compressModel(dense, int8, { method: "int8" });
