@@ -20,8 +20,9 @@ export const ShardIO = {
   cos: "rope_cos", // (T, headDim)           "ops": cos of each token's rotary angles
   sin: "rope_sin", // (T, headDim)           "ops": sin of the same
   mask: "attn_bias", // (T, past+T)          "ops": 0 where a query may attend, -inf where not
-  seqlensK: "seqlens_k", // (1) int32         "gqa": past+T-1, index of the last token
-  totalLength: "total_seq_len", // () int32  "gqa": past+T
+  seqlensK: "seqlens_k", // (B) int32         "gqa": per sequence past+T-1, index of its last token
+  totalLength: "total_seq_len", // () int32  "gqa": the longest past+T
+  batchShape: "batch_shape", // (3) int64     "gqa": [B, T, -1]: one sequence of T tokens, or B sequences of one
   hiddenOut: "hidden_out", // (T, hidden)
   pastKey: (layer: number) => `past_key_${layer}`,
   pastValue: (layer: number) => `past_value_${layer}`,
@@ -188,8 +189,12 @@ function opsAttention(g: GraphBuilder, c: ModelConfig): Attend {
 /** Attention through ONNX Runtime's fused GroupQueryAttention kernel (CPU supports it for float32). */
 function gqaAttention(g: GraphBuilder, c: ModelConfig): Attend {
   const { headDim: D, numHeads: nH, numKvHeads: kvH } = c;
-  const seqlensK = g.input(ShardIO.seqlensK, ElemType.INT32, [1]);
+  const seqlensK = g.input(ShardIO.seqlensK, ElemType.INT32, ["B"]);
   const total = g.input(ShardIO.totalLength, ElemType.INT32, []);
+  // Rows of hidden states are either T tokens of one sequence ([1, T, ·]) or the next token of B
+  // sequences ([B, 1, ·], batched decode, caches padded to the longest with seqlens_k per sequence).
+  const batchShape = g.input(ShardIO.batchShape, ElemType.INT64, [3]);
+  const rowsShape = g.int64Init("shape_rows_q", [-1, nH * D]);
   // Rotary tables (positions × D/2): angles in float32 as HF computes them.
   const positions = gqaMaxPositions(c);
   const inv = ropeInverseFrequencies(c);
@@ -204,17 +209,16 @@ function gqaAttention(g: GraphBuilder, c: ModelConfig): Attend {
   }
   const cosCache = g.floatInit("rope_cos_cache", [positions, D / 2], cosTable);
   const sinCache = g.floatInit("rope_sin_cache", [positions, D / 2], sinTable);
-  const batchAxis = g.int64Init("axis_0", [0]);
 
   return (layer, q, k, v) => {
-    const pastK = g.input(ShardIO.pastKey(layer), ElemType.FLOAT, [1, kvH, "P", D]);
-    const pastV = g.input(ShardIO.pastValue(layer), ElemType.FLOAT, [1, kvH, "P", D]);
+    const pastK = g.input(ShardIO.pastKey(layer), ElemType.FLOAT, ["B", kvH, "P", D]);
+    const pastV = g.input(ShardIO.pastValue(layer), ElemType.FLOAT, ["B", kvH, "P", D]);
     const [out, presentK, presentV] = g.opN(
       "GroupQueryAttention",
       [
-        g.op("Unsqueeze", [q, batchAxis]),
-        g.op("Unsqueeze", [k, batchAxis]),
-        g.op("Unsqueeze", [v, batchAxis]),
+        g.op("Reshape", [q, batchShape]),
+        g.op("Reshape", [k, batchShape]),
+        g.op("Reshape", [v, batchShape]),
         pastK,
         pastV,
         seqlensK,
@@ -226,8 +230,8 @@ function gqaAttention(g: GraphBuilder, c: ModelConfig): Attend {
       { num_heads: nH, kv_num_heads: kvH, do_rotary: 1, rotary_interleaved: 0 },
       "com.microsoft",
     );
-    g.output(presentK!, ShardIO.presentKey(layer), ElemType.FLOAT, [1, kvH, "S", D]);
-    g.output(presentV!, ShardIO.presentValue(layer), ElemType.FLOAT, [1, kvH, "S", D]);
-    return g.op("Squeeze", [out!, batchAxis]);
+    g.output(presentK!, ShardIO.presentKey(layer), ElemType.FLOAT, ["B", kvH, "S", D]);
+    g.output(presentV!, ShardIO.presentValue(layer), ElemType.FLOAT, ["B", kvH, "S", D]);
+    return g.op("Reshape", [out!, rowsShape]);
   };
 }

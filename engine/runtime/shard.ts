@@ -116,6 +116,81 @@ export class Shard {
     return { hidden: out[ShardIO.hiddenOut]!.data as Float32Array, probes };
   }
 
+  /** Whether `forwardBatch` runs its sequences in one engine run (the fused-attention graph). */
+  get batches(): boolean {
+    return this.attention === "gqa";
+  }
+
+  /**
+   * The next token of several independent sequences at once: `hiddens[i]` is (1, hiddenSize) for
+   * the sequence of `caches[i]`. With the fused-attention graph this is one engine run: the
+   * weights are read once for all sequences (decode is memory-bound, so B tokens cost about one),
+   * at the price of copying each cache into a batch padded to the longest and back. Results equal
+   * separate `forward` calls up to float rounding (a B-row matrix product may round differently
+   * from B one-row products). Without the fused graph the sequences run one after another.
+   */
+  async forwardBatch(hiddens: readonly Float32Array[], caches: readonly KvCache[]): Promise<Float32Array[]> {
+    const c = this.config;
+    const B = hiddens.length;
+    if (caches.length !== B) throw new EngineError("BAD_BATCH", `${B} hidden states for ${caches.length} caches`);
+    if (new Set(caches).size !== B) throw new EngineError("BAD_BATCH", "a batch names the same sequence twice");
+    for (const h of hiddens) {
+      if (h.length !== c.hiddenSize) throw new EngineError("BAD_HIDDEN", `a batched step takes one token of ${c.hiddenSize} floats, got ${h.length}`);
+    }
+    for (const cache of caches) {
+      if (cache.length + 1 > this.maxLength) {
+        throw new EngineError("SEQUENCE_TOO_LONG", `sequence would reach ${cache.length + 1} tokens, over this shard's limit of ${this.maxLength}`);
+      }
+    }
+    if (B === 1 || !this.batches) {
+      const out: Float32Array[] = [];
+      for (let i = 0; i < B; i++) out.push(await this.forward(hiddens[i]!, caches[i]!));
+      return out;
+    }
+    const { numKvHeads: kvH, headDim: D, hiddenSize: H } = c;
+    const P = Math.max(...caches.map((k) => k.length));
+    const rows = new Float32Array(B * H);
+    hiddens.forEach((h, i) => rows.set(h, i * H));
+    const feeds: Record<string, ort.Tensor> = {
+      [ShardIO.hidden]: new ort.Tensor("float32", rows, [B, H]),
+      [ShardIO.seqlensK]: new ort.Tensor("int32", Int32Array.from(caches, (k) => k.length), [B]),
+      [ShardIO.totalLength]: new ort.Tensor("int32", Int32Array.of(P + 1), []),
+      [ShardIO.batchShape]: new ort.Tensor("int64", BigInt64Array.of(BigInt(B), 1n, -1n), [3]),
+    };
+    // each sequence's (1, kvH, len, D) cache into row b of a (B, kvH, P, D) batch
+    const pad = (pick: (k: KvCache) => ort.Tensor): ort.Tensor => {
+      const out = new Float32Array(B * kvH * P * D);
+      caches.forEach((k, b) => {
+        const src = pick(k).data as Float32Array;
+        for (let h = 0; h < kvH; h++) out.set(src.subarray(h * k.length * D, (h + 1) * k.length * D), (b * kvH + h) * P * D);
+      });
+      return new ort.Tensor("float32", out, [B, kvH, P, D]);
+    };
+    for (let i = 0; i < this.numLayers; i++) {
+      feeds[ShardIO.pastKey(this.first + i)] = pad((k) => k.keys[i]!);
+      feeds[ShardIO.pastValue(this.first + i)] = pad((k) => k.values[i]!);
+    }
+    const out = await this.session.run(feeds);
+    // and back: row b of the (B, kvH, S, D) present holds that sequence's len + 1 positions first
+    const unpad = (present: ort.Tensor, b: number, len: number): ort.Tensor => {
+      const S = present.dims[2]!;
+      const src = present.data as Float32Array;
+      const dst = new Float32Array(kvH * len * D);
+      for (let h = 0; h < kvH; h++) dst.set(src.subarray((b * kvH + h) * S * D, (b * kvH + h) * S * D + len * D), h * len * D);
+      return new ort.Tensor("float32", dst, [1, kvH, len, D]);
+    };
+    caches.forEach((k, b) => {
+      const len = k.length + 1;
+      for (let i = 0; i < this.numLayers; i++) {
+        k.keys[i] = unpad(out[ShardIO.presentKey(this.first + i)]!, b, len);
+        k.values[i] = unpad(out[ShardIO.presentValue(this.first + i)]!, b, len);
+      }
+      k.length = len;
+    });
+    const hidden = out[ShardIO.hiddenOut]!.data as Float32Array;
+    return Array.from({ length: B }, (_, b) => hidden.slice(b * H, (b + 1) * H));
+  }
+
   private async run(hidden: Float32Array, cache: KvCache): Promise<ort.InferenceSession.ReturnType> {
     const c = this.config;
     const T = hidden.length / c.hiddenSize;
@@ -131,6 +206,7 @@ export class Shard {
     if (this.attention === "gqa") {
       feeds[ShardIO.seqlensK] = new ort.Tensor("int32", Int32Array.of(past + T - 1), [1]);
       feeds[ShardIO.totalLength] = new ort.Tensor("int32", Int32Array.of(past + T), []);
+      feeds[ShardIO.batchShape] = new ort.Tensor("int64", BigInt64Array.of(1n, BigInt(T), -1n), [3]);
     } else {
       const { cos, sin } = ropeTables(c, Array.from({ length: T }, (_, i) => past + i));
       feeds[ShardIO.cos] = new ort.Tensor("float32", cos, [T, c.headDim]);
