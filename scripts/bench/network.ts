@@ -469,7 +469,7 @@ async function hopCpu(hiddenSize: number, storeDir: string): Promise<HopCpu> {
     requestId: 1,
     sessionId,
     step: 7n,
-    hop: { server: address, firstLayer: 0, lastLayer: 4, signature },
+    hop: { server: address, firstLayer: 0, lastLayer: 4, inputHash: receipt.inputHash, outputHash: receipt.outputHash, signature },
   };
   const frames = microseconds(500, () => {
     decodeActivations((decodeMessage(encodeMessage(step)) as Step).input);

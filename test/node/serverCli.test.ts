@@ -22,13 +22,16 @@ afterAll(async () => {
 });
 
 describe("efed server + efed generate --route", () => {
-  it("two server processes produce the tokens of the local engine", async () => {
+  it("two server processes produce the tokens of the local engine, forwarded or relayed", async () => {
     const urls = await Promise.all([startServer("0:2", join(scratch.dir, "a.sqlite")), startServer("2:4", join(scratch.dir, "b.sqlite"))]);
     const args = ["generate", "--model", modelDir, "--ids", "3,1,4,1,5", "--max-tokens", "16", "--json"];
-    const remote = await run(process.execPath, [bin, ...args, "--route", urls.join(",")]);
+    const forwarded = await run(process.execPath, [bin, ...args, "--route", urls.join(",")]);
+    const relayed = await run(process.execPath, [bin, ...args, "--route", urls.join(","), "--no-forward"]);
     const local = await run(process.execPath, [bin, ...args]);
-    expect(JSON.parse(remote.stdout)).toEqual(JSON.parse(local.stdout));
-    expect(remote.stderr).toBe("");
+    expect(JSON.parse(forwarded.stdout)).toEqual(JSON.parse(local.stdout));
+    expect(JSON.parse(relayed.stdout)).toEqual(JSON.parse(local.stdout));
+    expect(forwarded.stderr).toBe("");
+    expect(relayed.stderr).toBe("");
   });
 
   it("refuses a bad layer range and a route that does not cover the model", async () => {
