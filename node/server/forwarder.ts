@@ -80,11 +80,15 @@ export class Forwarder {
     return `ws://${host}:${port}`;
   }
 
-  /** The pooled connection to `key` (from `check`), opened if needed. */
+  /** The pooled connection to `key` (from `check`), opened if needed. Never throws: a refusal is a rejected promise. */
   link(key: string): Promise<PeerLink> {
     const existing = this.links.get(key);
     if (existing !== undefined) return existing.opening;
-    this.makeRoom();
+    try {
+      this.makeRoom();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     const entry: Entry = { opening: PeerLink.connect(key, this.expect, this.o.connectTimeoutMs, (l) => this.forget(key, l)) };
     this.links.set(key, entry);
     entry.opening.then(

@@ -531,10 +531,10 @@ function report(results: ModelResult[], hop: Map<number, HopCpu>, meta: { second
       const split = s.mode === "relay";
       const inServer = split ? ((s.medianRoundTripMs - base.medianForwardMs) / s.hops).toFixed(2) : "—";
       const inClient = split ? ((s.medianForwardMs - s.medianRoundTripMs) / s.hops).toFixed(2) : "—";
-      const servers = `${s.hops} server${s.hops > 1 ? "s" : ""} (${r.splits[s.hops]!.map(([a, b]) => `${a}:${b}`).join(", ")})`;
+      const servers = (): string => `${s.hops} server${s.hops > 1 ? "s" : ""} (${r.splits[s.hops]!.map(([a, b]) => `${a}:${b}`).join(", ")})`;
       speedRows.push([
         r.plan.label,
-        s.hops === 0 ? "single process (baseline)" : `${servers}, ${s.mode === "forward" ? "**forwarded**" : "relayed"}`,
+        s.hops === 0 ? "single process (baseline)" : `${servers()}, ${s.mode === "forward" ? "**forwarded**" : "relayed"}`,
         s.medianStepMs.toFixed(2),
         (1000 / s.medianStepMs).toFixed(1),
         s.hops === 0 ? "100%" : `**${pct(ratio)}**${goal === undefined ? "" : ratio >= goal ? ` (goal ≥ ${pct(goal)}: met)` : ` (goal ≥ ${pct(goal)}: missed)`}`,
