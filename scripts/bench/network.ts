@@ -10,7 +10,9 @@
  *   4. bytes on the wire per decode token per hop for fp32/fp16/int8, counted on the TCP stream by a
  *      relay that parses the WebSocket frames, and the token agreement of fp16/int8 with fp32
  *      (greedy, teacher-forced on the fp32 route's tokens) on the shipped model;
- *   5. total tokens/s with 1, 4 and 8 concurrent sessions through a 2-server route (forwarded).
+ *   5. total tokens/s with 1, 4 and 8 concurrent sessions through a 2-server route (forwarded);
+ *   6. relayed against forwarded steps over simulated wide-area links (a delaying relay in front of
+ *      every server, which the client and the forwarding servers both go through; shipped model).
  *
  * Baseline and routes are measured in interleaved rounds (the machine is noisy) and compared by
  * medians. Writes docs/benchmarks.md (the "Network" section). Every server process is killed at
@@ -61,6 +63,10 @@ const BYTE_STEPS = 16;
 const AGREEMENT_TOKENS = 64;
 /** Tokens a session may hold on the servers (the route asks for no more). */
 const SESSION_TOKENS = 256;
+/** One-way delay of every simulated wide-area link, ms. */
+const WAN_DELAY_MS = 5;
+/** Timed decode steps per configuration over the simulated wide-area links. */
+const WAN_STEPS = 24;
 
 interface Plan {
   label: string;
@@ -197,6 +203,12 @@ interface ConcurrencyRow {
   wallSeconds: number;
 }
 
+interface WanRow {
+  hops: number;
+  relayedMs: number;
+  forwardedMs: number;
+}
+
 interface AgreementRow {
   encoding: ActivationEncoding;
   positions: number;
@@ -214,6 +226,8 @@ interface ModelResult {
   bytes: BytesRow[];
   concurrency: ConcurrencyRow[];
   agreement: AgreementRow[];
+  /** Median decode step over simulated wide-area links (shipped model only). */
+  wan: WanRow[];
   /** Whether the fp32 route produced exactly the single-process greedy tokens. */
   fp32RouteExact: boolean;
   startSeconds: number;
@@ -378,7 +392,35 @@ async function benchModel(plan: Plan, storeDir: string, echoUrl: string): Promis
       console.error(`   ${sessions} concurrent session(s): ${(tokens / wall).toFixed(1)} tok/s`);
     }
 
-    return { plan, hiddenSize: H, layers: L, splits, speed, echoMs: median(echoMs), bytes, concurrency, agreement, fp32RouteExact, startSeconds };
+    // ---- 6: relayed against forwarded over simulated wide-area links
+    const wan: WanRow[] = [];
+    if (plan.agreement) {
+      for (const k of FORWARD_SIZES) {
+        const proxies = await Promise.all(routes[k]!.map((s) => CountingProxy.start(s.url, WAN_DELAY_MS)));
+        const medians: Record<string, number> = {};
+        try {
+          for (const forward of [false, true]) {
+            const pipe = await RemotePipeline.connect(
+              proxies.map((p) => p.url),
+              L,
+              { encoding: "fp32", maxLength: SESSION_TOKENS, forward },
+            );
+            try {
+              await decodeRun(head, pipe, plan.prompts[0]!, 2); // warm-up: opens the servers' links to each other
+              medians[String(forward)] = median((await decodeRun(head, pipe, plan.prompts[1]!, WAN_STEPS)).stepMs);
+            } finally {
+              pipe.close();
+            }
+          }
+        } finally {
+          await Promise.all(proxies.map((p) => p.close()));
+        }
+        wan.push({ hops: k, relayedMs: medians.false!, forwardedMs: medians.true! });
+        console.error(`   ${WAN_DELAY_MS} ms links, ${k} servers: relayed ${medians.false!.toFixed(1)} ms, forwarded ${medians.true!.toFixed(1)} ms`);
+      }
+    }
+
+    return { plan, hiddenSize: H, layers: L, splits, speed, echoMs: median(echoMs), bytes, concurrency, agreement, wan, fp32RouteExact, startSeconds };
   } finally {
     for (const k of ROUTE_SIZES) remote[k]?.close();
     for (const k of FORWARD_SIZES) forwarded[k]?.close();
@@ -683,6 +725,30 @@ function report(results: ModelResult[], hop: Map<number, HopCpu>, meta: { second
       "the fp16 / int8 route is then fed the same prompt and the same reference tokens, and its argmax at every position is",
       "compared with the reference token (so one disagreement does not derail the rest).",
       `The fp32 route ${shipped.fp32RouteExact ? "reproduced" : "did NOT reproduce"} the single-process greedy tokens exactly.`,
+      "",
+    );
+  }
+
+  const wanModel = results.find((r) => r.wan.length > 0);
+  if (wanModel !== undefined) {
+    out.push(`### Relayed against forwarded over ${WAN_DELAY_MS} ms links (simulated wide area, ${wanModel.plan.label})`, "");
+    out.push(
+      markdownTable(
+        ["servers", "relayed step ms", "forwarded step ms", "saved ms", "expected saving (k − 1) × d ms"],
+        wanModel.wan.map((w) => [
+          String(w.hops),
+          w.relayedMs.toFixed(1),
+          w.forwardedMs.toFixed(1),
+          `**${(w.relayedMs - w.forwardedMs).toFixed(1)}**`,
+          String((w.hops - 1) * WAN_DELAY_MS),
+        ]),
+        ["right", "right", "right", "right", "right"],
+      ),
+      "",
+      `Every server sits behind a relay that holds each chunk ${WAN_DELAY_MS} ms in each direction (d); the client and the`,
+      "forwarding servers both reach a server through its relay. A relayed step crosses 2k links (to and from each server),",
+      "a forwarded one k + 1 (client → first, server → server, last → client), so forwarding should save (k − 1) × d per",
+      `step. Median of ${WAN_STEPS} decode steps after a warm-up, fp32.`,
       "",
     );
   }
