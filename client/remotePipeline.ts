@@ -1,41 +1,60 @@
-import { hexlify, randomBytes, type TypedDataDomain } from "ethers";
-import { activationHash, decodeActivations, encodeActivations, type ActivationEncoding } from "../protocol/activations.js";
+import { hexlify, randomBytes } from "ethers";
+import { activationHash, decodeActivations, encodeActivations, type ActivationEncoding, type EncodedActivations } from "../protocol/activations.js";
 import { receiptDomain } from "../protocol/eip712.js";
-import { EFedError } from "../protocol/errors.js";
-import { recoverReceiptSigner, type Receipt } from "../protocol/receipt.js";
+import { buildRoute } from "../protocol/forwarding.js";
 import type { LayerPipeline, LayerSequence } from "./generate.js";
-import { ShardConnection, type ConnectOptions } from "./shardClient.js";
+import { ReceiptChecker, type KnownHashes, type VerifiedReceipt } from "./receiptChecker.js";
+import { RouteError } from "./routeError.js";
+import { ShardConnection, ShardRequestError, type ConnectOptions } from "./shardClient.js";
 
-/** A receipt the client checked: signed by the hop's server over exactly what was sent and received. */
-export interface VerifiedReceipt {
-  receipt: Receipt;
-  signature: string;
-}
-
-export class RouteError extends EFedError {
-  constructor(message: string, details?: Record<string, unknown>) {
-    super("BAD_ROUTE", message, details === undefined ? {} : { details });
-  }
-}
+export { RouteError, type VerifiedReceipt };
 
 export interface RemotePipelineOptions extends ConnectOptions {
   /** Encoding of hidden states on the wire (default fp32: exact). */
   encoding?: ActivationEncoding;
   /** Tokens per session the servers are asked to hold (default 2048). */
   maxLength?: number;
+  /**
+   * Forwarding (default on; it only applies to routes of more than one server): each step goes to the first
+   * server with the rest of the route, each server sends its output straight to the next, and the
+   * last one sends the output back, so a step costs one trip through the chain instead of a round
+   * trip per server. Off: the client relays every hop's output to the next server itself.
+   */
+  forward?: boolean;
   /** Called with every verified receipt (the wallet keeps them as evidence). */
   onReceipt?: (r: VerifiedReceipt) => void;
 }
 
+/** A sequence on a route: one session per server. */
+export interface RemoteSequence extends LayerSequence {
+  /** The session ids on the route's servers, in route order (receipts and vouchers name them). */
+  readonly sessionIds: readonly string[];
+}
+
+/** One sequence's sessions along the route. */
+interface RouteSessions {
+  ids: string[];
+  forwardKeys: string[];
+  checker: ReceiptChecker;
+  step: bigint;
+  position: number;
+}
+
 /**
- * The layers run by shard servers along a route, in order: the client sends hidden states to the
- * first, its output to the second, and so on, and checks every receipt before going on.
+ * The layers run by shard servers along a route, in order, either forwarded server to server or
+ * relayed by the client. Every server's receipt comes to the client directly and is checked off
+ * the critical path (see ReceiptChecker).
  */
 export class RemotePipeline implements LayerPipeline {
+  readonly forwarding: boolean;
+
   private constructor(
     readonly connections: readonly ShardConnection[],
     private readonly options: RemotePipelineOptions,
-  ) {}
+  ) {
+    // with one server there is nothing to forward to: its step is a plain round trip either way
+    this.forwarding = (options.forward ?? true) && connections.length > 1;
+  }
 
   /** Connects to every server of `urls` and checks they cover layers 0..numLayers of `variantId` contiguously. */
   static async connect(urls: readonly string[], numLayers: number, options: RemotePipelineOptions = {}): Promise<RemotePipeline> {
@@ -61,109 +80,110 @@ export class RemotePipeline implements LayerPipeline {
     return new RemotePipeline(connections, options);
   }
 
-  async openSequence(): Promise<LayerSequence> {
+  async openSequence(): Promise<RemoteSequence> {
     const maxLength = this.options.maxLength ?? 2048;
-    const encoding = this.options.encoding ?? "fp32";
-    const sessions = this.connections.map(() => hexlify(randomBytes(32)));
-    await Promise.all(this.connections.map((c, i) => c.openSession(sessions[i]!, maxLength)));
-    const domains: TypedDataDomain[] = this.connections.map((c) => receiptDomain(c.info.chainId, c.info.commitments));
-    let step = 0n;
-    let position = 0;
-    // Receipts arrive after each step's output and are checked off the critical path (signature
-    // recovery costs ~1.5 ms): the client moves on to the next server meanwhile. A missing or bad
-    // receipt fails the next step and the close, so at most one step goes unchecked.
-    let failure: Error | undefined;
-    let checks: Promise<void> = Promise.resolve();
-    const awaited = new Map<string, { receipt: Receipt; resolve: () => void }>();
-    const arrived = new Map<string, string>(); // key → signature, when it came before we looked
-    const keyOf = (i: number, s: bigint): string => `${i}:${s}`;
-    const verify = (i: number, receipt: Receipt, signature: string): void => {
-      checks = checks
-        .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
-        .then(() => {
-          const c = this.connections[i]!;
-          const signer = recoverReceiptSigner(domains[i]!, receipt, signature);
-          if (signer !== c.info.server) {
-            throw new RouteError(`${c.url}: receipt for step ${receipt.step} is signed by ${signer}, not the server ${c.info.server}`);
-          }
-          this.options.onReceipt?.({ receipt, signature });
-        })
-        .catch((err: unknown) => {
-          failure ??= err as Error;
-        });
-    };
-    this.connections.forEach((c, i) => {
-      c.listenForReceipts(sessions[i]!, (m) => {
-        const key = keyOf(i, m.step);
-        const waiting = awaited.get(key);
-        if (waiting === undefined) {
-          arrived.set(key, m.hop.signature);
-          return;
-        }
-        awaited.delete(key);
-        verify(i, waiting.receipt, m.hop.signature);
-        waiting.resolve();
-      });
-    });
-    const receiptsDone: Promise<void>[] = [];
-    const expectReceipt = (i: number, receipt: Receipt): void => {
-      const key = keyOf(i, receipt.step);
-      const early = arrived.get(key);
-      if (early !== undefined) {
-        arrived.delete(key);
-        verify(i, receipt, early);
-        return;
-      }
-      receiptsDone.push(new Promise<void>((resolve) => awaited.set(key, { receipt, resolve })));
-    };
+    const ids = this.connections.map(() => hexlify(randomBytes(32)));
+    const forwardKeys = await Promise.all(this.connections.map((c, i) => c.openSession(ids[i]!, maxLength)));
+    const checker = new ReceiptChecker(
+      this.connections.map((c, i) => ({
+        url: c.url,
+        server: c.info.server,
+        domain: receiptDomain(c.info.chainId, c.info.commitments),
+        firstLayer: c.info.firstLayer,
+        lastLayer: c.info.lastLayer,
+        variantId: c.info.variantId,
+        sessionId: ids[i]!,
+      })),
+      this.options.onReceipt,
+    );
+    this.connections.forEach((c, i) => c.listenForReceipts(ids[i]!, (m) => checker.arrive(i, m)));
+    const s: RouteSessions = { ids, forwardKeys, checker, step: 0n, position: 0 };
     return {
+      sessionIds: ids,
       forward: async (hidden) => {
-        if (failure !== undefined) throw failure;
+        checker.throwIfFailed();
         const cols = this.connections[0]!.info.hiddenSize;
         const rows = hidden.length / cols;
-        let input = encodeActivations(hidden, rows, cols, encoding);
-        for (let i = 0; i < this.connections.length; i++) {
-          const c = this.connections[i]!;
-          const result = await c.step({ sessionId: sessions[i]!, step, position, outputEncoding: encoding, input, route: [] });
-          if (result.output.rows !== rows || result.output.cols !== cols) {
-            throw new RouteError(`${c.url} returned ${result.output.rows}×${result.output.cols} activations for ${rows}×${cols}`);
-          }
-          expectReceipt(i, {
-            sessionId: sessions[i]!,
-            step,
-            firstLayer: c.info.firstLayer,
-            lastLayer: c.info.lastLayer,
-            variantId: c.info.variantId,
-            inputHash: activationHash(input),
-            outputHash: activationHash(result.output),
-            tokens: rows,
-            server: c.info.server,
-          });
-          input = result.output;
-        }
-        step++;
-        position += rows;
-        return decodeActivations(input);
+        const input = encodeActivations(hidden, rows, cols, this.options.encoding ?? "fp32");
+        const output = this.forwarding ? await this.forwarded(s, input) : await this.relayed(s, input);
+        s.step++;
+        s.position += rows;
+        return decodeActivations(output);
       },
       close: async () => {
-        const timeoutMs = this.options.requestTimeoutMs ?? 60_000;
-        let timer: NodeJS.Timeout | undefined;
-        const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)));
-        const outcome = await Promise.race([Promise.all(receiptsDone), timedOut]);
-        clearTimeout(timer);
-        if (outcome === "timeout") {
-          const missing = [...awaited.keys()].map((k) => this.connections[Number(k.split(":")[0])]!.url);
-          failure ??= new RouteError(`no receipt within ${timeoutMs} ms from ${[...new Set(missing)].join(", ")}`);
+        try {
+          await checker.settle(this.options.requestTimeoutMs ?? 60_000);
+        } finally {
+          await Promise.all(this.connections.map((c, i) => c.closeSession(ids[i]!).catch(() => undefined)));
+          this.connections.forEach((c, i) => c.listenForReceipts(ids[i]!, undefined));
         }
-        await Promise.all(this.connections.map((c, i) => c.closeSession(sessions[i]!).catch(() => undefined)));
-        await checks;
-        this.connections.forEach((c, i) => c.listenForReceipts(sessions[i]!, undefined));
-        if (failure !== undefined) throw failure;
       },
     };
   }
 
   close(): void {
     for (const c of this.connections) c.close();
+  }
+
+  /** The client sends each server's output to the next itself: a round trip per server. */
+  private async relayed(s: RouteSessions, first: EncodedActivations): Promise<EncodedActivations> {
+    const known: KnownHashes[] = [];
+    let input = first;
+    for (let i = 0; i < this.connections.length; i++) {
+      const c = this.connections[i]!;
+      const result = await c.step({ sessionId: s.ids[i]!, step: s.step, position: s.position, outputEncoding: input.encoding, input, route: [] });
+      this.checkShape(c, result.output, input);
+      known.push({ inputHash: activationHash(input), outputHash: activationHash(result.output) });
+      input = result.output;
+    }
+    s.checker.expect(s.step, first.rows, known);
+    return input;
+  }
+
+  /** One trip through the chain: the first server gets the step and the route, the last one sends the output. */
+  private async forwarded(s: RouteSessions, input: EncodedActivations): Promise<EncodedActivations> {
+    const k = this.connections.length;
+    const first = this.connections[0]!;
+    const last = this.connections[k - 1]!;
+    const tagged = { step: s.step, position: s.position, rows: input.rows, outputEncoding: input.encoding };
+    const hops = this.connections.slice(1).map((c, i) => ({ url: c.url, sessionId: s.ids[i + 1]!, forwardKey: s.forwardKeys[i + 1]! }));
+    const route = buildRoute(hops, tagged);
+    const waiting = last.awaitResult(s.ids[k - 1]!, s.step);
+    const done = first.stepRouted({ sessionId: s.ids[0]!, ...tagged, input, route });
+    const step = s.step;
+    let result;
+    try {
+      result = await new Promise<Awaited<typeof waiting.result>>((resolve, reject) => {
+        waiting.result.then(resolve, reject);
+        done.catch((err: unknown) => reject(this.hopError(err, step)));
+      });
+    } finally {
+      waiting.cancel();
+    }
+    // The route's answer follows the output; a failure reported after it fails the next step.
+    done.catch((err: unknown) => s.checker.fail(this.hopError(err, step)));
+    this.checkShape(last, result.output, input);
+    s.checker.expect(s.step, input.rows, [{ inputHash: activationHash(input) }, ...hops.slice(1).map(() => ({})), { outputHash: activationHash(result.output) }]);
+    return result.output;
+  }
+
+  /** A forwarded step's failure, named by the server of the route where it happened. */
+  private hopError(err: unknown, step: bigint): Error {
+    if (!(err instanceof ShardRequestError) || err.hop === 0) return err instanceof Error ? err : new Error(String(err));
+    const failed = this.connections[err.hop];
+    const url = failed?.url ?? `hop ${err.hop} (beyond the route)`;
+    const serverMessage = typeof err.details?.message === "string" ? err.details.message : err.message;
+    return new ShardRequestError(
+      err.code,
+      `server ${err.hop + 1} of ${this.connections.length} on the route (${url}) failed step ${step}: ${serverMessage}`,
+      { ...err.details, url },
+      err.hop,
+    );
+  }
+
+  private checkShape(c: ShardConnection, output: EncodedActivations, input: EncodedActivations): void {
+    if (output.rows !== input.rows || output.cols !== input.cols) {
+      throw new RouteError(`${c.url} returned ${output.rows}×${output.cols} activations for ${input.rows}×${input.cols}`);
+    }
   }
 }

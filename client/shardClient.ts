@@ -8,16 +8,23 @@ import {
   encodeMessage,
   type Message,
   type ServerInfo,
+  type SessionOpened,
   type Step,
   type StepReceipt,
   type StepResult,
   type WireLimits,
 } from "../protocol/wire.js";
 
-/** A request to a shard server failed: the server's error code and message, a timeout, or a lost connection. */
+/**
+ * A request to a shard server failed: the server's error code and message (code SERVER_<wire code>),
+ * a timeout, or a lost connection. `hop` says where along the request's route it failed: 0 is the
+ * server the request was sent to, 1 the next server of a forwarded step, and so on.
+ */
 export class ShardRequestError extends EFedError {
-  constructor(code: string, message: string, details?: Record<string, unknown>) {
+  readonly hop: number;
+  constructor(code: string, message: string, details?: Record<string, unknown>, hop = 0) {
     super(code, message, details === undefined ? {} : { details });
+    this.hop = hop;
   }
 }
 
@@ -44,6 +51,8 @@ export class ShardConnection {
   private closedReason: string | undefined;
   /** Per session: who receives the signed receipts that follow its step results. */
   private readonly receiptListeners = new Map<string, (m: StepReceipt) => void>();
+  /** Outputs of forwarded steps this server ends, awaited by "session:step". */
+  private readonly resultWaiters = new Map<string, { resolve: (m: StepResult) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
 
   private constructor(url: string, ws: WebSocket, info: ServerInfo, requestTimeoutMs: number, limits: WireLimits) {
     this.url = url;
@@ -88,8 +97,10 @@ export class ShardConnection {
     return new ShardConnection(url, ws, info, options.requestTimeoutMs ?? 60_000, limits);
   }
 
-  async openSession(sessionId: string, maxLength: number): Promise<void> {
-    await this.request({ type: MessageType.OpenSession, requestId: 0, sessionId, maxLength }, MessageType.SessionOpened);
+  /** Opens a session; resolves with its forwarding key (only this client learns it). */
+  async openSession(sessionId: string, maxLength: number): Promise<string> {
+    const opened = await this.request({ type: MessageType.OpenSession, requestId: 0, sessionId, maxLength }, MessageType.SessionOpened);
+    return (opened as SessionOpened).forwardKey;
   }
 
   async closeSession(sessionId: string): Promise<void> {
@@ -98,6 +109,37 @@ export class ShardConnection {
 
   async step(step: Omit<Step, "type" | "requestId">): Promise<StepResult> {
     return (await this.request({ type: MessageType.Step, requestId: 0, ...step }, MessageType.StepResult)) as StepResult;
+  }
+
+  /**
+   * Sends a step with a non-empty route: resolves when the whole route has run it (StepForwarded);
+   * the output comes from the route's last server (see `awaitResult`). A failure anywhere along the
+   * route rejects with a ShardRequestError whose `hop` counts from this server.
+   */
+  async stepRouted(step: Omit<Step, "type" | "requestId">): Promise<void> {
+    await this.request({ type: MessageType.Step, requestId: 0, ...step }, MessageType.StepForwarded);
+  }
+
+  /**
+   * The output of step `step` of `sessionId` when this server is the last of a forwarded route (it
+   * arrives unsolicited). Call before sending the step; `cancel` drops the wait (the step failed).
+   */
+  awaitResult(sessionId: string, step: bigint): { result: Promise<StepResult>; cancel: () => void } {
+    const key = `${sessionId}:${step}`;
+    let cancel = (): void => undefined;
+    const result = new Promise<StepResult>((resolve, reject) => {
+      if (this.closedReason !== undefined) return reject(new ShardRequestError("CLOSED", this.closedReason, { url: this.url }));
+      const timer = setTimeout(() => {
+        this.resultWaiters.delete(key);
+        reject(new ShardRequestError("TIMEOUT", `${this.url} sent no output for step ${step} of session ${sessionId} within ${this.requestTimeoutMs} ms`));
+      }, this.requestTimeoutMs);
+      this.resultWaiters.set(key, { resolve, reject, timer });
+      cancel = () => {
+        clearTimeout(timer);
+        this.resultWaiters.delete(key);
+      };
+    });
+    return { result, cancel };
   }
 
   /** Routes the receipts of `sessionId` to `listener` (undefined: stop). */
@@ -124,7 +166,9 @@ export class ShardConnection {
         reject,
         resolve: (reply) => {
           if (reply.type === MessageType.Error) {
-            reject(new ShardRequestError(`SERVER_${reply.code}`, `${this.url}: ${reply.message}`, { url: this.url, code: reply.code }));
+            const where = reply.hop === 0 ? this.url : `${this.url} (${reply.hop} hop${reply.hop > 1 ? "s" : ""} down its route)`;
+            const details = { url: this.url, code: reply.code, hop: reply.hop, message: reply.message };
+            reject(new ShardRequestError(`SERVER_${reply.code}`, `${where}: ${reply.message}`, details, reply.hop));
           } else if (reply.type !== expect) {
             reject(new ShardRequestError("BAD_REPLY", `${this.url} answered with message type ${reply.type}, expected ${expect}`));
           } else resolve(reply);
@@ -147,6 +191,15 @@ export class ShardConnection {
       this.receiptListeners.get(m.sessionId)?.(m);
       return;
     }
+    if (m.type === MessageType.StepResult && m.requestId === 0) {
+      const key = `${m.sessionId}:${m.step}`;
+      const waiter = this.resultWaiters.get(key);
+      if (waiter === undefined) return; // a step given up on
+      this.resultWaiters.delete(key);
+      clearTimeout(waiter.timer);
+      waiter.resolve(m);
+      return;
+    }
     const p = this.pending.get(m.requestId);
     if (p === undefined) return; // a late reply to a timed-out request
     this.pending.delete(m.requestId);
@@ -160,6 +213,11 @@ export class ShardConnection {
       clearTimeout(p.timer);
       p.reject(new ShardRequestError("CLOSED", reason, { url: this.url }));
       this.pending.delete(id);
+    }
+    for (const [key, w] of this.resultWaiters) {
+      clearTimeout(w.timer);
+      w.reject(new ShardRequestError("CLOSED", reason, { url: this.url }));
+      this.resultWaiters.delete(key);
     }
   }
 }

@@ -8,8 +8,13 @@ import { EFedError } from "./errors.js";
  * integers little-endian. Strings are u16 length + UTF-8; ids are raw 32 bytes; amounts u256 as 32
  * bytes big-endian (as the EVM writes them). Parsing checks every length against the bytes present
  * and against the limits given, so a bad frame becomes a `WireError` with a stable code.
+ *
+ * Version 2 added forwarding (see protocol/forwarding.ts): SessionOpened carries the session's
+ * forwarding key, a Step may carry a forwarding tag and each hop of its route a tag, StepReceipt
+ * carries the hashes it signs, Error names the hop that failed, and StepForwarded acknowledges a
+ * forwarded step.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 export const MessageType = {
   ServerInfo: 1,
@@ -21,6 +26,7 @@ export const MessageType = {
   SessionClosed: 7,
   Error: 8,
   StepReceipt: 9,
+  StepForwarded: 10,
 } as const;
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
 
@@ -42,15 +48,21 @@ export const ErrorCode = {
   ShuttingDown: 14,
   MemoryBudget: 15,
   BadRoute: 16,
+  /** The next server of a forwarded step could not be reached, or did not answer in time. */
   Upstream: 17,
+  /** A forwarded step's tag was not made with the named session's forwarding key. */
+  Forbidden: 18,
 } as const;
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 export class WireError extends EFedError {
   readonly wireCode: ErrorCodeValue;
-  constructor(wireCode: ErrorCodeValue, message: string) {
-    super(`WIRE_${wireCode}`, message);
+  /** Servers down the route from the one that reports it: 0 = that server itself. */
+  readonly hop: number;
+  constructor(wireCode: ErrorCodeValue, message: string, hop = 0) {
+    super(`WIRE_${wireCode}`, message, hop === 0 ? {} : { details: { hop } });
     this.wireCode = wireCode;
+    this.hop = hop;
   }
 }
 
@@ -84,12 +96,18 @@ export interface SessionOpened {
   type: typeof MessageType.SessionOpened;
   requestId: number;
   sessionId: string;
+  /** 32-byte secret the server issues to the session's owner: only it can make forwarding tags. */
+  forwardKey: string;
 }
 
-/** The next hop a server should send its output to instead of back to the client. */
+/** A server further down the route: the forwarding server sends its output there instead of back. */
 export interface Hop {
+  /** ws://HOST:PORT of that server. */
   url: string;
+  /** The session the client opened there. */
   sessionId: string;
+  /** The client's forwarding tag for that server's part of this step (protocol/forwarding.ts). */
+  tag: string;
 }
 
 export interface Step {
@@ -102,15 +120,34 @@ export interface Step {
   /** Encoding the output should be returned (or forwarded) in. */
   outputEncoding: ActivationEncoding;
   input: EncodedActivations;
-  /** Remaining servers of the route, in order; empty: reply to the sender. */
+  /** Remaining servers of the route, in order; empty: the output goes to the session's owner. */
   route: Hop[];
+  /**
+   * Present on a step forwarded by another server: the tag that proves the session's owner asked for
+   * it. Absent: the step comes from the owner itself, on the connection that opened the session.
+   */
+  tag?: string;
 }
 
-/** One server's signature over its receipt for a step. */
+/**
+ * A forwarded step and all the hops after it are done: the last server sent its output to the
+ * client. Each server answers the step it was given with this (or an Error) once its own next hop has.
+ */
+export interface StepForwarded {
+  type: typeof MessageType.StepForwarded;
+  requestId: number;
+  sessionId: string;
+  step: bigint;
+}
+
+/** One server's signature over its receipt for a step, with the activation hashes it signed. */
 export interface HopResult {
   server: string;
   firstLayer: number;
   lastLayer: number;
+  /** What the server hashed: a forwarding client never sees the inner hops' activations, only these. */
+  inputHash: string;
+  outputHash: string;
   signature: string; // 65-byte hex EIP-712 receipt signature
 }
 
@@ -151,6 +188,8 @@ export interface ErrorMessage {
   type: typeof MessageType.Error;
   requestId: number;
   code: ErrorCodeValue;
+  /** Where along the request's route it failed: 0 the server answering, 1 its next hop, and so on. */
+  hop: number;
   message: string;
 }
 
@@ -161,6 +200,7 @@ export type Message =
   | Step
   | StepResult
   | StepReceipt
+  | StepForwarded
   | CloseSession
   | SessionClosed
   | ErrorMessage;
@@ -261,26 +301,44 @@ export function encodeMessage(m: Message): Uint8Array {
       w.hex(m.sessionId, 32).u32(m.maxLength);
       break;
     case MessageType.SessionOpened:
+      w.hex(m.sessionId, 32).hex(m.forwardKey, 32);
+      break;
     case MessageType.CloseSession:
     case MessageType.SessionClosed:
       w.hex(m.sessionId, 32);
       break;
     case MessageType.Step:
       w.hex(m.sessionId, 32).u64(m.step).u32(m.position).u8(ACTIVATION_ENCODINGS.indexOf(m.outputEncoding));
-      w.u8(m.route.length);
-      for (const hop of m.route) w.str(hop.url).hex(hop.sessionId, 32);
+      if (m.tag === undefined) w.u8(0);
+      else w.u8(1).hex(m.tag, 32);
+      w.bytes(encodeRoute(m.route));
       w.activations(m.input);
+      break;
+    case MessageType.StepForwarded:
+      w.hex(m.sessionId, 32).u64(m.step);
       break;
     case MessageType.StepResult:
       w.hex(m.sessionId, 32).u64(m.step).activations(m.output);
       break;
     case MessageType.StepReceipt:
-      w.hex(m.sessionId, 32).u64(m.step).hex(m.hop.server, 20).u16(m.hop.firstLayer).u16(m.hop.lastLayer).hex(m.hop.signature, 65);
+      w.hex(m.sessionId, 32).u64(m.step).hex(m.hop.server, 20).u16(m.hop.firstLayer).u16(m.hop.lastLayer);
+      w.hex(m.hop.inputHash, 32).hex(m.hop.outputHash, 32).hex(m.hop.signature, 65);
       break;
     case MessageType.Error:
-      w.u16(m.code).str(m.message);
+      w.u16(m.code).u8(m.hop).str(m.message);
       break;
   }
+  return w.finish();
+}
+
+/**
+ * The canonical bytes of a route: u8 hop count, then per hop its URL, session id and tag. The
+ * same bytes go on the wire and into the forwarding tag of the hop before (protocol/forwarding.ts).
+ */
+export function encodeRoute(route: readonly Hop[]): Uint8Array {
+  if (route.length > 255) throw new WireError(ErrorCode.BadRoute, `route of ${route.length} hops exceeds 255`);
+  const w = new Writer().u8(route.length);
+  for (const hop of route) w.str(hop.url).hex(hop.sessionId, 32).hex(hop.tag, 32);
   return w.finish();
 }
 
@@ -407,6 +465,8 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
       m = { type, requestId, sessionId: r.hex(32, "session id"), maxLength: r.u32("max length") };
       break;
     case MessageType.SessionOpened:
+      m = { type, requestId, sessionId: r.hex(32, "session id"), forwardKey: r.hex(32, "forward key") };
+      break;
     case MessageType.CloseSession:
     case MessageType.SessionClosed:
       m = { type, requestId, sessionId: r.hex(32, "session id") };
@@ -416,15 +476,24 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
       const step = r.u64("step");
       const position = r.u32("position");
       const outputEncoding = r.encoding("output encoding");
+      const tagFlag = r.u8("tag flag");
+      if (tagFlag > 1) throw new WireError(ErrorCode.BadFrame, `tag flag ${tagFlag} is neither 0 (no tag) nor 1 (a 32-byte tag follows)`);
+      const tag = tagFlag === 1 ? r.hex(32, "tag") : undefined;
       const hopCount = r.u8("route length");
       if (hopCount > limits.maxRouteHops) {
         throw new WireError(ErrorCode.BadRoute, `route of ${hopCount} hops exceeds the limit of ${limits.maxRouteHops}`);
       }
       const route: Hop[] = [];
-      for (let i = 0; i < hopCount; i++) route.push({ url: r.str(`hop ${i} url`), sessionId: r.hex(32, `hop ${i} session id`) });
-      m = { type, requestId, sessionId, step, position, outputEncoding, route, input: r.activations(limits, "input") };
+      for (let i = 0; i < hopCount; i++) {
+        route.push({ url: r.str(`hop ${i} url`), sessionId: r.hex(32, `hop ${i} session id`), tag: r.hex(32, `hop ${i} tag`) });
+      }
+      const input = r.activations(limits, "input");
+      m = { type, requestId, sessionId, step, position, outputEncoding, route, input, ...(tag === undefined ? {} : { tag }) };
       break;
     }
+    case MessageType.StepForwarded:
+      m = { type, requestId, sessionId: r.hex(32, "session id"), step: r.u64("step") };
+      break;
     case MessageType.StepResult:
       m = { type, requestId, sessionId: r.hex(32, "session id"), step: r.u64("step"), output: r.activations(limits, "output") };
       break;
@@ -438,13 +507,15 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
           server: r.address("server"),
           firstLayer: r.u16("first layer"),
           lastLayer: r.u16("last layer"),
+          inputHash: r.hex(32, "input hash"),
+          outputHash: r.hex(32, "output hash"),
           signature: r.hex(65, "signature"),
         },
       };
       break;
     case MessageType.Error: {
       const code = r.u16("error code");
-      m = { type, requestId, code: code as ErrorCodeValue, message: r.str("error message") };
+      m = { type, requestId, code: code as ErrorCodeValue, hop: r.u8("error hop"), message: r.str("error message") };
       break;
     }
     default:

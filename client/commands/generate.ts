@@ -23,6 +23,7 @@ interface GenerateFlags {
   split?: number[];
   route?: string[];
   wire: ActivationEncoding;
+  forward: boolean;
   threads: number;
   json?: boolean;
 }
@@ -45,6 +46,7 @@ export function generateCommand(): Command {
       v.split(",").map((u) => u.trim()),
     )
     .addOption(new Option("--wire <encoding>", "hidden-state encoding on the wire with --route").choices(ACTIVATION_ENCODINGS).default("fp32"))
+    .option("--no-forward", "with --route: relay every server's output through this client instead of server to server")
     .option("--threads <n>", "intra-op threads of the layers' ONNX Runtime sessions (the head uses one)", integer(1, 256), 1)
     .option("--json", "print one JSON object: prompt ids, generated ids, text")
     .action(async (flags: GenerateFlags) => {
@@ -61,7 +63,7 @@ export function generateCommand(): Command {
       const pipeline: LayerPipeline & { release?(): Promise<void>; close?(): void } =
         flags.route === undefined
           ? await LocalPipeline.load(model, flags.split ?? [], runtime)
-          : await RemotePipeline.connect(flags.route, model.config.numLayers, { encoding: flags.wire });
+          : await RemotePipeline.connect(flags.route, model.config.numLayers, { encoding: flags.wire, forward: flags.forward });
       let result;
       try {
         result = await generate(head, pipeline, promptIds, {

@@ -41,6 +41,7 @@ interface ServerFlags {
   store?: string;
   maxSessions: number;
   maxSessionTokens: number;
+  forwardHosts: string;
   commitEverySeconds: number;
 }
 
@@ -62,6 +63,11 @@ export function serverCommand(): Command {
     .option("--store <file>", "SQLite file of receipts and activations (default: efed-store-<address>.sqlite)")
     .option("--max-sessions <n>", "open sessions at most", positiveInt(), DEFAULT_SERVER_LIMITS.maxSessions)
     .option("--max-session-tokens <n>", "tokens per session at most", positiveInt(), DEFAULT_SERVER_LIMITS.maxSessionTokens)
+    .option(
+      "--forward-hosts <hosts>",
+      'hosts a client may name as the next hop of a forwarded step, comma-separated, "*" for any, "none" to refuse forwarding',
+      "*",
+    )
     .option("--commit-every-seconds <n>", "post a commitment batch this often (with --rpc)", positiveInt(), 60)
     .action(async (flags: ServerFlags) => {
       const logger = pino({ level: process.env.EFED_LOG_LEVEL ?? "info" });
@@ -113,6 +119,7 @@ export function serverCommand(): Command {
         host: flags.host,
         port: flags.port,
         limits: { ...DEFAULT_SERVER_LIMITS, maxSessions: flags.maxSessions, maxSessionTokens: flags.maxSessionTokens },
+        forwarding: { allowedHosts: forwardHosts(flags.forwardHosts) },
         store,
         logger,
         ...(chain === undefined ? {} : { commitments: await chain.commitments.getAddress() }),
@@ -156,6 +163,14 @@ export function serverCommand(): Command {
       store.close();
       await shard.release();
     });
+}
+
+/** "--forward-hosts": "*" any host, "none" no forwarding, else the listed hosts. */
+function forwardHosts(value: string): readonly string[] | "*" {
+  const v = value.trim();
+  if (v === "*") return "*";
+  if (v === "none") return [];
+  return v.split(",").map((h) => h.trim());
 }
 
 function loadKey(file: string | undefined, required: boolean): Wallet {

@@ -4,6 +4,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import type { Shard } from "../../engine/runtime/shard.js";
 import { activationHash, decodeActivations, encodeActivations, type EncodedActivations } from "../../protocol/activations.js";
 import { receiptDomain } from "../../protocol/eip712.js";
+import { tagMatches } from "../../protocol/forwarding.js";
 import { signReceiptWithKey, type Receipt } from "../../protocol/receipt.js";
 import {
   ErrorCode,
@@ -18,8 +19,9 @@ import {
   type WireLimits,
 } from "../../protocol/wire.js";
 import type { ActivationStore } from "../store/activationStore.js";
+import { DEFAULT_FORWARDING, Forwarder, type ForwardingOptions } from "./forwarder.js";
 import { validateLimits, type ServerLimits } from "./limits.js";
-import { SessionTable } from "./sessions.js";
+import { SessionTable, type Session } from "./sessions.js";
 
 export interface ShardServerOptions {
   shard: Shard;
@@ -37,6 +39,8 @@ export interface ShardServerOptions {
   /** 0 picks a free port. */
   port?: number;
   limits: ServerLimits;
+  /** Where forwarded steps may go next, and how long they may take (default DEFAULT_FORWARDING). */
+  forwarding?: Partial<ForwardingOptions>;
   store: ActivationStore;
   logger?: Logger;
 }
@@ -45,12 +49,20 @@ const HEARTBEAT_MS = 30_000;
 
 /**
  * Serves one layer range over WebSockets: sessions with server-side KV caches, one signed receipt
- * per step, the activations behind each receipt stored before the reply leaves. Every frame is
+ * per step, the activations behind each receipt stored before the receipt leaves. Every frame is
  * parsed at the edge; a bad one gets an Error reply and the server keeps serving everyone else.
+ *
+ * A step may carry the rest of its route (protocol/forwarding.ts): the server then sends its output
+ * to the next server instead of back, and answers the step with StepForwarded once the next hop
+ * has answered it. Whatever the route, a session's output (when this server is last) and receipts
+ * go to the connection that opened it.
  */
 export class ShardServer {
   private readonly wss: WebSocketServer;
-  private readonly sessions: SessionTable;
+  private readonly sessions: SessionTable<WebSocket>;
+  private readonly forwarder: Forwarder;
+  /** Requests being handled: stop() waits for them. */
+  private readonly inFlight = new Set<Promise<void>>();
   private readonly info: ServerInfo;
   private readonly wireLimits: WireLimits;
   private readonly domain;
@@ -67,8 +79,9 @@ export class ShardServer {
     this.wss = wss;
     const c = o.shard.config;
     const kvBytesPerToken = o.shard.numLayers * 2 * c.numKvHeads * c.headDim * 4;
-    this.sessions = new SessionTable(o.limits, kvBytesPerToken);
+    this.sessions = new SessionTable<WebSocket>(o.limits, kvBytesPerToken);
     this.logger = o.logger ?? pino({ level: "silent" });
+    this.forwarder = new Forwarder({ ...DEFAULT_FORWARDING, ...o.forwarding }, { variantId: o.variantId, firstLayer: o.shard.last }, this.logger);
     const commitments = o.commitments ?? ZeroAddress;
     this.domain = receiptDomain(o.chainId, commitments);
     this.info = {
@@ -124,11 +137,21 @@ export class ShardServer {
     return this.sessions.size;
   }
 
-  /** Stops taking work, lets in-flight steps finish and reply, then closes every connection. */
+  /** Requests being handled now (steps running, or waiting for their next hop). */
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  /**
+   * Stops taking work (new requests get ShuttingDown), lets every request in flight finish and
+   * reply, forwarded ones included (bounded by the hop timeouts), then closes every connection.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
+    while (this.inFlight.size > 0) await Promise.all(this.inFlight);
     await this.engineQueue;
+    this.forwarder.close();
     for (const ws of this.wss.clients) ws.close(1001, "server shutting down");
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
@@ -144,7 +167,7 @@ export class ShardServer {
     });
     ws.on("message", (data, isBinary) => {
       if (!isBinary) {
-        this.send(ws, { type: MessageType.Error, requestId: 0, code: ErrorCode.BadFrame, message: "text frames are not accepted: send binary" });
+        this.send(ws, { type: MessageType.Error, requestId: 0, code: ErrorCode.BadFrame, hop: 0, message: "text frames are not accepted: send binary" });
         return;
       }
       const frame = toBytes(data);
@@ -155,7 +178,9 @@ export class ShardServer {
         this.reject(ws, requestIdOf(frame), err);
         return;
       }
-      this.handle(ws, message).catch((err: unknown) => this.reject(ws, message.requestId, err));
+      const handled = this.handle(ws, message).catch((err: unknown) => this.reject(ws, message.requestId, err));
+      this.inFlight.add(handled);
+      void handled.finally(() => this.inFlight.delete(handled));
     });
     this.send(ws, this.info);
   }
@@ -163,10 +188,11 @@ export class ShardServer {
   private async handle(ws: WebSocket, m: Message): Promise<void> {
     if (this.stopping) throw new WireError(ErrorCode.ShuttingDown, "server is shutting down");
     switch (m.type) {
-      case MessageType.OpenSession:
-        this.sessions.open(m.sessionId, ws, m.maxLength, this.o.shard.newCache(), Date.now());
-        this.send(ws, { type: MessageType.SessionOpened, requestId: m.requestId, sessionId: m.sessionId });
+      case MessageType.OpenSession: {
+        const session = this.sessions.open(m.sessionId, ws, m.maxLength, this.o.shard.newCache(), Date.now());
+        this.send(ws, { type: MessageType.SessionOpened, requestId: m.requestId, sessionId: m.sessionId, forwardKey: session.forwardKey });
         return;
+      }
       case MessageType.CloseSession:
         this.sessions.close(m.sessionId, ws);
         this.send(ws, { type: MessageType.SessionClosed, requestId: m.requestId, sessionId: m.sessionId });
@@ -180,16 +206,20 @@ export class ShardServer {
   }
 
   private async step(ws: WebSocket, m: Step): Promise<void> {
-    if (m.route.length > 0) throw new WireError(ErrorCode.BadRoute, "forwarding along a route is not supported by this server yet");
-    const session = this.sessions.get(m.sessionId, ws);
+    const session = m.tag === undefined ? this.sessions.get(m.sessionId, ws) : this.forwardedSession(m, m.tag);
     if (m.step !== session.nextStep) {
       throw new WireError(ErrorCode.BadPosition, `session ${m.sessionId} expects step ${session.nextStep}, got ${m.step}`);
     }
     if (m.position !== session.cache.length) {
       throw new WireError(ErrorCode.BadPosition, `session ${m.sessionId} is at position ${session.cache.length}, step says ${m.position}`);
     }
+    // A bad next hop is refused before the engine runs, so the session is unchanged and the step retryable.
+    const next = m.route[0];
+    const nextKey = next === undefined ? undefined : this.forwarder.check(next.url);
     this.sessions.admit(session, m.input.rows);
     session.nextStep++; // claimed now so a concurrent duplicate is refused
+    // The connection to the next hop opens while the layers run (it is pooled: only the first step waits).
+    if (nextKey !== undefined) this.forwarder.link(nextKey).catch(() => undefined);
     const hidden = decodeActivations(m.input);
     let output: Float32Array;
     try {
@@ -200,14 +230,47 @@ export class ShardServer {
     }
     session.lastUsedMs = Date.now();
     const encoded = encodeActivations(output, m.input.rows, m.input.cols, m.outputEncoding);
-    // The output leaves first; the receipt follows once hashed, signed and stored (the store write
-    // comes before the receipt is sent, so a restart never loses a receipt a client holds).
-    this.send(ws, { type: MessageType.StepResult, requestId: m.requestId, sessionId: m.sessionId, step: m.step, output: encoded });
+    // The output leaves first, to the next hop or to the session's owner; the receipt follows once
+    // hashed, signed and stored (the store write comes before the receipt is sent, so a restart
+    // never loses a receipt a client holds). A forwarded step's messages to the owner carry request
+    // id 0: the owner did not send it on this connection, and matches them by session and step.
+    const ownerRequestId = m.tag === undefined ? m.requestId : 0;
+    let forwarded: Promise<void> | undefined;
+    if (next === undefined) {
+      this.send(session.owner, { type: MessageType.StepResult, requestId: ownerRequestId, sessionId: m.sessionId, step: m.step, output: encoded });
+    } else {
+      const forwardedStep = { sessionId: next.sessionId, tag: next.tag, step: m.step, position: m.position, outputEncoding: m.outputEncoding };
+      forwarded = this.forwarder.forward(nextKey!, { ...forwardedStep, input: encoded, route: m.route.slice(1) });
+      forwarded.catch(() => undefined); // awaited below, after the receipt
+    }
     const receipt = this.receiptFor(m, m.input, encoded);
     const signature = signReceiptWithKey(this.o.signingKey, this.domain, receipt);
     this.o.store.put({ receipt, signature, input: m.input, output: encoded, createdAtMs: Date.now() });
-    const hop = { server: this.o.address, firstLayer: this.o.shard.first, lastLayer: this.o.shard.last, signature };
-    this.send(ws, { type: MessageType.StepReceipt, requestId: m.requestId, sessionId: m.sessionId, step: m.step, hop });
+    const hop = {
+      server: this.o.address,
+      firstLayer: this.o.shard.first,
+      lastLayer: this.o.shard.last,
+      inputHash: receipt.inputHash,
+      outputHash: receipt.outputHash,
+      signature,
+    };
+    this.send(session.owner, { type: MessageType.StepReceipt, requestId: ownerRequestId, sessionId: m.sessionId, step: m.step, hop });
+    // A routed or forwarded step is answered once everything after this server is done; a failure
+    // further on comes back as an Error naming its hop (relayed by reject()).
+    if (forwarded !== undefined) await forwarded;
+    if (next !== undefined || m.tag !== undefined) {
+      this.send(ws, { type: MessageType.StepForwarded, requestId: m.requestId, sessionId: m.sessionId, step: m.step });
+    }
+  }
+
+  /** The session a forwarded step names, if its tag was made with that session's forwarding key. */
+  private forwardedSession(m: Step, tag: string): Session<WebSocket> {
+    const session = this.sessions.lookup(m.sessionId);
+    const tagged = { sessionId: m.sessionId, step: m.step, position: m.position, rows: m.input.rows, outputEncoding: m.outputEncoding, route: m.route };
+    if (!tagMatches(session.forwardKey, tagged, tag)) {
+      throw new WireError(ErrorCode.Forbidden, `forwarded step ${m.step} for session ${m.sessionId} carries a tag its owner did not make`);
+    }
+    return session;
   }
 
   private receiptFor(m: Step, input: EncodedActivations, output: EncodedActivations): Receipt {
@@ -235,12 +298,12 @@ export class ShardServer {
 
   private reject(ws: WebSocket, requestId: number, err: unknown): void {
     if (err instanceof WireError) {
-      this.send(ws, { type: MessageType.Error, requestId, code: err.wireCode, message: err.message });
+      this.send(ws, { type: MessageType.Error, requestId, code: err.wireCode, hop: err.hop, message: err.message });
       return;
     }
     this.logger.error({ err }, "step failed");
     const message = err instanceof Error ? err.message : String(err);
-    this.send(ws, { type: MessageType.Error, requestId, code: ErrorCode.Internal, message });
+    this.send(ws, { type: MessageType.Error, requestId, code: ErrorCode.Internal, hop: 0, message });
   }
 
   private send(ws: WebSocket, m: Message): void {
@@ -253,6 +316,7 @@ export class ShardServer {
   }
 
   private heartbeat(): void {
+    this.forwarder.heartbeat();
     for (const ws of this.wss.clients) {
       const alive = ws as WebSocket & { isAlive?: boolean };
       if (alive.isAlive === false) {

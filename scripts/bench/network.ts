@@ -4,12 +4,15 @@
  *
  *   1. decode speed in one process (LocalPipeline), the baseline measured in this same run;
  *   2. decode speed through routes of 1, 2 and 4 `efed server` child processes on loopback
- *      (client = RemotePipeline + Head in this process, fp32 on the wire), as a share of the baseline;
+ *      (client = RemotePipeline + Head in this process, fp32 on the wire), as a share of the baseline,
+ *      with the client relaying every hop and, for 2 and 4 servers, with the servers forwarding;
  *   3. the latency each hop adds: (median route step − median single-process step) ÷ hops;
  *   4. bytes on the wire per decode token per hop for fp32/fp16/int8, counted on the TCP stream by a
  *      relay that parses the WebSocket frames, and the token agreement of fp16/int8 with fp32
  *      (greedy, teacher-forced on the fp32 route's tokens) on the shipped model;
- *   5. total tokens/s with 1, 4 and 8 concurrent sessions through a 2-server route.
+ *   5. total tokens/s with 1, 4 and 8 concurrent sessions through a 2-server route (forwarded);
+ *   6. relayed against forwarded steps over simulated wide-area links (a delaying relay in front of
+ *      every server, which the client and the forwarding servers both go through; shipped model).
  *
  * Baseline and routes are measured in interleaved rounds (the machine is noisy) and compared by
  * medians. Writes docs/benchmarks.md (the "Network" section). Every server process is killed at
@@ -51,6 +54,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const SHIPPED_DIR = join(root, "models", "kjv-llama-6m");
 
 const ROUTE_SIZES = [1, 2, 4] as const;
+/** Route sizes also measured with forwarding (one server has nothing to forward to). */
+const FORWARD_SIZES = [2, 4] as const;
 const CONCURRENCY = [1, 4, 8] as const;
 /** Decode steps whose frames are counted per encoding. */
 const BYTE_STEPS = 16;
@@ -58,6 +63,10 @@ const BYTE_STEPS = 16;
 const AGREEMENT_TOKENS = 64;
 /** Tokens a session may hold on the servers (the route asks for no more). */
 const SESSION_TOKENS = 256;
+/** One-way delay of every simulated wide-area link, ms. */
+const WAN_DELAY_MS = 5;
+/** Timed decode steps per configuration over the simulated wide-area links. */
+const WAN_STEPS = 24;
 
 interface Plan {
   label: string;
@@ -170,6 +179,8 @@ async function teacherForced(head: Head, pipeline: LayerPipeline, prompt: readon
 interface SpeedRow {
   name: string;
   hops: number;
+  /** How hidden states travel between servers: relayed by the client, or forwarded server to server. */
+  mode: "local" | "relay" | "forward";
   medianStepMs: number;
   medianForwardMs: number;
   medianRoundTripMs: number;
@@ -192,6 +203,12 @@ interface ConcurrencyRow {
   wallSeconds: number;
 }
 
+interface WanRow {
+  hops: number;
+  relayedMs: number;
+  forwardedMs: number;
+}
+
 interface AgreementRow {
   encoding: ActivationEncoding;
   positions: number;
@@ -209,16 +226,18 @@ interface ModelResult {
   bytes: BytesRow[];
   concurrency: ConcurrencyRow[];
   agreement: AgreementRow[];
+  /** Median decode step over simulated wide-area links (shipped model only). */
+  wan: WanRow[];
   /** Whether the fp32 route produced exactly the single-process greedy tokens. */
   fp32RouteExact: boolean;
   startSeconds: number;
 }
 
-async function connect(servers: readonly RunningServer[], layers: number, encoding: ActivationEncoding): Promise<RemotePipeline> {
+async function connect(servers: readonly RunningServer[], layers: number, encoding: ActivationEncoding, forward: boolean): Promise<RemotePipeline> {
   return RemotePipeline.connect(
     servers.map((s) => s.url),
     layers,
-    { encoding, maxLength: SESSION_TOKENS },
+    { encoding, maxLength: SESSION_TOKENS, forward },
   );
 }
 
@@ -245,12 +264,15 @@ async function benchModel(plan: Plan, storeDir: string, echoUrl: string): Promis
   const head = await Head.load(model, { threads: 1 });
   const local = await LocalPipeline.load(model, [], { threads: 1 });
   const remote: Record<number, RemotePipeline> = {};
-  for (const k of ROUTE_SIZES) remote[k] = await connect(routes[k]!, L, "fp32");
+  const forwarded: Record<number, RemotePipeline> = {};
+  for (const k of ROUTE_SIZES) remote[k] = await connect(routes[k]!, L, "fp32", false);
+  for (const k of FORWARD_SIZES) forwarded[k] = await connect(routes[k]!, L, "fp32", true);
   try {
     // ---- 1–3: decode speed, baseline and routes in interleaved rounds
-    const configs: { name: string; hops: number; pipeline: LayerPipeline }[] = [
-      { name: "single process", hops: 0, pipeline: local },
-      ...ROUTE_SIZES.map((k) => ({ name: `route of ${k}`, hops: k, pipeline: remote[k]! })),
+    const configs: { name: string; hops: number; mode: SpeedRow["mode"]; pipeline: LayerPipeline }[] = [
+      { name: "single process", hops: 0, mode: "local", pipeline: local },
+      ...ROUTE_SIZES.map((k) => ({ name: `route of ${k}, relayed`, hops: k, mode: "relay" as const, pipeline: remote[k]! })),
+      ...FORWARD_SIZES.map((k) => ({ name: `route of ${k}, forwarded`, hops: k, mode: "forward" as const, pipeline: forwarded[k]! })),
     ];
     for (const c of configs) await decodeRun(head, c.pipeline, plan.prompts[0]!, 4); // warm-up
     const stepMs = new Map<string, number[]>(configs.map((c) => [c.name, []]));
@@ -271,6 +293,7 @@ async function benchModel(plan: Plan, storeDir: string, echoUrl: string): Promis
     const speed = configs.map((c) => ({
       name: c.name,
       hops: c.hops,
+      mode: c.mode,
       medianStepMs: median(stepMs.get(c.name)!),
       medianForwardMs: median(forwardMs.get(c.name)!),
       medianRoundTripMs: median(roundTripMs.get(c.name)!),
@@ -281,10 +304,11 @@ async function benchModel(plan: Plan, storeDir: string, echoUrl: string): Promis
     const bytes: BytesRow[] = [];
     for (const encoding of ACTIVATION_ENCODINGS) {
       const proxies = await Promise.all(routes[2]!.map((s) => CountingProxy.start(s.url)));
+      // relayed: every hop's frames pass the client, so one relay per server sees them all
       const pipe = await RemotePipeline.connect(
         proxies.map((p) => p.url),
         L,
-        { encoding, maxLength: SESSION_TOKENS },
+        { encoding, maxLength: SESSION_TOKENS, forward: false },
       );
       try {
         const sequence = await pipe.openSequence();
@@ -331,13 +355,13 @@ async function benchModel(plan: Plan, storeDir: string, echoUrl: string): Promis
     if (plan.agreement) {
       const references: number[][] = [];
       for (const prompt of plan.prompts.slice(0, 4)) {
-        const ref = (await decodeRun(head, remote[2]!, prompt, AGREEMENT_TOKENS - 1)).tokens;
+        const ref = (await decodeRun(head, forwarded[2]!, prompt, AGREEMENT_TOKENS - 1)).tokens;
         const loc = (await decodeRun(head, local, prompt, AGREEMENT_TOKENS - 1)).tokens;
         if (ref.join() !== loc.join()) fp32RouteExact = false;
         references.push(ref);
       }
       for (const encoding of ["fp16", "int8"] as const) {
-        const pipe = await connect(routes[2]!, L, encoding);
+        const pipe = await connect(routes[2]!, L, encoding, true);
         try {
           let matches = 0;
           for (let i = 0; i < references.length; i++) matches += await teacherForced(head, pipe, plan.prompts[i]!, references[i]!);
@@ -357,7 +381,7 @@ async function benchModel(plan: Plan, storeDir: string, echoUrl: string): Promis
         const a = performance.now();
         const results = await Promise.all(
           Array.from({ length: sessions }, (_, i) =>
-            generate(head, remote[2]!, plan.prompts[i % plan.prompts.length]!, { maxTokens: plan.concurrentTokens, temperature: 0 }),
+            generate(head, forwarded[2]!, plan.prompts[i % plan.prompts.length]!, { maxTokens: plan.concurrentTokens, temperature: 0 }),
           ),
         );
         walls.push((performance.now() - a) / 1000);
@@ -368,9 +392,38 @@ async function benchModel(plan: Plan, storeDir: string, echoUrl: string): Promis
       console.error(`   ${sessions} concurrent session(s): ${(tokens / wall).toFixed(1)} tok/s`);
     }
 
-    return { plan, hiddenSize: H, layers: L, splits, speed, echoMs: median(echoMs), bytes, concurrency, agreement, fp32RouteExact, startSeconds };
+    // ---- 6: relayed against forwarded over simulated wide-area links
+    const wan: WanRow[] = [];
+    if (plan.agreement) {
+      for (const k of FORWARD_SIZES) {
+        const proxies = await Promise.all(routes[k]!.map((s) => CountingProxy.start(s.url, WAN_DELAY_MS)));
+        const medians: Record<string, number> = {};
+        try {
+          for (const forward of [false, true]) {
+            const pipe = await RemotePipeline.connect(
+              proxies.map((p) => p.url),
+              L,
+              { encoding: "fp32", maxLength: SESSION_TOKENS, forward },
+            );
+            try {
+              await decodeRun(head, pipe, plan.prompts[0]!, 2); // warm-up: opens the servers' links to each other
+              medians[String(forward)] = median((await decodeRun(head, pipe, plan.prompts[1]!, WAN_STEPS)).stepMs);
+            } finally {
+              pipe.close();
+            }
+          }
+        } finally {
+          await Promise.all(proxies.map((p) => p.close()));
+        }
+        wan.push({ hops: k, relayedMs: medians.false!, forwardedMs: medians.true! });
+        console.error(`   ${WAN_DELAY_MS} ms links, ${k} servers: relayed ${medians.false!.toFixed(1)} ms, forwarded ${medians.true!.toFixed(1)} ms`);
+      }
+    }
+
+    return { plan, hiddenSize: H, layers: L, splits, speed, echoMs: median(echoMs), bytes, concurrency, agreement, wan, fp32RouteExact, startSeconds };
   } finally {
     for (const k of ROUTE_SIZES) remote[k]?.close();
+    for (const k of FORWARD_SIZES) forwarded[k]?.close();
     await local.release();
     await head.release();
     model.close();
@@ -469,7 +522,7 @@ async function hopCpu(hiddenSize: number, storeDir: string): Promise<HopCpu> {
     requestId: 1,
     sessionId,
     step: 7n,
-    hop: { server: address, firstLayer: 0, lastLayer: 4, signature },
+    hop: { server: address, firstLayer: 0, lastLayer: 4, inputHash: receipt.inputHash, outputHash: receipt.outputHash, signature },
   };
   const frames = microseconds(500, () => {
     decodeActivations((decodeMessage(encodeMessage(step)) as Step).input);
@@ -516,11 +569,14 @@ function report(results: ModelResult[], hop: Map<number, HopCpu>, meta: { second
       const ratio = base.medianStepMs / s.medianStepMs;
       const goal = s.hops === 2 ? 0.9 : s.hops === 4 ? 0.8 : undefined;
       const perHop = s.hops === 0 ? "—" : ((s.medianStepMs - base.medianStepMs) / s.hops).toFixed(2);
-      const inServer = s.hops === 0 ? "—" : ((s.medianRoundTripMs - base.medianForwardMs) / s.hops).toFixed(2);
-      const inClient = s.hops === 0 ? "—" : ((s.medianForwardMs - s.medianRoundTripMs) / s.hops).toFixed(2);
+      // only relayed steps go through ShardConnection.step, whose calls split a hop into server and client time
+      const split = s.mode === "relay";
+      const inServer = split ? ((s.medianRoundTripMs - base.medianForwardMs) / s.hops).toFixed(2) : "—";
+      const inClient = split ? ((s.medianForwardMs - s.medianRoundTripMs) / s.hops).toFixed(2) : "—";
+      const servers = (): string => `${s.hops} server${s.hops > 1 ? "s" : ""} (${r.splits[s.hops]!.map(([a, b]) => `${a}:${b}`).join(", ")})`;
       speedRows.push([
         r.plan.label,
-        s.hops === 0 ? "single process (baseline)" : `${s.hops} server${s.hops > 1 ? "s" : ""} (${r.splits[s.hops]!.map(([a, b]) => `${a}:${b}`).join(", ")})`,
+        s.hops === 0 ? "single process (baseline)" : `${servers()}, ${s.mode === "forward" ? "**forwarded**" : "relayed"}`,
         s.medianStepMs.toFixed(2),
         (1000 / s.medianStepMs).toFixed(1),
         s.hops === 0 ? "100%" : `**${pct(ratio)}**${goal === undefined ? "" : ratio >= goal ? ` (goal ≥ ${pct(goal)}: met)` : ` (goal ≥ ${pct(goal)}: missed)`}`,
@@ -548,8 +604,10 @@ function report(results: ModelResult[], hop: Map<number, HopCpu>, meta: { second
       ["left", "left", "right", "right", "right", "right", "right", "right", "right"],
     ),
     "",
-    "Added ms per hop = (median route step − median single-process step) ÷ number of servers; each hop is a",
-    "client → server → client round trip (the server does not forward along the route yet). It is split, by timing the",
+    "Added ms per hop = (median route step − median single-process step) ÷ number of servers. **Relayed**: each hop is a",
+    "client → server → client round trip. **Forwarded**: the client sends the step to the first server with the rest of the",
+    "route, each server sends its output to the next, the last one sends it to the client (k + 1 messages on the critical",
+    "path instead of 2k); receipts still go from every server to the client directly. A relayed hop is split, by timing the",
     "client's ShardConnection.step calls, into the time inside the servers' round trips beyond the layers' own compute",
     "(median round-trip time − median single-process layer time, ÷ servers: wire, frame parsing, hashing, signing, SQLite)",
     "and the client's own work per hop (median route forward − median round-trip time, ÷ servers: encoding, hashes,",
@@ -562,7 +620,7 @@ function report(results: ModelResult[], hop: Map<number, HopCpu>, meta: { second
   for (const r of results) {
     const h = hop.get(r.hiddenSize)!;
     const total = h.frames + h.hashes + h.sign + h.recover + h.store;
-    const measured = r.speed.filter((s) => s.hops > 0).map((s) => (s.medianStepMs - r.speed[0]!.medianStepMs) / s.hops);
+    const measured = r.speed.filter((s) => s.mode === "relay").map((s) => (s.medianStepMs - r.speed[0]!.medianStepMs) / s.hops);
     hopRows.push([
       `${r.plan.label} (hidden ${r.hiddenSize})`,
       h.frames.toFixed(0),
@@ -598,7 +656,7 @@ function report(results: ModelResult[], hop: Map<number, HopCpu>, meta: { second
     "fp32 decode row): both frames encoded and parsed, the activation hashes (the server's receipt and the client's check),",
     "the server's ECDSA receipt signature, the client's signature recovery, and the server's SQLite insert of the step. The",
     "echo round trip is a same-sized binary WebSocket message to a bare `ws` echo process and back (median, measured between",
-    "the speed rounds): the floor of any hop on this machine. The measured range is over the 1-, 2- and 4-server routes.",
+    "the speed rounds): the floor of any hop on this machine. The measured range is over the relayed 1-, 2- and 4-server routes.",
     "",
   );
 
@@ -671,7 +729,31 @@ function report(results: ModelResult[], hop: Map<number, HopCpu>, meta: { second
     );
   }
 
-  out.push("### Concurrent sessions through a 2-server route (fp32)", "");
+  const wanModel = results.find((r) => r.wan.length > 0);
+  if (wanModel !== undefined) {
+    out.push(`### Relayed against forwarded over ${WAN_DELAY_MS} ms links (simulated wide area, ${wanModel.plan.label})`, "");
+    out.push(
+      markdownTable(
+        ["servers", "relayed step ms", "forwarded step ms", "saved ms", "expected saving (k − 1) × d ms"],
+        wanModel.wan.map((w) => [
+          String(w.hops),
+          w.relayedMs.toFixed(1),
+          w.forwardedMs.toFixed(1),
+          `**${(w.relayedMs - w.forwardedMs).toFixed(1)}**`,
+          String((w.hops - 1) * WAN_DELAY_MS),
+        ]),
+        ["right", "right", "right", "right", "right"],
+      ),
+      "",
+      `Every server sits behind a relay that holds each chunk ${WAN_DELAY_MS} ms in each direction (d); the client and the`,
+      "forwarding servers both reach a server through its relay. A relayed step crosses 2k links (to and from each server),",
+      "a forwarded one k + 1 (client → first, server → server, last → client), so forwarding should save (k − 1) × d per",
+      `step. Median of ${WAN_STEPS} decode steps after a warm-up, fp32.`,
+      "",
+    );
+  }
+
+  out.push("### Concurrent sessions through a 2-server route (fp32, forwarded)", "");
   const concRows: string[][] = [];
   for (const r of results) {
     const one = r.concurrency.find((c) => c.sessions === 1)!;

@@ -5,7 +5,7 @@ import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { SeededRandom } from "../../engine/random.js";
 import { Head } from "../../engine/runtime/head.js";
 import { encodeActivations } from "../../protocol/activations.js";
-import { ErrorCode, MessageType, decodeMessage, encodeMessage, type Message } from "../../protocol/wire.js";
+import { ErrorCode, MessageType, decodeMessage, encodeMessage, type Hop, type Message } from "../../protocol/wire.js";
 import { generate } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
 import { RemotePipeline } from "../../client/remotePipeline.js";
@@ -23,7 +23,16 @@ const bytes = (n: number): Uint8Array => Uint8Array.from({ length: n }, () => in
 
 beforeAll(async () => {
   model = randomModel(scratch.dir, "fuzz", { hidden_size: 32, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 512 });
-  running = await startServer(model, 0, model.config.numLayers, scratch.dir, { maxFrameBytes: MAX_FRAME, maxSessions: 16, maxStepTokens: 64 });
+  running = await startServer(
+    model,
+    0,
+    model.config.numLayers,
+    scratch.dir,
+    { maxFrameBytes: MAX_FRAME, maxSessions: 16, maxStepTokens: 64 },
+    undefined,
+    undefined,
+    { allowedHosts: ["127.0.0.1"] },
+  );
 });
 afterAll(async () => {
   await running.stop();
@@ -59,7 +68,7 @@ class RawPeer {
 
 const H = () => model.config.hiddenSize;
 const sid = (): string => hexlify(bytes(32));
-const stepFrame = (sessionId: string, step: bigint, position: number, rows = 1, cols = H()): Uint8Array =>
+const stepFrame = (sessionId: string, step: bigint, position: number, rows = 1, cols = H(), route: Hop[] = [], tag?: string): Uint8Array =>
   encodeMessage({
     type: MessageType.Step,
     requestId: 1 + int(1e6),
@@ -68,13 +77,17 @@ const stepFrame = (sessionId: string, step: bigint, position: number, rows = 1, 
     position,
     outputEncoding: "fp32",
     input: encodeActivations(new Float32Array(rows * cols).fill(0.1), rows, cols, "fp32"),
-    route: [],
+    route,
+    ...(tag === undefined ? {} : { tag }),
   });
+const hop = (url: string): Hop => ({ url, sessionId: sid(), tag: hexlify(bytes(32)) });
+/** Next hops a server must refuse before running the step: not ws://HOST:PORT, or a host it does not forward to. */
+const BAD_HOP_URLS = ["http://127.0.0.1:9", "ws://127.0.0.1:9/admin", "ws://u:p@127.0.0.1:9", "ws://10.1.2.3:9", "ws://127.0.0.1:0", "no url", ""];
 
 /** One malformed or out-of-protocol frame, chosen at random, with the error codes it may get. */
 function badFrame(own: string, foreign: string): { frame: Uint8Array | string; codes: number[] } {
   const valid = stepFrame(own, 0n, 0);
-  switch (int(10)) {
+  switch (int(13)) {
     case 0: // truncated
       return { frame: valid.subarray(0, int(valid.length)), codes: [ErrorCode.BadFrame, ErrorCode.BadShape, ErrorCode.BadEncoding] };
     case 1: // random bytes
@@ -96,17 +109,33 @@ function badFrame(own: string, foreign: string): { frame: Uint8Array | string; c
     case 5: // too many rows
       return { frame: stepFrame(own, 0n, 0, 65 + int(10)), codes: [ErrorCode.BadShape] };
     case 6: // unknown message type
-      return { frame: Uint8Array.of(10 + int(200), 0, 0, 0, 0, ...bytes(int(20))), codes: [ErrorCode.UnknownType] };
+      return { frame: Uint8Array.of(11 + int(200), 0, 0, 0, 0, ...bytes(int(20))), codes: [ErrorCode.UnknownType] };
     case 7: // a session that does not exist, or belongs to another connection
       return { frame: stepFrame(int(2) === 0 ? sid() : foreign, 0n, 0), codes: [ErrorCode.UnknownSession] };
     case 8: // positions out of order
       return { frame: stepFrame(own, BigInt(1 + int(5)), int(3)), codes: [ErrorCode.BadPosition] };
+    case 9: // a route whose next hop is no shard server URL, or on a host the server does not forward to
+      return { frame: stepFrame(own, 0n, 0, 1, H(), [hop(BAD_HOP_URLS[int(BAD_HOP_URLS.length)]!), hop("ws://127.0.0.1:9")]), codes: [ErrorCode.BadRoute] };
+    case 10: // a route longer than any server takes
+      return { frame: stepFrame(own, 0n, 0, 1, H(), Array.from({ length: 17 + int(200) }, () => hop("ws://127.0.0.1:9"))), codes: [ErrorCode.BadRoute] };
+    case 11: // a forwarded step for another connection's session, with a tag not made with its key
+      return { frame: stepFrame(foreign, 0n, 0, 1, H(), [], hexlify(bytes(32))), codes: [ErrorCode.Forbidden] };
     default: // a text frame
       return { frame: "hello", codes: [ErrorCode.BadFrame] };
   }
 }
 
 describe("the server under malformed frames", () => {
+  it("refuses every bad hop URL of the fuzzer before running the step", async () => {
+    const peer = await RawPeer.open(running.server.url);
+    const own = sid();
+    await peer.send(encodeMessage({ type: MessageType.OpenSession, requestId: 1, sessionId: own, maxLength: 16 }));
+    for (const url of BAD_HOP_URLS) {
+      expect(await peer.send(stepFrame(own, 0n, 0, 1, H(), [hop(url)]))).toMatchObject({ type: MessageType.Error, code: ErrorCode.BadRoute, hop: 0 });
+    }
+    peer.ws.close();
+  });
+
   it(`answers ${FRAMES} bad frames with errors while an honest client's output stays the same`, async () => {
     const head = await Head.load(model);
     const expected = (await generate(head, await LocalPipeline.load(model), [3, 1, 4], { maxTokens: 24, temperature: 0 })).generatedIds;

@@ -38,40 +38,45 @@ async function withRoute<T>(cuts: number[], fn: (servers: RunningServer[]) => Pr
 }
 
 describe("a route of shard servers on loopback", () => {
-  for (const cuts of [[3], [2, 4]]) {
-    it(`${cuts.length + 1} servers with fp32 on the wire give exactly the single-process tokens (64 greedy)`, async () => {
-      await withRoute(cuts, async (servers) => {
-        const receipts: VerifiedReceipt[] = [];
-        const pipeline = await RemotePipeline.connect(
-          servers.map((s) => s.server.url),
-          model.config.numLayers,
-          { onReceipt: (r) => receipts.push(r) },
-        );
-        const result = await generate(head, pipeline, PROMPT, { maxTokens: TOKENS, temperature: 0 });
-        pipeline.close();
-        expect(result.generatedIds).toEqual(expected);
+  for (const forward of [true, false]) {
+    for (const cuts of [[3], [2, 4]]) {
+      const mode = forward ? "forwarded server to server" : "relayed by the client";
+      it(`${cuts.length + 1} servers, ${mode}, with fp32 on the wire give exactly the single-process tokens (64 greedy)`, async () => {
+        await withRoute(cuts, async (servers) => {
+          const receipts: VerifiedReceipt[] = [];
+          const pipeline = await RemotePipeline.connect(
+            servers.map((s) => s.server.url),
+            model.config.numLayers,
+            { forward, onReceipt: (r) => receipts.push(r) },
+          );
+          expect(pipeline.forwarding).toBe(forward);
+          const result = await generate(head, pipeline, PROMPT, { maxTokens: TOKENS, temperature: 0 });
+          pipeline.close();
+          expect(result.generatedIds).toEqual(expected);
 
-        // one receipt per server per step, each signed by its server, chained hash to hash
-        expect(receipts.length).toBe(TOKENS * servers.length);
-        for (let i = 0; i < receipts.length; i++) {
-          const { receipt, signature } = receipts[i]!;
-          const server = servers[i % servers.length]!;
-          expect(recoverReceiptSigner(receiptDomain(31337n, ZeroAddress), receipt, signature)).toBe(server.wallet.address);
-          if (i % servers.length > 0) expect(receipt.inputHash).toBe(receipts[i - 1]!.receipt.outputHash);
-        }
-        expect(receipts[0]!.receipt.tokens).toBe(PROMPT.length);
+          // one receipt per server per step, each signed by its server, chained hash to hash
+          expect(receipts.length).toBe(TOKENS * servers.length);
+          for (let i = 0; i < receipts.length; i++) {
+            const { receipt, signature } = receipts[i]!;
+            const server = servers[i % servers.length]!;
+            expect(receipt.step).toBe(BigInt(Math.floor(i / servers.length)));
+            expect(recoverReceiptSigner(receiptDomain(31337n, ZeroAddress), receipt, signature)).toBe(server.wallet.address);
+            if (i % servers.length > 0) expect(receipt.inputHash).toBe(receipts[i - 1]!.receipt.outputHash);
+          }
+          expect(receipts[0]!.receipt.tokens).toBe(PROMPT.length);
 
-        // the stored activations behind every receipt hash to what the receipt says
-        for (const { receipt, signature } of receipts) {
-          const server = servers.find((s) => s.wallet.address === receipt.server)!;
-          const stored = server.store.get(receiptLeaf(receipt));
-          expect(stored?.signature).toBe(signature);
-          expect(activationHash(stored!.input)).toBe(receipt.inputHash);
-          expect(activationHash(stored!.output)).toBe(receipt.outputHash);
-        }
-        expect(servers.map((s) => s.store.count())).toEqual(servers.map(() => TOKENS));
+          // the stored activations behind every receipt hash to what the receipt says
+          for (const { receipt, signature } of receipts) {
+            const server = servers.find((s) => s.wallet.address === receipt.server)!;
+            const stored = server.store.get(receiptLeaf(receipt));
+            expect(stored?.signature).toBe(signature);
+            expect(activationHash(stored!.input)).toBe(receipt.inputHash);
+            expect(activationHash(stored!.output)).toBe(receipt.outputHash);
+          }
+          expect(servers.map((s) => s.store.count())).toEqual(servers.map(() => TOKENS));
+        });
       });
-    });
+    }
   }
 
   it("concurrent sequences over the same connections each get and check their own receipts", async () => {

@@ -4,7 +4,13 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
 import { scratchDir } from "../engine/helpers.js";
+import { hexlify, randomBytes } from "ethers";
+import { ShardConnection } from "../../client/shardClient.js";
+import { encodeActivations } from "../../protocol/activations.js";
+import { buildRoute } from "../../protocol/forwarding.js";
+import { ErrorCode } from "../../protocol/wire.js";
 import { EFED_BIN as bin, spawnEfedServer, stopProcess } from "../support/efedProcess.js";
+import { holdingRelay } from "../support/holdingRelay.js";
 
 const run = promisify(execFile);
 const scratch = scratchDir();
@@ -22,13 +28,16 @@ afterAll(async () => {
 });
 
 describe("efed server + efed generate --route", () => {
-  it("two server processes produce the tokens of the local engine", async () => {
+  it("two server processes produce the tokens of the local engine, forwarded or relayed", async () => {
     const urls = await Promise.all([startServer("0:2", join(scratch.dir, "a.sqlite")), startServer("2:4", join(scratch.dir, "b.sqlite"))]);
     const args = ["generate", "--model", modelDir, "--ids", "3,1,4,1,5", "--max-tokens", "16", "--json"];
-    const remote = await run(process.execPath, [bin, ...args, "--route", urls.join(",")]);
+    const forwarded = await run(process.execPath, [bin, ...args, "--route", urls.join(",")]);
+    const relayed = await run(process.execPath, [bin, ...args, "--route", urls.join(","), "--no-forward"]);
     const local = await run(process.execPath, [bin, ...args]);
-    expect(JSON.parse(remote.stdout)).toEqual(JSON.parse(local.stdout));
-    expect(remote.stderr).toBe("");
+    expect(JSON.parse(forwarded.stdout)).toEqual(JSON.parse(local.stdout));
+    expect(JSON.parse(relayed.stdout)).toEqual(JSON.parse(local.stdout));
+    expect(forwarded.stderr).toBe("");
+    expect(relayed.stderr).toBe("");
   });
 
   it("refuses a bad layer range and a route that does not cover the model", async () => {
@@ -40,5 +49,43 @@ describe("efed server + efed generate --route", () => {
       (e: unknown) => e as { stderr: string; code: number },
     );
     expect((r as { stderr: string }).stderr).toContain(`${url} serves layers 1:4, expected the next to start at 0`);
+  });
+
+  it("on SIGTERM finishes a forwarded step in flight, refusing new work meanwhile, then exits 0", async () => {
+    const first = await spawnEfedServer(["--model", modelDir, "--layers", "0:2", "--port", "0", "--store", join(scratch.dir, "t1.sqlite")], children);
+    const child = children[children.length - 1]!;
+    const second = await startServer("2:4", join(scratch.dir, "t2.sqlite"));
+    // answers from the second server back to the first are held: the step stays in flight on the first
+    const relay = await holdingRelay(second);
+    try {
+      const conns = await Promise.all([first.url, second].map((u) => ShardConnection.connect(u)));
+      const ids = [hexlify(randomBytes(32)), hexlify(randomBytes(32))];
+      const keys = await Promise.all(conns.map((c, i) => c.openSession(ids[i]!, 16)));
+      const hidden = conns[0]!.info.hiddenSize;
+      const step = { step: 0n, position: 0, outputEncoding: "fp32" as const };
+      const route = buildRoute([{ url: relay.url, sessionId: ids[1]!, forwardKey: keys[1]! }], { ...step, rows: 1 });
+      const output = conns[1]!.awaitResult(ids[1]!, 0n);
+      const done = conns[0]!.stepRouted({ sessionId: ids[0]!, ...step, input: encodeActivations(new Float32Array(hidden).fill(0.1), 1, hidden, "fp32"), route });
+      expect((await output.result).output.rows).toBe(1);
+      while (relay.held() === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+      child.kill("SIGTERM");
+      // once it refuses new work it is stopping, with the step still waiting for its answer
+      let refusal: unknown;
+      do {
+        refusal = await conns[0]!.openSession(hexlify(randomBytes(32)), 4).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+      } while (refusal === undefined);
+      expect(refusal).toMatchObject({ code: `SERVER_${ErrorCode.ShuttingDown}` });
+      relay.release();
+      await expect(done).resolves.toBeUndefined();
+      expect(await exited).toBe(0);
+      for (const c of conns) c.close();
+    } finally {
+      relay.release();
+      await relay.close();
+    }
   });
 });

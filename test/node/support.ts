@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { Wallet, type HDNodeWallet } from "ethers";
 import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Shard } from "../../engine/runtime/shard.js";
+import type { ForwardingOptions } from "../../node/server/forwarder.js";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "../../node/server/limits.js";
 import { ShardServer } from "../../node/server/shardServer.js";
 import { ActivationStore } from "../../node/store/activationStore.js";
@@ -23,6 +24,7 @@ export async function startServer(
   variantId = "0x" + "ab".repeat(32),
   /** Signs receipts with this key instead of the announced address's (a cheating server). */
   impostorKey?: HDNodeWallet,
+  forwarding: Partial<ForwardingOptions> = {},
 ): Promise<RunningServer> {
   const wallet = Wallet.createRandom();
   const shard = await Shard.load(model, first, last);
@@ -37,16 +39,19 @@ export async function startServer(
     address: wallet.address,
     chainId: 31337n,
     limits: { ...DEFAULT_SERVER_LIMITS, ...limits },
+    forwarding,
     store,
   });
+  let stopping: Promise<void> | undefined; // stop() may be called twice (a test, then its cleanup)
   return {
     server,
     store,
     wallet,
-    stop: async () => {
-      await server.stop();
-      store.close();
-      await shard.release();
-    },
+    stop: () =>
+      (stopping ??= (async () => {
+        await server.stop();
+        store.close();
+        await shard.release();
+      })()),
   };
 }

@@ -36,7 +36,7 @@ const samples: Message[] = [
     commitments: Wallet.createRandom().address,
   },
   { type: MessageType.OpenSession, requestId: 7, sessionId: session, maxLength: 300 },
-  { type: MessageType.SessionOpened, requestId: 7, sessionId: session },
+  { type: MessageType.SessionOpened, requestId: 7, sessionId: session, forwardKey: hexlify(randomBytes(32)) },
   {
     type: MessageType.Step,
     requestId: 8,
@@ -46,10 +46,22 @@ const samples: Message[] = [
     outputEncoding: "int8",
     input: activations,
     route: [
-      { url: "ws://127.0.0.1:9001", sessionId: hexlify(randomBytes(32)) },
-      { url: "ws://127.0.0.1:9002/ünïcode", sessionId: hexlify(randomBytes(32)) },
+      { url: "ws://127.0.0.1:9001", sessionId: hexlify(randomBytes(32)), tag: hexlify(randomBytes(32)) },
+      { url: "ws://127.0.0.1:9002/ünïcode", sessionId: hexlify(randomBytes(32)), tag: hexlify(randomBytes(32)) },
     ],
   },
+  {
+    type: MessageType.Step,
+    requestId: 11,
+    sessionId: session,
+    step: 4n,
+    position: 9,
+    outputEncoding: "fp32",
+    input: activations,
+    route: [],
+    tag: hexlify(randomBytes(32)),
+  },
+  { type: MessageType.StepForwarded, requestId: 11, sessionId: session, step: 4n },
   {
     type: MessageType.StepResult,
     requestId: 8,
@@ -62,11 +74,19 @@ const samples: Message[] = [
     requestId: 8,
     sessionId: session,
     step: 3n,
-    hop: { server, firstLayer: 0, lastLayer: 4, signature: hexlify(randomBytes(65)) },
+    hop: {
+      server,
+      firstLayer: 0,
+      lastLayer: 4,
+      inputHash: hexlify(randomBytes(32)),
+      outputHash: hexlify(randomBytes(32)),
+      signature: hexlify(randomBytes(65)),
+    },
   },
   { type: MessageType.CloseSession, requestId: 9, sessionId: session },
   { type: MessageType.SessionClosed, requestId: 9, sessionId: session },
-  { type: MessageType.Error, requestId: 10, code: ErrorCode.UnknownSession, message: "session 0x12… is not open on this connection" },
+  { type: MessageType.Error, requestId: 10, code: ErrorCode.UnknownSession, hop: 0, message: "session 0x12… is not open on this connection" },
+  { type: MessageType.Error, requestId: 12, code: ErrorCode.Upstream, hop: 2, message: "next hop ws://127.0.0.1:9 is unreachable" },
 ];
 
 function wireError(fn: () => unknown): WireError {
@@ -123,11 +143,18 @@ describe("wire protocol", () => {
     expect(wireError(() => decodeMessage(lying, limits))).toMatchObject({ wireCode: ErrorCode.BadShape });
   });
 
-  it("rejects an unknown encoding and a route longer than allowed", () => {
+  it("speaks protocol version 2 (forwarding changed the Step, SessionOpened, StepReceipt and Error layouts)", () => {
+    expect(PROTOCOL_VERSION).toBe(2);
+  });
+
+  it("rejects an unknown encoding, a bad tag flag and a route longer than allowed", () => {
     const step = samples[3]! as Extract<Message, { type: 4 }>;
     const frame = Uint8Array.from(encodeMessage(step));
     frame[1 + 4 + 32 + 8 + 4] = 9; // output encoding byte
     expect(wireError(() => decodeMessage(frame, limits)).message).toBe("output encoding 9 is not an encoding (0 fp32, 1 fp16, 2 int8)");
+    const flagged = Uint8Array.from(encodeMessage(step));
+    flagged[1 + 4 + 32 + 8 + 4 + 1] = 2; // tag flag byte
+    expect(wireError(() => decodeMessage(flagged, limits)).message).toBe("tag flag 2 is neither 0 (no tag) nor 1 (a 32-byte tag follows)");
     expect(wireError(() => decodeMessage(encodeMessage(step), { ...limits, maxRouteHops: 1 })).message).toBe(
       "route of 2 hops exceeds the limit of 1",
     );

@@ -2,8 +2,9 @@
  * A loopback TCP relay that counts what really crosses the wire between a client and a shard
  * server: TCP payload bytes in each direction, and every WebSocket frame parsed out of them
  * (after the HTTP upgrade) with its header and payload size and, for binary frames, the eFed
- * message type (the first payload byte, unmasked). Used only to measure bytes, never timings:
- * the relay adds a hop of its own.
+ * message type (the first payload byte, unmasked). Used to measure bytes, and, with a delay, to
+ * stand in for a wide-area link (each chunk is passed on `delayMs` later, in order); never to
+ * measure loopback timings: the relay adds a hop of its own.
  */
 import { createServer, connect, type AddressInfo, type Server, type Socket } from "node:net";
 
@@ -75,7 +76,15 @@ export class CountingProxy {
   private readonly server: Server;
   private port = 0;
 
-  private constructor(target: URL) {
+  private constructor(
+    target: URL,
+    private readonly delayMs: number,
+  ) {
+    // timers of equal duration fire in the order they were set, so delayed chunks stay in order
+    const pass = (to: Socket, d: Buffer): void => {
+      if (this.delayMs === 0) to.write(d);
+      else setTimeout(() => to.writable && to.write(d), this.delayMs);
+    };
     this.server = createServer((client) => {
       const upstream = connect(Number(target.port), target.hostname);
       for (const s of [client, upstream]) {
@@ -84,11 +93,11 @@ export class CountingProxy {
       }
       client.on("data", (d: Buffer) => {
         this.up.feed(d);
-        upstream.write(d);
+        pass(upstream, d);
       });
       upstream.on("data", (d: Buffer) => {
         this.down.feed(d);
-        client.write(d);
+        pass(client, d);
       });
       const end = (): void => {
         for (const s of [client, upstream]) {
@@ -103,8 +112,9 @@ export class CountingProxy {
     });
   }
 
-  static async start(targetUrl: string): Promise<CountingProxy> {
-    const proxy = new CountingProxy(new URL(targetUrl));
+  /** A relay to `targetUrl`; `delayMs` > 0 holds every chunk that long in each direction. */
+  static async start(targetUrl: string, delayMs = 0): Promise<CountingProxy> {
+    const proxy = new CountingProxy(new URL(targetUrl), delayMs);
     await new Promise<void>((resolve, reject) => {
       proxy.server.once("error", reject);
       proxy.server.listen(0, "127.0.0.1", () => resolve());

@@ -1,0 +1,97 @@
+import { Wallet, ZeroAddress, hexlify, randomBytes } from "ethers";
+import { describe, expect, it } from "vitest";
+import { ReceiptChecker, type ReceiptHop, type VerifiedReceipt } from "../../client/receiptChecker.js";
+import { receiptDomain } from "../../protocol/eip712.js";
+import { signReceiptWithKey } from "../../protocol/receipt.js";
+import { MessageType, type StepReceipt } from "../../protocol/wire.js";
+
+const domain = receiptDomain(31337n, ZeroAddress);
+const wallets = [Wallet.createRandom(), Wallet.createRandom()];
+const hops: ReceiptHop[] = wallets.map((w, i) => ({
+  url: `ws://127.0.0.1:900${i}`,
+  server: w.address,
+  domain,
+  firstLayer: 4 * i,
+  lastLayer: 4 * i + 4,
+  variantId: "0x" + "ab".repeat(32),
+  sessionId: hexlify(randomBytes(32)),
+}));
+const h = (): string => hexlify(randomBytes(32));
+
+/** Hop `i`'s signed receipt for `step` over the given hashes. */
+function receipt(i: number, step: bigint, inputHash: string, outputHash: string, signer = wallets[i]!): StepReceipt {
+  const hop = hops[i]!;
+  const r = { ...hop, step, inputHash, outputHash, tokens: 1 };
+  const signature = signReceiptWithKey(signer.signingKey, domain, {
+    sessionId: r.sessionId,
+    step,
+    firstLayer: r.firstLayer,
+    lastLayer: r.lastLayer,
+    variantId: r.variantId,
+    inputHash,
+    outputHash,
+    tokens: 1,
+    server: hop.server,
+  });
+  return {
+    type: MessageType.StepReceipt,
+    requestId: 0,
+    sessionId: hop.sessionId,
+    step,
+    hop: { server: hop.server, firstLayer: hop.firstLayer, lastLayer: hop.lastLayer, inputHash, outputHash, signature },
+  };
+}
+
+describe("ReceiptChecker", () => {
+  it("checks a forwarded step's receipts, whichever arrives first, and reports them in route order", async () => {
+    const seen: VerifiedReceipt[] = [];
+    const checker = new ReceiptChecker(hops, (r) => seen.push(r));
+    const [a, b, c] = [h(), h(), h()];
+    checker.arrive(1, receipt(1, 0n, b, c)); // the last hop's receipt first, then the output, then hop 0's
+    checker.expect(0n, 1, [{ inputHash: a }, { outputHash: c }]);
+    checker.arrive(0, receipt(0, 0n, a, b));
+    await checker.settle(1000);
+    expect(seen.map((r) => [r.receipt.server, r.receipt.inputHash, r.receipt.outputHash])).toEqual([
+      [wallets[0]!.address, a, b],
+      [wallets[1]!.address, b, c],
+    ]);
+  });
+
+  it("fails when a hop's input is not the previous hop's output, naming both", async () => {
+    const checker = new ReceiptChecker(hops, undefined);
+    const [a, b, x, c] = [h(), h(), h(), h()];
+    checker.expect(0n, 1, [{ inputHash: a }, { outputHash: c }]);
+    checker.arrive(0, receipt(0, 0n, a, b));
+    checker.arrive(1, receipt(1, 0n, x, c));
+    await expect(checker.settle(1000)).rejects.toThrow(
+      `${hops[1]!.url}: receipt for step 0 signs input hash ${x}, but the previous hop ${hops[0]!.url} signed output hash ${b}`,
+    );
+    expect(() => checker.throwIfFailed()).toThrow("signs input hash");
+  });
+
+  it("fails when the route's ends are not what the client sent and received", async () => {
+    const checker = new ReceiptChecker(hops, undefined);
+    const [a, b, c, other] = [h(), h(), h(), h()];
+    checker.expect(0n, 1, [{ inputHash: a }, { outputHash: other }]);
+    checker.arrive(0, receipt(0, 0n, a, b));
+    checker.arrive(1, receipt(1, 0n, b, c));
+    await expect(checker.settle(1000)).rejects.toThrow(
+      `${hops[1]!.url}: receipt for step 0 signs output hash ${c}, but the client received activations hashing to ${other}`,
+    );
+  });
+
+  it("fails on a receipt signed by another key, and on a missing receipt, naming the server", async () => {
+    const forged = new ReceiptChecker(hops, undefined);
+    const [a, b, c] = [h(), h(), h()];
+    const impostor = Wallet.createRandom();
+    forged.expect(0n, 1, [{ inputHash: a }, { outputHash: c }]);
+    forged.arrive(0, receipt(0, 0n, a, b));
+    forged.arrive(1, receipt(1, 0n, b, c, impostor));
+    await expect(forged.settle(1000)).rejects.toThrow(`${hops[1]!.url}: receipt for step 0 is signed by ${impostor.address}, not the server`);
+
+    const missing = new ReceiptChecker(hops, undefined);
+    missing.expect(0n, 1, [{ inputHash: a }, { outputHash: c }]);
+    missing.arrive(0, receipt(0, 0n, a, b));
+    await expect(missing.settle(20)).rejects.toThrow(`no receipt within 20 ms from ${hops[1]!.url}`);
+  });
+});
