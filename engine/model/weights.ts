@@ -122,10 +122,14 @@ export function expectedTensors(c: ModelConfig): Map<string, number[]> {
 export function decodeWeightBytes(model: ModelDirectory): number {
   const c = model.config;
   let bytes = 4 * (c.vocabSize * c.hiddenSize + 2 * c.hiddenSize); // LM head, final norm, one embedding row
-  for (let l = 0; l < c.numLayers; l++) {
-    const w = loadLayerWeights(model, l);
-    for (const key of Object.keys(PROJECTIONS) as ProjectionKey[]) bytes += projectionBytes(w[key]);
-    for (const v of [w.inputNorm, w.postNorm, w.qBias, w.kBias, w.vBias, w.oBias]) bytes += 4 * (v?.length ?? 0);
-  }
+  for (let l = 0; l < c.numLayers; l++) bytes += layerWeightBytes(loadLayerWeights(model, l));
+  return bytes;
+}
+
+/** Bytes of one layer's weights as the graph holds them. */
+export function layerWeightBytes(w: LayerWeights): number {
+  let bytes = 0;
+  for (const key of Object.keys(PROJECTIONS) as ProjectionKey[]) bytes += projectionBytes(w[key]);
+  for (const v of [w.inputNorm, w.postNorm, w.qBias, w.kBias, w.vBias, w.oBias]) bytes += 4 * (v?.length ?? 0);
   return bytes;
 }

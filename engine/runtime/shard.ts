@@ -1,7 +1,7 @@
 import { EngineError } from "../errors.js";
 import type { ModelConfig } from "../model/config.js";
 import type { ModelDirectory } from "../model/modelDir.js";
-import { loadLayerWeights } from "../model/weights.js";
+import { layerWeightBytes, loadLayerWeights, type LayerWeights } from "../model/weights.js";
 import { PROBE_POINTS, ShardIO, buildShardGraph, gqaMaxPositions, type AttentionKind } from "../onnx/shardGraph.js";
 import { causalMask, ropeTables } from "./rope.js";
 import { createSession, ort, type RuntimeOptions } from "./session.js";
@@ -38,6 +38,8 @@ export class Shard {
   readonly attention: AttentionKind;
   private readonly session: ort.InferenceSession;
   private readonly probes: boolean | undefined;
+  /** Bytes of weights one step reads (as the graph holds them). */
+  readonly weightBytes: number;
 
   private constructor(
     config: ModelConfig,
@@ -46,7 +48,9 @@ export class Shard {
     attention: AttentionKind,
     session: ort.InferenceSession,
     probes: boolean | undefined,
+    weightBytes: number,
   ) {
+    this.weightBytes = weightBytes;
     this.config = config;
     this.first = first;
     this.last = last;
@@ -69,8 +73,14 @@ export class Shard {
     if (attention === "gqa" && c.headDim % 16 !== 0) {
       throw new EngineError("UNSUPPORTED_ATTENTION", `fused GroupQueryAttention needs head_dim a multiple of 16, this model has ${c.headDim}`);
     }
-    const graph = buildShardGraph(c, first, last, (layer) => loadLayerWeights(model, layer), { attention, probes: options.probes });
-    return new Shard(c, first, last, attention, await createSession(graph, options), options.probes);
+    let weightBytes = 0;
+    const loadLayer = (layer: number): LayerWeights => {
+      const w = loadLayerWeights(model, layer);
+      weightBytes += layerWeightBytes(w);
+      return w;
+    };
+    const graph = buildShardGraph(c, first, last, loadLayer, { attention, probes: options.probes });
+    return new Shard(c, first, last, attention, await createSession(graph, options), options.probes, weightBytes);
   }
 
   get numLayers(): number {
@@ -114,6 +124,11 @@ export class Shard {
       for (const point of PROBE_POINTS) probes.set(ShardIO.probe(layer, point), out[ShardIO.probe(layer, point)]!.data as Float32Array);
     }
     return { hidden: out[ShardIO.hiddenOut]!.data as Float32Array, probes };
+  }
+
+  /** Bytes of keys and values one token of one sequence holds in this shard's cache. */
+  get kvBytesPerToken(): number {
+    return 2 * this.numLayers * this.config.numKvHeads * this.config.headDim * 4;
   }
 
   /** Whether `forwardBatch` runs its sequences in one engine run (the fused-attention graph). */

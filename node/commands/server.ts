@@ -19,6 +19,7 @@ import {
 } from "../../types/ethers-contracts/index.js";
 import { readDeployment } from "../chain/deployment.js";
 import { Committer } from "../chain/committer.js";
+import { DEFAULT_BATCH_POLICY } from "../server/engineScheduler.js";
 import { DEFAULT_SERVER_LIMITS } from "../server/limits.js";
 import { ShardServer } from "../server/shardServer.js";
 import { ActivationStore } from "../store/activationStore.js";
@@ -41,6 +42,7 @@ interface ServerFlags {
   store?: string;
   maxSessions: number;
   maxSessionTokens: number;
+  maxBatch: number;
   forwardHosts: string;
   commitEverySeconds: number;
 }
@@ -63,6 +65,7 @@ export function serverCommand(): Command {
     .option("--store <file>", "SQLite file of receipts and activations (default: efed-store-<address>.sqlite)")
     .option("--max-sessions <n>", "open sessions at most", positiveInt(), DEFAULT_SERVER_LIMITS.maxSessions)
     .option("--max-session-tokens <n>", "tokens per session at most", positiveInt(), DEFAULT_SERVER_LIMITS.maxSessionTokens)
+    .option("--max-batch <n>", "concurrent sessions' decode steps run together in one engine run, at most", positiveInt(256), DEFAULT_BATCH_POLICY.maxBatch)
     .option(
       "--forward-hosts <hosts>",
       'hosts a client may name as the next hop of a forwarded step, comma-separated, "*" for any, "none" to refuse forwarding',
@@ -120,6 +123,7 @@ export function serverCommand(): Command {
         port: flags.port,
         limits: { ...DEFAULT_SERVER_LIMITS, maxSessions: flags.maxSessions, maxSessionTokens: flags.maxSessionTokens },
         forwarding: { allowedHosts: forwardHosts(flags.forwardHosts) },
+        batching: { maxBatch: flags.maxBatch },
         store,
         logger,
         ...(chain === undefined ? {} : { commitments: await chain.commitments.getAddress() }),

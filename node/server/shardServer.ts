@@ -19,6 +19,7 @@ import {
   type WireLimits,
 } from "../../protocol/wire.js";
 import type { ActivationStore } from "../store/activationStore.js";
+import { DEFAULT_BATCH_POLICY, EngineScheduler, type BatchPolicy } from "./engineScheduler.js";
 import { DEFAULT_FORWARDING, Forwarder, type ForwardingOptions } from "./forwarder.js";
 import { validateLimits, type ServerLimits } from "./limits.js";
 import { SessionTable, type Session } from "./sessions.js";
@@ -42,6 +43,8 @@ export interface ShardServerOptions {
   /** Where forwarded steps may go next, and how long they may take (default DEFAULT_FORWARDING). */
   forwarding?: Partial<ForwardingOptions>;
   store: ActivationStore;
+  /** How concurrent sessions' decode steps share engine runs (default DEFAULT_BATCH_POLICY). */
+  batching?: Partial<BatchPolicy>;
   logger?: Logger;
 }
 
@@ -69,7 +72,7 @@ export class ShardServer {
   private readonly logger: Logger;
   private readonly timers: NodeJS.Timeout[] = [];
   /** Engine runs are serialized: one ORT session, steps in arrival order. */
-  private engineQueue: Promise<void> = Promise.resolve();
+  private readonly engine: EngineScheduler;
   private stopping = false;
 
   private constructor(
@@ -78,8 +81,8 @@ export class ShardServer {
   ) {
     this.wss = wss;
     const c = o.shard.config;
-    const kvBytesPerToken = o.shard.numLayers * 2 * c.numKvHeads * c.headDim * 4;
-    this.sessions = new SessionTable<WebSocket>(o.limits, kvBytesPerToken);
+    this.sessions = new SessionTable<WebSocket>(o.limits, o.shard.kvBytesPerToken);
+    this.engine = new EngineScheduler(o.shard, { ...DEFAULT_BATCH_POLICY, ...o.batching });
     this.logger = o.logger ?? pino({ level: "silent" });
     this.forwarder = new Forwarder({ ...DEFAULT_FORWARDING, ...o.forwarding }, { variantId: o.variantId, firstLayer: o.shard.last }, this.logger);
     const commitments = o.commitments ?? ZeroAddress;
@@ -137,6 +140,11 @@ export class ShardServer {
     return this.sessions.size;
   }
 
+  /** Sessions per engine run in recent runs (1 when nothing was batched). */
+  get recentBatchSizes(): readonly number[] {
+    return this.engine.recentBatchSizes;
+  }
+
   /** Requests being handled now (steps running, or waiting for their next hop). */
   get inFlightCount(): number {
     return this.inFlight.size;
@@ -150,7 +158,7 @@ export class ShardServer {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     while (this.inFlight.size > 0) await Promise.all(this.inFlight);
-    await this.engineQueue;
+    await this.engine.idle();
     this.forwarder.close();
     for (const ws of this.wss.clients) ws.close(1001, "server shutting down");
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
@@ -223,7 +231,7 @@ export class ShardServer {
     const hidden = decodeActivations(m.input);
     let output: Float32Array;
     try {
-      output = await this.runEngine(() => this.o.shard.forward(hidden, session.cache));
+      output = await this.engine.forward(hidden, session.cache);
     } catch (err) {
       session.nextStep = m.step; // the cache is unchanged when a run fails: the step may be retried
       throw err;
@@ -285,15 +293,6 @@ export class ShardServer {
       tokens: input.rows,
       server: this.o.address,
     };
-  }
-
-  private runEngine<T>(work: () => Promise<T>): Promise<T> {
-    const result = this.engineQueue.then(work);
-    this.engineQueue = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    return result;
   }
 
   private reject(ws: WebSocket, requestId: number, err: unknown): void {
