@@ -778,10 +778,9 @@ function report(results: ModelResult[], hop: Map<number, HopCpu>, meta: { second
     "",
     "Concurrent `generate()` calls from one client, each with its own sequence; total tok/s = generated tokens ÷ wall time",
     "(short prompts, so the prefill is included but small). Median of the repetitions.",
-    "**Expected to fall short of 3×:** the server runs steps one at a time in arrival order (one ONNX Runtime session,",
-    "no batching of the sessions' decode steps into one matrix product), so concurrency can only overlap the client and",
-    `the two servers' work — at most ~${cpu.length}× on this ${cpu.length}-core machine, and less when other jobs share the CPU.`,
-    "Batching concurrent decode steps on the server (reading each weight once per batch) is what would scale this.",
+    "Each server batches its sessions' decode steps (node/server/engineScheduler.ts): steps that wait together run as",
+    "one engine run, reading each weight once for the batch. The client here is one process running every session's",
+    `embedding and LM head itself (its share grows with the sessions), and all processes share this ${cpu.length}-core machine.`,
   );
   return out.join("\n");
 }
