@@ -1,5 +1,5 @@
 import { EngineError } from "../engine/errors.js";
-import type { Head } from "../engine/runtime/head.js";
+import type { TokenHead } from "./batchingHead.js";
 import { Sampler, type SamplingOptions } from "./sampler.js";
 
 /** One sequence's passage through all layers: hidden states in, hidden states out, state kept inside. */
@@ -31,7 +31,7 @@ export interface GenerationResult {
  * decode one token per step, sampling from the LM head's logits of the last position.
  */
 export async function generate(
-  head: Head,
+  head: TokenHead,
   pipeline: LayerPipeline,
   promptIds: readonly number[],
   options: GenerateOptions,

@@ -24,6 +24,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SigningKey, ZeroAddress, computeAddress, hexlify, randomBytes } from "ethers";
 import { WebSocket } from "ws";
+import { BatchingHead } from "../../client/batchingHead.js";
 import { generate, type LayerPipeline } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
 import { RemotePipeline } from "../../client/remotePipeline.js";
@@ -374,6 +375,7 @@ async function benchModel(plan: Plan, storeDir: string, echoUrl: string): Promis
 
     // ---- 5: concurrent sessions through the 2-server route
     const concurrency: ConcurrencyRow[] = [];
+    const sharedHead = new BatchingHead(head); // one client process serving many sequences shares its LM head runs
     for (const sessions of CONCURRENCY) {
       const walls: number[] = [];
       let tokens = 0;
@@ -381,7 +383,7 @@ async function benchModel(plan: Plan, storeDir: string, echoUrl: string): Promis
         const a = performance.now();
         const results = await Promise.all(
           Array.from({ length: sessions }, (_, i) =>
-            generate(head, forwarded[2]!, plan.prompts[i % plan.prompts.length]!, { maxTokens: plan.concurrentTokens, temperature: 0 }),
+            generate(sharedHead, forwarded[2]!, plan.prompts[i % plan.prompts.length]!, { maxTokens: plan.concurrentTokens, temperature: 0 }),
           ),
         );
         walls.push((performance.now() - a) / 1000);
@@ -779,8 +781,9 @@ function report(results: ModelResult[], hop: Map<number, HopCpu>, meta: { second
     "Concurrent `generate()` calls from one client, each with its own sequence; total tok/s = generated tokens ÷ wall time",
     "(short prompts, so the prefill is included but small). Median of the repetitions.",
     "Each server batches its sessions' decode steps (node/server/engineScheduler.ts): steps that wait together run as",
-    "one engine run, reading each weight once for the batch. The client here is one process running every session's",
-    `embedding and LM head itself (its share grows with the sessions), and all processes share this ${cpu.length}-core machine.`,
+    "one engine run, reading each weight once for the batch. The client is one process serving every session, as a",
+    "gateway would: its LM head runs are shared too (client/batchingHead.ts). All processes share this",
+    `${cpu.length}-core machine, so the client's and both servers' work compete for the same two cores.`,
   );
   return out.join("\n");
 }

@@ -1,0 +1,88 @@
+import { EngineError } from "../engine/errors.js";
+import type { Head } from "../engine/runtime/head.js";
+
+/** What a generation loop needs of the LM head side: embeddings in, logits out. */
+export type TokenHead = Pick<Head, "config" | "embed" | "logits">;
+
+interface Request {
+  hidden: Float32Array;
+  resolve: (logits: Float32Array) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * One Head shared by many concurrent sequences of one client process (a gateway serving many
+ * users): logits requests that wait together run as one engine run of all their rows, so the LM
+ * head — the largest matrix of a small model — is read once per batch instead of once per sequence.
+ * Results are the rows a separate call would return.
+ */
+export class BatchingHead implements TokenHead {
+  private readonly queue: Request[] = [];
+  private running = false;
+
+  constructor(
+    private readonly head: Head,
+    /** Rows (positions) in one run at most. */
+    private readonly maxRows = 64,
+  ) {}
+
+  get config(): Head["config"] {
+    return this.head.config;
+  }
+
+  embed(ids: readonly number[]): Float32Array {
+    return this.head.embed(ids);
+  }
+
+  logits(hidden: Float32Array): Promise<Float32Array> {
+    const H = this.head.config.hiddenSize;
+    if (hidden.length === 0 || hidden.length % H !== 0) {
+      // refused alone: a ragged request would shift every other request's rows in a batch
+      return Promise.reject(new EngineError("BAD_HIDDEN", `hidden states of ${hidden.length} floats are not whole ${H}-wide rows`));
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ hidden, resolve, reject });
+      if (!this.running) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    const H = this.head.config.hiddenSize;
+    const V = this.head.config.vocabSize;
+    try {
+      while (this.queue.length > 0) {
+        const batch: Request[] = [this.queue.shift()!];
+        let rows = batch[0]!.hidden.length / H;
+        while (this.queue.length > 0 && rows + this.queue[0]!.hidden.length / H <= this.maxRows) {
+          const next = this.queue.shift()!;
+          rows += next.hidden.length / H;
+          batch.push(next);
+        }
+        try {
+          if (batch.length === 1) {
+            batch[0]!.resolve(await this.head.logits(batch[0]!.hidden));
+            continue;
+          }
+          const all = new Float32Array(rows * H);
+          let offset = 0;
+          for (const r of batch) {
+            all.set(r.hidden, offset);
+            offset += r.hidden.length;
+          }
+          const logits = await this.head.logits(all);
+          let row = 0;
+          for (const r of batch) {
+            const n = r.hidden.length / H;
+            r.resolve(logits.slice(row * V, (row + n) * V));
+            row += n;
+          }
+        } catch (err) {
+          for (const r of batch) r.reject(err);
+        }
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+}
