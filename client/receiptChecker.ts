@@ -1,5 +1,6 @@
 import type { TypedDataDomain } from "ethers";
-import { recoverReceiptSigner, type Receipt } from "../protocol/receipt.js";
+import { receiptDigest, type Receipt } from "../protocol/receipt.js";
+import { signerPool } from "./signerPool.js";
 import type { HopResult, StepReceipt } from "../protocol/wire.js";
 import { RouteError } from "./routeError.js";
 
@@ -122,17 +123,19 @@ export class ReceiptChecker {
     this.steps.delete(step);
     const { known, tokens } = s;
     const receipts = s.receipts as HopResult[];
-    // Signature recovery costs ~1.5–2.5 ms per receipt: one receipt per task, each after a yield, so
-    // the client's next step and incoming frames are never held up by a whole route's worth of them.
+    // Signature recovery costs ~1.5 ms per receipt: it runs on the signer pool's worker thread, all
+    // of a step's hops at once, while this thread goes on; results are taken in order.
     this.checks = this.checks.then(() => this.checkChain(step, known, receipts)).catch((err: unknown) => this.fail(err as Error));
-    this.hops.forEach((_, i) => {
+    const signed = this.hops.map((_, i) => this.checkSignature(step, tokens, i, receipts[i]!));
+    for (const check of signed) {
+      check.catch(() => undefined); // reported in order below
       this.checks = this.checks
-        .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
-        .then(() => {
-          if (this.failure === undefined) this.checkSignature(step, tokens, i, receipts[i]!);
+        .then(async () => {
+          const report = await check;
+          if (this.failure === undefined) report();
         })
         .catch((err: unknown) => this.fail(err as Error));
-    });
+    }
     if (this.onSettled !== undefined && this.awaitedSteps().length === 0) this.onSettled();
   }
 
@@ -150,8 +153,11 @@ export class ReceiptChecker {
     });
   }
 
-  /** Hop `i`'s receipt is signed by its announced server over the step as the client knows it. */
-  private checkSignature(step: bigint, tokens: number, i: number, r: HopResult): void {
+  /**
+   * Hop `i`'s receipt is signed by its announced server over the step as the client knows it;
+   * resolves with the report of the verified receipt (made in step order by the caller).
+   */
+  private async checkSignature(step: bigint, tokens: number, i: number, r: HopResult): Promise<() => void> {
     const h = this.hops[i]!;
     const receipt: Receipt = {
       sessionId: h.sessionId,
@@ -164,8 +170,13 @@ export class ReceiptChecker {
       tokens,
       server: h.server,
     };
-    const signer = recoverReceiptSigner(h.domain, receipt, r.signature);
+    let signer: string;
+    try {
+      signer = await signerPool.recover(receiptDigest(h.domain, receipt), r.signature);
+    } catch (err) {
+      throw new RouteError(`${h.url}: receipt for step ${step} carries an invalid signature: ${(err as Error).message}`);
+    }
     if (signer !== h.server) throw new RouteError(`${h.url}: receipt for step ${step} is signed by ${signer}, not the server ${h.server}`);
-    this.onReceipt?.({ receipt, signature: r.signature });
+    return () => this.onReceipt?.({ receipt, signature: r.signature });
   }
 }
