@@ -1,4 +1,4 @@
-import { keccak256 } from "ethers";
+import { keccak256Of } from "./keccak.js";
 import { float32ToF16Bytes, toFloat32 } from "./dtype.js";
 import { InvalidArgumentError } from "./errors.js";
 
@@ -67,10 +67,7 @@ export function activationHash(a: EncodedActivations): string {
   view.setUint8(HASH_DOMAIN.length, ENCODING_CODE[a.encoding]);
   view.setUint32(HASH_DOMAIN.length + 1, a.rows, true);
   view.setUint32(HASH_DOMAIN.length + 5, a.cols, true);
-  const all = new Uint8Array(header.length + a.payload.byteLength);
-  all.set(header, 0);
-  all.set(a.payload, header.length);
-  return keccak256(all);
+  return keccak256Of(header, a.payload);
 }
 
 function encodeInt8(values: Float32Array, rows: number, cols: number): Uint8Array {

@@ -2,6 +2,7 @@ import { concat, keccak256, toUtf8Bytes } from "ethers";
 import { describe, expect, it } from "vitest";
 import { INT8_BLOCK, activationHash, decodeActivations, encodeActivations, payloadBytes } from "../../protocol/activations.js";
 import { SeededRandom } from "../../engine/random.js";
+import { keccak256Of } from "../../protocol/keccak.js";
 
 function randomValues(n: number, seed = 1): Float32Array {
   const rng = new SeededRandom(seed);
@@ -63,5 +64,15 @@ describe("activation hash", () => {
     const b = { ...a, rows: 3, cols: 2 };
     const c = { ...a, encoding: "fp16" as const };
     expect(new Set([activationHash(a), activationHash(b), activationHash(c)]).size).toBe(3);
+  });
+});
+
+describe("keccak256Of (WebAssembly Keccak)", () => {
+  it("equals ethers' keccak256 of the concatenation, for empty, short and multi-block inputs", () => {
+    for (const n of [0, 1, 135, 136, 137, 2336, 10_000]) {
+      const data = Uint8Array.from({ length: n }, (_, i) => (i * 31 + 7) & 255);
+      const cut = Math.floor(n / 3);
+      expect(keccak256Of(data.subarray(0, cut), data.subarray(cut))).toBe(keccak256(data));
+    }
   });
 });
