@@ -10,6 +10,7 @@ import {
   type ServerInfo,
   type SessionOpened,
   type Step,
+  type StoredStep,
   type StepReceipt,
   type StepResult,
   type WireLimits,
@@ -105,6 +106,15 @@ export class ShardConnection {
 
   async closeSession(sessionId: string): Promise<void> {
     await this.request({ type: MessageType.CloseSession, requestId: 0, sessionId }, MessageType.SessionClosed);
+  }
+
+  /**
+   * The step behind a receipt this server signed, by the receipt's leaf: receipt, signature,
+   * activations and, once committed on chain, the batch id and Merkle proof. Rejects with a
+   * ShardRequestError (code SERVER_19, NotFound) when the server no longer holds it.
+   */
+  async fetchStep(leaf: string): Promise<StoredStep> {
+    return (await this.request({ type: MessageType.FetchStep, requestId: 0, leaf }, MessageType.StoredStep)) as StoredStep;
   }
 
   async step(step: Omit<Step, "type" | "requestId">): Promise<StepResult> {

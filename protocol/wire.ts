@@ -12,7 +12,8 @@ import { EFedError } from "./errors.js";
  * Version 2 added forwarding (see protocol/forwarding.ts): SessionOpened carries the session's
  * forwarding key, a Step may carry a forwarding tag and each hop of its route a tag, StepReceipt
  * carries the hashes it signs, Error names the hop that failed, and StepForwarded acknowledges a
- * forwarded step.
+ * forwarded step; FetchStep / StoredStep let anyone holding a receipt's leaf fetch the activations
+ * behind it (what verifiers audit).
  */
 export const PROTOCOL_VERSION = 2;
 
@@ -27,6 +28,8 @@ export const MessageType = {
   Error: 8,
   StepReceipt: 9,
   StepForwarded: 10,
+  FetchStep: 11,
+  StoredStep: 12,
 } as const;
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
 
@@ -52,6 +55,8 @@ export const ErrorCode = {
   Upstream: 17,
   /** A forwarded step's tag was not made with the named session's forwarding key. */
   Forbidden: 18,
+  /** A fetched receipt is not in the server's store (never signed here, or past retention). */
+  NotFound: 19,
 } as const;
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -172,6 +177,40 @@ export interface StepReceipt {
   hop: HopResult;
 }
 
+/** Asks for the step behind a receipt, by the receipt's Merkle leaf (protocol/receipt.ts receiptLeaf). */
+export interface FetchStep {
+  type: typeof MessageType.FetchStep;
+  requestId: number;
+  leaf: string;
+}
+
+/**
+ * A stored step: the receipt (every signed field), its signature, the activations it hashes, and
+ * — once the receipt is in a batch posted on chain — the batch id and the leaf's Merkle proof.
+ */
+export interface StoredStep {
+  type: typeof MessageType.StoredStep;
+  requestId: number;
+  receipt: {
+    sessionId: string;
+    step: bigint;
+    firstLayer: number;
+    lastLayer: number;
+    variantId: string;
+    inputHash: string;
+    outputHash: string;
+    tokens: number;
+    server: string;
+  };
+  signature: string;
+  input: EncodedActivations;
+  output: EncodedActivations;
+  batch?: { batchId: bigint; proof: string[] };
+}
+
+/** Merkle proofs longer than this are refused (2^64 leaves). */
+export const MAX_PROOF_LENGTH = 64;
+
 export interface CloseSession {
   type: typeof MessageType.CloseSession;
   requestId: number;
@@ -201,6 +240,8 @@ export type Message =
   | StepResult
   | StepReceipt
   | StepForwarded
+  | FetchStep
+  | StoredStep
   | CloseSession
   | SessionClosed
   | ErrorMessage;
@@ -327,6 +368,22 @@ export function encodeMessage(m: Message): Uint8Array {
     case MessageType.Error:
       w.u16(m.code).u8(m.hop).str(m.message);
       break;
+    case MessageType.FetchStep:
+      w.hex(m.leaf, 32);
+      break;
+    case MessageType.StoredStep: {
+      const r = m.receipt;
+      w.hex(r.sessionId, 32).u64(r.step).u16(r.firstLayer).u16(r.lastLayer).hex(r.variantId, 32);
+      w.hex(r.inputHash, 32).hex(r.outputHash, 32).u32(r.tokens).hex(r.server, 20).hex(m.signature, 65);
+      w.activations(m.input).activations(m.output);
+      if (m.batch === undefined) w.u8(0);
+      else {
+        if (m.batch.proof.length > MAX_PROOF_LENGTH) throw new WireError(ErrorCode.BadFrame, `proof of ${m.batch.proof.length} hashes exceeds ${MAX_PROOF_LENGTH}`);
+        w.u8(1).u64(m.batch.batchId).u8(m.batch.proof.length);
+        for (const h of m.batch.proof) w.hex(h, 32);
+      }
+      break;
+    }
   }
   return w.finish();
 }
@@ -513,6 +570,36 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
         },
       };
       break;
+    case MessageType.FetchStep:
+      m = { type, requestId, leaf: r.hex(32, "leaf") };
+      break;
+    case MessageType.StoredStep: {
+      const receipt = {
+        sessionId: r.hex(32, "session id"),
+        step: r.u64("step"),
+        firstLayer: r.u16("first layer"),
+        lastLayer: r.u16("last layer"),
+        variantId: r.hex(32, "variant id"),
+        inputHash: r.hex(32, "input hash"),
+        outputHash: r.hex(32, "output hash"),
+        tokens: r.u32("tokens"),
+        server: r.address("server"),
+      };
+      const signature = r.hex(65, "signature");
+      const input = r.activations(limits, "input");
+      const output = r.activations(limits, "output");
+      const batchFlag = r.u8("batch flag");
+      if (batchFlag > 1) throw new WireError(ErrorCode.BadFrame, `batch flag ${batchFlag} is neither 0 (not committed) nor 1 (batch and proof follow)`);
+      let batch: StoredStep["batch"];
+      if (batchFlag === 1) {
+        const batchId = r.u64("batch id");
+        const n = r.u8("proof length");
+        if (n > MAX_PROOF_LENGTH) throw new WireError(ErrorCode.BadFrame, `proof of ${n} hashes exceeds ${MAX_PROOF_LENGTH}`);
+        batch = { batchId, proof: Array.from({ length: n }, (_, i) => r.hex(32, `proof hash ${i}`)) };
+      }
+      m = { type, requestId, receipt, signature, input, output, ...(batch === undefined ? {} : { batch }) };
+      break;
+    }
     case MessageType.Error: {
       const code = r.u16("error code");
       m = { type, requestId, code: code as ErrorCodeValue, hop: r.u8("error hop"), message: r.str("error message") };

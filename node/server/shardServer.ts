@@ -15,6 +15,7 @@ import {
   encodeMessage,
   type Message,
   type ServerInfo,
+  type FetchStep,
   type Step,
   type WireLimits,
 } from "../../protocol/wire.js";
@@ -208,6 +209,9 @@ export class ShardServer {
       case MessageType.Step:
         await this.step(ws, m);
         return;
+      case MessageType.FetchStep:
+        this.fetchStep(ws, m);
+        return;
       default:
         throw new WireError(ErrorCode.UnknownType, `message type ${m.type} is not a request a server accepts`);
     }
@@ -269,6 +273,22 @@ export class ShardServer {
     if (next !== undefined || m.tag !== undefined) {
       this.send(ws, { type: MessageType.StepForwarded, requestId: m.requestId, sessionId: m.sessionId, step: m.step });
     }
+  }
+
+  /** The step behind a receipt, for anyone who holds its leaf (verifiers audit these). */
+  private fetchStep(ws: WebSocket, m: FetchStep): void {
+    const stored = this.o.store.get(m.leaf);
+    if (stored === undefined) throw new WireError(ErrorCode.NotFound, `no stored step has receipt leaf ${m.leaf} (not signed here, or past retention)`);
+    const committed = this.o.store.proofOf(m.leaf);
+    this.send(ws, {
+      type: MessageType.StoredStep,
+      requestId: m.requestId,
+      receipt: stored.receipt,
+      signature: stored.signature,
+      input: stored.input,
+      output: stored.output,
+      ...(committed === undefined ? {} : { batch: { batchId: BigInt(committed.batchId), proof: committed.proof } }),
+    });
   }
 
   /** The session a forwarded step names, if its tag was made with that session's forwarding key. */

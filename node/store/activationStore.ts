@@ -1,5 +1,6 @@
 import { DatabaseSync } from "node:sqlite";
 import type { EncodedActivations, ActivationEncoding } from "../../protocol/activations.js";
+import { MerkleTree } from "../../protocol/merkle.js";
 import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
 
 /** A step as the server keeps it for the challenge window: what it signed and the bytes behind it. */
@@ -9,6 +10,8 @@ export interface StoredStep {
   input: EncodedActivations;
   output: EncodedActivations;
   createdAtMs: number;
+  /** The posted batch holding this receipt, once committed. */
+  batchId?: number;
 }
 
 export interface StoreOptions {
@@ -141,6 +144,14 @@ export class ActivationStore {
     }
   }
 
+  /** The Merkle proof of `leaf` within its posted batch, or undefined while it is uncommitted. */
+  proofOf(leaf: string): { batchId: number; proof: string[] } | undefined {
+    const step = this.get(leaf);
+    if (step?.batchId === undefined) return undefined;
+    const leaves = this.batchLeaves(step.batchId)!;
+    return { batchId: step.batchId, proof: new MerkleTree(leaves).proof(leaves.indexOf(leaf)) };
+  }
+
   /** The leaves of batch `batchId` in tree order, to rebuild its Merkle proofs. */
   batchLeaves(batchId: number): string[] | undefined {
     const row = this.db.prepare(`SELECT leaves FROM batches WHERE batch_id = ?`).get(batchId) as { leaves: string } | undefined;
@@ -192,5 +203,6 @@ function fromRow(row: Row): StoredStep {
     input: { encoding: row.input_encoding as ActivationEncoding, rows: row.input_rows, cols: row.input_cols, payload: new Uint8Array(row.input) },
     output: { encoding: row.output_encoding as ActivationEncoding, rows: row.output_rows, cols: row.output_cols, payload: new Uint8Array(row.output) },
     createdAtMs: row.created_at_ms,
+    ...(row.batch_id === null ? {} : { batchId: row.batch_id }),
   };
 }

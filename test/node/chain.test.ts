@@ -9,10 +9,12 @@ import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
 import { Head } from "../../engine/runtime/head.js";
 import { receiptDomain } from "../../protocol/eip712.js";
-import { MerkleTree } from "../../protocol/merkle.js";
+import { activationHash } from "../../protocol/activations.js";
+import { MerkleTree, verifyMerkleProof } from "../../protocol/merkle.js";
 import { receiptLeaf, recoverReceiptSigner } from "../../protocol/receipt.js";
 import { generate } from "../../client/generate.js";
 import { RemotePipeline, type VerifiedReceipt } from "../../client/remotePipeline.js";
+import { ShardConnection } from "../../client/shardClient.js";
 import { Commitments__factory, ModelRegistry__factory, Staking__factory } from "../../types/ethers-contracts/index.js";
 import { scratchDir } from "../engine/helpers.js";
 import { startHardhatNode, type LocalChain } from "../support/hardhatNode.js";
@@ -97,6 +99,26 @@ describe("efed server on a chain", () => {
       expect(await commitments.verifyReceipt(batchId!, receipts[i]!.receipt, tree.proof(i))).toBe(true);
       expect(await commitments.receiptSigner(receipts[i]!.receipt, receipts[i]!.signature)).toBe(address);
     }
+
+    // anyone holding a receipt's leaf fetches the step behind it, with the proof against the posted root
+    const verifier = await ShardConnection.connect(url);
+    for (const r of receipts) {
+      const leaf = receiptLeaf(r.receipt);
+      const stored = await verifier.fetchStep(leaf);
+      expect(stored.receipt).toEqual(r.receipt);
+      expect(stored.signature).toBe(r.signature);
+      expect(activationHash(stored.input)).toBe(r.receipt.inputHash);
+      expect(activationHash(stored.output)).toBe(r.receipt.outputHash);
+      expect(stored.batch?.batchId).toBe(batchId);
+      expect(verifyMerkleProof(batch.root, leaf, stored.batch!.proof)).toBe(true);
+      expect(await commitments.verifyReceipt(batchId!, stored.receipt, stored.batch!.proof)).toBe(true);
+    }
+    const unknown = "0x" + "00".repeat(32);
+    await expect(verifier.fetchStep(unknown)).rejects.toMatchObject({
+      code: "SERVER_19",
+      message: expect.stringContaining(`no stored step has receipt leaf ${unknown}`),
+    });
+    verifier.close();
     provider.destroy();
   });
 });
