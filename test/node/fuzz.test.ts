@@ -87,7 +87,7 @@ const BAD_HOP_URLS = ["http://127.0.0.1:9", "ws://127.0.0.1:9/admin", "ws://u:p@
 /** One malformed or out-of-protocol frame, chosen at random, with the error codes it may get. */
 function badFrame(own: string, foreign: string): { frame: Uint8Array | string; codes: number[] } {
   const valid = stepFrame(own, 0n, 0);
-  switch (int(13)) {
+  switch (int(14)) {
     case 0: // truncated
       return { frame: valid.subarray(0, int(valid.length)), codes: [ErrorCode.BadFrame, ErrorCode.BadShape, ErrorCode.BadEncoding] };
     case 1: // random bytes
@@ -109,7 +109,7 @@ function badFrame(own: string, foreign: string): { frame: Uint8Array | string; c
     case 5: // too many rows
       return { frame: stepFrame(own, 0n, 0, 65 + int(10)), codes: [ErrorCode.BadShape] };
     case 6: // unknown message type
-      return { frame: Uint8Array.of(11 + int(200), 0, 0, 0, 0, ...bytes(int(20))), codes: [ErrorCode.UnknownType] };
+      return { frame: Uint8Array.of(13 + int(200), 0, 0, 0, 0, ...bytes(int(20))), codes: [ErrorCode.UnknownType] };
     case 7: // a session that does not exist, or belongs to another connection
       return { frame: stepFrame(int(2) === 0 ? sid() : foreign, 0n, 0), codes: [ErrorCode.UnknownSession] };
     case 8: // positions out of order
@@ -120,6 +120,8 @@ function badFrame(own: string, foreign: string): { frame: Uint8Array | string; c
       return { frame: stepFrame(own, 0n, 0, 1, H(), Array.from({ length: 17 + int(200) }, () => hop("ws://127.0.0.1:9"))), codes: [ErrorCode.BadRoute] };
     case 11: // a forwarded step for another connection's session, with a tag not made with its key
       return { frame: stepFrame(foreign, 0n, 0, 1, H(), [], hexlify(bytes(32))), codes: [ErrorCode.Forbidden] };
+    case 12: // the step behind a receipt this server never signed
+      return { frame: encodeMessage({ type: MessageType.FetchStep, requestId: 1 + int(1e6), leaf: sid() }), codes: [ErrorCode.NotFound] };
     default: // a text frame
       return { frame: "hello", codes: [ErrorCode.BadFrame] };
   }
