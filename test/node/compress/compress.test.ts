@@ -112,6 +112,20 @@ describe("efed compress", () => {
     });
   }
 
+  it("quantized and low-rank variants compute the same bits at 1 and 2 threads (a verifier's thread count does not matter)", async () => {
+    const out = join(scratch.dir, "threads");
+    await compressModel(dense, out, { method: "svd+int4", rank: 12 });
+    const model = ModelDirectory.open(out);
+    const head = await Head.load(model);
+    const outputs: Float32Array[] = [];
+    for (const threads of [1, 2]) {
+      const shard = await Shard.load(model, 0, model.config.numLayers, { threads });
+      outputs.push(await shard.forward(head.embed(PROMPT), shard.newCache()));
+      await shard.release();
+    }
+    expect(bitsEqual(outputs[0]!, outputs[1]!)).toBe(true);
+  });
+
   it("svd: the engine's low-rank graph matches a float64 forward of the factors", async () => {
     const out = join(scratch.dir, "svd-ref");
     await compressModel(dense, out, { method: "svd", ratio: 0.5 });
