@@ -98,6 +98,20 @@ export async function compressModel(sourceDir: string, outDir: string, options: 
   }
 }
 
+interface Projection {
+  key: ProjectionKey;
+  layer: number;
+  /** e.g. "model.layers.3.mlp.up_proj" */
+  name: string;
+}
+
+interface Decomposition {
+  decomposed: Map<string, Decomposed>;
+  svdSeconds: number;
+  slowestSvd: CompressReport["slowestSvd"];
+  calibrationTokens: number;
+}
+
 async function compressWith(
   gemm: Gemm,
   source: ModelDirectory,
@@ -105,78 +119,107 @@ async function compressWith(
   method: CompressionMethod,
   options: CompressOptions,
 ): Promise<CompressReport> {
-  const c = source.config;
-  const shapes = projectionShapes(c);
-  const progress = options.onProgress ?? (() => {});
-  const blockSize = options.blockSize ?? DEFAULTS.blockSize;
-  const projections = Array.from({ length: c.numLayers }, (_, l) =>
+  const projections = Array.from({ length: source.config.numLayers }, (_, l) =>
     (Object.keys(PROJECTIONS) as ProjectionKey[]).map((key) => ({ key, layer: l, name: layerPrefix(l) + PROJECTIONS[key] })),
   ).flat();
+  const d = method.svd === undefined ? undefined : await decompose(gemm, source, projections, method.svd, options);
+  const ranks = d === undefined ? new Map<string, RankChoice>() : chooseRanks(d.decomposed, options);
+  const written = await writeVariant(gemm, source, outDir, projections, method, d, ranks, options);
+  return {
+    method: method.name,
+    variantId: written.variantId,
+    parameterReduction: written.parameterReduction,
+    matrices: written.reports,
+    svdSeconds: d?.svdSeconds ?? 0,
+    slowestSvd: d?.slowestSvd,
+    calibrationTokens: d?.calibrationTokens ?? 0,
+  };
+}
 
-  // 1. decompose (whitened by each layer's calibration Gram for svd-whiten)
-  const decomposed = new Map<string, Decomposed>();
-  let svdSeconds = 0;
-  let slowestSvd: CompressReport["slowestSvd"];
-  let calibrationTokens = 0;
+/** The SVD of every projection — of W·S for svd-whiten, S from its layer's calibration Gram — layer by layer. */
+async function decompose(
+  gemm: Gemm,
+  source: ModelDirectory,
+  projections: readonly Projection[],
+  kind: NonNullable<CompressionMethod["svd"]>,
+  options: CompressOptions,
+): Promise<Decomposition> {
   const cache = options.decompositionCache;
-  const cached = method.svd !== undefined && cache !== undefined && projections.every((p) => cache.has(`${method.svd}:${p.name}`));
-  if (cached) {
-    for (const p of projections) decomposed.set(p.name, cache.get(`${method.svd}:${p.name}`) as Decomposed);
-    calibrationTokens = Number(cache.get(`${method.svd}:tokens`) ?? 0);
-  } else if (method.svd !== undefined) {
-    const calibrator = method.svd === "svd-whiten" ? makeCalibrator(source, options, gemm) : undefined;
-    calibrationTokens = calibrator?.tokens ?? 0;
-    for (let l = 0; l < c.numLayers; l++) {
-      const grams = calibrator === undefined ? undefined : await calibrator.nextLayer();
-      const whitenings = new Map<ProbePoint, Mat>();
-      for (const p of projections.filter((p) => p.layer === l)) {
-        const [rows, cols] = shapes[p.key];
-        const w = fromFloat32(rows, cols, source.tensor(FactorNames.dense(p.name), [rows, cols]));
-        let whitening: Mat | undefined;
-        if (grams !== undefined) {
-          const point = INPUT_OF[p.key];
-          whitening = whitenings.get(point) ?? whiteningFor(grams[point], options.damping ?? DEFAULTS.damping, p.name);
-          whitenings.set(point, whitening);
-        }
-        const started = performance.now();
-        const svd = await Svd.of(whitening === undefined ? w : await gemm.multiply(w, whitening), gemm);
-        const seconds = (performance.now() - started) / 1000;
-        svdSeconds += seconds;
-        if (slowestSvd === undefined || seconds > slowestSvd.seconds) slowestSvd = { name: p.name, rows, cols, seconds };
-        decomposed.set(p.name, { name: p.name, rows, cols, svd, whitening });
-        cache?.set(`${method.svd}:${p.name}`, decomposed.get(p.name)!);
-        progress("decompose", decomposed.size, projections.length);
-      }
-    }
-    cache?.set(`${method.svd}:tokens`, calibrationTokens);
+  if (cache !== undefined && projections.every((p) => cache.has(`${kind}:${p.name}`))) {
+    return {
+      decomposed: new Map(projections.map((p) => [p.name, cache.get(`${kind}:${p.name}`) as Decomposed])),
+      svdSeconds: 0,
+      slowestSvd: undefined,
+      calibrationTokens: Number(cache.get(`${kind}:tokens`) ?? 0),
+    };
   }
+  const shapes = projectionShapes(source.config);
+  const progress = options.onProgress ?? (() => {});
+  const result: Decomposition = { decomposed: new Map(), svdSeconds: 0, slowestSvd: undefined, calibrationTokens: 0 };
+  const calibrator = kind === "svd-whiten" ? makeCalibrator(source, options, gemm) : undefined;
+  result.calibrationTokens = calibrator?.tokens ?? 0;
+  for (let l = 0; l < source.config.numLayers; l++) {
+    const grams = calibrator === undefined ? undefined : await calibrator.nextLayer();
+    const whitenings = new Map<ProbePoint, Mat>();
+    for (const p of projections.filter((p) => p.layer === l)) {
+      const [rows, cols] = shapes[p.key];
+      const w = fromFloat32(rows, cols, source.tensor(FactorNames.dense(p.name), [rows, cols]));
+      let whitening: Mat | undefined;
+      if (grams !== undefined) {
+        const point = INPUT_OF[p.key];
+        whitening = whitenings.get(point) ?? whiteningFor(grams[point], options.damping ?? DEFAULTS.damping, p.name);
+        whitenings.set(point, whitening);
+      }
+      const started = performance.now();
+      const svd = await Svd.of(whitening === undefined ? w : await gemm.multiply(w, whitening), gemm);
+      const seconds = (performance.now() - started) / 1000;
+      result.svdSeconds += seconds;
+      if (result.slowestSvd === undefined || seconds > result.slowestSvd.seconds) result.slowestSvd = { name: p.name, rows, cols, seconds };
+      const entry = { name: p.name, rows, cols, svd, whitening };
+      result.decomposed.set(p.name, entry);
+      cache?.set(`${kind}:${p.name}`, entry);
+      progress("decompose", result.decomposed.size, projections.length);
+    }
+  }
+  cache?.set(`${kind}:tokens`, result.calibrationTokens);
+  return result;
+}
 
-  // 2. ranks
+/** Each projection's rank (or dense), from the options: given ranks, one rank, a ratio or an energy. */
+function chooseRanks(decomposed: ReadonlyMap<string, Decomposed>, options: CompressOptions): Map<string, RankChoice> {
   const spectra: Spectrum[] = [...decomposed.values()].map((d) => ({
     name: d.name,
     rows: d.rows,
     cols: d.cols,
     energies: d.svd.values.map((s) => s * s),
   }));
-  const ranks =
-    method.svd === undefined
-      ? new Map<string, RankChoice>()
-      : options.ranks !== undefined
-        ? givenRanks(spectra, options.ranks)
-        : options.rank !== undefined
-        ? uniformRanks(spectra, options.rank)
-        : options.ratio !== undefined
-          ? allocateByRatio(spectra, options.ratio)
-          : allocateByEnergy(spectra, options.energy!);
+  if (options.ranks !== undefined) return givenRanks(spectra, options.ranks);
+  if (options.rank !== undefined) return uniformRanks(spectra, options.rank);
+  if (options.ratio !== undefined) return allocateByRatio(spectra, options.ratio);
+  return allocateByEnergy(spectra, options.energy!);
+}
 
-  // 3. write
+/** Writes the compressed directory (weights, companion files, manifest); returns its variant id and what it stores. */
+async function writeVariant(
+  gemm: Gemm,
+  source: ModelDirectory,
+  outDir: string,
+  projections: readonly Projection[],
+  method: CompressionMethod,
+  d: Decomposition | undefined,
+  ranks: ReadonlyMap<string, RankChoice>,
+  options: CompressOptions,
+): Promise<{ variantId: string; parameterReduction: number; reports: MatrixReport[] }> {
+  const shapes = projectionShapes(source.config);
+  const progress = options.onProgress ?? (() => {});
+  const blockSize = options.blockSize ?? DEFAULTS.blockSize;
+  const bits = method.bits;
   const out = new Map<string, TensorToWrite>();
   const matrices: Record<string, MatrixCompression> = {};
   const reports: MatrixReport[] = [];
   const projectionNames = new Map(projections.map((p) => [FactorNames.dense(p.name), p]));
   let denseParameters = 0;
   let storedParameterCount = 0;
-  let written = 0;
   for (const name of source.tensorNames()) {
     const p = projectionNames.get(name);
     const info = source.info(name);
@@ -185,9 +228,8 @@ async function compressWith(
       continue;
     }
     const [rows, cols] = shapes[p.key];
-    const d = decomposed.get(p.name);
+    const decomposed = d?.decomposed.get(p.name);
     const choice = ranks.get(p.name) ?? "dense";
-    const bits = method.bits;
     const encode = (factorName: string, m: Float32Array, r: number, k: number): void => {
       if (bits !== undefined) {
         const q = quantize(m, r, k, bits, blockSize);
@@ -201,9 +243,9 @@ async function compressWith(
       if (bits === undefined) out.set(name, { dtype: info.dtype as TensorToWrite["dtype"], shape: info.shape, data: source.rawBytes(name) });
       else encode(name, source.tensor(name, [rows, cols]), rows, cols);
     } else {
-      const { left, right: whitenedRight } = await d!.svd.factors(choice, gemm);
+      const { left, right: whitenedRight } = await decomposed!.svd.factors(choice, gemm);
       // whitened: M = W·S was factored, so W ≈ left · (right · S⁻¹)
-      const right = d!.whitening === undefined ? whitenedRight : multiplyByLowerInverse(whitenedRight, d!.whitening);
+      const right = decomposed!.whitening === undefined ? whitenedRight : multiplyByLowerInverse(whitenedRight, decomposed!.whitening);
       encode(FactorNames.left(p.name), Float32Array.from(left.data), rows, choice);
       encode(FactorNames.right(p.name), Float32Array.from(right.data), choice, cols);
     }
@@ -211,45 +253,34 @@ async function compressWith(
     if (choice !== "dense") entry.rank = choice;
     if (bits !== undefined) entry.bits = bits;
     if (Object.keys(entry).length > 0) matrices[p.name] = entry;
-    const energies = d?.svd.values.map((s) => s * s);
-    const totalEnergy = energies?.reduce((a, b) => a + b, 0) ?? 0;
+    const totalEnergy = decomposed?.svd.values.reduce((a, s) => a + s * s, 0) ?? 0;
     reports.push({
       name: p.name,
       rows,
       cols,
-      rank: d === undefined ? undefined : choice,
+      rank: decomposed === undefined ? undefined : choice,
       bits,
-      discardedEnergy: choice === "dense" || d === undefined || totalEnergy === 0 ? 0 : d.svd.discardedEnergy(choice) / totalEnergy,
+      discardedEnergy: choice === "dense" || decomposed === undefined || totalEnergy === 0 ? 0 : decomposed.svd.discardedEnergy(choice) / totalEnergy,
     });
     denseParameters += rows * cols;
     storedParameterCount += storedParameters({ rows, cols }, choice);
-    progress("write", ++written, projections.length);
+    progress("write", reports.length, projections.length);
   }
 
   mkdirSync(outDir, { recursive: true });
   copyCompanionFiles(source.dir, outDir);
   writeSafetensors(join(outDir, "model.safetensors"), out);
   const spec: CompressionSpec = { method: method.name, matrices };
-  if (method.bits !== undefined) spec.block_size = blockSize;
+  if (bits !== undefined) spec.block_size = blockSize;
   if (options.ratio !== undefined) spec.ratio = options.ratio;
   if (options.energy !== undefined) spec.energy = options.energy;
   if (options.rank !== undefined) spec.rank = options.rank;
   if (options.ranks !== undefined) spec.ranks = "given";
-  if (method.svd === "svd-whiten") {
-    spec.calibration = { tokens: calibrationTokens, damping: options.damping ?? DEFAULTS.damping };
-  }
+  if (method.svd === "svd-whiten") spec.calibration = { tokens: d?.calibrationTokens ?? 0, damping: options.damping ?? DEFAULTS.damping };
   const compressed = ModelDirectory.open(outDir);
   const variantId = writeManifest(outDir, buildManifest(compressed, spec));
   compressed.close();
-  return {
-    method: method.name,
-    variantId,
-    parameterReduction: 1 - storedParameterCount / denseParameters,
-    matrices: reports,
-    svdSeconds,
-    slowestSvd,
-    calibrationTokens,
-  };
+  return { variantId, parameterReduction: 1 - storedParameterCount / denseParameters, reports };
 }
 
 function checkOptions(method: CompressionMethod, o: CompressOptions): void {
