@@ -1,6 +1,7 @@
 import { getAddress, hexlify } from "ethers";
 import { ACTIVATION_ENCODINGS, payloadBytes, type ActivationEncoding, type EncodedActivations } from "./activations.js";
 import { EFedError } from "./errors.js";
+import type { Receipt } from "./receipt.js";
 
 /**
  * The binary protocol between clients and shard servers, one WebSocket binary message per frame.
@@ -191,17 +192,7 @@ export interface FetchStep {
 export interface StoredStep {
   type: typeof MessageType.StoredStep;
   requestId: number;
-  receipt: {
-    sessionId: string;
-    step: bigint;
-    firstLayer: number;
-    lastLayer: number;
-    variantId: string;
-    inputHash: string;
-    outputHash: string;
-    tokens: number;
-    server: string;
-  };
+  receipt: Receipt;
   signature: string;
   input: EncodedActivations;
   output: EncodedActivations;
