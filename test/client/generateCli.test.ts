@@ -1,6 +1,4 @@
-import { execFile } from "node:child_process";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
@@ -8,9 +6,8 @@ import { Head } from "../../engine/runtime/head.js";
 import { generate } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
 import { scratchDir } from "../engine/helpers.js";
+import { runEfed } from "../support/efedProcess.js";
 
-const run = promisify(execFile);
-const bin = new URL("../../bin/efed.mjs", import.meta.url).pathname;
 const scratch = scratchDir();
 const modelDir = join(scratch.dir, "tiny");
 
@@ -19,15 +16,7 @@ beforeAll(() => {
 });
 afterAll(() => scratch.cleanup());
 
-async function efed(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args]);
-    return { stdout, stderr, code: 0 };
-  } catch (err) {
-    const e = err as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
-}
+const efed = runEfed;
 
 describe("efed generate", () => {
   it("prints the same ids as the in-process engine, and --split changes nothing", async () => {

@@ -1,7 +1,6 @@
-import { execFile, type ChildProcess } from "node:child_process";
+import { type ChildProcess } from "node:child_process";
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest, MANIFEST_FILE, readManifest, variantIdOf, verifyTensors } from "../../../engine/model/manifest.js";
 import { ModelDirectory } from "../../../engine/model/modelDir.js";
@@ -14,10 +13,8 @@ import { compressModel } from "../../../node/compress/compressModel.js";
 import { evaluateModel, sampleCorpus } from "../../../node/compress/evaluate.js";
 import { bitsEqual, maxAbsDiff, scratchDir } from "../../engine/helpers.js";
 import { ReferenceModel } from "../../engine/reference.js";
-import { spawnEfedServer, stopProcess } from "../../support/efedProcess.js";
+import { runEfed, spawnEfedServer, stopProcess } from "../../support/efedProcess.js";
 
-const run = promisify(execFile);
-const bin = new URL("../../../bin/efed.mjs", import.meta.url).pathname;
 const kjv = new URL("../../../models/kjv-llama-6m", import.meta.url).pathname;
 const scratch = scratchDir();
 const dense = join(scratch.dir, "dense");
@@ -36,15 +33,7 @@ afterAll(async () => {
   scratch.cleanup();
 });
 
-async function efed(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args]);
-    return { stdout, stderr, code: 0 };
-  } catch (err) {
-    const e = err as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
-}
+const efed = runEfed;
 
 /** Hidden states after all layers for PROMPT (prefill of 8, then one token at a time), through shards cut at `cuts`. */
 async function runShards(model: ModelDirectory, cuts: number[]): Promise<Float32Array[]> {
