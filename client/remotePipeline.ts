@@ -146,8 +146,8 @@ export class RemotePipeline implements LayerPipeline {
     const first = this.connections[0]!;
     const last = this.connections[k - 1]!;
     const tagged = { step: s.step, position: s.position, rows: input.rows, outputEncoding: input.encoding };
-    const hops = this.connections.slice(1).map((c, i) => ({ url: c.url, sessionId: s.ids[i + 1]!, forwardKey: s.forwardKeys[i + 1]! }));
-    const route = buildRoute(hops, tagged);
+    const hops = this.connections.slice(1).map((c, i) => ({ url: c.url, sessionId: s.ids[i + 1]!, forwardKey: s.forwardKeys[i + 1]!, server: c.info.server }));
+    const route = buildRoute(first.info.server, hops, tagged);
     const waiting = last.awaitResult(s.ids[k - 1]!, s.step);
     const done = first.stepRouted({ sessionId: s.ids[0]!, ...tagged, input, route });
     const step = s.step;

@@ -1,111 +1,94 @@
-import { WebSocket } from "ws";
-import { EFedError } from "../protocol/errors.js";
-import {
-  DEFAULT_LIMITS,
-  MessageType,
-  PROTOCOL_VERSION,
-  decodeMessage,
-  encodeMessage,
-  type Message,
-  type ServerInfo,
-  type SessionOpened,
-  type Step,
-  type StoredStep,
-  type StepReceipt,
-  type StepResult,
-  type WireLimits,
-} from "../protocol/wire.js";
+import { Link, LinkError, LinkFailure, dialServer, validateTiming, type LinkTiming } from "../protocol/link.js";
+import { DEFAULT_LIMITS, MessageType, type Message, type ServerInfo, type Step, type StepReceipt, type StepResult, type StoredStep } from "../protocol/wire.js";
 
 /**
- * A request to a shard server failed: the server's error code and message (code SERVER_<wire code>),
- * a timeout, or a lost connection. `hop` says where along the request's route it failed: 0 is the
- * server the request was sent to, 1 the next server of a forwarded step, and so on.
+ * A request to a shard server failed (protocol/link.ts LinkError): the server's error code and
+ * message (code SERVER_<wire code>), a timeout, a silent (dead or hung) server, or a lost
+ * connection. `hop` says where along the request's route it failed: 0 is the server the request
+ * was sent to, 1 the next server of a forwarded step, and so on.
  */
-export class ShardRequestError extends EFedError {
-  readonly hop: number;
-  constructor(code: string, message: string, details?: Record<string, unknown>, hop = 0) {
-    super(code, message, details === undefined ? {} : { details });
-    this.hop = hop;
-  }
-}
+export { LinkError as ShardRequestError } from "../protocol/link.js";
 
 export interface ConnectOptions {
-  /** Milliseconds to wait for the connection and the server's info frame (default 10 s). */
+  /** Milliseconds to wait for the connection and the server's info frame (default 5000: an unreachable server fails the route fast). */
   connectTimeoutMs?: number;
-  /** Milliseconds to wait for each reply (default 60 s). */
+  /** Milliseconds to wait for each reply (default 60000; a dead or hung server is found sooner by the heartbeat). */
   requestTimeoutMs?: number;
+  /** Milliseconds between pings to the server (default 1000). */
+  heartbeatIntervalMs?: number;
+  /**
+   * Milliseconds without any frame or pong after which the server is dead and every request in
+   * flight fails with code SILENT (default 3500). A hung (SIGSTOPped) server is found within this
+   * plus one interval: ≤ 4.5 s with the defaults; a killed one at once, when its socket closes.
+   */
+  heartbeatTimeoutMs?: number;
   /** Largest frame accepted from the server (default 64 MiB). */
   maxFrameBytes?: number;
+  /** PEM certificate(s) to trust for a wss:// server besides the system's (e.g. its self-signed certificate). */
+  ca?: string;
+  /** Called once when the connection fails or closes, with the error its pending requests got. */
+  onClose?: (err: LinkError) => void;
 }
 
-type Pending = { resolve: (m: Message) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
+export const DEFAULT_CONNECT = {
+  connectTimeoutMs: 5_000,
+  requestTimeoutMs: 60_000,
+  heartbeatIntervalMs: 1_000,
+  heartbeatTimeoutMs: 3_500,
+  maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes,
+} as const;
 
-/** One WebSocket connection to a shard server, with typed request/reply and timeouts. */
+interface ResultWaiter {
+  resolve: (m: StepResult) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** One WebSocket connection to a shard server, with typed request/reply, timeouts and a heartbeat. */
 export class ShardConnection {
   readonly url: string;
   readonly info: ServerInfo;
-  private readonly ws: WebSocket;
-  private readonly pending = new Map<number, Pending>();
+  private readonly link: Link;
   private readonly requestTimeoutMs: number;
-  private readonly limits: WireLimits;
-  private nextRequestId = 1;
-  private closedReason: string | undefined;
   /** Per session: who receives the signed receipts that follow its step results. */
   private readonly receiptListeners = new Map<string, (m: StepReceipt) => void>();
   /** Outputs of forwarded steps this server ends, awaited by "session:step". */
-  private readonly resultWaiters = new Map<string, { resolve: (m: StepResult) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private readonly resultWaiters = new Map<string, ResultWaiter>();
 
-  private constructor(url: string, ws: WebSocket, info: ServerInfo, requestTimeoutMs: number, limits: WireLimits) {
+  private constructor(url: string, link: Link, info: ServerInfo, requestTimeoutMs: number) {
     this.url = url;
-    this.ws = ws;
+    this.link = link;
     this.info = info;
     this.requestTimeoutMs = requestTimeoutMs;
-    this.limits = limits;
-    ws.on("message", (data) => this.onFrame(data as Buffer));
-    ws.on("close", (code, reason) => this.failAll(`connection to ${url} closed (${code} ${reason.toString()})`));
   }
 
   static async connect(url: string, options: ConnectOptions = {}): Promise<ShardConnection> {
-    const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes;
-    const ws = new WebSocket(url, { maxPayload: maxFrameBytes, perMessageDeflate: false });
-    const timeoutMs = options.connectTimeoutMs ?? 10_000;
-    const info = await new Promise<ServerInfo>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        ws.terminate();
-        reject(new ShardRequestError("TIMEOUT", `no server info from ${url} within ${timeoutMs} ms`, { url }));
-      }, timeoutMs);
-      ws.once("error", (err) => {
-        clearTimeout(timer);
-        reject(new ShardRequestError("CONNECT_FAILED", `cannot connect to ${url}: ${err.message}`, { url }));
-      });
-      ws.once("message", (data) => {
-        clearTimeout(timer);
-        try {
-          const m = decodeMessage(data as Buffer, { ...DEFAULT_LIMITS, maxFrameBytes });
-          if (m.type !== MessageType.ServerInfo) throw new Error(`expected server info, got message type ${m.type}`);
-          if (m.protocolVersion !== PROTOCOL_VERSION) {
-            throw new Error(`server speaks protocol ${m.protocolVersion}, this client ${PROTOCOL_VERSION}`);
-          }
-          resolve(m);
-        } catch (err) {
-          ws.terminate();
-          reject(new ShardRequestError("BAD_HANDSHAKE", `${url}: ${(err as Error).message}`, { url }));
-        }
-      });
+    const o = { ...DEFAULT_CONNECT, ...options };
+    const timing: LinkTiming = { requestTimeoutMs: o.requestTimeoutMs, heartbeatIntervalMs: o.heartbeatIntervalMs, heartbeatTimeoutMs: o.heartbeatTimeoutMs };
+    validateTiming(timing);
+    const { ws, info } = await dialServer(url, { connectTimeoutMs: o.connectTimeoutMs, maxFrameBytes: o.maxFrameBytes, ca: options.ca });
+    let connection: ShardConnection | undefined;
+    const link = new Link(url, ws, {
+      ...timing,
+      limits: { maxFrameBytes: o.maxFrameBytes, maxStepTokens: info.maxStepTokens, hiddenSize: info.hiddenSize, maxRouteHops: DEFAULT_LIMITS.maxRouteHops },
+      maxSendBytes: info.maxFrameBytes,
+      onUnsolicited: (m) => connection?.onUnsolicited(m),
+      onClose: (err) => {
+        connection?.failWaiters(err);
+        options.onClose?.(err);
+      },
     });
-    ws.on("error", () => {}); // after the handshake, errors surface as 'close'
-    const limits: WireLimits = { maxFrameBytes, maxStepTokens: info.maxStepTokens, hiddenSize: info.hiddenSize, maxRouteHops: 16 };
-    return new ShardConnection(url, ws, info, options.requestTimeoutMs ?? 60_000, limits);
+    connection = new ShardConnection(url, link, info, o.requestTimeoutMs);
+    return connection;
   }
 
   /** Opens a session; resolves with its forwarding key (only this client learns it). */
   async openSession(sessionId: string, maxLength: number): Promise<string> {
-    const opened = await this.request({ type: MessageType.OpenSession, requestId: 0, sessionId, maxLength }, MessageType.SessionOpened);
-    return (opened as SessionOpened).forwardKey;
+    return (await this.link.request({ type: MessageType.OpenSession, sessionId, maxLength }, MessageType.SessionOpened)).forwardKey;
   }
 
   async closeSession(sessionId: string): Promise<void> {
-    await this.request({ type: MessageType.CloseSession, requestId: 0, sessionId }, MessageType.SessionClosed);
+    await this.link.request({ type: MessageType.CloseSession, sessionId }, MessageType.SessionClosed);
   }
 
   /**
@@ -113,12 +96,12 @@ export class ShardConnection {
    * activations and, once committed on chain, the batch id and Merkle proof. Rejects with a
    * ShardRequestError (code SERVER_19, NotFound) when the server no longer holds it.
    */
-  async fetchStep(leaf: string): Promise<StoredStep> {
-    return (await this.request({ type: MessageType.FetchStep, requestId: 0, leaf }, MessageType.StoredStep)) as StoredStep;
+  fetchStep(leaf: string): Promise<StoredStep> {
+    return this.link.request({ type: MessageType.FetchStep, leaf }, MessageType.StoredStep);
   }
 
-  async step(step: Omit<Step, "type" | "requestId">): Promise<StepResult> {
-    return (await this.request({ type: MessageType.Step, requestId: 0, ...step }, MessageType.StepResult)) as StepResult;
+  step(step: Omit<Step, "type" | "requestId">): Promise<StepResult> {
+    return this.link.request({ type: MessageType.Step, ...step }, MessageType.StepResult);
   }
 
   /**
@@ -127,7 +110,7 @@ export class ShardConnection {
    * route rejects with a ShardRequestError whose `hop` counts from this server.
    */
   async stepRouted(step: Omit<Step, "type" | "requestId">): Promise<void> {
-    await this.request({ type: MessageType.Step, requestId: 0, ...step }, MessageType.StepForwarded);
+    await this.link.request({ type: MessageType.Step, ...step }, MessageType.StepForwarded);
   }
 
   /**
@@ -138,10 +121,12 @@ export class ShardConnection {
     const key = `${sessionId}:${step}`;
     let cancel = (): void => undefined;
     const result = new Promise<StepResult>((resolve, reject) => {
-      if (this.closedReason !== undefined) return reject(new ShardRequestError("CLOSED", this.closedReason, { url: this.url }));
+      const closed = this.link.closedBy;
+      if (closed !== undefined) return reject(closed);
       const timer = setTimeout(() => {
         this.resultWaiters.delete(key);
-        reject(new ShardRequestError("TIMEOUT", `${this.url} sent no output for step ${step} of session ${sessionId} within ${this.requestTimeoutMs} ms`));
+        const why = `${this.url} sent no output for step ${step} of session ${sessionId} within ${this.requestTimeoutMs} ms`;
+        reject(new LinkError(LinkFailure.Timeout, why, { url: this.url }));
       }, this.requestTimeoutMs);
       this.resultWaiters.set(key, { resolve, reject, timer });
       cancel = () => {
@@ -159,44 +144,10 @@ export class ShardConnection {
   }
 
   close(): void {
-    this.ws.close(1000, "client done");
+    this.link.close(1000, "client done");
   }
 
-  private request(m: Message, expect: Message["type"]): Promise<Message> {
-    if (this.closedReason !== undefined) return Promise.reject(new ShardRequestError("CLOSED", this.closedReason, { url: this.url }));
-    const requestId = this.nextRequestId++;
-    const frame = encodeMessage({ ...m, requestId } as Message);
-    return new Promise<Message>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(requestId);
-        reject(new ShardRequestError("TIMEOUT", `${this.url} did not answer request ${requestId} within ${this.requestTimeoutMs} ms`));
-      }, this.requestTimeoutMs);
-      this.pending.set(requestId, {
-        timer,
-        reject,
-        resolve: (reply) => {
-          if (reply.type === MessageType.Error) {
-            const where = reply.hop === 0 ? this.url : `${this.url} (${reply.hop} hop${reply.hop > 1 ? "s" : ""} down its route)`;
-            const details = { url: this.url, code: reply.code, hop: reply.hop, message: reply.message };
-            reject(new ShardRequestError(`SERVER_${reply.code}`, `${where}: ${reply.message}`, details, reply.hop));
-          } else if (reply.type !== expect) {
-            reject(new ShardRequestError("BAD_REPLY", `${this.url} answered with message type ${reply.type}, expected ${expect}`));
-          } else resolve(reply);
-        },
-      });
-      this.ws.send(frame);
-    });
-  }
-
-  private onFrame(data: Buffer): void {
-    let m: Message;
-    try {
-      m = decodeMessage(data, this.limits);
-    } catch (err) {
-      this.failAll(`${this.url} sent a bad frame: ${(err as Error).message}`);
-      this.ws.terminate();
-      return;
-    }
+  private onUnsolicited(m: Message): void {
     if (m.type === MessageType.StepReceipt) {
       this.receiptListeners.get(m.sessionId)?.(m);
       return;
@@ -208,26 +159,15 @@ export class ShardConnection {
       this.resultWaiters.delete(key);
       clearTimeout(waiter.timer);
       waiter.resolve(m);
-      return;
     }
-    const p = this.pending.get(m.requestId);
-    if (p === undefined) return; // a late reply to a timed-out request
-    this.pending.delete(m.requestId);
-    clearTimeout(p.timer);
-    p.resolve(m);
+    // anything else unsolicited is a late reply to a request that timed out
   }
 
-  private failAll(reason: string): void {
-    this.closedReason ??= reason;
-    for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(new ShardRequestError("CLOSED", reason, { url: this.url }));
-      this.pending.delete(id);
-    }
-    for (const [key, w] of this.resultWaiters) {
+  private failWaiters(err: LinkError): void {
+    for (const w of this.resultWaiters.values()) {
       clearTimeout(w.timer);
-      w.reject(new ShardRequestError("CLOSED", reason, { url: this.url }));
-      this.resultWaiters.delete(key);
+      w.reject(err);
     }
+    this.resultWaiters.clear();
   }
 }

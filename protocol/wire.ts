@@ -15,8 +15,13 @@ import type { Receipt } from "./receipt.js";
  * carries the hashes it signs, Error names the hop that failed, and StepForwarded acknowledges a
  * forwarded step; FetchStep / StoredStep let anyone holding a receipt's leaf fetch the activations
  * behind it (what verifiers audit).
+ *
+ * Version 3 authenticates server-to-server links (protocol/forwarding.ts): ServerInfo carries a
+ * fresh per-connection challenge, PeerHello / PeerWelcome agree a link key signed by both
+ * servers' receipt keys, and every later frame the connecting server sends on that link carries a
+ * 32-byte MAC trailer (stripped before parsing, see `openSealedFrame`).
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 export const MessageType = {
   ServerInfo: 1,
@@ -31,6 +36,8 @@ export const MessageType = {
   StepForwarded: 10,
   FetchStep: 11,
   StoredStep: 12,
+  PeerHello: 13,
+  PeerWelcome: 14,
 } as const;
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
 
@@ -58,6 +65,10 @@ export const ErrorCode = {
   Forbidden: 18,
   /** A fetched receipt is not in the server's store (never signed here, or past retention). */
   NotFound: 19,
+  /** A forwarded step came on a connection that has not authenticated as a server (PeerHello), or a PeerHello failed. */
+  PeerUnauthenticated: 20,
+  /** A frame on an authenticated server link failed its MAC: altered or replayed on the way. */
+  BadLinkMac: 21,
 } as const;
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -89,6 +100,28 @@ export interface ServerInfo {
   maxFrameBytes: number;
   pricePerToken: bigint;
   commitments: string; // address of the Commitments contract (receipt EIP-712 domain); zero when standalone
+  /** 32-byte hex, fresh per connection: what a connecting server (PeerHello) or verifier signs to prove its address. */
+  challenge: string;
+}
+
+/**
+ * A connecting server proves its receipt-signing address: it signs the accepting server's
+ * challenge with its ephemeral X25519 key (protocol/forwarding.ts peerHelloDigest).
+ */
+export interface PeerHello {
+  type: typeof MessageType.PeerHello;
+  requestId: number;
+  server: string;
+  ephemeralKey: string; // 32-byte X25519 public key
+  signature: string; // 65 bytes
+}
+
+/** The accepting server's half of the link key, signed by its receipt-signing address. */
+export interface PeerWelcome {
+  type: typeof MessageType.PeerWelcome;
+  requestId: number;
+  ephemeralKey: string;
+  signature: string;
 }
 
 export interface OpenSession {
@@ -235,7 +268,9 @@ export type Message =
   | StoredStep
   | CloseSession
   | SessionClosed
-  | ErrorMessage;
+  | ErrorMessage
+  | PeerHello
+  | PeerWelcome;
 
 /** Bounds applied while parsing, before anything is allocated. */
 export interface WireLimits {
@@ -327,7 +362,13 @@ export function encodeMessage(m: Message): Uint8Array {
     case MessageType.ServerInfo:
       w.u16(m.protocolVersion).u64(m.chainId).hex(m.server, 20).hex(m.variantId, 32).u16(m.firstLayer).u16(m.lastLayer);
       w.u32(m.hiddenSize).u32(m.maxSessions).u32(m.maxSessionTokens).u32(m.maxStepTokens).u32(m.maxFrameBytes);
-      w.u256(m.pricePerToken).hex(m.commitments, 20);
+      w.u256(m.pricePerToken).hex(m.commitments, 20).hex(m.challenge, 32);
+      break;
+    case MessageType.PeerHello:
+      w.hex(m.server, 20).hex(m.ephemeralKey, 32).hex(m.signature, 65);
+      break;
+    case MessageType.PeerWelcome:
+      w.hex(m.ephemeralKey, 32).hex(m.signature, 65);
       break;
     case MessageType.OpenSession:
       w.hex(m.sessionId, 32).u32(m.maxLength);
@@ -507,7 +548,14 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
         maxFrameBytes: r.u32("max frame bytes"),
         pricePerToken: r.u256("price per token"),
         commitments: r.address("commitments"),
+        challenge: r.hex(32, "challenge"),
       };
+      break;
+    case MessageType.PeerHello:
+      m = { type, requestId, server: r.address("server"), ephemeralKey: r.hex(32, "ephemeral key"), signature: r.hex(65, "signature") };
+      break;
+    case MessageType.PeerWelcome:
+      m = { type, requestId, ephemeralKey: r.hex(32, "ephemeral key"), signature: r.hex(65, "signature") };
       break;
     case MessageType.OpenSession:
       m = { type, requestId, sessionId: r.hex(32, "session id"), maxLength: r.u32("max length") };
