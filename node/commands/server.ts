@@ -44,6 +44,7 @@ interface ServerFlags {
   maxSessionTokens: number;
   maxBatch: number;
   forwardHosts: string;
+  forwardPrivate?: boolean;
   commitEverySeconds: number;
 }
 
@@ -71,6 +72,7 @@ export function serverCommand(): Command {
       'hosts a client may name as the next hop of a forwarded step, comma-separated, "*" for any, "none" to refuse forwarding',
       "*",
     )
+    .option("--forward-private", "also forward to loopback, private, link-local and other non-public addresses (tests, private clusters); default: public only")
     .option("--commit-every-seconds <n>", "post a commitment batch this often (with --rpc)", positiveInt(), 60)
     .action(async (flags: ServerFlags) => {
       const logger = pino({ level: process.env.EFED_LOG_LEVEL ?? "info" });
@@ -122,7 +124,7 @@ export function serverCommand(): Command {
         host: flags.host,
         port: flags.port,
         limits: { ...DEFAULT_SERVER_LIMITS, maxSessions: flags.maxSessions, maxSessionTokens: flags.maxSessionTokens },
-        forwarding: { allowedHosts: forwardHosts(flags.forwardHosts) },
+        forwarding: { allowedHosts: forwardHosts(flags.forwardHosts), allowPrivateAddresses: flags.forwardPrivate === true },
         batching: { maxBatch: flags.maxBatch },
         store,
         logger,

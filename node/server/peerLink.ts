@@ -1,16 +1,7 @@
-import { WebSocket } from "ws";
-import {
-  DEFAULT_LIMITS,
-  ErrorCode,
-  MessageType,
-  PROTOCOL_VERSION,
-  WireError,
-  decodeMessage,
-  encodeMessage,
-  type Message,
-  type ServerInfo,
-  type Step,
-} from "../../protocol/wire.js";
+import type { SigningKey } from "ethers";
+import { Link, LinkFailure, dialServer, type LinkError, type LinkTiming } from "../../protocol/link.js";
+import { helloTranscript, linkKey, newEphemeralKey, sealFrame, signTranscript, signedBy, welcomeTranscript } from "../../protocol/peerAuth.js";
+import { DEFAULT_LIMITS, ErrorCode, MessageType, WireError, type ServerInfo, type Step } from "../../protocol/wire.js";
 
 /** What this server expects of the server it forwards to. */
 export interface PeerExpectation {
@@ -19,90 +10,84 @@ export interface PeerExpectation {
   firstLayer: number;
 }
 
-/** Replies on a link are StepForwarded or Error frames: small. */
+/** Who this server is on a link: the receipt-signing key it proves its address with. */
+export interface PeerIdentity {
+  signingKey: SigningKey;
+  address: string;
+}
+
+export interface PeerLinkOptions {
+  /** Milliseconds to connect, read the peer's info and finish the PeerHello/PeerWelcome handshake. */
+  connectTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  /** Connect to this (already checked) IP address instead of resolving the URL's host. */
+  address?: string | undefined;
+  /** PEM certificate(s) to trust for wss:// peers besides the system's. */
+  ca?: string | undefined;
+}
+
+/** Replies on a link are StepForwarded, PeerWelcome or Error frames: small. */
 const MAX_REPLY_BYTES = 64 * 1024;
 
-type Pending = { resolve: () => void; reject: (e: WireError) => void; timer: NodeJS.Timeout; what: string };
-
 /**
- * One server→server connection, used to forward steps to the next server of routes. Many clients'
- * steps share it; each forwarded step is a request answered by StepForwarded or an Error, and every
- * failure (timeout, closed connection, bad frame, the peer's Error) becomes a `WireError` whose hop
- * counts from this server (1 = the peer), so it can be relayed back toward the client as it is.
+ * One authenticated server→server connection, used to forward steps to the next server of routes.
+ * At connect this server proves its address (PeerHello over the peer's challenge) and both agree a
+ * link key; every step sent afterwards carries a MAC trailer (protocol/forwarding.ts). Many
+ * clients' steps share the link; each is a request answered by StepForwarded or an Error, and every
+ * failure becomes a `WireError` whose hop counts from this server (1 = the peer), so it can be
+ * relayed back toward the client as it is.
  */
 export class PeerLink {
-  private readonly pending = new Map<number, Pending>();
-  private nextRequestId = 1;
-  private closedReason: string | undefined;
-  /** Answered ping since the last heartbeat. */
-  private alive = true;
   lastUsedMs = Date.now();
 
   private constructor(
     readonly url: string,
-    private readonly ws: WebSocket,
+    private readonly link: Link,
     readonly info: ServerInfo,
-    private readonly onClosed: (link: PeerLink) => void,
-  ) {
-    ws.on("message", (data) => this.onFrame(data as Buffer));
-    ws.on("pong", () => (this.alive = true));
-    ws.on("close", (code, reason) => this.fail(`connection to next hop ${url} closed (${code} ${reason.toString()})`));
-  }
+  ) {}
 
-  /** Connects and reads the peer's server info; refuses a peer that does not continue this server's layers. */
-  static async connect(url: string, expect: PeerExpectation, connectTimeoutMs: number, onClosed: (link: PeerLink) => void): Promise<PeerLink> {
-    const ws = new WebSocket(url, { maxPayload: MAX_REPLY_BYTES, perMessageDeflate: false, handshakeTimeout: connectTimeoutMs });
-    const info = await new Promise<ServerInfo>((resolve, reject) => {
-      // One message for every way of failing: a client names these URLs, so the reply must not tell
-      // it more about what answered at that address than that no eFed server did.
-      const unreachable = (): WireError => new WireError(ErrorCode.Upstream, `next hop ${url} is unreachable, or is not an eFed server`, 1);
-      const timer = setTimeout(() => {
-        ws.terminate();
-        reject(new WireError(ErrorCode.Upstream, `next hop ${url} did not say hello within ${connectTimeoutMs} ms`, 1));
-      }, connectTimeoutMs);
-      ws.once("error", () => {
-        clearTimeout(timer);
-        reject(unreachable());
-      });
-      ws.once("close", () => {
-        clearTimeout(timer);
-        reject(unreachable());
-      });
-      ws.once("message", (data) => {
-        clearTimeout(timer);
-        let m: Message;
-        try {
-          m = decodeMessage(data as Buffer, { ...DEFAULT_LIMITS, maxFrameBytes: MAX_REPLY_BYTES });
-        } catch {
-          ws.terminate();
-          return reject(unreachable());
-        }
-        if (m.type !== MessageType.ServerInfo || m.protocolVersion !== PROTOCOL_VERSION) {
-          ws.terminate();
-          return reject(unreachable());
-        }
-        if (m.variantId !== expect.variantId || m.firstLayer !== expect.firstLayer) {
-          ws.terminate();
-          return reject(
-            new WireError(
-              ErrorCode.BadRoute,
-              `next hop ${url} serves layers ${m.firstLayer}:${m.lastLayer} of variant ${m.variantId}; ` +
-                `this server's output goes to layer ${expect.firstLayer} of variant ${expect.variantId}`,
-            ),
-          );
-        }
-        resolve(m);
-      });
+  /**
+   * Connects, checks that the peer continues this server's layers, and authenticates. Rejects with
+   * a WireError: BadRoute for a peer serving other layers; otherwise the link's own error (the
+   * caller gives every other failure one message, see Forwarder).
+   */
+  static async connect(url: string, expect: PeerExpectation, me: PeerIdentity, o: PeerLinkOptions, onClosed: (link: PeerLink) => void): Promise<PeerLink> {
+    const deadline = Date.now() + o.connectTimeoutMs;
+    const { ws, info } = await dialServer(url, { connectTimeoutMs: o.connectTimeoutMs, maxFrameBytes: MAX_REPLY_BYTES, ca: o.ca, address: o.address });
+    if (info.variantId !== expect.variantId || info.firstLayer !== expect.firstLayer) {
+      ws.terminate();
+      throw new WireError(
+        ErrorCode.BadRoute,
+        `next hop ${url} serves layers ${info.firstLayer}:${info.lastLayer} of variant ${info.variantId}; ` +
+          `this server's output goes to layer ${expect.firstLayer} of variant ${expect.variantId}`,
+      );
+    }
+    let peer: PeerLink | undefined;
+    const timing: LinkTiming = { requestTimeoutMs: o.connectTimeoutMs, heartbeatIntervalMs: o.heartbeatIntervalMs, heartbeatTimeoutMs: o.heartbeatTimeoutMs };
+    const link = new Link(url, ws, {
+      ...timing,
+      limits: { ...DEFAULT_LIMITS, maxFrameBytes: MAX_REPLY_BYTES },
+      maxSendBytes: info.maxFrameBytes,
+      onClose: () => {
+        if (peer !== undefined) onClosed(peer);
+      },
     });
-    ws.removeAllListeners("error");
-    ws.removeAllListeners("close");
-    ws.on("error", () => {}); // after the handshake, failures surface as 'close'
-    return new PeerLink(url, ws, info, onClosed);
+    try {
+      const key = await authenticate(link, info, me, Math.max(1, deadline - Date.now()));
+      let frameNumber = 0n;
+      link.sealWith((frame) => sealFrame(key, frameNumber++, frame));
+    } catch (err) {
+      link.close(1008, "handshake failed");
+      throw err;
+    }
+    peer = new PeerLink(url, link, info);
+    return peer;
   }
 
   /** Forwarded steps waiting for their answer. */
   get busy(): number {
-    return this.pending.size;
+    return this.link.busy;
   }
 
   /**
@@ -110,66 +95,50 @@ export class PeerLink {
    * are done. Rejects with a `WireError` counted from this server (the peer's own errors come back
    * as hop 1, errors it relays from further down one more).
    */
-  forward(step: Omit<Step, "type" | "requestId">, timeoutMs: number): Promise<void> {
+  async forward(step: Omit<Step, "type" | "requestId">, timeoutMs: number): Promise<void> {
     const what = `step ${step.step} of session ${step.sessionId}`;
-    if (this.closedReason !== undefined) return Promise.reject(new WireError(ErrorCode.Upstream, this.closedReason, 1));
-    const requestId = this.nextRequestId++;
-    const frame = encodeMessage({ type: MessageType.Step, requestId, ...step });
-    // A frame over the peer's limit would make it close the link, failing other clients' steps too.
-    if (frame.byteLength > this.info.maxFrameBytes) {
-      const why = `forwarded ${what} is a ${frame.byteLength}-byte frame, over ${this.url}'s limit of ${this.info.maxFrameBytes}`;
-      return Promise.reject(new WireError(ErrorCode.TooLarge, why, 1));
-    }
     this.lastUsedMs = Date.now();
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(requestId);
-        reject(new WireError(ErrorCode.Upstream, `next hop ${this.url} did not finish ${what} within ${timeoutMs} ms`, 1));
-      }, timeoutMs);
-      this.pending.set(requestId, { resolve, reject, timer, what });
-      this.ws.send(frame);
-    });
-  }
-
-  /** Pings; terminates the link if the previous ping went unanswered (a peer that vanished without closing). */
-  heartbeat(): void {
-    if (!this.alive) {
-      this.ws.terminate();
-      return;
+    try {
+      await this.link.request({ type: MessageType.Step, ...step }, MessageType.StepForwarded, timeoutMs);
+    } catch (err) {
+      throw this.relayable(err as LinkError, what, timeoutMs);
     }
-    this.alive = false;
-    this.ws.ping();
   }
 
   close(): void {
-    this.ws.close(1001, "server shutting down");
+    this.link.close(1001, "server shutting down");
   }
 
-  private onFrame(data: Buffer): void {
-    let m: Message;
-    try {
-      m = decodeMessage(data, { ...DEFAULT_LIMITS, maxFrameBytes: MAX_REPLY_BYTES });
-    } catch (err) {
-      this.fail(`next hop ${this.url} sent a bad frame: ${(err as Error).message}`);
-      this.ws.terminate();
-      return;
+  /** A link failure as the WireError this server relays toward the client. */
+  private relayable(err: LinkError, what: string, timeoutMs: number): WireError {
+    const wireCode = err.wireCode;
+    if (wireCode !== undefined) {
+      const message = typeof err.details?.message === "string" ? err.details.message : err.message;
+      return new WireError(wireCode, err.hop === 0 ? `${this.url}: ${message}` : message, err.hop + 1);
     }
-    if (m.type !== MessageType.StepForwarded && m.type !== MessageType.Error) return; // nothing else is a reply on a link
-    const p = this.pending.get(m.requestId);
-    if (p === undefined) return; // a late answer to a step that timed out
-    this.pending.delete(m.requestId);
-    clearTimeout(p.timer);
-    if (m.type === MessageType.StepForwarded) p.resolve();
-    else p.reject(new WireError(m.code, m.hop === 0 ? `${this.url}: ${m.message}` : m.message, m.hop + 1));
+    switch (err.code) {
+      case LinkFailure.Timeout:
+        return new WireError(ErrorCode.Upstream, `next hop ${this.url} did not finish ${what} within ${timeoutMs} ms`, 1);
+      case LinkFailure.TooLarge:
+        return new WireError(ErrorCode.TooLarge, `forwarded ${what}: ${err.message}`, 1);
+      default:
+        return new WireError(ErrorCode.Upstream, `next hop: ${err.message}; ${what} was in flight`, 1);
+    }
   }
+}
 
-  private fail(reason: string): void {
-    this.closedReason ??= reason;
-    for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(new WireError(ErrorCode.Upstream, `${reason}; ${p.what} was in flight`, 1));
-      this.pending.delete(id);
-    }
-    this.onClosed(this);
+/** PeerHello / PeerWelcome: proves this server's address to the peer, checks the peer's, and returns the link key. */
+async function authenticate(link: Link, info: ServerInfo, me: PeerIdentity, timeoutMs: number): Promise<Uint8Array> {
+  const own = newEphemeralKey();
+  const hello = helloTranscript({ challenge: info.challenge, accepting: info.server, connecting: me.address, connectingKey: own.publicKey });
+  const welcome = await link.request(
+    { type: MessageType.PeerHello, server: me.address, ephemeralKey: own.publicKey, signature: signTranscript(me.signingKey, hello) },
+    MessageType.PeerWelcome,
+    timeoutMs,
+  );
+  const transcript = { challenge: info.challenge, connecting: me.address, connectingKey: own.publicKey, acceptingKey: welcome.ephemeralKey };
+  if (!signedBy(welcomeTranscript(transcript), welcome.signature, info.server)) {
+    throw new WireError(ErrorCode.PeerUnauthenticated, `next hop ${link.url}'s welcome is not signed by the address it announced, ${info.server}`, 1);
   }
+  return linkKey(own.privateKey, welcome.ephemeralKey, { ...transcript, accepting: info.server });
 }

@@ -1,4 +1,5 @@
-import { ZeroAddress, type SigningKey } from "ethers";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import { ZeroAddress, ZeroHash, type SigningKey } from "ethers";
 import { pino, type Logger } from "pino";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { Shard } from "../../engine/runtime/shard.js";
@@ -22,6 +23,7 @@ import {
 import type { ActivationStore } from "../store/activationStore.js";
 import { DEFAULT_BATCH_POLICY, EngineScheduler, type BatchPolicy } from "./engineScheduler.js";
 import { DEFAULT_FORWARDING, Forwarder, type ForwardingOptions } from "./forwarder.js";
+import { InboundPeer } from "./inboundPeer.js";
 import { validateLimits, type ServerLimits } from "./limits.js";
 import { SessionTable, type Session } from "./sessions.js";
 
@@ -47,6 +49,8 @@ export interface ShardServerOptions {
   /** How concurrent sessions' decode steps share engine runs (default DEFAULT_BATCH_POLICY). */
   batching?: Partial<BatchPolicy>;
   logger?: Logger;
+  /** Serve wss:// with this PEM certificate (chain) and private key instead of plain ws://. */
+  tls?: { certPem: string; keyPem: string };
 }
 
 const HEARTBEAT_MS = 30_000;
@@ -63,6 +67,10 @@ const HEARTBEAT_MS = 30_000;
  */
 export class ShardServer {
   private readonly wss: WebSocketServer;
+  /** The TLS listener under `wss` when serving wss://. */
+  private readonly https: HttpsServer | undefined;
+  /** Per connection: its challenge and, once it authenticates as a server, its link (node/server/inboundPeer.ts). */
+  private readonly peers = new WeakMap<WebSocket, InboundPeer>();
   private readonly sessions: SessionTable<WebSocket>;
   private readonly forwarder: Forwarder;
   /** Requests being handled: stop() waits for them. */
@@ -79,13 +87,16 @@ export class ShardServer {
   private constructor(
     private readonly o: ShardServerOptions,
     wss: WebSocketServer,
+    https: HttpsServer | undefined,
   ) {
     this.wss = wss;
+    this.https = https;
     const c = o.shard.config;
     this.sessions = new SessionTable<WebSocket>(o.limits, o.shard.kvBytesPerToken);
     this.engine = new EngineScheduler(o.shard, { ...DEFAULT_BATCH_POLICY, ...o.batching });
     this.logger = o.logger ?? pino({ level: "silent" });
-    this.forwarder = new Forwarder({ ...DEFAULT_FORWARDING, ...o.forwarding }, { variantId: o.variantId, firstLayer: o.shard.last }, this.logger);
+    const identity = { signingKey: o.signingKey, address: o.address };
+    this.forwarder = new Forwarder({ ...DEFAULT_FORWARDING, ...o.forwarding }, { variantId: o.variantId, firstLayer: o.shard.last }, identity, this.logger);
     const commitments = o.commitments ?? ZeroAddress;
     this.domain = receiptDomain(o.chainId, commitments);
     this.info = {
@@ -104,6 +115,7 @@ export class ShardServer {
       maxFrameBytes: o.limits.maxFrameBytes,
       pricePerToken: o.pricePerToken ?? 0n,
       commitments,
+      challenge: ZeroHash, // each connection gets its own (accept)
     };
     this.wireLimits = {
       maxFrameBytes: o.limits.maxFrameBytes,
@@ -115,12 +127,27 @@ export class ShardServer {
 
   static async start(o: ShardServerOptions): Promise<ShardServer> {
     validateLimits(o.limits);
-    const wss = new WebSocketServer({ host: o.host ?? "127.0.0.1", port: o.port ?? 0, maxPayload: o.limits.maxFrameBytes, perMessageDeflate: false });
-    await new Promise<void>((resolve, reject) => {
-      wss.once("listening", resolve);
-      wss.once("error", reject);
-    });
-    const server = new ShardServer(o, wss);
+    const host = o.host ?? "127.0.0.1";
+    const port = o.port ?? 0;
+    const wsOptions = { maxPayload: o.limits.maxFrameBytes, perMessageDeflate: false };
+    let https: HttpsServer | undefined;
+    let wss: WebSocketServer;
+    if (o.tls === undefined) {
+      wss = new WebSocketServer({ ...wsOptions, host, port });
+      await new Promise<void>((resolve, reject) => {
+        wss.once("listening", resolve);
+        wss.once("error", reject);
+      });
+    } else {
+      const tlsServer = createHttpsServer({ cert: o.tls.certPem, key: o.tls.keyPem });
+      await new Promise<void>((resolve, reject) => {
+        tlsServer.once("error", reject);
+        tlsServer.listen(port, host, resolve);
+      });
+      https = tlsServer;
+      wss = new WebSocketServer({ ...wsOptions, server: tlsServer });
+    }
+    const server = new ShardServer(o, wss, https);
     wss.on("connection", (ws) => server.accept(ws));
     server.timers.push(setInterval(() => server.evictIdle(), Math.min(o.limits.idleTimeoutMs, 10_000)).unref());
     server.timers.push(setInterval(() => server.heartbeat(), HEARTBEAT_MS).unref());
@@ -134,7 +161,7 @@ export class ShardServer {
   }
 
   get url(): string {
-    return `ws://${this.o.host ?? "127.0.0.1"}:${this.port}`;
+    return `${this.https === undefined ? "ws" : "wss"}://${this.o.host ?? "127.0.0.1"}:${this.port}`;
   }
 
   get sessionCount(): number {
@@ -163,6 +190,7 @@ export class ShardServer {
     this.forwarder.close();
     for (const ws of this.wss.clients) ws.close(1001, "server shutting down");
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    if (this.https !== undefined) await new Promise<void>((resolve) => this.https!.close(() => resolve()));
   }
 
   private accept(ws: WebSocket): void {
@@ -174,13 +202,23 @@ export class ShardServer {
       const dropped = this.sessions.dropOwner(ws);
       if (dropped > 0) this.logger.debug({ dropped }, "connection closed, sessions dropped");
     });
+    const peer = new InboundPeer({ signingKey: this.o.signingKey, address: this.o.address });
+    this.peers.set(ws, peer);
     ws.on("message", (data, isBinary) => {
       if (!isBinary) {
         this.send(ws, { type: MessageType.Error, requestId: 0, code: ErrorCode.BadFrame, hop: 0, message: "text frames are not accepted: send binary" });
         return;
       }
-      const frame = toBytes(data);
+      let frame = toBytes(data);
       let message: Message;
+      try {
+        frame = peer.open(frame);
+      } catch (err) {
+        // an altered frame on a server link: nothing later on it can be trusted
+        this.reject(ws, requestIdOf(frame), err);
+        ws.close(1008, "link MAC mismatch");
+        return;
+      }
       try {
         message = decodeMessage(frame, this.wireLimits);
       } catch (err) {
@@ -191,7 +229,7 @@ export class ShardServer {
       this.inFlight.add(handled);
       void handled.finally(() => this.inFlight.delete(handled));
     });
-    this.send(ws, this.info);
+    this.send(ws, { ...this.info, challenge: peer.challenge });
   }
 
   private async handle(ws: WebSocket, m: Message): Promise<void> {
@@ -212,13 +250,16 @@ export class ShardServer {
       case MessageType.FetchStep:
         this.fetchStep(ws, m);
         return;
+      case MessageType.PeerHello:
+        this.send(ws, this.peers.get(ws)!.welcome(m));
+        return;
       default:
         throw new WireError(ErrorCode.UnknownType, `message type ${m.type} is not a request a server accepts`);
     }
   }
 
   private async step(ws: WebSocket, m: Step): Promise<void> {
-    const session = m.tag === undefined ? this.sessions.get(m.sessionId, ws) : this.forwardedSession(m, m.tag);
+    const session = m.tag === undefined ? this.sessions.get(m.sessionId, ws) : this.forwardedSession(m, m.tag, ws);
     if (m.step !== session.nextStep) {
       throw new WireError(ErrorCode.BadPosition, `session ${m.sessionId} expects step ${session.nextStep}, got ${m.step}`);
     }
@@ -291,12 +332,16 @@ export class ShardServer {
     });
   }
 
-  /** The session a forwarded step names, if its tag was made with that session's forwarding key. */
-  private forwardedSession(m: Step, tag: string): Session<WebSocket> {
+  /**
+   * The session a forwarded step names, if it came on a link authenticated as a server and its tag
+   * was made with that session's forwarding key for delivery by that server.
+   */
+  private forwardedSession(m: Step, tag: string, ws: WebSocket): Session<WebSocket> {
+    const previous = this.peers.get(ws)!.previousHop();
     const session = this.sessions.lookup(m.sessionId);
-    const tagged = { sessionId: m.sessionId, step: m.step, position: m.position, rows: m.input.rows, outputEncoding: m.outputEncoding, route: m.route };
+    const tagged = { sessionId: m.sessionId, step: m.step, position: m.position, rows: m.input.rows, outputEncoding: m.outputEncoding, previous, route: m.route };
     if (!tagMatches(session.forwardKey, tagged, tag)) {
-      throw new WireError(ErrorCode.Forbidden, `forwarded step ${m.step} for session ${m.sessionId} carries a tag its owner did not make`);
+      throw new WireError(ErrorCode.Forbidden, `forwarded step ${m.step} for session ${m.sessionId} carries a tag its owner did not make for delivery by ${previous}`);
     }
     return session;
   }
@@ -335,7 +380,6 @@ export class ShardServer {
   }
 
   private heartbeat(): void {
-    this.forwarder.heartbeat();
     for (const ws of this.wss.clients) {
       const alive = ws as WebSocket & { isAlive?: boolean };
       if (alive.isAlive === false) {

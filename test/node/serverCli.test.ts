@@ -19,7 +19,7 @@ const children: ChildProcess[] = [];
 
 /** Starts `efed server` and resolves with the URL it prints once listening. */
 const startServer = async (layers: string, store: string): Promise<string> =>
-  (await spawnEfedServer(["--model", modelDir, "--layers", layers, "--port", "0", "--store", store], children)).url;
+  (await spawnEfedServer(["--model", modelDir, "--layers", layers, "--port", "0", "--store", store, "--forward-private"], children)).url;
 
 beforeAll(() => writeRandomModel(modelDir, tinyConfig(), { seed: 4, dtype: "F32", std: 0.15 }));
 afterAll(async () => {
@@ -52,7 +52,7 @@ describe("efed server + efed generate --route", () => {
   });
 
   it("on SIGTERM finishes a forwarded step in flight, refusing new work meanwhile, then exits 0", async () => {
-    const first = await spawnEfedServer(["--model", modelDir, "--layers", "0:2", "--port", "0", "--store", join(scratch.dir, "t1.sqlite")], children);
+    const first = await spawnEfedServer(["--model", modelDir, "--layers", "0:2", "--port", "0", "--store", join(scratch.dir, "t1.sqlite"), "--forward-private"], children);
     const child = children[children.length - 1]!;
     const second = await startServer("2:4", join(scratch.dir, "t2.sqlite"));
     // answers from the second server back to the first are held: the step stays in flight on the first
@@ -63,7 +63,7 @@ describe("efed server + efed generate --route", () => {
       const keys = await Promise.all(conns.map((c, i) => c.openSession(ids[i]!, 16)));
       const hidden = conns[0]!.info.hiddenSize;
       const step = { step: 0n, position: 0, outputEncoding: "fp32" as const };
-      const route = buildRoute([{ url: relay.url, sessionId: ids[1]!, forwardKey: keys[1]! }], { ...step, rows: 1 });
+      const route = buildRoute(conns[0]!.info.server, [{ url: relay.url, sessionId: ids[1]!, forwardKey: keys[1]!, server: conns[1]!.info.server }], { ...step, rows: 1 });
       const output = conns[1]!.awaitResult(ids[1]!, 0n);
       const done = conns[0]!.stepRouted({ sessionId: ids[0]!, ...step, input: encodeActivations(new Float32Array(hidden).fill(0.1), 1, hidden, "fp32"), route });
       expect((await output.result).output.rows).toBe(1);

@@ -45,7 +45,7 @@ export function evenSplit(layers: number, parts: number): [number, number][] {
 export async function startServer(root: string, modelDir: string, first: number, last: number, storeDir: string, timeoutMs = 300_000): Promise<RunningServer> {
   const bin = join(root, "bin", "efed.mjs");
   const store = join(storeDir, `store-${first}-${last}-${serial++}.sqlite`);
-  const args = [bin, "server", "--model", modelDir, "--layers", `${first}:${last}`, "--port", "0", "--store", store];
+  const args = [bin, "server", "--model", modelDir, "--layers", `${first}:${last}`, "--port", "0", "--store", store, "--forward-private"];
   const { url, child } = await spawnListening(root, args, `efed server --layers ${first}:${last}`, timeoutMs);
   return { url, first, last, child };
 }
