@@ -1,5 +1,6 @@
+import { isIP } from "node:net";
 import { WebSocket, type ClientOptions } from "ws";
-import { EFedError } from "./errors.js";
+import { EFedError, InvalidArgumentError } from "./errors.js";
 import {
   MessageType,
   PROTOCOL_VERSION,
@@ -219,10 +220,10 @@ export class Link {
 export function validateTiming(t: LinkTiming): void {
   for (const name of ["requestTimeoutMs", "heartbeatIntervalMs", "heartbeatTimeoutMs"] as const) {
     const v = t[name];
-    if (!Number.isSafeInteger(v) || v < 1) throw new LinkError(LinkFailure.BadHandshake, `link option ${name} must be a positive integer of milliseconds, got ${v}`);
+    if (!Number.isSafeInteger(v) || v < 1) throw new InvalidArgumentError(`link option ${name} must be a positive integer of milliseconds, got ${v}`);
   }
   if (t.heartbeatTimeoutMs <= t.heartbeatIntervalMs) {
-    throw new LinkError(LinkFailure.BadHandshake, `link option heartbeatTimeoutMs (${t.heartbeatTimeoutMs}) must exceed heartbeatIntervalMs (${t.heartbeatIntervalMs})`);
+    throw new InvalidArgumentError(`link option heartbeatTimeoutMs (${t.heartbeatTimeoutMs}) must exceed heartbeatIntervalMs (${t.heartbeatIntervalMs})`);
   }
 }
 
@@ -251,7 +252,8 @@ export async function dialServer(url: string, o: DialOptions): Promise<{ ws: Web
     const literal = o.address.includes(":") ? `[${o.address}]` : o.address;
     dialled = `${target.protocol}//${literal}:${target.port === "" ? (target.protocol === "wss:" ? 443 : 80) : target.port}/`;
     options.headers = { host: target.host };
-    options.servername = target.hostname.startsWith("[") ? "" : target.hostname;
+    // TLS names the server by its host name (SNI, certificate check); an IP literal is checked against the certificate's IP entries
+    options.servername = isIP(target.hostname) !== 0 || target.hostname.startsWith("[") ? "" : target.hostname;
   }
   const ws = new WebSocket(dialled, options);
   return new Promise((resolve, reject) => {

@@ -34,6 +34,7 @@ const samples: Message[] = [
     maxFrameBytes: 1 << 24,
     pricePerToken: (1n << 200n) + 12345n,
     commitments: Wallet.createRandom().address,
+    challenge: hexlify(randomBytes(32)),
   },
   { type: MessageType.OpenSession, requestId: 7, sessionId: session, maxLength: 300 },
   { type: MessageType.SessionOpened, requestId: 7, sessionId: session, forwardKey: hexlify(randomBytes(32)) },
@@ -125,6 +126,8 @@ const samples: Message[] = [
   { type: MessageType.SessionClosed, requestId: 9, sessionId: session },
   { type: MessageType.Error, requestId: 10, code: ErrorCode.UnknownSession, hop: 0, message: "session 0x12… is not open on this connection" },
   { type: MessageType.Error, requestId: 12, code: ErrorCode.Upstream, hop: 2, message: "next hop ws://127.0.0.1:9 is unreachable" },
+  { type: MessageType.PeerHello, requestId: 3, server, ephemeralKey: hexlify(randomBytes(32)), signature: hexlify(randomBytes(65)) },
+  { type: MessageType.PeerWelcome, requestId: 3, ephemeralKey: hexlify(randomBytes(32)), signature: hexlify(randomBytes(65)) },
 ];
 
 function wireError(fn: () => unknown): WireError {
@@ -181,8 +184,8 @@ describe("wire protocol", () => {
     expect(wireError(() => decodeMessage(lying, limits))).toMatchObject({ wireCode: ErrorCode.BadShape });
   });
 
-  it("speaks protocol version 2 (forwarding changed the Step, SessionOpened, StepReceipt and Error layouts)", () => {
-    expect(PROTOCOL_VERSION).toBe(2);
+  it("speaks protocol version 3 (authenticated server links changed ServerInfo)", () => {
+    expect(PROTOCOL_VERSION).toBe(3);
   });
 
   it("rejects an unknown encoding, a bad tag flag and a route longer than allowed", () => {
