@@ -66,6 +66,11 @@ export const DEFAULT_FORWARDING: ForwardingOptions = {
 /** Extra wait per hop left after the next one, so that nearer servers time out first. */
 export const HOP_SLACK_MS = 250;
 
+/** How long a forwarded step with `hopsLeft` hops after the next one may take: fixed cap hopTimeoutMs + 16 × HOP_SLACK_MS. */
+export function hopWaitMs(hopTimeoutMs: number, hopsLeft: number): number {
+  return hopTimeoutMs + HOP_SLACK_MS * Math.min(hopsLeft, DEFAULT_LIMITS.maxRouteHops);
+}
+
 export function validateForwarding(o: ForwardingOptions): ForwardingOptions {
   for (const name of ["connectTimeoutMs", "hopTimeoutMs", "maxPeers", "heartbeatIntervalMs", "heartbeatTimeoutMs"] as const) {
     const v = o[name];
@@ -159,8 +164,7 @@ export class Forwarder {
    */
   async forward(key: string, step: Omit<Step, "type" | "requestId">): Promise<void> {
     const link = await this.link(key);
-    const hopsLeft = Math.min(step.route.length, DEFAULT_LIMITS.maxRouteHops);
-    await link.forward(step, this.o.hopTimeoutMs + HOP_SLACK_MS * hopsLeft);
+    await link.forward(step, hopWaitMs(this.o.hopTimeoutMs, step.route.length));
   }
 
   close(): void {

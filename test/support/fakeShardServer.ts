@@ -1,5 +1,6 @@
-import { Wallet, ZeroAddress, hexlify, randomBytes } from "ethers";
+import { Wallet, ZeroAddress, hexlify, randomBytes, type HDNodeWallet } from "ethers";
 import { WebSocketServer, type WebSocket } from "ws";
+import { InboundPeer } from "../../node/server/inboundPeer.js";
 import { MessageType, PROTOCOL_VERSION, decodeMessage, encodeMessage, type Message, type ServerInfo } from "../../protocol/wire.js";
 
 /** A ServerInfo for layers 4:8 of a made-up variant; override what a test needs. */
@@ -61,4 +62,35 @@ export async function fakeServer(
 /** Sends `m` on `ws`. */
 export function reply(ws: WebSocket, m: Message): void {
   ws.send(encodeMessage(m));
+}
+
+/**
+ * A next hop that authenticates server links like a shard server (node/server/inboundPeer.ts) and
+ * then never answers a step: what a hung or malicious peer looks like to the forwarding server.
+ * `welcomeBy` signs the welcome with another key than the announced address's (an impostor).
+ */
+export async function silentPeer(o: { info?: Partial<ServerInfo>; welcomeBy?: HDNodeWallet } = {}): Promise<FakeServer & { steps: () => number }> {
+  const me = Wallet.createRandom();
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise<void>((resolve) => wss.once("listening", resolve));
+  let steps = 0;
+  wss.on("connection", (ws) => {
+    const peer = new InboundPeer({ signingKey: (o.welcomeBy ?? me).signingKey, address: me.address });
+    ws.on("error", () => undefined);
+    ws.on("message", (data) => {
+      const m = decodeMessage(peer.open(data as Buffer));
+      if (m.type === MessageType.PeerHello) reply(ws, peer.welcome(m));
+      if (m.type === MessageType.Step) steps++;
+    });
+    reply(ws, serverInfo({ server: me.address, challenge: peer.challenge, ...o.info }));
+  });
+  return {
+    url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}`,
+    wss,
+    steps: () => steps,
+    close: () => {
+      for (const c of wss.clients) c.terminate();
+      return new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
 }
