@@ -74,7 +74,7 @@ export interface LinkOptions extends LinkTiming {
   limits: WireLimits;
   /** Largest frame the peer accepts (it drops a link that sends more); default: no check. */
   maxSendBytes?: number;
-  /** Frames that answer no pending request (request id 0, or a late reply). */
+  /** Frames that answer no pending request: request id 0, StepReceipts, late replies. */
   onUnsolicited?: (m: Message) => void;
   /** Called once when the link fails or closes, with the error every pending request got. */
   onClose?: (err: LinkError) => void;
@@ -183,7 +183,8 @@ export class Link {
       this.ws.terminate();
       return;
     }
-    const p = m.requestId === 0 ? undefined : this.pending.get(m.requestId);
+    // a StepReceipt follows the reply to its step under the same request id; it is never the reply itself
+    const p = m.requestId === 0 || m.type === MessageType.StepReceipt ? undefined : this.pending.get(m.requestId);
     if (p === undefined) {
       this.o.onUnsolicited?.(m);
       return;

@@ -1,16 +1,18 @@
-import { ZeroAddress, hexlify, randomBytes } from "ethers";
+import { Wallet, hexlify, randomBytes } from "ethers";
 import { WebSocketServer } from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Head } from "../../engine/runtime/head.js";
 import { encodeActivations } from "../../protocol/activations.js";
 import { buildRoute, forwardTag } from "../../protocol/forwarding.js";
-import { ErrorCode, MessageType, PROTOCOL_VERSION, encodeMessage } from "../../protocol/wire.js";
+import { ErrorCode } from "../../protocol/wire.js";
+import type { ForwardingOptions } from "../../node/server/forwarder.js";
 import { generate, type LayerPipeline } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
 import { RemotePipeline, type RemoteSequence } from "../../client/remotePipeline.js";
 import { ShardConnection } from "../../client/shardClient.js";
 import { randomModel, scratchDir } from "../engine/helpers.js";
+import { silentPeer } from "../support/fakeShardServer.js";
 import { holdingRelay } from "../support/holdingRelay.js";
 import { startServer, type RunningServer } from "./support.js";
 
@@ -32,11 +34,13 @@ beforeAll(async () => {
 });
 afterAll(() => scratch.cleanup());
 
-async function startRoute(cuts: number[], forwarding = {}): Promise<RunningServer[]> {
+/** Servers for the layer ranges between `cuts`, on loopback: forwarding to private addresses allowed unless `forwarding` says otherwise. */
+async function startRoute(cuts: number[], forwarding: Partial<ForwardingOptions> = {}, tls?: { certPem: string; keyPem: string }): Promise<RunningServer[]> {
   const bounds = [0, ...cuts, model.config.numLayers];
   const servers: RunningServer[] = [];
   for (let i = 0; i + 1 < bounds.length; i++) {
-    servers.push(await startServer(model, bounds[i]!, bounds[i + 1]!, scratch.dir, {}, VARIANT, undefined, forwarding));
+    const options = { allowPrivateAddresses: true, ...forwarding };
+    servers.push(await startServer(model, bounds[i]!, bounds[i + 1]!, scratch.dir, {}, VARIANT, undefined, options, tls));
   }
   return servers;
 }
@@ -76,13 +80,14 @@ describe("forwarding along a route", () => {
           const url = servers[1]!.server.url;
           const at = (i: number) => ({ step: BigInt(i), position: i, outputEncoding: "fp32" as const });
           const tagged = (i: number) => ({ ...at(i), rows: 1 });
+          const [first, second] = servers.map((s) => s.wallet.address);
           const routes = [
             // the victim's session, tagged with the attacker's own key for that server
-            [{ url, sessionId: theirs, tag: forwardTag(myKeys[1]!, { ...tagged(0), sessionId: theirs, route: [] }) }],
+            [{ url, sessionId: theirs, tag: forwardTag(myKeys[1]!, { ...tagged(0), sessionId: theirs, previous: first!, route: [] }) }],
             // the victim's session with a made-up tag
             [{ url, sessionId: theirs, tag: hexlify(randomBytes(32)) }],
             // a session that does not exist
-            buildRoute([{ url, sessionId: hexlify(randomBytes(32)), forwardKey: myKeys[1]! }], tagged(2)),
+            buildRoute(first!, [{ url, sessionId: hexlify(randomBytes(32)), forwardKey: myKeys[1]!, server: second! }], tagged(2)),
           ];
           // each attempt runs on the attacker's own first session (steps 0, 1, 2), then is forwarded
           for (const [i, route] of routes.entries()) {
@@ -96,7 +101,7 @@ describe("forwarding along a route", () => {
       expect(result.generatedIds).toEqual(expected);
       expect(attempts).toHaveLength(3);
       expect(attempts[0]).toMatchObject({ code: `SERVER_${ErrorCode.Forbidden}`, hop: 1 });
-      expect((attempts[0] as Error).message).toContain("carries a tag its owner did not make");
+      expect((attempts[0] as Error).message).toContain(`carries a tag its owner did not make for delivery by ${servers[0]!.wallet.address}`);
       expect(attempts[1]).toMatchObject({ code: `SERVER_${ErrorCode.Forbidden}`, hop: 1 });
       expect(attempts[2]).toMatchObject({ code: `SERVER_${ErrorCode.UnknownSession}`, hop: 1 });
       expect((attempts[2] as Error).message).toContain("is not open on this server");
@@ -108,7 +113,7 @@ describe("forwarding along a route", () => {
   });
 
   it("a dead next hop gives the client an error naming it, and the servers keep serving others", async () => {
-    const servers = await startRoute([2, 4]);
+    const servers = await startRoute([2, 4], { connectTimeoutMs: 500 });
     try {
       const pipeline = await RemotePipeline.connect(servers.map((s) => s.server.url), model.config.numLayers);
       const dead = servers[1]!;
@@ -128,13 +133,13 @@ describe("forwarding along a route", () => {
       // whether the first server had already seen its link close decides which of the two it reports
       const prefix = `server 2 of 3 on the route (${deadUrl}) failed step 3: `;
       expect([
-        `${prefix}next hop ${deadUrl} is unreachable, or is not an eFed server`,
-        `${prefix}connection to next hop ${deadUrl} closed (1001 server shutting down)`,
+        `${prefix}next hop ${deadUrl} is unreachable, is not an eFed server, or is not one this server forwards to`,
+        `${prefix}next hop: connection to ${deadUrl} closed (1001 server shutting down)`,
       ]).toContain((failure as Error).message.replace(/; step 3 of session 0x[0-9a-f]{64} was in flight$/, ""));
       pipeline.close();
 
       // the first and last servers serve a new client through a replacement for the middle one
-      const replacement = await startServer(model, 2, 4, scratch.dir, {}, VARIANT);
+      const replacement = await startServer(model, 2, 4, scratch.dir, {}, VARIANT, undefined, { allowPrivateAddresses: true });
       servers[1] = replacement;
       const again = await RemotePipeline.connect(servers.map((s) => s.server.url), model.config.numLayers);
       expect((await generate(head, again, PROMPT, { maxTokens: TOKENS, temperature: 0 })).generatedIds).toEqual(expected);
@@ -147,27 +152,8 @@ describe("forwarding along a route", () => {
   it("a next hop that never answers, or is no eFed server, or serves the wrong layers, gets a named error; the server serves on", async () => {
     const [first] = await startRoute([3], { hopTimeoutMs: 300, connectTimeoutMs: 300 });
     const [, wrongLayers] = await startRoute([2]); // its second server starts at layer 2, not 3
-    // a peer that says hello as the right server and then never answers a step
-    const silent = new WebSocketServer({ host: "127.0.0.1", port: 0 });
-    await new Promise<void>((resolve) => silent.once("listening", resolve));
-    const hello = encodeMessage({
-      type: MessageType.ServerInfo,
-      requestId: 0,
-      protocolVersion: PROTOCOL_VERSION,
-      chainId: 31337n,
-      server: first!.wallet.address,
-      variantId: VARIANT,
-      firstLayer: 3,
-      lastLayer: 6,
-      hiddenSize: H(),
-      maxSessions: 8,
-      maxSessionTokens: 64,
-      maxStepTokens: 64,
-      maxFrameBytes: 1 << 20,
-      pricePerToken: 0n,
-      commitments: ZeroAddress,
-    });
-    silent.on("connection", (ws) => ws.send(hello));
+    // a peer that authenticates as a server for the right layers and then never answers a step
+    const silent = await silentPeer({ info: { variantId: VARIANT, firstLayer: 3, lastLayer: 6, hiddenSize: H(), maxFrameBytes: 1 << 20 } });
     // a plain HTTP server where a shard server should be
     const http = new WebSocketServer({ host: "127.0.0.1", port: 0, verifyClient: () => false });
     await new Promise<void>((resolve) => http.once("listening", resolve));
@@ -190,13 +176,15 @@ describe("forwarding along a route", () => {
             () => "accepted",
             (err: unknown) => err,
           );
-      const silentErr = await stepTo(0n, urlOf(silent));
+      const silentErr = await stepTo(0n, silent.url);
       expect(silentErr).toMatchObject({ code: `SERVER_${ErrorCode.Upstream}`, hop: 1 });
-      expect((silentErr as Error).message).toContain(`next hop ${urlOf(silent)} did not finish step 0 of session`);
+      expect((silentErr as Error).message).toContain(`next hop ${silent.url} did not finish step 0 of session`);
       expect((silentErr as Error).message).toContain("within 300 ms");
       const httpErr = await stepTo(1n, urlOf(http));
       expect(httpErr).toMatchObject({ code: `SERVER_${ErrorCode.Upstream}`, hop: 1 });
-      expect((httpErr as Error).message).toBe(`${first!.server.url} (1 hop down its route): next hop ${urlOf(http)} is unreachable, or is not an eFed server`);
+      expect((httpErr as Error).message).toBe(
+        `${first!.server.url} (1 hop down its route): next hop ${urlOf(http)} is unreachable, is not an eFed server, or is not one this server forwards to`,
+      );
       const wrongErr = await stepTo(2n, wrongLayers!.server.url);
       expect(wrongErr).toMatchObject({ code: `SERVER_${ErrorCode.BadRoute}`, hop: 0 });
       expect((wrongErr as Error).message).toContain(`next hop ${wrongLayers!.server.url} serves layers 2:6 of variant ${VARIANT}; this server's output goes to layer 3`);
@@ -207,10 +195,8 @@ describe("forwarding along a route", () => {
     } finally {
       await first!.stop();
       await wrongLayers!.stop();
-      for (const w of [silent, http]) {
-        for (const c of w.clients) c.terminate();
-        await new Promise<void>((resolve) => w.close(() => resolve()));
-      }
+      await silent.close();
+      await new Promise<void>((resolve) => http.close(() => resolve()));
     }
   });
 
@@ -221,7 +207,7 @@ describe("forwarding along a route", () => {
       const ids = [hexlify(randomBytes(32)), hexlify(randomBytes(32))];
       const keys = await Promise.all(conns.map((c, i) => c.openSession(ids[i]!, 64)));
       const step = { step: 0n, position: 0, outputEncoding: "fp32" as const };
-      const route = buildRoute([{ url: second!.server.url, sessionId: ids[1]!, forwardKey: keys[1]! }], { ...step, rows: 1 });
+      const route = buildRoute(first!.wallet.address, [{ url: second!.server.url, sessionId: ids[1]!, forwardKey: keys[1]!, server: second!.wallet.address }], { ...step, rows: 1 });
       await expect(conns[0]!.stepRouted({ sessionId: ids[0]!, ...step, input: hidden(1), route })).rejects.toMatchObject({
         code: `SERVER_${ErrorCode.BadRoute}`,
         hop: 0,
@@ -245,7 +231,7 @@ describe("forwarding along a route", () => {
       const ids = [hexlify(randomBytes(32)), hexlify(randomBytes(32))];
       const keys = await Promise.all(conns.map((c, i) => c.openSession(ids[i]!, 64)));
       const step = { step: 0n, position: 0, outputEncoding: "fp32" as const };
-      const route = buildRoute([{ url: relay.url, sessionId: ids[1]!, forwardKey: keys[1]! }], { ...step, rows: 1 });
+      const route = buildRoute(first!.wallet.address, [{ url: relay.url, sessionId: ids[1]!, forwardKey: keys[1]!, server: second!.wallet.address }], { ...step, rows: 1 });
       const output = conns[1]!.awaitResult(ids[1]!, 0n);
       const done = conns[0]!.stepRouted({ sessionId: ids[0]!, ...step, input: hidden(1), route });
       // the last server's output reached the client; the first server still waits for its answer

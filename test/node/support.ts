@@ -25,6 +25,8 @@ export async function startServer(
   /** Signs receipts with this key instead of the announced address's (a cheating server). */
   impostorKey?: HDNodeWallet,
   forwarding: Partial<ForwardingOptions> = {},
+  /** Serve wss:// with this certificate and key. */
+  tls?: { certPem: string; keyPem: string },
 ): Promise<RunningServer> {
   const wallet = Wallet.createRandom();
   const shard = await Shard.load(model, first, last);
@@ -41,6 +43,7 @@ export async function startServer(
     limits: { ...DEFAULT_SERVER_LIMITS, ...limits },
     forwarding,
     store,
+    ...(tls === undefined ? {} : { tls }),
   });
   let stopping: Promise<void> | undefined; // stop() may be called twice (a test, then its cleanup)
   return {

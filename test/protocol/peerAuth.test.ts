@@ -68,7 +68,7 @@ describe("server link authentication", () => {
     expect(sealed.byteLength).toBe(frame.byteLength + SEAL_BYTES);
     expect(Array.from(openSealedFrame(key, 0n, sealed))).toEqual(Array.from(frame));
     const altered = sealed.slice();
-    altered[6] ^= 1; // one bit of the payload
+    altered[6] = altered[6]! ^ 1; // one bit of the payload
     const bad = refusal(() => openSealedFrame(key, 0n, altered));
     expect(bad.wireCode).toBe(ErrorCode.BadLinkMac);
     expect(bad.message).toBe("frame 0 on an authenticated link fails its MAC: altered, reordered or replayed on the way");

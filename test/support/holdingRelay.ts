@@ -1,4 +1,5 @@
 import { WebSocket, WebSocketServer } from "ws";
+import { MessageType } from "../../protocol/wire.js";
 
 /**
  * A WebSocket relay between a server and its next hop that passes frames downstream at once and
@@ -19,12 +20,12 @@ export async function holdingRelay(target: string): Promise<{ url: string; held:
     up.on("error", () => down.terminate());
     down.on("error", () => up.terminate());
     down.on("message", (data) => (up.readyState === up.OPEN ? up.send(data as Buffer) : toDown.push(data as Buffer)));
-    let first = true;
     up.on("message", (data) => {
       const send = (): void => down.send(data as Buffer);
-      if (first || released) send(); // the server info goes through: the link must open
+      // the server info and the link handshake's welcome go through: the link must open
+      const opening = (data as Buffer)[0] === MessageType.ServerInfo || (data as Buffer)[0] === MessageType.PeerWelcome;
+      if (opening || released) send();
       else held.push(send);
-      first = false;
     });
   });
   const port = (wss.address() as { port: number }).port;
