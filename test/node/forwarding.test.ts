@@ -1,11 +1,17 @@
-import { Wallet, hexlify, randomBytes } from "ethers";
-import { WebSocketServer } from "ws";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Wallet, hexlify, randomBytes, type SigningKey } from "ethers";
+import { WebSocket, WebSocketServer } from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Head } from "../../engine/runtime/head.js";
 import { encodeActivations } from "../../protocol/activations.js";
 import { buildRoute, forwardTag } from "../../protocol/forwarding.js";
-import { ErrorCode } from "../../protocol/wire.js";
+import { ErrorCode, MessageType, decodeMessage, encodeMessage, type Message, type ServerInfo, type Step } from "../../protocol/wire.js";
+import { helloTranscript, newEphemeralKey, signTranscript } from "../../protocol/peerAuth.js";
+import { PeerLink } from "../../node/server/peerLink.js";
 import type { ForwardingOptions } from "../../node/server/forwarder.js";
 import { generate, type LayerPipeline } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
@@ -251,6 +257,222 @@ describe("forwarding along a route", () => {
       await (stopped ?? first!.stop());
       await relay.close();
       await second!.stop();
+    }
+  });
+
+  it("by default forwards to no loopback or private address, with the one connect-failure message", async () => {
+    const [first, second] = await startRoute([3], { allowPrivateAddresses: false, connectTimeoutMs: 300 });
+    try {
+      const conns = await Promise.all([first!, second!].map((s) => ShardConnection.connect(s.server.url)));
+      const ids = [hexlify(randomBytes(32)), hexlify(randomBytes(32))];
+      const keys = await Promise.all(conns.map((c, i) => c.openSession(ids[i]!, 64)));
+      const step = { step: 0n, position: 0, outputEncoding: "fp32" as const };
+      const url = second!.server.url;
+      const route = buildRoute(first!.wallet.address, [{ url, sessionId: ids[1]!, forwardKey: keys[1]!, server: second!.wallet.address }], { ...step, rows: 1 });
+      await expect(conns[0]!.stepRouted({ sessionId: ids[0]!, ...step, input: hidden(1), route })).rejects.toMatchObject({
+        code: `SERVER_${ErrorCode.Upstream}`,
+        hop: 1,
+        message: `${first!.server.url} (1 hop down its route): next hop ${url} is unreachable, is not an eFed server, or is not one this server forwards to`,
+      });
+      for (const c of conns) c.close();
+    } finally {
+      await first!.stop();
+      await second!.stop();
+    }
+  });
+});
+
+/** A client's two sessions on a two-server route, and the route of step 0 through `via` (default: the second server). */
+async function routeOfTwo(servers: RunningServer[], via?: string) {
+  const conns = await Promise.all(servers.map((s) => ShardConnection.connect(s.server.url)));
+  const ids = [hexlify(randomBytes(32)), hexlify(randomBytes(32))];
+  const keys = await Promise.all(conns.map((c, i) => c.openSession(ids[i]!, 64)));
+  const step = { step: 0n, position: 0, outputEncoding: "fp32" as const };
+  const [first, second] = servers.map((s) => s.wallet.address);
+  const url = via ?? servers[1]!.server.url;
+  const route = buildRoute(first!, [{ url, sessionId: ids[1]!, forwardKey: keys[1]!, server: second! }], { ...step, rows: 1 });
+  return { conns, ids, step, route, close: () => conns.forEach((c) => c.close()) };
+}
+
+/** A raw connection: the server's info, then frames sent and the replies read one at a time. */
+async function rawConnection(url: string): Promise<{ info: ServerInfo; send: (m: Message) => void; next: () => Promise<Message>; close: () => void }> {
+  const ws = new WebSocket(url, { perMessageDeflate: false });
+  const inbox: Message[] = [];
+  const waiting: ((m: Message) => void)[] = [];
+  ws.on("message", (data) => {
+    const m = decodeMessage(data as Buffer);
+    const w = waiting.shift();
+    if (w === undefined) inbox.push(m);
+    else w(m);
+  });
+  ws.on("error", () => undefined);
+  const next = (): Promise<Message> => new Promise((resolve) => (inbox.length > 0 ? resolve(inbox.shift()!) : waiting.push(resolve)));
+  const info = await next();
+  if (info.type !== MessageType.ServerInfo) throw new Error(`expected server info, got ${info.type}`);
+  return { info, send: (m) => ws.send(encodeMessage(m)), next, close: () => ws.terminate() };
+}
+
+/**
+ * A relay between a server and its next hop that passes everything, except that it flips one bit
+ * of the activations in every Step frame going downstream: a man in the middle substituting input.
+ */
+async function tamperingRelay(target: string): Promise<{ url: string; tampered: () => number; close: () => Promise<void> }> {
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise<void>((resolve) => wss.once("listening", resolve));
+  let tampered = 0;
+  wss.on("connection", (down) => {
+    const up = new WebSocket(target);
+    const queued: Buffer[] = [];
+    up.on("open", () => queued.splice(0).forEach((f) => up.send(f)));
+    up.on("message", (data) => down.send(data as Buffer));
+    up.on("close", () => down.close());
+    up.on("error", () => down.terminate());
+    down.on("error", () => up.terminate());
+    down.on("message", (data) => {
+      const frame = Buffer.from(data as Buffer);
+      if (frame[0] === MessageType.Step) {
+        frame[frame.byteLength - 40] = frame[frame.byteLength - 40]! ^ 0x01; // inside the payload, before the 32-byte MAC
+        tampered++;
+      }
+      if (up.readyState === up.OPEN) up.send(frame);
+      else queued.push(frame);
+    });
+  });
+  return {
+    url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}`,
+    tampered: () => tampered,
+    close: () => {
+      for (const c of wss.clients) c.terminate();
+      return new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
+
+describe("forwarded steps come only from the previous hop, unaltered", () => {
+  it("refuses a tag replayed from another server's link, and the owner's step then runs", async () => {
+    const servers = await startRoute([3]);
+    const r = await routeOfTwo(servers);
+    // a server the route does not name (it saw the tag: a relay, a hop of another route) delivers the step itself
+    const intruder = Wallet.createRandom();
+    const link = await PeerLink.connect(
+      servers[1]!.server.url,
+      { variantId: VARIANT, firstLayer: 3 },
+      { signingKey: intruder.signingKey, address: intruder.address },
+      { connectTimeoutMs: 2_000, heartbeatIntervalMs: 1_000, heartbeatTimeoutMs: 5_000 },
+      () => undefined,
+    );
+    try {
+      const hop = r.route[0]!;
+      const replayed = { sessionId: hop.sessionId, tag: hop.tag, ...r.step, input: hidden(1), route: [] };
+      await expect(link.forward(replayed, 5_000)).rejects.toMatchObject({
+        wireCode: ErrorCode.Forbidden,
+        hop: 1,
+        message: `${servers[1]!.server.url}: forwarded step 0 for session ${hop.sessionId} carries a tag its owner did not make for delivery by ${intruder.address}`,
+      });
+      // the session is untouched: the owner's step 0 runs through the route it chose
+      const output = r.conns[1]!.awaitResult(r.ids[1]!, 0n);
+      await r.conns[0]!.stepRouted({ sessionId: r.ids[0]!, ...r.step, input: hidden(1), route: r.route });
+      expect((await output.result).output.rows).toBe(1);
+    } finally {
+      link.close();
+      r.close();
+      for (const s of servers) await s.stop();
+    }
+  });
+
+  it("refuses input altered by a relay between two servers, and the link is dropped", async () => {
+    const servers = await startRoute([3]);
+    const relay = await tamperingRelay(servers[1]!.server.url);
+    const r = await routeOfTwo(servers, relay.url);
+    try {
+      const err = await r.conns[0]!.stepRouted({ sessionId: r.ids[0]!, ...r.step, input: hidden(1), route: r.route }).then(
+        () => "accepted",
+        (e: unknown) => e,
+      );
+      expect(relay.tampered()).toBe(1);
+      expect(err).toMatchObject({
+        code: `SERVER_${ErrorCode.BadLinkMac}`,
+        hop: 1,
+        message: `${servers[0]!.server.url} (1 hop down its route): ${relay.url}: frame 0 on an authenticated link fails its MAC: altered, reordered or replayed on the way`,
+      });
+      // the second server ran nothing: the session still expects step 0 (sent directly by its owner)
+      const plain = await r.conns[1]!.step({ sessionId: r.ids[1]!, ...r.step, input: hidden(1), route: [] });
+      expect(plain.step).toBe(0n);
+    } finally {
+      r.close();
+      await relay.close();
+      for (const s of servers) await s.stop();
+    }
+  });
+
+  it("refuses a forwarded step on a connection that never authenticated, and a PeerHello not signed over this connection's challenge", async () => {
+    const servers = await startRoute([3]);
+    const r = await routeOfTwo(servers);
+    const hop = r.route[0]!;
+    const forwarded: Step = { type: MessageType.Step, requestId: 1, sessionId: hop.sessionId, tag: hop.tag, ...r.step, input: hidden(1), route: [] };
+    const raw = await rawConnection(servers[1]!.server.url);
+    const other = await rawConnection(servers[1]!.server.url);
+    try {
+      raw.send(forwarded);
+      expect(await raw.next()).toMatchObject({
+        type: MessageType.Error,
+        requestId: 1,
+        code: ErrorCode.PeerUnauthenticated,
+        message: "a forwarded step came on a connection that has not authenticated as a server (PeerHello)",
+      });
+      // claiming to be the first server: signed by another key, or by the first server's key over another connection's challenge
+      const first = servers[0]!.wallet;
+      const ephemeralKey = newEphemeralKey().publicKey;
+      const helloOver = (challenge: string, key: SigningKey) =>
+        ({
+          type: MessageType.PeerHello,
+          requestId: 2,
+          server: first.address,
+          ephemeralKey,
+          signature: signTranscript(key, helloTranscript({ challenge, accepting: servers[1]!.wallet.address, connecting: first.address, connectingKey: ephemeralKey })),
+        }) as const;
+      const refusal = { type: MessageType.Error, requestId: 2, code: ErrorCode.PeerUnauthenticated, message: `PeerHello is not signed by ${first.address} over this connection's challenge` };
+      raw.send(helloOver(raw.info.challenge, Wallet.createRandom().signingKey));
+      expect(await raw.next()).toMatchObject(refusal);
+      raw.send(helloOver(other.info.challenge, first.signingKey));
+      expect(await raw.next()).toMatchObject(refusal);
+      raw.send({ ...forwarded, requestId: 3 });
+      expect(await raw.next()).toMatchObject({ type: MessageType.Error, requestId: 3, code: ErrorCode.PeerUnauthenticated });
+      // the session is untouched
+      expect((await r.conns[1]!.step({ sessionId: r.ids[1]!, ...r.step, input: hidden(1), route: [] })).step).toBe(0n);
+    } finally {
+      raw.close();
+      other.close();
+      r.close();
+      for (const s of servers) await s.stop();
+    }
+  });
+});
+
+describe("wss:// for clients and hops", () => {
+  it("runs a forwarded route over TLS with a self-signed certificate the client and the servers are told to trust", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "efed-tls-"));
+    const certFile = join(dir, "cert.pem");
+    const keyFile = join(dir, "key.pem");
+    execFileSync("openssl", [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+      "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", keyFile, "-out", certFile,
+    ], { stdio: "ignore" });
+    const tls = { certPem: readFileSync(certFile, "utf8"), keyPem: readFileSync(keyFile, "utf8") };
+    rmSync(dir, { recursive: true, force: true });
+    const servers = await startRoute([3], { ca: tls.certPem }, tls);
+    try {
+      const urls = servers.map((s) => s.server.url);
+      expect(urls.every((u) => u.startsWith("wss://127.0.0.1:"))).toBe(true);
+      // without the certificate, a client refuses the server
+      await expect(ShardConnection.connect(urls[0]!)).rejects.toMatchObject({ code: "CONNECT_FAILED", message: `cannot connect to ${urls[0]}: self-signed certificate` });
+      const pipeline = await RemotePipeline.connect(urls, model.config.numLayers, { ca: tls.certPem });
+      expect(pipeline.forwarding).toBe(true);
+      const result = await generate(head, pipeline, PROMPT, { maxTokens: 8, temperature: 0 });
+      expect(result.generatedIds).toEqual(expected.slice(0, 8));
+      pipeline.close();
+    } finally {
+      for (const s of servers) await s.stop();
     }
   });
 });
