@@ -1,3 +1,4 @@
+import type { WebSocket } from "ws";
 import { Link, LinkError, LinkFailure, dialServer, validateTiming, type LinkTiming } from "../protocol/link.js";
 import { DEFAULT_LIMITS, MessageType, type Message, type ServerInfo, type Step, type StepReceipt, type StepResult, type StoredStep } from "../protocol/wire.js";
 
@@ -55,11 +56,22 @@ export class ShardConnection {
   /** Outputs of forwarded steps this server ends, awaited by "session:step". */
   private readonly resultWaiters = new Map<string, ResultWaiter>();
 
-  private constructor(url: string, link: Link, info: ServerInfo, requestTimeoutMs: number) {
+  private constructor(url: string, ws: WebSocket, info: ServerInfo, o: LinkTiming & { maxFrameBytes: number; onClose?: ((err: LinkError) => void) | undefined }) {
     this.url = url;
-    this.link = link;
     this.info = info;
-    this.requestTimeoutMs = requestTimeoutMs;
+    this.requestTimeoutMs = o.requestTimeoutMs;
+    this.link = new Link(url, ws, {
+      requestTimeoutMs: o.requestTimeoutMs,
+      heartbeatIntervalMs: o.heartbeatIntervalMs,
+      heartbeatTimeoutMs: o.heartbeatTimeoutMs,
+      limits: { maxFrameBytes: o.maxFrameBytes, maxStepTokens: info.maxStepTokens, hiddenSize: info.hiddenSize, maxRouteHops: DEFAULT_LIMITS.maxRouteHops },
+      maxSendBytes: info.maxFrameBytes,
+      onUnsolicited: (m) => this.onUnsolicited(m),
+      onClose: (err) => {
+        this.failWaiters(err);
+        o.onClose?.(err);
+      },
+    });
   }
 
   static async connect(url: string, options: ConnectOptions = {}): Promise<ShardConnection> {
@@ -67,19 +79,7 @@ export class ShardConnection {
     const timing: LinkTiming = { requestTimeoutMs: o.requestTimeoutMs, heartbeatIntervalMs: o.heartbeatIntervalMs, heartbeatTimeoutMs: o.heartbeatTimeoutMs };
     validateTiming(timing);
     const { ws, info } = await dialServer(url, { connectTimeoutMs: o.connectTimeoutMs, maxFrameBytes: o.maxFrameBytes, ca: options.ca });
-    let connection: ShardConnection | undefined;
-    const link = new Link(url, ws, {
-      ...timing,
-      limits: { maxFrameBytes: o.maxFrameBytes, maxStepTokens: info.maxStepTokens, hiddenSize: info.hiddenSize, maxRouteHops: DEFAULT_LIMITS.maxRouteHops },
-      maxSendBytes: info.maxFrameBytes,
-      onUnsolicited: (m) => connection?.onUnsolicited(m),
-      onClose: (err) => {
-        connection?.failWaiters(err);
-        options.onClose?.(err);
-      },
-    });
-    connection = new ShardConnection(url, link, info, o.requestTimeoutMs);
-    return connection;
+    return new ShardConnection(url, ws, info, { ...timing, maxFrameBytes: o.maxFrameBytes, onClose: options.onClose });
   }
 
   /** Opens a session; resolves with its forwarding key (only this client learns it). */

@@ -63,14 +63,14 @@ export class PeerLink {
           `this server's output goes to layer ${expect.firstLayer} of variant ${expect.variantId}`,
       );
     }
-    let peer: PeerLink | undefined;
+    const opened: { peer?: PeerLink } = {};
     const timing: LinkTiming = { requestTimeoutMs: o.connectTimeoutMs, heartbeatIntervalMs: o.heartbeatIntervalMs, heartbeatTimeoutMs: o.heartbeatTimeoutMs };
     const link = new Link(url, ws, {
       ...timing,
       limits: { ...DEFAULT_LIMITS, maxFrameBytes: MAX_REPLY_BYTES },
       maxSendBytes: info.maxFrameBytes,
       onClose: () => {
-        if (peer !== undefined) onClosed(peer);
+        if (opened.peer !== undefined) onClosed(opened.peer);
       },
     });
     try {
@@ -81,8 +81,8 @@ export class PeerLink {
       link.close(1008, "handshake failed");
       throw err;
     }
-    peer = new PeerLink(url, link, info);
-    return peer;
+    opened.peer = new PeerLink(url, link, info);
+    return opened.peer;
   }
 
   /** Forwarded steps waiting for their answer. */
