@@ -84,6 +84,9 @@ const hop = (url: string): Hop => ({ url, sessionId: sid(), tag: hexlify(bytes(3
 /** Next hops a server must refuse before running the step: not ws://HOST:PORT, or a host it does not forward to. */
 const BAD_HOP_URLS = ["http://127.0.0.1:9", "ws://127.0.0.1:9/admin", "ws://u:p@127.0.0.1:9", "ws://10.1.2.3:9", "ws://127.0.0.1:0", "no url", ""];
 
+/** Message type bytes the protocol does not define. */
+const UNKNOWN_TYPES = Array.from({ length: 256 }, (_, t) => t).filter((t) => !(Object.values(MessageType) as number[]).includes(t));
+
 /** One malformed or out-of-protocol frame, chosen at random, with the error codes it may get. */
 function badFrame(own: string, foreign: string): { frame: Uint8Array | string; codes: number[] } {
   const valid = stepFrame(own, 0n, 0);
@@ -109,7 +112,7 @@ function badFrame(own: string, foreign: string): { frame: Uint8Array | string; c
     case 5: // too many rows
       return { frame: stepFrame(own, 0n, 0, 65 + int(10)), codes: [ErrorCode.BadShape] };
     case 6: // unknown message type
-      return { frame: Uint8Array.of(13 + int(200), 0, 0, 0, 0, ...bytes(int(20))), codes: [ErrorCode.UnknownType] };
+      return { frame: Uint8Array.of(UNKNOWN_TYPES[int(UNKNOWN_TYPES.length)]!, 0, 0, 0, 0, ...bytes(int(20))), codes: [ErrorCode.UnknownType] };
     case 7: // a session that does not exist, or belongs to another connection
       return { frame: stepFrame(int(2) === 0 ? sid() : foreign, 0n, 0), codes: [ErrorCode.UnknownSession] };
     case 8: // positions out of order
@@ -118,8 +121,8 @@ function badFrame(own: string, foreign: string): { frame: Uint8Array | string; c
       return { frame: stepFrame(own, 0n, 0, 1, H(), [hop(BAD_HOP_URLS[int(BAD_HOP_URLS.length)]!), hop("ws://127.0.0.1:9")]), codes: [ErrorCode.BadRoute] };
     case 10: // a route longer than any server takes
       return { frame: stepFrame(own, 0n, 0, 1, H(), Array.from({ length: 17 + int(200) }, () => hop("ws://127.0.0.1:9"))), codes: [ErrorCode.BadRoute] };
-    case 11: // a forwarded step for another connection's session, with a tag not made with its key
-      return { frame: stepFrame(foreign, 0n, 0, 1, H(), [], hexlify(bytes(32))), codes: [ErrorCode.Forbidden] };
+    case 11: // a forwarded (tagged) step on a client's connection: only a link authenticated as a server may deliver one
+      return { frame: stepFrame(foreign, 0n, 0, 1, H(), [], hexlify(bytes(32))), codes: [ErrorCode.PeerUnauthenticated] };
     case 12: // the step behind a receipt this server never signed
       return { frame: encodeMessage({ type: MessageType.FetchStep, requestId: 1 + int(1e6), leaf: sid() }), codes: [ErrorCode.NotFound] };
     default: // a text frame

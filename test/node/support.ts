@@ -41,7 +41,7 @@ export async function startServer(
     address: wallet.address,
     chainId: 31337n,
     limits: { ...DEFAULT_SERVER_LIMITS, ...limits },
-    forwarding,
+    forwarding: { allowPrivateAddresses: true, ...forwarding }, // every test server is on loopback
     store,
     ...(tls === undefined ? {} : { tls }),
   });

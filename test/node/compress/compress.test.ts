@@ -167,7 +167,7 @@ describe("serving a compressed variant", () => {
     await compressModel(dense, out, { method: "svd-whiten+int8", ratio: 0.5, ...CALIB });
     const urls = await Promise.all(
       ["0:2", "2:4"].map(async (layers) => {
-        const args = ["--model", out, "--layers", layers, "--port", "0", "--store", join(scratch.dir, `served-${layers.replace(":", "-")}.sqlite`)];
+        const args = ["--model", out, "--layers", layers, "--port", "0", "--store", join(scratch.dir, `served-${layers.replace(":", "-")}.sqlite`), "--forward-private"];
         return (await spawnEfedServer(args, children)).url;
       }),
     );
