@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess } from "node:child_process";
 import { hexlify, randomBytes } from "ethers";
 import { WebSocketServer, type WebSocket } from "ws";
 import { afterEach, describe, expect, it } from "vitest";
@@ -7,6 +8,20 @@ import { DEFAULT_LIMITS, ErrorCode, MessageType, encodeMessage, type Message } f
 import { fakeServer, reply, serverInfo, type FakeServer } from "../support/fakeShardServer.js";
 
 const open: FakeServer[] = [];
+const root = new URL("../..", import.meta.url).pathname;
+
+/** A server that says hello and answers nothing, in its own process (so it can be stopped or killed). */
+async function childServer(): Promise<{ url: string; child: ChildProcess }> {
+  const script =
+    "const { WebSocketServer } = require('ws'); const w = new WebSocketServer({ host: '127.0.0.1', port: 0 });" +
+    "w.on('listening', () => console.log(w.address().port)); w.on('connection', (s) => s.send(Buffer.from(process.env.HELLO, 'hex')));";
+  const child = spawn(process.execPath, ["-e", script], { cwd: root, env: { ...process.env, HELLO: Buffer.from(encodeMessage(serverInfo())).toString("hex") } });
+  const port = await new Promise<string>((resolve, reject) => {
+    child.stdout!.once("data", (d: Buffer) => resolve(d.toString().trim()));
+    child.once("exit", (code) => reject(new Error(`server process exited with ${code}`)));
+  });
+  return { url: `ws://127.0.0.1:${port}`, child };
+}
 const links: Link[] = [];
 afterEach(async () => {
   for (const l of links.splice(0)) l.close();
@@ -206,6 +221,25 @@ describe("ShardConnection on a Link", () => {
     await expect(c.openSession(SESSION, 4)).rejects.toBe(err);
     c.close();
   });
+
+  it("with its default heartbeat, finds a hung (SIGSTOP) server before any request timeout, and a killed one at once", async () => {
+    const hung = await childServer();
+    const killed = await childServer();
+    try {
+      const conns = await Promise.all([hung, killed].map((c) => ShardConnection.connect(c.url)));
+      const waits = conns.map((c) => settled(c.openSession(SESSION, 4))); // never answered: only the link's failure ends them
+      hung.child.kill("SIGSTOP");
+      killed.child.kill("SIGKILL");
+      const [stopped, dead] = await Promise.all(waits);
+      expect(stopped).toMatchObject({ code: LinkFailure.Silent, details: { url: hung.url } });
+      expect((stopped as Error).message).toContain("(limit 3500 ms): presumed dead or hung");
+      expect(dead).toMatchObject({ code: LinkFailure.Closed, message: `connection to ${killed.url} closed (1006 )` });
+      for (const c of conns) c.close();
+    } finally {
+      hung.child.kill("SIGKILL");
+      killed.child.kill("SIGKILL");
+    }
+  }, 30_000);
 
   it("validates its options before connecting", async () => {
     await expect(ShardConnection.connect("ws://127.0.0.1:9", { heartbeatIntervalMs: 5_000, heartbeatTimeoutMs: 5_000 })).rejects.toThrow(
