@@ -33,6 +33,9 @@ import { ErrorCode, WireError, encodeRoute, type Hop } from "./wire.js";
  *    a frame without the link failing. The man in the middle cannot learn the link key: the
  *    connecting server's ephemeral key is signed, and only the two servers hold the private halves.
  *
+ * Server 0 gets the step from the client itself, on the connection that opened the session: over
+ * plain ws:// a man in the middle there could change it, which is what wss:// is for.
+ *
  * What server i-1 itself sends is what it signs a receipt for (its output hash is server i's input
  * hash), so a wrong input is the signer's fraud, caught by the client chaining the receipts' hashes
  * and by verifiers. A tag seen by anyone (a later hop, a relay) is useless elsewhere: it is bound to

@@ -19,7 +19,7 @@ import type { Receipt } from "./receipt.js";
  * Version 3 authenticates server-to-server links (protocol/forwarding.ts): ServerInfo carries a
  * fresh per-connection challenge, PeerHello / PeerWelcome agree a link key signed by both
  * servers' receipt keys, and every later frame the connecting server sends on that link carries a
- * 32-byte MAC trailer (stripped before parsing, see `openSealedFrame`).
+ * 32-byte MAC trailer (stripped before parsing: protocol/peerAuth.ts `openSealedFrame`).
  */
 export const PROTOCOL_VERSION = 3;
 
