@@ -314,9 +314,13 @@ async function rawConnection(url: string): Promise<{ info: ServerInfo; send: (m:
 
 /**
  * A relay between a server and its next hop that passes everything, except that it flips one bit
- * of the activations in every Step frame going downstream: a man in the middle substituting input.
+ * in every frame of type `alter` going downstream: in a Step, of the activations (a man in the
+ * middle substituting input); in a PeerHello, of the ephemeral key (one trying to learn the link key).
  */
-async function tamperingRelay(target: string): Promise<{ url: string; tampered: () => number; close: () => Promise<void> }> {
+async function tamperingRelay(
+  target: string,
+  alter: typeof MessageType.Step | typeof MessageType.PeerHello = MessageType.Step,
+): Promise<{ url: string; tampered: () => number; close: () => Promise<void> }> {
   const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
   await new Promise<void>((resolve) => wss.once("listening", resolve));
   let tampered = 0;
@@ -330,8 +334,10 @@ async function tamperingRelay(target: string): Promise<{ url: string; tampered: 
     down.on("error", () => up.terminate());
     down.on("message", (data) => {
       const frame = Buffer.from(data as Buffer);
-      if (frame[0] === MessageType.Step) {
-        frame[frame.byteLength - 40] = frame[frame.byteLength - 40]! ^ 0x01; // inside the payload, before the 32-byte MAC
+      if (frame[0] === alter) {
+        // Step: inside the payload, before the 32-byte MAC; PeerHello: in the key after type, request id and address
+        const at = alter === MessageType.Step ? frame.byteLength - 40 : 1 + 4 + 20;
+        frame[at] = frame[at]! ^ 0x01;
         tampered++;
       }
       if (up.readyState === up.OPEN) up.send(frame);
@@ -398,6 +404,24 @@ describe("forwarded steps come only from the previous hop, unaltered", () => {
       // the second server ran nothing: the session still expects step 0 (sent directly by its owner)
       const plain = await r.conns[1]!.step({ sessionId: r.ids[1]!, ...r.step, input: hidden(1), route: [] });
       expect(plain.step).toBe(0n);
+    } finally {
+      r.close();
+      await relay.close();
+      for (const s of servers) await s.stop();
+    }
+  });
+
+  it("gets no link through a relay that alters the handshake's key: the step fails with the one connect-failure message", async () => {
+    const servers = await startRoute([3], { connectTimeoutMs: 300 });
+    const relay = await tamperingRelay(servers[1]!.server.url, MessageType.PeerHello);
+    const r = await routeOfTwo(servers, relay.url);
+    try {
+      await expect(r.conns[0]!.stepRouted({ sessionId: r.ids[0]!, ...r.step, input: hidden(1), route: r.route })).rejects.toMatchObject({
+        code: `SERVER_${ErrorCode.Upstream}`,
+        hop: 1,
+        message: `${servers[0]!.server.url} (1 hop down its route): next hop ${relay.url} is unreachable, is not an eFed server, or is not one this server forwards to`,
+      });
+      expect(relay.tampered()).toBe(1);
     } finally {
       r.close();
       await relay.close();
