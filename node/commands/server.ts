@@ -107,6 +107,9 @@ export function serverCommand(): Command {
     .option("--commit-every-seconds <n>", "post a commitment batch this often (with --rpc)", positiveInt(), 60)
     .action(async (flags: ServerFlags) => {
       const logger = pino({ level: process.env.EFED_LOG_LEVEL ?? "info" });
+      const limits = serverLimits(Object.fromEntries(LIMIT_FLAGS.flatMap(([, l]) => (flags[l] === undefined ? [] : [[l, flags[l]]]))));
+      if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) throw new InvalidArgumentError("give both --tls-cert and --tls-key, or neither");
+      const tls = flags.tlsCert === undefined ? undefined : { certPem: readFileSync(flags.tlsCert, "utf8"), keyPem: readFileSync(flags.tlsKey!, "utf8") };
       const model = ModelDirectory.open(flags.model);
       const { first, last } = flags.layers;
       if (last > model.config.numLayers) {
@@ -119,9 +122,6 @@ export function serverCommand(): Command {
       const served = Object.keys(manifest.tensors).filter((n) => prefixes.some((p) => n.startsWith(p)));
       verifyTensors(model, manifest, served);
 
-      const limits = serverLimits(Object.fromEntries(LIMIT_FLAGS.flatMap(([, l]) => (flags[l] === undefined ? [] : [[l, flags[l]]]))));
-      if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) throw new InvalidArgumentError("give both --tls-cert and --tls-key, or neither");
-      const tls = flags.tlsCert === undefined ? undefined : { certPem: readFileSync(flags.tlsCert, "utf8"), keyPem: readFileSync(flags.tlsKey!, "utf8") };
       const { wallet, created, path: keyPath } = loadOrCreateKey(flags.key, flags.dataDir, flags.rpc !== undefined);
       if (created) logger.warn({ keyFile: keyPath, address: wallet.address }, "created a new server key; keep this file: receipts are signed with it");
       else logger.info({ keyFile: keyPath ?? "$EFED_SERVER_KEY", address: wallet.address }, "server key loaded");

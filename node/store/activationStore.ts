@@ -218,12 +218,19 @@ export class ActivationStore {
     const cutoff = nowMs - this.options.retentionMs;
     let dropped = this.deleteSteps(`DELETE FROM steps WHERE created_at_ms < ? AND ${unprotected} RETURNING ${sizes}`, cutoff, nowMs);
     while (this.heldBytes > this.options.maxBytes) {
-      const n = this.deleteSteps(
-        `DELETE FROM steps WHERE rowid IN (SELECT rowid FROM steps WHERE ${unprotected} ORDER BY created_at_ms, rowid LIMIT 64) RETURNING ${sizes}`,
-        nowMs,
-      );
-      if (n === 0) break;
-      dropped += n;
+      // the oldest unprotected steps, just enough of them to get back under the budget
+      const oldest = this.db
+        .prepare(`SELECT rowid AS id, ${sizes} FROM steps WHERE ${unprotected} ORDER BY created_at_ms, rowid LIMIT 256`)
+        .all(nowMs) as { id: number; size: number }[];
+      const victims: number[] = [];
+      let freed = 0;
+      for (const row of oldest) {
+        if (this.heldBytes - freed <= this.options.maxBytes) break;
+        victims.push(row.id);
+        freed += row.size;
+      }
+      if (victims.length === 0) break; // only protected steps are left: the store is full until their protection ends
+      dropped += this.deleteSteps(`DELETE FROM steps WHERE rowid IN (${victims.join(",")}) RETURNING ${sizes}`);
     }
     this.db.prepare(`DELETE FROM session_keys WHERE created_at_ms < ?`).run(cutoff);
     this.db.prepare(`DELETE FROM batches WHERE protect_until_ms <= ? AND batch_id NOT IN (SELECT DISTINCT batch_id FROM steps WHERE batch_id IS NOT NULL)`).run(nowMs);

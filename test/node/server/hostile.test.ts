@@ -9,6 +9,9 @@ import { ErrorCode, MessageType, encodeMessage, maxFrameBytesFor, type Message }
 import { generate } from "../../../client/generate.js";
 import { LocalPipeline } from "../../../client/localPipeline.js";
 import { RemotePipeline } from "../../../client/remotePipeline.js";
+import { ShardConnection } from "../../../client/shardClient.js";
+import { buildRoute } from "../../../protocol/forwarding.js";
+import { holdingRelay } from "../../support/holdingRelay.js";
 import { randomModel, scratchDir } from "../../engine/helpers.js";
 import { RawPeer } from "../../support/rawPeer.js";
 import { startServer, type RunningServer } from "../support.js";
@@ -237,6 +240,56 @@ describe("a server under attack", () => {
     for (let i = 0; i < 2000; i++) p.push(fetch); // each reply is 64 KiB: 128 MiB if the server kept answering
     expect(await honestTokens(s.server.url)).toEqual(expected);
     expect(process.memoryUsage().rss - rssBefore).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it("stops within its shutdown deadline even when a forwarded step's next hop never answers", async () => {
+    const first = await startServer(model, 0, 2, scratch.dir, { shutdownDeadlineMs: 300 }, undefined, undefined, { hopTimeoutMs: 600_000 });
+    const second = await startServer(model, 2, model.config.numLayers, scratch.dir);
+    servers.push(first, second);
+    const relay = await holdingRelay(second.server.url); // holds the second server's answers: the step never finishes on the first
+    try {
+      const conns = await Promise.all([first.server.url, second.server.url].map((u) => ShardConnection.connect(u)));
+      const ids = [sid(), sid()];
+      const keys = await Promise.all(conns.map((c, i) => c.openSession(ids[i]!, 16)));
+      const tagged = { step: 0n, position: 0, outputEncoding: "fp32" as const };
+      const route = buildRoute([{ url: relay.url, sessionId: ids[1]!, forwardKey: keys[1]! }], { ...tagged, rows: 1 });
+      const done = conns[0]!.stepRouted({ sessionId: ids[0]!, ...tagged, input: encodeActivations(new Float32Array(H()).fill(0.1), 1, H(), "fp32"), route });
+      done.catch(() => undefined);
+      while (relay.held() === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      expect(first.server.inFlightCount).toBe(1);
+      await first.stop(); // resolves: the deadline passed, the connections were closed
+      await expect(done).rejects.toMatchObject({ code: "CLOSED" });
+      for (const c of conns) c.close();
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it("limits the new next-hop connections one client's steps may cause", async () => {
+    const s = await serve({ newPeersPerClientPerSecond: 1 });
+    const conn = await ShardConnection.connect(s.server.url);
+    const ids = [sid(), sid()];
+    for (const id of ids) await conn.openSession(id, 16);
+    const toNowhere = (id: string, port: number): Promise<unknown> =>
+      conn
+        .stepRouted({
+          sessionId: id,
+          step: 0n,
+          position: 0,
+          outputEncoding: "fp32",
+          input: encodeActivations(new Float32Array(H()).fill(0.1), 1, H(), "fp32"),
+          route: [{ url: `ws://127.0.0.1:${port}`, sessionId: sid(), tag: sid() }],
+        })
+        .then(
+          () => "accepted",
+          (err: unknown) => err,
+        );
+    // two steps at once, each naming a new next hop: the second is refused before anything runs
+    const [a, b] = await Promise.all([toNowhere(ids[0]!, 9), toNowhere(ids[1]!, 10)]);
+    expect(a).toMatchObject({ code: `SERVER_${ErrorCode.Upstream}` });
+    expect(b).toMatchObject({ code: `SERVER_${ErrorCode.RateLimited}` });
+    expect((b as Error).message).toContain("at most 1 new next-hop connections per second");
+    conn.close();
   });
 
   it("refuses steps and tells the client at once when its receipt store cannot write", async () => {
