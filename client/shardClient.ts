@@ -1,7 +1,7 @@
 import type { SigningKey } from "ethers";
 import { WebSocket } from "ws";
 import { EFedError } from "../protocol/errors.js";
-import { ownerProof, signAuth } from "../protocol/fetchAuth.js";
+import { ownerProof, sessionStepTarget, signAuth } from "../protocol/fetchAuth.js";
 import {
   DEFAULT_LIMITS,
   MessageType,
@@ -120,6 +120,12 @@ export class ShardConnection {
   async fetchStep(leaf: string, forwardKey?: string): Promise<StoredStep> {
     const proof = forwardKey === undefined ? {} : { ownerProof: ownerProof(forwardKey, this.info.challenge, leaf) };
     return (await this.request({ type: MessageType.FetchStep, requestId: 0, leaf, ...proof }, MessageType.StoredStep)) as StoredStep;
+  }
+
+  /** Step `step` of session `sessionId` at this server (as fetchStep; how a verifier collects a session's prefix). */
+  async fetchSessionStep(sessionId: string, step: bigint, forwardKey?: string): Promise<StoredStep> {
+    const proof = forwardKey === undefined ? {} : { ownerProof: ownerProof(forwardKey, this.info.challenge, sessionStepTarget(sessionId, step)) };
+    return (await this.request({ type: MessageType.FetchSessionStep, requestId: 0, sessionId, step, ...proof }, MessageType.StoredStep)) as StoredStep;
   }
 
   /** Proves on this connection that this side holds `key` (a registered verifier's); fetches then need no owner proof. */

@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { concat, getBytes, hexlify, recoverAddress, hashMessage, toBeHex, type SigningKey } from "ethers";
+import { concat, getBytes, hexlify, keccak256, recoverAddress, hashMessage, toBeHex, type SigningKey } from "ethers";
 
 /**
  * Who may fetch the step behind a receipt (FetchStep). The activations are the client's data (a
@@ -17,7 +17,15 @@ import { concat, getBytes, hexlify, recoverAddress, hashMessage, toBeHex, type S
 const FETCH_DOMAIN = new TextEncoder().encode("efed.fetch.v1");
 const AUTH_DOMAIN = new TextEncoder().encode("efed.auth.v1");
 
-/** The owner's proof for fetching `leaf` on a connection whose challenge is `challenge` (32-byte hex). */
+/**
+ * What an owner's proof names when fetching by session and step (FetchSessionStep) instead of by
+ * leaf: keccak256(session id ‖ u64 step), 32 bytes like a leaf.
+ */
+export function sessionStepTarget(sessionId: string, step: bigint): string {
+  return keccak256(concat([sessionId, toBeHex(step, 8)]));
+}
+
+/** The owner's proof for fetching `leaf` (or a `sessionStepTarget`) on a connection whose challenge is `challenge` (32-byte hex). */
 export function ownerProof(forwardKey: string, challenge: string, leaf: string): string {
   return hexlify(ownerProofBytes(forwardKey, challenge, leaf));
 }

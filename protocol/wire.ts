@@ -40,6 +40,8 @@ export const MessageType = {
   /** A verifier proves its address: a signature over the connection's challenge (protocol/fetchAuth.ts). */
   Authenticate: 15,
   Authenticated: 16,
+  /** Like FetchStep, by session and step index: how a verifier collects the prefix of a session it audits. */
+  FetchSessionStep: 17,
 } as const;
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
 
@@ -210,6 +212,18 @@ export interface FetchStep {
   ownerProof?: string;
 }
 
+/**
+ * The step `step` of session `sessionId` at this server (answered with StoredStep), to the same
+ * parties as FetchStep; the owner's proof is made over `sessionStepTarget(sessionId, step)`.
+ */
+export interface FetchSessionStep {
+  type: typeof MessageType.FetchSessionStep;
+  requestId: number;
+  sessionId: string;
+  step: bigint;
+  ownerProof?: string;
+}
+
 /** A verifier proves on this connection that it holds `address`'s key (protocol/fetchAuth.ts). */
 export interface Authenticate {
   type: typeof MessageType.Authenticate;
@@ -272,6 +286,7 @@ export type Message =
   | StepReceipt
   | StepForwarded
   | FetchStep
+  | FetchSessionStep
   | StoredStep
   | Authenticate
   | Authenticated
@@ -418,6 +433,11 @@ export function encodeMessage(m: Message): Uint8Array {
       if (m.ownerProof === undefined) w.u8(0);
       else w.u8(1).hex(m.ownerProof, 32);
       break;
+    case MessageType.FetchSessionStep:
+      w.hex(m.sessionId, 32).u64(m.step);
+      if (m.ownerProof === undefined) w.u8(0);
+      else w.u8(1).hex(m.ownerProof, 32);
+      break;
     case MessageType.Authenticate:
       w.hex(m.address, 20).hex(m.signature, 65);
       break;
@@ -535,6 +555,12 @@ class Reader {
     }
     return { encoding, rows, cols, payload: this.raw(length, `${what} payload`) };
   }
+  /** An optional owner proof: a flag byte, then 32 bytes when it is 1. */
+  ownerProof(): { ownerProof?: string } {
+    const flag = this.u8("owner proof flag");
+    if (flag > 1) throw new WireError(ErrorCode.BadFrame, `owner proof flag ${flag} is neither 0 (none) nor 1 (a 32-byte proof follows)`);
+    return flag === 1 ? { ownerProof: this.hex(32, "owner proof") } : {};
+  }
   end(): void {
     if (this.at !== this.bytes.byteLength) {
       throw new WireError(ErrorCode.BadFrame, `${this.bytes.byteLength - this.at} unexpected bytes after the message`);
@@ -626,9 +652,13 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
       break;
     case MessageType.FetchStep: {
       const leaf = r.hex(32, "leaf");
-      const proofFlag = r.u8("owner proof flag");
-      if (proofFlag > 1) throw new WireError(ErrorCode.BadFrame, `owner proof flag ${proofFlag} is neither 0 (none) nor 1 (a 32-byte proof follows)`);
-      m = { type, requestId, leaf, ...(proofFlag === 1 ? { ownerProof: r.hex(32, "owner proof") } : {}) };
+      m = { type, requestId, leaf, ...r.ownerProof() };
+      break;
+    }
+    case MessageType.FetchSessionStep: {
+      const sessionId = r.hex(32, "session id");
+      const step = r.u64("step");
+      m = { type, requestId, sessionId, step, ...r.ownerProof() };
       break;
     }
     case MessageType.Authenticate:

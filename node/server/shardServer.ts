@@ -6,8 +6,9 @@ import { WebSocketServer, type WebSocket } from "ws";
 import type { Shard } from "../../engine/runtime/shard.js";
 import { decodeActivations, encodeActivations, type EncodedActivations } from "../../protocol/activations.js";
 import { receiptDomain } from "../../protocol/eip712.js";
-import { ownerProofMatches, recoverAuth } from "../../protocol/fetchAuth.js";
+import { ownerProofMatches, recoverAuth, sessionStepTarget } from "../../protocol/fetchAuth.js";
 import { tagMatches } from "../../protocol/forwarding.js";
+import { receiptLeaf } from "../../protocol/receipt.js";
 import {
   ErrorCode,
   MessageType,
@@ -16,6 +17,7 @@ import {
   decodeMessage,
   maxFrameBytesFor,
   type Authenticate,
+  type FetchSessionStep,
   type FetchStep,
   type Message,
   type ServerInfo,
@@ -307,6 +309,7 @@ export class ShardServer {
         await this.step(peer, m);
         return;
       case MessageType.FetchStep:
+      case MessageType.FetchSessionStep:
         this.fetchStep(peer, m);
         return;
       case MessageType.Authenticate:
@@ -468,11 +471,13 @@ export class ShardServer {
   // ---------------------------------------------------------------- evidence for owners and verifiers
 
   /**
-   * The step behind a receipt, for the session's owner (proved per request with the session's key)
-   * or an authenticated verifier; rate-limited per connection.
+   * The step behind a receipt (by leaf, or by session and step), for the session's owner (proved
+   * per request with the session's key) or an authenticated verifier. Strangers are refused before
+   * the store is read; owners are rate-limited per connection (verifiers are staked, and audit whole
+   * session prefixes: only backpressure bounds them).
    */
-  private fetchStep(peer: Peer, m: FetchStep): void {
-    if (!peer.fetches.take(Date.now())) {
+  private fetchStep(peer: Peer, m: FetchStep | FetchSessionStep): void {
+    if (peer.verifier === undefined && !peer.fetches.take(Date.now())) {
       throw new WireError(ErrorCode.RateLimited, `at most ${this.limits.fetchesPerSecond} fetches per second per connection (burst ${this.limits.fetchBurst})`);
     }
     if (peer.verifier === undefined && m.ownerProof === undefined) {
@@ -481,15 +486,19 @@ export class ShardServer {
         "fetching a step needs the session owner's proof, or a connection authenticated as a registered verifier",
       );
     }
-    const stored = this.o.store.get(m.leaf);
-    if (stored === undefined) throw new WireError(ErrorCode.NotFound, `no stored step has receipt leaf ${m.leaf} (not signed here, or past retention)`);
+    const byLeaf = m.type === MessageType.FetchStep;
+    const what = byLeaf ? `receipt leaf ${m.leaf}` : `step ${m.step} of session ${m.sessionId}`;
+    const stored = byLeaf ? this.o.store.get(m.leaf) : this.o.store.getBySession(m.sessionId, m.step);
+    if (stored === undefined) throw new WireError(ErrorCode.NotFound, `no stored step has ${what} (not signed here, or past retention)`);
+    const leaf = receiptLeaf(stored.receipt);
     if (peer.verifier === undefined) {
       const key = this.o.store.sessionKey(stored.receipt.sessionId);
-      if (key === undefined || !ownerProofMatches(key, peer.challenge, m.leaf, m.ownerProof!)) {
-        throw new WireError(ErrorCode.Forbidden, `the owner proof for leaf ${m.leaf} is not made with its session's key over this connection's challenge`);
+      const target = byLeaf ? m.leaf : sessionStepTarget(m.sessionId, m.step);
+      if (key === undefined || !ownerProofMatches(key, peer.challenge, target, m.ownerProof!)) {
+        throw new WireError(ErrorCode.Forbidden, `the owner proof for ${what} is not made with its session's key over this connection's challenge`);
       }
     }
-    const committed = this.o.store.proofOf(m.leaf);
+    const committed = this.o.store.proofOf(leaf);
     peer.send({
       type: MessageType.StoredStep,
       requestId: m.requestId,

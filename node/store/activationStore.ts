@@ -86,6 +86,7 @@ export class ActivationStore {
       );
       CREATE INDEX IF NOT EXISTS steps_created ON steps (created_at_ms);
       CREATE INDEX IF NOT EXISTS steps_uncommitted ON steps (batch_id, created_at_ms);
+      CREATE INDEX IF NOT EXISTS steps_session ON steps (session_id, step);
       CREATE TABLE IF NOT EXISTS batches (
         batch_id INTEGER PRIMARY KEY, root TEXT NOT NULL, posted_at_ms INTEGER NOT NULL, leaves TEXT NOT NULL,
         protect_until_ms INTEGER NOT NULL DEFAULT 0
@@ -156,6 +157,12 @@ export class ActivationStore {
 
   get(leaf: string): StoredStep | undefined {
     const row = this.db.prepare(`SELECT * FROM steps WHERE leaf = ?`).get(leaf) as Row | undefined;
+    return row === undefined ? undefined : fromRow(row);
+  }
+
+  /** Step `step` of session `sessionId`, as signed here. */
+  getBySession(sessionId: string, step: bigint): StoredStep | undefined {
+    const row = this.db.prepare(`SELECT * FROM steps WHERE session_id = ? AND step = ?`).get(sessionId, step.toString()) as Row | undefined;
     return row === undefined ? undefined : fromRow(row);
   }
 

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { ModelDirectory } from "../../../engine/model/modelDir.js";
 import { Head } from "../../../engine/runtime/head.js";
 import { encodeActivations } from "../../../protocol/activations.js";
-import { ownerProof, signAuth } from "../../../protocol/fetchAuth.js";
+import { ownerProof, sessionStepTarget, signAuth } from "../../../protocol/fetchAuth.js";
 import { receiptLeaf } from "../../../protocol/receipt.js";
 import { ErrorCode, MessageType, encodeMessage, maxFrameBytesFor, type Message } from "../../../protocol/wire.js";
 import { generate } from "../../../client/generate.js";
@@ -181,6 +181,15 @@ describe("a server under attack", () => {
     expectError(await fetch(stranger, ownerProof(hexlify(randomBytes(32)), stranger.info.challenge, leaf)), ErrorCode.Forbidden, "is not made with its session's key");
     const got = await fetch(owner, ownerProof(key, owner.info.challenge, leaf));
     expect(got).toMatchObject({ type: MessageType.StoredStep, receipt: stored.receipt, signature: stored.signature });
+    // by session and step, with a proof over that target (a proof over the leaf does not do)
+    const bySession = (p: RawPeer, proof?: string): Promise<Message | "closed"> =>
+      p.send(encodeMessage({ type: MessageType.FetchSessionStep, requestId: 10, sessionId: id, step: 0n, ...(proof === undefined ? {} : { ownerProof: proof }) }));
+    expectError(await bySession(stranger), ErrorCode.Forbidden, "needs the session owner's proof");
+    expectError(await bySession(owner, ownerProof(key, owner.info.challenge, leaf)), ErrorCode.Forbidden, `the owner proof for step 0 of session ${id}`);
+    expect(await bySession(owner, ownerProof(key, owner.info.challenge, sessionStepTarget(id, 0n)))).toMatchObject({
+      type: MessageType.StoredStep,
+      receipt: stored.receipt,
+    });
     // the session's key survives its close: the owner can still fetch what it paid for
     expect(await owner.send(encodeMessage({ type: MessageType.CloseSession, requestId: 3, sessionId: id }))).toMatchObject({ type: MessageType.SessionClosed });
     expect(await fetch(owner, ownerProof(key, owner.info.challenge, leaf))).toMatchObject({ type: MessageType.StoredStep });
@@ -206,6 +215,12 @@ describe("a server under attack", () => {
     expectError(await v.send(auth(verifier, owner.info.challenge)), ErrorCode.Forbidden, `the signature is not ${verifier.address}'s over this connection's challenge`);
     expect(await v.send(auth(verifier, v.info.challenge))).toMatchObject({ type: MessageType.Authenticated, address: verifier.address });
     expect(await v.send(encodeMessage({ type: MessageType.FetchStep, requestId: 5, leaf }))).toMatchObject({ type: MessageType.StoredStep });
+    expect(await v.send(encodeMessage({ type: MessageType.FetchSessionStep, requestId: 6, sessionId: id, step: 0n }))).toMatchObject({ type: MessageType.StoredStep });
+    expectError(
+      await v.send(encodeMessage({ type: MessageType.FetchSessionStep, requestId: 7, sessionId: id, step: 1n })),
+      ErrorCode.NotFound,
+      `no stored step has step 1 of session ${id}`,
+    );
   });
 
   it("a standalone server has no verifiers: Authenticate is refused", async () => {
