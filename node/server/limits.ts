@@ -26,7 +26,7 @@ export interface ServerLimits {
   maxSessionsPerConnection: number;
   /** Sessions all connections from one remote IP address may hold together. Default 32. */
   maxSessionsPerAddress: number;
-  /** Requests one connection may have in flight; past it the server stops reading that connection. Default 32. */
+  /** Requests one connection may have in flight; past it the server stops reading that connection. Default 64 (a server-to-server link carries many sessions). */
   maxRequestsInFlightPerConnection: number;
   /** Bytes queued for sending on one connection; past it the server stops reading that connection until they drain. Default 8 MiB. */
   maxBufferedBytesPerConnection: number;
@@ -61,7 +61,7 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   maxConnectionsPerAddress: 16,
   maxSessionsPerConnection: 32,
   maxSessionsPerAddress: 32,
-  maxRequestsInFlightPerConnection: 32,
+  maxRequestsInFlightPerConnection: 64,
   maxBufferedBytesPerConnection: 8 * 1024 * 1024,
   maxSendStallMs: 30_000,
   connectionIdleMs: 30_000,
