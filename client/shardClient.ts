@@ -1,4 +1,6 @@
+import type { SigningKey } from "ethers";
 import type { WebSocket } from "ws";
+import { ownerProof, sessionStepTarget, signAuth } from "../protocol/fetchAuth.js";
 import { Link, LinkError, LinkFailure, dialServer, validateTiming, type LinkTiming } from "../protocol/link.js";
 import { DEFAULT_LIMITS, MessageType, type Message, type ServerInfo, type Step, type StepReceipt, type StepResult, type StoredStep } from "../protocol/wire.js";
 
@@ -93,11 +95,26 @@ export class ShardConnection {
 
   /**
    * The step behind a receipt this server signed, by the receipt's leaf: receipt, signature,
-   * activations and, once committed on chain, the batch id and Merkle proof. Rejects with a
-   * ShardRequestError (code SERVER_19, NotFound) when the server no longer holds it.
+   * activations and, once committed on chain, the batch id and Merkle proof. The session's owner
+   * passes the session's forwarding key (it proves ownership); a verifier authenticates first.
+   * Rejects with a ShardRequestError (code SERVER_19, NotFound) when the server no longer holds it,
+   * SERVER_18 (Forbidden) when this side may not see it.
    */
-  fetchStep(leaf: string): Promise<StoredStep> {
-    return this.link.request({ type: MessageType.FetchStep, leaf }, MessageType.StoredStep);
+  fetchStep(leaf: string, forwardKey?: string): Promise<StoredStep> {
+    const proof = forwardKey === undefined ? {} : { ownerProof: ownerProof(forwardKey, this.info.challenge, leaf) };
+    return this.link.request({ type: MessageType.FetchStep, leaf, ...proof }, MessageType.StoredStep);
+  }
+
+  /** Step `step` of session `sessionId` at this server (as fetchStep; how a verifier collects a session's prefix). */
+  fetchSessionStep(sessionId: string, step: bigint, forwardKey?: string): Promise<StoredStep> {
+    const proof = forwardKey === undefined ? {} : { ownerProof: ownerProof(forwardKey, this.info.challenge, sessionStepTarget(sessionId, step)) };
+    return this.link.request({ type: MessageType.FetchSessionStep, sessionId, step, ...proof }, MessageType.StoredStep);
+  }
+
+  /** Proves on this connection that this side holds `key` (a registered verifier's); fetches then need no owner proof. */
+  async authenticate(key: SigningKey, address: string): Promise<void> {
+    const signature = signAuth(key, this.info.chainId, this.info.server, this.info.challenge);
+    await this.link.request({ type: MessageType.Authenticate, address, signature }, MessageType.Authenticated);
   }
 
   step(step: Omit<Step, "type" | "requestId">): Promise<StepResult> {

@@ -167,6 +167,11 @@ export class Forwarder {
     await link.forward(step, hopWaitMs(this.o.hopTimeoutMs, step.route.length));
   }
 
+  /** Whether a connection to `key` is open or opening (a step to it costs no new connection). */
+  has(key: string): boolean {
+    return this.links.has(key);
+  }
+
   close(): void {
     this.closed = true;
     for (const e of this.links.values()) e.link?.close();

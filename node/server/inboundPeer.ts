@@ -1,11 +1,10 @@
-import { hexlify, randomBytes } from "ethers";
 import { helloTranscript, linkKey, newEphemeralKey, openSealedFrame, signTranscript, signedBy, welcomeTranscript } from "../../protocol/peerAuth.js";
 import { ErrorCode, MessageType, WireError, type PeerHello, type PeerWelcome } from "../../protocol/wire.js";
 import type { PeerIdentity } from "./peerLink.js";
 
 /**
  * The accepting side of one connection, as far as server-to-server links go (design in
- * protocol/forwarding.ts). Every connection gets one: it holds the challenge sent in ServerInfo;
+ * protocol/forwarding.ts). Every connection gets one, with the challenge sent in its ServerInfo;
  * when the other side is a server, its PeerHello proves its address, and from the PeerWelcome on
  * every frame it sends must carry the link MAC. The server then takes a forwarded step on this
  * connection only if its tag names `previousHop()` as the server that delivers it.
@@ -15,11 +14,13 @@ import type { PeerIdentity } from "./peerLink.js";
  * answered with `welcome()`; a forwarded step checked against `previousHop()`.
  */
 export class InboundPeer {
-  /** 32-byte hex, fresh for this connection. */
-  readonly challenge = hexlify(randomBytes(32));
   private peer: { address: string; key: Uint8Array; frames: bigint } | undefined;
 
-  constructor(private readonly me: PeerIdentity) {}
+  constructor(
+    private readonly me: PeerIdentity,
+    /** The 32-byte hex challenge this connection was sent in ServerInfo (fresh per connection). */
+    readonly challenge: string,
+  ) {}
 
   /** The frame inside `data`: unchanged before authentication, MAC-checked and stripped after. */
   open(data: Uint8Array): Uint8Array {

@@ -46,7 +46,8 @@ async function startRoute(cuts: number[], forwarding: Partial<ForwardingOptions>
   const servers: RunningServer[] = [];
   for (let i = 0; i + 1 < bounds.length; i++) {
     const options = { allowPrivateAddresses: true, ...forwarding };
-    servers.push(await startServer(model, bounds[i]!, bounds[i + 1]!, scratch.dir, {}, VARIANT, undefined, options, tls));
+    const limits = { newPeersPerClientPerSecond: 10 };
+    servers.push(await startServer(model, bounds[i]!, bounds[i + 1]!, scratch.dir, limits, VARIANT, undefined, options, tls === undefined ? {} : { tls }));
   }
   return servers;
 }

@@ -4,7 +4,7 @@ import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Shard } from "../../engine/runtime/shard.js";
 import type { ForwardingOptions } from "../../node/server/forwarder.js";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "../../node/server/limits.js";
-import { ShardServer } from "../../node/server/shardServer.js";
+import { ShardServer, type ShardServerOptions } from "../../node/server/shardServer.js";
 import { ActivationStore } from "../../node/store/activationStore.js";
 
 export interface RunningServer {
@@ -25,8 +25,8 @@ export async function startServer(
   /** Signs receipts with this key instead of the announced address's (a cheating server). */
   impostorKey?: HDNodeWallet,
   forwarding: Partial<ForwardingOptions> = {},
-  /** Serve wss:// with this certificate and key. */
-  tls?: { certPem: string; keyPem: string },
+  /** Any other server option (batching, isVerifier, tls, …). */
+  extra: Partial<ShardServerOptions> = {},
 ): Promise<RunningServer> {
   const wallet = Wallet.createRandom();
   const shard = await Shard.load(model, first, last);
@@ -43,7 +43,7 @@ export async function startServer(
     limits: { ...DEFAULT_SERVER_LIMITS, ...limits },
     forwarding: { allowPrivateAddresses: true, ...forwarding }, // every test server is on loopback
     store,
-    ...(tls === undefined ? {} : { tls }),
+    ...extra,
   });
   let stopping: Promise<void> | undefined; // stop() may be called twice (a test, then its cleanup)
   return {

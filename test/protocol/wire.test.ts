@@ -85,6 +85,11 @@ const samples: Message[] = [
     },
   },
   { type: MessageType.FetchStep, requestId: 13, leaf: hexlify(randomBytes(32)) },
+  { type: MessageType.FetchStep, requestId: 14, leaf: hexlify(randomBytes(32)), ownerProof: hexlify(randomBytes(32)) },
+  { type: MessageType.FetchSessionStep, requestId: 16, sessionId: session, step: 7n },
+  { type: MessageType.FetchSessionStep, requestId: 17, sessionId: session, step: (1n << 63n) + 1n, ownerProof: hexlify(randomBytes(32)) },
+  { type: MessageType.Authenticate, requestId: 15, address: server, signature: hexlify(randomBytes(65)) },
+  { type: MessageType.Authenticated, requestId: 15, address: server },
   {
     type: MessageType.StoredStep,
     requestId: 13,
@@ -184,7 +189,7 @@ describe("wire protocol", () => {
     expect(wireError(() => decodeMessage(lying, limits))).toMatchObject({ wireCode: ErrorCode.BadShape });
   });
 
-  it("speaks protocol version 3 (authenticated server links changed ServerInfo)", () => {
+  it("speaks protocol version 3 (hostile-network hardening changed ServerInfo and FetchStep; authenticated server links added PeerHello and PeerWelcome)", () => {
     expect(PROTOCOL_VERSION).toBe(3);
   });
 

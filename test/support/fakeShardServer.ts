@@ -75,7 +75,7 @@ export async function silentPeer(o: { info?: Partial<ServerInfo>; welcomeBy?: HD
   await new Promise<void>((resolve) => wss.once("listening", resolve));
   let steps = 0;
   wss.on("connection", (ws) => {
-    const peer = new InboundPeer({ signingKey: (o.welcomeBy ?? me).signingKey, address: me.address });
+    const peer = new InboundPeer({ signingKey: (o.welcomeBy ?? me).signingKey, address: me.address }, hexlify(randomBytes(32)));
     ws.on("error", () => undefined);
     ws.on("message", (data) => {
       const m = decodeMessage(peer.open(data as Buffer));
