@@ -9,7 +9,7 @@ import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Head } from "../../engine/runtime/head.js";
 import { encodeActivations } from "../../protocol/activations.js";
 import { buildRoute, forwardTag } from "../../protocol/forwarding.js";
-import { ErrorCode, MessageType, decodeMessage, encodeMessage, type Message, type ServerInfo, type Step } from "../../protocol/wire.js";
+import { ErrorCode, MessageType, encodeMessage, type Step } from "../../protocol/wire.js";
 import { helloTranscript, newEphemeralKey, signTranscript } from "../../protocol/peerAuth.js";
 import { PeerLink } from "../../node/server/peerLink.js";
 import type { ForwardingOptions } from "../../node/server/forwarder.js";
@@ -20,6 +20,7 @@ import { ShardConnection } from "../../client/shardClient.js";
 import { randomModel, scratchDir } from "../engine/helpers.js";
 import { silentPeer } from "../support/fakeShardServer.js";
 import { holdingRelay } from "../support/holdingRelay.js";
+import { RawPeer } from "../support/rawPeer.js";
 import { startServer, type RunningServer } from "./support.js";
 
 const scratch = scratchDir();
@@ -295,24 +296,6 @@ async function routeOfTwo(servers: RunningServer[], via?: string) {
   return { conns, ids, step, route, close: () => conns.forEach((c) => c.close()) };
 }
 
-/** A raw connection: the server's info, then frames sent and the replies read one at a time. */
-async function rawConnection(url: string): Promise<{ info: ServerInfo; send: (m: Message) => void; next: () => Promise<Message>; close: () => void }> {
-  const ws = new WebSocket(url, { perMessageDeflate: false });
-  const inbox: Message[] = [];
-  const waiting: ((m: Message) => void)[] = [];
-  ws.on("message", (data) => {
-    const m = decodeMessage(data as Buffer);
-    const w = waiting.shift();
-    if (w === undefined) inbox.push(m);
-    else w(m);
-  });
-  ws.on("error", () => undefined);
-  const next = (): Promise<Message> => new Promise((resolve) => (inbox.length > 0 ? resolve(inbox.shift()!) : waiting.push(resolve)));
-  const info = await next();
-  if (info.type !== MessageType.ServerInfo) throw new Error(`expected server info, got ${info.type}`);
-  return { info, send: (m) => ws.send(encodeMessage(m)), next, close: () => ws.terminate() };
-}
-
 /**
  * A relay between a server and its next hop that passes everything, except that it flips one bit
  * in every frame of type `alter` going downstream: in a Step, of the activations (a man in the
@@ -435,11 +418,10 @@ describe("forwarded steps come only from the previous hop, unaltered", () => {
     const r = await routeOfTwo(servers);
     const hop = r.route[0]!;
     const forwarded: Step = { type: MessageType.Step, requestId: 1, sessionId: hop.sessionId, tag: hop.tag, ...r.step, input: hidden(1), route: [] };
-    const raw = await rawConnection(servers[1]!.server.url);
-    const other = await rawConnection(servers[1]!.server.url);
+    const raw = await RawPeer.open(servers[1]!.server.url);
+    const other = await RawPeer.open(servers[1]!.server.url);
     try {
-      raw.send(forwarded);
-      expect(await raw.next()).toMatchObject({
+      expect(await raw.send(encodeMessage(forwarded))).toMatchObject({
         type: MessageType.Error,
         requestId: 1,
         code: ErrorCode.PeerUnauthenticated,
@@ -457,12 +439,9 @@ describe("forwarded steps come only from the previous hop, unaltered", () => {
           signature: signTranscript(key, helloTranscript({ challenge, accepting: servers[1]!.wallet.address, connecting: first.address, connectingKey: ephemeralKey })),
         }) as const;
       const refusal = { type: MessageType.Error, requestId: 2, code: ErrorCode.PeerUnauthenticated, message: `PeerHello is not signed by ${first.address} over this connection's challenge` };
-      raw.send(helloOver(raw.info.challenge, Wallet.createRandom().signingKey));
-      expect(await raw.next()).toMatchObject(refusal);
-      raw.send(helloOver(other.info.challenge, first.signingKey));
-      expect(await raw.next()).toMatchObject(refusal);
-      raw.send({ ...forwarded, requestId: 3 });
-      expect(await raw.next()).toMatchObject({ type: MessageType.Error, requestId: 3, code: ErrorCode.PeerUnauthenticated });
+      expect(await raw.send(encodeMessage(helloOver(raw.info.challenge, Wallet.createRandom().signingKey)))).toMatchObject(refusal);
+      expect(await raw.send(encodeMessage(helloOver(other.info.challenge, first.signingKey)))).toMatchObject(refusal);
+      expect(await raw.send(encodeMessage({ ...forwarded, requestId: 3 }))).toMatchObject({ type: MessageType.Error, requestId: 3, code: ErrorCode.PeerUnauthenticated });
       // the session is untouched
       expect((await r.conns[1]!.step({ sessionId: r.ids[1]!, ...r.step, input: hidden(1), route: [] })).step).toBe(0n);
     } finally {
