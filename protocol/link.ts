@@ -97,8 +97,9 @@ export class Link {
   private failure: LinkError | undefined;
   private lastHeardMs = Date.now();
   private readonly heartbeat: NodeJS.Timeout;
-  /** Applied to every outgoing frame once set (an authenticated server link's MAC trailer). */
+  /** Applied to every outgoing frame once set (an authenticated server link's MAC trailer), adding `sealBytes`. */
   private seal: ((frame: Uint8Array) => Uint8Array) | undefined;
+  private sealBytes = 0;
 
   constructor(
     readonly url: string,
@@ -124,9 +125,10 @@ export class Link {
     return this.failure;
   }
 
-  /** From now on every frame sent goes through `seal`. */
-  sealWith(seal: (frame: Uint8Array) => Uint8Array): void {
+  /** From now on every frame sent goes through `seal`, which makes it `extraBytes` longer (and may count frames). */
+  sealWith(seal: (frame: Uint8Array) => Uint8Array, extraBytes: number): void {
     this.seal = seal;
+    this.sealBytes = extraBytes;
   }
 
   /**
@@ -137,11 +139,13 @@ export class Link {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     const requestId = this.nextRequestId++;
     let frame = encodeMessage({ ...m, requestId } as Message);
-    if (this.seal !== undefined) frame = this.seal(frame);
-    if (this.o.maxSendBytes !== undefined && frame.byteLength > this.o.maxSendBytes) {
-      const why = `a ${frame.byteLength}-byte frame is over ${this.url}'s limit of ${this.o.maxSendBytes}`;
+    // checked before sealing: a frame that is never sent must not use up a sealed frame number
+    const bytes = frame.byteLength + this.sealBytes;
+    if (this.o.maxSendBytes !== undefined && bytes > this.o.maxSendBytes) {
+      const why = `a ${bytes}-byte frame is over ${this.url}'s limit of ${this.o.maxSendBytes}`;
       return Promise.reject(new LinkError(LinkFailure.TooLarge, why, { url: this.url }));
     }
+    if (this.seal !== undefined) frame = this.seal(frame);
     return new Promise<MessageOf<T>>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(requestId);

@@ -1,6 +1,6 @@
 import type { SigningKey } from "ethers";
 import { Link, LinkFailure, dialServer, type LinkError, type LinkTiming } from "../../protocol/link.js";
-import { helloTranscript, linkKey, newEphemeralKey, sealFrame, signTranscript, signedBy, welcomeTranscript } from "../../protocol/peerAuth.js";
+import { SEAL_BYTES, helloTranscript, linkKey, newEphemeralKey, sealFrame, signTranscript, signedBy, welcomeTranscript } from "../../protocol/peerAuth.js";
 import { DEFAULT_LIMITS, ErrorCode, MessageType, WireError, type ServerInfo, type Step } from "../../protocol/wire.js";
 
 /** What this server expects of the server it forwards to. */
@@ -76,7 +76,7 @@ export class PeerLink {
     try {
       const key = await authenticate(link, info, me, Math.max(1, deadline - Date.now()));
       let frameNumber = 0n;
-      link.sealWith((frame) => sealFrame(key, frameNumber++, frame));
+      link.sealWith((frame) => sealFrame(key, frameNumber++, frame), SEAL_BYTES);
     } catch (err) {
       link.close(1008, "handshake failed");
       throw err;

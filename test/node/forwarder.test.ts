@@ -76,12 +76,17 @@ describe("Forwarder (the pool of next-hop connections)", () => {
     expect((err as Error).message).toMatch(/^next hop: connection to ws:\/\/127\.0\.0\.1:\d+ closed by this side \(server shutting down\); step 0 of session 0x[0-9a-f]{64} was in flight$/);
   });
 
-  it("does not send a frame over the peer's announced limit (it would drop the shared link)", async () => {
+  it("does not send a frame over the peer's announced limit (it would drop the shared link), and the link goes on", async () => {
     const p = await peer();
     const f = forwarder();
     const err = await settled(f.forward(f.check(p.url), step(200))); // 6497 bytes and the 32-byte link MAC
     expect(err).toMatchObject({ wireCode: ErrorCode.TooLarge, hop: 1 });
     expect((err as Error).message).toMatch(/^forwarded step 0 of session 0x[0-9a-f]{64}: a 6529-byte frame is over ws:\/\/127\.0\.0\.1:\d+'s limit of 4096$/);
+    // the link goes on: the refused frame used up no frame number of its MAC sequence
+    const small = f.forward(f.check(p.url), step(1));
+    small.catch(() => undefined);
+    while (p.steps() === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(p.steps()).toBe(1);
   });
 
   it("waits hopTimeoutMs plus a little per hop left, with a cap that no route length passes", async () => {

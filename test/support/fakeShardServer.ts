@@ -78,7 +78,12 @@ export async function silentPeer(o: { info?: Partial<ServerInfo>; welcomeBy?: HD
     const peer = new InboundPeer({ signingKey: (o.welcomeBy ?? me).signingKey, address: me.address }, hexlify(randomBytes(32)));
     ws.on("error", () => undefined);
     ws.on("message", (data) => {
-      const m = decodeMessage(peer.open(data as Buffer));
+      let m: Message;
+      try {
+        m = decodeMessage(peer.open(data as Buffer));
+      } catch {
+        return ws.close(1008, "link MAC mismatch"); // as a shard server does
+      }
       if (m.type === MessageType.PeerHello) reply(ws, peer.welcome(m));
       if (m.type === MessageType.Step) steps++;
     });
