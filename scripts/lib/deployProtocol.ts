@@ -21,13 +21,15 @@ const DAY = 24n * HOUR;
 
 /** Every constructor parameter of the protocol, in one place. Amounts in token base units (18 decimals). */
 export interface ProtocolParams {
-  timing: { challengeWindow: bigint; maxDisputeDuration: bigint; unbondingDelay: bigint };
+  /** Seconds. `probationPeriod`: how long a newly registered server waits before clients may open channels to it. */
+  timing: { challengeWindow: bigint; maxDisputeDuration: bigint; unbondingDelay: bigint; probationPeriod: bigint };
   stake: { serverBaseStake: bigint; serverStakePerLayer: bigint; verifierMinStake: bigint };
   trust: {
     priorPass: bigint;
     priorFail: bigint;
+    /** Token base units paid through channels worth one passed audit. */
+    paidPerCredit: bigint;
     failureWeight: bigint;
-    tokensPerCredit: bigint;
     failureRetainBps: bigint;
     threshold: bigint;
   };
@@ -39,7 +41,7 @@ export interface ProtocolParams {
 
 /** Parameters for a local devnet: short enough to exercise, shaped like production. */
 export const DEVNET_PARAMS: ProtocolParams = {
-  timing: { challengeWindow: HOUR, maxDisputeDuration: DAY, unbondingDelay: 2n * DAY },
+  timing: { challengeWindow: HOUR, maxDisputeDuration: DAY, unbondingDelay: 2n * DAY, probationPeriod: 10n * 60n },
   stake: {
     serverBaseStake: parseEther("1000"),
     serverStakePerLayer: parseEther("100"),
@@ -48,8 +50,8 @@ export const DEVNET_PARAMS: ProtocolParams = {
   trust: {
     priorPass: parseEther("1"),
     priorFail: parseEther("1"),
+    paidPerCredit: parseEther("1000"),
     failureWeight: 10n,
-    tokensPerCredit: 10_000n,
     failureRetainBps: 5_000n,
     threshold: parseEther("0.4"),
   },
@@ -71,9 +73,10 @@ export type ProtocolAddresses = Record<keyof Protocol, string>;
 
 /**
  * Deploys every contract with `deployer` as admin and wires them: staking reads trust scores from
- * TrustScores; channels pay fees into VerifierRewards. The roles that the dispute logic will hold
- * (SLASHER_ROLE, RECORDER_ROLE, REWARDER_ROLE) are granted to `disputeOperator` when given, so
- * that logic can be deployed later without redeploying the rest.
+ * TrustScores; Commitments extends how long a server's stake stays slashable (COMMITMENTS_ROLE);
+ * channels pay fees into VerifierRewards and record redemptions as paid work (PAYMENTS_ROLE). The
+ * roles that the dispute logic will hold (SLASHER_ROLE, AUDITOR_ROLE, REWARDER_ROLE) are granted to
+ * `disputeOperator` when given, so that logic can be deployed later without redeploying the rest.
  */
 export async function deployProtocol(
   deployer: Signer,
@@ -102,9 +105,12 @@ export async function deployProtocol(
     params.closeTimeoutSeconds,
   );
   await (await staking.setTrustSource(await trust.getAddress())).wait();
+  await (await staking.grantRole(await staking.COMMITMENTS_ROLE(), await commitments.getAddress())).wait();
+  await (await trust.grantRole(await trust.PAYMENTS_ROLE(), await channels.getAddress())).wait();
+  await (await channels.setTrustRecorder(await trust.getAddress())).wait();
   if (disputeOperator !== undefined) {
     await (await staking.grantRole(await staking.SLASHER_ROLE(), disputeOperator)).wait();
-    await (await trust.grantRole(await trust.RECORDER_ROLE(), disputeOperator)).wait();
+    await (await trust.grantRole(await trust.AUDITOR_ROLE(), disputeOperator)).wait();
     await (await rewards.grantRole(await rewards.REWARDER_ROLE(), disputeOperator)).wait();
   }
   return { token, registry, staking, trust, commitments, rewards, channels };
