@@ -184,13 +184,13 @@ contract Staking is IStaking, AccessControl {
     function lock(address account, bytes32 lockId, uint256 amount) external onlyRole(SLASHER_ROLE) {
         if (amount == 0) revert StakingZeroAmount();
         if (account == address(0)) revert StakingZeroAddress();
-        Lock storage l = _locks[_lockKey(msg.sender, lockId)];
-        if (l.operator != address(0)) revert StakingLockExists(msg.sender, lockId);
+        Lock storage held = _locks[_lockKey(msg.sender, lockId)];
+        if (held.operator != address(0)) revert StakingLockExists(msg.sender, lockId);
         Operator storage op = _operators[account];
         uint256 total = op.bonded + op.unbonding;
         if (op.locked + amount > total) revert StakingLockExceedsStake(account, amount, op.locked, total);
-        l.operator = account;
-        l.amount = amount;
+        held.operator = account;
+        held.amount = amount;
         op.locked += amount;
         emit StakeLocked(account, lockId, msg.sender, amount, op.locked);
     }
@@ -198,10 +198,10 @@ contract Staking is IStaking, AccessControl {
     /// @inheritdoc IStaking
     function unlock(bytes32 lockId) external onlyRole(SLASHER_ROLE) returns (uint256 released) {
         bytes32 key = _lockKey(msg.sender, lockId);
-        Lock storage l = _locks[key];
-        address account = l.operator;
+        Lock storage held = _locks[key];
+        address account = held.operator;
         if (account == address(0)) revert StakingUnknownLock(msg.sender, lockId);
-        released = l.amount;
+        released = held.amount;
         Operator storage op = _operators[account];
         // Σ open locks == op.locked, and this lock is one of them: no underflow.
         op.locked -= released;
@@ -213,13 +213,13 @@ contract Staking is IStaking, AccessControl {
     function slash(bytes32 lockId, uint256 amount, address beneficiary) external onlyRole(SLASHER_ROLE) {
         if (amount == 0) revert StakingZeroAmount();
         if (beneficiary == address(0)) revert StakingZeroAddress();
-        Lock storage l = _locks[_lockKey(msg.sender, lockId)];
-        address account = l.operator;
+        Lock storage held = _locks[_lockKey(msg.sender, lockId)];
+        address account = held.operator;
         if (account == address(0)) revert StakingUnknownLock(msg.sender, lockId);
-        if (amount > l.amount) revert StakingSlashExceedsLock(lockId, amount, l.amount);
+        if (amount > held.amount) revert StakingSlashExceedsLock(lockId, amount, held.amount);
         Operator storage op = _operators[account];
         // The lock shrinks with the stake it froze, so every other lock stays fully backed.
-        l.amount -= amount;
+        held.amount -= amount;
         op.locked -= amount;
         // amount <= op.locked (before) <= bonded + unbonding, so the two parts cover it.
         uint256 fromBonded = amount < op.bonded ? amount : op.bonded;

@@ -15,6 +15,9 @@ export interface CommitterOptions {
 /**
  * Posts the Merkle root of the server's not-yet-committed receipts to the Commitments contract,
  * one batch per call, and records which leaves went into which batch so proofs can be rebuilt.
+ * A batch is bound on chain to one registration (variant and layer range), so one batch holds the
+ * oldest uncommitted receipts that share the first one's variant and range; the rest wait for the
+ * next call.
  */
 export class Committer {
   private lastToSeconds = 0n;
@@ -31,11 +34,15 @@ export class Committer {
   }
 
   private async commit(): Promise<number | undefined> {
-    const steps = this.o.store.uncommitted(this.o.maxReceiptsPerBatch);
-    if (steps.length === 0) return undefined;
+    const pending = this.o.store.uncommitted(this.o.maxReceiptsPerBatch);
+    if (pending.length === 0) return undefined;
+    const head = pending[0]!.receipt;
+    const sameWork = pending.findIndex(
+      (s) => s.receipt.variantId !== head.variantId || s.receipt.firstLayer !== head.firstLayer || s.receipt.lastLayer !== head.lastLayer,
+    );
+    const steps = sameWork === -1 ? pending : pending.slice(0, sameWork);
     const leafHashes = steps.map((s) => receiptLeaf(s.receipt));
     const tree = new MerkleTree(leafHashes);
-    const tokens = steps.reduce((sum, s) => sum + BigInt(s.receipt.tokens), 0n);
     const from = BigInt(Math.floor(steps[0]!.createdAtMs / 1000));
     const to = BigInt(Math.floor(steps[steps.length - 1]!.createdAtMs / 1000));
     // The contract wants previousTo <= from <= to <= block time; the chain's clock may lag ours.
@@ -44,7 +51,7 @@ export class Committer {
     const clamp = (t: bigint): bigint => (t < this.lastToSeconds ? this.lastToSeconds : t > chainNow ? chainNow : t);
     const fromSeconds = clamp(from);
     const toSeconds = clamp(to) < fromSeconds ? fromSeconds : clamp(to);
-    const tx = await this.o.commitments.postBatch(tree.root, steps.length, tokens, fromSeconds, toSeconds);
+    const tx = await this.o.commitments.postBatch(tree.root, head.variantId, head.firstLayer, head.lastLayer, steps.length, fromSeconds, toSeconds);
     const receipt = await tx.wait();
     const event = receipt?.logs
       .map((log) => {

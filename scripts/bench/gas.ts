@@ -143,7 +143,7 @@ for (const s of [warmServer, server, verifier, warmClient, client, permitClient,
 await gasOf(token.connect(warmServer).approve(stakingAddr, serverStake));
 await gasOf(staking.connect(warmServer).deposit(serverStake));
 await gasOf(staking.connect(warmServer).registerServer(variantId, 16, 32, "wss://server-0.efed.example:8443/ws", PRICE_PER_TOKEN));
-await gasOf(commitments.connect(warmServer).postBatch(keccak256(toUtf8Bytes("warm-up batch")), 1, 1, CLOCK_START, CLOCK_START));
+await gasOf(commitments.connect(warmServer).postBatch(keccak256(toUtf8Bytes("warm-up batch")), variantId, 16, 32, 1, CLOCK_START, CLOCK_START));
 
 // ------------------------------------------------------------------ staking
 
@@ -205,12 +205,13 @@ let receiptSignerGas = 0n;
 
 async function postReceipts(label: string, receipts: Receipt[]): Promise<{ gas: bigint; batchId: bigint; tree: MerkleTree }> {
   const tree = new MerkleTree(receipts.map(receiptLeaf));
-  const tokensServed = receipts.reduce((sum, r) => sum + BigInt(r.tokens), 0n);
   // Each batch covers [previous batch's end, CLOCK_START + its index]; every block since moved the clock on.
   const toTime = CLOCK_START + BigInt(serverBatches + 1);
   const fromTime = serverBatches === 0 ? toTime : previousTo;
   const batchId = await commitments.batchCount();
-  const gas = await gasOf(commitments.connect(server).postBatch(tree.root, receipts.length, tokensServed, fromTime, toTime));
+  const gas = await gasOf(
+    commitments.connect(server).postBatch(tree.root, variantId, SERVER_LAYERS[0], SERVER_LAYERS[1], receipts.length, fromTime, toTime),
+  );
   previousTo = toTime;
   serverBatches++;
   const b = await commitments.batch(batchId);
@@ -245,6 +246,9 @@ for (const n of BATCH_SIZES) {
 }
 
 // ------------------------------------------------------------------ payment channels
+
+// Clients may open channels only to a server past its probation (IStaking.isEligible).
+await networkHelpers.time.increase(DEVNET_PARAMS.timing.probationPeriod);
 
 const CHANNELS = "Payment channels";
 const vDomain = voucherDomain(chainId, channelsAddr);
@@ -638,8 +642,16 @@ ${amortTable}
 
 ${naiveTable}
 
-\`post\` is mostly storage: \`postBatch\` writes five fresh slots (three for the \`Batch\` struct, one
-for the server's batch-id list, one for the root-used flag), about ${fmtInt(5 * 22_100)} of its ${fmtInt(costs.postBatch)} gas.
+\`post\` is mostly storage: \`postBatch\` writes six fresh slots (four for the \`Batch\` struct: server,
+registration, time range, challenge deadline, layer range, the stake behind it, and root; one for the
+server's batch-id list; one for the server's root-used flag), about ${fmtInt(6 * 22_100)} of its ${fmtInt(costs.postBatch)} gas, plus two
+reads of the server's registration and stake in Staking and one write there (how long its stake stays
+slashable: no withdrawal before the batch's challenge deadline).
+
+\`open\` checks \`Staking.isEligible\` (collateral free of dispute locks, probation over, trust at least θ,
+read from TrustScores), and every redemption records the payment in TrustScores as paid work, the only
+credit besides audits: these account for most of the difference between \`open\`/\`redeem\` and a plain
+ERC20 transfer.
 `;
 
 const outPath = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "docs", "gas.md");

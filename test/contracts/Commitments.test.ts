@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { network } from "hardhat";
 import { Signature, Wallet, hexlify, keccak256, randomBytes, toBeHex } from "ethers";
-import { receiptDomain } from "../../protocol/eip712.js";
+import { canonicalSignature, receiptDomain } from "../../protocol/eip712.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { MerkleTree, verifyMerkleProof } from "../../protocol/merkle.js";
 import { receiptDigest, receiptLeaf, recoverReceiptSigner, signReceipt, type Receipt } from "../../protocol/receipt.js";
@@ -184,6 +184,45 @@ describe("Commitments", function () {
       await expect(w.commitments.receiptSigner(r, flipped))
         .to.be.revertedWithCustomError(w.commitments, "ECDSAInvalidSignatureS")
         .withArgs(highS);
+    });
+
+    it("regression: TypeScript accepts a signature encoding exactly when OpenZeppelin's ECDSA does on chain", async function () {
+      const w = await serverWorld();
+      const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
+      const r = receipt(w.server.address, 0);
+      const sig = Signature.from(await signReceipt(w.server, domain, r));
+      const encodings: Record<string, string> = {
+        canonical: sig.serialized,
+        compact64: sig.compactSerialized,
+        vZeroOne: ethers.concat([sig.r, sig.s, toBeHex(sig.v - 27, 1)]),
+        v29: ethers.concat([sig.r, sig.s, toBeHex(29, 1)]),
+        highS: ethers.concat([sig.r, toBeHex(SECP256K1_N - BigInt(sig.s), 32), toBeHex(sig.v === 27 ? 28 : 27, 1)]),
+        zeroS: ethers.concat([sig.r, toBeHex(0, 32), toBeHex(sig.v, 1)]),
+      };
+      const verdicts: Record<string, [boolean, boolean]> = {};
+      for (const [name, encoded] of Object.entries(encodings)) {
+        const onChain = await w.commitments.receiptSigner(r, encoded).then(
+          (a) => a === w.server.address,
+          () => false,
+        );
+        let offChain = true;
+        try {
+          canonicalSignature(encoded);
+          expect(recoverReceiptSigner(domain, r, encoded)).to.equal(w.server.address);
+        } catch (err) {
+          expect(err).to.be.instanceOf(InvalidArgumentError);
+          offChain = false;
+        }
+        verdicts[name] = [onChain, offChain];
+      }
+      expect(verdicts).to.deep.equal({
+        canonical: [true, true],
+        compact64: [false, false],
+        vZeroOne: [false, false],
+        v29: [false, false],
+        highS: [false, false],
+        zeroS: [false, false],
+      });
     });
 
     for (const count of [1, 2, 3, 7, 64, 257]) {

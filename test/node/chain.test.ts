@@ -92,7 +92,11 @@ describe("efed server on a chain", () => {
     const [batchId] = await commitments.serverBatchIds(address, 0, 1);
     const batch = await commitments.batch(batchId!);
     expect(batch.receiptCount).toBe(6n);
-    expect(batch.tokensServed).toBe(8n); // a 3-token prefill + 5 decode steps
+    // the batch is bound to the registration the server made at start: its variant and layers
+    expect([batch.registrationId, batch.firstLayer, batch.lastLayer]).toEqual([1n, 0n, 4n]);
+    expect(await commitments.batchVariant(batchId!)).toBe(variantId);
+    expect(batch.challengeDeadline).toBe(batch.postedAt + 3600n); // the devnet challenge window
+    expect(receipts.reduce((sum, r) => sum + r.receipt.tokens, 0)).toBe(8); // a 3-token prefill + 5 decode steps
     const tree = new MerkleTree(receipts.map((r) => receiptLeaf(r.receipt)));
     expect(batch.root).toBe(tree.root);
     for (let i = 0; i < receipts.length; i++) {
