@@ -35,7 +35,7 @@ describe("npm run deploy", () => {
       contracts: Record<string, string>;
     };
     expect(record.chainId).toBe("31337");
-    expect(Object.keys(record.contracts).sort()).toEqual(["channels", "commitments", "registry", "rewards", "staking", "token", "trust"]);
+    expect(Object.keys(record.contracts).sort()).toEqual(["channels", "commitments", "disputes", "registry", "rewards", "staking", "token", "trust"]);
 
     const provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true });
     const token = EFedToken__factory.connect(record.contracts.token!, provider);
@@ -50,6 +50,8 @@ describe("npm run deploy", () => {
     const trust = TrustScores__factory.connect(record.contracts.trust!, provider);
     expect(await trust.hasRole(await trust.PAYMENTS_ROLE(), record.contracts.channels!)).toBe(true);
     expect(await trust.hasRole(await trust.AUDITOR_ROLE(), dispute)).toBe(true);
+    expect(await staking.hasRole(await staking.SLASHER_ROLE(), record.contracts.disputes!)).toBe(true);
+    expect(await trust.hasRole(await trust.AUDITOR_ROLE(), record.contracts.disputes!)).toBe(true);
     provider.destroy();
   });
 
