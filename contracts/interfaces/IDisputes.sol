@@ -26,6 +26,26 @@ import {ReceiptLib} from "../libraries/ReceiptLib.sol";
 ///      backs a challengeable receipt is always there to lock. One dispute per receipt, ever: a receipt
 ///      cannot be slashed twice. This contract holds SLASHER_ROLE in Staking, AUDITOR_ROLE in
 ///      TrustScores and REWARDER_ROLE in VerifierRewards.
+///
+///      Why v1 is safe, and under which assumptions:
+///      - Honest majority of drawn seats. Seats are drawn uniformly over registered verifier
+///        addresses, each of which must hold `verifierMinStake` free of locks; an attacker holding a
+///        fraction f < 1/2 of the seats' stake wins a committee of size c with probability
+///        Σ_{k > c/2} C(c,k) f^k (1-f)^(c-k) (c = 3, f = 0.2: 10.4%; c = 7: 3.3%; c = 15: 0.4%).
+///        Staking more than the minimum buys no extra seat.
+///      - No copying: votes are committed before any is revealed (commit-reveal), and a member that
+///        does not reveal, or reveals against the majority, loses `voterPenalty`; so voting without
+///        re-executing earns nothing in expectation unless the lazy vote is the majority anyway.
+///      - The draw is unknown when the dispute opens: the seed is the hash of the block after the
+///        opening block. The producer of that block can withhold it to re-roll the committee, at the
+///        cost of its block reward; a rollup sequencer that orders blocks can bias it. Not safe
+///        against a colluding block producer (a later version draws from a VRF or a RANDAO reveal
+///        further ahead).
+///      - The challenger cannot sit on its own dispute; the server cannot sit because the server and
+///        verifier roles are exclusive per address (one operator with two addresses is a colluder,
+///        covered by the honest-majority assumption).
+///      - Griefing: a challenger risks `challengeBond` per dispute and a server's stake is locked
+///        only up to `serverSlash` per dispute, at most once per receipt.
 interface IDisputes {
     enum Status {
         None,

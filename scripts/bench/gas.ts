@@ -59,6 +59,7 @@ const freshRecipient = signer(8).address; // never receives tokens before the ba
 
 const p = await deployProtocol(deployer, DEVNET_PARAMS);
 const { token, registry, staking, commitments, channels } = p;
+const verifierStake = DEVNET_PARAMS.stake.verifierMinStake;
 const [tokenAddr, stakingAddr, commitmentsAddr, channelsAddr] = await Promise.all(
   [token, staking, commitments, channels].map((c) => c.getAddress()),
 ) as [string, string, string, string];
@@ -132,7 +133,6 @@ const variantId = keccak256(toUtf8Bytes("eFed benchmark manifest"));
 const registerVariantGas = await gasOf(registry.registerVariant(variantId, NUM_LAYERS, MANIFEST_URI));
 
 const serverStake = DEVNET_PARAMS.stake.serverBaseStake + DEVNET_PARAMS.stake.serverStakePerLayer * BigInt(SERVER_LAYERS[1] - SERVER_LAYERS[0]);
-const verifierStake = DEVNET_PARAMS.stake.verifierMinStake;
 for (const s of [warmServer, server, verifier, warmClient, client, permitClient, holder]) {
   await gasOf(token.mint(s.address, parseEther("100000")));
 }
@@ -170,8 +170,8 @@ record("Model registry", "registerVariant", `one-off per model variant, ${toUtf8
 
 // ------------------------------------------------------------------ commitments
 
-/** `n` receipts of `server`: sessions of one prefill step then decode steps, distinct per `label`. */
-function makeReceipts(label: string, n: number): Receipt[] {
+/** `n` receipts of `owner`: sessions of one prefill step then decode steps, distinct per `label`. */
+function makeReceipts(label: string, n: number, owner = server.address): Receipt[] {
   const out: Receipt[] = [];
   for (let i = 0; i < n; i++) {
     const session = Math.floor(i / STEPS_PER_SESSION);
@@ -185,7 +185,7 @@ function makeReceipts(label: string, n: number): Receipt[] {
       inputHash: solidityPackedKeccak256(["string", "uint256", "string"], [label, i, "in"]),
       outputHash: solidityPackedKeccak256(["string", "uint256", "string"], [label, i, "out"]),
       tokens: step === 0 ? PROMPT_TOKENS : 1,
-      server: server.address,
+      server: owner,
     });
   }
   return out;
@@ -243,6 +243,76 @@ for (const n of BATCH_SIZES) {
   check((await commitments.receiptSigner(receipt, signature)) === server.address, "contract recovers the receipt signer");
   check((await commitments.receiptLeaf(receipt)) === receiptLeaf(receipt), "TS and contract receipt leaves agree");
   receiptSignerGas = await commitments.receiptSigner.estimateGas(receipt, signature);
+}
+
+// ------------------------------------------------------------------ disputes
+// One full dispute inside the batch's challenge window: a verifier challenges one receipt of a
+// third server (slashed here, so that the measured server keeps its stake and trust for the channel
+// rows), the committee is drawn, votes 2 "at fault" to 1, and the dispute settles with every
+// transfer it can make (server slashed to challenger and pool, bond returned, minority member
+// penalized, majority members rewarded from the pool).
+
+const DISPUTES = "Disputes";
+const { disputes } = p;
+const disputesAddr = await disputes.getAddress();
+const disputeVerifiers = [9, 10, 11, 12].map(signer);
+const challenger = disputeVerifiers[0]!;
+for (const v of disputeVerifiers) {
+  await gasOf(token.mint(v.address, parseEther("100000")));
+  await gasOf(token.connect(v).approve(stakingAddr, verifierStake));
+  await gasOf(staking.connect(v).deposit(verifierStake));
+  await gasOf(staking.connect(v).registerVerifier());
+}
+const BENCH_SALT = keccak256(toUtf8Bytes("eFed benchmark vote salt"));
+const disputeGas: Record<"open" | "draw" | "commit" | "reveal" | "settle", bigint> = { open: 0n, draw: 0n, commit: 0n, reveal: 0n, settle: 0n };
+{
+  const cheater = signer(13);
+  await gasOf(token.mint(cheater.address, parseEther("100000")));
+  await gasOf(token.connect(cheater).approve(stakingAddr, serverStake));
+  await gasOf(staking.connect(cheater).deposit(serverStake));
+  await gasOf(staking.connect(cheater).registerServer(variantId, SERVER_LAYERS[0], SERVER_LAYERS[1], ENDPOINT, PRICE_PER_TOKEN));
+  const receipts = makeReceipts("disputed", 100, cheater.address);
+  const tree = new MerkleTree(receipts.map(receiptLeaf));
+  const batchId = await commitments.batchCount();
+  const postedAt = CLOCK_START + BigInt(serverBatches);
+  await gasOf(commitments.connect(cheater).postBatch(tree.root, variantId, SERVER_LAYERS[0], SERVER_LAYERS[1], receipts.length, postedAt, postedAt));
+  const a = { batchId, receipts: receipts.length, receipt: receipts[0]!, proof: tree.proof(0), signature: await signReceipt(cheater, rDomain, receipts[0]!) };
+  const pool = await staking.verifierCount();
+  await gasOf(token.connect(challenger).approve(disputesAddr, DEVNET_PARAMS.disputes.challengeBond));
+  disputeGas.open = await measure(
+    DISPUTES,
+    "**openDispute**",
+    `receipt of a ${a.receipts}-receipt batch (proof of ${a.proof.length}); locks the server's stake, takes the bond`,
+    disputes.connect(challenger).openDispute(a.batchId, a.receipt, a.signature, a.proof),
+  );
+  const id = await disputes.disputeCount();
+  await networkHelpers.mine(1);
+  disputeGas.draw = await measure(DISPUTES, "drawCommittee", `${DEVNET_PARAMS.disputes.committeeSize} of ${pool} verifiers; locks each member's stake`, disputes.drawCommittee(id));
+  const members = (await disputes.committee(id)).map((address) => signers.find((s) => s.address === address)!);
+  const fault = (i: number): boolean => i < 2;
+  for (const [i, m] of members.entries()) {
+    const gas = await gasOf(disputes.connect(m).commitVote(id, await disputes.voteCommitment(id, m.address, fault(i), BENCH_SALT)));
+    if (i === 0) disputeGas.commit = record(DISPUTES, "**commitVote**", "one committee member", gas);
+  }
+  await networkHelpers.time.increaseTo((await disputes.dispute(id)).commitDeadline + 1n);
+  for (const [i, m] of members.entries()) {
+    const gas = await gasOf(disputes.connect(m).revealVote(id, fault(i), BENCH_SALT));
+    if (i === 0) disputeGas.reveal = record(DISPUTES, "**revealVote**", "one committee member", gas);
+  }
+  disputeGas.settle = await measure(
+    DISPUTES,
+    "**settle**",
+    "server at fault 2–1: two slashes, bond back, one member penalized, two rewarded, all locks released, trust recorded",
+    disputes.settle(id),
+  );
+  check((await disputes.dispute(id)).outcome === 1n, "the dispute settled with the server at fault");
+  const size = BigInt(members.length);
+  record(
+    DISPUTES,
+    "one dispute, all transactions",
+    `open + draw + ${size} commits + ${size} reveals + settle`,
+    disputeGas.open + disputeGas.draw + size * (disputeGas.commit + disputeGas.reveal) + disputeGas.settle,
+  );
 }
 
 // ------------------------------------------------------------------ payment channels
@@ -364,7 +434,7 @@ const scenarios: Scenario[] = [
 
 // ------------------------------------------------------------------ output
 
-const sectionOrder = [STAKING, "Model registry", "Commitments", CHANNELS, BASELINE];
+const sectionOrder = [STAKING, "Model registry", "Commitments", DISPUTES, CHANNELS, BASELINE];
 const opTable = markdownTable(
   ["Contract", "Operation", "Conditions", "Gas used"],
   sectionOrder.flatMap((section) =>
@@ -589,6 +659,15 @@ calldata) for the deepest leaf. Recovering a receipt's signer on chain (\`receip
 view) estimates at ${fmtInt(receiptSignerGas)} gas.
 
 ${batchTable}
+
+### Disputes
+
+A dispute is on chain only when a verifier challenges (rare in an honest network), so it is not part
+of the per-query cost below. One dispute with a committee of ${DEVNET_PARAMS.disputes.committeeSize} costs
+${fmtInt(disputeGas.open)} to open (Merkle proof and signature checked, the server's stake locked under
+the dispute, the bond taken), ${fmtInt(disputeGas.draw)} to draw the committee (each member's stake locked),
+${fmtInt(disputeGas.commit)} per committed vote, ${fmtInt(disputeGas.reveal)} per revealed vote and
+${fmtInt(disputeGas.settle)} to settle with the server at fault (the most transfers a settlement makes).
 
 ## 2. Amortized on-chain gas per paid query
 
