@@ -298,6 +298,50 @@ describe("Disputes", function () {
     });
   });
 
+  describe("every vote pattern of a committee of three", function () {
+    type Act = "none" | "fault" | "correct";
+    const acts: Act[] = ["none", "fault", "correct"];
+    const patterns = acts.flatMap((a) => acts.flatMap((b) => acts.map((c) => [a, b, c] as Act[])));
+
+    it("settles by strict majority, conserves tokens, penalizes exactly the members off the majority, releases every lock", async function () {
+      const outcomes: Record<string, bigint> = {};
+      for (const pattern of patterns) {
+        const w = await load();
+        const challenger = w.verifiers[0]!;
+        const holders = [await w.staking.getAddress(), await w.disputes.getAddress(), await w.rewards.getAddress(), challenger.address];
+        const held = async () => (await Promise.all(holders.map((h) => w.token.balanceOf(h)))).reduce((x, y) => x + y, 0n);
+        const total = await held();
+        const { id, members } = await openAndDraw(w);
+        const acting = members.flatMap((m, i) => (pattern[i] === "none" ? [] : [[m, pattern[i] === "fault"] as [HardhatEthersSigner, boolean]]));
+        await vote(w, id, acting);
+        await networkHelpers.time.increaseTo((await w.disputes.dispute(id)).revealDeadline + 1n);
+        await w.disputes.settle(id);
+
+        const faults = pattern.filter((a) => a === "fault").length;
+        const corrects = pattern.filter((a) => a === "correct").length;
+        const expected = faults * 2 > 3 ? Outcome.ServerAtFault : corrects * 2 > 3 ? Outcome.ServerCorrect : Outcome.NoQuorum;
+        const outcome = (await w.disputes.dispute(id)).outcome;
+        outcomes[pattern.join(",")] = outcome;
+        expect(outcome, pattern.join(",")).to.equal(expected);
+        expect(await held(), "tokens only move between staking, disputes, pool and challenger").to.equal(total);
+        expect(await w.token.balanceOf(await w.disputes.getAddress())).to.equal(0n);
+        expect(await w.staking.totalStaked()).to.equal(await w.token.balanceOf(await w.staking.getAddress()));
+        expect((await w.staking.operator(w.server.address)).locked).to.equal(0n);
+        const majority = expected === Outcome.ServerAtFault ? "fault" : expected === Outcome.ServerCorrect ? "correct" : undefined;
+        for (const [i, m] of members.entries()) {
+          const withMajority = pattern[i] !== "none" && (majority === undefined || pattern[i] === majority);
+          const op = await w.staking.operator(m.address);
+          expect([op.bonded, op.locked], `${pattern.join(",")} member ${i}`).to.deep.equal([
+            PARAMS.stake.verifierMinStake - (withMajority ? 0n : D.voterPenalty),
+            0n,
+          ]);
+          expect(await w.rewards.owed(m.address)).to.equal(majority !== undefined && pattern[i] === majority ? D.voterReward : 0n);
+        }
+      }
+      expect(Object.keys(outcomes).length).to.equal(27);
+    });
+  });
+
   describe("governance", function () {
     it("accepts consistent parameters only; periods must fit in the longest dispute", async function () {
       const w = await load();
