@@ -145,7 +145,8 @@ contract PaymentChannels is IPaymentChannels, EIP712, AccessControl {
         _setRewardPool(rewardPool_);
     }
 
-    /// @notice Sets the trust contract that redemptions credit (zero: none).
+    /// @notice Sets the trust contract that redemptions credit (zero: none). That contract must have
+    ///         granted this one its PAYMENTS_ROLE first, or every redemption reverts.
     function setTrustRecorder(address trust) external onlyRole(GOVERNANCE_ROLE) {
         trustRecorder = ITrustScores(trust);
         emit TrustRecorderSet(trust);

@@ -349,9 +349,18 @@ describe("PaymentChannels", function () {
         w.channels.connect(w.stranger).setFee(1),
         w.channels.connect(w.stranger).setCloseTimeout(1),
         w.channels.connect(w.stranger).setRewardPool(w.stranger.address),
+        w.channels.connect(w.stranger).setTrustRecorder(ZeroAddress),
       ]) {
         await expect(call).to.be.revertedWithCustomError(w.channels, "AccessControlUnauthorizedAccount").withArgs(w.stranger.address, gov);
       }
+    });
+
+    it("without a trust recorder, redemptions pay and record nothing", async function () {
+      const w = await openWorld();
+      await expect(w.channels.setTrustRecorder(ZeroAddress)).to.emit(w.channels, "TrustRecorderSet").withArgs(ZeroAddress);
+      await w.channels.connect(w.server).redeem(w.id, 100n, await voucher(w, w.id, 100n));
+      expect((await w.channels.channel(w.id)).paid).to.equal(100n);
+      expect((await w.trust.record(w.server.address)).paidWork).to.equal(0n);
     });
 
     it("a zero fee sends nothing to the pool", async function () {
