@@ -68,7 +68,9 @@ contract Disputes is IDisputes, AccessControl {
         bytes calldata signature,
         bytes32[] calldata proof
     ) external returns (uint256 disputeId) {
-        if (!staking.isActiveVerifier(msg.sender)) revert DisputesNotVerifier(msg.sender);
+        // A registered verifier may challenge even while its stake is partly locked on a committee:
+        // the bond is what it risks here, and missing a challenge window costs more than it saves.
+        if (staking.operator(msg.sender).role != IStaking.Role.Verifier) revert DisputesNotVerifier(msg.sender);
         (address server, bytes32 leaf) = _checkChallenge(batchId, receipt, signature, proof);
         Params memory p = _params;
         uint256 toLock = _free(server);

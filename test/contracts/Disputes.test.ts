@@ -163,6 +163,15 @@ describe("Disputes", function () {
         .withArgs(1n, Status.Voting, Status.Open);
     });
 
+    it("a member whose stake is locked on a committee can still challenge another receipt", async function () {
+      const w = await load();
+      const { members } = await openAndDraw(w, 0);
+      const member = members[0]!;
+      expect(await w.staking.isActiveVerifier(member.address)).to.equal(false); // its penalty is locked
+      await expect(open(w, member, 1)).to.emit(w.disputes, "DisputeOpened");
+      expect((await w.disputes.dispute(2)).challenger).to.equal(member.address);
+    });
+
     it("a verifier cannot sit on its own dispute: with one other verifier, the committee is that one", async function () {
       const w = await load();
       for (const v of w.verifiers.slice(2)) await w.staking.connect(v).deregister();
