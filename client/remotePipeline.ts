@@ -81,7 +81,7 @@ export class RemotePipeline implements LayerPipeline {
   }
 
   async openSequence(): Promise<RemoteSequence> {
-    const maxLength = this.options.maxLength ?? 2048;
+    const maxLength = this.options.maxLength ?? Math.min(...this.connections.map((c) => c.info.maxSessionTokens));
     const ids = this.connections.map(() => hexlify(randomBytes(32)));
     const forwardKeys = await Promise.all(this.connections.map((c, i) => c.openSession(ids[i]!, maxLength)));
     const checker = new ReceiptChecker(

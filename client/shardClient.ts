@@ -1,5 +1,7 @@
+import type { SigningKey } from "ethers";
 import { WebSocket } from "ws";
 import { EFedError } from "../protocol/errors.js";
+import { ownerProof, sessionStepTarget, signAuth } from "../protocol/fetchAuth.js";
 import {
   DEFAULT_LIMITS,
   MessageType,
@@ -110,11 +112,26 @@ export class ShardConnection {
 
   /**
    * The step behind a receipt this server signed, by the receipt's leaf: receipt, signature,
-   * activations and, once committed on chain, the batch id and Merkle proof. Rejects with a
-   * ShardRequestError (code SERVER_19, NotFound) when the server no longer holds it.
+   * activations and, once committed on chain, the batch id and Merkle proof. The session's owner
+   * passes the session's forwarding key (it proves ownership); a verifier authenticates first.
+   * Rejects with a ShardRequestError (code SERVER_19, NotFound) when the server no longer holds it,
+   * SERVER_18 (Forbidden) when this side may not see it.
    */
-  async fetchStep(leaf: string): Promise<StoredStep> {
-    return (await this.request({ type: MessageType.FetchStep, requestId: 0, leaf }, MessageType.StoredStep)) as StoredStep;
+  async fetchStep(leaf: string, forwardKey?: string): Promise<StoredStep> {
+    const proof = forwardKey === undefined ? {} : { ownerProof: ownerProof(forwardKey, this.info.challenge, leaf) };
+    return (await this.request({ type: MessageType.FetchStep, requestId: 0, leaf, ...proof }, MessageType.StoredStep)) as StoredStep;
+  }
+
+  /** Step `step` of session `sessionId` at this server (as fetchStep; how a verifier collects a session's prefix). */
+  async fetchSessionStep(sessionId: string, step: bigint, forwardKey?: string): Promise<StoredStep> {
+    const proof = forwardKey === undefined ? {} : { ownerProof: ownerProof(forwardKey, this.info.challenge, sessionStepTarget(sessionId, step)) };
+    return (await this.request({ type: MessageType.FetchSessionStep, requestId: 0, sessionId, step, ...proof }, MessageType.StoredStep)) as StoredStep;
+  }
+
+  /** Proves on this connection that this side holds `key` (a registered verifier's); fetches then need no owner proof. */
+  async authenticate(key: SigningKey, address: string): Promise<void> {
+    const signature = signAuth(key, this.info.chainId, this.info.server, this.info.challenge);
+    await this.request({ type: MessageType.Authenticate, requestId: 0, address, signature }, MessageType.Authenticated);
   }
 
   async step(step: Omit<Step, "type" | "requestId">): Promise<StepResult> {

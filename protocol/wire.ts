@@ -15,8 +15,14 @@ import type { Receipt } from "./receipt.js";
  * carries the hashes it signs, Error names the hop that failed, and StepForwarded acknowledges a
  * forwarded step; FetchStep / StoredStep let anyone holding a receipt's leaf fetch the activations
  * behind it (what verifiers audit).
+ *
+ * Version 3 made the server a hostile-network endpoint: ServerInfo carries a fresh per-connection
+ * `challenge`; FetchStep is answered only to the session's owner (an HMAC of the challenge and leaf
+ * under the session's key, protocol/fetchAuth.ts) or to a connection that authenticated as a
+ * registered verifier (Authenticate / Authenticated); new error codes Busy, StoreFailed, RateLimited
+ * and TooManyConnections.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 export const MessageType = {
   ServerInfo: 1,
@@ -31,6 +37,11 @@ export const MessageType = {
   StepForwarded: 10,
   FetchStep: 11,
   StoredStep: 12,
+  /** A verifier proves its address: a signature over the connection's challenge (protocol/fetchAuth.ts). */
+  Authenticate: 15,
+  Authenticated: 16,
+  /** Like FetchStep, by session and step index: how a verifier collects the prefix of a session it audits. */
+  FetchSessionStep: 17,
 } as const;
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
 
@@ -58,6 +69,14 @@ export const ErrorCode = {
   Forbidden: 18,
   /** A fetched receipt is not in the server's store (never signed here, or past retention). */
   NotFound: 19,
+  /** The session already has a step in flight: a session runs one step at a time. */
+  Busy: 22,
+  /** The server cannot record receipts, so it takes no steps (the message says why). */
+  StoreFailed: 23,
+  /** Too many requests of this kind from this connection; retry later. */
+  RateLimited: 24,
+  /** The server holds its maximum of connections (in all, or from this address). */
+  TooManyConnections: 25,
 } as const;
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -89,6 +108,8 @@ export interface ServerInfo {
   maxFrameBytes: number;
   pricePerToken: bigint;
   commitments: string; // address of the Commitments contract (receipt EIP-712 domain); zero when standalone
+  /** 32 random bytes (0x-hex), fresh for each connection: what a peer signs or MACs to prove who it is on this connection. */
+  challenge: string;
 }
 
 export interface OpenSession {
@@ -178,11 +199,44 @@ export interface StepReceipt {
   hop: HopResult;
 }
 
-/** Asks for the step behind a receipt, by the receipt's Merkle leaf (protocol/receipt.ts receiptLeaf). */
+/**
+ * Asks for the step behind a receipt, by the receipt's Merkle leaf (protocol/receipt.ts receiptLeaf).
+ * Answered to the session's owner, who proves it with `ownerProof` (protocol/fetchAuth.ts), or on a
+ * connection that authenticated as a registered verifier (no proof needed).
+ */
 export interface FetchStep {
   type: typeof MessageType.FetchStep;
   requestId: number;
   leaf: string;
+  /** HMAC-SHA256 under the session's key of the connection's challenge and the leaf (32-byte hex). */
+  ownerProof?: string;
+}
+
+/**
+ * The step `step` of session `sessionId` at this server (answered with StoredStep), to the same
+ * parties as FetchStep; the owner's proof is made over `sessionStepTarget(sessionId, step)`.
+ */
+export interface FetchSessionStep {
+  type: typeof MessageType.FetchSessionStep;
+  requestId: number;
+  sessionId: string;
+  step: bigint;
+  ownerProof?: string;
+}
+
+/** A verifier proves on this connection that it holds `address`'s key (protocol/fetchAuth.ts). */
+export interface Authenticate {
+  type: typeof MessageType.Authenticate;
+  requestId: number;
+  address: string;
+  /** 65-byte signature over the connection's challenge, the server's address and the chain id. */
+  signature: string;
+}
+
+export interface Authenticated {
+  type: typeof MessageType.Authenticated;
+  requestId: number;
+  address: string;
 }
 
 /**
@@ -232,7 +286,10 @@ export type Message =
   | StepReceipt
   | StepForwarded
   | FetchStep
+  | FetchSessionStep
   | StoredStep
+  | Authenticate
+  | Authenticated
   | CloseSession
   | SessionClosed
   | ErrorMessage;
@@ -248,6 +305,18 @@ export interface WireLimits {
 export const DEFAULT_LIMITS: WireLimits = { maxFrameBytes: 64 * 1024 * 1024, maxStepTokens: 4096, maxRouteHops: 16 };
 
 const MAX_STRING_BYTES = 2048;
+
+/**
+ * The largest valid frame a server of this shape can be sent: a Step of `maxStepTokens` fp32 rows
+ * with the longest route (plus a little room for fixed fields). Anything larger is not a valid
+ * message, so it is the server's frame limit.
+ */
+export function maxFrameBytesFor(hiddenSize: number, maxStepTokens: number, maxRouteHops = DEFAULT_LIMITS.maxRouteHops): number {
+  const header = 1 + 4 + 32 + 8 + 4 + 1 + 1 + 32; // type, request id, session, step, position, encoding, tag
+  const route = 1 + maxRouteHops * (2 + MAX_STRING_BYTES + 32 + 32);
+  const activations = 1 + 4 + 4 + 4 + payloadBytes("fp32", maxStepTokens, hiddenSize);
+  return header + route + activations + 1024;
+}
 
 // ------------------------------------------------------------------ encoding
 
@@ -327,7 +396,7 @@ export function encodeMessage(m: Message): Uint8Array {
     case MessageType.ServerInfo:
       w.u16(m.protocolVersion).u64(m.chainId).hex(m.server, 20).hex(m.variantId, 32).u16(m.firstLayer).u16(m.lastLayer);
       w.u32(m.hiddenSize).u32(m.maxSessions).u32(m.maxSessionTokens).u32(m.maxStepTokens).u32(m.maxFrameBytes);
-      w.u256(m.pricePerToken).hex(m.commitments, 20);
+      w.u256(m.pricePerToken).hex(m.commitments, 20).hex(m.challenge, 32);
       break;
     case MessageType.OpenSession:
       w.hex(m.sessionId, 32).u32(m.maxLength);
@@ -361,6 +430,19 @@ export function encodeMessage(m: Message): Uint8Array {
       break;
     case MessageType.FetchStep:
       w.hex(m.leaf, 32);
+      if (m.ownerProof === undefined) w.u8(0);
+      else w.u8(1).hex(m.ownerProof, 32);
+      break;
+    case MessageType.FetchSessionStep:
+      w.hex(m.sessionId, 32).u64(m.step);
+      if (m.ownerProof === undefined) w.u8(0);
+      else w.u8(1).hex(m.ownerProof, 32);
+      break;
+    case MessageType.Authenticate:
+      w.hex(m.address, 20).hex(m.signature, 65);
+      break;
+    case MessageType.Authenticated:
+      w.hex(m.address, 20);
       break;
     case MessageType.StoredStep: {
       const r = m.receipt;
@@ -473,6 +555,12 @@ class Reader {
     }
     return { encoding, rows, cols, payload: this.raw(length, `${what} payload`) };
   }
+  /** An optional owner proof: a flag byte, then 32 bytes when it is 1. */
+  ownerProof(): { ownerProof?: string } {
+    const flag = this.u8("owner proof flag");
+    if (flag > 1) throw new WireError(ErrorCode.BadFrame, `owner proof flag ${flag} is neither 0 (none) nor 1 (a 32-byte proof follows)`);
+    return flag === 1 ? { ownerProof: this.hex(32, "owner proof") } : {};
+  }
   end(): void {
     if (this.at !== this.bytes.byteLength) {
       throw new WireError(ErrorCode.BadFrame, `${this.bytes.byteLength - this.at} unexpected bytes after the message`);
@@ -507,6 +595,7 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
         maxFrameBytes: r.u32("max frame bytes"),
         pricePerToken: r.u256("price per token"),
         commitments: r.address("commitments"),
+        challenge: r.hex(32, "challenge"),
       };
       break;
     case MessageType.OpenSession:
@@ -561,8 +650,22 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
         },
       };
       break;
-    case MessageType.FetchStep:
-      m = { type, requestId, leaf: r.hex(32, "leaf") };
+    case MessageType.FetchStep: {
+      const leaf = r.hex(32, "leaf");
+      m = { type, requestId, leaf, ...r.ownerProof() };
+      break;
+    }
+    case MessageType.FetchSessionStep: {
+      const sessionId = r.hex(32, "session id");
+      const step = r.u64("step");
+      m = { type, requestId, sessionId, step, ...r.ownerProof() };
+      break;
+    }
+    case MessageType.Authenticate:
+      m = { type, requestId, address: r.address("address"), signature: r.hex(65, "signature") };
+      break;
+    case MessageType.Authenticated:
+      m = { type, requestId, address: r.address("address") };
       break;
     case MessageType.StoredStep: {
       const receipt = {

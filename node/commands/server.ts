@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
-import { JsonRpcProvider, NonceManager, Wallet, parseEther, parseUnits, type Signer } from "ethers";
+import { JsonRpcProvider, NonceManager, parseEther, parseUnits, type Signer } from "ethers";
 import { pino } from "pino";
 import { buildManifest, readManifest, variantIdOf, verifyTensors } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
@@ -20,14 +21,38 @@ import {
 import { readDeployment } from "../chain/deployment.js";
 import { Committer } from "../chain/committer.js";
 import { DEFAULT_BATCH_POLICY } from "../server/engineScheduler.js";
-import { DEFAULT_SERVER_LIMITS } from "../server/limits.js";
+import { DEFAULT_SERVER_LIMITS, serverLimits, type ServerLimits } from "../server/limits.js";
 import { ShardServer } from "../server/shardServer.js";
 import { ActivationStore } from "../store/activationStore.js";
+import { loadOrCreateKey } from "./keyFile.js";
 import { layerRange, port, positiveInt } from "./options.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
-interface ServerFlags {
+/** Every server limit as a flag: name, limit, what it bounds (unit in the name). */
+const LIMIT_FLAGS: readonly [flag: string, limit: keyof ServerLimits, what: string][] = [
+  ["--max-sessions <n>", "maxSessions", "open sessions at most"],
+  ["--max-session-tokens <n>", "maxSessionTokens", "tokens per session at most (clamped to the model's context)"],
+  ["--max-step-tokens <n>", "maxStepTokens", "tokens in one step at most"],
+  ["--session-idle-ms <ms>", "idleTimeoutMs", "close a session untouched this long"],
+  ["--memory-budget-bytes <n>", "memoryBudgetBytes", "KV cache bytes of all sessions together"],
+  ["--max-connections <n>", "maxConnections", "connections at once"],
+  ["--max-connections-per-address <n>", "maxConnectionsPerAddress", "connections at once from one IP address"],
+  ["--max-sessions-per-connection <n>", "maxSessionsPerConnection", "sessions one connection may hold"],
+  ["--max-sessions-per-address <n>", "maxSessionsPerAddress", "sessions one IP address may hold"],
+  ["--max-requests-in-flight <n>", "maxRequestsInFlightPerConnection", "requests in flight per connection before it is no longer read"],
+  ["--max-buffered-bytes <n>", "maxBufferedBytesPerConnection", "reply bytes queued per connection before it is no longer read"],
+  ["--max-send-stall-ms <ms>", "maxSendStallMs", "close a connection whose queued replies do not drain for this long"],
+  ["--connection-idle-ms <ms>", "connectionIdleMs", "close a connection with no session and no request for this long"],
+  ["--fetches-per-second <n>", "fetchesPerSecond", "FetchStep requests per second per connection"],
+  ["--fetch-burst <n>", "fetchBurst", "FetchStep requests at once after a pause"],
+  ["--max-parked-forwards-per-session <n>", "maxParkedForwardsPerSession", "forwarded steps of one session waiting for their route"],
+  ["--max-parked-forwards-per-client <n>", "maxParkedForwardsPerClient", "forwarded steps of one connection's sessions waiting for their routes"],
+  ["--new-peers-per-second <n>", "newPeersPerClientPerSecond", "new next-hop connections one client may cause per second"],
+  ["--shutdown-deadline-ms <ms>", "shutdownDeadlineMs", "on SIGTERM, time for in-flight work before connections close"],
+];
+
+interface ServerFlags extends Partial<Record<keyof ServerLimits, number>> {
   model: string;
   layers: { first: number; last: number };
   host: string;
@@ -40,8 +65,11 @@ interface ServerFlags {
   price: string;
   threads: number;
   store?: string;
-  maxSessions: number;
-  maxSessionTokens: number;
+  dataDir: string;
+  storeRetentionHours: number;
+  storeMaxBytes: number;
+  tlsCert?: string;
+  tlsKey?: string;
   maxBatch: number;
   forwardHosts: string;
   commitEverySeconds: number;
@@ -49,22 +77,27 @@ interface ServerFlags {
 
 /** `efed server`: serve a layer range of a model over WebSockets, registered and committing on chain when --rpc is given. */
 export function serverCommand(): Command {
-  return new Command("server")
+  const command = new Command("server");
+  for (const [flag, limit, what] of LIMIT_FLAGS) command.option(flag, `${what} (default ${DEFAULT_SERVER_LIMITS[limit]})`, positiveInt());
+  return command
     .description("serve a contiguous layer range of a model over WebSockets")
     .requiredOption("--model <dir>", "model directory (only the served layers are read)")
     .requiredOption("--layers <first:last>", "layers served, FIRST inclusive, LAST exclusive", layerRange)
     .option("--host <host>", "address to listen on", "127.0.0.1")
     .option("--port <port>", "port to listen on (0: any free port)", port, 0)
     .option("--public-url <url>", "endpoint registered on chain (default ws://HOST:PORT)")
-    .option("--key <file>", "file holding the staked private key (hex); default: $EFED_SERVER_KEY, or a throwaway key standalone")
+    .option("--key <file>", "file holding the staked private key (hex); default: $EFED_SERVER_KEY, else DATA_DIR/efed-server.key (created once)")
+    .option("--data-dir <dir>", "where the default key file and receipt store live (default $EFED_DATA_DIR or .)", process.env.EFED_DATA_DIR ?? ".")
     .option("--rpc <url>", "EVM JSON-RPC endpoint; without it the server runs standalone")
     .option("--deployment <file>", "contract addresses (default deployments/<chainId>.json)")
     .option("--stake <tokens>", "deposit this many tokens as stake before registering")
     .option("--price <tokens>", "price per token, in tokens", "0")
     .option("--threads <n>", "intra-op threads", positiveInt(256), 1)
-    .option("--store <file>", "SQLite file of receipts and activations (default: efed-store-<address>.sqlite)")
-    .option("--max-sessions <n>", "open sessions at most", positiveInt(), DEFAULT_SERVER_LIMITS.maxSessions)
-    .option("--max-session-tokens <n>", "tokens per session at most", positiveInt(), DEFAULT_SERVER_LIMITS.maxSessionTokens)
+    .option("--store <file>", "SQLite file of receipts and activations (default: DATA_DIR/efed-store-<address>.sqlite)")
+    .option("--store-retention-hours <h>", "keep steps this long (at least the challenge window plus the longest dispute)", positiveInt(), 72)
+    .option("--store-max-bytes <n>", "activation bytes the store keeps at most; full of protected steps, the server takes no steps", positiveInt(), 8 * 1024 ** 3)
+    .option("--tls-cert <file>", "serve wss:// with this PEM certificate (with --tls-key)")
+    .option("--tls-key <file>", "PEM private key of --tls-cert")
     .option("--max-batch <n>", "concurrent sessions' decode steps run together in one engine run, at most", positiveInt(256), DEFAULT_BATCH_POLICY.maxBatch)
     .option(
       "--forward-hosts <hosts>",
@@ -74,6 +107,9 @@ export function serverCommand(): Command {
     .option("--commit-every-seconds <n>", "post a commitment batch this often (with --rpc)", positiveInt(), 60)
     .action(async (flags: ServerFlags) => {
       const logger = pino({ level: process.env.EFED_LOG_LEVEL ?? "info" });
+      const limits = serverLimits(Object.fromEntries(LIMIT_FLAGS.flatMap(([, l]) => (flags[l] === undefined ? [] : [[l, flags[l]]]))));
+      if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) throw new InvalidArgumentError("give both --tls-cert and --tls-key, or neither");
+      const tls = flags.tlsCert === undefined ? undefined : { certPem: readFileSync(flags.tlsCert, "utf8"), keyPem: readFileSync(flags.tlsKey!, "utf8") };
       const model = ModelDirectory.open(flags.model);
       const { first, last } = flags.layers;
       if (last > model.config.numLayers) {
@@ -86,10 +122,13 @@ export function serverCommand(): Command {
       const served = Object.keys(manifest.tensors).filter((n) => prefixes.some((p) => n.startsWith(p)));
       verifyTensors(model, manifest, served);
 
-      const wallet = loadKey(flags.key, flags.rpc !== undefined);
+      const { wallet, created, path: keyPath } = loadOrCreateKey(flags.key, flags.dataDir, flags.rpc !== undefined);
+      if (created) logger.warn({ keyFile: keyPath, address: wallet.address }, "created a new server key; keep this file: receipts are signed with it");
+      else logger.info({ keyFile: keyPath ?? "$EFED_SERVER_KEY", address: wallet.address }, "server key loaded");
       const price = parseUnits(flags.price, 18);
       let chainId = 0n;
       let chain: { signer: Signer; staking: Staking; token: EFedToken; commitments: Commitments } | undefined;
+      let isVerifier: ((address: string) => Promise<boolean>) | undefined;
       if (flags.rpc !== undefined) {
         const provider = new JsonRpcProvider(flags.rpc, undefined, { staticNetwork: true });
         chainId = (await provider.getNetwork()).chainId;
@@ -105,12 +144,13 @@ export function serverCommand(): Command {
           token: EFedToken__factory.connect(d.contracts.token, signer),
           commitments: Commitments__factory.connect(d.contracts.commitments, signer),
         };
+        const staking = chain.staking;
+        isVerifier = (address) => staking.isActiveVerifier(address);
       }
 
-      const store = ActivationStore.open(flags.store ?? `efed-store-${wallet.address}.sqlite`, {
-        retentionMs: 3 * 24 * 3600_000,
-        maxBytes: 8 * 1024 ** 3,
-      });
+      const storePath = flags.store ?? join(flags.dataDir, `efed-store-${wallet.address}.sqlite`);
+      const store = ActivationStore.open(storePath, { retentionMs: flags.storeRetentionHours * 3600_000, maxBytes: flags.storeMaxBytes });
+      logger.info({ store: storePath, steps: store.count(), bytes: store.bytes() }, "receipt store opened");
       const shard = await Shard.load(model, first, last, { threads: flags.threads });
       const server = await ShardServer.start({
         shard,
@@ -121,11 +161,13 @@ export function serverCommand(): Command {
         pricePerToken: price,
         host: flags.host,
         port: flags.port,
-        limits: { ...DEFAULT_SERVER_LIMITS, maxSessions: flags.maxSessions, maxSessionTokens: flags.maxSessionTokens },
+        limits,
         forwarding: { allowedHosts: forwardHosts(flags.forwardHosts) },
         batching: { maxBatch: flags.maxBatch },
         store,
         logger,
+        ...(tls === undefined ? {} : { tls }),
+        ...(isVerifier === undefined ? {} : { isVerifier }),
         ...(chain === undefined ? {} : { commitments: await chain.commitments.getAddress() }),
       });
 
@@ -151,10 +193,24 @@ export function serverCommand(): Command {
       logger.info({ url: server.url, address: wallet.address, variantId, layers: `${first}:${last}` }, "serving");
       console.log(JSON.stringify({ event: "listening", url: server.url, address: wallet.address, variantId }));
 
+      // retention and the byte budget are enforced on a timer and after each commit
+      const prune = (): void => {
+        try {
+          const dropped = store.prune(Date.now());
+          if (dropped > 0) logger.info({ dropped, bytes: store.bytes() }, "receipt store pruned");
+        } catch (err) {
+          logger.error({ err }, "receipt store prune failed");
+        }
+      };
+      const pruneTimer = setInterval(prune, 60_000);
+      const commit = async (): Promise<void> => {
+        await committer?.commitOnce();
+        prune();
+      };
       const timer =
         committer === undefined
           ? undefined
-          : setInterval(() => committer.commitOnce().catch((err: unknown) => logger.error({ err }, "commit failed")), flags.commitEverySeconds * 1000);
+          : setInterval(() => commit().catch((err: unknown) => logger.error({ err }, "commit failed")), flags.commitEverySeconds * 1000);
       await new Promise<void>((resolve) => {
         const stop = (): void => resolve();
         process.once("SIGINT", stop);
@@ -162,8 +218,9 @@ export function serverCommand(): Command {
       });
       logger.info("shutting down");
       if (timer !== undefined) clearInterval(timer);
+      clearInterval(pruneTimer);
       await server.stop();
-      await committer?.commitOnce();
+      await commit();
       store.close();
       await shard.release();
     });
@@ -175,17 +232,4 @@ function forwardHosts(value: string): readonly string[] | "*" {
   if (v === "*") return "*";
   if (v === "none") return [];
   return v.split(",").map((h) => h.trim());
-}
-
-function loadKey(file: string | undefined, required: boolean): Wallet {
-  const hex = file !== undefined ? readFileSync(file, "utf8").trim() : process.env.EFED_SERVER_KEY;
-  if (hex === undefined || hex === "") {
-    if (required) throw new InvalidArgumentError("a staked key is needed with --rpc: pass --key FILE or set EFED_SERVER_KEY");
-    return Wallet.createRandom() as unknown as Wallet;
-  }
-  try {
-    return new Wallet(hex.startsWith("0x") ? hex : `0x${hex}`);
-  } catch {
-    throw new InvalidArgumentError(`${file ?? "EFED_SERVER_KEY"} does not hold a valid private key`);
-  }
 }

@@ -109,6 +109,11 @@ export class Forwarder {
     await link.forward(step, this.o.hopTimeoutMs * (step.route.length + 1));
   }
 
+  /** Whether a connection to `key` is open or opening (a step to it costs no new connection). */
+  has(key: string): boolean {
+    return this.links.has(key);
+  }
+
   heartbeat(): void {
     for (const e of this.links.values()) e.link?.heartbeat();
   }

@@ -1,28 +1,35 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { ZeroAddress, type SigningKey } from "ethers";
 import { pino, type Logger } from "pino";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { Shard } from "../../engine/runtime/shard.js";
-import { activationHash, decodeActivations, encodeActivations, type EncodedActivations } from "../../protocol/activations.js";
+import { decodeActivations, encodeActivations, type EncodedActivations } from "../../protocol/activations.js";
 import { receiptDomain } from "../../protocol/eip712.js";
+import { ownerProofMatches, recoverAuth, sessionStepTarget } from "../../protocol/fetchAuth.js";
 import { tagMatches } from "../../protocol/forwarding.js";
-import { signReceiptWithKey, type Receipt } from "../../protocol/receipt.js";
+import { receiptLeaf } from "../../protocol/receipt.js";
 import {
   ErrorCode,
   MessageType,
   PROTOCOL_VERSION,
   WireError,
   decodeMessage,
-  encodeMessage,
+  maxFrameBytesFor,
+  type Authenticate,
+  type FetchSessionStep,
+  type FetchStep,
   type Message,
   type ServerInfo,
-  type FetchStep,
   type Step,
   type WireLimits,
 } from "../../protocol/wire.js";
 import type { ActivationStore } from "../store/activationStore.js";
+import { Attestor } from "./attestation.js";
 import { DEFAULT_BATCH_POLICY, EngineScheduler, type BatchPolicy } from "./engineScheduler.js";
 import { DEFAULT_FORWARDING, Forwarder, type ForwardingOptions } from "./forwarder.js";
 import { validateLimits, type ServerLimits } from "./limits.js";
+import { Peer, remoteAddressOf } from "./peer.js";
 import { SessionTable, type Session } from "./sessions.js";
 
 export interface ShardServerOptions {
@@ -40,105 +47,129 @@ export interface ShardServerOptions {
   host?: string;
   /** 0 picks a free port. */
   port?: number;
+  /** Serve wss:// with this certificate and key (PEM) instead of ws://. */
+  tls?: { certPem: string; keyPem: string };
   limits: ServerLimits;
   /** Where forwarded steps may go next, and how long they may take (default DEFAULT_FORWARDING). */
   forwarding?: Partial<ForwardingOptions>;
   store: ActivationStore;
   /** How concurrent sessions' decode steps share engine runs (default DEFAULT_BATCH_POLICY). */
   batching?: Partial<BatchPolicy>;
+  /**
+   * Whether an address is a registered, staked verifier (read from chain). Absent (standalone): no
+   * verifier can authenticate, and only a session's owner may fetch its steps.
+   */
+  isVerifier?: (address: string) => Promise<boolean>;
   logger?: Logger;
 }
 
-const HEARTBEAT_MS = 30_000;
+/** How often connections are pinged; one that missed the previous ping is dropped. */
+const HEARTBEAT_MS = 15_000;
+/** How often limits that need a clock are enforced (idle connections, stalled sends). */
+const HOUSEKEEPING_MS = 1_000;
 
 /**
- * Serves one layer range over WebSockets: sessions with server-side KV caches, one signed receipt
- * per step, the activations behind each receipt stored before the receipt leaves. Every frame is
- * parsed at the edge; a bad one gets an Error reply and the server keeps serving everyone else.
+ * Serves one layer range over WebSockets to peers it does not trust: sessions with server-side KV
+ * caches, one signed receipt per step, the activations behind each receipt stored before the receipt
+ * leaves. Every frame is parsed at the edge against limits derived from the served model; a bad one
+ * gets an Error reply and the server keeps serving everyone else. Everything a peer controls is
+ * bounded (node/server/limits.ts): connections in all and per address, sessions per connection and
+ * per address, requests in flight and bytes queued per connection (past them the connection is not
+ * read), idle connections, fetches per second; the engine serves clients in turn (engineScheduler.ts).
  *
- * A step may carry the rest of its route (protocol/forwarding.ts): the server then sends its output
- * to the next server instead of back, and answers the step with StepForwarded once the next hop
- * has answered it. Whatever the route, a session's output (when this server is last) and receipts
- * go to the connection that opened it.
+ * A step goes through named stages: admit (who may drive the session, is it its turn, does it fit),
+ * run (the engine), deliver (the output to the owner, or forwarded to the next server), attest
+ * (receipt signed and stored, node/server/attestation.ts) and acknowledge (StepForwarded once the
+ * rest of the route is done). A session runs one step at a time.
  */
 export class ShardServer {
   private readonly wss: WebSocketServer;
-  private readonly sessions: SessionTable<WebSocket>;
+  private readonly http: HttpServer;
+  private readonly sessions: SessionTable<Peer>;
+  private readonly peers = new Set<Peer>();
+  private readonly perAddress = new Map<string, number>();
   private readonly forwarder: Forwarder;
+  private readonly attestor: Attestor;
   /** Requests being handled: stop() waits for them. */
   private readonly inFlight = new Set<Promise<void>>();
-  private readonly info: ServerInfo;
   private readonly wireLimits: WireLimits;
-  private readonly domain;
+  /** The limits as announced: session and step lengths clamped to what the shard can hold. */
+  private readonly limits: ServerLimits;
   private readonly logger: Logger;
   private readonly timers: NodeJS.Timeout[] = [];
-  /** Engine runs are serialized: one ORT session, steps in arrival order. */
   private readonly engine: EngineScheduler;
   private stopping = false;
 
   private constructor(
     private readonly o: ShardServerOptions,
+    http: HttpServer,
     wss: WebSocketServer,
+    limits: ServerLimits,
+    maxFrameBytes: number,
   ) {
+    this.http = http;
     this.wss = wss;
-    const c = o.shard.config;
-    this.sessions = new SessionTable<WebSocket>(o.limits, o.shard.kvBytesPerToken);
+    this.limits = limits;
+    this.sessions = new SessionTable<Peer>(limits, o.shard.kvBytesPerToken);
     this.engine = new EngineScheduler(o.shard, { ...DEFAULT_BATCH_POLICY, ...o.batching });
     this.logger = o.logger ?? pino({ level: "silent" });
     this.forwarder = new Forwarder({ ...DEFAULT_FORWARDING, ...o.forwarding }, { variantId: o.variantId, firstLayer: o.shard.last }, this.logger);
-    const commitments = o.commitments ?? ZeroAddress;
-    this.domain = receiptDomain(o.chainId, commitments);
-    this.info = {
-      type: MessageType.ServerInfo,
-      requestId: 0,
-      protocolVersion: PROTOCOL_VERSION,
-      chainId: o.chainId,
-      server: o.address,
+    this.attestor = new Attestor({
+      signingKey: o.signingKey,
+      address: o.address,
+      domain: receiptDomain(o.chainId, o.commitments ?? ZeroAddress),
       variantId: o.variantId,
       firstLayer: o.shard.first,
       lastLayer: o.shard.last,
-      hiddenSize: c.hiddenSize,
-      maxSessions: o.limits.maxSessions,
-      maxSessionTokens: o.limits.maxSessionTokens,
-      maxStepTokens: o.limits.maxStepTokens,
-      maxFrameBytes: o.limits.maxFrameBytes,
-      pricePerToken: o.pricePerToken ?? 0n,
-      commitments,
-    };
-    this.wireLimits = {
-      maxFrameBytes: o.limits.maxFrameBytes,
-      maxStepTokens: o.limits.maxStepTokens,
-      hiddenSize: c.hiddenSize,
-      maxRouteHops: 16,
-    };
+      store: o.store,
+    });
+    this.wireLimits = { maxFrameBytes, maxStepTokens: limits.maxStepTokens, hiddenSize: o.shard.config.hiddenSize, maxRouteHops: 16 };
   }
 
   static async start(o: ShardServerOptions): Promise<ShardServer> {
     validateLimits(o.limits);
-    const wss = new WebSocketServer({ host: o.host ?? "127.0.0.1", port: o.port ?? 0, maxPayload: o.limits.maxFrameBytes, perMessageDeflate: false });
+    // Announce and accept only what the shard can hold: a session longer than its context fails at open, not mid-generation.
+    const maxSessionTokens = Math.min(o.limits.maxSessionTokens, o.shard.maxLength);
+    const limits = { ...o.limits, maxSessionTokens, maxStepTokens: Math.min(o.limits.maxStepTokens, maxSessionTokens) };
+    // No valid message is larger than a full step: that is the frame limit, whatever else is configured.
+    const maxFrameBytes = maxFrameBytesFor(o.shard.config.hiddenSize, limits.maxStepTokens);
+    const http = o.tls === undefined ? createHttpServer() : createHttpsServer({ cert: o.tls.certPem, key: o.tls.keyPem });
+    // Sockets that never finish a WebSocket upgrade are dropped fast and counted against the same cap.
+    http.headersTimeout = 5_000;
+    http.requestTimeout = 5_000;
+    http.maxConnections = limits.maxConnections + 16; // a few over, so the refusal can still be said in a frame
+    const wss = new WebSocketServer({ server: http, maxPayload: maxFrameBytes, perMessageDeflate: false });
     await new Promise<void>((resolve, reject) => {
-      wss.once("listening", resolve);
-      wss.once("error", reject);
+      http.once("error", reject);
+      http.listen(o.port ?? 0, o.host ?? "127.0.0.1", () => {
+        http.off("error", reject);
+        resolve();
+      });
     });
-    const server = new ShardServer(o, wss);
-    wss.on("connection", (ws) => server.accept(ws));
-    server.timers.push(setInterval(() => server.evictIdle(), Math.min(o.limits.idleTimeoutMs, 10_000)).unref());
+    const server = new ShardServer(o, http, wss, limits, maxFrameBytes);
+    wss.on("connection", (ws, req) => server.accept(ws, req));
+    server.timers.push(setInterval(() => server.housekeeping(), HOUSEKEEPING_MS).unref());
+    server.timers.push(setInterval(() => server.evictIdleSessions(), Math.min(limits.idleTimeoutMs, 10_000)).unref());
     server.timers.push(setInterval(() => server.heartbeat(), HEARTBEAT_MS).unref());
-    server.logger.info({ port: server.port, first: o.shard.first, last: o.shard.last }, "shard server listening");
+    server.logger.info({ port: server.port, first: o.shard.first, last: o.shard.last, maxSessionTokens, maxFrameBytes }, "shard server listening");
     return server;
   }
 
   get port(): number {
-    const address = this.wss.address();
+    const address = this.http.address();
     return typeof address === "object" && address !== null ? address.port : 0;
   }
 
   get url(): string {
-    return `ws://${this.o.host ?? "127.0.0.1"}:${this.port}`;
+    return `${this.o.tls === undefined ? "ws" : "wss"}://${this.o.host ?? "127.0.0.1"}:${this.port}`;
   }
 
   get sessionCount(): number {
     return this.sessions.size;
+  }
+
+  get connectionCount(): number {
+    return this.peers.size;
   }
 
   /** Sessions per engine run in recent runs (1 when nothing was batched). */
@@ -151,136 +182,324 @@ export class ShardServer {
     return this.inFlight.size;
   }
 
+  /** Why the server takes no steps, when its receipt store failed. */
+  get storeFailure(): string | undefined {
+    return this.attestor.failed;
+  }
+
   /**
-   * Stops taking work (new requests get ShuttingDown), lets every request in flight finish and
-   * reply, forwarded ones included (bounded by the hop timeouts), then closes every connection.
+   * Stops taking work (new requests get ShuttingDown) and lets the requests in flight finish and
+   * reply, forwarded ones included, for at most `limits.shutdownDeadlineMs`; then closes every
+   * connection (what is still running then is abandoned: its client sees the connection close).
    */
   async stop(): Promise<void> {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
-    while (this.inFlight.size > 0) await Promise.all(this.inFlight);
-    await this.engine.idle();
+    const deadline = new Promise<void>((resolve) => setTimeout(resolve, this.limits.shutdownDeadlineMs).unref());
+    const drained = (async () => {
+      while (this.inFlight.size > 0) await Promise.all(this.inFlight);
+      await this.engine.idle();
+    })();
+    await Promise.race([drained, deadline]);
     this.forwarder.close();
     for (const ws of this.wss.clients) ws.close(1001, "server shutting down");
-    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    // a peer that does not answer the close handshake is cut after a short grace
+    setTimeout(() => {
+      for (const ws of this.wss.clients) ws.terminate();
+    }, 1_000).unref();
+    await closed;
+    await new Promise<void>((resolve) => {
+      this.http.close(() => resolve());
+      this.http.closeAllConnections();
+    });
   }
 
-  private accept(ws: WebSocket): void {
-    const alive = ws as WebSocket & { isAlive?: boolean };
-    alive.isAlive = true;
-    ws.on("pong", () => (alive.isAlive = true));
-    ws.on("error", (err) => this.logger.warn({ err: err.message }, "connection error"));
-    ws.on("close", () => {
-      const dropped = this.sessions.dropOwner(ws);
-      if (dropped > 0) this.logger.debug({ dropped }, "connection closed, sessions dropped");
-    });
-    ws.on("message", (data, isBinary) => {
-      if (!isBinary) {
-        this.send(ws, { type: MessageType.Error, requestId: 0, code: ErrorCode.BadFrame, hop: 0, message: "text frames are not accepted: send binary" });
-        return;
-      }
-      const frame = toBytes(data);
-      let message: Message;
-      try {
-        message = decodeMessage(frame, this.wireLimits);
-      } catch (err) {
-        this.reject(ws, requestIdOf(frame), err);
-        return;
-      }
-      const handled = this.handle(ws, message).catch((err: unknown) => this.reject(ws, message.requestId, err));
-      this.inFlight.add(handled);
-      void handled.finally(() => this.inFlight.delete(handled));
-    });
-    this.send(ws, this.info);
+  // ---------------------------------------------------------------- connections
+
+  private accept(ws: WebSocket, req: IncomingMessage): void {
+    const address = remoteAddressOf(req.socket.remoteAddress);
+    ws.on("error", (err) => this.logger.warn({ err: err.message, address }, "connection error"));
+    const refusal =
+      this.stopping
+        ? "server is shutting down"
+        : this.peers.size >= this.limits.maxConnections
+          ? `server holds its maximum of ${this.limits.maxConnections} connections`
+          : (this.perAddress.get(address) ?? 0) >= this.limits.maxConnectionsPerAddress
+            ? `address ${address} holds its maximum of ${this.limits.maxConnectionsPerAddress} connections`
+            : undefined;
+    const peer = new Peer(ws, address, this.limits, Date.now());
+    if (refusal !== undefined) {
+      peer.send({ type: MessageType.Error, requestId: 0, code: ErrorCode.TooManyConnections, hop: 0, message: refusal });
+      ws.close(1013, "try again later");
+      return;
+    }
+    this.peers.add(peer);
+    this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
+    ws.on("pong", () => (peer.alive = true));
+    ws.on("close", () => this.release(peer));
+    ws.on("message", (data, isBinary) => this.receive(peer, data, isBinary));
+    peer.send(this.infoFor(peer));
   }
 
-  private async handle(ws: WebSocket, m: Message): Promise<void> {
+  private release(peer: Peer): void {
+    if (!this.peers.delete(peer)) return;
+    const left = (this.perAddress.get(peer.address) ?? 1) - 1;
+    if (left === 0) this.perAddress.delete(peer.address);
+    else this.perAddress.set(peer.address, left);
+    const dropped = this.sessions.dropOwner(peer);
+    if (dropped > 0) this.logger.debug({ dropped }, "connection closed, sessions dropped");
+  }
+
+  private infoFor(peer: Peer): ServerInfo {
+    const { o, limits } = this;
+    return {
+      type: MessageType.ServerInfo,
+      requestId: 0,
+      protocolVersion: PROTOCOL_VERSION,
+      chainId: o.chainId,
+      server: o.address,
+      variantId: o.variantId,
+      firstLayer: o.shard.first,
+      lastLayer: o.shard.last,
+      hiddenSize: o.shard.config.hiddenSize,
+      maxSessions: limits.maxSessions,
+      maxSessionTokens: limits.maxSessionTokens,
+      maxStepTokens: limits.maxStepTokens,
+      maxFrameBytes: this.wireLimits.maxFrameBytes,
+      pricePerToken: o.pricePerToken ?? 0n,
+      commitments: o.commitments ?? ZeroAddress,
+      challenge: peer.challenge,
+    };
+  }
+
+  private receive(peer: Peer, data: unknown, isBinary: boolean): void {
+    if (!isBinary) {
+      peer.send({ type: MessageType.Error, requestId: 0, code: ErrorCode.BadFrame, hop: 0, message: "text frames are not accepted: send binary" });
+      return;
+    }
+    const frame = toBytes(data);
+    let message: Message;
+    try {
+      message = decodeMessage(frame, this.wireLimits);
+    } catch (err) {
+      this.reject(peer, requestIdOf(frame), err);
+      return;
+    }
+    peer.beginRequest(Date.now());
+    const handled = this.handle(peer, message).catch((err: unknown) => this.reject(peer, message.requestId, err));
+    this.inFlight.add(handled);
+    void handled.finally(() => {
+      this.inFlight.delete(handled);
+      peer.endRequest(Date.now());
+    });
+  }
+
+  private async handle(peer: Peer, m: Message): Promise<void> {
     if (this.stopping) throw new WireError(ErrorCode.ShuttingDown, "server is shutting down");
     switch (m.type) {
-      case MessageType.OpenSession: {
-        const session = this.sessions.open(m.sessionId, ws, m.maxLength, this.o.shard.newCache(), Date.now());
-        this.send(ws, { type: MessageType.SessionOpened, requestId: m.requestId, sessionId: m.sessionId, forwardKey: session.forwardKey });
+      case MessageType.OpenSession:
+        this.openSession(peer, m.sessionId, m.maxLength, m.requestId);
         return;
-      }
       case MessageType.CloseSession:
-        this.sessions.close(m.sessionId, ws);
-        this.send(ws, { type: MessageType.SessionClosed, requestId: m.requestId, sessionId: m.sessionId });
+        this.sessions.close(m.sessionId, peer);
+        peer.send({ type: MessageType.SessionClosed, requestId: m.requestId, sessionId: m.sessionId });
         return;
       case MessageType.Step:
-        await this.step(ws, m);
+        await this.step(peer, m);
         return;
       case MessageType.FetchStep:
-        this.fetchStep(ws, m);
+      case MessageType.FetchSessionStep:
+        this.fetchStep(peer, m);
+        return;
+      case MessageType.Authenticate:
+        await this.authenticate(peer, m);
         return;
       default:
         throw new WireError(ErrorCode.UnknownType, `message type ${m.type} is not a request a server accepts`);
     }
   }
 
-  private async step(ws: WebSocket, m: Step): Promise<void> {
-    const session = m.tag === undefined ? this.sessions.get(m.sessionId, ws) : this.forwardedSession(m, m.tag);
+  private openSession(peer: Peer, sessionId: string, maxLength: number, requestId: number): void {
+    this.attestor.check(1, this.o.shard.config.hiddenSize);
+    const session = this.sessions.open(sessionId, peer, maxLength, this.o.shard.newCache(), Date.now());
+    // A session id names one session forever, so the key that proves ownership of its steps is never reissued.
+    let fresh: boolean;
+    try {
+      fresh = this.o.store.putSessionKey(sessionId, session.forwardKey, Date.now());
+    } catch (err) {
+      this.sessions.close(sessionId, peer);
+      throw new WireError(ErrorCode.StoreFailed, `receipt store cannot record session ${sessionId}: ${(err as Error).message}`);
+    }
+    if (!fresh) {
+      this.sessions.close(sessionId, peer);
+      throw new WireError(ErrorCode.SessionExists, `session id ${sessionId} was used before on this server: open sessions with fresh random ids`);
+    }
+    peer.send({ type: MessageType.SessionOpened, requestId, sessionId, forwardKey: session.forwardKey });
+  }
+
+  // ---------------------------------------------------------------- a step, stage by stage
+
+  private async step(peer: Peer, m: Step): Promise<void> {
+    const { session, nextKey } = this.admit(peer, m);
+    let delivered: Promise<void>;
+    try {
+      const output = await this.run(session, m);
+      const encoded = encodeActivations(output, m.input.rows, m.input.cols, m.outputEncoding);
+      delivered = this.deliver(session, m, nextKey, encoded);
+      delivered.catch(() => undefined); // awaited below, after the receipt
+      this.attest(session, m, encoded);
+    } finally {
+      // this server's part is done: the session may take its next step (the client may already hold this one's output)
+      this.sessions.finish(session, Date.now());
+    }
+    if (nextKey !== undefined) await this.park(session, delivered);
+    this.acknowledge(peer, m);
+  }
+
+  /** Waits for a forwarded step's route to answer, counted against the session and its owner. */
+  private async park(session: Session<Peer>, delivered: Promise<void>): Promise<void> {
+    session.parked++;
+    session.owner.parked++;
+    try {
+      await delivered;
+    } finally {
+      session.parked--;
+      session.owner.parked--;
+    }
+  }
+
+  /**
+   * Who may drive the session (its owner on its own connection, or a forwarded step with the
+   * owner's tag), whether this is the session's next step at its position, whether receipts can be
+   * recorded, whether the next hop is allowed, and whether the tokens fit; then the step counts as
+   * in flight. Nothing has changed when this throws, so the step may be retried.
+   */
+  private admit(peer: Peer, m: Step): { session: Session<Peer>; nextKey: string | undefined } {
+    const session = m.tag === undefined ? this.sessions.get(m.sessionId, peer) : this.forwardedSession(m, m.tag);
     if (m.step !== session.nextStep) {
       throw new WireError(ErrorCode.BadPosition, `session ${m.sessionId} expects step ${session.nextStep}, got ${m.step}`);
     }
     if (m.position !== session.cache.length) {
       throw new WireError(ErrorCode.BadPosition, `session ${m.sessionId} is at position ${session.cache.length}, step says ${m.position}`);
     }
-    // A bad next hop is refused before the engine runs, so the session is unchanged and the step retryable.
+    this.attestor.check(m.input.rows, this.o.shard.config.hiddenSize);
+    if (session.parked >= this.limits.maxParkedForwardsPerSession || session.owner.parked >= this.limits.maxParkedForwardsPerClient) {
+      throw new WireError(ErrorCode.Busy, `session ${m.sessionId} (or its client) has too many forwarded steps waiting for their routes to answer`);
+    }
     const next = m.route[0];
     const nextKey = next === undefined ? undefined : this.forwarder.check(next.url);
+    if (nextKey !== undefined && !this.forwarder.has(nextKey) && !session.owner.newPeers.take(Date.now())) {
+      throw new WireError(
+        ErrorCode.RateLimited,
+        `this client's steps may make the server open at most ${this.limits.newPeersPerClientPerSecond} new next-hop connections per second`,
+      );
+    }
     this.sessions.admit(session, m.input.rows);
-    session.nextStep++; // claimed now so a concurrent duplicate is refused
+    session.nextStep++;
     // The connection to the next hop opens while the layers run (it is pooled: only the first step waits).
     if (nextKey !== undefined) this.forwarder.link(nextKey).catch(() => undefined);
-    const hidden = decodeActivations(m.input);
-    let output: Float32Array;
+    return { session, nextKey };
+  }
+
+  /** The session's layers over the step's input; the engine serves the session's owner in turn with other clients. */
+  private async run(session: Session<Peer>, m: Step): Promise<Float32Array> {
     try {
-      output = await this.engine.forward(hidden, session.cache);
+      return await this.engine.forward(decodeActivations(m.input), session.cache, session.owner.address);
     } catch (err) {
-      session.nextStep = m.step; // the cache is unchanged when a run fails: the step may be retried
-      throw err;
-    }
-    session.lastUsedMs = Date.now();
-    const encoded = encodeActivations(output, m.input.rows, m.input.cols, m.outputEncoding);
-    // The output leaves first, to the next hop or to the session's owner; the receipt follows once
-    // hashed, signed and stored (the store write comes before the receipt is sent, so a restart
-    // never loses a receipt a client holds). A forwarded step's messages to the owner carry request
-    // id 0: the owner did not send it on this connection, and matches them by session and step.
-    const ownerRequestId = m.tag === undefined ? m.requestId : 0;
-    let forwarded: Promise<void> | undefined;
-    if (next === undefined) {
-      this.send(session.owner, { type: MessageType.StepResult, requestId: ownerRequestId, sessionId: m.sessionId, step: m.step, output: encoded });
-    } else {
-      const forwardedStep = { sessionId: next.sessionId, tag: next.tag, step: m.step, position: m.position, outputEncoding: m.outputEncoding };
-      forwarded = this.forwarder.forward(nextKey!, { ...forwardedStep, input: encoded, route: m.route.slice(1) });
-      forwarded.catch(() => undefined); // awaited below, after the receipt
-    }
-    const receipt = this.receiptFor(m, m.input, encoded);
-    const signature = signReceiptWithKey(this.o.signingKey, this.domain, receipt);
-    this.o.store.put({ receipt, signature, input: m.input, output: encoded, createdAtMs: Date.now() });
-    const hop = {
-      server: this.o.address,
-      firstLayer: this.o.shard.first,
-      lastLayer: this.o.shard.last,
-      inputHash: receipt.inputHash,
-      outputHash: receipt.outputHash,
-      signature,
-    };
-    this.send(session.owner, { type: MessageType.StepReceipt, requestId: ownerRequestId, sessionId: m.sessionId, step: m.step, hop });
-    // A routed or forwarded step is answered once everything after this server is done; a failure
-    // further on comes back as an Error naming its hop (relayed by reject()).
-    if (forwarded !== undefined) await forwarded;
-    if (next !== undefined || m.tag !== undefined) {
-      this.send(ws, { type: MessageType.StepForwarded, requestId: m.requestId, sessionId: m.sessionId, step: m.step });
+      if (session.cache.length === m.position) {
+        session.nextStep = m.step; // the cache is unchanged: the step may be retried
+        throw err;
+      }
+      // a long prefill failed part-way: its first chunks are in the cache, so the session cannot go on
+      this.sessions.close(session.id, session.owner);
+      throw new WireError(ErrorCode.Internal, `step ${m.step} failed part-way (${(err as Error).message}); session ${session.id} is closed`);
     }
   }
 
-  /** The step behind a receipt, for anyone who holds its leaf (verifiers audit these). */
-  private fetchStep(ws: WebSocket, m: FetchStep): void {
-    const stored = this.o.store.get(m.leaf);
-    if (stored === undefined) throw new WireError(ErrorCode.NotFound, `no stored step has receipt leaf ${m.leaf} (not signed here, or past retention)`);
-    const committed = this.o.store.proofOf(m.leaf);
-    this.send(ws, {
+  /**
+   * The output leaves first, to the next hop or to the session's owner; the receipt follows. A
+   * forwarded step's messages to the owner carry request id 0: the owner did not send it on this
+   * connection, and matches them by session and step.
+   */
+  private deliver(session: Session<Peer>, m: Step, nextKey: string | undefined, output: EncodedActivations): Promise<void> {
+    const next = m.route[0];
+    if (next === undefined || nextKey === undefined) {
+      const requestId = m.tag === undefined ? m.requestId : 0;
+      session.owner.send({ type: MessageType.StepResult, requestId, sessionId: m.sessionId, step: m.step, output });
+      return Promise.resolve();
+    }
+    const forwarded = { sessionId: next.sessionId, tag: next.tag, step: m.step, position: m.position, outputEncoding: m.outputEncoding };
+    return this.forwarder.forward(nextKey, { ...forwarded, input: output, route: m.route.slice(1) });
+  }
+
+  /**
+   * Signs and stores the receipt, then sends it to the owner. If the store cannot write, the owner
+   * learns at once: its connection is closed with the reason (the output it already has carries no
+   * receipt), and the server takes no more steps.
+   */
+  private attest(session: Session<Peer>, m: Step, output: EncodedActivations): void {
+    let hop;
+    try {
+      hop = this.attestor.attest(m, m.input, output);
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, "receipt store failed: taking no more steps");
+      session.owner.ws.close(1011, "receipt store failed: server takes no steps");
+      throw err;
+    }
+    const requestId = m.tag === undefined ? m.requestId : 0;
+    session.owner.send({ type: MessageType.StepReceipt, requestId, sessionId: m.sessionId, step: m.step, hop });
+  }
+
+  /** A routed or forwarded step is answered once everything after this server is done. */
+  private acknowledge(peer: Peer, m: Step): void {
+    if (m.route.length > 0 || m.tag !== undefined) {
+      peer.send({ type: MessageType.StepForwarded, requestId: m.requestId, sessionId: m.sessionId, step: m.step });
+    }
+  }
+
+  /** The session a forwarded step names, if its tag was made with that session's forwarding key. */
+  private forwardedSession(m: Step, tag: string): Session<Peer> {
+    const session = this.sessions.lookup(m.sessionId);
+    const tagged = { sessionId: m.sessionId, step: m.step, position: m.position, rows: m.input.rows, outputEncoding: m.outputEncoding, route: m.route };
+    if (!tagMatches(session.forwardKey, tagged, tag)) {
+      throw new WireError(ErrorCode.Forbidden, `forwarded step ${m.step} for session ${m.sessionId} carries a tag its owner did not make`);
+    }
+    return session;
+  }
+
+  // ---------------------------------------------------------------- evidence for owners and verifiers
+
+  /**
+   * The step behind a receipt (by leaf, or by session and step), for the session's owner (proved
+   * per request with the session's key) or an authenticated verifier. Strangers are refused before
+   * the store is read; owners are rate-limited per connection (verifiers are staked, and audit whole
+   * session prefixes: only backpressure bounds them).
+   */
+  private fetchStep(peer: Peer, m: FetchStep | FetchSessionStep): void {
+    if (peer.verifier === undefined && !peer.fetches.take(Date.now())) {
+      throw new WireError(ErrorCode.RateLimited, `at most ${this.limits.fetchesPerSecond} fetches per second per connection (burst ${this.limits.fetchBurst})`);
+    }
+    if (peer.verifier === undefined && m.ownerProof === undefined) {
+      throw new WireError(
+        ErrorCode.Forbidden,
+        "fetching a step needs the session owner's proof, or a connection authenticated as a registered verifier",
+      );
+    }
+    const byLeaf = m.type === MessageType.FetchStep;
+    const what = byLeaf ? `receipt leaf ${m.leaf}` : `step ${m.step} of session ${m.sessionId}`;
+    const stored = byLeaf ? this.o.store.get(m.leaf) : this.o.store.getBySession(m.sessionId, m.step);
+    if (stored === undefined) throw new WireError(ErrorCode.NotFound, `no stored step has ${what} (not signed here, or past retention)`);
+    const leaf = receiptLeaf(stored.receipt);
+    if (peer.verifier === undefined) {
+      const key = this.o.store.sessionKey(stored.receipt.sessionId);
+      const target = byLeaf ? m.leaf : sessionStepTarget(m.sessionId, m.step);
+      if (key === undefined || !ownerProofMatches(key, peer.challenge, target, m.ownerProof!)) {
+        throw new WireError(ErrorCode.Forbidden, `the owner proof for ${what} is not made with its session's key over this connection's challenge`);
+      }
+    }
+    const committed = this.o.store.proofOf(leaf);
+    peer.send({
       type: MessageType.StoredStep,
       requestId: m.requestId,
       receipt: stored.receipt,
@@ -291,59 +510,57 @@ export class ShardServer {
     });
   }
 
-  /** The session a forwarded step names, if its tag was made with that session's forwarding key. */
-  private forwardedSession(m: Step, tag: string): Session<WebSocket> {
-    const session = this.sessions.lookup(m.sessionId);
-    const tagged = { sessionId: m.sessionId, step: m.step, position: m.position, rows: m.input.rows, outputEncoding: m.outputEncoding, route: m.route };
-    if (!tagMatches(session.forwardKey, tagged, tag)) {
-      throw new WireError(ErrorCode.Forbidden, `forwarded step ${m.step} for session ${m.sessionId} carries a tag its owner did not make`);
+  /** A verifier proves its address over this connection's challenge; the chain says whether it is a registered verifier. */
+  private async authenticate(peer: Peer, m: Authenticate): Promise<void> {
+    if (this.o.isVerifier === undefined) {
+      throw new WireError(ErrorCode.Forbidden, "this server runs without a chain: there are no registered verifiers, only session owners may fetch");
     }
-    return session;
+    const signer = recoverAuth(this.o.chainId, this.o.address, peer.challenge, m.signature);
+    if (signer !== m.address) throw new WireError(ErrorCode.Forbidden, `the signature is not ${m.address}'s over this connection's challenge`);
+    if (!(await this.o.isVerifier(m.address))) throw new WireError(ErrorCode.Forbidden, `${m.address} is not a registered verifier`);
+    peer.verifier = m.address;
+    peer.send({ type: MessageType.Authenticated, requestId: m.requestId, address: m.address });
   }
 
-  private receiptFor(m: Step, input: EncodedActivations, output: EncodedActivations): Receipt {
-    return {
-      sessionId: m.sessionId,
-      step: m.step,
-      firstLayer: this.o.shard.first,
-      lastLayer: this.o.shard.last,
-      variantId: this.o.variantId,
-      inputHash: activationHash(input),
-      outputHash: activationHash(output),
-      tokens: input.rows,
-      server: this.o.address,
-    };
-  }
+  // ---------------------------------------------------------------- errors, timers
 
-  private reject(ws: WebSocket, requestId: number, err: unknown): void {
+  private reject(peer: Peer, requestId: number, err: unknown): void {
     if (err instanceof WireError) {
-      this.send(ws, { type: MessageType.Error, requestId, code: err.wireCode, hop: err.hop, message: err.message });
+      peer.send({ type: MessageType.Error, requestId, code: err.wireCode, hop: err.hop, message: err.message });
       return;
     }
-    this.logger.error({ err }, "step failed");
+    this.logger.error({ err }, "request failed");
     const message = err instanceof Error ? err.message : String(err);
-    this.send(ws, { type: MessageType.Error, requestId, code: ErrorCode.Internal, hop: 0, message });
+    peer.send({ type: MessageType.Error, requestId, code: ErrorCode.Internal, hop: 0, message });
   }
 
-  private send(ws: WebSocket, m: Message): void {
-    if (ws.readyState === ws.OPEN) ws.send(encodeMessage(m));
+  /** Closes connections idle with no session, and connections whose replies do not drain. */
+  private housekeeping(): void {
+    const now = Date.now();
+    for (const peer of this.peers) {
+      if (peer.closeIfStalled(now)) {
+        this.logger.info({ address: peer.address }, "closed a connection whose replies did not drain");
+        continue;
+      }
+      const idle = peer.inFlight === 0 && this.sessions.countOf(peer) === 0 && now - peer.lastActivityMs > this.limits.connectionIdleMs;
+      if (idle) peer.ws.close(1000, `idle for ${this.limits.connectionIdleMs} ms with no session`);
+    }
   }
 
-  private evictIdle(): void {
+  private evictIdleSessions(): void {
     const evicted = this.sessions.evictIdle(Date.now());
     if (evicted.length > 0) this.logger.info({ evicted: evicted.length }, "idle sessions closed");
   }
 
   private heartbeat(): void {
     this.forwarder.heartbeat();
-    for (const ws of this.wss.clients) {
-      const alive = ws as WebSocket & { isAlive?: boolean };
-      if (alive.isAlive === false) {
-        ws.terminate();
+    for (const peer of this.peers) {
+      if (!peer.alive) {
+        peer.ws.terminate();
         continue;
       }
-      alive.isAlive = false;
-      ws.ping();
+      peer.alive = false;
+      peer.ws.ping();
     }
   }
 }

@@ -15,9 +15,12 @@ export interface StoredStep {
 }
 
 export interface StoreOptions {
-  /** Steps older than this are dropped (the challenge window plus the longest dispute). */
+  /**
+   * Steps older than this are dropped (the challenge window plus the longest dispute), unless their
+   * posted batch is still protected (see `markCommitted`).
+   */
   retentionMs: number;
-  /** Activation bytes kept at most; the oldest steps go first. */
+  /** Activation bytes kept at most; the oldest unprotected steps go first. Past it, with nothing left to drop, the store is full. */
   maxBytes: number;
 }
 
@@ -52,13 +55,17 @@ interface Row {
  */
 export class ActivationStore {
   private readonly db: DatabaseSync;
+  /** Activation bytes held, kept up to date by put and prune (summed once at open). */
+  private heldBytes: number;
+  private closed = false;
 
   private constructor(
     db: DatabaseSync,
     readonly path: string,
-    private readonly options: StoreOptions,
+    readonly options: StoreOptions,
   ) {
     this.db = db;
+    this.heldBytes = (db.prepare(`SELECT COALESCE(SUM(LENGTH(input) + LENGTH(output)), 0) AS b FROM steps`).get() as { b: number }).b;
   }
 
   static open(path: string, options: StoreOptions): ActivationStore {
@@ -79,11 +86,39 @@ export class ActivationStore {
       );
       CREATE INDEX IF NOT EXISTS steps_created ON steps (created_at_ms);
       CREATE INDEX IF NOT EXISTS steps_uncommitted ON steps (batch_id, created_at_ms);
+      CREATE INDEX IF NOT EXISTS steps_session ON steps (session_id, step);
       CREATE TABLE IF NOT EXISTS batches (
-        batch_id INTEGER PRIMARY KEY, root TEXT NOT NULL, posted_at_ms INTEGER NOT NULL, leaves TEXT NOT NULL
+        batch_id INTEGER PRIMARY KEY, root TEXT NOT NULL, posted_at_ms INTEGER NOT NULL, leaves TEXT NOT NULL,
+        protect_until_ms INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE TABLE IF NOT EXISTS session_keys (
+        session_id TEXT PRIMARY KEY, forward_key TEXT NOT NULL, created_at_ms INTEGER NOT NULL
       );
     `);
+    const batchColumns = db.prepare(`PRAGMA table_info(batches)`).all() as { name: string }[];
+    if (!batchColumns.some((c) => c.name === "protect_until_ms")) {
+      db.exec(`ALTER TABLE batches ADD COLUMN protect_until_ms INTEGER NOT NULL DEFAULT 0`); // a store from before protection
+    }
     return new ActivationStore(db, path, options);
+  }
+
+  /** Whether another step of `bytes` activation bytes fits under the byte budget. */
+  hasRoomFor(bytes: number): boolean {
+    return this.heldBytes + bytes <= this.options.maxBytes;
+  }
+
+  /**
+   * Records a session's forwarding key, which its owner uses to fetch the session's steps later;
+   * refuses a session id this store has seen (a session id names one session forever).
+   */
+  putSessionKey(sessionId: string, forwardKey: string, nowMs: number): boolean {
+    const result = this.db.prepare(`INSERT OR IGNORE INTO session_keys VALUES (?, ?, ?)`).run(sessionId, forwardKey, nowMs);
+    return Number(result.changes) === 1;
+  }
+
+  sessionKey(sessionId: string): string | undefined {
+    const row = this.db.prepare(`SELECT forward_key FROM session_keys WHERE session_id = ?`).get(sessionId) as { forward_key: string } | undefined;
+    return row?.forward_key;
   }
 
   /** Records a signed step; returns its receipt leaf. */
@@ -116,11 +151,18 @@ export class ActivationStore {
         s.output.payload,
         s.createdAtMs,
       );
+    this.heldBytes += s.input.payload.byteLength + s.output.payload.byteLength;
     return leaf;
   }
 
   get(leaf: string): StoredStep | undefined {
     const row = this.db.prepare(`SELECT * FROM steps WHERE leaf = ?`).get(leaf) as Row | undefined;
+    return row === undefined ? undefined : fromRow(row);
+  }
+
+  /** Step `step` of session `sessionId`, as signed here. */
+  getBySession(sessionId: string, step: bigint): StoredStep | undefined {
+    const row = this.db.prepare(`SELECT * FROM steps WHERE session_id = ? AND step = ?`).get(sessionId, step.toString()) as Row | undefined;
     return row === undefined ? undefined : fromRow(row);
   }
 
@@ -130,13 +172,18 @@ export class ActivationStore {
     return rows.map(fromRow);
   }
 
-  /** Records that `leaves` (in tree order) were posted on chain as batch `batchId` with `root`. */
-  markCommitted(batchId: number, root: string, leaves: readonly string[], nowMs: number): void {
+  /**
+   * Records that `leaves` (in tree order) were posted on chain as batch `batchId` with `root`. Their
+   * steps are kept until `protectUntilMs` (the batch's challenge deadline plus the longest dispute;
+   * default: retention from now) whatever the retention or byte budget say: that data is what the
+   * server must be able to show a verifier.
+   */
+  markCommitted(batchId: number, root: string, leaves: readonly string[], nowMs: number, protectUntilMs = nowMs + this.options.retentionMs): void {
     const update = this.db.prepare(`UPDATE steps SET batch_id = ? WHERE leaf = ?`);
     this.db.exec("BEGIN");
     try {
       for (const leaf of leaves) update.run(batchId, leaf);
-      this.db.prepare(`INSERT INTO batches VALUES (?, ?, ?, ?)`).run(batchId, root, nowMs, JSON.stringify(leaves));
+      this.db.prepare(`INSERT INTO batches VALUES (?, ?, ?, ?, ?)`).run(batchId, root, nowMs, JSON.stringify(leaves), protectUntilMs);
       this.db.exec("COMMIT");
     } catch (err) {
       this.db.exec("ROLLBACK");
@@ -164,24 +211,49 @@ export class ActivationStore {
 
   /** Activation bytes held. */
   bytes(): number {
-    const row = this.db.prepare(`SELECT COALESCE(SUM(LENGTH(input) + LENGTH(output)), 0) AS b FROM steps`).get() as { b: number };
-    return row.b;
+    return this.heldBytes;
   }
 
-  /** Drops steps past the retention time, then the oldest until within the byte budget. Returns how many went. */
+  /**
+   * Drops steps past the retention time, then the oldest until within the byte budget — never a
+   * step of a posted batch still inside its protection (challenge window plus dispute). Returns how
+   * many went. Session keys go with retention too.
+   */
   prune(nowMs: number): number {
-    let dropped = Number(this.db.prepare(`DELETE FROM steps WHERE created_at_ms < ?`).run(nowMs - this.options.retentionMs).changes);
-    while (this.bytes() > this.options.maxBytes) {
-      const n = Number(
-        this.db.prepare(`DELETE FROM steps WHERE rowid IN (SELECT rowid FROM steps ORDER BY created_at_ms, rowid LIMIT 64)`).run().changes,
-      );
-      if (n === 0) break;
-      dropped += n;
+    const unprotected = `(batch_id IS NULL OR batch_id IN (SELECT batch_id FROM batches WHERE protect_until_ms <= ?))`;
+    const sizes = `LENGTH(input) + LENGTH(output) AS size`;
+    const cutoff = nowMs - this.options.retentionMs;
+    let dropped = this.deleteSteps(`DELETE FROM steps WHERE created_at_ms < ? AND ${unprotected} RETURNING ${sizes}`, cutoff, nowMs);
+    while (this.heldBytes > this.options.maxBytes) {
+      // the oldest unprotected steps, just enough of them to get back under the budget
+      const oldest = this.db
+        .prepare(`SELECT rowid AS id, ${sizes} FROM steps WHERE ${unprotected} ORDER BY created_at_ms, rowid LIMIT 256`)
+        .all(nowMs) as { id: number; size: number }[];
+      const victims: number[] = [];
+      let freed = 0;
+      for (const row of oldest) {
+        if (this.heldBytes - freed <= this.options.maxBytes) break;
+        victims.push(row.id);
+        freed += row.size;
+      }
+      if (victims.length === 0) break; // only protected steps are left: the store is full until their protection ends
+      dropped += this.deleteSteps(`DELETE FROM steps WHERE rowid IN (${victims.join(",")}) RETURNING ${sizes}`);
     }
+    this.db.prepare(`DELETE FROM session_keys WHERE created_at_ms < ?`).run(cutoff);
+    this.db.prepare(`DELETE FROM batches WHERE protect_until_ms <= ? AND batch_id NOT IN (SELECT DISTINCT batch_id FROM steps WHERE batch_id IS NOT NULL)`).run(nowMs);
     return dropped;
   }
 
+  private deleteSteps(sql: string, ...params: number[]): number {
+    const rows = this.db.prepare(sql).all(...params) as { size: number }[];
+    for (const r of rows) this.heldBytes -= r.size;
+    return rows.length;
+  }
+
+  /** Closes the database; closing twice is harmless. */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.db.close();
   }
 }

@@ -27,8 +27,9 @@ import { EFED_BIN as bin, spawnEfedServer, stopProcess } from "../support/efedPr
 
 const run = promisify(execFile);
 const root = new URL("../..", import.meta.url).pathname;
-// Hardhat's well-known development account #1 (a public test key, funded only on local nodes).
+// Hardhat's well-known development accounts #1 and #2 (public test keys, funded only on local nodes).
 const SERVER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const VERIFIER_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
 const scratch = scratchDir();
 const modelDir = join(scratch.dir, "tiny");
 let chain: LocalChain;
@@ -44,7 +45,7 @@ beforeAll(async () => {
   variantId = writeManifest(modelDir, buildManifest(model));
   chain = await startHardhatNode();
   const server = new Wallet(SERVER_KEY);
-  await run(process.execPath, ["--import", "tsx", join(root, "scripts/deploy.ts"), "--rpc", chain.url, "--out-dir", scratch.dir, "--mint-to", server.address], {
+  await run(process.execPath, ["--import", "tsx", join(root, "scripts/deploy.ts"), "--rpc", chain.url, "--out-dir", scratch.dir, "--mint-to", `${server.address},${new Wallet(VERIFIER_KEY).address}`], {
     cwd: root,
   });
   contracts = (JSON.parse(readFileSync(join(scratch.dir, "31337.json"), "utf8")) as { contracts: Record<string, string> }).contracts;
@@ -109,8 +110,26 @@ describe("efed server on a chain", () => {
       expect(await commitments.receiptSigner(receipts[i]!.receipt, receipts[i]!.signature)).toBe(address);
     }
 
-    // anyone holding a receipt's leaf fetches the step behind it, with the proof against the posted root
+    // a stranger holding a receipt's leaf is refused the step behind it (the activations are the client's data)
     const verifier = await ShardConnection.connect(url);
+    await expect(verifier.fetchStep(receiptLeaf(receipts[0]!.receipt))).rejects.toMatchObject({
+      code: "SERVER_18",
+      message: expect.stringContaining("fetching a step needs the session owner's proof, or a connection authenticated as a registered verifier"),
+    });
+    // a wallet that is not a registered verifier cannot authenticate; once registered on chain it can
+    const verifierWallet = new Wallet(VERIFIER_KEY, provider);
+    await expect(verifier.authenticate(verifierWallet.signingKey, verifierWallet.address)).rejects.toMatchObject({
+      code: "SERVER_18",
+      message: expect.stringContaining(`${verifierWallet.address} is not a registered verifier`),
+    });
+    const verifierStake = (await staking.stakeParams()).verifierMinStake;
+    const verifierSigner = new NonceManager(verifierWallet); // back-to-back transactions must not reuse a cached nonce
+    await (await EFedToken__factory.connect(contracts.token!, verifierSigner).approve(contracts.staking!, verifierStake)).wait();
+    const verifierStaking = Staking__factory.connect(contracts.staking!, verifierSigner);
+    await (await verifierStaking.deposit(verifierStake)).wait();
+    await (await verifierStaking.registerVerifier()).wait();
+    await verifier.authenticate(verifierWallet.signingKey, verifierWallet.address);
+    // the registered verifier fetches each step, with its proof against the posted root
     for (const r of receipts) {
       const leaf = receiptLeaf(r.receipt);
       const stored = await verifier.fetchStep(leaf);
@@ -134,8 +153,9 @@ describe("efed server on a chain", () => {
   it("the committer posts only receipts of the server's current registration and skips an earlier one's", async () => {
     const provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true });
     const admin = await provider.getSigner(0);
-    // Hardhat's well-known development account #2 (a public test key, funded only on local nodes).
-    const operator = new NonceManager(new Wallet("0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a", provider));
+    // Hardhat's well-known development account #3 (a public test key, funded only on local nodes);
+    // #2 is the verifier of the test above.
+    const operator = new NonceManager(new Wallet("0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6", provider));
     const address = await operator.getAddress();
     const variant = keccak256(toUtf8Bytes("committer test variant"));
     await (await ModelRegistry__factory.connect(contracts.registry!, admin).registerVariant(variant, 8, "file://committer")).wait();

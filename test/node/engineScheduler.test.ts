@@ -3,7 +3,7 @@ import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Head } from "../../engine/runtime/head.js";
 import { Shard, type KvCache } from "../../engine/runtime/shard.js";
 import { EngineScheduler } from "../../node/server/engineScheduler.js";
-import { bitsEqual, randomModel, scratchDir } from "../engine/helpers.js";
+import { bitsEqual, maxAbsDiff, randomModel, scratchDir } from "../engine/helpers.js";
 
 const scratch = scratchDir();
 let model: ModelDirectory;
@@ -47,7 +47,7 @@ describe("engine scheduler", () => {
 
   it("does not batch when the padded cache copies would cost more than the policy allows", async () => {
     const [, caches] = await sequences();
-    const scheduler = new EngineScheduler(shard, { maxBatch: 16, maxCopyShare: 1e-9 });
+    const scheduler = new EngineScheduler(shard, { maxBatch: 16, maxCopyShare: 1e-9, maxRunTokens: 64 });
     await Promise.all(caches.map((c, i) => scheduler.forward(head.embed([i]), c)));
     expect(scheduler.recentBatchSizes).toEqual([1, 1, 1, 1]);
   });
@@ -61,5 +61,35 @@ describe("engine scheduler", () => {
     await expect(bad).rejects.toThrow("not a whole number of 64-wide rows");
     await expect(good).resolves.toHaveLength(64);
     expect(caches.map((c) => c.length)).toEqual([before[0], before[1]! + 1, before[2], before[3]]);
+  });
+
+  it("serves clients in turn: one client's long prefills delay another's decode step by at most one chunk, with unchanged results", async () => {
+    const [alone, scheduled] = await sequences();
+    const scheduler = new EngineScheduler(shard, { maxBatch: 16, maxCopyShare: 0.5, maxRunTokens: 8 });
+    const prompt = (i: number): number[] => Array.from({ length: 33 }, (_, t) => (t * 3 + i) % model.config.vocabSize); // 5 chunks of ≤ 8 rows
+    const done: string[] = [];
+    const track = (name: string, p: Promise<Float32Array>): Promise<Float32Array> => p.then((out) => (done.push(name), out));
+    const prefills = [0, 1, 2].map((i) => track(`A${i}`, scheduler.forward(head.embed(prompt(i)), scheduled[i]!, "attacker")));
+    const decode = track("B", scheduler.forward(head.embed([5]), scheduled[3]!, "honest"));
+    const outputs = await Promise.all([...prefills, decode]);
+    expect(done[0]).toBe("B"); // the attacker's first prefill still had 4 chunks to go
+    expect(scheduler.recentBatchSizes.slice(0, 2)).toEqual([1, 1]); // one attacker chunk, then the honest step
+    // a chunked prefill equals one run within float rounding (attention over the cached chunks sums in another order)
+    for (let i = 0; i < 3; i++) expect(maxAbsDiff(outputs[i]!, await shard.forward(head.embed(prompt(i)), alone[i]!))).toBeLessThan(1e-4);
+    expect(bitsEqual(outputs[3]!, await shard.forward(head.embed([5]), alone[3]!))).toBe(true);
+  });
+
+  it("never runs a 1-row chunk of a prefill (that row would take the single-row kernel path): the last chunk takes the extra row", async () => {
+    const [, caches] = await sequences();
+    const scheduler = new EngineScheduler(shard, { maxBatch: 16, maxCopyShare: 0.5, maxRunTokens: 4 });
+    const before = caches[0]!.length;
+    const lengths: number[] = [];
+    const forward = shard.forward.bind(shard);
+    const spy = { ...shard, config: shard.config, forward: (h: Float32Array, c: KvCache) => (lengths.push(h.length / shard.config.hiddenSize), forward(h, c)) };
+    const spied = new EngineScheduler(spy as unknown as Shard, { maxBatch: 16, maxCopyShare: 0.5, maxRunTokens: 4 });
+    await spied.forward(head.embed([1, 2, 3, 4, 5, 6, 7, 8, 9]), caches[0]!); // 9 rows: 4 + 5, not 4 + 4 + 1
+    expect(lengths).toEqual([4, 5]);
+    expect(caches[0]!.length).toBe(before + 9);
+    await scheduler.idle();
   });
 });

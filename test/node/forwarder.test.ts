@@ -29,6 +29,7 @@ async function silentPeer(): Promise<string> {
     maxFrameBytes: 4096,
     pricePerToken: 0n,
     commitments: ZeroAddress,
+    challenge: "0x" + "11".repeat(32),
   });
   wss.on("connection", (ws) => ws.send(hello));
   open.push(wss);

@@ -36,7 +36,7 @@ async function startRoute(cuts: number[], forwarding = {}): Promise<RunningServe
   const bounds = [0, ...cuts, model.config.numLayers];
   const servers: RunningServer[] = [];
   for (let i = 0; i + 1 < bounds.length; i++) {
-    servers.push(await startServer(model, bounds[i]!, bounds[i + 1]!, scratch.dir, {}, VARIANT, undefined, forwarding));
+    servers.push(await startServer(model, bounds[i]!, bounds[i + 1]!, scratch.dir, { newPeersPerClientPerSecond: 10 }, VARIANT, undefined, forwarding));
   }
   return servers;
 }
@@ -166,6 +166,7 @@ describe("forwarding along a route", () => {
       maxFrameBytes: 1 << 20,
       pricePerToken: 0n,
       commitments: ZeroAddress,
+      challenge: "0x" + "11".repeat(32),
     });
     silent.on("connection", (ws) => ws.send(hello));
     // a plain HTTP server where a shard server should be

@@ -91,23 +91,44 @@ describe("server limits: an over-limit request gets a clear error and harms no o
 describe("SessionTable", () => {
   const cache = () => ({ length: 0, keys: [], values: [] });
 
-  it("enforces the memory budget per request", () => {
+  it("enforces the memory budget per request, counting steps in flight, and one step in flight per session", () => {
     const table = new SessionTable({ ...DEFAULT_SERVER_LIMITS, memoryBudgetBytes: 1000 }, 100);
-    const owner = {};
+    const owner = { address: "10.0.0.1" };
     const s = table.open("0x01", owner, 100, cache(), 0);
-    expect(() => table.admit(s, 10)).not.toThrow();
-    s.cache.length = 8;
-    expect(() => table.admit(s, 3)).toThrow("KV caches would take 1100 bytes, over the budget of 1000");
+    const t = table.open("0x02", owner, 100, cache(), 0);
+    table.admit(s, 10); // 10 tokens in flight: the whole budget
+    expect(table.kvBytes).toBe(1000);
+    expect(() => table.admit(s, 1)).toThrow("session 0x01 already has a step in flight: send one step at a time");
+    expect(() => table.admit(t, 1)).toThrow("KV caches would take 1100 bytes, over the budget of 1000");
+    s.cache.length = 8; // the step ran, keeping 8 of its tokens' worth
+    table.finish(s, 5);
+    expect(table.kvBytes).toBe(800);
+    expect(() => table.admit(t, 2)).not.toThrow();
+    expect(() => table.admit(s, 1)).toThrow("KV caches would take 1100 bytes, over the budget of 1000");
+  });
+
+  it("limits sessions per connection and per address", () => {
+    const table = new SessionTable({ ...DEFAULT_SERVER_LIMITS, maxSessionsPerConnection: 2, maxSessionsPerAddress: 3 }, 1);
+    const [a, b, c] = [{ address: "10.0.0.1" }, { address: "10.0.0.1" }, { address: "10.0.0.2" }];
+    table.open("0x01", a, 10, cache(), 0);
+    table.open("0x02", a, 10, cache(), 0);
+    expect(() => table.open("0x03", a, 10, cache(), 0)).toThrow("this connection holds its maximum of 2 sessions");
+    table.open("0x03", b, 10, cache(), 0);
+    expect(() => table.open("0x04", b, 10, cache(), 0)).toThrow("address 10.0.0.1 holds its maximum of 3 sessions");
+    table.open("0x04", c, 10, cache(), 0); // another address is not affected
+    expect(table.dropOwner(a)).toBe(2);
+    table.open("0x05", b, 10, cache(), 0); // dropping a's sessions freed the address's share
+    expect(table.countOf(b)).toBe(2);
   });
 
   it("evicts only sessions idle past the timeout", () => {
     const table = new SessionTable({ ...DEFAULT_SERVER_LIMITS, idleTimeoutMs: 1000 }, 1);
-    const owner = {};
+    const owner = { address: "10.0.0.1" };
     table.open("0x01", owner, 10, cache(), 0);
     table.open("0x02", owner, 10, cache(), 900);
     expect(table.evictIdle(1500)).toEqual(["0x01"]);
     expect(table.size).toBe(1);
     expect(() => table.get("0x02", owner)).not.toThrow();
-    expect(() => table.get("0x02", {})).toThrow("session 0x02 is not open on this connection");
+    expect(() => table.get("0x02", { address: "10.0.0.1" })).toThrow("session 0x02 is not open on this connection");
   });
 });

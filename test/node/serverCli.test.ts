@@ -1,10 +1,11 @@
 import { execFile, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
 import { scratchDir } from "../engine/helpers.js";
-import { hexlify, randomBytes } from "ethers";
+import { Wallet, hexlify, randomBytes } from "ethers";
 import { ShardConnection } from "../../client/shardClient.js";
 import { encodeActivations } from "../../protocol/activations.js";
 import { buildRoute } from "../../protocol/forwarding.js";
@@ -38,6 +39,31 @@ describe("efed server + efed generate --route", () => {
     expect(JSON.parse(relayed.stdout)).toEqual(JSON.parse(local.stdout));
     expect(forwarded.stderr).toBe("");
     expect(relayed.stderr).toBe("");
+  });
+
+  it("without --key creates a key file once, and a restart serves under the same address and store", async () => {
+    const dataDir = join(scratch.dir, "data");
+    const args = ["--model", modelDir, "--layers", "0:4", "--port", "0", "--data-dir", dataDir];
+    const first = await spawnEfedServer(args, children);
+    await stopProcess(children[children.length - 1]!);
+    const keyFile = join(dataDir, "efed-server.key");
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    expect(new Wallet(readFileSync(keyFile, "utf8").trim()).address).toBe(first.address);
+    const again = await spawnEfedServer(args, children);
+    expect(again.address).toBe(first.address);
+    expect(existsSync(join(dataDir, `efed-store-${first.address}.sqlite`))).toBe(true);
+  });
+
+  it("refuses bad limits and half a TLS configuration before loading anything", async () => {
+    const zero = await run(process.execPath, [bin, "server", "--model", modelDir, "--layers", "0:4", "--max-connections", "0"]).catch(
+      (e: unknown) => e as { stderr: string; code: number },
+    );
+    expect(zero).toMatchObject({ code: 1 });
+    expect((zero as { stderr: string }).stderr).toContain('"0" is not an integer in 1..');
+    const tls = await run(process.execPath, [bin, "server", "--model", modelDir, "--layers", "0:4", "--tls-cert", "x.pem"]).catch(
+      (e: unknown) => e as { stderr: string; code: number },
+    );
+    expect((tls as { stderr: string }).stderr).toContain("give both --tls-cert and --tls-key, or neither");
   });
 
   it("refuses a bad layer range and a route that does not cover the model", async () => {

@@ -68,6 +68,52 @@ describe("ActivationStore", () => {
     tight.close();
   });
 
+  it("never prunes a posted batch inside its protection, by age or by bytes; prunes it once the protection ends", () => {
+    const store = ActivationStore.open(join(scratch.dir, "e.sqlite"), { retentionMs: 1000, maxBytes: 4 * 2 * 16 });
+    const leaves = [0, 1, 2, 3, 4, 5].map((i) => store.put(step(i, i)));
+    store.markCommitted(1, keccak256("0x01"), leaves.slice(0, 3), 10, 5000); // protected until t = 5000
+    expect(store.bytes()).toBe(6 * 2 * 16);
+    // at t = 2000 every step is past retention, but the batch's three are inside their challenge window
+    expect(store.prune(2000)).toBe(3);
+    expect(leaves.map((l) => store.get(l) !== undefined)).toEqual([true, true, true, false, false, false]);
+    // over the byte budget: the oldest unprotected steps go, just enough of them
+    for (let i = 6; i < 9; i++) store.put(step(i, 2000));
+    expect(store.prune(2001)).toBe(2); // 6 steps (192 bytes) → 4 (128)
+    expect(leaves.slice(0, 3).every((l) => store.get(l) !== undefined)).toBe(true);
+    expect(store.get(receiptLeaf(step(8, 0).receipt))).toBeDefined();
+    expect(store.hasRoomFor(2 * 16)).toBe(false);
+    store.put(step(9, 2001));
+    expect(store.prune(2002)).toBe(1); // step 8 goes; the protected three stay however old
+    expect(store.count()).toBe(4);
+    // the protection ends: the batch's steps go with retention, and its record with them
+    expect(store.prune(5001)).toBe(4);
+    expect(store.count()).toBe(0);
+    expect(store.batchLeaves(1)).toBeUndefined();
+    expect(store.bytes()).toBe(0);
+    store.close();
+  });
+
+  it("is full when only protected steps are left over the budget", () => {
+    const store = ActivationStore.open(join(scratch.dir, "g.sqlite"), { retentionMs: 1000, maxBytes: 2 * 2 * 16 });
+    const leaves = [0, 1, 2].map((i) => store.put(step(i, i)));
+    store.markCommitted(1, keccak256("0x01"), leaves, 10, 5000);
+    expect(store.prune(100)).toBe(0);
+    expect(store.bytes()).toBe(3 * 2 * 16);
+    expect(store.hasRoomFor(1)).toBe(false);
+    store.close();
+  });
+
+  it("keeps a session's key so its owner can fetch, and never takes a session id twice", () => {
+    const store = ActivationStore.open(join(scratch.dir, "f.sqlite"), { retentionMs: 1000, maxBytes: 1 << 20 });
+    const id = keccak256("0x05");
+    expect(store.putSessionKey(id, keccak256("0x06"), 10)).toBe(true);
+    expect(store.putSessionKey(id, keccak256("0x07"), 20)).toBe(false);
+    expect(store.sessionKey(id)).toBe(keccak256("0x06"));
+    store.prune(2000); // keys go with retention
+    expect(store.sessionKey(id)).toBeUndefined();
+    store.close();
+  });
+
   it("a server restarted on the same store still has every receipt it returned", async () => {
     const model = randomModel(scratch.dir, "restart");
     const running = await startServer(model, 0, model.config.numLayers, scratch.dir);

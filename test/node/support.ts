@@ -4,7 +4,7 @@ import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Shard } from "../../engine/runtime/shard.js";
 import type { ForwardingOptions } from "../../node/server/forwarder.js";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "../../node/server/limits.js";
-import { ShardServer } from "../../node/server/shardServer.js";
+import { ShardServer, type ShardServerOptions } from "../../node/server/shardServer.js";
 import { ActivationStore } from "../../node/store/activationStore.js";
 
 export interface RunningServer {
@@ -25,6 +25,8 @@ export async function startServer(
   /** Signs receipts with this key instead of the announced address's (a cheating server). */
   impostorKey?: HDNodeWallet,
   forwarding: Partial<ForwardingOptions> = {},
+  /** Any other server option (batching, isVerifier, tls, …). */
+  extra: Partial<ShardServerOptions> = {},
 ): Promise<RunningServer> {
   const wallet = Wallet.createRandom();
   const shard = await Shard.load(model, first, last);
@@ -41,6 +43,7 @@ export async function startServer(
     limits: { ...DEFAULT_SERVER_LIMITS, ...limits },
     forwarding,
     store,
+    ...extra,
   });
   let stopping: Promise<void> | undefined; // stop() may be called twice (a test, then its cleanup)
   return {

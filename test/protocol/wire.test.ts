@@ -34,6 +34,7 @@ const samples: Message[] = [
     maxFrameBytes: 1 << 24,
     pricePerToken: (1n << 200n) + 12345n,
     commitments: Wallet.createRandom().address,
+    challenge: hexlify(randomBytes(32)),
   },
   { type: MessageType.OpenSession, requestId: 7, sessionId: session, maxLength: 300 },
   { type: MessageType.SessionOpened, requestId: 7, sessionId: session, forwardKey: hexlify(randomBytes(32)) },
@@ -84,6 +85,11 @@ const samples: Message[] = [
     },
   },
   { type: MessageType.FetchStep, requestId: 13, leaf: hexlify(randomBytes(32)) },
+  { type: MessageType.FetchStep, requestId: 14, leaf: hexlify(randomBytes(32)), ownerProof: hexlify(randomBytes(32)) },
+  { type: MessageType.FetchSessionStep, requestId: 16, sessionId: session, step: 7n },
+  { type: MessageType.FetchSessionStep, requestId: 17, sessionId: session, step: (1n << 63n) + 1n, ownerProof: hexlify(randomBytes(32)) },
+  { type: MessageType.Authenticate, requestId: 15, address: server, signature: hexlify(randomBytes(65)) },
+  { type: MessageType.Authenticated, requestId: 15, address: server },
   {
     type: MessageType.StoredStep,
     requestId: 13,
@@ -181,8 +187,8 @@ describe("wire protocol", () => {
     expect(wireError(() => decodeMessage(lying, limits))).toMatchObject({ wireCode: ErrorCode.BadShape });
   });
 
-  it("speaks protocol version 2 (forwarding changed the Step, SessionOpened, StepReceipt and Error layouts)", () => {
-    expect(PROTOCOL_VERSION).toBe(2);
+  it("speaks protocol version 3 (hostile-network hardening changed ServerInfo and FetchStep; forwarding changed the Step, SessionOpened, StepReceipt and Error layouts)", () => {
+    expect(PROTOCOL_VERSION).toBe(3);
   });
 
   it("rejects an unknown encoding, a bad tag flag and a route longer than allowed", () => {

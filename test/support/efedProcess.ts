@@ -1,4 +1,7 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 
@@ -6,10 +9,13 @@ export const EFED_BIN = fileURLToPath(new URL("../../bin/efed.mjs", import.meta.
 
 /** `efed server ARGS` in a child process; resolves with what it prints once listening. */
 export function spawnEfedServer(args: readonly string[], children: ChildProcess[]): Promise<{ url: string; address: string }> {
+  // each server gets its own data directory (its key file and default store), removed when it exits
+  const dataDir = mkdtempSync(join(tmpdir(), "efed-server-"));
   const child = spawn(process.execPath, [EFED_BIN, "server", ...args], {
-    env: { ...process.env, EFED_LOG_LEVEL: "warn" },
+    env: { ...process.env, EFED_LOG_LEVEL: "warn", EFED_DATA_DIR: dataDir },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  child.once("exit", () => rmSync(dataDir, { recursive: true, force: true }));
   children.push(child);
   return new Promise((resolve, reject) => {
     let out = "";
