@@ -68,9 +68,7 @@ contract Disputes is IDisputes, AccessControl {
         bytes calldata signature,
         bytes32[] calldata proof
     ) external returns (uint256 disputeId) {
-        // A registered verifier may challenge even while its stake is partly locked on a committee:
-        // the bond is what it risks here, and missing a challenge window costs more than it saves.
-        if (staking.operator(msg.sender).role != IStaking.Role.Verifier) revert DisputesNotVerifier(msg.sender);
+        if (!staking.isActiveVerifier(msg.sender)) revert DisputesNotVerifier(msg.sender);
         (address server, bytes32 leaf) = _checkChallenge(batchId, receipt, signature, proof);
         Params memory p = _params;
         uint256 toLock = _free(server);
@@ -270,8 +268,8 @@ contract Disputes is IDisputes, AccessControl {
         server = b.server;
     }
 
-    /// @dev Draws up to `committeeSize` distinct active verifiers other than the challenger, locking
-    ///      `voterPenalty` (or what is free) of each. Bounded attempts: a pool too small for the seats
+    /// @dev Draws up to `committeeSize` distinct active verifiers other than the challenger whose
+    ///      free stake covers `voterPenalty`, locking that much of each. Bounded attempts: a pool too small for the seats
     ///      leaves the committee smaller, and majorities are counted on the drawn size.
     function _draw(uint256 disputeId, address challenger, bytes32 seed) private {
         Params storage p = _terms[disputeId];
@@ -283,12 +281,13 @@ contract Disputes is IDisputes, AccessControl {
             address candidate = staking.verifierAt(uint256(keccak256(abi.encode(seed, i))) % pool);
             Vote storage v = _votes[disputeId][candidate];
             if (candidate == challenger || v.member || !staking.isActiveVerifier(candidate)) continue;
-            uint256 toLock = _free(candidate);
-            if (toLock > p.voterPenalty) toLock = p.voterPenalty;
+            // Every seat is backed by the full penalty, free of the member's other locks.
+            uint128 penalty = p.voterPenalty;
+            if (_free(candidate) < penalty) continue;
             v.member = true;
-            v.locked = uint128(toLock); // toLock <= voterPenalty, a uint128
+            v.locked = penalty;
             members.push(candidate);
-            if (toLock != 0) staking.lock(candidate, _voterLockId(disputeId, candidate), toLock);
+            if (penalty != 0) staking.lock(candidate, _voterLockId(disputeId, candidate), penalty);
         }
     }
 

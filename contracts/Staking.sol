@@ -349,7 +349,8 @@ contract Staking is IStaking, AccessControl {
 
     /// @inheritdoc IStaking
     function isActiveVerifier(address account) external view returns (bool) {
-        return _operators[account].role == Role.Verifier && freeBonded(account) >= _stakeParams.verifierMinStake;
+        Operator storage op = _operators[account];
+        return op.role == Role.Verifier && op.bonded >= _stakeParams.verifierMinStake;
     }
 
     /// @inheritdoc IStaking

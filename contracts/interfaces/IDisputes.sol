@@ -112,7 +112,7 @@ interface IDisputes {
         uint128 locked;
     }
 
-    /// @notice Only a registered verifier may challenge.
+    /// @notice Only a registered verifier whose bonded stake covers the minimum may challenge.
     error DisputesNotVerifier(address account);
     /// @notice Batch `batchId` could be challenged until `deadline`; it is `nowTs`.
     error DisputesWindowClosed(uint256 batchId, uint64 deadline, uint64 nowTs);

@@ -284,7 +284,9 @@ interface IStaking {
     ///         channel needs to open. False while no trust source is set.
     function isEligible(address account) external view returns (bool);
 
-    /// @notice True when `account` is registered as a verifier and its free bonded stake covers the minimum.
+    /// @notice True when `account` is registered as a verifier and its bonded stake covers the minimum.
+    ///         Locks do not count against it: a verifier sitting on a committee stays active (it must
+    ///         fetch the data it votes on); Disputes checks a candidate's free stake before each seat.
     function isActiveVerifier(address account) external view returns (bool);
 
     /// @notice Number of registered verifiers (the pool dispute committees are drawn from).

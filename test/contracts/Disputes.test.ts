@@ -163,13 +163,24 @@ describe("Disputes", function () {
         .withArgs(1n, Status.Voting, Status.Open);
     });
 
-    it("a member whose stake is locked on a committee can still challenge another receipt", async function () {
+    it("a member whose stake is locked on a committee stays an active verifier and can still challenge", async function () {
       const w = await load();
       const { members } = await openAndDraw(w, 0);
       const member = members[0]!;
-      expect(await w.staking.isActiveVerifier(member.address)).to.equal(false); // its penalty is locked
+      expect((await w.staking.operator(member.address)).locked).to.equal(D.voterPenalty);
+      expect(await w.staking.isActiveVerifier(member.address)).to.equal(true);
       await expect(open(w, member, 1)).to.emit(w.disputes, "DisputeOpened");
       expect((await w.disputes.dispute(2)).challenger).to.equal(member.address);
+    });
+
+    it("a seat needs the full penalty free: a verifier whose stake is locked elsewhere is not drawn", async function () {
+      const w = await load();
+      const [challenger, kept, ...busy] = w.verifiers;
+      for (const v of busy) await w.staking.connect(w.slasher).lock(v.address, keccak256(toUtf8Bytes(v.address)), PARAMS.stake.verifierMinStake);
+      await open(w, challenger!);
+      await networkHelpers.mine(2);
+      await w.disputes.drawCommittee(1);
+      expect(await w.disputes.committee(1)).to.deep.equal([kept!.address]);
     });
 
     it("a verifier cannot sit on its own dispute: with one other verifier, the committee is that one", async function () {
