@@ -1,4 +1,5 @@
 import type { TypedDataDomain } from "ethers";
+import { canonicalSignature } from "../protocol/eip712.js";
 import { receiptDigest, type Receipt } from "../protocol/receipt.js";
 import { signerPool } from "./signerPool.js";
 import type { HopResult, StepReceipt } from "../protocol/wire.js";
@@ -172,7 +173,7 @@ export class ReceiptChecker {
     };
     let signer: string;
     try {
-      signer = await signerPool.recover(receiptDigest(h.domain, receipt), r.signature);
+      signer = await signerPool.recover(receiptDigest(h.domain, receipt), canonicalSignature(r.signature));
     } catch (err) {
       throw new RouteError(`${h.url}: receipt for step ${step} carries an invalid signature: ${(err as Error).message}`);
     }

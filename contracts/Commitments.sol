@@ -5,11 +5,13 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {ICommitments} from "./interfaces/ICommitments.sol";
+import {VariantId} from "./interfaces/IModelRegistry.sol";
 import {IStaking} from "./interfaces/IStaking.sol";
 import {ReceiptLib} from "./libraries/ReceiptLib.sol";
 
 /// @title Commitments
-/// @notice See {ICommitments}.
+/// @notice See {ICommitments}. Holds IStaking's COMMITMENTS_ROLE: each batch extends how long the
+///         server's stake stays slashable to the batch's challenge deadline.
 contract Commitments is ICommitments, EIP712 {
     using ReceiptLib for ReceiptLib.Receipt;
 
@@ -17,7 +19,7 @@ contract Commitments is ICommitments, EIP712 {
 
     Batch[] private _batches;
     mapping(address server => uint256[]) private _serverBatches;
-    mapping(bytes32 root => bool) private _rootPosted;
+    mapping(address server => mapping(bytes32 root => bool)) private _rootPosted;
 
     constructor(IStaking staking_) EIP712("eFed Receipts", "1") {
         staking = staking_;
@@ -26,44 +28,47 @@ contract Commitments is ICommitments, EIP712 {
     /// @inheritdoc ICommitments
     function postBatch(
         bytes32 root,
+        VariantId variant,
+        uint16 firstLayer,
+        uint16 lastLayer,
         uint32 receiptCount,
-        uint64 tokensServed,
         uint64 fromTime,
         uint64 toTime
     ) external returns (uint256 batchId) {
-        if (!staking.isActiveServer(msg.sender)) revert CommitmentsNotActiveServer(msg.sender);
-        if (root == bytes32(0)) revert CommitmentsZeroRoot();
-        if (receiptCount == 0) revert CommitmentsEmptyBatch();
-        if (tokensServed < receiptCount) revert CommitmentsTokensBelowReceipts(tokensServed, receiptCount);
-        uint256[] storage mine = _serverBatches[msg.sender];
-        uint64 previousTo = mine.length == 0 ? 0 : _batches[mine[mine.length - 1]].toTime;
-        if (fromTime < previousTo || fromTime > toTime || toTime > block.timestamp) {
-            revert CommitmentsBadTimeRange(fromTime, toTime, previousTo, uint64(block.timestamp));
-        }
-        if (_rootPosted[root]) revert CommitmentsDuplicateRoot(root);
+        uint64 registrationId = _checkRegistration(variant, firstLayer, lastLayer);
+        _checkBatch(root, receiptCount, fromTime, toTime);
 
+        uint64 deadline = uint64(block.timestamp) + staking.timing().challengeWindow;
+        uint256 stake = staking.freeBonded(msg.sender);
         batchId = _batches.length;
-        _batches.push(
-            Batch({
-                server: msg.sender,
-                receiptCount: receiptCount,
-                tokensServed: tokensServed,
-                fromTime: fromTime,
-                toTime: toTime,
-                postedBlock: uint64(block.number),
-                postedAt: uint64(block.timestamp),
-                root: root
-            })
-        );
-        mine.push(batchId);
-        _rootPosted[root] = true;
-        emit BatchPosted(batchId, msg.sender, root, receiptCount, tokensServed, fromTime, toTime);
+        Batch storage b = _batches.push();
+        b.server = msg.sender;
+        b.receiptCount = receiptCount;
+        b.registrationId = registrationId;
+        b.fromTime = fromTime;
+        b.toTime = toTime;
+        b.postedAt = uint64(block.timestamp);
+        b.challengeDeadline = deadline;
+        b.postedBlock = uint64(block.number);
+        b.firstLayer = firstLayer;
+        b.lastLayer = lastLayer;
+        b.stake = stake > type(uint128).max ? type(uint128).max : uint128(stake);
+        b.root = root;
+        _serverBatches[msg.sender].push(batchId);
+        _rootPosted[msg.sender][root] = true;
+        emit BatchPosted(batchId, msg.sender, registrationId, root, receiptCount, fromTime, toTime, deadline);
+        staking.noteCommitment(msg.sender, deadline);
     }
 
     /// @inheritdoc ICommitments
     function batch(uint256 batchId) public view returns (Batch memory) {
         if (batchId >= _batches.length) revert CommitmentsUnknownBatch(batchId);
         return _batches[batchId];
+    }
+
+    /// @inheritdoc ICommitments
+    function batchVariant(uint256 batchId) public view returns (VariantId) {
+        return staking.registration(batch(batchId).registrationId).variant;
     }
 
     /// @inheritdoc ICommitments
@@ -109,7 +114,38 @@ contract Commitments is ICommitments, EIP712 {
         ReceiptLib.Receipt calldata receipt,
         bytes32[] calldata proof
     ) external view returns (bool) {
-        Batch memory b = batch(batchId);
-        return receipt.server == b.server && MerkleProof.verifyCalldata(proof, b.root, receipt.hash());
+        Batch storage b = _batches[_known(batchId)];
+        if (receipt.server != b.server || receipt.firstLayer != b.firstLayer || receipt.lastLayer != b.lastLayer) {
+            return false;
+        }
+        if (receipt.variantId != VariantId.unwrap(staking.registration(b.registrationId).variant)) return false;
+        return MerkleProof.verifyCalldata(proof, b.root, receipt.hash());
+    }
+
+    /// @dev The caller's registration id, which must be for exactly this work.
+    function _checkRegistration(VariantId variant, uint16 firstLayer, uint16 lastLayer) private view returns (uint64) {
+        (uint64 id, VariantId registered, uint16 first, uint16 last) = staking.serverRegistration(msg.sender);
+        if (id == 0) revert CommitmentsNotRegistered(msg.sender);
+        if (VariantId.unwrap(registered) != VariantId.unwrap(variant) || first != firstLayer || last != lastLayer) {
+            revert CommitmentsNotRegisteredFor(msg.sender, variant, firstLayer, lastLayer);
+        }
+        return id;
+    }
+
+    /// @dev Root, count and time range of a new batch of the caller.
+    function _checkBatch(bytes32 root, uint32 receiptCount, uint64 fromTime, uint64 toTime) private view {
+        if (root == bytes32(0)) revert CommitmentsZeroRoot();
+        if (receiptCount == 0) revert CommitmentsEmptyBatch();
+        uint256[] storage mine = _serverBatches[msg.sender];
+        uint64 previousTo = mine.length == 0 ? 0 : _batches[mine[mine.length - 1]].toTime;
+        if (fromTime < previousTo || fromTime > toTime || toTime > block.timestamp) {
+            revert CommitmentsBadTimeRange(fromTime, toTime, previousTo, uint64(block.timestamp));
+        }
+        if (_rootPosted[msg.sender][root]) revert CommitmentsDuplicateRoot(msg.sender, root);
+    }
+
+    function _known(uint256 batchId) private view returns (uint256) {
+        if (batchId >= _batches.length) revert CommitmentsUnknownBatch(batchId);
+        return batchId;
     }
 }

@@ -9,6 +9,8 @@ import {IModelRegistry, VariantId} from "./interfaces/IModelRegistry.sol";
 contract ModelRegistry is IModelRegistry, AccessControl {
     /// @notice Role allowed to retire variants.
     bytes32 public constant GOVERNANCE_ROLE = keccak256("GOVERNANCE_ROLE");
+    /// @notice Role allowed to register variants (after checking the manifest).
+    bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
     /// @notice Longest manifest URI accepted, in bytes.
     uint256 public constant MAX_URI_LENGTH = 512;
 
@@ -18,10 +20,11 @@ contract ModelRegistry is IModelRegistry, AccessControl {
     constructor(address admin) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(GOVERNANCE_ROLE, admin);
+        _grantRole(REGISTRAR_ROLE, admin);
     }
 
     /// @inheritdoc IModelRegistry
-    function registerVariant(VariantId id, uint16 numLayers, string calldata manifestURI) external {
+    function registerVariant(VariantId id, uint16 numLayers, string calldata manifestURI) external onlyRole(REGISTRAR_ROLE) {
         if (VariantId.unwrap(id) == bytes32(0)) revert RegistryZeroVariantId();
         if (numLayers == 0) revert RegistryZeroLayers();
         uint256 uriLength = bytes(manifestURI).length;

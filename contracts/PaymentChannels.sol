@@ -9,6 +9,7 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {IPaymentChannels} from "./interfaces/IPaymentChannels.sol";
 import {IStaking} from "./interfaces/IStaking.sol";
+import {ITrustScores} from "./interfaces/ITrustScores.sol";
 
 /// @title Unidirectional payment channels, client → server
 /// @notice See {IPaymentChannels}.
@@ -27,6 +28,8 @@ contract PaymentChannels is IPaymentChannels, EIP712, AccessControl {
     address public rewardPool;
     uint16 public feeBps;
     uint64 public closeTimeout;
+    /// @notice Where redemptions are recorded as paid work (needs its PAYMENTS_ROLE); none when zero.
+    ITrustScores public trustRecorder;
 
     mapping(bytes32 channelId => Channel) private _channels;
     mapping(address client => uint256) private _nonces;
@@ -142,6 +145,13 @@ contract PaymentChannels is IPaymentChannels, EIP712, AccessControl {
         _setRewardPool(rewardPool_);
     }
 
+    /// @notice Sets the trust contract that redemptions credit (zero: none). That contract must have
+    ///         granted this one its PAYMENTS_ROLE first, or every redemption reverts.
+    function setTrustRecorder(address trust) external onlyRole(GOVERNANCE_ROLE) {
+        trustRecorder = ITrustScores(trust);
+        emit TrustRecorderSet(trust);
+    }
+
     // ---------------------------------------------------------------- reads
 
     /// @inheritdoc IPaymentChannels
@@ -165,7 +175,7 @@ contract PaymentChannels is IPaymentChannels, EIP712, AccessControl {
 
     function _open(address server, uint256 amount) private returns (bytes32 channelId) {
         if (amount == 0) revert ChannelZeroAmount();
-        if (!staking.isServing(server)) revert ChannelServerNotActive(server);
+        if (!staking.isEligible(server)) revert ChannelServerNotActive(server);
         channelId = nextChannelId(msg.sender, server);
         ++_nonces[msg.sender];
         _channels[channelId] = Channel({
@@ -193,6 +203,8 @@ contract PaymentChannels is IPaymentChannels, EIP712, AccessControl {
         uint256 amount = newPaid - paid;
         uint256 fee = (amount * feeBps) / BPS;
         emit VoucherRedeemed(channelId, cumulativeAmount, amount - fee, fee);
+        ITrustScores trust = trustRecorder;
+        if (address(trust) != address(0)) trust.recordPayment(c.server, amount);
         if (fee != 0) token.safeTransfer(rewardPool, fee);
         token.safeTransfer(c.server, amount - fee);
     }

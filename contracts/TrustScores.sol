@@ -7,8 +7,10 @@ import {ITrustScores} from "./interfaces/ITrustScores.sol";
 /// @title Trust scores
 /// @notice See {ITrustScores} for the formula.
 contract TrustScores is ITrustScores, AccessControl {
-    /// @notice Role of the audit/dispute logic that records outcomes and work.
-    bytes32 public constant RECORDER_ROLE = keccak256("RECORDER_ROLE");
+    /// @notice Role of the audit/dispute logic that records audit outcomes.
+    bytes32 public constant AUDITOR_ROLE = keccak256("AUDITOR_ROLE");
+    /// @notice Role of PaymentChannels, which records what clients paid.
+    bytes32 public constant PAYMENTS_ROLE = keccak256("PAYMENTS_ROLE");
     /// @notice Role allowed to change the parameters.
     bytes32 public constant GOVERNANCE_ROLE = keccak256("GOVERNANCE_ROLE");
 
@@ -25,7 +27,7 @@ contract TrustScores is ITrustScores, AccessControl {
     }
 
     /// @inheritdoc ITrustScores
-    function recordAudit(address server, bool passed) external onlyRole(RECORDER_ROLE) {
+    function recordAudit(address server, bool passed) external onlyRole(AUDITOR_ROLE) {
         if (server == address(0)) revert TrustZeroServer();
         Record storage r = _records[server];
         if (passed) ++r.passedAudits;
@@ -34,12 +36,16 @@ contract TrustScores is ITrustScores, AccessControl {
     }
 
     /// @inheritdoc ITrustScores
-    function recordWork(address server, uint256 tokens) external onlyRole(RECORDER_ROLE) {
+    function recordPayment(address server, uint256 amount) external onlyRole(PAYMENTS_ROLE) {
         if (server == address(0)) revert TrustZeroServer();
-        if (tokens > type(uint128).max) revert TrustWorkTooLarge(tokens);
-        // Checked addition: the counter is uint128; a revert beats a silent wrap.
-        _records[server].tokensServed += uint128(tokens);
-        emit WorkRecorded(server, tokens, trustOf(server));
+        Record storage r = _records[server];
+        // Saturating: a redemption must never fail because a counter is full.
+        uint256 room = type(uint128).max - r.paidWork;
+        // unchecked: amount < room <= 2^128-1 - paidWork, so the sum fits in uint128
+        unchecked {
+            r.paidWork = amount >= room ? type(uint128).max : r.paidWork + uint128(amount);
+        }
+        emit PaymentRecorded(server, amount, trustOf(server));
     }
 
     /// @inheritdoc ITrustScores
@@ -61,7 +67,7 @@ contract TrustScores is ITrustScores, AccessControl {
     function trustOf(address server) public view returns (uint256) {
         Record storage r = _records[server];
         Params storage p = _params;
-        uint256 credit = uint256(r.passedAudits) * WAD + (uint256(r.tokensServed) * WAD) / p.tokensPerCredit;
+        uint256 credit = uint256(r.passedAudits) * WAD + (uint256(r.paidWork) * WAD) / p.paidPerCredit;
         uint256 penalty = uint256(r.failedAudits) * p.failureWeight * WAD;
         uint256 numerator = uint256(p.priorPass) + credit;
         uint256 rate = (numerator * WAD) / (numerator + p.priorFail + penalty);
@@ -75,7 +81,7 @@ contract TrustScores is ITrustScores, AccessControl {
     }
 
     function _setParams(Params memory p) private {
-        bool bad = p.priorPass == 0 || p.priorFail == 0 || p.failureWeight == 0 || p.tokensPerCredit == 0;
+        bool bad = p.priorPass == 0 || p.priorFail == 0 || p.failureWeight == 0 || p.paidPerCredit == 0;
         if (bad || p.failureRetainBps > BPS || p.threshold > WAD) revert TrustBadParams(p);
         _params = p;
         emit ParamsSet(p);

@@ -1,4 +1,5 @@
-import type { TypedDataDomain, TypedDataField } from "ethers";
+import { dataLength, dataSlice, getBytes, isHexString, toBigInt, type TypedDataDomain, type TypedDataField } from "ethers";
+import { InvalidArgumentError } from "./errors.js";
 
 /**
  * EIP-712 domains and types shared by the contracts and the TypeScript side. The names and
@@ -39,4 +40,31 @@ export function receiptDomain(chainId: bigint, commitments: string): TypedDataDo
 /** The domain of vouchers: the PaymentChannels contract on `chainId` verifies them. */
 export function voucherDomain(chainId: bigint, paymentChannels: string): TypedDataDomain {
   return { name: VOUCHER_DOMAIN_NAME, version: DOMAIN_VERSION, chainId, verifyingContract: paymentChannels };
+}
+
+/** Order of the secp256k1 group; OpenZeppelin's ECDSA rejects s above half of it (malleability). */
+const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+const SECP256K1_HALF_N = SECP256K1_N >> 1n;
+
+/**
+ * Checks that `signature` is in the one encoding every eFed check accepts, the one OpenZeppelin's
+ * `ECDSA.recover(bytes32, bytes)` accepts on chain: exactly 65 bytes r ‖ s ‖ v, v ∈ {27, 28},
+ * 0 < r < n, 0 < s <= n/2. ethers alone also takes 64-byte (EIP-2098) and v ∈ {0, 1} signatures,
+ * which the contracts reject; a receipt or voucher accepted off chain must also hold on chain.
+ * Returns the signature, lower-cased; throws `InvalidArgumentError` naming what is wrong.
+ */
+export function canonicalSignature(signature: string): string {
+  if (!isHexString(signature) || dataLength(signature) !== 65) {
+    const what = isHexString(signature) ? `${dataLength(signature)} bytes` : "not hex";
+    throw new InvalidArgumentError(`signature must be 65 bytes r‖s‖v, got ${what}: ${signature.slice(0, 140)}`);
+  }
+  const v = getBytes(signature)[64]!;
+  if (v !== 27 && v !== 28) throw new InvalidArgumentError(`signature v must be 27 or 28, got ${v}`);
+  const r = toBigInt(dataSlice(signature, 0, 32));
+  const s = toBigInt(dataSlice(signature, 32, 64));
+  if (r === 0n || r >= SECP256K1_N) throw new InvalidArgumentError(`signature r 0x${r.toString(16)} is outside (0, n)`);
+  if (s === 0n || s > SECP256K1_HALF_N) {
+    throw new InvalidArgumentError(`signature s 0x${s.toString(16)} is outside (0, n/2]: malleable or invalid`);
+  }
+  return signature.toLowerCase();
 }

@@ -12,7 +12,7 @@ import {
   type TypedDataDomain,
 } from "ethers";
 import { InvalidArgumentError } from "./errors.js";
-import { RECEIPT_TYPES } from "./eip712.js";
+import { RECEIPT_TYPES, canonicalSignature } from "./eip712.js";
 
 /** One step of work, signed by the server that did it. Mirrors `ReceiptLib.Receipt`. */
 export interface Receipt {
@@ -120,7 +120,7 @@ export function signReceiptWithKey(key: SigningKey, domain: TypedDataDomain, r: 
   return key.sign(receiptDigest(domain, r)).serialized;
 }
 
-/** The address that signed `r`. */
+/** The address that signed `r`; the signature must be canonical (see `canonicalSignature`), as on chain. */
 export function recoverReceiptSigner(domain: TypedDataDomain, r: Receipt, signature: string): string {
-  return computeAddress(SigningKey.recoverPublicKey(receiptDigest(domain, r), Signature.from(signature)));
+  return computeAddress(SigningKey.recoverPublicKey(receiptDigest(domain, r), Signature.from(canonicalSignature(signature))));
 }

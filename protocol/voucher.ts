@@ -1,6 +1,6 @@
-import { TypedDataEncoder, verifyTypedData, type Signer, type TypedDataDomain } from "ethers";
+import { TypedDataEncoder, recoverAddress, type Signer, type TypedDataDomain } from "ethers";
 import { InvalidArgumentError } from "./errors.js";
-import { VOUCHER_TYPES } from "./eip712.js";
+import { VOUCHER_TYPES, canonicalSignature } from "./eip712.js";
 
 /** The client's promise: it owes `cumulativeAmount` in total on `channelId`. */
 export interface Voucher {
@@ -25,7 +25,7 @@ export async function signVoucher(signer: Signer, domain: TypedDataDomain, v: Vo
   return signer.signTypedData(domain, VOUCHER_TYPES, checked(v));
 }
 
-/** The address that signed `v`. */
+/** The address that signed `v`; the signature must be canonical (see `canonicalSignature`), as on chain. */
 export function recoverVoucherSigner(domain: TypedDataDomain, v: Voucher, signature: string): string {
-  return verifyTypedData(domain, VOUCHER_TYPES, checked(v), signature);
+  return recoverAddress(voucherDigest(domain, v), canonicalSignature(signature));
 }

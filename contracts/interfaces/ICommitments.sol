@@ -2,45 +2,57 @@
 pragma solidity ^0.8.24;
 
 import {ReceiptLib} from "../libraries/ReceiptLib.sol";
+import {VariantId} from "./IModelRegistry.sol";
 
 /// @title Commitments
 /// @notice A registered server commits to the work it did by posting, per batch, the Merkle root of
-///         its signed step receipts. A batch is immutable; the block it was posted in starts its
-///         challenge window, during which verifiers may audit any receipt under the root.
+///         its signed step receipts. A batch is immutable and bound to the registration it was done
+///         under (variant, layer range, the stake behind it); it records its own challenge deadline,
+///         so later changes of the challenge window never shorten or stretch it.
 /// @dev Leaves are `ReceiptLib.hash(receipt)` (the EIP-712 struct hash); inner nodes hash the sorted
-///      pair (OpenZeppelin `MerkleProof`), so a proof is just the list of siblings.
+///      pair (OpenZeppelin `MerkleProof`), so a proof is just the list of siblings. Roots are unique per
+///      server, not globally: one server cannot block another's batch by posting its root first.
+///      The number of tokens a batch covers is not recorded: it would be self-reported, and nothing
+///      may be credited for it (trust credit comes from audits and paid channels only).
 interface ICommitments {
     struct Batch {
         /// @dev Server that posted the batch.
         address server;
         /// @dev Number of receipts under the root.
         uint32 receiptCount;
-        /// @dev Sum of the receipts' tokens.
-        uint64 tokensServed;
+        /// @dev The server's registration the work was done under (see `IStaking.registration`).
+        uint64 registrationId;
         /// @dev Earliest receipt time covered (unix seconds).
         uint64 fromTime;
         /// @dev Latest receipt time covered (unix seconds).
         uint64 toTime;
-        /// @dev Block in which the batch was posted: the challenge window starts here.
-        uint64 postedBlock;
-        /// @dev Timestamp of that block.
+        /// @dev Timestamp of the block the batch was posted in.
         uint64 postedAt;
+        /// @dev Last second at which a receipt of this batch can be challenged (postedAt + window then).
+        uint64 challengeDeadline;
+        /// @dev Block in which the batch was posted: audit samples use randomness from after it.
+        uint64 postedBlock;
+        /// @dev Layer range of the registration (receipts must match it).
+        uint16 firstLayer;
+        uint16 lastLayer;
+        /// @dev The server's bonded stake free of locks when it posted (saturated to 2^128-1).
+        uint128 stake;
         /// @dev Merkle root of the receipt leaves.
         bytes32 root;
     }
 
-    /// @notice Only an active (registered and collateralized) server may post.
-    error CommitmentsNotActiveServer(address account);
+    /// @notice Only a registered server may post.
+    error CommitmentsNotRegistered(address account);
+    /// @notice `account` is not registered for `variant` layers [firstLayer, lastLayer) right now.
+    error CommitmentsNotRegisteredFor(address account, VariantId variant, uint16 firstLayer, uint16 lastLayer);
     /// @notice The root must not be zero.
     error CommitmentsZeroRoot();
     /// @notice A batch must hold at least one receipt.
     error CommitmentsEmptyBatch();
-    /// @notice Every receipt covers at least one token: `tokens` must be >= `receipts`.
-    error CommitmentsTokensBelowReceipts(uint64 tokens, uint32 receipts);
     /// @notice The time range must satisfy previousTo <= from <= to <= now.
     error CommitmentsBadTimeRange(uint64 fromTime, uint64 toTime, uint64 previousTo, uint64 nowTs);
-    /// @notice This root was already posted.
-    error CommitmentsDuplicateRoot(bytes32 root);
+    /// @notice `server` already posted this root.
+    error CommitmentsDuplicateRoot(address server, bytes32 root);
     /// @notice No batch has this id.
     error CommitmentsUnknownBatch(uint256 batchId);
 
@@ -48,23 +60,30 @@ interface ICommitments {
     event BatchPosted(
         uint256 indexed batchId,
         address indexed server,
+        uint64 indexed registrationId,
         bytes32 root,
         uint32 receiptCount,
-        uint64 tokensServed,
         uint64 fromTime,
-        uint64 toTime
+        uint64 toTime,
+        uint64 challengeDeadline
     );
 
-    /// @notice Posts a batch of the caller's receipts. Returns its id (0, 1, 2, … in posting order).
+    /// @notice Posts a batch of the caller's receipts, all for `variant` layers [firstLayer, lastLayer),
+    ///         which must be the caller's current registration. Returns its id (0, 1, 2, … in posting order).
     function postBatch(
         bytes32 root,
+        VariantId variant,
+        uint16 firstLayer,
+        uint16 lastLayer,
         uint32 receiptCount,
-        uint64 tokensServed,
         uint64 fromTime,
         uint64 toTime
     ) external returns (uint256 batchId);
 
     function batch(uint256 batchId) external view returns (Batch memory);
+
+    /// @notice The model variant of `batchId` (from its registration record).
+    function batchVariant(uint256 batchId) external view returns (VariantId);
 
     function batchCount() external view returns (uint256);
 
@@ -82,7 +101,8 @@ interface ICommitments {
     /// @notice The address that signed `receipt`; reverts on a malformed or malleable signature.
     function receiptSigner(ReceiptLib.Receipt calldata receipt, bytes calldata signature) external view returns (address);
 
-    /// @notice True when `receipt` was posted by its own server in `batchId` (proof checks out).
+    /// @notice True when `receipt` is under `batchId`'s root and matches the batch: same server, the
+    ///         variant and layer range of the registration it was posted under.
     function verifyReceipt(
         uint256 batchId,
         ReceiptLib.Receipt calldata receipt,

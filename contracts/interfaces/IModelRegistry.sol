@@ -8,8 +8,10 @@ type VariantId is bytes32;
 
 /// @title Model registry
 /// @notice Records which model variants the network serves: manifest hash, number of transformer
-///         layers and where the manifest can be fetched. Governance can retire a variant; a retired
-///         variant accepts no new server registrations.
+///         layers and where the manifest can be fetched. Only REGISTRAR_ROLE registers variants:
+///         a manifest hash is public, so an open registry would let anyone claim it first with a
+///         wrong layer count and block every honest server. Governance can retire a variant; a
+///         retired variant accepts no new server registrations.
 interface IModelRegistry {
     struct Variant {
         /// @dev Number of transformer layers; servers cover sub-ranges of [0, numLayers).
@@ -42,8 +44,8 @@ interface IModelRegistry {
     /// @notice Emitted when governance retires a variant.
     event VariantRetired(VariantId indexed id);
 
-    /// @notice Registers a variant by its manifest hash. Anyone may register; registering costs
-    ///         nothing but gas and gives no rights over the variant.
+    /// @notice Registers a variant by its manifest hash. Only REGISTRAR_ROLE, which checks the
+    ///         manifest (layer count, URI) first; registering gives no rights over the variant.
     function registerVariant(VariantId id, uint16 numLayers, string calldata manifestURI) external;
 
     /// @notice Retires a variant. Only governance.

@@ -12,6 +12,12 @@ pragma solidity ^0.8.24;
 ///      ("eFed Payment Channels", "1", chainId, this contract). Channel ids are
 ///      keccak256(abi.encode(client, server, clientNonce)), so vouchers of a closed channel can never
 ///      be replayed on a new one.
+///
+///      θ is enforced here: a channel opens only to a server that `IStaking.isEligible` accepts
+///      (serving, collateralized by stake free of locks, past probation, trust >= θ). Redemption of an
+///      existing channel is not gated: the server did the work, and fraud is answered by slashing.
+///      Every redemption is recorded as paid work in the trust contract (when one is set), the only
+///      credit besides audits.
 interface IPaymentChannels {
     struct Channel {
         address client;
@@ -28,7 +34,8 @@ interface IPaymentChannels {
 
     /// @notice Amounts must be positive.
     error ChannelZeroAmount();
-    /// @notice `server` is not serving: not an active server in staking, or its variant is retired.
+    /// @notice `server` is not eligible: not serving (unregistered, undercollateralized, variant
+    ///         retired), still in probation, or its trust is below θ.
     error ChannelServerNotActive(address server);
     /// @notice No channel has this id.
     error ChannelUnknown(bytes32 channelId);
@@ -63,6 +70,7 @@ interface IPaymentChannels {
     event FeeSet(uint16 feeBps);
     event CloseTimeoutSet(uint64 closeTimeout);
     event RewardPoolSet(address rewardPool);
+    event TrustRecorderSet(address trust);
 
     /// @notice Opens a channel from the caller to `server` with `amount` deposited. Returns its id.
     function open(address server, uint256 amount) external returns (bytes32 channelId);

@@ -2,31 +2,33 @@
 pragma solidity ^0.8.24;
 
 /// @title Trust scores
-/// @notice Per-server trust, driven by audit outcomes and served work, and the threshold θ below
-///         which clients and verifiers drop a server (the eFedLLM paper's filter).
+/// @notice Per-server trust, driven by audit outcomes and paid work, and the threshold θ below which
+///         clients and verifiers drop a server (the eFedLLM paper's filter). `IStaking.isEligible`
+///         enforces θ on chain: PaymentChannels opens no channel to a server under it.
 /// @dev The score is a smoothed pass rate, in WAD (1e18 = fully trusted):
 ///
-///          credit = passedAudits·1e18 + tokensServed·1e18 / tokensPerCredit
+///          credit = passedAudits·1e18 + paidWork·1e18 / paidPerCredit
 ///          rate   = (priorPass + credit) · 1e18 / (priorPass + priorFail + credit + failureWeight·failedAudits·1e18)
 ///          trust  = rate · (failureRetainBps / 10⁴) ^ failedAudits
 ///
-///      - A new server starts at priorPass / (priorPass + priorFail) (0.5 with the defaults).
-///      - Each passed audit counts as one success; served work that stayed unchallenged counts as a
-///        fraction of one (tokensPerCredit tokens = one success), so volume builds trust slowly.
+///      - Credit comes only from work someone else vouched for: an audit that re-executed it
+///        (AUDITOR_ROLE, the dispute/audit contract), or a client's payment redeemed through a channel
+///        (PAYMENTS_ROLE, PaymentChannels), counted in token base units paid. Nothing a server reports
+///        about itself (such as the tokens under a batch) is ever credited. Paying oneself through a
+///        channel costs the protocol fee on every redemption, so bought credit costs
+///        feeBps/10⁴ · paidPerCredit tokens per unit.
 ///      - Each failed audit (a lost dispute or withheld data) counts as `failureWeight` failures in
 ///        the rate and also multiplies the score by failureRetainBps/10⁴ (one half by default), so a
 ///        caught cheat costs at least that fraction of its trust however much honest work it did
 ///        before: credit cannot buy immunity. The power is computed by squaring in WAD, rounding down.
-///      The audit and dispute logic that moves these numbers holds RECORDER_ROLE; it plugs in without
-///      redeploying this contract.
 interface ITrustScores {
     struct Record {
         /// @dev Audits of this server's work that matched a re-execution.
         uint64 passedAudits;
         /// @dev Audits that found wrong results or withheld data (lost disputes).
         uint64 failedAudits;
-        /// @dev Tokens served in batches whose challenge window closed without a successful challenge.
-        uint128 tokensServed;
+        /// @dev Token base units clients paid this server through channels (saturates at 2^128-1).
+        uint128 paidWork;
     }
 
     struct Params {
@@ -34,10 +36,10 @@ interface ITrustScores {
         uint128 priorPass;
         /// @dev Prior failures, WAD.
         uint128 priorFail;
+        /// @dev Token base units of paid work worth one passed audit.
+        uint128 paidPerCredit;
         /// @dev How many failures one failed audit counts as.
         uint32 failureWeight;
-        /// @dev Tokens of unchallenged served work worth one passed audit.
-        uint64 tokensPerCredit;
         /// @dev Fraction of its trust a server keeps per failed audit, basis points (at most 10⁴).
         uint16 failureRetainBps;
         /// @dev θ, WAD in [0, 1e18]: servers with trust below it are filtered out.
@@ -45,25 +47,24 @@ interface ITrustScores {
     }
 
     /// @notice The parameters are inconsistent: priors must both be positive, failureWeight and
-    ///         tokensPerCredit non-zero, failureRetainBps at most 10⁴, threshold at most 1e18.
+    ///         paidPerCredit non-zero, failureRetainBps at most 10⁴, threshold at most 1e18.
     error TrustBadParams(Params params);
     /// @notice The server address must not be zero.
     error TrustZeroServer();
-    /// @notice One work record may not exceed 2^128-1 tokens.
-    error TrustWorkTooLarge(uint256 tokens);
 
     /// @notice Emitted when an audit outcome is recorded.
     event AuditRecorded(address indexed server, bool passed, uint256 trust);
-    /// @notice Emitted when unchallenged served work is recorded.
-    event WorkRecorded(address indexed server, uint256 tokens, uint256 trust);
+    /// @notice Emitted when a channel redemption paid `server` `amount`.
+    event PaymentRecorded(address indexed server, uint256 amount, uint256 trust);
     /// @notice Emitted when governance changes the parameters.
     event ParamsSet(Params params);
 
-    /// @notice Records one audit outcome for `server`. Only RECORDER_ROLE.
+    /// @notice Records one audit outcome for `server`. Only AUDITOR_ROLE (the dispute/audit logic).
     function recordAudit(address server, bool passed) external;
 
-    /// @notice Records `tokens` of served work whose challenge window closed unchallenged. Only RECORDER_ROLE.
-    function recordWork(address server, uint256 tokens) external;
+    /// @notice Records that a client paid `server` `amount` token base units through a channel.
+    ///         Only PAYMENTS_ROLE (PaymentChannels, on redemption). Never reverts on size: saturates.
+    function recordPayment(address server, uint256 amount) external;
 
     /// @notice Sets the formula's parameters. Only GOVERNANCE_ROLE.
     function setParams(Params calldata params) external;

@@ -5,7 +5,17 @@ import { InvalidArgumentError } from "../../protocol/errors.js";
 /** Contract addresses of one deployment, as `npm run deploy` writes them. */
 export interface Deployment {
   chainId: string;
-  contracts: { token: string; registry: string; staking: string; trust: string; commitments: string; rewards: string; channels: string };
+  contracts: {
+    token: string;
+    registry: string;
+    staking: string;
+    trust: string;
+    commitments: string;
+    rewards: string;
+    channels: string;
+    /** Absent in deployments made before the dispute contract existed. */
+    disputes?: string;
+  };
 }
 
 /** Reads `file`, or deployments/<chainId>.json under `root` when no file is given. */

@@ -59,6 +59,7 @@ const freshRecipient = signer(8).address; // never receives tokens before the ba
 
 const p = await deployProtocol(deployer, DEVNET_PARAMS);
 const { token, registry, staking, commitments, channels } = p;
+const verifierStake = DEVNET_PARAMS.stake.verifierMinStake;
 const [tokenAddr, stakingAddr, commitmentsAddr, channelsAddr] = await Promise.all(
   [token, staking, commitments, channels].map((c) => c.getAddress()),
 ) as [string, string, string, string];
@@ -132,7 +133,6 @@ const variantId = keccak256(toUtf8Bytes("eFed benchmark manifest"));
 const registerVariantGas = await gasOf(registry.registerVariant(variantId, NUM_LAYERS, MANIFEST_URI));
 
 const serverStake = DEVNET_PARAMS.stake.serverBaseStake + DEVNET_PARAMS.stake.serverStakePerLayer * BigInt(SERVER_LAYERS[1] - SERVER_LAYERS[0]);
-const verifierStake = DEVNET_PARAMS.stake.verifierMinStake;
 for (const s of [warmServer, server, verifier, warmClient, client, permitClient, holder]) {
   await gasOf(token.mint(s.address, parseEther("100000")));
 }
@@ -143,7 +143,7 @@ for (const s of [warmServer, server, verifier, warmClient, client, permitClient,
 await gasOf(token.connect(warmServer).approve(stakingAddr, serverStake));
 await gasOf(staking.connect(warmServer).deposit(serverStake));
 await gasOf(staking.connect(warmServer).registerServer(variantId, 16, 32, "wss://server-0.efed.example:8443/ws", PRICE_PER_TOKEN));
-await gasOf(commitments.connect(warmServer).postBatch(keccak256(toUtf8Bytes("warm-up batch")), 1, 1, CLOCK_START, CLOCK_START));
+await gasOf(commitments.connect(warmServer).postBatch(keccak256(toUtf8Bytes("warm-up batch")), variantId, 16, 32, 1, CLOCK_START, CLOCK_START));
 
 // ------------------------------------------------------------------ staking
 
@@ -170,8 +170,8 @@ record("Model registry", "registerVariant", `one-off per model variant, ${toUtf8
 
 // ------------------------------------------------------------------ commitments
 
-/** `n` receipts of `server`: sessions of one prefill step then decode steps, distinct per `label`. */
-function makeReceipts(label: string, n: number): Receipt[] {
+/** `n` receipts of `owner`: sessions of one prefill step then decode steps, distinct per `label`. */
+function makeReceipts(label: string, n: number, owner = server.address): Receipt[] {
   const out: Receipt[] = [];
   for (let i = 0; i < n; i++) {
     const session = Math.floor(i / STEPS_PER_SESSION);
@@ -185,7 +185,7 @@ function makeReceipts(label: string, n: number): Receipt[] {
       inputHash: solidityPackedKeccak256(["string", "uint256", "string"], [label, i, "in"]),
       outputHash: solidityPackedKeccak256(["string", "uint256", "string"], [label, i, "out"]),
       tokens: step === 0 ? PROMPT_TOKENS : 1,
-      server: server.address,
+      server: owner,
     });
   }
   return out;
@@ -205,12 +205,13 @@ let receiptSignerGas = 0n;
 
 async function postReceipts(label: string, receipts: Receipt[]): Promise<{ gas: bigint; batchId: bigint; tree: MerkleTree }> {
   const tree = new MerkleTree(receipts.map(receiptLeaf));
-  const tokensServed = receipts.reduce((sum, r) => sum + BigInt(r.tokens), 0n);
   // Each batch covers [previous batch's end, CLOCK_START + its index]; every block since moved the clock on.
   const toTime = CLOCK_START + BigInt(serverBatches + 1);
   const fromTime = serverBatches === 0 ? toTime : previousTo;
   const batchId = await commitments.batchCount();
-  const gas = await gasOf(commitments.connect(server).postBatch(tree.root, receipts.length, tokensServed, fromTime, toTime));
+  const gas = await gasOf(
+    commitments.connect(server).postBatch(tree.root, variantId, SERVER_LAYERS[0], SERVER_LAYERS[1], receipts.length, fromTime, toTime),
+  );
   previousTo = toTime;
   serverBatches++;
   const b = await commitments.batch(batchId);
@@ -244,7 +245,80 @@ for (const n of BATCH_SIZES) {
   receiptSignerGas = await commitments.receiptSigner.estimateGas(receipt, signature);
 }
 
+// ------------------------------------------------------------------ disputes
+// One full dispute inside the batch's challenge window: a verifier challenges one receipt of a
+// third server (slashed here, so that the measured server keeps its stake and trust for the channel
+// rows), the committee is drawn, votes 2 "at fault" to 1, and the dispute settles with every
+// transfer it can make (server slashed to challenger and pool, bond returned, minority member
+// penalized, majority members rewarded from the pool).
+
+const DISPUTES = "Disputes";
+const { disputes } = p;
+const disputesAddr = await disputes.getAddress();
+const disputeVerifiers = [9, 10, 11, 12].map(signer);
+const challenger = disputeVerifiers[0]!;
+for (const v of disputeVerifiers) {
+  await gasOf(token.mint(v.address, parseEther("100000")));
+  await gasOf(token.connect(v).approve(stakingAddr, verifierStake));
+  await gasOf(staking.connect(v).deposit(verifierStake));
+  await gasOf(staking.connect(v).registerVerifier());
+}
+const BENCH_SALT = keccak256(toUtf8Bytes("eFed benchmark vote salt"));
+const disputeGas: Record<"open" | "draw" | "commit" | "reveal" | "settle", bigint> = { open: 0n, draw: 0n, commit: 0n, reveal: 0n, settle: 0n };
+{
+  const cheater = signer(13);
+  await gasOf(token.mint(cheater.address, parseEther("100000")));
+  await gasOf(token.connect(cheater).approve(stakingAddr, serverStake));
+  await gasOf(staking.connect(cheater).deposit(serverStake));
+  await gasOf(staking.connect(cheater).registerServer(variantId, SERVER_LAYERS[0], SERVER_LAYERS[1], ENDPOINT, PRICE_PER_TOKEN));
+  const receipts = makeReceipts("disputed", 100, cheater.address);
+  const tree = new MerkleTree(receipts.map(receiptLeaf));
+  const batchId = await commitments.batchCount();
+  const postedAt = CLOCK_START + BigInt(serverBatches);
+  await gasOf(commitments.connect(cheater).postBatch(tree.root, variantId, SERVER_LAYERS[0], SERVER_LAYERS[1], receipts.length, postedAt, postedAt));
+  const a = { batchId, receipts: receipts.length, receipt: receipts[0]!, proof: tree.proof(0), signature: await signReceipt(cheater, rDomain, receipts[0]!) };
+  const pool = await staking.verifierCount();
+  await gasOf(token.connect(challenger).approve(disputesAddr, DEVNET_PARAMS.disputes.challengeBond));
+  disputeGas.open = await measure(
+    DISPUTES,
+    "**openDispute**",
+    `receipt of a ${a.receipts}-receipt batch (proof of ${a.proof.length}); locks the server's stake, takes the bond`,
+    disputes.connect(challenger).openDispute(a.batchId, a.receipt, a.signature, a.proof),
+  );
+  const id = await disputes.disputeCount();
+  await networkHelpers.mine(1);
+  disputeGas.draw = await measure(DISPUTES, "drawCommittee", `${DEVNET_PARAMS.disputes.committeeSize} of ${pool} verifiers; locks each member's stake`, disputes.drawCommittee(id));
+  const members = (await disputes.committee(id)).map((address) => signers.find((s) => s.address === address)!);
+  const fault = (i: number): boolean => i < 2;
+  for (const [i, m] of members.entries()) {
+    const gas = await gasOf(disputes.connect(m).commitVote(id, await disputes.voteCommitment(id, m.address, fault(i), BENCH_SALT)));
+    if (i === 0) disputeGas.commit = record(DISPUTES, "**commitVote**", "one committee member", gas);
+  }
+  await networkHelpers.time.increaseTo((await disputes.dispute(id)).commitDeadline + 1n);
+  for (const [i, m] of members.entries()) {
+    const gas = await gasOf(disputes.connect(m).revealVote(id, fault(i), BENCH_SALT));
+    if (i === 0) disputeGas.reveal = record(DISPUTES, "**revealVote**", "one committee member", gas);
+  }
+  disputeGas.settle = await measure(
+    DISPUTES,
+    "**settle**",
+    "server at fault 2–1: two slashes, bond back, one member penalized, two rewarded, all locks released, trust recorded",
+    disputes.settle(id),
+  );
+  check((await disputes.dispute(id)).outcome === 1n, "the dispute settled with the server at fault");
+  const size = BigInt(members.length);
+  record(
+    DISPUTES,
+    "one dispute, all transactions",
+    `open + draw + ${size} commits + ${size} reveals + settle`,
+    disputeGas.open + disputeGas.draw + size * (disputeGas.commit + disputeGas.reveal) + disputeGas.settle,
+  );
+}
+
 // ------------------------------------------------------------------ payment channels
+
+// Clients may open channels only to a server past its probation (IStaking.isEligible).
+await networkHelpers.time.increase(DEVNET_PARAMS.timing.probationPeriod);
 
 const CHANNELS = "Payment channels";
 const vDomain = voucherDomain(chainId, channelsAddr);
@@ -360,7 +434,7 @@ const scenarios: Scenario[] = [
 
 // ------------------------------------------------------------------ output
 
-const sectionOrder = [STAKING, "Model registry", "Commitments", CHANNELS, BASELINE];
+const sectionOrder = [STAKING, "Model registry", "Commitments", DISPUTES, CHANNELS, BASELINE];
 const opTable = markdownTable(
   ["Contract", "Operation", "Conditions", "Gas used"],
   sectionOrder.flatMap((section) =>
@@ -586,6 +660,15 @@ view) estimates at ${fmtInt(receiptSignerGas)} gas.
 
 ${batchTable}
 
+### Disputes
+
+A dispute is on chain only when a verifier challenges (rare in an honest network), so it is not part
+of the per-query cost below. One dispute with a committee of ${DEVNET_PARAMS.disputes.committeeSize} costs
+${fmtInt(disputeGas.open)} to open (Merkle proof and signature checked, the server's stake locked under
+the dispute, the bond taken), ${fmtInt(disputeGas.draw)} to draw the committee (each member's stake locked),
+${fmtInt(disputeGas.commit)} per committed vote, ${fmtInt(disputeGas.reveal)} per revealed vote and
+${fmtInt(disputeGas.settle)} to settle with the server at fault (the most transfers a settlement makes).
+
 ## 2. Amortized on-chain gas per paid query
 
 **Model.** A query is one generation of N tokens through a pipeline of k servers, each with its own
@@ -638,8 +721,16 @@ ${amortTable}
 
 ${naiveTable}
 
-\`post\` is mostly storage: \`postBatch\` writes five fresh slots (three for the \`Batch\` struct, one
-for the server's batch-id list, one for the root-used flag), about ${fmtInt(5 * 22_100)} of its ${fmtInt(costs.postBatch)} gas.
+\`post\` is mostly storage: \`postBatch\` writes six fresh slots (four for the \`Batch\` struct: server,
+registration, time range, challenge deadline, layer range, the stake behind it, and root; one for the
+server's batch-id list; one for the server's root-used flag), about ${fmtInt(6 * 22_100)} of its ${fmtInt(costs.postBatch)} gas, plus two
+reads of the server's registration and stake in Staking and one write there (how long its stake stays
+slashable: no withdrawal before the batch's challenge deadline).
+
+\`open\` checks \`Staking.isEligible\` (collateral free of dispute locks, probation over, trust at least θ,
+read from TrustScores), and every redemption records the payment in TrustScores as paid work, the only
+credit besides audits: these account for most of the difference between \`open\`/\`redeem\` and a plain
+ERC20 transfer.
 `;
 
 const outPath = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "docs", "gas.md");

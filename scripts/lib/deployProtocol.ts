@@ -1,6 +1,7 @@
 import { parseEther, type Signer } from "ethers";
 import {
   Commitments__factory,
+  Disputes__factory,
   EFedToken__factory,
   ModelRegistry__factory,
   PaymentChannels__factory,
@@ -8,6 +9,7 @@ import {
   TrustScores__factory,
   VerifierRewards__factory,
   type Commitments,
+  type Disputes,
   type EFedToken,
   type ModelRegistry,
   type PaymentChannels,
@@ -21,15 +23,28 @@ const DAY = 24n * HOUR;
 
 /** Every constructor parameter of the protocol, in one place. Amounts in token base units (18 decimals). */
 export interface ProtocolParams {
-  timing: { challengeWindow: bigint; maxDisputeDuration: bigint; unbondingDelay: bigint };
+  /** Seconds. `probationPeriod`: how long a newly registered server waits before clients may open channels to it. */
+  timing: { challengeWindow: bigint; maxDisputeDuration: bigint; unbondingDelay: bigint; probationPeriod: bigint };
   stake: { serverBaseStake: bigint; serverStakePerLayer: bigint; verifierMinStake: bigint };
   trust: {
     priorPass: bigint;
     priorFail: bigint;
+    /** Token base units paid through channels worth one passed audit. */
+    paidPerCredit: bigint;
     failureWeight: bigint;
-    tokensPerCredit: bigint;
     failureRetainBps: bigint;
     threshold: bigint;
+  };
+  /** Disputes (IDisputes.Params): amounts in token base units, periods in seconds. */
+  disputes: {
+    challengeBond: bigint;
+    serverSlash: bigint;
+    voterPenalty: bigint;
+    voterReward: bigint;
+    challengerShareBps: bigint;
+    committeeSize: bigint;
+    commitPeriod: bigint;
+    revealPeriod: bigint;
   };
   /** Protocol fee on every channel redemption, basis points. */
   feeBps: bigint;
@@ -39,7 +54,7 @@ export interface ProtocolParams {
 
 /** Parameters for a local devnet: short enough to exercise, shaped like production. */
 export const DEVNET_PARAMS: ProtocolParams = {
-  timing: { challengeWindow: HOUR, maxDisputeDuration: DAY, unbondingDelay: 2n * DAY },
+  timing: { challengeWindow: HOUR, maxDisputeDuration: DAY, unbondingDelay: 2n * DAY, probationPeriod: 10n * 60n },
   stake: {
     serverBaseStake: parseEther("1000"),
     serverStakePerLayer: parseEther("100"),
@@ -48,10 +63,20 @@ export const DEVNET_PARAMS: ProtocolParams = {
   trust: {
     priorPass: parseEther("1"),
     priorFail: parseEther("1"),
+    paidPerCredit: parseEther("1000"),
     failureWeight: 10n,
-    tokensPerCredit: 10_000n,
     failureRetainBps: 5_000n,
     threshold: parseEther("0.4"),
+  },
+  disputes: {
+    challengeBond: parseEther("100"),
+    serverSlash: parseEther("1000"),
+    voterPenalty: parseEther("50"),
+    voterReward: parseEther("10"),
+    challengerShareBps: 5_000n,
+    committeeSize: 3n,
+    commitPeriod: 6n * HOUR,
+    revealPeriod: 6n * HOUR,
   },
   feeBps: 500n,
   closeTimeoutSeconds: DAY,
@@ -65,15 +90,18 @@ export interface Protocol {
   commitments: Commitments;
   rewards: VerifierRewards;
   channels: PaymentChannels;
+  disputes: Disputes;
 }
 
 export type ProtocolAddresses = Record<keyof Protocol, string>;
 
 /**
  * Deploys every contract with `deployer` as admin and wires them: staking reads trust scores from
- * TrustScores; channels pay fees into VerifierRewards. The roles that the dispute logic will hold
- * (SLASHER_ROLE, RECORDER_ROLE, REWARDER_ROLE) are granted to `disputeOperator` when given, so
- * that logic can be deployed later without redeploying the rest.
+ * TrustScores; Commitments extends how long a server's stake stays slashable (COMMITMENTS_ROLE);
+ * channels pay fees into VerifierRewards and record redemptions as paid work (PAYMENTS_ROLE);
+ * Disputes holds the dispute roles (SLASHER_ROLE, AUDITOR_ROLE, REWARDER_ROLE). The same roles are
+ * also granted to `disputeOperator` when given, so other dispute logic (an exact one-step proof, a
+ * test harness) can plug in later without redeploying the rest.
  */
 export async function deployProtocol(
   deployer: Signer,
@@ -101,13 +129,25 @@ export async function deployProtocol(
     params.feeBps,
     params.closeTimeoutSeconds,
   );
+  const disputes = await new Disputes__factory(deployer).deploy(
+    admin,
+    await token.getAddress(),
+    await staking.getAddress(),
+    await commitments.getAddress(),
+    await trust.getAddress(),
+    await rewards.getAddress(),
+    params.disputes,
+  );
   await (await staking.setTrustSource(await trust.getAddress())).wait();
-  if (disputeOperator !== undefined) {
-    await (await staking.grantRole(await staking.SLASHER_ROLE(), disputeOperator)).wait();
-    await (await trust.grantRole(await trust.RECORDER_ROLE(), disputeOperator)).wait();
-    await (await rewards.grantRole(await rewards.REWARDER_ROLE(), disputeOperator)).wait();
+  await (await staking.grantRole(await staking.COMMITMENTS_ROLE(), await commitments.getAddress())).wait();
+  await (await trust.grantRole(await trust.PAYMENTS_ROLE(), await channels.getAddress())).wait();
+  await (await channels.setTrustRecorder(await trust.getAddress())).wait();
+  for (const holder of [await disputes.getAddress(), ...(disputeOperator === undefined ? [] : [disputeOperator])]) {
+    await (await staking.grantRole(await staking.SLASHER_ROLE(), holder)).wait();
+    await (await trust.grantRole(await trust.AUDITOR_ROLE(), holder)).wait();
+    await (await rewards.grantRole(await rewards.REWARDER_ROLE(), holder)).wait();
   }
-  return { token, registry, staking, trust, commitments, rewards, channels };
+  return { token, registry, staking, trust, commitments, rewards, channels, disputes };
 }
 
 export async function protocolAddresses(p: Protocol): Promise<ProtocolAddresses> {

@@ -1,11 +1,12 @@
 import { expect } from "chai";
 import { network } from "hardhat";
 import { Signature, Wallet, hexlify, keccak256, randomBytes, toBeHex } from "ethers";
-import { receiptDomain } from "../../protocol/eip712.js";
+import { canonicalSignature, receiptDomain } from "../../protocol/eip712.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { MerkleTree, verifyMerkleProof } from "../../protocol/merkle.js";
 import { receiptDigest, receiptLeaf, recoverReceiptSigner, signReceipt, type Receipt } from "../../protocol/receipt.js";
-import { VARIANT, registerServer, worldFixture } from "./fixtures.js";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
+import { PARAMS, VARIANT, registerServer, worldFixture, type World } from "./fixtures.js";
 
 const { ethers, networkHelpers } = await network.create();
 const world = worldFixture(ethers);
@@ -26,6 +27,11 @@ function receipt(server: string, step: number, overrides: Partial<Receipt> = {})
   };
 }
 
+/** postBatch for `who`'s registration over [first, last) of VARIANT. */
+function post(w: World, who: HardhatEthersSigner, root: string, count: number, from: bigint | number, to: bigint | number, first = 0, last = 4) {
+  return w.commitments.connect(who).postBatch(root, VARIANT, first, last, count, from, to);
+}
+
 describe("Commitments", function () {
   async function serverWorld() {
     const w = await networkHelpers.loadFixture(world);
@@ -34,82 +40,104 @@ describe("Commitments", function () {
   }
 
   describe("postBatch", function () {
-    it("records an immutable, indexed batch with its block, and emits BatchPosted", async function () {
+    it("records an immutable batch with its registration, deadline and stake, and emits BatchPosted", async function () {
       const w = await serverWorld();
       const now = BigInt(await networkHelpers.time.latest());
       const root = keccak256("0x01");
+      const deadline = now + 10n + PARAMS.timing.challengeWindow;
       await networkHelpers.time.setNextBlockTimestamp(now + 10n);
-      await expect(w.commitments.connect(w.server).postBatch(root, 3, 20, now - 50n, now))
+      await expect(post(w, w.server, root, 3, now - 50n, now))
         .to.emit(w.commitments, "BatchPosted")
-        .withArgs(0n, w.server.address, root, 3, 20, now - 50n, now);
+        .withArgs(0n, w.server.address, 1n, root, 3, now - 50n, now, deadline);
       const block = await ethers.provider.getBlockNumber();
       const b = await w.commitments.batch(0);
-      expect([b.server, b.receiptCount, b.tokensServed, b.fromTime, b.toTime, b.postedBlock, b.postedAt, b.root]).to.deep.equal([
-        w.server.address,
-        3n,
-        20n,
-        now - 50n,
-        now,
-        BigInt(block),
-        now + 10n,
-        root,
+      expect([
+        b.server, b.receiptCount, b.registrationId, b.fromTime, b.toTime, b.postedAt, b.challengeDeadline, b.postedBlock,
+        b.firstLayer, b.lastLayer, b.stake, b.root,
+      ]).to.deep.equal([
+        w.server.address, 3n, 1n, now - 50n, now, now + 10n, deadline, BigInt(block), 0n, 4n, await w.staking.minServerStake(4), root,
       ]);
+      expect(await w.commitments.batchVariant(0)).to.equal(VARIANT);
+      expect((await w.staking.operator(w.server.address)).slashableUntil).to.equal(deadline);
       expect(await w.commitments.batchCount()).to.equal(1n);
       expect(await w.commitments.serverBatchCount(w.server.address)).to.equal(1n);
-      await w.commitments.connect(w.server).postBatch(keccak256("0x02"), 1, 1, now, now);
+      await post(w, w.server, keccak256("0x02"), 1, now, now);
       expect(await w.commitments.serverBatchIds(w.server.address, 0, 10)).to.deep.equal([0n, 1n]);
       expect(await w.commitments.serverBatchIds(w.server.address, 1, 10)).to.deep.equal([1n]);
       expect(await w.commitments.serverBatchIds(w.server.address, 2, 10)).to.deep.equal([]);
     });
 
-    it("accepts only active servers", async function () {
+    it("accepts only a registered server, for exactly the variant and range it is registered for", async function () {
       const w = await serverWorld();
-      await expect(w.commitments.connect(w.stranger).postBatch(keccak256("0x01"), 1, 1, 0, 0))
-        .to.be.revertedWithCustomError(w.commitments, "CommitmentsNotActiveServer")
+      await expect(post(w, w.stranger, keccak256("0x01"), 1, 0, 0))
+        .to.be.revertedWithCustomError(w.commitments, "CommitmentsNotRegistered")
         .withArgs(w.stranger.address);
-      await w.staking.connect(w.slasher).slash(w.server.address, 1n, w.slasher.address);
-      await expect(w.commitments.connect(w.server).postBatch(keccak256("0x01"), 1, 1, 0, 0))
-        .to.be.revertedWithCustomError(w.commitments, "CommitmentsNotActiveServer")
-        .withArgs(w.server.address);
+      // regression: a server staked for layers [0, 4) cannot commit work for [0, 8)
+      await expect(post(w, w.server, keccak256("0x01"), 1, 0, 0, 0, 8))
+        .to.be.revertedWithCustomError(w.commitments, "CommitmentsNotRegisteredFor")
+        .withArgs(w.server.address, VARIANT, 0, 8);
+      const other = keccak256("0x0bad");
+      await expect(w.commitments.connect(w.server).postBatch(keccak256("0x01"), other, 0, 4, 1, 0, 0))
+        .to.be.revertedWithCustomError(w.commitments, "CommitmentsNotRegisteredFor")
+        .withArgs(w.server.address, other, 0, 4);
     });
 
-    it("rejects a zero root, an empty batch and fewer tokens than receipts", async function () {
+    it("keeps each batch's registration record after the server re-registers and deregisters", async function () {
       const w = await serverWorld();
-      const c = w.commitments.connect(w.server);
-      await expect(c.postBatch(ethers.ZeroHash, 1, 1, 0, 0)).to.be.revertedWithCustomError(c, "CommitmentsZeroRoot");
-      await expect(c.postBatch(keccak256("0x01"), 0, 1, 0, 0)).to.be.revertedWithCustomError(c, "CommitmentsEmptyBatch");
-      await expect(c.postBatch(keccak256("0x01"), 5, 4, 0, 0))
-        .to.be.revertedWithCustomError(c, "CommitmentsTokensBelowReceipts")
-        .withArgs(4, 5);
+      await post(w, w.server, keccak256("0x01"), 1, 0, 0);
+      await expect(w.staking.connect(w.server).registerServer(VARIANT, 4, 8, "ws://127.0.0.1:9004", 10n))
+        .to.emit(w.staking, "RegistrationEnded")
+        .withArgs(1n, w.server.address);
+      await post(w, w.server, keccak256("0x02"), 1, 0, 0, 4, 8);
+      await w.staking.connect(w.server).deregister();
+      const reRegisteredAt = BigInt((await ethers.provider.getBlock(-2))!.timestamp);
+      const deregisteredAt = BigInt(await networkHelpers.time.latest());
+      const [b0, b1] = [await w.commitments.batch(0), await w.commitments.batch(1)];
+      expect([b0.registrationId, b1.registrationId]).to.deep.equal([1n, 2n]);
+      const [r1, r2] = [await w.staking.registration(1), await w.staking.registration(2)];
+      expect([r1.operator, r1.variant, r1.firstLayer, r1.lastLayer]).to.deep.equal([w.server.address, VARIANT, 0n, 4n]);
+      expect([r2.operator, r2.variant, r2.firstLayer, r2.lastLayer]).to.deep.equal([w.server.address, VARIANT, 4n, 8n]);
+      expect([r1.endedAt, r2.registeredAt, r2.endedAt]).to.deep.equal([reRegisteredAt, reRegisteredAt, deregisteredAt]);
+      await expect(w.staking.registration(3)).to.be.revertedWithCustomError(w.staking, "StakingUnknownRegistration").withArgs(3);
+    });
+
+    it("rejects a zero root and an empty batch", async function () {
+      const w = await serverWorld();
+      await expect(post(w, w.server, ethers.ZeroHash, 1, 0, 0)).to.be.revertedWithCustomError(w.commitments, "CommitmentsZeroRoot");
+      await expect(post(w, w.server, keccak256("0x01"), 0, 0, 0)).to.be.revertedWithCustomError(w.commitments, "CommitmentsEmptyBatch");
     });
 
     it("rejects time ranges that are inverted, in the future or overlap the previous batch", async function () {
       const w = await serverWorld();
-      const c = w.commitments.connect(w.server);
+      const c = w.commitments;
+      const postAs = (root: string, from: bigint, to: bigint) => post(w, w.server, root, 1, from, to);
       const now = BigInt(await networkHelpers.time.latest());
       await networkHelpers.time.setNextBlockTimestamp(now + 1n);
-      await expect(c.postBatch(keccak256("0x01"), 1, 1, now, now - 1n))
+      await expect(postAs(keccak256("0x01"), now, now - 1n))
         .to.be.revertedWithCustomError(c, "CommitmentsBadTimeRange")
         .withArgs(now, now - 1n, 0, now + 1n);
       await networkHelpers.time.setNextBlockTimestamp(now + 2n);
-      await expect(c.postBatch(keccak256("0x01"), 1, 1, now, now + 3n))
+      await expect(postAs(keccak256("0x01"), now, now + 3n))
         .to.be.revertedWithCustomError(c, "CommitmentsBadTimeRange")
         .withArgs(now, now + 3n, 0, now + 2n);
-      await c.postBatch(keccak256("0x01"), 1, 1, now - 10n, now - 5n);
+      await postAs(keccak256("0x01"), now - 10n, now - 5n);
       const t = BigInt(await networkHelpers.time.latest()) + 1n;
       await networkHelpers.time.setNextBlockTimestamp(t);
-      await expect(c.postBatch(keccak256("0x02"), 1, 1, now - 6n, now))
+      await expect(postAs(keccak256("0x02"), now - 6n, now))
         .to.be.revertedWithCustomError(c, "CommitmentsBadTimeRange")
         .withArgs(now - 6n, now, now - 5n, t);
     });
 
-    it("rejects a root that was already posted", async function () {
+    it("roots are unique per server: another server's identical root does not block this one", async function () {
       const w = await serverWorld();
+      await registerServer(w, w.server2, 4, 8);
       const root = keccak256("0x01");
-      await w.commitments.connect(w.server).postBatch(root, 1, 1, 0, 0);
-      await expect(w.commitments.connect(w.server).postBatch(root, 1, 1, 0, 0))
+      // regression: server2 front-runs server's root; server still posts it
+      await post(w, w.server2, root, 1, 0, 0, 4, 8);
+      await expect(post(w, w.server, root, 1, 0, 0)).to.emit(w.commitments, "BatchPosted");
+      await expect(post(w, w.server, root, 1, 0, 0))
         .to.be.revertedWithCustomError(w.commitments, "CommitmentsDuplicateRoot")
-        .withArgs(root);
+        .withArgs(w.server.address, root);
     });
 
     it("reverts on an unknown batch id", async function () {
@@ -158,13 +186,51 @@ describe("Commitments", function () {
         .withArgs(highS);
     });
 
+    it("regression: TypeScript accepts a signature encoding exactly when OpenZeppelin's ECDSA does on chain", async function () {
+      const w = await serverWorld();
+      const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
+      const r = receipt(w.server.address, 0);
+      const sig = Signature.from(await signReceipt(w.server, domain, r));
+      const encodings: Record<string, string> = {
+        canonical: sig.serialized,
+        compact64: sig.compactSerialized,
+        vZeroOne: ethers.concat([sig.r, sig.s, toBeHex(sig.v - 27, 1)]),
+        v29: ethers.concat([sig.r, sig.s, toBeHex(29, 1)]),
+        highS: ethers.concat([sig.r, toBeHex(SECP256K1_N - BigInt(sig.s), 32), toBeHex(sig.v === 27 ? 28 : 27, 1)]),
+        zeroS: ethers.concat([sig.r, toBeHex(0, 32), toBeHex(sig.v, 1)]),
+      };
+      const verdicts: Record<string, [boolean, boolean]> = {};
+      for (const [name, encoded] of Object.entries(encodings)) {
+        const onChain = await w.commitments.receiptSigner(r, encoded).then(
+          (a) => a === w.server.address,
+          () => false,
+        );
+        let offChain = true;
+        try {
+          canonicalSignature(encoded);
+          expect(recoverReceiptSigner(domain, r, encoded)).to.equal(w.server.address);
+        } catch (err) {
+          expect(err).to.be.instanceOf(InvalidArgumentError);
+          offChain = false;
+        }
+        verdicts[name] = [onChain, offChain];
+      }
+      expect(verdicts).to.deep.equal({
+        canonical: [true, true],
+        compact64: [false, false],
+        vZeroOne: [false, false],
+        v29: [false, false],
+        highS: [false, false],
+        zeroS: [false, false],
+      });
+    });
+
     for (const count of [1, 2, 3, 7, 64, 257]) {
       it(`Merkle proofs of a ${count}-receipt batch verify on chain`, async function () {
         const w = await serverWorld();
         const receipts = Array.from({ length: count }, (_, i) => receipt(w.server.address, i));
         const tree = new MerkleTree(receipts.map(receiptLeaf));
-        const tokens = receipts.reduce((sum, r) => sum + r.tokens, 0);
-        await w.commitments.connect(w.server).postBatch(tree.root, count, tokens, 0, 0);
+        await post(w, w.server, tree.root, count, 0, 0);
         const indices = count <= 8 ? receipts.keys() : [0, 1, count >> 1, count - 2, count - 1].values();
         for (const i of indices) {
           const proof = tree.proof(i);
@@ -178,7 +244,7 @@ describe("Commitments", function () {
       const w = await serverWorld();
       const receipts = Array.from({ length: 5 }, (_, i) => receipt(w.server.address, i));
       const tree = new MerkleTree(receipts.map(receiptLeaf));
-      await w.commitments.connect(w.server).postBatch(tree.root, 5, 16, 0, 0);
+      await post(w, w.server, tree.root, 5, 0, 0);
       const tampered = { ...receipts[2]!, outputHash: keccak256("0xbad0") };
       expect(await w.commitments.verifyReceipt(0, tampered, tree.proof(2))).to.equal(false);
       expect(verifyMerkleProof(tree.root, receiptLeaf(tampered), tree.proof(2))).to.equal(false);
@@ -188,12 +254,21 @@ describe("Commitments", function () {
       expect(await w.commitments.verifyReceipt(0, other, tree.proof(2))).to.equal(false);
     });
 
+    it("a receipt under the root for another layer range than the batch's registration does not verify", async function () {
+      const w = await serverWorld();
+      const wide = receipt(w.server.address, 0, { lastLayer: 8 });
+      const tree = new MerkleTree([receiptLeaf(wide)]);
+      await post(w, w.server, tree.root, 1, 0, 0);
+      expect(verifyMerkleProof(tree.root, receiptLeaf(wide), [])).to.equal(true);
+      expect(await w.commitments.verifyReceipt(0, wide, [])).to.equal(false);
+    });
+
     it("a batch posted by server A cannot prove server B's receipt even with B's valid tree", async function () {
       const w = await serverWorld();
       await registerServer(w, w.server2, 4, 8);
       const bReceipt = receipt(w.server2.address, 0, { firstLayer: 4, lastLayer: 8 });
       const tree = new MerkleTree([receiptLeaf(bReceipt)]);
-      await w.commitments.connect(w.server).postBatch(tree.root, 1, 12, 0, 0);
+      await post(w, w.server, tree.root, 1, 0, 0);
       expect(await w.commitments.verifyReceipt(0, bReceipt, tree.proof(0))).to.equal(false);
     });
   });

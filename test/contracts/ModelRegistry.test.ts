@@ -10,6 +10,7 @@ describe("ModelRegistry", function () {
   it("registers a variant by manifest hash with its layers and URI", async function () {
     const w = await networkHelpers.loadFixture(world);
     const id = ethers.id("manifest B");
+    await w.registry.grantRole(await w.registry.REGISTRAR_ROLE(), w.stranger.address);
     const tx = w.registry.connect(w.stranger).registerVariant(id, 22, "https://example.org/b.json");
     await expect(tx).to.emit(w.registry, "VariantRegistered").withArgs(id, w.stranger.address, 22, "https://example.org/b.json");
     const v = await w.registry.variant(id);
@@ -27,6 +28,17 @@ describe("ModelRegistry", function () {
     expect(await w.registry.variantIds(1, 1)).to.deep.equal([id]);
     expect(await w.registry.variantIds(0, 1)).to.deep.equal([VARIANT]);
     expect(await w.registry.variantIds(2, 1)).to.deep.equal([]);
+  });
+
+  it("regression: only the registrar role registers, so nobody can squat a public manifest hash with a wrong layer count", async function () {
+    const w = await networkHelpers.loadFixture(world);
+    const id = ethers.id("a public manifest");
+    await expect(w.registry.connect(w.stranger).registerVariant(id, 1, "ipfs://squat"))
+      .to.be.revertedWithCustomError(w.registry, "AccessControlUnauthorizedAccount")
+      .withArgs(w.stranger.address, await w.registry.REGISTRAR_ROLE());
+    expect(await w.registry.isActive(id)).to.equal(false);
+    await w.registry.registerVariant(id, 32, "ipfs://right");
+    expect((await w.registry.variant(id)).numLayers).to.equal(32n);
   });
 
   it("rejects a zero id, zero layers, a bad URI and a duplicate", async function () {

@@ -19,7 +19,9 @@ contract PaymentChannelsFuzzTest is EFedFixture {
         _deployCore();
         _makeServer(SERVER, 0, NUM_LAYERS);
         channels = new PaymentChannels(address(this), token, staking, POOL, FEE_BPS, CLOSE_TIMEOUT);
-        vm.warp(1_700_000_000);
+        trust.grantRole(trust.PAYMENTS_ROLE(), address(channels));
+        channels.setTrustRecorder(address(trust));
+        vm.warp(1_700_000_000); // SERVER registered at t=1: long past its probation
     }
 
     // ------------------------------------------------------------ helpers
@@ -104,6 +106,49 @@ contract PaymentChannelsFuzzTest is EFedFixture {
         );
     }
 
+    /// @dev Regression (audit: a fresh key started above θ): a newly registered server gets no channel
+    ///      until its probation has passed.
+    function testFuzz_OpenRefusedDuringProbation(uint256 early) public {
+        address fresh = address(0xF4E54);
+        _makeServer(fresh, 0, NUM_LAYERS);
+        early = bound(early, 0, PROBATION - 1);
+        vm.warp(block.timestamp + early);
+        token.mint(address(this), 1);
+        token.approve(address(channels), 1);
+        vm.expectRevert(abi.encodeWithSelector(IPaymentChannels.ChannelServerNotActive.selector, fresh));
+        channels.open(fresh, 1);
+        vm.warp(block.timestamp + PROBATION - early);
+        assertTrue(staking.isEligible(fresh), "eligible once probation passed");
+        channels.open(fresh, 1);
+    }
+
+    /// @dev Regression (audit: θ enforced nowhere on chain): a server whose trust fell below θ gets no
+    ///      new channel.
+    function test_OpenRefusedBelowThreshold() public {
+        trust.grantRole(trust.AUDITOR_ROLE(), address(this));
+        trust.recordAudit(SERVER, false);
+        assertLt(trust.trustOf(SERVER), 0.4e18, "trust below theta");
+        assertFalse(staking.isEligible(SERVER), "not eligible");
+        token.mint(address(this), 1);
+        token.approve(address(channels), 1);
+        vm.expectRevert(abi.encodeWithSelector(IPaymentChannels.ChannelServerNotActive.selector, SERVER));
+        channels.open(SERVER, 1);
+    }
+
+    /// @dev Regression (audit: fully locked stake counted as collateral): stake frozen by a dispute does
+    ///      not back new channels.
+    function test_OpenRefusedWhileStakeLocked() public {
+        staking.grantRole(staking.SLASHER_ROLE(), address(this));
+        staking.lock(SERVER, keccak256("dispute"), 1);
+        assertFalse(staking.isActiveServer(SERVER), "one locked unit leaves the minimum uncovered");
+        token.mint(address(this), 1);
+        token.approve(address(channels), 1);
+        vm.expectRevert(abi.encodeWithSelector(IPaymentChannels.ChannelServerNotActive.selector, SERVER));
+        channels.open(SERVER, 1);
+        staking.unlock(keccak256("dispute"));
+        channels.open(SERVER, 1);
+    }
+
     // ------------------------------------------------------------ redeem
 
     /// @dev One voucher: server gets min(cum, deposit) - fee, pool gets fee = amount * feeBps / 10000.
@@ -124,6 +169,7 @@ contract PaymentChannelsFuzzTest is EFedFixture {
         assertEq(token.balanceOf(SERVER) - serverBefore, paid - fee, "server received");
         assertEq(token.balanceOf(POOL), fee, "pool received the fee");
         assertEq(token.balanceOf(address(channels)), amount - paid, "channels keeps the rest");
+        assertEq(trust.record(SERVER).paidWork, paid, "the payment is the server's credited work");
     }
 
     /// @dev Two increasing vouchers: the second pays only the increase, still capped at the deposit.

@@ -17,10 +17,16 @@ function fee(amount: bigint): bigint {
   return (amount * FEE_BPS) / 10_000n;
 }
 
-/** A world with a registered server and an open channel client → server holding DEPOSIT. */
+/** Registers `who` as a server and lets its probation pass, so clients may open channels to it. */
+async function registerEligible(w: World, who: World["server"]): Promise<void> {
+  await registerServer(w, who);
+  await networkHelpers.time.increase(PARAMS.timing.probationPeriod);
+}
+
+/** A world with a registered, eligible server and an open channel client → server holding DEPOSIT. */
 async function openWorld(): Promise<World & { id: string }> {
   const w = await networkHelpers.loadFixture(world);
-  await registerServer(w, w.server);
+  await registerEligible(w, w.server);
   const id = await w.channels.nextChannelId(w.client.address, w.server.address);
   await w.token.connect(w.client).approve(await w.channels.getAddress(), DEPOSIT);
   await w.channels.connect(w.client).open(w.server.address, DEPOSIT);
@@ -35,7 +41,7 @@ describe("PaymentChannels", function () {
   describe("open", function () {
     it("opens a channel with a deposit and emits ChannelOpened", async function () {
       const w = await networkHelpers.loadFixture(world);
-      await registerServer(w, w.server);
+      await registerEligible(w, w.server);
       const id = await w.channels.nextChannelId(w.client.address, w.server.address);
       expect(id).to.equal(
         ethers.keccak256(ethers.AbiCoder.defaultAbiCoder().encode(["address", "address", "uint256"], [w.client.address, w.server.address, 0])),
@@ -58,7 +64,7 @@ describe("PaymentChannels", function () {
 
     it("opens with a permit in one transaction", async function () {
       const w = await networkHelpers.loadFixture(world);
-      await registerServer(w, w.server);
+      await registerEligible(w, w.server);
       const deadline = BigInt(await networkHelpers.time.latest()) + 600n;
       const sig = await signPermit(w, w.client, await w.channels.getAddress(), 700n, deadline);
       const id = await w.channels.nextChannelId(w.client.address, w.server.address);
@@ -68,9 +74,24 @@ describe("PaymentChannels", function () {
       expect(await w.token.balanceOf(await w.channels.getAddress())).to.equal(700n);
     });
 
-    it("rejects a zero deposit and inactive servers", async function () {
+    it("regression: refuses a server in probation, and one whose trust fell below θ", async function () {
       const w = await networkHelpers.loadFixture(world);
       await registerServer(w, w.server);
+      await w.token.connect(w.client).approve(await w.channels.getAddress(), 2n);
+      await expect(w.channels.connect(w.client).open(w.server.address, 1))
+        .to.be.revertedWithCustomError(w.channels, "ChannelServerNotActive")
+        .withArgs(w.server.address);
+      await networkHelpers.time.increase(PARAMS.timing.probationPeriod);
+      await w.channels.connect(w.client).open(w.server.address, 1);
+      await w.trust.connect(w.slasher).recordAudit(w.server.address, false);
+      await expect(w.channels.connect(w.client).open(w.server.address, 1))
+        .to.be.revertedWithCustomError(w.channels, "ChannelServerNotActive")
+        .withArgs(w.server.address);
+    });
+
+    it("rejects a zero deposit and inactive servers", async function () {
+      const w = await networkHelpers.loadFixture(world);
+      await registerEligible(w, w.server);
       await expect(w.channels.connect(w.client).open(w.server.address, 0)).to.be.revertedWithCustomError(w.channels, "ChannelZeroAmount");
       await expect(w.channels.connect(w.client).open(w.stranger.address, 1))
         .to.be.revertedWithCustomError(w.channels, "ChannelServerNotActive")
@@ -108,6 +129,8 @@ describe("PaymentChannels", function () {
         .to.emit(w.channels, "VoucherRedeemed")
         .withArgs(w.id, 3500n, 2500n - fee(2500n), fee(2500n));
       expect(await w.token.balanceOf(w.server.address)).to.equal(serverBefore + 3500n - fee(1000n) - fee(2500n));
+      // every redemption is the server's paid work in the trust contract, the only non-audit credit
+      expect((await w.trust.record(w.server.address)).paidWork).to.equal(3500n);
       expect(await w.token.balanceOf(await w.rewards.getAddress())).to.equal(fee(1000n) + fee(2500n));
       expect(await w.rewards.unallocated()).to.equal(fee(1000n) + fee(2500n));
       expect((await w.channels.channel(w.id)).paid).to.equal(3500n);
@@ -326,9 +349,18 @@ describe("PaymentChannels", function () {
         w.channels.connect(w.stranger).setFee(1),
         w.channels.connect(w.stranger).setCloseTimeout(1),
         w.channels.connect(w.stranger).setRewardPool(w.stranger.address),
+        w.channels.connect(w.stranger).setTrustRecorder(ZeroAddress),
       ]) {
         await expect(call).to.be.revertedWithCustomError(w.channels, "AccessControlUnauthorizedAccount").withArgs(w.stranger.address, gov);
       }
+    });
+
+    it("without a trust recorder, redemptions pay and record nothing", async function () {
+      const w = await openWorld();
+      await expect(w.channels.setTrustRecorder(ZeroAddress)).to.emit(w.channels, "TrustRecorderSet").withArgs(ZeroAddress);
+      await w.channels.connect(w.server).redeem(w.id, 100n, await voucher(w, w.id, 100n));
+      expect((await w.channels.channel(w.id)).paid).to.equal(100n);
+      expect((await w.trust.record(w.server.address)).paidWork).to.equal(0n);
     });
 
     it("a zero fee sends nothing to the pool", async function () {

@@ -22,6 +22,7 @@ contract PaymentChannelsInvariantTest is EFedFixture {
         servers[1] = address(0x5E4E42);
         _makeServer(servers[0], 0, NUM_LAYERS);
         _makeServer(servers[1], 0, NUM_LAYERS / 2);
+        vm.warp(block.timestamp + PROBATION); // both servers past probation: eligible for channels
         channels = new PaymentChannels(address(this), token, staking, POOL, 250, 1 days);
 
         uint256[] memory keys = new uint256[](3);

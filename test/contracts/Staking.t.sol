@@ -10,6 +10,8 @@ contract StakingFuzzTest is EFedFixture {
     address internal constant ALICE = address(0xA11CE);
     address internal constant BENEFICIARY = address(0xBEEF);
     uint256 internal constant MAX_AMOUNT = 1e30;
+    bytes32 internal constant LOCK_A = keccak256("dispute A");
+    bytes32 internal constant LOCK_B = keccak256("dispute B");
 
     function setUp() public {
         _deployCore();
@@ -290,7 +292,7 @@ contract StakingFuzzTest is EFedFixture {
         _mintAndDeposit(ALICE, amount);
         vm.prank(ALICE);
         staking.requestUnbond(unbond);
-        staking.lock(ALICE, locked);
+        staking.lock(ALICE, LOCK_A, locked);
         vm.warp(block.timestamp + UNBONDING_DELAY);
 
         uint256 free = amount - locked;
@@ -316,39 +318,79 @@ contract StakingFuzzTest is EFedFixture {
         vm.expectRevert(
             abi.encodeWithSelector(IStaking.StakingLockExceedsStake.selector, ALICE, amount + extra, 0, amount)
         );
-        staking.lock(ALICE, amount + extra);
+        staking.lock(ALICE, LOCK_A, amount + extra);
     }
 
-    /// @dev slash takes bonded first, then unbonding, caps at the stake and pays the beneficiary.
+    /// @dev slash takes from its own lock, bonded first, then unbonding, and pays the beneficiary.
     function testFuzz_SlashTakesBondedThenUnbonding(uint256 amount, uint256 unbond, uint256 slashAmount, uint256 locked)
         public
     {
         amount = bound(amount, 1, MAX_AMOUNT);
         unbond = bound(unbond, 0, amount);
-        slashAmount = bound(slashAmount, 1, 2 * MAX_AMOUNT);
-        locked = bound(locked, 0, amount);
+        locked = bound(locked, 1, amount);
+        slashAmount = bound(slashAmount, 1, locked);
         _mintAndDeposit(ALICE, amount);
         if (unbond != 0) {
             vm.prank(ALICE);
             staking.requestUnbond(unbond);
         }
-        if (locked != 0) staking.lock(ALICE, locked);
+        staking.lock(ALICE, LOCK_A, locked);
 
         uint256 bonded = amount - unbond;
         uint256 fromBonded = slashAmount < bonded ? slashAmount : bonded;
-        uint256 rest = slashAmount - fromBonded;
-        uint256 fromUnbonding = rest < unbond ? rest : unbond;
+        uint256 fromUnbonding = slashAmount - fromBonded;
 
-        uint256 slashed = staking.slash(ALICE, slashAmount, BENEFICIARY);
-        assertEq(slashed, fromBonded + fromUnbonding, "slashed amount");
+        staking.slash(LOCK_A, slashAmount, BENEFICIARY);
         IStaking.Operator memory op = staking.operator(ALICE);
         assertEq(op.bonded, bonded - fromBonded, "bonded after slash");
         assertEq(op.unbonding, unbond - fromUnbonding, "unbonding after slash");
-        uint256 left = amount - slashed;
-        assertEq(op.locked, locked < left ? locked : left, "lock clamped to what is left");
-        assertEq(token.balanceOf(BENEFICIARY), slashed, "beneficiary paid");
-        assertEq(staking.totalStaked(), left, "totalStaked after slash");
-        assertEq(token.balanceOf(address(staking)), left, "staking balance after slash");
+        assertEq(op.locked, locked - slashAmount, "the lock shrank by the slash");
+        assertEq(staking.lockOf(address(this), LOCK_A).amount, locked - slashAmount, "lock record");
+        assertEq(token.balanceOf(BENEFICIARY), slashAmount, "beneficiary paid");
+        assertEq(staking.totalStaked(), amount - slashAmount, "totalStaked after slash");
+        assertEq(token.balanceOf(address(staking)), amount - slashAmount, "staking balance after slash");
+    }
+
+    /// @dev Regression (audit: one shared lock number): two disputes lock independently; slashing and
+    ///      unlocking one, in either order, leaves the other's lock whole and its unlock working.
+    function testFuzz_LocksAreIndependent(uint256 amount, uint256 a, uint256 b, uint256 slashA, bool unlockFirst)
+        public
+    {
+        amount = bound(amount, 2, MAX_AMOUNT);
+        a = bound(a, 1, amount - 1);
+        b = bound(b, 1, amount - a);
+        slashA = bound(slashA, 1, a);
+        _mintAndDeposit(ALICE, amount);
+        staking.lock(ALICE, LOCK_A, a);
+        staking.lock(ALICE, LOCK_B, b);
+        assertEq(staking.operator(ALICE).locked, a + b, "both locks counted");
+
+        if (unlockFirst) {
+            assertEq(staking.unlock(LOCK_B), b, "B released whole");
+            staking.slash(LOCK_A, slashA, BENEFICIARY);
+            assertEq(staking.unlock(LOCK_A), a - slashA, "A releases what its slash left");
+        } else {
+            staking.slash(LOCK_A, slashA, BENEFICIARY);
+            assertEq(staking.unlock(LOCK_A), a - slashA, "A releases what its slash left");
+            assertEq(staking.operator(ALICE).locked, b, "B still fully locked after A's slash and unlock");
+            assertEq(staking.unlock(LOCK_B), b, "B released whole");
+        }
+        assertEq(staking.operator(ALICE).locked, 0, "nothing locked");
+        assertEq(staking.operator(ALICE).bonded, amount - slashA, "only A's slash left the stake");
+        vm.expectRevert(abi.encodeWithSelector(IStaking.StakingUnknownLock.selector, address(this), LOCK_A));
+        staking.unlock(LOCK_A);
+    }
+
+    /// @dev A slash never takes more than its own lock holds, even when other locks exist.
+    function testFuzz_SlashBeyondOwnLockReverts(uint256 amount, uint256 a, uint256 over) public {
+        amount = bound(amount, 2, MAX_AMOUNT);
+        a = bound(a, 1, amount - 1);
+        over = bound(over, 1, MAX_AMOUNT);
+        _mintAndDeposit(ALICE, amount);
+        staking.lock(ALICE, LOCK_A, a);
+        staking.lock(ALICE, LOCK_B, amount - a);
+        vm.expectRevert(abi.encodeWithSelector(IStaking.StakingSlashExceedsLock.selector, LOCK_A, a + over, a));
+        staking.slash(LOCK_A, a + over, BENEFICIARY);
     }
 
     function testFuzz_SlashRequiresRole(address caller, uint256 amount) public {
@@ -361,6 +403,6 @@ contract StakingFuzzTest is EFedFixture {
             )
         );
         vm.prank(caller);
-        staking.slash(ALICE, amount, caller);
+        staking.slash(LOCK_A, amount, caller);
     }
 }

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { network } from "hardhat";
-import { parseEther, ZeroAddress } from "ethers";
+import { keccak256, parseEther, toUtf8Bytes, ZeroAddress } from "ethers";
 import { MANIFEST_URI, NUM_LAYERS, PARAMS, VARIANT, registerServer, signPermit, stake, worldFixture } from "./fixtures.js";
 
 const { ethers, networkHelpers } = await network.create();
@@ -70,9 +70,15 @@ describe("Staking", function () {
       await stake(w, w.server, 1n);
       await expect(w.staking.connect(w.server).registerServer(VARIANT, 2, 5, "ws://a", 7))
         .to.emit(w.staking, "ServerRegistered")
-        .withArgs(w.server.address, VARIANT, 2, 5, 7, "ws://a");
+        .withArgs(w.server.address, VARIANT, 1n, 2, 5, 7, "ws://a");
       const s = await w.staking.server(w.server.address);
-      expect([s.variant, s.firstLayer, s.lastLayer, s.pricePerToken, s.endpoint]).to.deep.equal([VARIANT, 2n, 5n, 7n, "ws://a"]);
+      const at = BigInt(await networkHelpers.time.latest());
+      expect([s.variant, s.firstLayer, s.lastLayer, s.registrationId, s.serverSince, s.pricePerToken, s.endpoint]).to.deep.equal([
+        VARIANT, 2n, 5n, 1n, at, 7n, "ws://a",
+      ]);
+      expect(await w.staking.registration(1)).to.deep.equal([w.server.address, 2n, 5n, at, VARIANT, 0n]);
+      expect(await w.staking.serverRegistration(w.server.address)).to.deep.equal([1n, VARIANT, 2n, 5n]);
+      expect(await w.staking.registrationCount()).to.equal(1n);
       expect((await w.staking.operator(w.server.address)).role).to.equal(Role.Server);
       expect(await w.staking.isActiveServer(w.server.address)).to.equal(true);
     });
@@ -151,6 +157,7 @@ describe("Staking", function () {
         .to.emit(w.staking, "VerifierRegistered")
         .withArgs(w.verifier.address);
       expect(await w.staking.isActiveVerifier(w.verifier.address)).to.equal(true);
+      expect([await w.staking.verifierCount(), await w.staking.verifierAt(0)]).to.deep.equal([1n, w.verifier.address]);
       await expect(w.staking.connect(w.verifier).registerVerifier())
         .to.be.revertedWithCustomError(w.staking, "StakingRoleConflict")
         .withArgs(w.verifier.address, Role.Verifier);
@@ -177,6 +184,7 @@ describe("Staking", function () {
         .to.emit(w.staking, "Deregistered")
         .withArgs(w.verifier.address, Role.Verifier);
       expect(await w.staking.isActiveVerifier(w.verifier.address)).to.equal(false);
+      expect(await w.staking.verifierCount()).to.equal(0n);
     });
 
     it("rejects an unregistered caller", async function () {
@@ -239,6 +247,22 @@ describe("Staking", function () {
         .withArgs(w.server.address);
     });
 
+    it("regression: a raised unbonding delay applies to pending unbonds; a lowered one does not shorten them", async function () {
+      const w = await networkHelpers.loadFixture(world);
+      await stake(w, w.server, 10n);
+      await w.staking.connect(w.server).requestUnbond(10n);
+      const requestedAt = BigInt(await networkHelpers.time.latest());
+      const t = PARAMS.timing;
+      await w.staking.setTiming({ ...t, unbondingDelay: t.unbondingDelay * 2n });
+      expect(await w.staking.withdrawableAt(w.server.address)).to.equal(requestedAt + t.unbondingDelay * 2n);
+      await w.staking.setTiming({ ...t, unbondingDelay: t.challengeWindow + t.maxDisputeDuration + 1n });
+      expect(await w.staking.withdrawableAt(w.server.address)).to.equal(requestedAt + t.unbondingDelay);
+      await networkHelpers.time.setNextBlockTimestamp(requestedAt + t.unbondingDelay - 1n);
+      await expect(w.staking.connect(w.server).withdraw())
+        .to.be.revertedWithCustomError(w.staking, "StakingUnbondingNotReady")
+        .withArgs(w.server.address, requestedAt + t.unbondingDelay, requestedAt + t.unbondingDelay - 1n);
+    });
+
     it("restarts the delay when more is unbonded", async function () {
       const w = await networkHelpers.loadFixture(world);
       await stake(w, w.server, 10n);
@@ -251,14 +275,17 @@ describe("Staking", function () {
     });
   });
 
-  describe("disputes: lock, unlock, slash", function () {
+  describe("disputes: per-dispute locks, unlock, slash", function () {
+    const A = keccak256(toUtf8Bytes("dispute A"));
+    const B = keccak256(toUtf8Bytes("dispute B"));
+
     it("only the slasher role may lock, unlock or slash", async function () {
       const w = await networkHelpers.loadFixture(world);
       const role = await w.staking.SLASHER_ROLE();
       for (const call of [
-        w.staking.connect(w.stranger).lock(w.server.address, 1),
-        w.staking.connect(w.stranger).unlock(w.server.address, 1),
-        w.staking.connect(w.stranger).slash(w.server.address, 1, w.stranger.address),
+        w.staking.connect(w.stranger).lock(w.server.address, A, 1),
+        w.staking.connect(w.stranger).unlock(A),
+        w.staking.connect(w.stranger).slash(A, 1, w.stranger.address),
       ]) {
         await expect(call)
           .to.be.revertedWithCustomError(w.staking, "AccessControlUnauthorizedAccount")
@@ -266,75 +293,149 @@ describe("Staking", function () {
       }
     });
 
-    it("locked stake cannot be withdrawn; unlocking frees it", async function () {
+    it("locked stake cannot be withdrawn; unlocking a dispute frees exactly its lock", async function () {
       const w = await networkHelpers.loadFixture(world);
       await stake(w, w.server, 100n);
-      await expect(w.staking.connect(w.slasher).lock(w.server.address, 70n))
+      await expect(w.staking.connect(w.slasher).lock(w.server.address, A, 70n))
         .to.emit(w.staking, "StakeLocked")
-        .withArgs(w.server.address, 70n, 70n);
-      await expect(w.staking.connect(w.slasher).lock(w.server.address, 31n))
+        .withArgs(w.server.address, A, w.slasher.address, 70n, 70n);
+      await expect(w.staking.connect(w.slasher).lock(w.server.address, B, 31n))
         .to.be.revertedWithCustomError(w.staking, "StakingLockExceedsStake")
         .withArgs(w.server.address, 31n, 70n, 100n);
+      await expect(w.staking.connect(w.slasher).lock(w.server.address, A, 1n))
+        .to.be.revertedWithCustomError(w.staking, "StakingLockExists")
+        .withArgs(w.slasher.address, A);
       await w.staking.connect(w.server).requestUnbond(100n);
       await networkHelpers.time.increase(unbondingDelay);
       await expect(w.staking.connect(w.server).withdraw()).to.emit(w.staking, "Withdrawn").withArgs(w.server.address, 30n);
       await expect(w.staking.connect(w.server).withdraw())
         .to.be.revertedWithCustomError(w.staking, "StakingStakeLocked")
         .withArgs(w.server.address, 70n, 70n);
-      await expect(w.staking.connect(w.slasher).unlock(w.server.address, 71n))
-        .to.be.revertedWithCustomError(w.staking, "StakingUnlockExceedsLocked")
-        .withArgs(w.server.address, 71n, 70n);
-      await expect(w.staking.connect(w.slasher).unlock(w.server.address, 70n))
+      await expect(w.staking.connect(w.slasher).unlock(A))
         .to.emit(w.staking, "StakeUnlocked")
-        .withArgs(w.server.address, 70n, 0n);
+        .withArgs(w.server.address, A, w.slasher.address, 70n, 0n);
+      await expect(w.staking.connect(w.slasher).unlock(A))
+        .to.be.revertedWithCustomError(w.staking, "StakingUnknownLock")
+        .withArgs(w.slasher.address, A);
       await expect(w.staking.connect(w.server).withdraw()).to.emit(w.staking, "Withdrawn").withArgs(w.server.address, 70n);
     });
 
-    it("slashes bonded stake first, then unbonding, and never more than exists", async function () {
+    it("regression: slash then unlock of one dispute leaves another dispute's lock whole", async function () {
+      const w = await networkHelpers.loadFixture(world);
+      await stake(w, w.server, 100n);
+      await w.staking.connect(w.slasher).lock(w.server.address, A, 40n);
+      await w.staking.connect(w.slasher).lock(w.server.address, B, 50n);
+      await expect(w.staking.connect(w.slasher).slash(A, 40n, w.verifier.address))
+        .to.emit(w.staking, "Slashed")
+        .withArgs(w.server.address, A, 40n, w.verifier.address);
+      await expect(w.staking.connect(w.slasher).unlock(A))
+        .to.emit(w.staking, "StakeUnlocked")
+        .withArgs(w.server.address, A, w.slasher.address, 0n, 50n);
+      const op = await w.staking.operator(w.server.address);
+      expect([op.bonded, op.locked]).to.deep.equal([60n, 50n]);
+      expect((await w.staking.lockOf(w.slasher.address, B)).amount).to.equal(50n);
+      await expect(w.staking.connect(w.slasher).slash(B, 50n, w.verifier.address))
+        .to.emit(w.staking, "Slashed")
+        .withArgs(w.server.address, B, 50n, w.verifier.address);
+    });
+
+    it("regression: unlock then slash never makes a later unlock revert", async function () {
+      const w = await networkHelpers.loadFixture(world);
+      await stake(w, w.server, 100n);
+      await w.staking.connect(w.slasher).lock(w.server.address, A, 30n);
+      await w.staking.connect(w.slasher).lock(w.server.address, B, 30n);
+      await w.staking.connect(w.slasher).unlock(B);
+      await w.staking.connect(w.slasher).slash(A, 20n, w.verifier.address);
+      await expect(w.staking.connect(w.slasher).unlock(A))
+        .to.emit(w.staking, "StakeUnlocked")
+        .withArgs(w.server.address, A, w.slasher.address, 10n, 0n);
+      expect((await w.staking.operator(w.server.address)).locked).to.equal(0n);
+    });
+
+    it("slashes bonded stake first, then unbonding, never beyond its own lock", async function () {
       const w = await networkHelpers.loadFixture(world);
       await stake(w, w.server, 100n);
       await w.staking.connect(w.server).requestUnbond(40n);
-      await w.staking.connect(w.slasher).lock(w.server.address, 90n);
-      await expect(w.staking.connect(w.slasher).slash(w.server.address, 80n, w.verifier.address))
-        .to.emit(w.staking, "Slashed")
-        .withArgs(w.server.address, 80n, w.verifier.address);
+      await w.staking.connect(w.slasher).lock(w.server.address, A, 90n);
+      await w.staking.connect(w.slasher).slash(A, 80n, w.verifier.address);
       let op = await w.staking.operator(w.server.address);
-      expect([op.bonded, op.unbonding, op.locked]).to.deep.equal([0n, 20n, 20n]);
-      await expect(w.staking.connect(w.slasher).slash(w.server.address, 1000n, w.verifier.address))
-        .to.emit(w.staking, "Slashed")
-        .withArgs(w.server.address, 20n, w.verifier.address);
+      expect([op.bonded, op.unbonding, op.locked]).to.deep.equal([0n, 20n, 10n]);
+      await expect(w.staking.connect(w.slasher).slash(A, 11n, w.verifier.address))
+        .to.be.revertedWithCustomError(w.staking, "StakingSlashExceedsLock")
+        .withArgs(A, 11n, 10n);
+      await w.staking.connect(w.slasher).slash(A, 10n, w.verifier.address);
       op = await w.staking.operator(w.server.address);
-      expect([op.bonded, op.unbonding, op.locked]).to.deep.equal([0n, 0n, 0n]);
-      expect(await w.token.balanceOf(w.verifier.address)).to.equal((await w.token.balanceOf(w.client.address)) + 100n);
-      expect(await w.staking.totalStaked()).to.equal(0n);
-      await expect(w.staking.connect(w.slasher).slash(w.server.address, 1n, w.verifier.address))
-        .to.be.revertedWithCustomError(w.staking, "StakingInsufficientStake")
-        .withArgs(w.server.address, 0n, 1n);
+      expect([op.bonded, op.unbonding, op.locked]).to.deep.equal([0n, 10n, 0n]);
+      expect(await w.token.balanceOf(w.verifier.address)).to.equal((await w.token.balanceOf(w.client.address)) + 90n);
+      expect(await w.staking.totalStaked()).to.equal(10n);
+      await expect(w.staking.connect(w.slasher).slash(B, 1n, w.verifier.address))
+        .to.be.revertedWithCustomError(w.staking, "StakingUnknownLock")
+        .withArgs(w.slasher.address, B);
     });
 
-    it("rejects zero amounts and a zero beneficiary", async function () {
+    it("rejects zero amounts and zero addresses", async function () {
       const w = await networkHelpers.loadFixture(world);
       await stake(w, w.server, 100n);
-      await expect(w.staking.connect(w.slasher).lock(w.server.address, 0)).to.be.revertedWithCustomError(w.staking, "StakingZeroAmount");
-      await expect(w.staking.connect(w.slasher).unlock(w.server.address, 0)).to.be.revertedWithCustomError(w.staking, "StakingZeroAmount");
-      await expect(w.staking.connect(w.slasher).slash(w.server.address, 0, w.verifier.address)).to.be.revertedWithCustomError(
-        w.staking,
-        "StakingZeroAmount",
-      );
-      await expect(w.staking.connect(w.slasher).slash(w.server.address, 1, ZeroAddress)).to.be.revertedWithCustomError(
-        w.staking,
-        "StakingZeroAddress",
-      );
+      await expect(w.staking.connect(w.slasher).lock(w.server.address, A, 0)).to.be.revertedWithCustomError(w.staking, "StakingZeroAmount");
+      await expect(w.staking.connect(w.slasher).lock(ZeroAddress, A, 1)).to.be.revertedWithCustomError(w.staking, "StakingZeroAddress");
+      await w.staking.connect(w.slasher).lock(w.server.address, A, 10n);
+      await expect(w.staking.connect(w.slasher).slash(A, 0, w.verifier.address)).to.be.revertedWithCustomError(w.staking, "StakingZeroAmount");
+      await expect(w.staking.connect(w.slasher).slash(A, 1, ZeroAddress)).to.be.revertedWithCustomError(w.staking, "StakingZeroAddress");
     });
 
-    it("a slashed server falls below its minimum and stops being active", async function () {
+    it("regression: locked stake is not collateral; a server whose free stake is short stops being active", async function () {
       const w = await networkHelpers.loadFixture(world);
       await registerServer(w, w.server, 0, 4, 3n);
-      await w.staking.connect(w.slasher).slash(w.server.address, 1n, w.verifier.address);
+      await w.staking.connect(w.slasher).lock(w.server.address, A, 1n);
+      expect(await w.staking.freeBonded(w.server.address)).to.equal((await w.staking.minServerStake(4)) - 1n);
       expect(await w.staking.isActiveServer(w.server.address)).to.equal(false);
-      const [info] = await w.staking.servers(VARIANT, 0, 1);
-      expect(info?.collateralized).to.equal(false);
+      let [info] = await w.staking.servers(VARIANT, 0, 1);
+      expect([info?.collateralized, info?.eligible, info?.stake]).to.deep.equal([false, false, await w.staking.minServerStake(4)]);
+      await w.staking.connect(w.slasher).slash(A, 1n, w.verifier.address);
+      await w.staking.connect(w.slasher).unlock(A);
+      expect(await w.staking.isActiveServer(w.server.address)).to.equal(false);
+      [info] = await w.staking.servers(VARIANT, 0, 1);
       expect(info?.stake).to.equal((await w.staking.minServerStake(4)) - 1n);
+    });
+  });
+
+  describe("eligibility: probation and θ", function () {
+    it("regression: a fresh server is not eligible before its probation; then is, until its trust falls below θ", async function () {
+      const w = await networkHelpers.loadFixture(world);
+      await registerServer(w, w.server, 0, 4);
+      const since = (await w.staking.server(w.server.address)).serverSince;
+      expect(since).to.equal(BigInt(await networkHelpers.time.latest()));
+      expect(await w.staking.isEligible(w.server.address)).to.equal(false);
+      await networkHelpers.time.setNextBlockTimestamp(since + PARAMS.timing.probationPeriod - 1n);
+      await networkHelpers.mine();
+      expect(await w.staking.isEligible(w.server.address)).to.equal(false);
+      await networkHelpers.mine(1, { interval: 1 });
+      expect(await w.staking.isEligible(w.server.address)).to.equal(true);
+      // changing price or endpoint keeps the registration and the probation clock
+      await w.staking.connect(w.server).registerServer(VARIANT, 0, 4, "ws://127.0.0.1:9999", 1n);
+      expect((await w.staking.server(w.server.address)).registrationId).to.equal(1n);
+      expect(await w.staking.isEligible(w.server.address)).to.equal(true);
+      await w.trust.connect(w.slasher).recordAudit(w.server.address, false);
+      expect(await w.staking.isEligible(w.server.address)).to.equal(false);
+    });
+
+    it("deregistering restarts probation: leaving and coming back does not skip it", async function () {
+      const w = await networkHelpers.loadFixture(world);
+      await registerServer(w, w.server, 0, 4);
+      await networkHelpers.time.increase(PARAMS.timing.probationPeriod);
+      expect(await w.staking.isEligible(w.server.address)).to.equal(true);
+      await w.staking.connect(w.server).deregister();
+      await w.staking.connect(w.server).registerServer(VARIANT, 0, 4, "ws://127.0.0.1:9000", 1n);
+      expect(await w.staking.isEligible(w.server.address)).to.equal(false);
+      expect((await w.staking.server(w.server.address)).registrationId).to.equal(2n);
+    });
+
+    it("is never eligible without a trust source", async function () {
+      const w = await networkHelpers.loadFixture(world);
+      await registerServer(w, w.server, 0, 4);
+      await networkHelpers.time.increase(PARAMS.timing.probationPeriod);
+      await w.staking.setTrustSource(ZeroAddress);
+      expect(await w.staking.isEligible(w.server.address)).to.equal(false);
     });
   });
 
@@ -345,9 +446,9 @@ describe("Staking", function () {
       await registerServer(w, w.server2, 4, 8, 12n);
       expect(await w.staking.serverCount(VARIANT)).to.equal(2n);
       const all = await w.staking.servers(VARIANT, 0, 10);
-      expect(all.map((s) => [s.operator, s.firstLayer, s.lastLayer, s.pricePerToken, s.endpoint, s.trust, s.collateralized])).to.deep.equal([
-        [w.server.address, 0n, 4n, 11n, "ws://127.0.0.1:9000", parseEther("0.5"), true],
-        [w.server2.address, 4n, 8n, 12n, "ws://127.0.0.1:9004", parseEther("0.5"), true],
+      expect(all.map((s) => [s.operator, s.firstLayer, s.lastLayer, s.pricePerToken, s.endpoint, s.trust, s.collateralized, s.eligible])).to.deep.equal([
+        [w.server.address, 0n, 4n, 11n, "ws://127.0.0.1:9000", parseEther("0.5"), true, false],
+        [w.server2.address, 4n, 8n, 12n, "ws://127.0.0.1:9004", parseEther("0.5"), true, false],
       ]);
       expect(all[0]?.stake).to.equal(await w.staking.minServerStake(4));
       const second = await w.staking.servers(VARIANT, 1, 1);
@@ -367,13 +468,15 @@ describe("Staking", function () {
   describe("governance", function () {
     it("requires unbonding to outlast the challenge window plus the longest dispute", async function () {
       const w = await networkHelpers.loadFixture(world);
-      await expect(w.staking.setTiming({ challengeWindow: 100, maxDisputeDuration: 50, unbondingDelay: 150 }))
+      await expect(w.staking.setTiming({ challengeWindow: 100, maxDisputeDuration: 50, unbondingDelay: 150, probationPeriod: 1 }))
         .to.be.revertedWithCustomError(w.staking, "StakingUnbondingTooShort")
         .withArgs(150, 150);
-      await expect(w.staking.setTiming({ challengeWindow: 100, maxDisputeDuration: 50, unbondingDelay: 151 }))
+      await expect(w.staking.setTiming({ challengeWindow: 100, maxDisputeDuration: 50, unbondingDelay: 151, probationPeriod: 0 }))
+        .to.be.revertedWithCustomError(w.staking, "StakingZeroProbation");
+      await expect(w.staking.setTiming({ challengeWindow: 100, maxDisputeDuration: 50, unbondingDelay: 151, probationPeriod: 7 }))
         .to.emit(w.staking, "TimingSet")
-        .withArgs([100n, 50n, 151n]);
-      expect(await w.staking.timing()).to.deep.equal([100n, 50n, 151n]);
+        .withArgs([100n, 50n, 151n, 7n]);
+      expect(await w.staking.timing()).to.deep.equal([100n, 50n, 151n, 7n]);
     });
 
     it("sets stake parameters; strangers cannot", async function () {
@@ -387,7 +490,7 @@ describe("Staking", function () {
       await expect(w.staking.connect(w.stranger).setStakeParams({ serverBaseStake: 1, serverStakePerLayer: 2, verifierMinStake: 3 }))
         .to.be.revertedWithCustomError(w.staking, "AccessControlUnauthorizedAccount")
         .withArgs(w.stranger.address, gov);
-      await expect(w.staking.connect(w.stranger).setTiming({ challengeWindow: 1, maxDisputeDuration: 1, unbondingDelay: 3 }))
+      await expect(w.staking.connect(w.stranger).setTiming({ challengeWindow: 1, maxDisputeDuration: 1, unbondingDelay: 3, probationPeriod: 1 }))
         .to.be.revertedWithCustomError(w.staking, "AccessControlUnauthorizedAccount")
         .withArgs(w.stranger.address, gov);
       await expect(w.staking.connect(w.stranger).setTrustSource(ZeroAddress))

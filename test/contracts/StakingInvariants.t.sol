@@ -47,6 +47,7 @@ contract StakingInvariantTest is EFedFixture {
             IStaking.Operator memory op = staking.operator(actors[i]);
             sum += op.bonded + op.unbonding;
             assertLe(op.locked, op.bonded + op.unbonding, "locked exceeds stake");
+            assertEq(op.locked, handler.ghostLocked(actors[i]), "locked vs the sum of open locks");
         }
         assertEq(staking.totalStaked(), sum, "totalStaked vs sum of operators");
         assertEq(token.balanceOf(address(staking)), sum, "staking token balance vs sum of operators");

@@ -8,8 +8,8 @@ const world = worldFixture(ethers);
 const WAD = 10n ** 18n;
 
 /** The documented formula, recomputed independently. */
-function expectedTrust(passed: bigint, failed: bigint, tokens: bigint, p = PARAMS.trust): bigint {
-  const credit = passed * WAD + (tokens * WAD) / p.tokensPerCredit;
+function expectedTrust(passed: bigint, failed: bigint, paid: bigint, p = PARAMS.trust): bigint {
+  const credit = passed * WAD + (paid * WAD) / p.paidPerCredit;
   const numerator = p.priorPass + credit;
   let trust = (numerator * WAD) / (numerator + p.priorFail + failed * p.failureWeight * WAD);
   // retain^failed by squaring, rounding down like the contract
@@ -23,6 +23,13 @@ function expectedTrust(passed: bigint, failed: bigint, tokens: bigint, p = PARAM
   return trust;
 }
 
+/** The world with `slasher` also holding PAYMENTS_ROLE, standing in for PaymentChannels. */
+async function paymentsWorld() {
+  const w = await networkHelpers.loadFixture(world);
+  await w.trust.grantRole(await w.trust.PAYMENTS_ROLE(), w.slasher.address);
+  return w;
+}
+
 describe("TrustScores", function () {
   it("starts a new server at priorPass / (priorPass + priorFail)", async function () {
     const w = await networkHelpers.loadFixture(world);
@@ -30,31 +37,47 @@ describe("TrustScores", function () {
     expect(await w.trust.isTrusted(w.server.address)).to.equal(true);
   });
 
-  it("moves with audits and served work exactly as documented", async function () {
-    const w = await networkHelpers.loadFixture(world);
+  it("moves with audits and paid work exactly as documented", async function () {
+    const w = await paymentsWorld();
     const t = w.trust.connect(w.slasher);
+    const paid = parseEther("2500");
     await expect(t.recordAudit(w.server.address, true))
       .to.emit(w.trust, "AuditRecorded")
       .withArgs(w.server.address, true, expectedTrust(1n, 0n, 0n));
-    await expect(t.recordWork(w.server.address, 25_000n))
-      .to.emit(w.trust, "WorkRecorded")
-      .withArgs(w.server.address, 25_000n, expectedTrust(1n, 0n, 25_000n));
+    await expect(t.recordPayment(w.server.address, paid))
+      .to.emit(w.trust, "PaymentRecorded")
+      .withArgs(w.server.address, paid, expectedTrust(1n, 0n, paid));
     for (let i = 0; i < 19; i++) await t.recordAudit(w.server.address, true);
     await expect(t.recordAudit(w.server.address, false))
       .to.emit(w.trust, "AuditRecorded")
-      .withArgs(w.server.address, false, expectedTrust(20n, 1n, 25_000n));
-    expect(await w.trust.record(w.server.address)).to.deep.equal([20n, 1n, 25_000n]);
+      .withArgs(w.server.address, false, expectedTrust(20n, 1n, paid));
+    expect(await w.trust.record(w.server.address)).to.deep.equal([20n, 1n, paid]);
   });
 
-  it("a failed audit costs a veteran at least half its trust: work credit buys no immunity", async function () {
+  it("regression: nothing self-reported is credited; a batch's claimed volume buys no trust", async function () {
     const w = await networkHelpers.loadFixture(world);
+    // the old path: one receipt declared as 2^64 tokens; now batches carry no token count at all
+    expect(w.trust.interface.getFunction("recordPayment")).to.not.equal(null);
+    expect(w.trust.interface.hasFunction("recordWork")).to.equal(false);
+    expect(w.commitments.interface.getFunction("postBatch").inputs.map((i) => i.name)).to.deep.equal([
+      "root", "variant", "firstLayer", "lastLayer", "receiptCount", "fromTime", "toTime",
+    ]);
+    await expect(w.trust.connect(w.server).recordPayment(w.server.address, 1n << 64n))
+      .to.be.revertedWithCustomError(w.trust, "AccessControlUnauthorizedAccount")
+      .withArgs(w.server.address, await w.trust.PAYMENTS_ROLE());
+    expect(await w.trust.trustOf(w.server.address)).to.equal(parseEther("0.5"));
+  });
+
+  it("a failed audit costs a veteran at least half its trust: paid credit buys no immunity", async function () {
+    const w = await paymentsWorld();
     const t = w.trust.connect(w.slasher);
-    await t.recordWork(w.server.address, 10n ** 12n); // 10^8 audits' worth of unchallenged work
+    const paid = parseEther("1000") * 10n ** 8n; // 10^8 audits' worth of paid work
+    await t.recordPayment(w.server.address, paid);
     const before = await w.trust.trustOf(w.server.address);
-    expect(before).to.equal(expectedTrust(0n, 0n, 10n ** 12n));
+    expect(before).to.equal(expectedTrust(0n, 0n, paid));
     await t.recordAudit(w.server.address, false);
     const after = await w.trust.trustOf(w.server.address);
-    expect(after).to.equal(expectedTrust(0n, 1n, 10n ** 12n));
+    expect(after).to.equal(expectedTrust(0n, 1n, paid));
     expect(after <= before / 2n).to.equal(true);
     await t.recordAudit(w.server.address, false);
     expect(await w.trust.isTrusted(w.server.address)).to.equal(false);
@@ -67,20 +90,19 @@ describe("TrustScores", function () {
     expect(await w.trust.isTrusted(w.server.address)).to.equal(false);
   });
 
-  it("only the recorder records; zero server and oversized work are rejected", async function () {
-    const w = await networkHelpers.loadFixture(world);
-    const role = await w.trust.RECORDER_ROLE();
+  it("only the auditor records audits, only payments record payments; a zero server is rejected; payments saturate", async function () {
+    const w = await paymentsWorld();
     await expect(w.trust.connect(w.stranger).recordAudit(w.server.address, true))
       .to.be.revertedWithCustomError(w.trust, "AccessControlUnauthorizedAccount")
-      .withArgs(w.stranger.address, role);
-    await expect(w.trust.connect(w.stranger).recordWork(w.server.address, 1))
+      .withArgs(w.stranger.address, await w.trust.AUDITOR_ROLE());
+    await expect(w.trust.connect(w.stranger).recordPayment(w.server.address, 1))
       .to.be.revertedWithCustomError(w.trust, "AccessControlUnauthorizedAccount")
-      .withArgs(w.stranger.address, role);
+      .withArgs(w.stranger.address, await w.trust.PAYMENTS_ROLE());
     await expect(w.trust.connect(w.slasher).recordAudit(ZeroAddress, true)).to.be.revertedWithCustomError(w.trust, "TrustZeroServer");
-    await expect(w.trust.connect(w.slasher).recordWork(ZeroAddress, 1)).to.be.revertedWithCustomError(w.trust, "TrustZeroServer");
-    await expect(w.trust.connect(w.slasher).recordWork(w.server.address, 1n << 128n))
-      .to.be.revertedWithCustomError(w.trust, "TrustWorkTooLarge")
-      .withArgs(1n << 128n);
+    await expect(w.trust.connect(w.slasher).recordPayment(ZeroAddress, 1)).to.be.revertedWithCustomError(w.trust, "TrustZeroServer");
+    await w.trust.connect(w.slasher).recordPayment(w.server.address, 1n << 200n);
+    await w.trust.connect(w.slasher).recordPayment(w.server.address, 1n);
+    expect((await w.trust.record(w.server.address)).paidWork).to.equal((1n << 128n) - 1n);
   });
 
   it("governance sets consistent parameters only", async function () {
@@ -88,26 +110,26 @@ describe("TrustScores", function () {
     const good = {
       priorPass: 3n * WAD,
       priorFail: WAD,
+      paidPerCredit: 100n,
       failureWeight: 5n,
-      tokensPerCredit: 100n,
       failureRetainBps: 2500n,
       threshold: parseEther("0.9"),
     };
-    await expect(w.trust.setParams(good)).to.emit(w.trust, "ParamsSet").withArgs([3n * WAD, WAD, 5n, 100n, 2500n, parseEther("0.9")]);
-    expect(await w.trust.params()).to.deep.equal([3n * WAD, WAD, 5n, 100n, 2500n, parseEther("0.9")]);
+    await expect(w.trust.setParams(good)).to.emit(w.trust, "ParamsSet").withArgs([3n * WAD, WAD, 100n, 5n, 2500n, parseEther("0.9")]);
+    expect(await w.trust.params()).to.deep.equal([3n * WAD, WAD, 100n, 5n, 2500n, parseEther("0.9")]);
     expect(await w.trust.trustOf(w.server.address)).to.equal(parseEther("0.75"));
     expect(await w.trust.isTrusted(w.server.address)).to.equal(false);
     for (const bad of [
       { ...good, priorPass: 0n },
       { ...good, priorFail: 0n },
       { ...good, failureWeight: 0n },
-      { ...good, tokensPerCredit: 0n },
+      { ...good, paidPerCredit: 0n },
       { ...good, failureRetainBps: 10_001n },
       { ...good, threshold: WAD + 1n },
     ]) {
       await expect(w.trust.setParams(bad))
         .to.be.revertedWithCustomError(w.trust, "TrustBadParams")
-        .withArgs([bad.priorPass, bad.priorFail, bad.failureWeight, bad.tokensPerCredit, bad.failureRetainBps, bad.threshold]);
+        .withArgs([bad.priorPass, bad.priorFail, bad.paidPerCredit, bad.failureWeight, bad.failureRetainBps, bad.threshold]);
     }
     await expect(w.trust.connect(w.stranger).setParams(good))
       .to.be.revertedWithCustomError(w.trust, "AccessControlUnauthorizedAccount")

@@ -14,15 +14,16 @@ contract TrustScoresFuzzTest is TestBase {
 
     function setUp() public {
         trust = new TrustScores(address(this), _defaults());
-        trust.grantRole(trust.RECORDER_ROLE(), address(this));
+        trust.grantRole(trust.AUDITOR_ROLE(), address(this));
+        trust.grantRole(trust.PAYMENTS_ROLE(), address(this));
     }
 
     function _defaults() internal pure returns (ITrustScores.Params memory) {
         return ITrustScores.Params({
             priorPass: 1e18,
             priorFail: 1e18,
+            paidPerCredit: 100_000,
             failureWeight: 10,
-            tokensPerCredit: 100_000,
             failureRetainBps: 5_000,
             threshold: 0.3e18
         });
@@ -32,7 +33,7 @@ contract TrustScoresFuzzTest is TestBase {
         p.priorPass = uint128(bound(p.priorPass, 1, type(uint128).max));
         p.priorFail = uint128(bound(p.priorFail, 1, type(uint128).max));
         p.failureWeight = uint32(bound(p.failureWeight, 1, type(uint32).max));
-        p.tokensPerCredit = uint64(bound(p.tokensPerCredit, 1, type(uint64).max));
+        p.paidPerCredit = uint128(bound(p.paidPerCredit, 1, type(uint128).max));
         p.failureRetainBps = uint16(bound(p.failureRetainBps, 0, 10_000));
         p.threshold = uint64(bound(p.threshold, 0, WAD));
         return p;
@@ -44,7 +45,7 @@ contract TrustScoresFuzzTest is TestBase {
         pure
         returns (uint256)
     {
-        uint256 credit = passed * WAD + (tokens * WAD) / p.tokensPerCredit;
+        uint256 credit = passed * WAD + (tokens * WAD) / p.paidPerCredit;
         uint256 numerator = uint256(p.priorPass) + credit;
         uint256 denominator = numerator + p.priorFail + failed * p.failureWeight * WAD;
         uint256 rate = (numerator * WAD) / denominator;
@@ -63,7 +64,7 @@ contract TrustScoresFuzzTest is TestBase {
     function _record(uint256 passed, uint256 failed, uint256 tokens) internal {
         for (uint256 i = 0; i < passed; ++i) trust.recordAudit(SERVER, true);
         for (uint256 i = 0; i < failed; ++i) trust.recordAudit(SERVER, false);
-        if (tokens != 0) trust.recordWork(SERVER, tokens);
+        if (tokens != 0) trust.recordPayment(SERVER, tokens);
     }
 
     function testFuzz_NewServerStartsAtPrior(ITrustScores.Params memory p, address server) public {
@@ -86,7 +87,7 @@ contract TrustScoresFuzzTest is TestBase {
         ITrustScores.Record memory r = trust.record(SERVER);
         assertEq(r.passedAudits, passed, "passedAudits");
         assertEq(r.failedAudits, failed, "failedAudits");
-        assertEq(r.tokensServed, tokens, "tokensServed");
+        assertEq(r.paidWork, tokens, "paidWork");
         uint256 expected = _expected(p, passed, failed, tokens);
         assertEq(trust.trustOf(SERVER), expected, "trustOf");
         assertLe(expected, WAD, "trust at most 1");
@@ -105,7 +106,7 @@ contract TrustScoresFuzzTest is TestBase {
         uint256 t1 = trust.trustOf(SERVER);
         assertGe(t1, t0, "passed audit lowered trust");
 
-        if (moreWork != 0) trust.recordWork(SERVER, moreWork);
+        if (moreWork != 0) trust.recordPayment(SERVER, moreWork);
         uint256 t2 = trust.trustOf(SERVER);
         assertGe(t2, t1, "work lowered trust");
 
@@ -130,31 +131,39 @@ contract TrustScoresFuzzTest is TestBase {
         if (which == 0) p.priorPass = 0;
         else if (which == 1) p.priorFail = 0;
         else if (which == 2) p.failureWeight = 0;
-        else if (which == 3) p.tokensPerCredit = 0;
+        else if (which == 3) p.paidPerCredit = 0;
         else if (which == 4) p.failureRetainBps = uint16(bound(p.failureRetainBps, 10_001, type(uint16).max));
         else p.threshold = uint64(bound(p.threshold, WAD + 1, type(uint64).max));
         vm.expectRevert(abi.encodeWithSelector(ITrustScores.TrustBadParams.selector, p));
         trust.setParams(p);
     }
 
-    function testFuzz_RecordWorkTooLargeReverts(uint256 tokens) public {
-        tokens = bound(tokens, uint256(type(uint128).max) + 1, type(uint256).max);
-        vm.expectRevert(abi.encodeWithSelector(ITrustScores.TrustWorkTooLarge.selector, tokens));
-        trust.recordWork(SERVER, tokens);
+    /// @dev Regression (audit: one receipt declared as 2^64 tokens bought 0.999 trust): paid work is
+    ///      the only work credited, it saturates instead of reverting (a redemption must never fail),
+    ///      and nobody but PaymentChannels (PAYMENTS_ROLE) can record it.
+    function testFuzz_RecordPaymentSaturates(uint256 first, uint256 second) public {
+        first = bound(first, 1, type(uint256).max);
+        trust.recordPayment(SERVER, first);
+        uint256 expected = first > type(uint128).max ? type(uint128).max : first;
+        assertEq(trust.record(SERVER).paidWork, expected, "paidWork after first");
+        trust.recordPayment(SERVER, second);
+        uint256 sum = expected + (second > type(uint128).max ? type(uint128).max : second);
+        assertEq(trust.record(SERVER).paidWork, sum > type(uint128).max ? type(uint128).max : sum, "saturated sum");
     }
 
-    function testFuzz_RecordWorkOverflowReverts(uint128 first, uint128 second) public {
-        first = uint128(bound(first, 1, type(uint128).max));
-        second = uint128(bound(second, type(uint128).max - first + 1, type(uint128).max));
-        trust.recordWork(SERVER, first);
-        vm.expectRevert(abi.encodeWithSignature("Panic(uint256)", uint256(0x11)));
-        trust.recordWork(SERVER, second);
-    }
-
-    function testFuzz_OnlyRecorderRecords(address caller) public {
+    function testFuzz_OnlyPaymentsRecordPayments(address caller) public {
         vm.assume(caller != address(this));
         vm.expectRevert(
-            abi.encodeWithSignature("AccessControlUnauthorizedAccount(address,bytes32)", caller, trust.RECORDER_ROLE())
+            abi.encodeWithSignature("AccessControlUnauthorizedAccount(address,bytes32)", caller, trust.PAYMENTS_ROLE())
+        );
+        vm.prank(caller);
+        trust.recordPayment(SERVER, 1);
+    }
+
+    function testFuzz_OnlyAuditorRecordsAudits(address caller) public {
+        vm.assume(caller != address(this));
+        vm.expectRevert(
+            abi.encodeWithSignature("AccessControlUnauthorizedAccount(address,bytes32)", caller, trust.AUDITOR_ROLE())
         );
         vm.prank(caller);
         trust.recordAudit(SERVER, true);

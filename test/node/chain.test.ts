@@ -2,7 +2,8 @@ import { execFile, type ChildProcess } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { JsonRpcProvider, NonceManager, Wallet, parseEther } from "ethers";
+import { JsonRpcProvider, NonceManager, Wallet, hexlify, keccak256, parseEther, toBeHex, toUtf8Bytes } from "ethers";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest, writeManifest } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
@@ -15,6 +16,10 @@ import { receiptLeaf, recoverReceiptSigner } from "../../protocol/receipt.js";
 import { generate } from "../../client/generate.js";
 import { RemotePipeline, type VerifiedReceipt } from "../../client/remotePipeline.js";
 import { ShardConnection } from "../../client/shardClient.js";
+import { Committer } from "../../node/chain/committer.js";
+import { ActivationStore, type StoredStep } from "../../node/store/activationStore.js";
+import { encodeActivations } from "../../protocol/activations.js";
+import type { Receipt } from "../../protocol/receipt.js";
 import { Commitments__factory, EFedToken__factory, ModelRegistry__factory, Staking__factory } from "../../types/ethers-contracts/index.js";
 import { scratchDir } from "../engine/helpers.js";
 import { startHardhatNode, type LocalChain } from "../support/hardhatNode.js";
@@ -93,7 +98,11 @@ describe("efed server on a chain", () => {
     const [batchId] = await commitments.serverBatchIds(address, 0, 1);
     const batch = await commitments.batch(batchId!);
     expect(batch.receiptCount).toBe(6n);
-    expect(batch.tokensServed).toBe(8n); // a 3-token prefill + 5 decode steps
+    // the batch is bound to the registration the server made at start: its variant and layers
+    expect([batch.registrationId, batch.firstLayer, batch.lastLayer]).toEqual([1n, 0n, 4n]);
+    expect(await commitments.batchVariant(batchId!)).toBe(variantId);
+    expect(batch.challengeDeadline).toBe(batch.postedAt + 3600n); // the devnet challenge window
+    expect(receipts.reduce((sum, r) => sum + r.receipt.tokens, 0)).toBe(8); // a 3-token prefill + 5 decode steps
     const tree = new MerkleTree(receipts.map((r) => receiptLeaf(r.receipt)));
     expect(batch.root).toBe(tree.root);
     for (let i = 0; i < receipts.length; i++) {
@@ -138,6 +147,57 @@ describe("efed server on a chain", () => {
       message: expect.stringContaining(`no stored step has receipt leaf ${unknown}`),
     });
     verifier.close();
+    provider.destroy();
+  });
+
+  it("the committer posts only receipts of the server's current registration and skips an earlier one's", async () => {
+    const provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true });
+    const admin = await provider.getSigner(0);
+    // Hardhat's well-known development account #3 (a public test key, funded only on local nodes);
+    // #2 is the verifier of the test above.
+    const operator = new NonceManager(new Wallet("0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6", provider));
+    const address = await operator.getAddress();
+    const variant = keccak256(toUtf8Bytes("committer test variant"));
+    await (await ModelRegistry__factory.connect(contracts.registry!, admin).registerVariant(variant, 8, "file://committer")).wait();
+    const stakeAmount = parseEther("2000");
+    await (await EFedToken__factory.connect(contracts.token!, admin).mint(address, stakeAmount)).wait();
+    await (await EFedToken__factory.connect(contracts.token!, operator).approve(contracts.staking!, stakeAmount)).wait();
+    const staking = Staking__factory.connect(contracts.staking!, operator);
+    await (await staking.deposit(stakeAmount)).wait();
+    await (await staking.registerServer(variant, 2, 4, "ws://127.0.0.1:1", 1n)).wait();
+    await (await staking.registerServer(variant, 0, 2, "ws://127.0.0.1:1", 1n)).wait(); // the [2, 4) registration ended
+
+    const store = ActivationStore.open(join(scratch.dir, "committer.sqlite"), { retentionMs: 3_600_000, maxBytes: 1 << 20 });
+    const a = encodeActivations(new Float32Array(4).fill(1), 1, 4, "fp16");
+    const step = (i: number, first: number, last: number): StoredStep => {
+      const receipt: Receipt = {
+        sessionId: keccak256(toUtf8Bytes("committer session")),
+        step: BigInt(i),
+        firstLayer: first,
+        lastLayer: last,
+        variantId: variant,
+        inputHash: keccak256(toBeHex(2 * i + 1, 32)),
+        outputHash: keccak256(toBeHex(2 * i + 2, 32)),
+        tokens: 1,
+        server: address,
+      };
+      return { receipt, signature: hexlify(new Uint8Array(65).fill(1)), input: a, output: a, createdAtMs: Date.now() - 10_000 + i };
+    };
+    const stale = [0, 1].map((i) => store.put(step(i, 2, 4)));
+    const current = [2, 3, 4].map((i) => store.put(step(i, 0, 2)));
+    const commitments = Commitments__factory.connect(contracts.commitments!, operator);
+    const committer = new Committer({ commitments, store, maxReceiptsPerBatch: 100, logger: pino({ level: "silent" }) });
+
+    const batchId = await committer.commitOnce();
+    const batch = await commitments.batch(batchId!);
+    expect([batch.server, batch.receiptCount, batch.firstLayer, batch.lastLayer, batch.root]).toEqual([
+      address, 3n, 0n, 2n, new MerkleTree(current).root,
+    ]);
+    expect(store.uncommitted(100).map((s) => receiptLeaf(s.receipt))).toEqual(stale);
+    // only receipts of the ended registration are left: nothing to post, and no failing retry
+    expect(await committer.commitOnce()).toBeUndefined();
+    expect(await commitments.serverBatchCount(address)).toBe(1n);
+    store.close();
     provider.destroy();
   });
 });

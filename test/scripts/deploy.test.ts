@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { JsonRpcProvider, Wallet, parseEther } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EFedToken__factory, PaymentChannels__factory, Staking__factory } from "../../types/ethers-contracts/index.js";
+import { EFedToken__factory, PaymentChannels__factory, Staking__factory, TrustScores__factory } from "../../types/ethers-contracts/index.js";
 import { scratchDir } from "../engine/helpers.js";
 import { startHardhatNode, type LocalChain } from "../support/hardhatNode.js";
 
@@ -35,7 +35,7 @@ describe("npm run deploy", () => {
       contracts: Record<string, string>;
     };
     expect(record.chainId).toBe("31337");
-    expect(Object.keys(record.contracts).sort()).toEqual(["channels", "commitments", "registry", "rewards", "staking", "token", "trust"]);
+    expect(Object.keys(record.contracts).sort()).toEqual(["channels", "commitments", "disputes", "registry", "rewards", "staking", "token", "trust"]);
 
     const provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true });
     const token = EFedToken__factory.connect(record.contracts.token!, provider);
@@ -44,7 +44,14 @@ describe("npm run deploy", () => {
     expect(await token.balanceOf(holder)).toBe(parseEther("250"));
     expect(await staking.trustSource()).toBe(record.contracts.trust);
     expect(await staking.hasRole(await staking.SLASHER_ROLE(), dispute)).toBe(true);
+    expect(await staking.hasRole(await staking.COMMITMENTS_ROLE(), record.contracts.commitments!)).toBe(true);
     expect(await channels.rewardPool()).toBe(record.contracts.rewards);
+    expect(await channels.trustRecorder()).toBe(record.contracts.trust);
+    const trust = TrustScores__factory.connect(record.contracts.trust!, provider);
+    expect(await trust.hasRole(await trust.PAYMENTS_ROLE(), record.contracts.channels!)).toBe(true);
+    expect(await trust.hasRole(await trust.AUDITOR_ROLE(), dispute)).toBe(true);
+    expect(await staking.hasRole(await staking.SLASHER_ROLE(), record.contracts.disputes!)).toBe(true);
+    expect(await trust.hasRole(await trust.AUDITOR_ROLE(), record.contracts.disputes!)).toBe(true);
     provider.destroy();
   });
 

@@ -166,14 +166,27 @@ contract StakingHandler is Cheats {
         }
     }
 
-    function slash(uint256 actorSeed, uint256 amount) external useTime {
-        address a = _actor(actorSeed);
-        IStaking.Operator memory op = staking.operator(a);
-        amount = bound(amount, 1, op.bonded + op.unbonding + 1e18); // sometimes more than the stake
+    /// @dev Open locks (id and operator), and the ghost sum of each operator's open lock amounts.
+    bytes32[] public openLocks;
+    mapping(bytes32 lockId => address) public lockOperator;
+    mapping(address actor => uint256) public ghostLocked;
+    uint256 private _lockNonce;
+
+    function openLockCount() external view returns (uint256) {
+        return openLocks.length;
+    }
+
+    function slash(uint256 lockSeed, uint256 amount) external useTime {
+        if (openLocks.length == 0) return;
+        bytes32 id = openLocks[lockSeed % openLocks.length];
+        address a = lockOperator[id];
+        uint256 held = staking.lockOf(slasher, id).amount;
+        amount = bound(amount, 1, held + 1e18); // sometimes more than the lock holds
         vm.prank(slasher);
-        try staking.slash(a, amount, beneficiary) returns (uint256 taken) {
-            slashed[a] += taken;
-            totalSlashed += taken;
+        try staking.slash(id, amount, beneficiary) {
+            slashed[a] += amount;
+            totalSlashed += amount;
+            ghostLocked[a] -= amount;
             ++slashes;
         } catch {}
     }
@@ -183,15 +196,23 @@ contract StakingHandler is Cheats {
         IStaking.Operator memory op = staking.operator(a);
         uint256 room = op.bonded + op.unbonding - op.locked;
         amount = bound(amount, 1, room == 0 ? 1 : room);
+        bytes32 id = keccak256(abi.encode("lock", ++_lockNonce));
         vm.prank(slasher);
-        try staking.lock(a, amount) {} catch {}
+        try staking.lock(a, id, amount) {
+            openLocks.push(id);
+            lockOperator[id] = a;
+            ghostLocked[a] += amount;
+        } catch {}
     }
 
-    function unlock(uint256 actorSeed, uint256 amount) external useTime {
-        address a = _actor(actorSeed);
-        uint256 locked = staking.operator(a).locked;
-        amount = bound(amount, 1, locked == 0 ? 1 : locked);
+    function unlock(uint256 lockSeed) external useTime {
+        if (openLocks.length == 0) return;
+        uint256 index = lockSeed % openLocks.length;
+        bytes32 id = openLocks[index];
         vm.prank(slasher);
-        try staking.unlock(a, amount) {} catch {}
+        uint256 released = staking.unlock(id);
+        ghostLocked[lockOperator[id]] -= released;
+        openLocks[index] = openLocks[openLocks.length - 1];
+        openLocks.pop();
     }
 }
