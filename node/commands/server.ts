@@ -20,6 +20,7 @@ import {
 } from "../../types/ethers-contracts/index.js";
 import { readDeployment } from "../chain/deployment.js";
 import { Committer } from "../chain/committer.js";
+import { RegisteredEndpoints } from "../chain/registeredEndpoints.js";
 import { DEFAULT_BATCH_POLICY } from "../server/engineScheduler.js";
 import { DEFAULT_SERVER_LIMITS, serverLimits, type ServerLimits } from "../server/limits.js";
 import { ShardServer } from "../server/shardServer.js";
@@ -131,6 +132,7 @@ export function serverCommand(): Command {
       let chainId = 0n;
       let chain: { signer: Signer; staking: Staking; token: EFedToken; commitments: Commitments } | undefined;
       let isVerifier: ((address: string) => Promise<boolean>) | undefined;
+      let endpointAllowed: ((url: string, firstLayer: number) => Promise<boolean>) | undefined;
       if (flags.rpc !== undefined) {
         const provider = new JsonRpcProvider(flags.rpc, undefined, { staticNetwork: true });
         chainId = (await provider.getNetwork()).chainId;
@@ -148,6 +150,9 @@ export function serverCommand(): Command {
         };
         const staking = chain.staking;
         isVerifier = (address) => staking.isActiveVerifier(address);
+        // with a chain, forwarded steps go only to endpoints registered for the next layer range
+        const registered = new RegisteredEndpoints({ staking, variantId });
+        endpointAllowed = (url, firstLayer) => registered.allowed(url, firstLayer);
       }
 
       const storePath = flags.store ?? join(flags.dataDir, `efed-store-${wallet.address}.sqlite`);
@@ -164,7 +169,11 @@ export function serverCommand(): Command {
         host: flags.host,
         port: flags.port,
         limits,
-        forwarding: { allowedHosts: forwardHosts(flags.forwardHosts), allowPrivateAddresses: flags.forwardPrivate === true },
+        forwarding: {
+          allowedHosts: forwardHosts(flags.forwardHosts),
+          allowPrivateAddresses: flags.forwardPrivate === true,
+          ...(endpointAllowed === undefined ? {} : { endpointAllowed }),
+        },
         batching: { maxBatch: flags.maxBatch },
         store,
         logger,

@@ -326,13 +326,26 @@ export class ShardServer {
         this.fetchStep(peer, m);
         return;
       case MessageType.Authenticate:
-        await this.authenticate(peer, m);
+        await this.closeOnFailure(peer, m.requestId, () => this.authenticate(peer, m));
         return;
       case MessageType.PeerHello:
-        peer.send(this.serverLinks.get(peer)!.welcome(m));
+        await this.closeOnFailure(peer, m.requestId, async () => peer.send(this.serverLinks.get(peer)!.welcome(m)));
         return;
       default:
         throw new WireError(ErrorCode.UnknownType, `message type ${m.type} is not a request a server accepts`);
+    }
+  }
+
+  /**
+   * Runs an authentication; a failed one is answered and the connection closed, so each costs an
+   * attacker a new connection (a signature recovery, and a chain read for verifiers, per attempt).
+   */
+  private async closeOnFailure(peer: Peer, requestId: number, authenticate: () => Promise<void>): Promise<void> {
+    try {
+      await authenticate();
+    } catch (err) {
+      this.reject(peer, requestId, err);
+      peer.ws.close(1008, "authentication failed");
     }
   }
 

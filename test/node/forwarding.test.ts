@@ -439,9 +439,14 @@ describe("forwarded steps come only from the previous hop, unaltered", () => {
           signature: signTranscript(key, helloTranscript({ challenge, accepting: servers[1]!.wallet.address, connecting: first.address, connectingKey: ephemeralKey })),
         }) as const;
       const refusal = { type: MessageType.Error, requestId: 2, code: ErrorCode.PeerUnauthenticated, message: `PeerHello is not signed by ${first.address} over this connection's challenge` };
+      // a failed PeerHello is answered and its connection closed: one attempt per connection
+      const third = await RawPeer.open(servers[1]!.server.url);
       expect(await raw.send(encodeMessage(helloOver(raw.info.challenge, Wallet.createRandom().signingKey)))).toMatchObject(refusal);
-      expect(await raw.send(encodeMessage(helloOver(other.info.challenge, first.signingKey)))).toMatchObject(refusal);
-      expect(await raw.send(encodeMessage({ ...forwarded, requestId: 3 }))).toMatchObject({ type: MessageType.Error, requestId: 3, code: ErrorCode.PeerUnauthenticated });
+      await raw.whenClosed();
+      expect(raw.closeReason).toBe("authentication failed");
+      expect(await third.send(encodeMessage(helloOver(other.info.challenge, first.signingKey)))).toMatchObject(refusal);
+      await third.whenClosed();
+      expect(await other.send(encodeMessage({ ...forwarded, requestId: 3 }))).toMatchObject({ type: MessageType.Error, requestId: 3, code: ErrorCode.PeerUnauthenticated });
       // the session is untouched
       expect((await r.conns[1]!.step({ sessionId: r.ids[1]!, ...r.step, input: hidden(1), route: [] })).step).toBe(0n);
     } finally {

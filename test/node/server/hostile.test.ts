@@ -207,12 +207,18 @@ describe("a server under attack", () => {
     await owner.send(step(id, 0n, 0, 2));
     const leaf = receiptLeaf(s.store.uncommitted(10)[0]!.receipt);
 
-    const v = await peer(s.server.url, ATTACKER);
     const auth = (w: { address: string; signingKey: Wallet["signingKey"] }, challenge: string, requestId = 4): Uint8Array =>
       encodeMessage({ type: MessageType.Authenticate, requestId, address: w.address, signature: signAuth(w.signingKey, 31337n, s.wallet.address, challenge) });
-    expectError(await v.send(auth(impostor, v.info.challenge)), ErrorCode.Forbidden, `${impostor.address} is not a registered verifier`);
+    // each failed attempt is answered, then the connection is closed: one attempt per connection
+    const first = await peer(s.server.url, ATTACKER);
+    expectError(await first.send(auth(impostor, first.info.challenge)), ErrorCode.Forbidden, `${impostor.address} is not a registered verifier`);
+    await first.whenClosed();
+    expect([first.closeCode, first.closeReason]).toEqual([1008, "authentication failed"]);
     // a signature over another connection's challenge is refused
-    expectError(await v.send(auth(verifier, owner.info.challenge)), ErrorCode.Forbidden, `the signature is not ${verifier.address}'s over this connection's challenge`);
+    const second = await peer(s.server.url, ATTACKER);
+    expectError(await second.send(auth(verifier, owner.info.challenge)), ErrorCode.Forbidden, `the signature is not ${verifier.address}'s over this connection's challenge`);
+    await second.whenClosed();
+    const v = await peer(s.server.url, ATTACKER);
     expect(await v.send(auth(verifier, v.info.challenge))).toMatchObject({ type: MessageType.Authenticated, address: verifier.address });
     expect(await v.send(encodeMessage({ type: MessageType.FetchStep, requestId: 5, leaf }))).toMatchObject({ type: MessageType.StoredStep });
     expect(await v.send(encodeMessage({ type: MessageType.FetchSessionStep, requestId: 6, sessionId: id, step: 0n }))).toMatchObject({ type: MessageType.StoredStep });
