@@ -19,16 +19,18 @@ import { INT8_BLOCK, decodeActivations, encodeActivations, type EncodedActivatio
 export const DEFAULT_TOLERANCE = 1e-4;
 
 /**
- * The tolerance of variants with 4-bit MatMulNBits weights: ONNX Runtime computes their 1-row
- * (decode) products on another path than many-row ones (measured: scores up to ~3e-2 between a
- * server's decode steps and the verifier's prefill), so the replay cannot be tighter than that.
+ * The tolerance of variants with quantized (MatMulNBits) weights: at accuracy level 4 ONNX Runtime
+ * quantizes the activations of 1-row (decode) and batched products on another path than those of a
+ * many-row prefill, so a server's decode steps and the verifier's one-pass replay differ by that
+ * quantization (measured: scores up to 7e-2, docs/verification.md). The replay cannot be tighter:
+ * such variants are audited for gross faults only until the engine pins one kernel path for them.
  */
-export const INT4_TOLERANCE = 0.1;
+export const QUANTIZED_TOLERANCE = 0.25;
 
 /** The tolerance for a variant with this compression (its manifest's): looser only where the kernels force it. */
 export function toleranceFor(compression: CompressionSpec): number {
-  const int4 = Object.values(compression.matrices ?? {}).some((m) => m.bits === 4);
-  return int4 ? INT4_TOLERANCE : DEFAULT_TOLERANCE;
+  const quantized = Object.values(compression.matrices ?? {}).some((m) => m.bits !== undefined);
+  return quantized ? QUANTIZED_TOLERANCE : DEFAULT_TOLERANCE;
 }
 
 export interface OutputComparison {

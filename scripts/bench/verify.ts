@@ -188,7 +188,12 @@ for (const s of subjects) {
 
 // ------------------------------------------------------------------ faults
 
-const FAULT_SUBJECTS = [subjects[0]!, subjects[6]!]; // random h64 and kjv-llama-6m, dense
+/** Dense subjects are faulted with their int4 variant as "another variant"; the int4 subject with its int8 one. */
+const FAULT_SUBJECTS: { subject: Subject; alternative: Subject }[] = [
+  { subject: subjects[0]!, alternative: subjects[2]! }, // random h64 (dense); its int4
+  { subject: subjects[6]!, alternative: subjects[8]! }, // kjv-llama-6m (dense); its int4
+  { subject: subjects[8]!, alternative: subjects[7]! }, // kjv-llama-6m int4; its int8
+];
 interface FaultRow {
   subject: string;
   fault: string;
@@ -198,22 +203,21 @@ interface FaultRow {
   minScore: number;
 }
 const faults: FaultRow[] = [];
-for (const s of FAULT_SUBJECTS) {
+for (const { subject: s, alternative } of FAULT_SUBJECTS) {
   const L = s.model.config.numLayers;
   const real = await Shard.load(s.model, 0, L);
   const lesser = await Shard.load(s.model, 0, L - 1);
   const otherDir = join(scratch, `other-${s.label.replace(/\W+/g, "-")}`);
   writeRandomModel(otherDir, JSON.parse(readFileSync(join(s.model.dir, "config.json"), "utf8")) as Record<string, unknown>, { seed: 99, dtype: "F32", std: 0.15 });
   const other = await Shard.load(ModelDirectory.open(otherDir), 0, L);
-  const int4 = subjects.find((x) => x.label === `${s.label}, int4 (MatMulNBits)`)!;
-  const cheaper = await Shard.load(int4.model, 0, L);
+  const cheaper = await Shard.load(alternative.model, 0, L);
   const kinds: [string, Fault][] = [
     ["noise ±0.5", { kind: "noise", amplitude: 0.5 }],
     ["noise ±0.01", { kind: "noise", amplitude: 0.01 }],
     ["skipped layers (output = input)", { kind: "skip" }],
     [`fewer layers (${L - 1} of ${L})`, { kind: "fewerLayers", lesser }],
     ["another variant's weights (random)", { kind: "otherWeights", other }],
-    ["another variant's weights (its int4 compression)", { kind: "otherWeights", other: cheaper }],
+    [`another variant's weights (${alternative.label.split(", ")[1] ?? "dense"})`, { kind: "otherWeights", other: cheaper }],
     ["lower precision (fp16 inside)", { kind: "lowerPrecision" }],
   ];
   const verifier = await Shard.load(s.model, 0, L);
@@ -348,7 +352,9 @@ const sections: [string, string][] = [
     "Detection probability",
     [
       "A cheater corrupts a fraction f of its steps; each receipt is audited with probability p; over k steps it is caught",
-      `with probability 1 − (1 − p·f)^k (every audited faulty step is flagged: see above). Within 10,000 served tokens`,
+      "with probability 1 − (1 − p·d·f)^k, where d is the share of audited faulty steps flagged (the table above: d = 1",
+      "for every fault on dense variants on the fp32 wire, and for gross faults on every variant and wire; the table uses",
+      `d = 1). Within 10,000 served tokens`,
       `(k = 10,000 decode steps), catching f = 5% with ≥ 99% probability needs **p ≥ ${(100 * needed).toFixed(3)}%**.`,
       "The last column is the verifier's expected replay work per served step at that rate, for sessions of 256 steps audited",
       "up to their last sampled step in one pass (cost ratio above times the expected replayed share of the session).",

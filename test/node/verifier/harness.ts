@@ -8,6 +8,7 @@ import { generate, type LayerPipeline } from "../../../client/generate.js";
 import { RemotePipeline } from "../../../client/remotePipeline.js";
 import { ShardConnection } from "../../../client/shardClient.js";
 import { auditSession, type AuditReport, type SessionPrefix } from "../../../node/verifier/audit.js";
+import { toleranceFor } from "../../../node/verifier/compareOutput.js";
 import { fetchSessionPrefix } from "../../../node/verifier/fetchPrefix.js";
 import { startServer, type RunningServer } from "../support.js";
 
@@ -92,7 +93,7 @@ export async function fetchFrom(s: RunningServer, sessionId: string, lastStep: b
   }
 }
 
-/** Audits what server `s` (layers [first, last) of `model`, registered as `variantId`) stored for a session. */
+/** Audits what server `s` (layers [first, last) of `model`, registered as `variantId`) stored for a session, at the variant's tolerance. */
 export async function auditAt(
   replayers: Replayers,
   model: ModelDirectory,
@@ -104,5 +105,5 @@ export async function auditAt(
 ): Promise<AuditReport> {
   const shard = await replayers.get(model, first, last);
   const server = { server: s.wallet.address, domain: receiptDomain(31337n, ZeroAddress), variantId, firstLayer: first, lastLayer: last };
-  return auditSession({ shard, variantId }, server, prefix);
+  return auditSession({ shard, variantId }, server, prefix, { tolerance: toleranceFor(model.compression) });
 }

@@ -1,0 +1,153 @@
+import { DatabaseSync } from "node:sqlite";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ModelDirectory } from "../../../engine/model/modelDir.js";
+import { tinyConfig, writeRandomModel } from "../../../engine/model/randomModel.js";
+import { Head } from "../../../engine/runtime/head.js";
+import { Shard } from "../../../engine/runtime/shard.js";
+import type { AuditReport } from "../../../node/verifier/audit.js";
+import { randomModel, scratchDir } from "../../engine/helpers.js";
+import { faultyShard, type Fault } from "../../support/faultyShard.js";
+import type { RunningServer } from "../support.js";
+import { Replayers, auditAt, fetchFrom, generateOn, serveLayers } from "./harness.js";
+
+/**
+ * Cheating servers (test/support/faultyShard.ts), honest for the prefill and the first decode
+ * steps, then faulty from position FAULT_FROM on: the audit must pass the honest steps and fail
+ * the first faulty one on the replay; tampered evidence fails its hash or signature check; a
+ * withheld step is reported as withholding.
+ */
+const scratch = scratchDir();
+const PROMPT = [5, 17, 3, 60, 41];
+const FAULT_FROM = PROMPT.length + 2; // step 3: the prefill, then decode steps 1 and 2 are honest
+const FAULTY_STEP = 3n;
+let model: ModelDirectory;
+let head: Head;
+const replayers = new Replayers();
+const servers: RunningServer[] = [];
+const extraShards: Shard[] = [];
+
+beforeAll(async () => {
+  model = randomModel(scratch.dir, "verifier-faults", { hidden_size: 64, intermediate_size: 96, max_position_embeddings: 256 });
+  head = await Head.load(model);
+});
+afterAll(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.stop()));
+  for (const s of extraShards) await s.release();
+  await replayers.release();
+  scratch.cleanup();
+});
+
+async function serve(wrap?: (s: Shard) => Shard): Promise<RunningServer> {
+  const s = await serveLayers(model, 0, 4, scratch.dir, wrap === undefined ? {} : { wrap });
+  servers.push(s);
+  return s;
+}
+
+/** Serves one 8-step generation on `s` and audits its whole session. */
+async function generateAndAudit(s: RunningServer, encoding: "fp32" | "fp16" | "int8" = "fp32"): Promise<AuditReport> {
+  const g = await generateOn(head, [s], PROMPT, { maxTokens: 8, encoding });
+  return auditAt(replayers, model, s, 0, 4, await fetchFrom(s, g.sessionIds[0]![0]!, 7n));
+}
+
+function expectCaughtAt(report: AuditReport, step: bigint, check: string): void {
+  expect(report.verdict).toBe(check === "withheld" ? "withheld" : "fail");
+  expect(report.culprit).toMatchObject({ step, status: "fail", failed: check });
+  expect(report.steps.filter((x) => x.step < step).map((x) => x.status)).toEqual(Array.from({ length: Number(step) }, () => "pass"));
+}
+
+async function load(m: ModelDirectory, first: number, last: number): Promise<Shard> {
+  const shard = await Shard.load(m, first, last);
+  extraShards.push(shard);
+  return shard;
+}
+
+describe("auditing cheating servers", () => {
+  const faults: [string, () => Promise<Fault>][] = [
+    ["adds noise of ±0.5", () => Promise.resolve({ kind: "noise", amplitude: 0.5 })],
+    ["adds noise of ±0.01", () => Promise.resolve({ kind: "noise", amplitude: 0.01 })],
+    ["skips its layers (returns the input)", () => Promise.resolve({ kind: "skip" })],
+    ["computes 3 of its 4 layers", async () => ({ kind: "fewerLayers", lesser: await load(model, 0, 3) })],
+    [
+      "uses another variant's weights",
+      async () => {
+        const dir = join(scratch.dir, "verifier-other");
+        writeRandomModel(dir, tinyConfig({ hidden_size: 64, intermediate_size: 96, max_position_embeddings: 256 }), { seed: 8, dtype: "F32", std: 0.15 });
+        return { kind: "otherWeights", other: await load(ModelDirectory.open(dir), 0, 4) };
+      },
+    ],
+    ["computes in lower precision (fp16 inside)", () => Promise.resolve({ kind: "lowerPrecision" })],
+  ];
+  for (const [what, makeFault] of faults) {
+    it(`catches a server that ${what} at the first faulty step`, async () => {
+      const fault = await makeFault();
+      const report = await generateAndAudit(await serve((shard) => faultyShard(shard, fault, FAULT_FROM)));
+      expectCaughtAt(report, FAULTY_STEP, "output");
+      expect(report.culprit!.score).toBeGreaterThan(report.tolerance);
+    });
+  }
+
+  it("catches noise of ±0.5 on the int8 wire too", async () => {
+    const report = await generateAndAudit(await serve((shard) => faultyShard(shard, { kind: "noise", amplitude: 0.5 }, FAULT_FROM)), "int8");
+    expectCaughtAt(report, FAULTY_STEP, "output");
+  });
+
+  it("catches a stored output changed after signing (output hash), and an input (input hash)", async () => {
+    const s = await serve();
+    const g = await generateOn(head, [s], PROMPT, { maxTokens: 6 });
+    const id = g.sessionIds[0]![0]!;
+    const db = new DatabaseSync(s.store.path);
+    try {
+      const row = db.prepare("SELECT output FROM steps WHERE session_id = ? AND step = '4'").get(id) as { output: Uint8Array };
+      const changed = new Uint8Array(row.output);
+      changed[7] = changed[7]! ^ 1;
+      db.prepare("UPDATE steps SET output = ? WHERE session_id = ? AND step = '4'").run(changed, id);
+    } finally {
+      db.close();
+    }
+    const prefix = await fetchFrom(s, id, 5n);
+    const report = await auditAt(replayers, model, s, 0, 4, prefix);
+    expectCaughtAt(report, 4n, "outputHash");
+    expect(report.steps[5]!.status).toBe("unchecked");
+
+    const input = new Uint8Array(prefix.steps[2]!.input.payload);
+    input[0] = input[0]! ^ 1;
+    const tampered = { ...prefix, steps: prefix.steps.map((x, i) => (i === 2 ? { ...x, input: { ...x.input, payload: input } } : x)) };
+    expectCaughtAt(await auditAt(replayers, model, s, 0, 4, tampered), 2n, "inputHash");
+  });
+
+  it("catches a receipt changed after signing (signature), and one signed by another key", async () => {
+    const s = await serve();
+    const g = await generateOn(head, [s], PROMPT, { maxTokens: 4 });
+    const prefix = await fetchFrom(s, g.sessionIds[0]![0]!, 3n);
+    const withReceipt = (i: number, change: object): typeof prefix => ({
+      ...prefix,
+      steps: prefix.steps.map((x, j) => (j === i ? { ...x, receipt: { ...x.receipt, ...change } } : x)),
+    });
+    const report = await auditAt(replayers, model, s, 0, 4, withReceipt(1, { outputHash: prefix.steps[2]!.receipt.outputHash }));
+    expectCaughtAt(report, 1n, "signature");
+    expect(report.culprit!.reason).toMatch(/^receipt is signed by 0x[0-9a-fA-F]{40}, not by the server /);
+    // a receipt from another session in the prefix
+    expectCaughtAt(await auditAt(replayers, model, s, 0, 4, withReceipt(2, { sessionId: "0x" + "11".repeat(32) })), 2n, "session");
+    // the server's steps audited as another server's: not its signature
+    const other = await serve();
+    expectCaughtAt(await auditAt(replayers, model, other, 0, 4, prefix), 0n, "server");
+  });
+
+  it("reports a server that cannot produce a committed step as withholding, after auditing the steps before it", async () => {
+    const s = await serve();
+    const g = await generateOn(head, [s], PROMPT, { maxTokens: 6 });
+    const id = g.sessionIds[0]![0]!;
+    const db = new DatabaseSync(s.store.path);
+    try {
+      db.prepare("DELETE FROM steps WHERE session_id = ? AND step = '3'").run(id);
+    } finally {
+      db.close();
+    }
+    const prefix = await fetchFrom(s, id, 5n);
+    expect(prefix.steps.length).toBe(3);
+    expect(prefix.withheld).toEqual({ step: 3n, reason: expect.stringContaining(`SERVER_19: ${s.server.url}: no stored step has step 3 of session ${id}`) as string });
+    const report = await auditAt(replayers, model, s, 0, 4, prefix);
+    expectCaughtAt(report, 3n, "withheld");
+  });
+});
