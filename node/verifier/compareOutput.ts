@@ -1,4 +1,5 @@
 import type { CompressionSpec } from "../../engine/model/compression.js";
+import { InvalidArgumentError } from "../../protocol/errors.js";
 import { INT8_BLOCK, decodeActivations, encodeActivations, type EncodedActivations } from "../../protocol/activations.js";
 
 /**
@@ -47,7 +48,7 @@ export function compareOutput(stored: EncodedActivations, recomputed: Float32Arr
   const { rows, cols } = stored;
   const values = decodeActivations(stored);
   if (recomputed.length !== values.length) {
-    throw new RangeError(`recomputed output holds ${recomputed.length} values, the stored ${rows}×${cols}`);
+    throw new InvalidArgumentError(`the recomputed output holds ${recomputed.length} values, expected the stored ${rows}×${cols}`);
   }
   const slack = halfQuanta(stored, values);
   let maxAbsDiff = 0;

@@ -13,10 +13,9 @@
  * - the detection probability 1-(1-p·f)^k and the sample rate that catches f = 5% within 10,000 tokens.
  * With --write, replaces the measured sections of docs/verification.md.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { mkdtempSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
 import { Head } from "../../engine/runtime/head.js";
@@ -49,7 +48,12 @@ const fmt = (x: number): string => (x === 0 ? "0" : x.toExponential(1));
 
 /** How a session's steps reach the engine. */
 type Mode = "decode" | "batched" | "chunked";
-const MODES: Record<Mode, { sessions: number; prompt: number; decodeSteps: number }> = {
+interface Shape {
+  sessions: number;
+  prompt: number;
+  decodeSteps: number;
+}
+const MODES: Record<Mode, Shape> = {
   decode: { sessions: 1, prompt: 6, decodeSteps: 40 },
   batched: { sessions: 6, prompt: 6, decodeSteps: 24 },
   chunked: { sessions: 1, prompt: 150, decodeSteps: 8 },
@@ -61,9 +65,9 @@ interface SessionRecord {
   outputs: Float32Array[];
 }
 
-/** Serves `mode`'s sessions through a scheduler over `shard`, inputs on `wire`; returns what each step took and output. */
-async function serve(shard: Shard, head: Head, mode: Mode, wire: ActivationEncoding, seed: number): Promise<{ sessions: SessionRecord[]; cpuMs: number }> {
-  const { sessions: n, prompt, decodeSteps } = MODES[mode];
+/** Serves concurrent sessions of `shape` through a scheduler over `shard`, inputs on `wire`; returns each step's input and output. */
+async function serve(shard: Shard, head: Head, shape: Shape, wire: ActivationEncoding, seed: number): Promise<{ sessions: SessionRecord[]; cpuMs: number }> {
+  const { sessions: n, prompt, decodeSteps } = shape;
   const scheduler = new EngineScheduler(shard, DEFAULT_BATCH_POLICY);
   const H = shard.config.hiddenSize;
   const rng = new SeededRandom(seed);
@@ -167,7 +171,7 @@ for (const s of subjects) {
     for (const mode of Object.keys(MODES) as Mode[]) {
       // the client's wire also rounds the inputs the server gets: serve once per wire
       for (const wire of WIRES) {
-        const { sessions } = await serve(server, s.head, mode, wire, 11);
+        const { sessions } = await serve(server, s.head, MODES[mode], wire, 11);
         const scores: number[] = [];
         let exact = 0;
         let steps = 0;
@@ -225,7 +229,7 @@ for (const { subject: s, alternative } of FAULT_SUBJECTS) {
   for (const [label, fault] of kinds) {
     for (const wire of WIRES) {
       // honest prefill, every decode step faulty
-      const { sessions } = await serve(faultyShard(real, fault, MODES.batched.prompt), s.head, "batched", wire, 23);
+      const { sessions } = await serve(faultyShard(real, fault, MODES.batched.prompt), s.head, MODES.batched, wire, 23);
       let flagged = 0;
       let steps = 0;
       let minScore = Infinity;
@@ -248,8 +252,7 @@ const kjv = subjects[6]!;
 const costSteps = 256;
 const costServer = await Shard.load(kjv.model, 0, kjv.model.config.numLayers, { threads: 1 });
 const costVerifier = await Shard.load(kjv.model, 0, kjv.model.config.numLayers, { threads: 1 });
-MODES.decode.decodeSteps = costSteps - 1;
-const served = await serve(costServer, kjv.head, "decode", "fp32", 5);
+const served = await serve(costServer, kjv.head, { sessions: 1, prompt: MODES.decode.prompt, decodeSteps: costSteps - 1 }, "fp32", 5);
 const replayed = await replay(costVerifier, served.sessions[0]!, ["fp32"]);
 const costRatio = replayed.cpuMs / served.cpuMs;
 

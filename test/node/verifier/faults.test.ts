@@ -5,11 +5,15 @@ import { ModelDirectory } from "../../../engine/model/modelDir.js";
 import { tinyConfig, writeRandomModel } from "../../../engine/model/randomModel.js";
 import { Head } from "../../../engine/runtime/head.js";
 import { Shard } from "../../../engine/runtime/shard.js";
-import type { AuditReport } from "../../../node/verifier/audit.js";
+import { ZeroAddress } from "ethers";
+import { receiptDomain } from "../../../protocol/eip712.js";
+import { compressModel } from "../../../node/compress/compressModel.js";
+import { auditSession, type AuditReport } from "../../../node/verifier/audit.js";
+import { QUANTIZED_TOLERANCE } from "../../../node/verifier/compareOutput.js";
 import { randomModel, scratchDir } from "../../engine/helpers.js";
 import { faultyShard, type Fault } from "../../support/faultyShard.js";
 import type { RunningServer } from "../support.js";
-import { Replayers, auditAt, fetchFrom, generateOn, serveLayers } from "./harness.js";
+import { Replayers, VARIANT, auditAt, fetchFrom, generateOn, serveLayers, verifier } from "./harness.js";
 
 /**
  * Cheating servers (test/support/faultyShard.ts), honest for the prefill and the first decode
@@ -86,6 +90,32 @@ describe("auditing cheating servers", () => {
       expect(report.culprit!.score).toBeGreaterThan(report.tolerance);
     });
   }
+
+  it("catches a server of an int4 variant that computes 3 of its 4 layers (audited at the quantized tolerance)", async () => {
+    const dir = join(scratch.dir, "verifier-faults-int4");
+    const { variantId } = await compressModel(model.dir, dir, { method: "int4" });
+    const int4 = ModelDirectory.open(dir);
+    const lesser = await load(int4, 0, 3);
+    const s = await serveLayers(int4, 0, 4, scratch.dir, { variantId, wrap: (shard) => faultyShard(shard, { kind: "fewerLayers", lesser }, FAULT_FROM) });
+    servers.push(s);
+    const g = await generateOn(head, [s], PROMPT, { maxTokens: 8 });
+    const report = await auditAt(replayers, int4, s, 0, 4, await fetchFrom(s, g.sessionIds[0]![0]!, 7n), variantId);
+    expect(report.tolerance).toBe(QUANTIZED_TOLERANCE);
+    expectCaughtAt(report, FAULTY_STEP, "output");
+  });
+
+  it("refuses to audit with a replayer of another layer range or variant than the server's registration", async () => {
+    const shard = await replayers.get(model, 0, 4);
+    const server = { server: verifier.address, domain: receiptDomain(31337n, ZeroAddress), variantId: VARIANT, firstLayer: 0, lastLayer: 2 };
+    const prefix = { sessionId: VARIANT, steps: [] };
+    await expect(auditSession({ shard, variantId: VARIANT }, server, prefix)).rejects.toThrow(
+      "the replayer holds layers 0:4, the audited server is registered for 0:2",
+    );
+    const other = "0x" + "cd".repeat(32);
+    await expect(auditSession({ shard, variantId: other }, { ...server, lastLayer: 4 }, prefix)).rejects.toThrow(
+      `the replayer holds variant ${other}, the audited server is registered for ${VARIANT}`,
+    );
+  });
 
   it("catches noise of ±0.5 on the int8 wire too", async () => {
     const report = await generateAndAudit(await serve((shard) => faultyShard(shard, { kind: "noise", amplitude: 0.5 }, FAULT_FROM)), "int8");
