@@ -5,7 +5,8 @@ import { ModelDirectory } from "../../../engine/model/modelDir.js";
 import { tinyConfig, writeRandomModel } from "../../../engine/model/randomModel.js";
 import { Head } from "../../../engine/runtime/head.js";
 import { Shard } from "../../../engine/runtime/shard.js";
-import { ZeroAddress } from "ethers";
+import { Wallet, ZeroAddress } from "ethers";
+import { signReceiptWithKey } from "../../../protocol/receipt.js";
 import { receiptDomain } from "../../../protocol/eip712.js";
 import { compressModel } from "../../../node/compress/compressModel.js";
 import { auditSession, type AuditReport } from "../../../node/verifier/audit.js";
@@ -58,6 +59,16 @@ function expectCaughtAt(report: AuditReport, step: bigint, check: string): void 
   expect(report.verdict).toBe(check === "withheld" ? "withheld" : "fail");
   expect(report.culprit).toMatchObject({ step, status: "fail", failed: check });
   expect(report.steps.filter((x) => x.step < step).map((x) => x.status)).toEqual(Array.from({ length: Number(step) }, () => "pass"));
+}
+
+/** Changes the server's receipt store behind its back (what a server that tampers with its evidence does). */
+function editStore(s: RunningServer, edit: (db: DatabaseSync) => void): void {
+  const db = new DatabaseSync(s.store.path);
+  try {
+    edit(db);
+  } finally {
+    db.close();
+  }
 }
 
 async function load(m: ModelDirectory, first: number, last: number): Promise<Shard> {
@@ -126,15 +137,12 @@ describe("auditing cheating servers", () => {
     const s = await serve();
     const g = await generateOn(head, [s], PROMPT, { maxTokens: 6 });
     const id = g.sessionIds[0]![0]!;
-    const db = new DatabaseSync(s.store.path);
-    try {
+    editStore(s, (db) => {
       const row = db.prepare("SELECT output FROM steps WHERE session_id = ? AND step = '4'").get(id) as { output: Uint8Array };
       const changed = new Uint8Array(row.output);
       changed[7] = changed[7]! ^ 1;
       db.prepare("UPDATE steps SET output = ? WHERE session_id = ? AND step = '4'").run(changed, id);
-    } finally {
-      db.close();
-    }
+    });
     const prefix = await fetchFrom(s, id, 5n);
     const report = await auditAt(replayers, model, s, 0, 4, prefix);
     expectCaughtAt(report, 4n, "outputHash");
@@ -146,7 +154,7 @@ describe("auditing cheating servers", () => {
     expectCaughtAt(await auditAt(replayers, model, s, 0, 4, tampered), 2n, "inputHash");
   });
 
-  it("catches a receipt changed after signing (signature), and one signed by another key", async () => {
+  it("catches a receipt changed after signing or signed by another key (signature), another session's receipt, another server's steps", async () => {
     const s = await serve();
     const g = await generateOn(head, [s], PROMPT, { maxTokens: 4 });
     const prefix = await fetchFrom(s, g.sessionIds[0]![0]!, 3n);
@@ -157,6 +165,12 @@ describe("auditing cheating servers", () => {
     const report = await auditAt(replayers, model, s, 0, 4, withReceipt(1, { outputHash: prefix.steps[2]!.receipt.outputHash }));
     expectCaughtAt(report, 1n, "signature");
     expect(report.culprit!.reason).toMatch(/^receipt is signed by 0x[0-9a-fA-F]{40}, not by the server /);
+    // the receipt as it was, signed by a key that is not the server's
+    const impostor = Wallet.createRandom();
+    const resigned = { ...prefix, steps: prefix.steps.map((x, j) => (j === 2 ? { ...x, signature: signReceiptWithKey(impostor.signingKey, receiptDomain(31337n, ZeroAddress), x.receipt) } : x)) };
+    const byImpostor = await auditAt(replayers, model, s, 0, 4, resigned);
+    expectCaughtAt(byImpostor, 2n, "signature");
+    expect(byImpostor.culprit!.reason).toBe(`receipt is signed by ${impostor.address}, not by the server ${s.wallet.address}`);
     // a receipt from another session in the prefix
     expectCaughtAt(await auditAt(replayers, model, s, 0, 4, withReceipt(2, { sessionId: "0x" + "11".repeat(32) })), 2n, "session");
     // the server's steps audited as another server's: not its signature
@@ -168,12 +182,7 @@ describe("auditing cheating servers", () => {
     const s = await serve();
     const g = await generateOn(head, [s], PROMPT, { maxTokens: 6 });
     const id = g.sessionIds[0]![0]!;
-    const db = new DatabaseSync(s.store.path);
-    try {
-      db.prepare("DELETE FROM steps WHERE session_id = ? AND step = '3'").run(id);
-    } finally {
-      db.close();
-    }
+    editStore(s, (db) => db.prepare("DELETE FROM steps WHERE session_id = ? AND step = '3'").run(id));
     const prefix = await fetchFrom(s, id, 5n);
     expect(prefix.steps.length).toBe(3);
     expect(prefix.withheld).toEqual({ step: 3n, reason: expect.stringContaining(`SERVER_19: ${s.server.url}: no stored step has step 3 of session ${id}`) as string });
