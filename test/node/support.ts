@@ -27,6 +27,8 @@ export async function startServer(
   forwarding: Partial<ForwardingOptions> = {},
   /** Any other server option (batching, isVerifier, tls, …). */
   extra: Partial<ShardServerOptions> = {},
+  /** What the server runs instead of the loaded shard (a test's faulty wrapper, test/support/faultyShard.ts). */
+  wrapShard: (shard: Shard) => Shard = (shard) => shard,
 ): Promise<RunningServer> {
   const wallet = Wallet.createRandom();
   const shard = await Shard.load(model, first, last);
@@ -35,7 +37,7 @@ export async function startServer(
     maxBytes: 1 << 30,
   });
   const server = await ShardServer.start({
-    shard,
+    shard: wrapShard(shard),
     variantId,
     signingKey: (impostorKey ?? wallet).signingKey,
     address: wallet.address,
