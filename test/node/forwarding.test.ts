@@ -6,7 +6,7 @@ import { Head } from "../../engine/runtime/head.js";
 import { encodeActivations } from "../../protocol/activations.js";
 import { buildRoute, forwardTag } from "../../protocol/forwarding.js";
 import { ErrorCode, MessageType, PROTOCOL_VERSION, encodeMessage } from "../../protocol/wire.js";
-import { generate, type LayerPipeline } from "../../client/generate.js";
+import { generate, type GenerationError, type LayerPipeline } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
 import { RemotePipeline, type RemoteSequence } from "../../client/remotePipeline.js";
 import { ShardConnection } from "../../client/shardClient.js";
@@ -122,7 +122,7 @@ describe("forwarding along a route", () => {
         { maxTokens: 8, temperature: 0 },
       ).then(
         () => undefined,
-        (err: unknown) => err,
+        (err: unknown) => (err as GenerationError).cause,
       );
       expect(failure).toMatchObject({ code: `SERVER_${ErrorCode.Upstream}`, hop: 1, details: { url: deadUrl } });
       // whether the first server had already seen its link close decides which of the two it reports
