@@ -51,7 +51,9 @@ interface PendingStep {
  * Signatures (each receipt signed by its hop's announced server over the step's session, step,
  * layers, variant, hashes and tokens) are recovered on the signer pool's worker thread, off the
  * client's critical path, and may lag. A step is verified once both parts pass; verified receipts
- * are reported to `onReceipt` in step order.
+ * are reported to `onReceipt` in step order. When two hops' hashes do not chain and the client
+ * knows neither (inside a forwarded route), it cannot tell which of the two lies: the error names
+ * both, and blames the later.
  *
  * The caller bounds the lag with `waitFor` (see RemotePipeline: receipts at most one step behind,
  * signatures at most N). A failure is kept: `throwIfFailed`, `waitFor` and `settle` throw it.
@@ -69,6 +71,8 @@ export class ReceiptChecker {
   constructor(
     private readonly hops: readonly ReceiptHop[],
     private readonly onReceipt: ((r: VerifiedReceipt) => void) | undefined,
+    /** Recovers a digest's signer (default: the signer pool's worker thread). */
+    private readonly recover: (digest: string, signature: string) => Promise<string> = (d, sig) => signerPool.recover(d, sig),
   ) {}
 
   throwIfFailed(): void {
@@ -92,6 +96,18 @@ export class ReceiptChecker {
     s.arrived++;
     this.compare(m.step, s, [hop]);
     this.recoverIfComplete(m.step, s);
+    this.notify();
+  }
+
+  /**
+   * Relaying: the client learnt hop `hop`'s hashes for `step` as its output came; they are compared
+   * at once, so a hop whose receipt misstates them is the one blamed, before the next hop's receipt
+   * (which would chain to the misstated hash) arrives.
+   */
+  know(step: bigint, hop: number, hashes: KnownHashes): void {
+    const s = this.pending(step);
+    (s.known ??= this.hops.map(() => ({})))[hop] = hashes;
+    this.compare(step, s, [hop]);
     this.notify();
   }
 
@@ -139,6 +155,14 @@ export class ReceiptChecker {
       };
       this.waiters.add(check);
     });
+  }
+
+  /**
+   * The lag bound, awaited before step `step` is sent: every receipt up to step - 2 has arrived (its
+   * hashes compared), and at most `maxUnverified` steps (the last ones) are still being verified.
+   */
+  beforeStep(step: bigint, maxUnverified: number, timeoutMs: number): Promise<void> {
+    return this.waitFor(step - 2n, step - 1n - BigInt(maxUnverified), timeoutMs);
   }
 
   /** Waits (at most `timeoutMs`) until every step whose output came is verified, then throws the first failure, if any. */
@@ -249,7 +273,7 @@ export class ReceiptChecker {
     };
     let signer: string;
     try {
-      signer = await signerPool.recover(receiptDigest(h.domain, receipt), canonicalSignature(r.signature));
+      signer = await this.recover(receiptDigest(h.domain, receipt), canonicalSignature(r.signature));
     } catch (err) {
       throw new ReceiptError(`${h.url}: receipt for step ${step} carries an invalid signature: ${(err as Error).message}`, h.url, step);
     }

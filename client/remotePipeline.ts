@@ -149,10 +149,8 @@ export class RemotePipeline implements LayerPipeline {
           const cols = this.connections[0]!.info.hiddenSize;
           const rows = hidden.length / cols;
           const input = encodeActivations(hidden, rows, cols, this.options.encoding ?? "fp32");
-          // Bounded lag (see RouteTimingOptions.maxUnverifiedSteps): before step s is sent, every
-          // receipt up to step s - 2 has arrived and had its hashes compared, and every step up to
-          // s - 1 - N is verified.
-          await checker.waitFor(s.step - 2n, s.step - 1n - BigInt(this.timing.maxUnverifiedSteps), this.timing.stepTimeoutMs);
+          // bounded lag: see RouteTimingOptions.maxUnverifiedSteps
+          await checker.beforeStep(s.step, this.timing.maxUnverifiedSteps, this.timing.stepTimeoutMs);
           const output = this.forwarding ? await this.forwarded(s, input) : await this.relayed(s, input);
           checker.throwIfFailed();
           s.step++;
@@ -238,6 +236,7 @@ export class RemotePipeline implements LayerPipeline {
       }
       this.checkShape(c, result.output, input);
       known.push({ inputHash: activationHash(input), outputHash: activationHash(result.output) });
+      s.checker.know(s.step, i, known[i]!);
       input = result.output;
     }
     s.checker.expect(s.step, first.rows, known);

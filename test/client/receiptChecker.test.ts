@@ -1,4 +1,4 @@
-import { Wallet, ZeroAddress, hexlify, randomBytes } from "ethers";
+import { Wallet, ZeroAddress, hexlify, randomBytes, recoverAddress } from "ethers";
 import { describe, expect, it } from "vitest";
 import { ReceiptChecker, type ReceiptHop, type VerifiedReceipt } from "../../client/receiptChecker.js";
 import { receiptDomain } from "../../protocol/eip712.js";
@@ -126,6 +126,35 @@ describe("ReceiptChecker", () => {
       name: "StepTimeoutError",
       message: `server 2 of 2 on the route (${hops[1]!.url}) did not deliver its receipt for step 2 within 20 ms`,
     });
+  });
+
+  it("beforeStep lets signature recovery lag by N steps, and no more: a bad signature at step k stops step k + N + 1", async () => {
+    const N = 2;
+    const K = 3;
+    const impostor = Wallet.createRandom();
+    // recoveries of step K and after wait until released: a slow signer pool
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const slow = async (digest: string, signature: string): Promise<string> => {
+      const signer = recoverAddress(digest, signature);
+      if (signer === impostor.address) await released;
+      return signer;
+    };
+    const checker = new ReceiptChecker(hops, undefined, slow);
+    const settled: bigint[] = [];
+    for (let step = 0n; step <= BigInt(K + N); step++) {
+      await checker.beforeStep(step, N, SETTLE_MS); // steps up to K + N may be sent
+      const [a, b, c] = [h(), h(), h()];
+      checker.expect(step, 1, [{ inputHash: a }, { outputHash: c }]);
+      checker.arrive(0, receipt(0, step, a, b));
+      checker.arrive(1, receipt(1, step, b, c, step >= BigInt(K) ? impostor : wallets[1]));
+      settled.push(step);
+    }
+    expect(settled).toHaveLength(K + N + 1);
+    // step K + N + 1 waits for step K's verification, which fails
+    const next = checker.beforeStep(BigInt(K + N + 1), N, SETTLE_MS);
+    release();
+    await expect(next).rejects.toMatchObject({ name: "ReceiptError", step: BigInt(K), url: hops[1]!.url });
   });
 
   it("refuses a receipt for a step that was never sent, and a second receipt for a step", () => {
