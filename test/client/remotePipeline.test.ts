@@ -39,14 +39,14 @@ afterEach(async () => {
 });
 
 /** Two servers (layers 0:2 and 2:4), with a fault relay in front of server `faulty` (0 or 1). */
-async function route(faulty: number, hooks: FaultHooks = {}): Promise<{ servers: RunningServer[]; relay: FaultRelay; urls: string[] }> {
+async function route(faulty: number, hooks: (servers: RunningServer[]) => FaultHooks = () => ({})): Promise<{ servers: RunningServer[]; relay: FaultRelay; urls: string[] }> {
   const servers: RunningServer[] = [];
   for (const [first, last] of [[0, 2], [2, 4]] as const) {
     const s = await startServer(model, first, last, scratch.dir, {}, VARIANT);
     cleanups.push(() => s.stop());
     servers.push(s);
   }
-  const relay = await faultRelay(servers[faulty]!.server.url, hooks);
+  const relay = await faultRelay(servers[faulty]!.server.url, hooks(servers));
   cleanups.push(() => relay.close());
   const urls = servers.map((s, i) => (i === faulty ? relay.url : s.server.url));
   return { servers, relay, urls };
@@ -117,10 +117,8 @@ describe("RemotePipeline: a server that hangs or dies mid-generation", () => {
     const mode = forward ? "forwarded" : "relayed";
     it(`${mode}: a hung server fails the step with a StepTimeoutError naming it; the tokens before are kept`, async () => {
       const HANG_AT = 4;
-      let relay: FaultRelay | undefined;
-      const r = await route(1, { onStep: (m) => m.step === BigInt(HANG_AT) && relay!.freeze() });
-      relay = r.relay;
-      const pipeline = await connect(r.urls, { ...FAST, forward });
+      const { relay, urls } = await route(1, () => ({ onStep: (m, self) => m.step === BigInt(HANG_AT) && self.freeze() }));
+      const pipeline = await connect(urls, { ...FAST, forward });
       const err = await failure(pipeline);
       expect(err.cause).toBeInstanceOf(StepTimeoutError);
       expect(err.cause).toMatchObject({ url: relay.url, index: 1, routeLength: 2 });
@@ -130,10 +128,8 @@ describe("RemotePipeline: a server that hangs or dies mid-generation", () => {
 
     it(`${mode}: a server whose connections drop fails the step with an error naming it; the tokens before are kept`, async () => {
       const DIE_AT = 3;
-      let relay: FaultRelay | undefined;
-      const r = await route(1, { onStep: (m) => m.step === BigInt(DIE_AT) && relay!.kill() });
-      relay = r.relay;
-      const pipeline = await connect(r.urls, { ...FAST, forward });
+      const { relay, urls } = await route(1, () => ({ onStep: (m, self) => m.step === BigInt(DIE_AT) && self.kill() }));
+      const pipeline = await connect(urls, { ...FAST, forward });
       const err = await failure(pipeline);
       expect(err.message).toMatch(new RegExp(`^server 2 of 2 on the route \\(${relay.url}\\) failed step ${DIE_AT}: `));
       expect(err.cause).toMatchObject({ details: { url: relay.url } });
@@ -147,12 +143,10 @@ describe("RemotePipeline: receipts that do not check out stop generation within 
   for (const forward of [false, true]) {
     const mode = forward ? "forwarded" : "relayed";
     it(`${mode}: wrong hashes (validly signed) from step k, receipts held back: no step after k + 1 is sent`, async () => {
-      let key: SigningKey | undefined;
-      const r = await route(1, {
+      const r = await route(1, (servers) => ({
         holdReceiptsUntilIdleMs: 150,
-        rewriteReceipt: (m) => (m.step < BigInt(BAD_FROM) ? m : resigned(m, key!, { outputHash: hexlify(randomBytes(32)) })),
-      });
-      key = r.servers[1]!.wallet.signingKey;
+        rewriteReceipt: (m) => (m.step < BigInt(BAD_FROM) ? m : resigned(m, servers[1]!.wallet.signingKey, { outputHash: hexlify(randomBytes(32)) })),
+      }));
       const pipeline = await connect(r.urls, { forward });
       const err = await failure(pipeline);
       expect(err.cause).toBeInstanceOf(ReceiptError);
@@ -168,7 +162,7 @@ describe("RemotePipeline: receipts that do not check out stop generation within 
   it("signatures by another key from step k: no step after k + N is sent (N = maxUnverifiedSteps)", async () => {
     const N = 2;
     const impostor = Wallet.createRandom().signingKey;
-    const r = await route(1, { rewriteReceipt: (m) => (m.step < BigInt(BAD_FROM) ? m : resigned(m, impostor)) });
+    const r = await route(1, () => ({ rewriteReceipt: (m) => (m.step < BigInt(BAD_FROM) ? m : resigned(m, impostor)) }));
     const pipeline = await connect(r.urls, { maxUnverifiedSteps: N });
     const err = await failure(pipeline);
     expect(err.cause).toBeInstanceOf(ReceiptError);

@@ -3,8 +3,8 @@ import { MessageType, decodeMessage, encodeMessage, type Message, type OpenSessi
 
 /** What a test does with the frames through a relay. */
 export interface FaultHooks {
-  /** Called with every Step frame on its way to the server, before it is passed on (or not: see `freeze`). */
-  onStep?: (m: Step) => void;
+  /** Called with every Step frame on its way to the server, before it is passed on (or not: see `freeze`, `kill`). */
+  onStep?: (m: Step, relay: FaultRelay) => void;
   /** Rewrites the StepReceipt frames the server sends (a server that signs what it should not). */
   rewriteReceipt?: (m: StepReceipt) => StepReceipt;
   /**
@@ -55,7 +55,7 @@ export async function faultRelay(target: string, hooks: FaultHooks = {}): Promis
     const type = (data as Buffer)[0];
     if (type === MessageType.Step) {
       const m = decode(data) as Step;
-      hooks.onStep?.(m);
+      hooks.onStep?.(m, relay);
       steps.push(m);
       restartIdle();
     } else if (type === MessageType.OpenSession) opened.push(decode(data) as OpenSession);
@@ -108,7 +108,7 @@ export async function faultRelay(target: string, hooks: FaultHooks = {}): Promis
     });
   });
   const port = (wss.address() as { port: number }).port;
-  return {
+  const relay: FaultRelay = {
     url: `ws://127.0.0.1:${port}`,
     steps,
     opened,
@@ -131,4 +131,5 @@ export async function faultRelay(target: string, hooks: FaultHooks = {}): Promis
       return new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
+  return relay;
 }
