@@ -48,7 +48,8 @@ export class GenerationError extends EFedError {
  * The client's generation loop: embed the prompt, prefill it through the layers in one step, then
  * decode one token per step, sampling from the LM head's logits of the last position. Step i gives
  * generated token i. Refuses before any step when the prompt and `maxTokens` together exceed the
- * model's context; a failure after the first step throws a GenerationError with the partial result.
+ * model's context; a failure once the sequence is open throws a GenerationError carrying the partial
+ * result (opening it fails with the pipeline's own error: nothing was generated).
  */
 export async function generate(
   head: TokenHead,

@@ -10,6 +10,7 @@ import { ReceiptChecker, type KnownHashes, type VerifiedReceipt } from "./receip
 import { ReceiptError, RouteError, StepTimeoutError, routePlace } from "./routeError.js";
 import { routeTiming, stepDeadlineMs, type RouteTimingOptions } from "./routeOptions.js";
 import { ShardConnection, ShardRequestError, type ConnectOptions } from "./shardClient.js";
+import { signerPool } from "./signerPool.js";
 
 export { ReceiptError, RouteError, StepTimeoutError, type VerifiedReceipt };
 
@@ -81,6 +82,7 @@ export class RemotePipeline implements LayerPipeline {
   static async connect(urls: readonly string[], numLayers: number, options: RemotePipelineOptions = {}): Promise<RemotePipeline> {
     if (urls.length === 0) throw new RouteError("the route has no servers");
     const { connectTimeoutMs } = routeTiming(options);
+    void signerPool.start(); // the worker loads while the route connects (recovery runs here until it has)
     const connecting = urls.map((u, i) =>
       ShardConnection.connect(u, { ...options, connectTimeoutMs }).catch((err: unknown) => {
         throw atServer(err, i, urls, "cannot be reached");
@@ -157,17 +159,14 @@ export class RemotePipeline implements LayerPipeline {
           s.position += rows;
           return decodeActivations(output);
         } catch (err) {
-          s.failure = err as Error;
-          if (!(err instanceof ReceiptError)) this.broken = true;
-          throw err;
+          throw this.failed(s, err);
         }
       },
       close: async () => {
         try {
           if (s.failure === undefined) await checker.settle(this.timing.stepTimeoutMs);
         } catch (err) {
-          s.failure = err as Error;
-          throw err;
+          throw this.failed(s, err);
         } finally {
           // a failed sequence's sessions end with the connection, or the server's idle timeout
           if (s.failure === undefined) await this.closeSessions(ids);
@@ -175,6 +174,13 @@ export class RemotePipeline implements LayerPipeline {
         }
       },
     };
+  }
+
+  /** Records the sequence's failure: a server that did not answer may hang, so `close` will not wait for it. */
+  private failed(s: RouteSessions, err: unknown): Error {
+    s.failure = err as Error;
+    if (!(err instanceof ReceiptError)) this.broken = true;
+    return s.failure;
   }
 
   /** Closes the connections; after a failed step, at once (a hung server would hold a polite close for 30 s). */
@@ -198,6 +204,7 @@ export class RemotePipeline implements LayerPipeline {
     const opened = await Promise.allSettled(opening);
     const failed = opened.find((o) => o.status === "rejected");
     if (failed === undefined) return opened.map((o) => (o as PromiseFulfilledResult<string>).value);
+    this.broken = true;
     await this.closeSessions(ids, (i) => opened[i]!.status === "fulfilled");
     throw failed.reason;
   }
