@@ -9,7 +9,7 @@ export interface RouteTimingOptions {
   connectTimeoutMs: number;
   /**
    * Milliseconds a server gets for its part of one step, before the per-token allowance (default
-   * 5,000). Relaying, each server gets it for its own step; forwarding, the deadline restarts each
+   * 4,000: a decode step's deadline stays under 5 s, the issue's bound for noticing a hung server). Relaying, each server gets it for its own step; forwarding, the deadline restarts each
    * time a server of the route shows progress (its receipt for the step arrives), so it is what each
    * server gets too. The same deadline bounds opening and closing sessions and waiting for receipts.
    */
@@ -27,7 +27,7 @@ export interface RouteTimingOptions {
 
 export const DEFAULT_ROUTE_TIMING: RouteTimingOptions = {
   connectTimeoutMs: 5_000,
-  stepTimeoutMs: 5_000,
+  stepTimeoutMs: 4_000,
   stepTimeoutPerTokenMs: 20,
   maxUnverifiedSteps: 4,
 };
