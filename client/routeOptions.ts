@@ -9,9 +9,10 @@ export interface RouteTimingOptions {
   connectTimeoutMs: number;
   /**
    * Milliseconds a server gets for its part of one step, before the per-token allowance (default
-   * 4,000: a decode step's deadline stays under 5 s, the issue's bound for noticing a hung server). Relaying, each server gets it for its own step; forwarding, the deadline restarts each
-   * time a server of the route shows progress (its receipt for the step arrives), so it is what each
-   * server gets too. The same deadline bounds opening and closing sessions and waiting for receipts.
+   * 4,000: a decode step's deadline stays under 5 s, the bound for noticing a hung server).
+   * Relaying, each server gets it for its own step; forwarding, the deadline restarts each time a
+   * server of the route shows progress (its receipt for the step arrives), so it is what each server
+   * gets too. The same deadline bounds opening and closing sessions and waiting for receipts.
    */
   stepTimeoutMs: number;
   /** Milliseconds added to a step's deadline per token in the step, for long prefills (default 20). */
