@@ -88,6 +88,20 @@ function resigned(m: StepReceipt, key: SigningKey, change: { outputHash?: string
 /** The highest step index the relay passed on. */
 const lastStep = (relay: FaultRelay): number => Math.max(...relay.steps.map((s) => Number(s.step)));
 
+describe("RemotePipeline: options", () => {
+  it("refuses a bad timing option before connecting, naming it", async () => {
+    const cases: [RemotePipelineOptions, string][] = [
+      [{ stepTimeoutMs: 0 }, "stepTimeoutMs must be an integer >= 1, got 0"],
+      [{ connectTimeoutMs: 1.5 }, "connectTimeoutMs must be an integer >= 1, got 1.5"],
+      [{ maxUnverifiedSteps: -1 }, "maxUnverifiedSteps must be an integer >= 0, got -1"],
+      [{ stepTimeoutPerTokenMs: Number.NaN }, "stepTimeoutPerTokenMs must be an integer >= 0, got NaN"],
+    ];
+    for (const [options, message] of cases) {
+      await expect(RemotePipeline.connect(["ws://127.0.0.1:1"], 4, options)).rejects.toThrow(message);
+    }
+  });
+});
+
 describe("RemotePipeline: a route with a server that cannot be reached", () => {
   it("fails at connect naming the refused server, and closes the connection it opened to the other", async () => {
     const { relay } = await route(0);
@@ -136,6 +150,16 @@ describe("RemotePipeline: a server that hangs or dies mid-generation", () => {
       expect(err.partial.generatedIds).toEqual(expected.slice(0, DIE_AT));
     });
   }
+});
+
+describe("RemotePipeline: a forwarded route blames the first server that shows no progress", () => {
+  it("the first server hung: it is named, not the one after it that never got the step", async () => {
+    const HANG_AT = 2;
+    const { relay, urls } = await route(0, () => ({ onStep: (m, self) => m.step === BigInt(HANG_AT) && self.freeze() }));
+    const err = await failure(await connect(urls, FAST));
+    expect(err.cause).toMatchObject({ name: "StepTimeoutError", url: relay.url, index: 0 });
+    expect(err.partial.generatedIds).toEqual(expected.slice(0, HANG_AT));
+  });
 });
 
 describe("RemotePipeline: receipts that do not check out stop generation within a bounded number of steps", () => {
