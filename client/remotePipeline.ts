@@ -259,17 +259,17 @@ export class RemotePipeline implements LayerPipeline {
     const k = this.connections.length;
     const first = this.connections[0]!;
     const last = this.connections[k - 1]!;
-    const step = s.step;
-    const tagged = { step, position: s.position, rows: input.rows, outputEncoding: input.encoding };
+    const tagged = { step: s.step, position: s.position, rows: input.rows, outputEncoding: input.encoding };
     const hops = this.connections.slice(1).map((c, i) => ({ url: c.url, sessionId: s.ids[i + 1]!, forwardKey: s.forwardKeys[i + 1]! }));
     const route = buildRoute(hops, tagged);
+    const step = s.step;
     const ms = stepDeadlineMs(this.timing, input.rows);
     const deadline = new Deadline(ms, () => {
       const i = s.checker.firstMissingReceipt(step) ?? k - 1;
       return new StepTimeoutError(this.connections[i]!.url, i, k, `its part of step ${step}`, ms);
     });
     s.progress = (receiptStep) => receiptStep === step && deadline.restart();
-    const waiting = last.awaitResult(s.ids[k - 1]!, step);
+    const waiting = last.awaitResult(s.ids[k - 1]!, s.step);
     const done = first.stepRouted({ sessionId: s.ids[0]!, ...tagged, input, route });
     // the route's acknowledgement may come before or after the output: only its failure counts here
     const routeFailed = done.then(
