@@ -2,17 +2,24 @@ import { hexlify, randomBytes } from "ethers";
 import { activationHash, decodeActivations, encodeActivations, type ActivationEncoding, type EncodedActivations } from "../protocol/activations.js";
 import { receiptDomain } from "../protocol/eip712.js";
 import { buildRoute } from "../protocol/forwarding.js";
+import type { StepResult } from "../protocol/wire.js";
+import { Deadline, unlessFirst, withDeadline } from "./deadline.js";
 import type { LayerPipeline, LayerSequence } from "./generate.js";
 import { ReceiptChecker, type KnownHashes, type VerifiedReceipt } from "./receiptChecker.js";
-import { RouteError } from "./routeError.js";
+import { ReceiptError, RouteError, StepTimeoutError, routePlace } from "./routeError.js";
+import { routeTiming, stepDeadlineMs, type RouteTimingOptions } from "./routeOptions.js";
 import { ShardConnection, ShardRequestError, type ConnectOptions } from "./shardClient.js";
+import { signerPool } from "./signerPool.js";
 
-export { RouteError, type VerifiedReceipt };
+export { ReceiptError, RouteError, StepTimeoutError, type VerifiedReceipt };
 
-export interface RemotePipelineOptions extends ConnectOptions {
+export interface RemotePipelineOptions extends ConnectOptions, Partial<RouteTimingOptions> {
   /** Encoding of hidden states on the wire (default fp32: exact). */
   encoding?: ActivationEncoding;
-  /** Tokens per session the servers are asked to hold (default 2048). */
+  /**
+   * Tokens per session the servers are asked to hold when `openSequence` is not told (default: the
+   * least any server of the route announces).
+   */
   maxLength?: number;
   /**
    * Forwarding (default on; it only applies to routes of more than one server): each step goes to the first
@@ -38,15 +45,24 @@ interface RouteSessions {
   checker: ReceiptChecker;
   step: bigint;
   position: number;
+  /** The first failure: every later call fails with it. */
+  failure?: Error;
+  /** Called when a receipt of step `step` arrives (a forwarded step's deadline restarts on it). */
+  progress?: ((step: bigint) => void) | undefined;
 }
 
 /**
  * The layers run by shard servers along a route, in order, either forwarded server to server or
- * relayed by the client. Every server's receipt comes to the client directly and is checked off
- * the critical path (see ReceiptChecker).
+ * relayed by the client. Every server's receipt comes to the client directly and is checked as it
+ * arrives (see ReceiptChecker). Nothing waits without a deadline (see RouteTimingOptions): a server
+ * that is unreachable, dead or hung fails the call with an error naming its URL and its position on
+ * the route.
  */
 export class RemotePipeline implements LayerPipeline {
   readonly forwarding: boolean;
+  private readonly timing: RouteTimingOptions;
+  /** A step failed: a server may hang, so `close` drops the connections instead of saying goodbye. */
+  private broken = false;
 
   private constructor(
     readonly connections: readonly ShardConnection[],
@@ -54,12 +70,31 @@ export class RemotePipeline implements LayerPipeline {
   ) {
     // with one server there is nothing to forward to: its step is a plain round trip either way
     this.forwarding = (options.forward ?? true) && connections.length > 1;
+    this.timing = routeTiming(options);
   }
 
-  /** Connects to every server of `urls` and checks they cover layers 0..numLayers of `variantId` contiguously. */
+  /**
+   * Connects to every server of `urls` and checks they cover layers 0..numLayers of one variant
+   * contiguously. Fails at the first server that cannot be reached (within `connectTimeoutMs`), and
+   * then closes the connections to the others as they open.
+   */
   static async connect(urls: readonly string[], numLayers: number, options: RemotePipelineOptions = {}): Promise<RemotePipeline> {
     if (urls.length === 0) throw new RouteError("the route has no servers");
-    const connections = await Promise.all(urls.map((u) => ShardConnection.connect(u, options)));
+    const { connectTimeoutMs } = routeTiming(options);
+    void signerPool.start(); // the worker loads while the route connects (recovery runs here until it has)
+    const connecting = urls.map((u, i) =>
+      ShardConnection.connect(u, { ...options, connectTimeoutMs }).catch((err: unknown) => {
+        throw atServer(err, i, urls, "cannot be reached");
+      }),
+    );
+    let connections: ShardConnection[];
+    try {
+      connections = await Promise.all(connecting);
+    } catch (err) {
+      // the first failure is the route's; the others' connects fail or are dropped once open
+      for (const c of connecting) c.then((open) => open.terminate(), () => undefined);
+      throw err;
+    }
     try {
       let expected = 0;
       const variant = connections[0]!.info.variantId;
@@ -80,10 +115,14 @@ export class RemotePipeline implements LayerPipeline {
     return new RemotePipeline(connections, options);
   }
 
-  async openSequence(): Promise<RemoteSequence> {
-    const maxLength = this.options.maxLength ?? Math.min(...this.connections.map((c) => c.info.maxSessionTokens));
+  /**
+   * Opens a session on every server of the route, each to hold `maxLength` tokens (default: the
+   * `maxLength` option, else the least any server announces); a server that cannot hold them refuses.
+   */
+  async openSequence(maxLength?: number): Promise<RemoteSequence> {
+    const length = maxLength ?? this.options.maxLength ?? Math.min(...this.connections.map((c) => c.info.maxSessionTokens));
     const ids = this.connections.map(() => hexlify(randomBytes(32)));
-    const forwardKeys = await Promise.all(this.connections.map((c, i) => c.openSession(ids[i]!, maxLength)));
+    const forwardKeys = await this.openSessions(ids, length);
     const checker = new ReceiptChecker(
       this.connections.map((c, i) => ({
         url: c.url,
@@ -96,51 +135,125 @@ export class RemotePipeline implements LayerPipeline {
       })),
       this.options.onReceipt,
     );
-    this.connections.forEach((c, i) => c.listenForReceipts(ids[i]!, (m) => checker.arrive(i, m)));
     const s: RouteSessions = { ids, forwardKeys, checker, step: 0n, position: 0 };
+    this.connections.forEach((c, i) =>
+      c.listenForReceipts(ids[i]!, (m) => {
+        checker.arrive(i, m);
+        s.progress?.(m.step);
+      }),
+    );
     return {
       sessionIds: ids,
       forward: async (hidden) => {
-        checker.throwIfFailed();
-        const cols = this.connections[0]!.info.hiddenSize;
-        const rows = hidden.length / cols;
-        const input = encodeActivations(hidden, rows, cols, this.options.encoding ?? "fp32");
-        const output = this.forwarding ? await this.forwarded(s, input) : await this.relayed(s, input);
-        s.step++;
-        s.position += rows;
-        return decodeActivations(output);
+        if (s.failure !== undefined) throw s.failure;
+        try {
+          const cols = this.connections[0]!.info.hiddenSize;
+          const rows = hidden.length / cols;
+          const input = encodeActivations(hidden, rows, cols, this.options.encoding ?? "fp32");
+          // bounded lag: see RouteTimingOptions.maxUnverifiedSteps
+          await checker.beforeStep(s.step, this.timing.maxUnverifiedSteps, this.timing.stepTimeoutMs);
+          const output = this.forwarding ? await this.forwarded(s, input) : await this.relayed(s, input);
+          checker.throwIfFailed();
+          s.step++;
+          s.position += rows;
+          return decodeActivations(output);
+        } catch (err) {
+          throw this.failed(s, err);
+        }
       },
       close: async () => {
         try {
-          await checker.settle(this.options.requestTimeoutMs ?? 60_000);
+          if (s.failure === undefined) await checker.settle(this.timing.stepTimeoutMs);
+        } catch (err) {
+          throw this.failed(s, err);
         } finally {
-          await Promise.all(this.connections.map((c, i) => c.closeSession(ids[i]!).catch(() => undefined)));
+          // a failed sequence's sessions end with the connection, or the server's idle timeout
+          if (s.failure === undefined) await this.closeSessions(ids);
           this.connections.forEach((c, i) => c.listenForReceipts(ids[i]!, undefined));
         }
       },
     };
   }
 
-  close(): void {
-    for (const c of this.connections) c.close();
+  /** Records the sequence's failure: a server that did not answer may hang, so `close` will not wait for it. */
+  private failed(s: RouteSessions, err: unknown): Error {
+    s.failure = err as Error;
+    if (!(err instanceof ReceiptError)) this.broken = true;
+    return s.failure;
   }
 
-  /** The client sends each server's output to the next itself: a round trip per server. */
+  /** Closes the connections; after a failed step, at once (a hung server would hold a polite close for 30 s). */
+  close(): void {
+    for (const c of this.connections) {
+      if (this.broken) c.terminate();
+      else c.close();
+    }
+  }
+
+  /** Opens session `ids[i]` on server i, each within the step deadline; resolves with the forwarding keys. */
+  private async openSessions(ids: readonly string[], maxLength: number): Promise<string[]> {
+    const ms = this.timing.stepTimeoutMs;
+    const opening = this.connections.map((c, i) =>
+      withDeadline(c.openSession(ids[i]!, maxLength), ms, () => new StepTimeoutError(c.url, i, ids.length, "an answer to open a session", ms)).catch(
+        (err: unknown) => {
+          throw atServer(err, i, this.urls, `refused a session of ${maxLength} tokens`);
+        },
+      ),
+    );
+    const opened = await Promise.allSettled(opening);
+    const failed = opened.find((o) => o.status === "rejected");
+    if (failed === undefined) return opened.map((o) => (o as PromiseFulfilledResult<string>).value);
+    this.broken = true;
+    await this.closeSessions(ids, (i) => opened[i]!.status === "fulfilled");
+    throw failed.reason;
+  }
+
+  /**
+   * Closes session `ids[i]` on server i (those `which` selects), each within the step deadline. A
+   * session that does not close is the server's to drop (idle timeout, connection closed): not a
+   * reason to fail a generation that has its tokens and verified receipts.
+   */
+  private async closeSessions(ids: readonly string[], which: (i: number) => boolean = () => true): Promise<void> {
+    const ms = this.timing.stepTimeoutMs;
+    const closing = this.connections.map((c, i) =>
+      which(i) ? withDeadline(c.closeSession(ids[i]!), ms, () => new StepTimeoutError(c.url, i, ids.length, "an answer to close a session", ms)) : undefined,
+    );
+    await Promise.allSettled(closing);
+  }
+
+  private get urls(): string[] {
+    return this.connections.map((c) => c.url);
+  }
+
+  /** The client sends each server's output to the next itself: a round trip per server, each within its deadline. */
   private async relayed(s: RouteSessions, first: EncodedActivations): Promise<EncodedActivations> {
     const known: KnownHashes[] = [];
+    const k = this.connections.length;
+    const ms = stepDeadlineMs(this.timing, first.rows);
     let input = first;
-    for (let i = 0; i < this.connections.length; i++) {
+    for (let i = 0; i < k; i++) {
       const c = this.connections[i]!;
-      const result = await c.step({ sessionId: s.ids[i]!, step: s.step, position: s.position, outputEncoding: input.encoding, input, route: [] });
+      const stepping = c.step({ sessionId: s.ids[i]!, step: s.step, position: s.position, outputEncoding: input.encoding, input, route: [] });
+      let result: StepResult;
+      try {
+        result = await withDeadline(stepping, ms, () => new StepTimeoutError(c.url, i, k, `the output of step ${s.step}`, ms));
+      } catch (err) {
+        throw atServer(err, i, this.urls, `failed step ${s.step}`);
+      }
       this.checkShape(c, result.output, input);
       known.push({ inputHash: activationHash(input), outputHash: activationHash(result.output) });
+      s.checker.know(s.step, i, known[i]!);
       input = result.output;
     }
     s.checker.expect(s.step, first.rows, known);
     return input;
   }
 
-  /** One trip through the chain: the first server gets the step and the route, the last one sends the output. */
+  /**
+   * One trip through the chain: the first server gets the step and the route, the last one sends the
+   * output. The deadline restarts whenever a server's receipt for the step arrives; when it runs
+   * out, the server blamed is the first one whose receipt has not come.
+   */
   private async forwarded(s: RouteSessions, input: EncodedActivations): Promise<EncodedActivations> {
     const k = this.connections.length;
     const first = this.connections[0]!;
@@ -148,37 +261,42 @@ export class RemotePipeline implements LayerPipeline {
     const tagged = { step: s.step, position: s.position, rows: input.rows, outputEncoding: input.encoding };
     const hops = this.connections.slice(1).map((c, i) => ({ url: c.url, sessionId: s.ids[i + 1]!, forwardKey: s.forwardKeys[i + 1]!, server: c.info.server }));
     const route = buildRoute(first.info.server, hops, tagged);
+    const step = s.step;
+    const ms = stepDeadlineMs(this.timing, input.rows);
+    const deadline = new Deadline(ms, () => {
+      const i = s.checker.firstMissingReceipt(step) ?? k - 1;
+      return new StepTimeoutError(this.connections[i]!.url, i, k, `its part of step ${step}`, ms);
+    });
+    s.progress = (receiptStep) => receiptStep === step && deadline.restart();
     const waiting = last.awaitResult(s.ids[k - 1]!, s.step);
     const done = first.stepRouted({ sessionId: s.ids[0]!, ...tagged, input, route });
-    const step = s.step;
-    let result;
+    // the route's acknowledgement may come before or after the output: only its failure counts here
+    const routeFailed = done.then(
+      () => new Promise<Error>(() => undefined),
+      (err: unknown) => this.hopError(err, step),
+    );
+    let result: StepResult;
     try {
-      result = await new Promise<Awaited<typeof waiting.result>>((resolve, reject) => {
-        waiting.result.then(resolve, reject);
-        done.catch((err: unknown) => reject(this.hopError(err, step)));
+      const output = waiting.result.catch((err: unknown) => {
+        throw atServer(err, k - 1, this.urls, `failed step ${step}`);
       });
+      result = await unlessFirst(output, routeFailed, deadline.expired);
     } finally {
       waiting.cancel();
+      deadline.clear();
+      s.progress = undefined;
     }
     // The route's answer follows the output; a failure reported after it fails the next step.
     done.catch((err: unknown) => s.checker.fail(this.hopError(err, step)));
     this.checkShape(last, result.output, input);
-    s.checker.expect(s.step, input.rows, [{ inputHash: activationHash(input) }, ...hops.slice(1).map(() => ({})), { outputHash: activationHash(result.output) }]);
+    s.checker.expect(step, input.rows, [{ inputHash: activationHash(input) }, ...hops.slice(1).map(() => ({})), { outputHash: activationHash(result.output) }]);
     return result.output;
   }
 
-  /** A forwarded step's failure, named by the server of the route where it happened. */
+  /** A forwarded step's failure, named by the server of the route where it happened (`hop` counts from the first). */
   private hopError(err: unknown, step: bigint): Error {
-    if (!(err instanceof ShardRequestError) || err.hop === 0) return err instanceof Error ? err : new Error(String(err));
-    const failed = this.connections[err.hop];
-    const url = failed?.url ?? `hop ${err.hop} (beyond the route)`;
-    const serverMessage = typeof err.details?.message === "string" ? err.details.message : err.message;
-    return new ShardRequestError(
-      err.code,
-      `server ${err.hop + 1} of ${this.connections.length} on the route (${url}) failed step ${step}: ${serverMessage}`,
-      { ...err.details, url },
-      err.hop,
-    );
+    const hop = err instanceof ShardRequestError ? err.hop : 0;
+    return atServer(err, hop, this.urls, `failed step ${step}`);
   }
 
   private checkShape(c: ShardConnection, output: EncodedActivations, input: EncodedActivations): void {
@@ -186,4 +304,16 @@ export class RemotePipeline implements LayerPipeline {
       throw new RouteError(`${c.url} returned ${output.rows}×${output.cols} activations for ${input.rows}×${input.cols}`);
     }
   }
+}
+
+/**
+ * `err` as a failure of server `index` of the route: "server 2 of 3 on the route (URL) failed step
+ * 3: <the server's message>", code and details kept. Errors that already name their server pass.
+ */
+function atServer(err: unknown, index: number, urls: readonly string[], what: string): Error {
+  if (!(err instanceof ShardRequestError)) return err instanceof Error ? err : new Error(String(err)); // timeouts and route errors name their server already
+  const url = urls[index] ?? `hop ${index} (beyond the route)`;
+  const details: Record<string, unknown> = { ...err.details };
+  const serverMessage = typeof details.message === "string" ? details.message : err.message;
+  return new ShardRequestError(err.code, `${routePlace(index, urls.length, url)} ${what}: ${serverMessage}`, { ...details, url }, err.hop);
 }

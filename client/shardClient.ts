@@ -164,6 +164,11 @@ export class ShardConnection {
     this.link.close(1000, "client done");
   }
 
+  /** Drops the connection at once, without the closing handshake (a server that stopped answering would hold it 30 s). */
+  terminate(): void {
+    this.link.terminate();
+  }
+
   private onUnsolicited(m: Message): void {
     if (m.type === MessageType.StepReceipt) {
       this.receiptListeners.get(m.sessionId)?.(m);

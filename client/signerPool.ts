@@ -12,20 +12,35 @@ interface Pending {
  * Recovers signers of EIP-712 digests on a worker thread. A recovery costs ~1.5 ms of JavaScript
  * elliptic-curve arithmetic, once per receipt per hop per step: on the main thread it delays the
  * client's next step; on a worker it runs beside it, on another core when the machine has one.
- * One worker per process, started on first use and unref'd (it never keeps a process alive); if a
- * worker cannot start, recovery falls back to the calling thread.
+ * One worker per process, started on first use and unref'd (it never keeps a process alive). Until
+ * the worker has loaded (a second or more on a busy machine), and if it cannot start, recovery runs
+ * on the calling thread: a generation's first steps do not wait for the worker.
  */
 export class SignerPool {
   private worker: Worker | undefined;
   private failed = false;
+  /** The worker has loaded and answers. */
+  private ready = false;
   private nextId = 0;
   private readonly pending = new Map<number, Pending>();
   private queued: { id: number; digest: string; signature: string }[] = [];
 
+  private announceReady: (onWorker: boolean) => void = () => undefined;
+  private readonly whenReady = new Promise<boolean>((resolve) => (this.announceReady = resolve));
+
+  /**
+   * Starts loading the worker now (a route's connect calls this); resolves once recoveries run on it
+   * (true), or never will (false: the worker could not start or died).
+   */
+  start(): Promise<boolean> {
+    this.ensureWorker();
+    return this.whenReady;
+  }
+
   /** The address that signed `digest` (a 32-byte hex hash) with `signature`. */
   recover(digest: string, signature: string): Promise<string> {
     const worker = this.ensureWorker();
-    if (worker === undefined) {
+    if (worker === undefined || !this.ready) {
       try {
         return Promise.resolve(recoverAddress(digest, signature));
       } catch (err) {
@@ -71,7 +86,12 @@ export class SignerPool {
     if (this.worker !== undefined || this.failed) return this.worker;
     try {
       const worker = new Worker(new URL("./signerWorker.mjs", import.meta.url));
-      worker.on("message", (results: { id: number; address?: string; error?: string }[]) => {
+      worker.on("message", (results: "ready" | { id: number; address?: string; error?: string }[]) => {
+        if (results === "ready") {
+          this.ready = true;
+          this.announceReady(true);
+          return;
+        }
         for (const r of results) this.settle(r);
         if (this.pending.size === 0) worker.unref();
       });
@@ -81,6 +101,7 @@ export class SignerPool {
       this.worker = worker;
     } catch {
       this.failed = true;
+      this.announceReady(false);
     }
     return this.worker;
   }
@@ -90,6 +111,8 @@ export class SignerPool {
     if (this.worker === undefined) return;
     this.worker = undefined;
     this.failed = true;
+    this.ready = false;
+    this.announceReady(false);
     for (const [id, p] of [...this.pending]) this.settle({ id, ...this.recoverHere(p.digest, p.signature) });
   }
 }

@@ -14,3 +14,5 @@ parentPort.on("message", (batch) => {
     }),
   );
 });
+// the pool recovers on its own thread until this arrives
+parentPort.postMessage("ready");

@@ -171,6 +171,12 @@ export class Link {
     this.ws.close(code, reason);
   }
 
+  /** Drops the connection at once, without the closing handshake (a peer that stopped answering would hold it for 30 s). */
+  terminate(reason = "dropped"): void {
+    this.fail(new LinkError(LinkFailure.Closed, `connection to ${this.url} dropped by this side (${reason})`, { url: this.url }));
+    this.ws.terminate();
+  }
+
   private serverError(reply: Extract<Message, { type: typeof MessageType.Error }>): LinkError {
     const where = reply.hop === 0 ? this.url : `${this.url} (${reply.hop} hop${reply.hop > 1 ? "s" : ""} down its route)`;
     const details = { url: this.url, code: reply.code, hop: reply.hop, message: reply.message };

@@ -1,11 +1,11 @@
 import { Command, Option } from "commander";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Head } from "../../engine/runtime/head.js";
-import { InvalidArgumentError } from "../../protocol/errors.js";
-import { generate } from "../generate.js";
+import { EFedError, InvalidArgumentError } from "../../protocol/errors.js";
+import { GenerationError, generate, sequenceLength, type GenerationResult, type LayerPipeline } from "../generate.js";
 import { LocalPipeline } from "../localPipeline.js";
 import { RemotePipeline } from "../remotePipeline.js";
-import type { LayerPipeline } from "../generate.js";
+import { DEFAULT_ROUTE_TIMING } from "../routeOptions.js";
 import { ACTIVATION_ENCODINGS, type ActivationEncoding } from "../../protocol/activations.js";
 import { TextTokenizer } from "../../engine/model/tokenizer.js";
 import { integer, integerList, number } from "./options.js";
@@ -24,18 +24,21 @@ interface GenerateFlags {
   route?: string[];
   wire: ActivationEncoding;
   forward: boolean;
+  connectTimeoutMs: number;
+  stepTimeoutMs: number;
   threads: number;
   json?: boolean;
 }
 
 /** `efed generate`: run a whole model in this process (optionally split into shards) and print the continuation. */
 export function generateCommand(): Command {
+  const t = DEFAULT_ROUTE_TIMING;
   return new Command("generate")
-    .description("generate text with a model run in this process (layers optionally split into shards)")
+    .description("generate text with a model run in this process (layers optionally split into shards) or on a route of shard servers")
     .requiredOption("--model <dir>", "Hugging Face model directory (config.json, safetensors, tokenizer.json)")
     .addOption(new Option("--prompt <text>", "prompt text").conflicts("ids"))
     .addOption(new Option("--ids <ids>", "prompt as comma-separated token ids").argParser(integerList(0)))
-    .requiredOption("--max-tokens <n>", "tokens to generate", integer(0, 1_000_000))
+    .requiredOption("--max-tokens <n>", "tokens to generate (with the prompt, at most the model's context)", integer(0, 1_000_000))
     .option("--temperature <t>", "0 = greedy", number(0), 0)
     .option("--top-k <k>", "sample from the k most likely tokens (0 = all)", integer(0), 0)
     .option("--top-p <p>", "nucleus sampling mass", number(Number.MIN_VALUE, 1), 1)
@@ -47,47 +50,74 @@ export function generateCommand(): Command {
     )
     .addOption(new Option("--wire <encoding>", "hidden-state encoding on the wire with --route").choices(ACTIVATION_ENCODINGS).default("fp32"))
     .option("--no-forward", "with --route: relay every server's output through this client instead of server to server")
+    .option("--connect-timeout-ms <ms>", "with --route: time to reach each server", integer(1), t.connectTimeoutMs)
+    .option(
+      "--step-timeout-ms <ms>",
+      `with --route: time each server gets for its part of a step (plus ${t.stepTimeoutPerTokenMs} ms per token of the step)`,
+      integer(1),
+      t.stepTimeoutMs,
+    )
     .option("--threads <n>", "intra-op threads of the layers' ONNX Runtime sessions (the head uses one)", integer(1, 256), 1)
-    .option("--json", "print one JSON object: prompt ids, generated ids, text")
+    .option("--json", "print one JSON object: prompt ids, generated ids, text, finish (and error when it failed)")
     .action(async (flags: GenerateFlags) => {
       if ((flags.prompt === undefined) === (flags.ids === undefined)) {
         throw new InvalidArgumentError("give exactly one of --prompt TEXT or --ids 1,2,3");
       }
       const model = ModelDirectory.open(flags.model);
-      const tokenizer = tryTokenizer(flags.model, flags.prompt !== undefined);
-      const promptIds = flags.ids ?? tokenizer!.encode(flags.prompt!);
-      const runtime = { threads: flags.threads };
-      // The head runs single-threaded: a second spinning thread pool in the same process steals the
-      // shards' cores between steps (measured: 1.4× slower decode than a single-threaded head).
-      const head = await Head.load(model, { threads: 1 });
-      const pipeline: LayerPipeline & { release?(): Promise<void>; close?(): void } =
-        flags.route === undefined
-          ? await LocalPipeline.load(model, flags.split ?? [], runtime)
-          : await RemotePipeline.connect(flags.route, model.config.numLayers, { encoding: flags.wire, forward: flags.forward });
-      let result;
+      let head: Head | undefined;
+      let pipeline: (LayerPipeline & { release?(): Promise<void>; close?(): void }) | undefined;
       try {
-        result = await generate(head, pipeline, promptIds, {
-          maxTokens: flags.maxTokens,
-          temperature: flags.temperature,
-          topK: flags.topK,
-          topP: flags.topP,
-          repetitionPenalty: flags.repetitionPenalty,
-          seed: flags.seed,
-          stopTokens: model.config.eosTokenIds,
-        });
+        const tokenizer = tryTokenizer(flags.model, flags.prompt !== undefined);
+        const promptIds = flags.ids ?? tokenizer!.encode(flags.prompt!);
+        sequenceLength(promptIds.length, flags.maxTokens, model.config.maxPositionEmbeddings);
+        // The head runs single-threaded: a second spinning thread pool in the same process steals the
+        // shards' cores between steps (measured: 1.4× slower decode than a single-threaded head).
+        head = await Head.load(model, { threads: 1 });
+        let result: GenerationResult;
+        let failure: Error | undefined;
+        try {
+          pipeline =
+            flags.route === undefined
+              ? await LocalPipeline.load(model, flags.split ?? [], { threads: flags.threads })
+              : await RemotePipeline.connect(flags.route, model.config.numLayers, {
+                  encoding: flags.wire,
+                  forward: flags.forward,
+                  connectTimeoutMs: flags.connectTimeoutMs,
+                  stepTimeoutMs: flags.stepTimeoutMs,
+                });
+          result = await generate(head, pipeline, promptIds, {
+            maxTokens: flags.maxTokens,
+            temperature: flags.temperature,
+            topK: flags.topK,
+            topP: flags.topP,
+            repetitionPenalty: flags.repetitionPenalty,
+            seed: flags.seed,
+            stopTokens: model.config.eosTokenIds,
+          });
+        } catch (err) {
+          // whatever was generated before the failure is printed; the error goes to stderr and the exit code
+          failure = err instanceof GenerationError ? (err.cause as Error) : (err as Error);
+          result = err instanceof GenerationError ? err.partial : { promptIds: [...promptIds], generatedIds: [], finish: "error" };
+        }
+        printResult(result, tokenizer, flags.json === true, failure);
+        if (failure !== undefined) throw failure;
       } finally {
-        await pipeline.release?.();
-        pipeline.close?.();
-        await head.release();
+        await pipeline?.release?.();
+        pipeline?.close?.();
+        await head?.release();
         model.close();
       }
-      const text = tokenizer?.decode(result.generatedIds);
-      if (flags.json === true) {
-        console.log(JSON.stringify({ promptIds: result.promptIds, generatedIds: result.generatedIds, text: text ?? null, finish: result.finish }));
-      } else {
-        console.log(text ?? result.generatedIds.join(","));
-      }
     });
+}
+
+function printResult(result: GenerationResult, tokenizer: TextTokenizer | undefined, json: boolean, failure: Error | undefined): void {
+  const text = tokenizer?.decode(result.generatedIds);
+  if (json) {
+    const error = failure === undefined ? {} : { error: { code: failure instanceof EFedError ? failure.code : "FAILED", message: failure.message } };
+    console.log(JSON.stringify({ promptIds: result.promptIds, generatedIds: result.generatedIds, text: text ?? null, finish: result.finish, ...error }));
+  } else if (failure === undefined || result.generatedIds.length > 0) {
+    console.log(text ?? result.generatedIds.join(","));
+  }
 }
 
 /** The tokenizer, required for text prompts; optional (ids only, no text) otherwise. */

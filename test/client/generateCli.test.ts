@@ -37,11 +37,24 @@ describe("efed generate", () => {
     expect(JSON.parse(split.stdout)).toEqual(parsed);
   });
 
-  it("samples deterministically for a seed", async () => {
+  it("samples what the in-process engine samples for the seed, and another seed samples otherwise", async () => {
+    const sampling = { temperature: 1.2, topK: 20 };
+    const model = ModelDirectory.open(modelDir);
+    const head = await Head.load(model);
+    const local = await LocalPipeline.load(model);
+    const inProcess = async (seed: number): Promise<number[]> =>
+      (await generate(head, local, [3, 4], { maxTokens: 16, ...sampling, seed, stopTokens: [96] })).generatedIds;
+    const [expected42, expected43] = [await inProcess(42), await inProcess(43)];
+    await Promise.all([head.release(), local.release()]);
+    model.close();
+    expect(expected43).not.toEqual(expected42); // the seed matters for this model and these settings
+
     const args = ["generate", "--model", modelDir, "--ids", "3,4", "--max-tokens", "16", "--temperature", "1.2", "--top-k", "20", "--json"];
-    const a = await efed(...args, "--seed", "42");
-    const b = await efed(...args, "--seed", "42");
-    expect(a.stdout).toBe(b.stdout);
+    for (const [seed, expected] of [["42", expected42], ["43", expected43]] as const) {
+      const r = await efed(...args, "--seed", seed);
+      expect(r.code).toBe(0);
+      expect((JSON.parse(r.stdout) as { generatedIds: number[] }).generatedIds).toEqual(expected);
+    }
   });
 
   it("rejects bad flags with a message naming the value", async () => {
@@ -53,6 +66,7 @@ describe("efed generate", () => {
       [["--ids", "500", "--max-tokens", "2"], "token id 500 is outside the vocabulary 0..96"],
       [["--max-tokens", "2"], "give exactly one of --prompt TEXT or --ids 1,2,3"],
       [["--prompt", "hello", "--max-tokens", "2"], "tokenizer.json"],
+      [["--ids", "1,5,9", "--max-tokens", "254"], "a prompt of 3 tokens and max tokens 254 make 257 tokens, over the model's context of 256 (max_position_embeddings)"],
     ];
     for (const [args, message] of cases) {
       const r = await efed("generate", "--model", modelDir, ...(args.includes("--max-tokens") ? args : [...args, "--max-tokens", "1"]));

@@ -13,7 +13,7 @@ import { ErrorCode, MessageType, encodeMessage, type Step } from "../../protocol
 import { helloTranscript, newEphemeralKey, signTranscript } from "../../protocol/peerAuth.js";
 import { PeerLink } from "../../node/server/peerLink.js";
 import type { ForwardingOptions } from "../../node/server/forwarder.js";
-import { generate, type LayerPipeline } from "../../client/generate.js";
+import { generate, type GenerationError, type LayerPipeline } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
 import { RemotePipeline, type RemoteSequence } from "../../client/remotePipeline.js";
 import { ShardConnection } from "../../client/shardClient.js";
@@ -135,7 +135,7 @@ describe("forwarding along a route", () => {
         { maxTokens: 8, temperature: 0 },
       ).then(
         () => undefined,
-        (err: unknown) => err,
+        (err: unknown) => (err as GenerationError).cause,
       );
       expect(failure).toMatchObject({ code: `SERVER_${ErrorCode.Upstream}`, hop: 1, details: { url: deadUrl } });
       // whether the first server had already seen its link close decides which of the two it reports
