@@ -2,7 +2,7 @@ import type { SigningKey } from "ethers";
 import type { WebSocket } from "ws";
 import { ownerProof, sessionStepTarget, signAuth } from "../protocol/fetchAuth.js";
 import { Link, LinkError, LinkFailure, dialServer, validateTiming, type LinkTiming } from "../protocol/link.js";
-import { DEFAULT_LIMITS, MessageType, type Message, type ServerInfo, type Step, type StepReceipt, type StepResult, type StoredStep } from "../protocol/wire.js";
+import { DEFAULT_LIMITS, MAX_BATCH_PAGE, MessageType, type BatchReceipts, type Message, type ServerInfo, type Step, type StepReceipt, type StepResult, type StoredStep } from "../protocol/wire.js";
 
 /**
  * A request to a shard server failed (protocol/link.ts LinkError): the server's error code and
@@ -109,6 +109,11 @@ export class ShardConnection {
   fetchSessionStep(sessionId: string, step: bigint, forwardKey?: string): Promise<StoredStep> {
     const proof = forwardKey === undefined ? {} : { ownerProof: ownerProof(forwardKey, this.info.challenge, sessionStepTarget(sessionId, step)) };
     return this.link.request({ type: MessageType.FetchSessionStep, sessionId, step, ...proof }, MessageType.StoredStep);
+  }
+
+  /** A page of the receipts this server committed in batch `batchId` (an authenticated verifier only). */
+  async fetchBatch(batchId: bigint, offset: number, limit = MAX_BATCH_PAGE): Promise<BatchReceipts> {
+    return this.link.request({ type: MessageType.FetchBatch, batchId, offset, limit }, MessageType.BatchReceipts);
   }
 
   /** Proves on this connection that this side holds `key` (a registered verifier's); fetches then need no owner proof. */

@@ -50,6 +50,9 @@ export const MessageType = {
   Authenticated: 16,
   /** Like FetchStep, by session and step index: how a verifier collects the prefix of a session it audits. */
   FetchSessionStep: 17,
+  /** A page of the receipts (with signatures) a server committed in one batch: what a verifier samples from. */
+  FetchBatch: 18,
+  BatchReceipts: 19,
 } as const;
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
 
@@ -256,6 +259,29 @@ export interface FetchSessionStep {
   ownerProof?: string;
 }
 
+/** Receipts of a posted batch, in tree order, from `offset`: answered to an authenticated verifier only. */
+export interface FetchBatch {
+  type: typeof MessageType.FetchBatch;
+  requestId: number;
+  batchId: bigint;
+  offset: number;
+  /** At most MAX_BATCH_PAGE. */
+  limit: number;
+}
+
+/** Receipts this server signed are at most this many per BatchReceipts page. */
+export const MAX_BATCH_PAGE = 256;
+
+export interface BatchReceipts {
+  type: typeof MessageType.BatchReceipts;
+  requestId: number;
+  batchId: bigint;
+  /** Receipts in the batch in all. */
+  total: number;
+  offset: number;
+  receipts: { receipt: Receipt; signature: string }[];
+}
+
 /** A verifier proves on this connection that it holds `address`'s key (protocol/fetchAuth.ts). */
 export interface Authenticate {
   type: typeof MessageType.Authenticate;
@@ -319,6 +345,8 @@ export type Message =
   | StepForwarded
   | FetchStep
   | FetchSessionStep
+  | FetchBatch
+  | BatchReceipts
   | StoredStep
   | Authenticate
   | Authenticated
@@ -410,6 +438,10 @@ class Writer {
     this.push(v);
     return this;
   }
+  receipt(r: Receipt): this {
+    this.hex(r.sessionId, 32).u64(r.step).u16(r.firstLayer).u16(r.lastLayer).hex(r.variantId, 32);
+    return this.hex(r.inputHash, 32).hex(r.outputHash, 32).u32(r.tokens).hex(r.server, 20);
+  }
   activations(a: EncodedActivations): this {
     return this.u8(ACTIVATION_ENCODINGS.indexOf(a.encoding)).u32(a.rows).u32(a.cols).u32(a.payload.byteLength).bytes(a.payload);
   }
@@ -484,10 +516,17 @@ export function encodeMessage(m: Message): Uint8Array {
     case MessageType.Authenticated:
       w.hex(m.address, 20);
       break;
+    case MessageType.FetchBatch:
+      if (m.limit > MAX_BATCH_PAGE) throw new WireError(ErrorCode.BadFrame, `batch page of ${m.limit} receipts exceeds ${MAX_BATCH_PAGE}`);
+      w.u64(m.batchId).u32(m.offset).u16(m.limit);
+      break;
+    case MessageType.BatchReceipts:
+      if (m.receipts.length > MAX_BATCH_PAGE) throw new WireError(ErrorCode.BadFrame, `batch page of ${m.receipts.length} receipts exceeds ${MAX_BATCH_PAGE}`);
+      w.u64(m.batchId).u32(m.total).u32(m.offset).u16(m.receipts.length);
+      for (const r of m.receipts) w.receipt(r.receipt).hex(r.signature, 65);
+      break;
     case MessageType.StoredStep: {
-      const r = m.receipt;
-      w.hex(r.sessionId, 32).u64(r.step).u16(r.firstLayer).u16(r.lastLayer).hex(r.variantId, 32);
-      w.hex(r.inputHash, 32).hex(r.outputHash, 32).u32(r.tokens).hex(r.server, 20).hex(m.signature, 65);
+      w.receipt(m.receipt).hex(m.signature, 65);
       w.activations(m.input).activations(m.output);
       if (m.batch === undefined) w.u8(0);
       else {
@@ -594,6 +633,19 @@ class Reader {
       throw new WireError(ErrorCode.BadShape, `${what}: ${encoding} ${rows}×${cols} needs ${expected} bytes, header says ${length}`);
     }
     return { encoding, rows, cols, payload: this.raw(length, `${what} payload`) };
+  }
+  receipt(what: string): Receipt {
+    return {
+      sessionId: this.hex(32, `${what} session id`),
+      step: this.u64(`${what} step`),
+      firstLayer: this.u16(`${what} first layer`),
+      lastLayer: this.u16(`${what} last layer`),
+      variantId: this.hex(32, `${what} variant id`),
+      inputHash: this.hex(32, `${what} input hash`),
+      outputHash: this.hex(32, `${what} output hash`),
+      tokens: this.u32(`${what} tokens`),
+      server: this.address(`${what} server`),
+    };
   }
   /** An optional owner proof: a flag byte, then 32 bytes when it is 1. */
   ownerProof(): { ownerProof?: string } {
@@ -713,18 +765,26 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
     case MessageType.Authenticated:
       m = { type, requestId, address: r.address("address") };
       break;
+    case MessageType.FetchBatch: {
+      const batchId = r.u64("batch id");
+      const offset = r.u32("offset");
+      const limit = r.u16("limit");
+      if (limit < 1 || limit > MAX_BATCH_PAGE) throw new WireError(ErrorCode.BadFrame, `batch page of ${limit} receipts is outside 1..${MAX_BATCH_PAGE}`);
+      m = { type, requestId, batchId, offset, limit };
+      break;
+    }
+    case MessageType.BatchReceipts: {
+      const batchId = r.u64("batch id");
+      const total = r.u32("total");
+      const offset = r.u32("offset");
+      const n = r.u16("receipt count");
+      if (n > MAX_BATCH_PAGE) throw new WireError(ErrorCode.BadFrame, `batch page of ${n} receipts exceeds ${MAX_BATCH_PAGE}`);
+      const receipts = Array.from({ length: n }, (_, i) => ({ receipt: r.receipt(`receipt ${i}`), signature: r.hex(65, `signature ${i}`) }));
+      m = { type, requestId, batchId, total, offset, receipts };
+      break;
+    }
     case MessageType.StoredStep: {
-      const receipt = {
-        sessionId: r.hex(32, "session id"),
-        step: r.u64("step"),
-        firstLayer: r.u16("first layer"),
-        lastLayer: r.u16("last layer"),
-        variantId: r.hex(32, "variant id"),
-        inputHash: r.hex(32, "input hash"),
-        outputHash: r.hex(32, "output hash"),
-        tokens: r.u32("tokens"),
-        server: r.address("server"),
-      };
+      const receipt = r.receipt("receipt");
       const signature = r.hex(65, "signature");
       const input = r.activations(limits, "input");
       const output = r.activations(limits, "output");

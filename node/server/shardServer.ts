@@ -17,6 +17,7 @@ import {
   decodeMessage,
   maxFrameBytesFor,
   type Authenticate,
+  type FetchBatch,
   type FetchSessionStep,
   type FetchStep,
   type Message,
@@ -325,6 +326,9 @@ export class ShardServer {
       case MessageType.FetchSessionStep:
         this.fetchStep(peer, m);
         return;
+      case MessageType.FetchBatch:
+        this.fetchBatch(peer, m);
+        return;
       case MessageType.Authenticate:
         await this.closeOnFailure(peer, m.requestId, () => this.authenticate(peer, m));
         return;
@@ -541,6 +545,14 @@ export class ShardServer {
       output: stored.output,
       ...(committed === undefined ? {} : { batch: { batchId: BigInt(committed.batchId), proof: committed.proof } }),
     });
+  }
+
+  /** A page of a posted batch's receipts, for an authenticated verifier choosing which to audit. */
+  private fetchBatch(peer: Peer, m: FetchBatch): void {
+    if (peer.verifier === undefined) throw new WireError(ErrorCode.Forbidden, "a batch's receipts are listed only to a connection authenticated as a registered verifier");
+    const page = this.o.store.batchReceipts(Number(m.batchId), m.offset, m.limit);
+    if (page === undefined) throw new WireError(ErrorCode.NotFound, `no posted batch ${m.batchId} in this server's store (not posted by it, or past retention)`);
+    peer.send({ type: MessageType.BatchReceipts, requestId: m.requestId, batchId: m.batchId, total: page.total, offset: m.offset, receipts: page.receipts });
   }
 
   /** A verifier proves its address over this connection's challenge; the chain says whether it is a registered verifier. */

@@ -205,6 +205,17 @@ export class ActivationStore {
     return row === undefined ? undefined : (JSON.parse(row.leaves) as string[]);
   }
 
+  /** Receipts (with signatures) of batch `batchId` in tree order from `offset`, and how many it has; undefined for an unknown batch. */
+  batchReceipts(batchId: number, offset: number, limit: number): { total: number; receipts: { receipt: Receipt; signature: string }[] } | undefined {
+    const leaves = this.batchLeaves(batchId);
+    if (leaves === undefined) return undefined;
+    const receipts = leaves.slice(offset, offset + limit).flatMap((leaf) => {
+      const s = this.get(leaf);
+      return s === undefined ? [] : [{ receipt: s.receipt, signature: s.signature }];
+    });
+    return { total: leaves.length, receipts };
+  }
+
   count(): number {
     return (this.db.prepare(`SELECT COUNT(*) AS n FROM steps`).get() as { n: number }).n;
   }

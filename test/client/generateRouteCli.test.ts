@@ -49,7 +49,8 @@ async function startServers(): Promise<{ url: string; child: ChildProcess }[]> {
     const key = join(scratch.dir, `key-${layers.replace(":", "-")}-${children.length}`);
     writeFileSync(key, Wallet.createRandom().privateKey);
     const store = join(scratch.dir, `store-${layers.replace(":", "-")}-${children.length}.sqlite`);
-    const { url } = await spawnEfedServer(["--model", modelDir, "--layers", layers, "--port", "0", "--key", key, "--store", store], children);
+    const args = ["--model", modelDir, "--layers", layers, "--port", "0", "--key", key, "--store", store, "--forward-private"]; // the next hop is on loopback
+    const { url } = await spawnEfedServer(args, children);
     started.push({ url, child: children[children.length - 1]! });
   }
   return started;

@@ -118,10 +118,12 @@ describe("efed server on a chain", () => {
     });
     // a wallet that is not a registered verifier cannot authenticate; once registered on chain it can
     const verifierWallet = new Wallet(VERIFIER_KEY, provider);
-    await expect(verifier.authenticate(verifierWallet.signingKey, verifierWallet.address)).rejects.toMatchObject({
+    const tooEarly = await ShardConnection.connect(url);
+    await expect(tooEarly.authenticate(verifierWallet.signingKey, verifierWallet.address)).rejects.toMatchObject({
       code: "SERVER_18",
       message: expect.stringContaining(`${verifierWallet.address} is not a registered verifier`),
     });
+    tooEarly.close(); // the server closes a connection after a failed authentication anyway
     const verifierStake = (await staking.stakeParams()).verifierMinStake;
     const verifierSigner = new NonceManager(verifierWallet); // back-to-back transactions must not reuse a cached nonce
     await (await EFedToken__factory.connect(contracts.token!, verifierSigner).approve(contracts.staking!, verifierStake)).wait();

@@ -205,6 +205,7 @@ describe("a server under attack", () => {
     const id = sid();
     await owner.send(open(id));
     await owner.send(step(id, 0n, 0, 2));
+    expect(await owner.next()).toMatchObject({ type: MessageType.StepReceipt });
     const leaf = receiptLeaf(s.store.uncommitted(10)[0]!.receipt);
 
     const auth = (w: { address: string; signingKey: Wallet["signingKey"] }, challenge: string, requestId = 4): Uint8Array =>
@@ -221,6 +222,27 @@ describe("a server under attack", () => {
     const v = await peer(s.server.url, ATTACKER);
     expect(await v.send(auth(verifier, v.info.challenge))).toMatchObject({ type: MessageType.Authenticated, address: verifier.address });
     expect(await v.send(encodeMessage({ type: MessageType.FetchStep, requestId: 5, leaf }))).toMatchObject({ type: MessageType.StoredStep });
+    // a posted batch's receipts are listed to the verifier (what it samples from), and to nobody else
+    const stored = s.store.uncommitted(10)[0]!;
+    s.store.markCommitted(7, hexlify(randomBytes(32)), [leaf], Date.now());
+    expect(await v.send(encodeMessage({ type: MessageType.FetchBatch, requestId: 8, batchId: 7n, offset: 0, limit: 10 }))).toEqual({
+      type: MessageType.BatchReceipts,
+      requestId: 8,
+      batchId: 7n,
+      total: 1,
+      offset: 0,
+      receipts: [{ receipt: stored.receipt, signature: stored.signature }],
+    });
+    expectError(
+      await v.send(encodeMessage({ type: MessageType.FetchBatch, requestId: 9, batchId: 8n, offset: 0, limit: 10 })),
+      ErrorCode.NotFound,
+      "no posted batch 8 in this server's store",
+    );
+    expectError(
+      await owner.send(encodeMessage({ type: MessageType.FetchBatch, requestId: 9, batchId: 7n, offset: 0, limit: 10 })),
+      ErrorCode.Forbidden,
+      "a batch's receipts are listed only to a connection authenticated as a registered verifier",
+    );
     expect(await v.send(encodeMessage({ type: MessageType.FetchSessionStep, requestId: 6, sessionId: id, step: 0n }))).toMatchObject({ type: MessageType.StoredStep });
     expectError(
       await v.send(encodeMessage({ type: MessageType.FetchSessionStep, requestId: 7, sessionId: id, step: 1n })),
