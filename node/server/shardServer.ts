@@ -438,7 +438,7 @@ export class ShardServer {
   /** The session's layers over the step's input; the engine serves the session's owner in turn with other clients. */
   private async run(session: Session<Peer>, m: Step): Promise<Float32Array> {
     try {
-      return await this.engine.forward(decodeActivations(m.input), session.cache, session.owner.address);
+      return await this.engine.compute(decodeActivations(m.input), session.cache, session.owner.address);
     } catch (err) {
       if (session.cache.length === m.position) {
         session.nextStep = m.step; // the cache is unchanged: the step may be retried
@@ -472,16 +472,16 @@ export class ShardServer {
    * receipt), and the server takes no more steps.
    */
   private attest(session: Session<Peer>, m: Step, output: EncodedActivations): void {
-    let hop;
+    let signed;
     try {
-      hop = this.attestor.attest(m, m.input, output);
+      signed = this.attestor.attest(m, m.input, output);
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, "receipt store failed: taking no more steps");
       session.owner.ws.close(1011, "receipt store failed: server takes no steps");
       throw err;
     }
     const requestId = m.tag === undefined ? m.requestId : 0;
-    session.owner.send({ type: MessageType.StepReceipt, requestId, sessionId: m.sessionId, step: m.step, hop });
+    session.owner.send({ type: MessageType.StepReceipt, requestId, sessionId: m.sessionId, step: m.step, signed });
   }
 
   /** A routed or forwarded step is answered once everything after this server is done. */

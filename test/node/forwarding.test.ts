@@ -60,9 +60,9 @@ function hooked(inner: RemotePipeline, before: (step: number, seq: RemoteSequenc
       const seq = await inner.openSequence();
       let step = 0;
       return {
-        forward: async (h) => {
+        compute: async (h) => {
           await before(step++, seq);
-          return seq.forward(h);
+          return seq.compute(h);
         },
         close: () => seq.close(),
       };

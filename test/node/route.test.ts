@@ -119,9 +119,9 @@ describe("a route of shard servers on loopback", () => {
         openSequence: async () => {
           const caches = local.shards.map((sh) => sh.newCache());
           return {
-            forward: async (hidden) => {
+            compute: async (hidden) => {
               let h = roundTrip(hidden);
-              for (let i = 0; i < local.shards.length; i++) h = roundTrip(await local.shards[i]!.forward(h, caches[i]!));
+              for (let i = 0; i < local.shards.length; i++) h = roundTrip(await local.shards[i]!.compute(h, caches[i]!));
               return h;
             },
             close: async () => {},
