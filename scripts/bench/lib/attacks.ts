@@ -85,7 +85,7 @@ export async function unreadFetchFlood(ctx: AttackContext): Promise<AttackOutcom
   const stuck = p.ws.bufferedAmount;
   p.ws.terminate();
   return {
-    saw: `${fmt(sent)} FetchSteps sent (${fmt((sent * frame.byteLength) / 1024)} KiB), each answerable with ${fmt(2 * PREFILL_ROWS * HIDDEN * 4 / 1024)} KiB; ${fmt(stuck / 1024)} KiB of them never left the attacker (server stopped reading)`,
+    saw: `${fmt(sent)} FetchSteps sent (${fmt((sent * frame.byteLength) / 1024)} KiB), each answerable with ${fmt(2 * PREFILL_ROWS * HIDDEN * 4 / 1024)} KiB; ${fmt(stuck / 1024)} KiB of them still unsent at the end (not read by the server)`,
   };
 }
 
@@ -98,23 +98,25 @@ export async function unreadFetchFlood(ctx: AttackContext): Promise<AttackOutcom
 export async function strangerFetch(ctx: AttackContext): Promise<AttackOutcome> {
   if (ctx.leakedLeaves.length === 0) throw new Error("strangerFetch needs the honest client's receipt leaves");
   const peers = await Promise.all(ctx.urls.map((u) => AttackPeer.open(u, ctx.address)));
-  const replies = new Tally();
+  const replies = peers.map(() => new Tally());
   let bytesIn = 0;
   let requests = 0;
   const until = ctx.begin();
-  const worker = async (p: AttackPeer, w: number): Promise<void> => {
+  const worker = async (s: number, w: number): Promise<void> => {
+    const p = peers[s]!;
     for (let i = w; Date.now() < until && !p.closed; i++) {
       const leaf = ctx.leakedLeaves[i % ctx.leakedLeaves.length]!;
       const proof = i % 2 === 0 ? {} : { ownerProof: hexlify(randomBytes(32)) };
       const [m] = await p.request({ type: MessageType.FetchStep, requestId: 0, leaf, ...proof });
       requests++;
       bytesIn += m === undefined || m.type === "closed" ? 0 : encodeMessage(m).byteLength;
-      replies.add(replyName(m));
+      replies[s]!.add(replyName(m));
     }
   };
-  await Promise.all(peers.flatMap((p) => Array.from({ length: 8 }, (_, w) => worker(p, w))));
+  await Promise.all(peers.flatMap((_, s) => Array.from({ length: 8 }, (_, w) => worker(s, w))));
   for (const p of peers) p.close();
-  return { saw: `${fmt(requests)} FetchSteps for the honest client's leaves: ${replies.text()}; ${fmt(bytesIn / Math.max(1, requests))} bytes per reply on average` };
+  const perServer = replies.map((r, s) => `server ${s + 1} (${s === 0 ? "holds them" : "does not"}): ${r.text()}`).join("; ");
+  return { saw: `${fmt(requests)} FetchSteps for the honest client's leaves on server 1, half without a proof, half with a made-up one: ${perServer}; ${fmt(bytesIn / Math.max(1, requests))} bytes per reply on average` };
 }
 
 /**
@@ -284,7 +286,7 @@ export async function portScan(ctx: AttackContext): Promise<AttackOutcome> {
   const kinds = [...seen].map(([kind, e]) =>
     e.delaysMs.length === 0 ? `${kind}: no answer in time` : `${kind}: "${[...e.messages].join('" / "')}" after ${fmt(median(e.delaysMs))} ms (median of ${e.delaysMs.length})`,
   );
-  return { saw: `${kinds.join("; ")}; ${probes} probes answered (${(probes / seconds).toFixed(1)}/s), besides ${other.text()}` };
+  return { saw: `${kinds.join("; ")}; ${probes} probes answered (${(probes / seconds).toFixed(1)}/s); refused before connecting: ${other.text()}` };
 }
 
 /**
@@ -358,7 +360,7 @@ export async function oversizedFrames(ctx: AttackContext): Promise<AttackOutcome
     }
     rounds++;
   }
-  return { saw: `${rounds} rounds × 30 connections: ${closes.text()}; each wrote ${fmt(median(acceptedKiB))} KiB (median, max ${fmt(Math.max(...acceptedKiB))}) of the announced 32 MiB before the server closed` };
+  return { saw: `${rounds} rounds × 30 connections: ${closes.text()}; the attacker's socket took ${fmt(median(acceptedKiB))} KiB (median, max ${fmt(Math.max(...acceptedKiB))}; loopback socket buffers) of the announced 32 MiB before the server closed it` };
 }
 
 /**
