@@ -427,36 +427,40 @@ export interface ServerFailure {
 /**
  * A client generating through a route when one of its servers is killed (SIGKILL: the kernel
  * closes its sockets) or hung (SIGSTOP: sockets stay open, nothing answers) mid-generation. Starts
- * `generation`, sends `failure.signal` after `afterMs`, and returns how long after the signal the
- * generation failed (or `undefined` if it had not failed within `capMs`), with the error it gave.
- * A stopped server is always continued and killed before this returns. The client should notice a
- * dead server within 2 s and a hung one within 5 s.
+ * `generation`, sends `failure.signal` after `afterMs`, and returns how long after the signal a
+ * step first failed (`firstFailureAtMs`, read from the caller's pipeline) and the generation
+ * returned its error (each `undefined` if it had not within `capMs`), with that error. A stopped
+ * server is always continued and killed before this returns. The client should notice a dead
+ * server within 2 s and a hung one within 5 s.
  */
 export async function serverFailsMidGeneration(
   generation: () => Promise<unknown>,
+  firstFailureAtMs: () => number | undefined,
   failure: ServerFailure,
   afterMs: number,
   capMs: number,
-): Promise<{ detectedMs: number | undefined; error: string; finishedFirst: boolean }> {
-  let signalledAt: number;
+): Promise<{ stepFailedMs: number | undefined; returnedMs: number | undefined; error: string; finishedFirst: boolean }> {
   const outcome = generation().then(
     () => ({ failed: false, error: "", at: Date.now() }),
     (err: unknown) => ({ failed: true, error: err instanceof Error ? err.message : String(err), at: Date.now() }),
   );
+  let signalledAt: number;
   try {
     const early = await Promise.race([outcome, sleep(afterMs).then(() => undefined)]);
-    if (early !== undefined) return { detectedMs: undefined, error: early.error, finishedFirst: true };
+    if (early !== undefined) return { stepFailedMs: undefined, returnedMs: undefined, error: early.error, finishedFirst: true };
     process.kill(failure.pid, failure.signal);
     signalledAt = Date.now();
     const done = await Promise.race([outcome, sleep(capMs).then(() => undefined)]);
-    if (done === undefined) return { detectedMs: undefined, error: `still waiting after ${capMs} ms`, finishedFirst: false };
-    return { detectedMs: done.failed ? done.at - signalledAt : undefined, error: done.failed ? done.error : "generation finished", finishedFirst: false };
+    const failedAt = firstFailureAtMs();
+    const stepFailedMs = failedAt === undefined || failedAt - signalledAt > capMs ? undefined : failedAt - signalledAt;
+    if (done === undefined) return { stepFailedMs, returnedMs: undefined, error: `no error after ${capMs} ms`, finishedFirst: false };
+    return { stepFailedMs, returnedMs: done.failed ? done.at - signalledAt : undefined, error: done.failed ? done.error : "the generation finished", finishedFirst: false };
   } finally {
     if (failure.signal === "SIGSTOP") {
       process.kill(failure.pid, "SIGCONT");
       process.kill(failure.pid, "SIGKILL");
     }
-    await outcome; // the generation ends once its server is gone
+    await Promise.race([outcome, sleep(5_000)]); // the generation ends once its server is gone
   }
 }
 
