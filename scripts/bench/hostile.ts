@@ -58,7 +58,7 @@ const RECOVERY_CAP_MS = 20_000;
 const SHUTDOWN_GRACE_MS = 20_000;
 /** Client side: tokens of the generation during which a server fails, and the longest wait for the client to notice. */
 const LONG_TOKENS = 500;
-const DETECT_CAP_MS = 40_000;
+const DETECT_CAP_MS = 30_000;
 
 const GOALS = { throughputRatio: 0.5, rssGrowthMb: 256, recoveryS: 5, deadS: 2, hungS: 5 };
 
