@@ -478,7 +478,7 @@ async function main(): Promise<void> {
   const minutes = (performance.now() - started) / 60_000;
   const body = [
     `Measured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} × ${cpus()[0]?.model ?? "unknown CPU"} (load average ${loadavg()[0]!.toFixed(1)} at the end, ` +
-      `shared with other work: compare ratios within the run), shipped model over two \`efed server\`s with default options, ` +
+      `shared with other work: compare ratios within the run), shipped model over two \`efed server\`s with default options but \`--forward-private\` (loopback routes need it), ` +
       `attack windows of ${windowMs / 1000} s, run time ${minutes.toFixed(1)} min. Goals: ratio ≥ ${GOALS.throughputRatio}, RSS growth ≤ ${GOALS.rssGrowthMb} MB, ` +
       `recovery ≤ ${GOALS.recoveryS} s (✓/✗ in that order).`,
     rows.length === 0 ? "" : attackTable(rows),
