@@ -263,8 +263,8 @@ class HonestClient {
       openSequence: async (): Promise<LayerSequence> => {
         const sequence = await pipeline.openSequence();
         return {
-          forward: (hidden) =>
-            sequence.forward(hidden).catch((err: unknown) => {
+          compute: (hidden) =>
+            sequence.compute(hidden).catch((err: unknown) => {
               this.stepFailedAtMs ??= Date.now();
               throw err;
             }),

@@ -549,7 +549,7 @@ function activations(rows: number): ReturnType<typeof encodeActivations> {
 
 /** The Merkle leaf of the receipt a server sent for the attacker's own step. */
 function leafOf(info: ServerInfo, sessionId: string, step: bigint, tokens: number, r: StepReceipt): string {
-  const { firstLayer, lastLayer, inputHash, outputHash, server } = r.hop;
+  const { firstLayer, lastLayer, inputHash, outputHash, server } = r.signed;
   return receiptLeaf({ sessionId, step, firstLayer, lastLayer, variantId: info.variantId, inputHash, outputHash, tokens, server });
 }
 
