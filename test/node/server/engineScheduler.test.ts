@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ModelDirectory } from "../../engine/model/modelDir.js";
-import { Head } from "../../engine/runtime/head.js";
-import { Shard, type KvCache } from "../../engine/runtime/shard.js";
-import { EngineScheduler } from "../../node/server/engineScheduler.js";
-import { bitsEqual, maxAbsDiff, randomModel, scratchDir } from "../engine/helpers.js";
+import type { ModelDirectory } from "../../../engine/model/modelDir.js";
+import { Head } from "../../../engine/runtime/head.js";
+import { Shard, type KvCache } from "../../../engine/runtime/shard.js";
+import { EngineScheduler } from "../../../node/server/engineScheduler.js";
+import { bitsEqual, maxAbsDiff, randomModel, scratchDir } from "../../engine/helpers.js";
 
 const scratch = scratchDir();
 let model: ModelDirectory;

@@ -9,7 +9,7 @@ import { generate, type LayerPipeline } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
 import { RemotePipeline, type VerifiedReceipt } from "../../client/remotePipeline.js";
 import { randomModel, scratchDir } from "../engine/helpers.js";
-import { startServer, type RunningServer } from "./support.js";
+import { startServer, type RunningServer } from "../node/support.js";
 
 const scratch = scratchDir();
 let model: ModelDirectory;
