@@ -7,5 +7,7 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     exclude: ["test/contracts/**", "node_modules/**"],
     testTimeout: 60_000,
+    // cleanup stops child processes (SIGTERM, then SIGKILL after 8 s) and chains: room on a loaded 2-core machine
+    hookTimeout: 30_000,
   },
 });

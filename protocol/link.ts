@@ -150,7 +150,7 @@ export class Link {
       const timer = setTimeout(() => {
         this.pending.delete(requestId);
         reject(new LinkError(LinkFailure.Timeout, `${this.url} did not answer request ${requestId} within ${timeoutMs} ms`, { url: this.url }));
-      }, timeoutMs);
+      }, timeoutMs).unref(); // the socket keeps the process alive while it is open; a timer alone must not
       this.pending.set(requestId, {
         timer,
         reject,
@@ -275,7 +275,7 @@ export async function dialServer(url: string, o: DialOptions): Promise<{ ws: Web
       ws.terminate();
       reject(err);
     };
-    const timer = setTimeout(() => failWith(new LinkError(LinkFailure.Timeout, `no server info from ${url} within ${o.connectTimeoutMs} ms`, { url })), o.connectTimeoutMs);
+    const timer = setTimeout(() => failWith(new LinkError(LinkFailure.Timeout, `no server info from ${url} within ${o.connectTimeoutMs} ms`, { url })), o.connectTimeoutMs).unref();
     ws.once("error", (err) => failWith(new LinkError(LinkFailure.ConnectFailed, `cannot connect to ${url}: ${err.message}`, { url })));
     ws.once("close", (code, reason) =>
       failWith(new LinkError(LinkFailure.ConnectFailed, `${url} closed the connection (${code} ${reason.toString()}) before its server info`, { url })),

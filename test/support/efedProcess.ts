@@ -30,11 +30,18 @@ export function spawnEfedServer(args: readonly string[], children: ChildProcess[
   });
 }
 
-/** Stops a child process with SIGTERM and waits for it to exit. */
-export function stopProcess(child: ChildProcess): Promise<void> {
+/**
+ * Stops a child process with SIGTERM and waits for it to exit; one still running after `killAfterMs`
+ * gets SIGKILL (cleanup must end: tests of graceful shutdown check the exit themselves).
+ */
+export function stopProcess(child: ChildProcess, killAfterMs = 8_000): Promise<void> {
   return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve();
-    child.once("exit", () => resolve());
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const timer = setTimeout(() => child.kill("SIGKILL"), killAfterMs);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolve();
+    });
     child.kill("SIGTERM");
   });
 }

@@ -52,7 +52,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await Promise.all(children.map(stopProcess));
+  await Promise.all(children.map((c) => stopProcess(c)));
   await chain.stop();
   scratch.cleanup();
 });

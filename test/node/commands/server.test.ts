@@ -24,9 +24,9 @@ const startServer = async (layers: string, store: string): Promise<string> =>
 
 beforeAll(() => writeRandomModel(modelDir, tinyConfig(), { seed: 4, dtype: "F32", std: 0.15 }));
 afterAll(async () => {
-  await Promise.all(children.map(stopProcess));
+  await Promise.all(children.map((c) => stopProcess(c)));
   scratch.cleanup();
-});
+}, 30_000);
 
 describe("efed server + efed generate --route", () => {
   it("two server processes produce the tokens of the local engine, forwarded or relayed", async () => {

@@ -29,7 +29,7 @@ beforeAll(() => {
   for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(kjv, f), join(dense, f));
 });
 afterAll(async () => {
-  await Promise.all(children.map(stopProcess));
+  await Promise.all(children.map((c) => stopProcess(c)));
   scratch.cleanup();
 });
 
