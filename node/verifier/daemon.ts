@@ -1,0 +1,332 @@
+import { hexlify, randomBytes, type Provider, type SigningKey } from "ethers";
+import type { Logger } from "pino";
+import { receiptDomain } from "../../protocol/eip712.js";
+import { InvalidArgumentError } from "../../protocol/errors.js";
+import { MerkleTree } from "../../protocol/merkle.js";
+import { receiptLeaf } from "../../protocol/receipt.js";
+import type { Commitments, Disputes, EFedToken, Staking } from "../../types/ethers-contracts/index.js";
+import type { AuditedServer } from "./audit.js";
+import { RETRY, type AuditState } from "./auditState.js";
+import { ChainCallError, chainCall } from "./chainErrors.js";
+import { AuditTooLargeError } from "./fetchPrefix.js";
+import { auditReceipts, type ReceiptAudit, type ReplayShards } from "./receiptAudit.js";
+import { checkSampleRate, isSampled } from "./sample.js";
+import { VerifierConnection, type ListedReceipt, type VerifierConnectOptions } from "./serverConnection.js";
+
+/** IDisputes.Status */
+const STATUS = { Open: 1n, Voting: 2n, Settled: 3n } as const;
+const OUTCOMES = ["None", "ServerAtFault", "ServerCorrect", "NoQuorum"] as const;
+
+export interface VerifierDaemonOptions {
+  /** The verifier's key (authenticates to servers) and its address (staked, registered as a verifier). */
+  key: SigningKey;
+  address: string;
+  provider: Provider;
+  chainId: bigint;
+  /** Contracts connected to the verifier's signer. */
+  contracts: { staking: Staking; commitments: Commitments; disputes: Disputes; token: EFedToken };
+  /** Replay shards of the variant this verifier audits (loaded from its --model). */
+  replayers: ReplayShards;
+  state: AuditState;
+  /** Probability with which each posted receipt is audited, in [0, 1] (0: committee duty only). */
+  sampleRate: number;
+  /** Largest step score that passes (compareOutput.ts; toleranceFor(model.compression)). */
+  tolerance: number;
+  logger: Logger;
+  /** First block read for BatchPosted and CommitteeDrawn when the state has none (default 0). */
+  fromBlock?: number;
+  /** Blocks read per event query (default 5000). */
+  maxBlocksPerQuery?: number;
+  connect?: VerifierConnectOptions;
+}
+
+/** What one round did. */
+export interface RoundSummary {
+  batches: number;
+  audited: number;
+  failed: number;
+  challenged: bigint[];
+  committed: bigint[];
+  revealed: bigint[];
+  settled: bigint[];
+}
+
+/**
+ * The verifier's loop, one round per `runOnce()` (the command calls it every --poll-ms; tests call
+ * it directly, so nothing waits on a clock):
+ *
+ * 1. reads BatchPosted events up to the block before the latest, so each batch has a later block
+ *    whose hash seeds its sample (sample.ts); batches of other variants are skipped;
+ * 2. per batch: lists its receipts at the server's registered endpoint, checks they make the posted
+ *    root, audits the sampled ones it has not audited before (receiptAudit.ts) and challenges the
+ *    first failed or withheld receipt of each session on chain;
+ * 3. committee duty: reads CommitteeDrawn events, re-executes each disputed receipt where it sits,
+ *    commits its vote (the salt kept in the state first), reveals it in the reveal window; draws the
+ *    committee of its own disputes, and settles every dispute it is in once it can be settled.
+ *
+ * Everything done is recorded in the AuditState, so a restart resumes where it stopped.
+ */
+export class VerifierDaemon {
+  private readonly maxBlocksPerQuery: number;
+  private readonly domain;
+
+  constructor(private readonly o: VerifierDaemonOptions) {
+    checkSampleRate(o.sampleRate);
+    this.maxBlocksPerQuery = o.maxBlocksPerQuery ?? 5000;
+    if (!Number.isSafeInteger(this.maxBlocksPerQuery) || this.maxBlocksPerQuery < 1) {
+      throw new InvalidArgumentError(`maxBlocksPerQuery must be a positive integer, got ${this.maxBlocksPerQuery}`);
+    }
+    this.domain = o.contracts.commitments.getAddress().then((a) => receiptDomain(o.chainId, a));
+  }
+
+  async runOnce(): Promise<RoundSummary> {
+    const summary: RoundSummary = { batches: 0, audited: 0, failed: 0, challenged: [], committed: [], revealed: [], settled: [] };
+    const latest = await this.o.provider.getBlockNumber();
+    for (const batchId of this.o.state.batchesToRetry()) await this.handleBatch(batchId, summary);
+    await this.readEvents("batches", latest - 1, async (from, to) => {
+      const c = this.o.contracts.commitments;
+      for (const e of await c.queryFilter(c.filters.BatchPosted(), from, to)) {
+        if (!this.o.state.batchHandled(e.args.batchId)) await this.handleBatch(e.args.batchId, summary);
+      }
+    });
+    await this.readEvents("committees", latest, async (from, to) => {
+      const d = this.o.contracts.disputes;
+      for (const e of await d.queryFilter(d.filters.CommitteeDrawn(), from, to)) {
+        if (!e.args.members.some((m) => m.toLowerCase() === this.o.address.toLowerCase())) continue;
+        const dispute = await d.dispute(e.args.disputeId);
+        this.o.state.recordDispute({ disputeId: e.args.disputeId, role: "member", batchId: dispute.batchId, leaf: dispute.receiptLeaf });
+      }
+    });
+    for (const record of this.o.state.openDisputes()) await this.advanceDispute(record.disputeId, summary);
+    const totals = this.o.state.auditCounts();
+    this.o.logger.info(
+      { block: latest, batches: summary.batches, audited: summary.audited, failed: summary.failed, challenged: summary.challenged.length, totals },
+      `progress: block ${latest}, ${totals.pass + totals.fail + totals.withheld} receipts audited (${totals.fail} failed, ${totals.withheld} withheld), ${this.o.state.openDisputes().length} disputes open`,
+    );
+    return summary;
+  }
+
+  /** Reads events of kind `name` from the state's cursor up to block `to`, in bounded ranges, moving the cursor after each. */
+  private async readEvents(name: "batches" | "committees", to: number, read: (from: number, to: number) => Promise<void>): Promise<void> {
+    for (let from = this.o.state.cursor(name) ?? this.o.fromBlock ?? 0; from <= to; ) {
+      const end = Math.min(to, from + this.maxBlocksPerQuery - 1);
+      await read(from, end);
+      this.o.state.setCursor(name, end + 1);
+      from = end + 1;
+    }
+  }
+
+  /** Audits the sampled receipts of one batch and challenges what fails; marks the batch handled (or to retry). */
+  private async handleBatch(batchId: bigint, summary: RoundSummary): Promise<void> {
+    const { commitments, staking } = this.o.contracts;
+    const log = this.o.logger.child({ batchId: batchId.toString() });
+    const batch = await commitments.batch(batchId);
+    const skip = (outcome: string): void => {
+      this.o.state.markBatch(batchId, batch.server, outcome);
+      log.debug({ outcome }, "batch skipped");
+    };
+    if ((await commitments.batchVariant(batchId)).toLowerCase() !== this.o.replayers.variantId.toLowerCase()) return skip("another variant");
+    if (batch.server.toLowerCase() === this.o.address.toLowerCase()) return skip("own batch");
+    const now = await this.chainTime();
+    if (now > batch.challengeDeadline) return skip("challenge window closed");
+    summary.batches++;
+    const seed = (await this.o.provider.getBlock(Number(batch.postedBlock) + 1))?.hash;
+    if (seed === undefined || seed === null) {
+      this.o.state.markBatch(batchId, batch.server, `${RETRY} block ${batch.postedBlock + 1n} not yet available`);
+      return;
+    }
+    const endpoint = (await staking.server(batch.server)).endpoint;
+    if (endpoint === "") return skip("the server has no registered endpoint");
+
+    let connection: VerifierConnection;
+    try {
+      connection = await VerifierConnection.open(endpoint, this.o.key, this.o.address, this.o.connect);
+    } catch (err) {
+      log.warn({ endpoint, err: (err as Error).message }, "server unreachable: batch retried next round");
+      this.o.state.markBatch(batchId, batch.server, `${RETRY} ${(err as Error).message}`);
+      return;
+    }
+    try {
+      const listed = await connection.listBatch(batchId);
+      const leaves = listed.map((r) => receiptLeaf(r.receipt));
+      if (listed.length !== Number(batch.receiptCount) || listed.length === 0 || new MerkleTree(leaves).root !== batch.root) {
+        log.warn({ listed: listed.length, posted: Number(batch.receiptCount) }, "the server's listing does not make the posted root");
+        return skip("listing does not match the posted root");
+      }
+      const sampled = listed.filter((_, i) => isSampled(seed, leaves[i]!, this.o.sampleRate) && this.o.state.audit(leaves[i]!) === undefined);
+      const server = await this.auditedServer(batch.server, Number(batch.firstLayer), Number(batch.lastLayer), batchId);
+      const audits = await this.audit(connection, server, sampled, log);
+      for (const a of audits) {
+        this.o.state.recordAudit({ leaf: a.leaf, batchId, server: batch.server, verdict: a.verdict, reason: a.reason, auditedAtMs: Date.now() });
+        summary.audited++;
+        if (a.verdict === "pass") log.info({ leaf: a.leaf, server: batch.server }, `audited: pass (${a.reason})`);
+        else {
+          summary.failed++;
+          log.warn({ leaf: a.leaf, server: batch.server, verdict: a.verdict }, `audited: ${a.verdict}: ${a.reason}`);
+        }
+      }
+      await this.challengeFailures(batchId, listed, leaves, audits, summary);
+      this.o.state.markBatch(batchId, batch.server, `audited ${audits.length} of ${listed.length}`);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, "batch audit failed: retried next round");
+      this.o.state.markBatch(batchId, batch.server, `${RETRY} ${(err as Error).message}`);
+    } finally {
+      connection.close();
+    }
+  }
+
+  private async audit(connection: VerifierConnection, server: AuditedServer, receipts: readonly ListedReceipt[], log: Logger): Promise<ReceiptAudit[]> {
+    if (receipts.length === 0) return [];
+    try {
+      return await auditReceipts(connection, this.o.replayers, server, receipts, { tolerance: this.o.tolerance });
+    } catch (err) {
+      if (!(err instanceof AuditTooLargeError)) throw err;
+      log.warn({ err: err.message }, "receipts not audited: over the audit limits");
+      return [];
+    }
+  }
+
+  /** Opens one dispute per session: against its earliest sampled receipt that failed or was withheld. */
+  private async challengeFailures(batchId: bigint, listed: readonly ListedReceipt[], leaves: readonly string[], audits: readonly ReceiptAudit[], summary: RoundSummary): Promise<void> {
+    const failed = new Map(audits.filter((a) => a.verdict !== "pass").map((a) => [a.leaf, a]));
+    const firstPerSession = new Map<string, number>();
+    for (const [i, r] of listed.entries()) {
+      if (!failed.has(leaves[i]!)) continue;
+      const session = r.receipt.sessionId.toLowerCase();
+      const seen = firstPerSession.get(session);
+      if (seen === undefined || r.receipt.step < listed[seen]!.receipt.step) firstPerSession.set(session, i);
+    }
+    if (firstPerSession.size === 0) return;
+    const tree = new MerkleTree(leaves);
+    for (const i of firstPerSession.values()) {
+      const leaf = leaves[i]!;
+      const why = failed.get(leaf)!;
+      try {
+        const disputeId = await this.openDispute(batchId, listed[i]!, tree.proof(i), leaf);
+        summary.challenged.push(disputeId);
+        this.o.logger.warn({ disputeId: disputeId.toString(), batchId: batchId.toString(), leaf, verdict: why.verdict }, `challenged: ${why.reason}`);
+      } catch (err) {
+        this.o.logger.error({ batchId: batchId.toString(), leaf, err: (err as Error).message }, "could not challenge");
+      }
+    }
+  }
+
+  private async openDispute(batchId: bigint, r: ListedReceipt, proof: string[], leaf: string): Promise<bigint> {
+    const { disputes, token } = this.o.contracts;
+    const existing = await disputes.disputeOfReceipt(leaf);
+    if (existing !== 0n) throw new InvalidArgumentError(`receipt ${leaf} is already under dispute ${existing}`);
+    const bond = (await disputes.params()).challengeBond;
+    const balance = await token.balanceOf(this.o.address);
+    if (balance < bond) throw new InvalidArgumentError(`the challenge bond is ${bond} token units, ${this.o.address} holds ${balance}`);
+    const disputesAddress = await disputes.getAddress();
+    await chainCall("approving the challenge bond", async () => (await token.approve(disputesAddress, bond)).wait());
+    const receipt = await chainCall("opening a dispute", async () => (await disputes.openDispute(batchId, r.receipt, r.signature, proof)).wait());
+    const opened = receipt?.logs.map((l) => disputes.interface.parseLog(l)).find((e) => e?.name === "DisputeOpened");
+    if (opened === undefined || opened === null) throw new Error(`openDispute emitted no DisputeOpened event`);
+    const disputeId = opened.args.disputeId as bigint;
+    this.o.state.recordDispute({ disputeId, role: "challenger", batchId, leaf });
+    return disputeId;
+  }
+
+  /** Moves one dispute this verifier is in one phase on: draw, commit, reveal, settle. */
+  private async advanceDispute(disputeId: bigint, summary: RoundSummary): Promise<void> {
+    const { disputes } = this.o.contracts;
+    const log = this.o.logger.child({ disputeId: disputeId.toString() });
+    try {
+      let d = await disputes.dispute(disputeId);
+      const record = this.o.state.dispute(disputeId)!;
+      if (d.status === STATUS.Settled) return this.noteSettled(disputeId, log);
+      const now = await this.chainTime();
+      const latest = await this.o.provider.getBlockNumber();
+      if (d.status === STATUS.Open && record.role === "challenger" && BigInt(latest) > d.drawBlock && now <= d.commitDeadline) {
+        await chainCall("drawing the committee", async () => (await disputes.drawCommittee(disputeId)).wait());
+        log.info({ committee: await disputes.committee(disputeId) }, "committee drawn");
+        d = await disputes.dispute(disputeId);
+      }
+      if (record.role === "member" && d.status === STATUS.Voting) await this.vote(disputeId, d, now, summary, log);
+      const members = d.status === STATUS.Voting ? (await disputes.committee(disputeId)).length : 0;
+      d = await disputes.dispute(disputeId);
+      const allRevealed = members > 0 && Number(d.faultVotes) + Number(d.correctVotes) === members;
+      if ((d.status === STATUS.Voting || d.status === STATUS.Open) && (now > d.revealDeadline || allRevealed)) {
+        await chainCall("settling the dispute", async () => (await disputes.settle(disputeId)).wait()).catch((err: unknown) => {
+          // another party settled it first
+          if (!(err instanceof ChainCallError && err.errorName === "DisputesWrongStatus")) throw err;
+        });
+        summary.settled.push(disputeId);
+        await this.noteSettled(disputeId, log);
+      }
+    } catch (err) {
+      log.error({ err: (err as Error).message }, "dispute step failed: tried again next round");
+    }
+  }
+
+  /** Committee duty: re-execute and commit in the commit phase; reveal in the reveal phase. */
+  private async vote(disputeId: bigint, d: Awaited<ReturnType<Disputes["dispute"]>>, now: bigint, summary: RoundSummary, log: Logger): Promise<void> {
+    const { disputes } = this.o.contracts;
+    let record = this.o.state.dispute(disputeId)!;
+    const onChain = await disputes.vote(disputeId, this.o.address);
+    if (record.vote !== undefined && !record.vote.committed && onChain.commitment !== "0x" + "00".repeat(32)) this.o.state.markVote(disputeId, "committed");
+    if (record.vote === undefined && now <= d.commitDeadline) {
+      const serverAtFault = await this.reexecute(d.server, d.batchId, d.receiptLeaf, log);
+      this.o.state.recordVote(disputeId, serverAtFault, hexlify(randomBytes(32))); // kept before the commitment leaves
+    }
+    record = this.o.state.dispute(disputeId)!;
+    const vote = record.vote;
+    if (vote === undefined) return;
+    if (!vote.committed && now <= d.commitDeadline) {
+      const commitment = await disputes.voteCommitment(disputeId, this.o.address, vote.serverAtFault, vote.salt);
+      await chainCall("committing a vote", async () => (await disputes.commitVote(disputeId, commitment)).wait());
+      this.o.state.markVote(disputeId, "committed");
+      summary.committed.push(disputeId);
+      log.info({ serverAtFault: vote.serverAtFault }, "vote committed");
+    } else if (vote.committed && !vote.revealed && now > d.commitDeadline && now <= d.revealDeadline) {
+      await chainCall("revealing a vote", async () => (await disputes.revealVote(disputeId, vote.serverAtFault, vote.salt)).wait());
+      this.o.state.markVote(disputeId, "revealed");
+      summary.revealed.push(disputeId);
+      log.info({ serverAtFault: vote.serverAtFault }, "vote revealed");
+    }
+  }
+
+  /** Re-executes a disputed receipt the way an audit does; true when the server is at fault (wrong, withheld, unreachable). */
+  private async reexecute(serverAddress: string, batchId: bigint, leaf: string, log: Logger): Promise<boolean> {
+    const { commitments, staking } = this.o.contracts;
+    const batch = await commitments.batch(batchId);
+    const endpoint = (await staking.server(serverAddress)).endpoint;
+    let connection: VerifierConnection;
+    try {
+      connection = await VerifierConnection.open(endpoint, this.o.key, this.o.address, this.o.connect);
+    } catch (err) {
+      log.warn({ endpoint, err: (err as Error).message }, "re-execution: server unreachable, counted as withheld");
+      return true;
+    }
+    try {
+      const listed = (await connection.listBatch(batchId)).find((r) => receiptLeaf(r.receipt) === leaf);
+      if (listed === undefined) {
+        log.warn({ leaf }, "re-execution: the server does not list the disputed receipt, counted as withheld");
+        return true;
+      }
+      const server = await this.auditedServer(serverAddress, Number(batch.firstLayer), Number(batch.lastLayer), batchId);
+      const [audit] = await auditReceipts(connection, this.o.replayers, server, [listed], { tolerance: this.o.tolerance });
+      log.info({ leaf, verdict: audit!.verdict }, `re-executed the disputed receipt: ${audit!.reason}`);
+      return audit!.verdict !== "pass";
+    } finally {
+      connection.close();
+    }
+  }
+
+  private async noteSettled(disputeId: bigint, log: Logger): Promise<void> {
+    const d = await this.o.contracts.disputes.dispute(disputeId);
+    this.o.state.markSettled(disputeId);
+    log.info({ outcome: OUTCOMES[Number(d.outcome)], faultVotes: Number(d.faultVotes), correctVotes: Number(d.correctVotes) }, "dispute settled");
+  }
+
+  private async auditedServer(server: string, firstLayer: number, lastLayer: number, batchId: bigint): Promise<AuditedServer> {
+    return { server, domain: await this.domain, variantId: await this.o.contracts.commitments.batchVariant(batchId), firstLayer, lastLayer };
+  }
+
+  private async chainTime(): Promise<bigint> {
+    const block = await this.o.provider.getBlock("latest");
+    if (block === null) throw new Error("the RPC endpoint has no latest block");
+    return BigInt(block.timestamp);
+  }
+}
