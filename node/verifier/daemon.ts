@@ -238,7 +238,7 @@ export class VerifierDaemon {
       if (d.status === STATUS.Settled) return this.noteSettled(disputeId, log);
       const now = await this.chainTime();
       const latest = await this.o.provider.getBlockNumber();
-      if (d.status === STATUS.Open && record.role === "challenger" && BigInt(latest) > d.drawBlock && now <= d.commitDeadline) {
+      if (d.status === STATUS.Open && record.role === "challenger" && BigInt(latest) >= d.drawBlock && now <= d.commitDeadline) {
         await chainCall("drawing the committee", async () => (await disputes.drawCommittee(disputeId)).wait());
         log.info({ committee: await disputes.committee(disputeId) }, "committee drawn");
         d = await disputes.dispute(disputeId);

@@ -1,0 +1,228 @@
+import { join } from "node:path";
+import { JsonRpcProvider, NonceManager, Wallet, parseEther, type Signer } from "ethers";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildManifest, writeManifest } from "../../../engine/model/manifest.js";
+import type { ModelDirectory } from "../../../engine/model/modelDir.js";
+import { Head } from "../../../engine/runtime/head.js";
+import { Committer } from "../../../node/chain/committer.js";
+import { AuditState } from "../../../node/verifier/auditState.js";
+import { chainCall } from "../../../node/verifier/chainErrors.js";
+import { toleranceFor } from "../../../node/verifier/compareOutput.js";
+import { VerifierDaemon, type RoundSummary } from "../../../node/verifier/daemon.js";
+import { ReplayShards } from "../../../node/verifier/receiptAudit.js";
+import { ensureVerifier } from "../../../node/verifier/registration.js";
+import { Commitments__factory, Disputes__factory, EFedToken__factory, Staking__factory, TrustScores__factory } from "../../../types/ethers-contracts/index.js";
+import { DEVNET_PARAMS, deployProtocol, protocolAddresses, type ProtocolAddresses } from "../../../scripts/lib/deployProtocol.js";
+import { randomModel, scratchDir } from "../../engine/helpers.js";
+import { faultyShard } from "../../support/faultyShard.js";
+import { startHardhatNode, type LocalChain } from "../../support/hardhatNode.js";
+import { startServer, type RunningServer } from "../support.js";
+import { generateOn } from "./harness.js";
+
+/**
+ * The verifier daemon on a real Hardhat node: an honest server and one that adds noise from its
+ * third decode step on each serve a generation and commit their receipts; the daemon (sample rate 1)
+ * audits every receipt, challenges only the cheater, three more daemons (sample rate 0) sit on the
+ * committee, re-execute and vote, the dispute settles: the cheater is slashed and its trust falls,
+ * the challenger is paid. Rounds are driven with runOnce() and time with evm_increaseTime.
+ */
+// Hardhat's well-known development accounts #1..#5 (public test keys, funded only on local nodes).
+const DEV_KEYS = [
+  "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+  "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+  "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+  "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+  "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+];
+const PROMPT = [5, 17, 3, 60, 41];
+const FAULT_FROM = PROMPT.length + 2; // steps 0..2 honest, step 3 on noisy
+const SERVER_STAKE = parseEther("2000");
+const silent = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
+
+const scratch = scratchDir();
+let chain: LocalChain;
+let provider: JsonRpcProvider;
+let admin: Signer;
+let addresses: ProtocolAddresses;
+let model: ModelDirectory;
+let variantId: string;
+let head: Head;
+let replayers: ReplayShards;
+const servers: RunningServer[] = [];
+const states: AuditState[] = [];
+
+beforeAll(async () => {
+  model = randomModel(scratch.dir, "daemon-model", { hidden_size: 64, intermediate_size: 96, max_position_embeddings: 256 });
+  variantId = writeManifest(model.dir, buildManifest(model));
+  head = await Head.load(model);
+  replayers = new ReplayShards(model, variantId, 1);
+  chain = await startHardhatNode();
+  // no cached block numbers: a round right after a mine must see it
+  provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true, cacheTimeout: -1 });
+  admin = new NonceManager(await provider.getSigner(0));
+  const protocol = await deployProtocol(admin, DEVNET_PARAMS);
+  addresses = await protocolAddresses(protocol);
+  await (await protocol.registry.registerVariant(variantId, 4, "file://daemon-model")).wait();
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.stop()));
+  for (const s of states) s.close();
+  await replayers?.release();
+  provider?.destroy();
+  await chain?.stop();
+  scratch.cleanup();
+});
+
+function contractsFor(signer: Signer) {
+  return {
+    staking: Staking__factory.connect(addresses.staking, signer),
+    commitments: Commitments__factory.connect(addresses.commitments, signer),
+    disputes: Disputes__factory.connect(addresses.disputes, signer),
+    token: EFedToken__factory.connect(addresses.token, signer),
+  };
+}
+
+async function mint(to: string, amount: bigint): Promise<void> {
+  await (await EFedToken__factory.connect(addresses.token, admin).mint(to, amount)).wait();
+}
+
+/** An in-process server for all 4 layers, staked and registered on chain under its own (fresh, funded) key. */
+async function stakedServer(wrap?: Parameters<typeof startServer>[9]): Promise<{ running: RunningServer; signer: Signer }> {
+  const staking = Staking__factory.connect(addresses.staking, provider);
+  const running = await startServer(model, 0, 4, scratch.dir, {}, variantId, undefined, {}, {
+    isVerifier: (a) => staking.isActiveVerifier(a),
+    commitments: addresses.commitments,
+  }, wrap);
+  servers.push(running);
+  const signer = new NonceManager(running.wallet.connect(provider));
+  await (await admin.sendTransaction({ to: running.wallet.address, value: parseEther("10") })).wait();
+  await mint(running.wallet.address, SERVER_STAKE);
+  const c = contractsFor(signer);
+  await (await c.token.approve(addresses.staking, SERVER_STAKE)).wait();
+  await (await c.staking.deposit(SERVER_STAKE)).wait();
+  await (await c.staking.registerServer(variantId, 0, 4, running.server.url, 0n)).wait();
+  return { running, signer };
+}
+
+/** A daemon for dev account `index`, registered as a verifier, with its own state file. */
+async function daemonFor(index: number, sampleRate: number, statePath = join(scratch.dir, `verifier-${index}.sqlite`)): Promise<VerifierDaemon> {
+  const wallet = new Wallet(DEV_KEYS[index]!, provider);
+  const signer = new NonceManager(wallet);
+  const contracts = contractsFor(signer);
+  if (!(await contracts.staking.isActiveVerifier(wallet.address))) await mint(wallet.address, DEVNET_PARAMS.stake.verifierMinStake + DEVNET_PARAMS.disputes.challengeBond);
+  await ensureVerifier(contracts, wallet.address, silent);
+  const state = AuditState.open(statePath);
+  states.push(state);
+  return new VerifierDaemon({
+    key: wallet.signingKey,
+    address: wallet.address,
+    provider,
+    chainId: 31337n,
+    contracts,
+    replayers,
+    state,
+    sampleRate,
+    tolerance: toleranceFor(model.compression),
+    logger: silent,
+  });
+}
+
+async function mine(blocks = 1): Promise<void> {
+  await provider.send("hardhat_mine", [`0x${blocks.toString(16)}`]);
+}
+
+async function increaseTime(seconds: bigint): Promise<void> {
+  await provider.send("evm_increaseTime", [Number(seconds)]);
+  await mine();
+}
+
+/** Serves one 8-step generation on `s` and posts its receipts in one batch; returns the batch id. */
+async function serveAndCommit(s: { running: RunningServer; signer: Signer }): Promise<number> {
+  await generateOn(head, [s.running], PROMPT, { maxTokens: 8 });
+  const committer = new Committer({ commitments: contractsFor(s.signer).commitments, store: s.running.store, maxReceiptsPerBatch: 1000, logger: silent });
+  const batchId = await committer.commitOnce();
+  expect(batchId).toBeDefined();
+  return batchId!;
+}
+
+const roundOf = (r: RoundSummary) => ({ ...r });
+
+describe("efed verifier daemon on a chain", () => {
+  it("refuses to register a verifier without the tokens for its stake, naming the balance", async () => {
+    const broke = new NonceManager(new Wallet(DEV_KEYS[4]!, provider));
+    await expect(ensureVerifier(contractsFor(broke), await broke.getAddress(), silent)).rejects.toThrow(
+      `${await broke.getAddress()} holds 0.0 tokens, the stake needs 500.0`,
+    );
+  });
+
+  it("decodes a reverted call to its custom error's name and arguments", async () => {
+    const stranger = new NonceManager(new Wallet(DEV_KEYS[4]!, provider));
+    const receipt = { sessionId: variantId, step: 0n, firstLayer: 0, lastLayer: 4, variantId, inputHash: variantId, outputHash: variantId, tokens: 1, server: await stranger.getAddress() };
+    const err = await chainCall("opening a dispute", () => contractsFor(stranger).disputes.openDispute.staticCall(1n, receipt, "0x", [])).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "CHAIN_CALL_FAILED", errorName: "DisputesNotVerifier", message: `opening a dispute failed: DisputesNotVerifier(${await stranger.getAddress()})` });
+  });
+
+  it("audits every receipt, challenges only the cheater, the committee votes, the cheater is slashed and the challenger paid", async () => {
+    const honest = await stakedServer();
+    const cheater = await stakedServer((shard) => faultyShard(shard, { kind: "noise", amplitude: 0.5 }, FAULT_FROM));
+    const challenger = await daemonFor(0, 1);
+    const members = [await daemonFor(1, 0), await daemonFor(2, 0), await daemonFor(3, 0)];
+    const honestBatch = await serveAndCommit(honest);
+    const cheaterBatch = await serveAndCommit(cheater);
+    await mine(); // the block whose hash seeds the sample
+    const token = EFedToken__factory.connect(addresses.token, provider);
+    const staking = Staking__factory.connect(addresses.staking, provider);
+    const disputes = Disputes__factory.connect(addresses.disputes, provider);
+    const trust = TrustScores__factory.connect(addresses.trust, provider);
+    const challengerAddress = new Wallet(DEV_KEYS[0]!).address;
+    const balanceBefore = await token.balanceOf(challengerAddress);
+    expect(await trust.trustOf(cheater.running.wallet.address)).toBe(parseEther("0.5"));
+
+    // round 1: 16 receipts audited (8 each), the cheater's steps 3..7 fail, one dispute for its session
+    const first = await challenger.runOnce();
+    expect(roundOf(first)).toMatchObject({ batches: 2, audited: 16, failed: 5, challenged: [1n] });
+    const state = states[0]!;
+    const honestLeaves = honest.running.store.batchLeaves(honestBatch)!;
+    expect(honestLeaves.map((leaf) => state.audit(leaf)?.verdict)).toEqual(Array.from({ length: 8 }, () => "pass"));
+    const d = await disputes.dispute(1n);
+    expect([d.server, d.challenger, d.batchId]).toEqual([cheater.running.wallet.address, challengerAddress, BigInt(cheaterBatch)]);
+    expect(state.audit(d.receiptLeaf)).toMatchObject({ verdict: "fail", reason: expect.stringMatching(/^step 3 of session 0x[0-9a-f]{64}: output: output differs from the recomputation/) as string });
+    expect(await disputes.disputeCount()).toBe(1n);
+
+    // round 2: the draw block exists, the challenger draws the committee (everyone but itself)
+    await mine();
+    await challenger.runOnce();
+    const committee = await disputes.committee(1n);
+    expect([...committee].sort()).toEqual(DEV_KEYS.slice(1, 4).map((k) => new Wallet(k).address).sort());
+
+    // each member re-executes and commits "at fault"; then reveals once the commit phase is over
+    for (const m of members) expect((await m.runOnce()).committed).toEqual([1n]);
+    await increaseTime(DEVNET_PARAMS.disputes.commitPeriod + 1n);
+    const reveals: RoundSummary[] = [];
+    for (const m of members) reveals.push(await m.runOnce());
+    expect(reveals.map((r) => r.revealed)).toEqual([[1n], [1n], [1n]]);
+    expect(reveals[2]!.settled).toEqual([1n]); // the last reveal makes it settleable at once
+
+    const settled = await disputes.dispute(1n);
+    expect([settled.status, settled.outcome, settled.faultVotes, settled.correctVotes]).toEqual([3n, 1n, 3n, 0n]);
+    const slash = DEVNET_PARAMS.disputes.serverSlash;
+    const toChallenger = (slash * DEVNET_PARAMS.disputes.challengerShareBps) / 10_000n;
+    expect((await staking.operator(cheater.running.wallet.address)).bonded).toBe(SERVER_STAKE - slash);
+    expect(await token.balanceOf(challengerAddress)).toBe(balanceBefore + toChallenger); // the bond came back too
+    const afterOneFailure = (((parseEther("1") * 10n ** 18n) / parseEther("12")) * parseEther("0.5")) / 10n ** 18n;
+    expect(await trust.trustOf(cheater.running.wallet.address)).toBe(afterOneFailure);
+    expect(await trust.isTrusted(cheater.running.wallet.address)).toBe(false);
+    // the honest server: never challenged, its stake and trust untouched
+    expect((await staking.operator(honest.running.wallet.address)).bonded).toBe(SERVER_STAKE);
+    expect(await trust.trustOf(honest.running.wallet.address)).toBe(parseEther("0.5"));
+
+    // the challenger notes the settlement; a restarted daemon on the same state audits nothing again
+    expect((await challenger.runOnce()).audited).toBe(0);
+    const restarted = await daemonFor(0, 1, state.path);
+    const again = await restarted.runOnce();
+    expect(roundOf(again)).toMatchObject({ batches: 0, audited: 0, challenged: [], settled: [] });
+    expect(states[0]!.auditCounts()).toEqual({ pass: 11, fail: 5, withheld: 0 });
+  });
+});
