@@ -59,7 +59,7 @@ export function verifierCommand(): Command {
     .option("--state <file>", "SQLite file of the audit state (default: DATA_DIR/efed-verifier-<address>.sqlite)")
     .option("--poll-ms <ms>", "milliseconds between rounds (read new batches, audit, vote)", positiveInt(), 5_000)
     .option("--from-block <n>", "first block read when the state file is new", blockNumber, 0)
-    .option("--data-dir <dir>", "directory of the default state file", ".")
+    .option("--data-dir <dir>", "directory of the default state file (default $EFED_DATA_DIR or .)", process.env.EFED_DATA_DIR ?? ".")
     .action(async (flags: VerifierFlags) => {
       const logger = pino({ level: process.env.EFED_LOG_LEVEL ?? "info" });
       const model = ModelDirectory.open(flags.model);

@@ -1,3 +1,5 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { JsonRpcProvider, NonceManager, Wallet, parseEther, type Signer } from "ethers";
 import { pino } from "pino";
@@ -17,6 +19,7 @@ import { DEVNET_PARAMS, deployProtocol, protocolAddresses, type ProtocolAddresse
 import { randomModel, scratchDir } from "../../engine/helpers.js";
 import { faultyShard } from "../../support/faultyShard.js";
 import { startHardhatNode, type LocalChain } from "../../support/hardhatNode.js";
+import { EFED_BIN, runEfed, stopProcess } from "../../support/efedProcess.js";
 import { startServer, type RunningServer } from "../support.js";
 import { generateOn } from "./harness.js";
 
@@ -51,6 +54,7 @@ let head: Head;
 let replayers: ReplayShards;
 const servers: RunningServer[] = [];
 const states: AuditState[] = [];
+const children: ChildProcess[] = [];
 
 beforeAll(async () => {
   model = randomModel(scratch.dir, "daemon-model", { hidden_size: 64, intermediate_size: 96, max_position_embeddings: 256 });
@@ -67,6 +71,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  await Promise.all(children.map(stopProcess));
   await Promise.all(servers.map((s) => s.stop()));
   for (const s of states) s.close();
   await replayers?.release();
@@ -224,5 +229,57 @@ describe("efed verifier daemon on a chain", () => {
     const again = await restarted.runOnce();
     expect(roundOf(again)).toMatchObject({ batches: 0, audited: 0, challenged: [], settled: [] });
     expect(states[0]!.auditCounts()).toEqual({ pass: 11, fail: 5, withheld: 0 });
+  });
+});
+
+describe("efed verifier (the command)", () => {
+  /** A deployment file for the command, a fresh funded key file, and the flags every run needs. */
+  async function commandSetup(name: string, tokens: bigint): Promise<{ args: string[]; address: string; state: string }> {
+    const deployment = join(scratch.dir, "31337.json");
+    writeFileSync(deployment, JSON.stringify({ chainId: "31337", contracts: addresses }));
+    const wallet = Wallet.createRandom();
+    const keyFile = join(scratch.dir, `${name}.key`);
+    writeFileSync(keyFile, wallet.privateKey);
+    await (await admin.sendTransaction({ to: wallet.address, value: parseEther("1") })).wait();
+    if (tokens > 0n) await mint(wallet.address, tokens);
+    const state = join(scratch.dir, `${name}.sqlite`);
+    return { args: ["verifier", "--rpc", chain.url, "--deployment", deployment, "--key", keyFile, "--model", model.dir, "--state", state], address: wallet.address, state };
+  }
+
+  it("refuses a sample rate outside [0, 1] and a model whose variant is not registered", async () => {
+    const { args } = await commandSetup("cli-refused", 0n);
+    const rate = await runEfed(...args, "--sample-rate", "1.5");
+    expect(rate.code).toBe(1);
+    expect(rate.stderr).toContain(`"1.5" is not a probability in [0, 1].`);
+    const other = randomModel(scratch.dir, "daemon-unregistered", { hidden_size: 64, intermediate_size: 96, max_position_embeddings: 256 }, { seed: 11 });
+    const otherId = writeManifest(other.dir, buildManifest(other));
+    const unregistered = await runEfed(...args.map((a) => (a === model.dir ? other.dir : a)));
+    expect(unregistered.code).toBe(1);
+    expect(unregistered.stderr).toContain(`variant ${otherId} of ${other.dir} is not registered (or is retired) on chain 31337`);
+  });
+
+  it("stakes and registers as a verifier, runs rounds with a progress line, and stops on SIGTERM", async () => {
+    const { args, address, state } = await commandSetup("cli-run", DEVNET_PARAMS.stake.verifierMinStake);
+    const child = spawn(process.execPath, [EFED_BIN, ...args, "--sample-rate", "0", "--poll-ms", "100"], {
+      env: { ...process.env, EFED_LOG_LEVEL: "info" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    children.push(child);
+    let out = "";
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on("data", (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('"msg":"progress: block ')) resolve();
+      });
+      child.once("exit", (code) => reject(new Error(`efed verifier exited with ${code}: ${err}`)));
+    });
+    expect(out).toContain(`"address":"${address}","msg":"registered as a verifier"`);
+    expect(await Staking__factory.connect(addresses.staking, provider).isActiveVerifier(address)).toBe(true);
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(existsSync(state)).toBe(true);
   });
 });
