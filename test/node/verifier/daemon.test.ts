@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { JsonRpcProvider, NonceManager, Wallet, parseEther, type Signer } from "ethers";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -154,6 +155,50 @@ async function serveAndCommit(s: { running: RunningServer; signer: Signer }): Pr
 
 const roundOf = (r: RoundSummary) => ({ ...r });
 
+/** Contracts read by the assertions. */
+function readers() {
+  return {
+    token: EFedToken__factory.connect(addresses.token, provider),
+    staking: Staking__factory.connect(addresses.staking, provider),
+    disputes: Disputes__factory.connect(addresses.disputes, provider),
+    trust: TrustScores__factory.connect(addresses.trust, provider),
+  };
+}
+
+let crewOnce: Promise<{ challenger: VerifierDaemon; members: VerifierDaemon[] }> | undefined;
+/** The challenger (dev account #1, sample rate 1) and three committee-only daemons (#2..#4, sample rate 0), made once. */
+function crew(): Promise<{ challenger: VerifierDaemon; members: VerifierDaemon[] }> {
+  crewOnce ??= (async () => ({ challenger: await daemonFor(0, 1), members: [await daemonFor(1, 0), await daemonFor(2, 0), await daemonFor(3, 0)] }))();
+  return crewOnce;
+}
+
+/**
+ * Runs dispute `disputeId` to its end: a block for the draw, the challenger draws the committee,
+ * each member re-executes and commits, the commit phase passes, each member reveals (the last reveal settles).
+ */
+async function runCommittee(disputeId: bigint): Promise<{ committee: string[]; commits: bigint[][]; reveals: RoundSummary[] }> {
+  const { challenger, members } = await crew();
+  await mine();
+  await challenger.runOnce();
+  const committee = [...(await readers().disputes.committee(disputeId))];
+  const commits: bigint[][] = [];
+  for (const m of members) commits.push((await m.runOnce()).committed);
+  await increaseTime(DEVNET_PARAMS.disputes.commitPeriod + 1n);
+  const reveals: RoundSummary[] = [];
+  for (const m of members) reveals.push(await m.runOnce());
+  return { committee, commits, reveals };
+}
+
+/** Changes a server's receipt store behind its back (what a server that withholds on purpose does). */
+function editStore(s: RunningServer, edit: (db: DatabaseSync) => void): void {
+  const db = new DatabaseSync(s.store.path);
+  try {
+    edit(db);
+  } finally {
+    db.close();
+  }
+}
+
 describe("efed verifier daemon on a chain", () => {
   it("refuses to register a verifier without the tokens for its stake, naming the balance", async () => {
     const broke = new NonceManager(new Wallet(DEV_KEYS[4]!, provider));
@@ -172,15 +217,11 @@ describe("efed verifier daemon on a chain", () => {
   it("audits every receipt, challenges only the cheater, the committee votes, the cheater is slashed and the challenger paid", async () => {
     const honest = await stakedServer();
     const cheater = await stakedServer((shard) => faultyShard(shard, { kind: "noise", amplitude: 0.5 }, FAULT_FROM));
-    const challenger = await daemonFor(0, 1);
-    const members = [await daemonFor(1, 0), await daemonFor(2, 0), await daemonFor(3, 0)];
+    const { challenger } = await crew();
     const honestBatch = await serveAndCommit(honest);
     const cheaterBatch = await serveAndCommit(cheater);
     await mine(); // the block whose hash seeds the sample
-    const token = EFedToken__factory.connect(addresses.token, provider);
-    const staking = Staking__factory.connect(addresses.staking, provider);
-    const disputes = Disputes__factory.connect(addresses.disputes, provider);
-    const trust = TrustScores__factory.connect(addresses.trust, provider);
+    const { token, staking, disputes, trust } = readers();
     const challengerAddress = new Wallet(DEV_KEYS[0]!).address;
     const balanceBefore = await token.balanceOf(challengerAddress);
     expect(await trust.trustOf(cheater.running.wallet.address)).toBe(parseEther("0.5"));
@@ -196,17 +237,10 @@ describe("efed verifier daemon on a chain", () => {
     expect(state.audit(d.receiptLeaf)).toMatchObject({ verdict: "fail", reason: expect.stringMatching(/^step 3 of session 0x[0-9a-f]{64}: output: output differs from the recomputation/) as string });
     expect(await disputes.disputeCount()).toBe(1n);
 
-    // round 2: the draw block exists, the challenger draws the committee (everyone but itself)
-    await mine();
-    await challenger.runOnce();
-    const committee = await disputes.committee(1n);
+    // the committee (everyone but the challenger) re-executes, votes "at fault", and the dispute settles
+    const { committee, commits, reveals } = await runCommittee(1n);
     expect([...committee].sort()).toEqual(DEV_KEYS.slice(1, 4).map((k) => new Wallet(k).address).sort());
-
-    // each member re-executes and commits "at fault"; then reveals once the commit phase is over
-    for (const m of members) expect((await m.runOnce()).committed).toEqual([1n]);
-    await increaseTime(DEVNET_PARAMS.disputes.commitPeriod + 1n);
-    const reveals: RoundSummary[] = [];
-    for (const m of members) reveals.push(await m.runOnce());
+    expect(commits).toEqual([[1n], [1n], [1n]]);
     expect(reveals.map((r) => r.revealed)).toEqual([[1n], [1n], [1n]]);
     expect(reveals[2]!.settled).toEqual([1n]); // the last reveal makes it settleable at once
 
@@ -229,6 +263,38 @@ describe("efed verifier daemon on a chain", () => {
     const again = await restarted.runOnce();
     expect(roundOf(again)).toMatchObject({ batches: 0, audited: 0, challenged: [], settled: [] });
     expect(states[0]!.auditCounts()).toEqual({ pass: 11, fail: 5, withheld: 0 });
+  });
+});
+
+describe("efed verifier daemon against a withholding server", () => {
+  it("challenges a server that lists a committed step but will not produce it, and the committee finds it at fault", async () => {
+    const { challenger } = await crew();
+    const withholder = await stakedServer();
+    const batchId = await serveAndCommit(withholder);
+    const leaves = withholder.running.store.batchLeaves(batchId)!;
+    const sessionId = withholder.running.store.get(leaves[0]!)!.receipt.sessionId;
+    // step 3 stays listed in its batch (looked up by leaf, its receipt unchanged: "03" reads as step 3)
+    // but is no longer found by session and step (looked up as the text "3"): served to no audit
+    editStore(withholder.running, (db) => db.prepare("UPDATE steps SET step = '03' WHERE session_id = ? AND step = '3'").run(sessionId));
+    await mine();
+
+    const round = await challenger.runOnce();
+    expect(roundOf(round)).toMatchObject({ batches: 1, audited: 8, failed: 5 });
+    expect(round.challenged.length).toBe(1);
+    const disputeId = round.challenged[0]!;
+    const { disputes, staking } = readers();
+    const d = await disputes.dispute(disputeId);
+    expect([d.server, d.batchId]).toEqual([withholder.running.wallet.address, BigInt(batchId)]);
+    expect(states[0]!.audit(d.receiptLeaf)).toMatchObject({
+      verdict: "withheld",
+      reason: expect.stringContaining(`step 3 of session ${sessionId}: withheld: SERVER_19:`) as string,
+    });
+
+    const { reveals } = await runCommittee(disputeId);
+    expect(reveals[2]!.settled).toEqual([disputeId]);
+    const settled = await disputes.dispute(disputeId);
+    expect([settled.outcome, settled.faultVotes, settled.correctVotes]).toEqual([1n, 3n, 0n]);
+    expect((await staking.operator(withholder.running.wallet.address)).bonded).toBe(SERVER_STAKE - DEVNET_PARAMS.disputes.serverSlash);
   });
 });
 
