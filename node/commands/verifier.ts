@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError as CommanderArgumentError } from "commander";
 import { JsonRpcProvider, NonceManager, parseEther } from "ethers";
 import { pino } from "pino";
-import { buildManifest, readManifest, variantIdOf } from "../../engine/model/manifest.js";
+import { buildManifest, readManifest, variantIdOf, verifyTensors } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { Commitments__factory, Disputes__factory, EFedToken__factory, ModelRegistry__factory, Staking__factory } from "../../types/ethers-contracts/index.js";
@@ -63,7 +63,10 @@ export function verifierCommand(): Command {
     .action(async (flags: VerifierFlags) => {
       const logger = pino({ level: process.env.EFED_LOG_LEVEL ?? "info" });
       const model = ModelDirectory.open(flags.model);
-      const variantId = variantIdOf(readManifest(flags.model) ?? buildManifest(model));
+      const manifest = readManifest(flags.model) ?? buildManifest(model);
+      // the replay must run the registered weights: every tensor is checked against the manifest once
+      verifyTensors(model, manifest, Object.keys(manifest.tensors));
+      const variantId = variantIdOf(manifest);
       const { wallet } = loadOrCreateKey(flags.key, flags.dataDir, true);
       const provider = new JsonRpcProvider(flags.rpc, undefined, { staticNetwork: true });
       const chainId = (await provider.getNetwork()).chainId;

@@ -125,6 +125,12 @@ export class AuditState {
     return row === undefined ? undefined : fromRow(row);
   }
 
+  /** The dispute this verifier opened or sits on about the receipt `leaf`, if any. */
+  disputeOfLeaf(leaf: string): bigint | undefined {
+    const row = this.db.prepare("SELECT dispute_id FROM disputes WHERE leaf = ?").get(leaf.toLowerCase()) as { dispute_id: string } | undefined;
+    return row === undefined ? undefined : BigInt(row.dispute_id);
+  }
+
   /** Disputes not yet seen settled. */
   openDisputes(): DisputeRecord[] {
     return (this.db.prepare("SELECT * FROM disputes WHERE settled = 0 ORDER BY CAST(dispute_id AS INTEGER)").all() as unknown as DisputeRow[]).map(fromRow);

@@ -1,4 +1,4 @@
-import { hexlify, randomBytes, type Provider, type SigningKey } from "ethers";
+import { formatEther, hexlify, randomBytes, type Provider, type SigningKey } from "ethers";
 import type { Logger } from "pino";
 import { receiptDomain } from "../../protocol/eip712.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
@@ -129,6 +129,7 @@ export class VerifierDaemon {
     if (batch.server.toLowerCase() === this.o.address.toLowerCase()) return skip("own batch");
     const now = await this.chainTime();
     if (now > batch.challengeDeadline) return skip("challenge window closed");
+    if (this.o.sampleRate === 0) return skip("sample rate 0");
     summary.batches++;
     const seed = (await this.o.provider.getBlock(Number(batch.postedBlock) + 1))?.hash;
     if (seed === undefined || seed === null) {
@@ -165,8 +166,10 @@ export class VerifierDaemon {
           log.warn({ leaf: a.leaf, server: batch.server, verdict: a.verdict }, `audited: ${a.verdict}: ${a.reason}`);
         }
       }
-      await this.challengeFailures(batchId, listed, leaves, audits, summary);
-      this.o.state.markBatch(batchId, batch.server, `audited ${audits.length} of ${listed.length}`);
+      const unchallenged = await this.challengeFailures(batchId, listed, leaves, summary);
+      // a challenge that could not be sent (no bond yet, an RPC failure) is tried again next round
+      const outcome = unchallenged > 0 ? `${RETRY} ${unchallenged} challenges not sent` : `audited ${audits.length} of ${listed.length}`;
+      this.o.state.markBatch(batchId, batch.server, outcome);
     } catch (err) {
       log.error({ err: (err as Error).message }, "batch audit failed: retried next round");
       this.o.state.markBatch(batchId, batch.server, `${RETRY} ${(err as Error).message}`);
@@ -186,38 +189,50 @@ export class VerifierDaemon {
     }
   }
 
-  /** Opens one dispute per session: against its earliest sampled receipt that failed or was withheld. */
-  private async challengeFailures(batchId: bigint, listed: readonly ListedReceipt[], leaves: readonly string[], audits: readonly ReceiptAudit[], summary: RoundSummary): Promise<void> {
-    const failed = new Map(audits.filter((a) => a.verdict !== "pass").map((a) => [a.leaf, a]));
-    const firstPerSession = new Map<string, number>();
+  /**
+   * Opens one dispute per session of the batch: against its earliest audited receipt that failed or
+   * was withheld (this round's audits or an earlier round's), unless this verifier already disputed
+   * one of the session. Returns how many disputes could not be opened.
+   */
+  private async challengeFailures(batchId: bigint, listed: readonly ListedReceipt[], leaves: readonly string[], summary: RoundSummary): Promise<number> {
+    const earliest = new Map<string, number>();
+    const disputed = new Set<string>();
     for (const [i, r] of listed.entries()) {
-      if (!failed.has(leaves[i]!)) continue;
       const session = r.receipt.sessionId.toLowerCase();
-      const seen = firstPerSession.get(session);
-      if (seen === undefined || r.receipt.step < listed[seen]!.receipt.step) firstPerSession.set(session, i);
+      if (this.o.state.disputeOfLeaf(leaves[i]!) !== undefined) disputed.add(session);
+      const verdict = this.o.state.audit(leaves[i]!)?.verdict;
+      if (verdict === undefined || verdict === "pass") continue;
+      const seen = earliest.get(session);
+      if (seen === undefined || r.receipt.step < listed[seen]!.receipt.step) earliest.set(session, i);
     }
-    if (firstPerSession.size === 0) return;
+    let unsent = 0;
     const tree = new MerkleTree(leaves);
-    for (const i of firstPerSession.values()) {
+    for (const [session, i] of earliest) {
+      if (disputed.has(session)) continue;
       const leaf = leaves[i]!;
-      const why = failed.get(leaf)!;
+      const why = this.o.state.audit(leaf)!;
+      const existing = await this.o.contracts.disputes.disputeOfReceipt(leaf);
+      if (existing !== 0n) {
+        this.o.logger.info({ disputeId: existing.toString(), leaf }, "not challenged: another verifier already disputes this receipt");
+        continue;
+      }
       try {
         const disputeId = await this.openDispute(batchId, listed[i]!, tree.proof(i), leaf);
         summary.challenged.push(disputeId);
         this.o.logger.warn({ disputeId: disputeId.toString(), batchId: batchId.toString(), leaf, verdict: why.verdict }, `challenged: ${why.reason}`);
       } catch (err) {
-        this.o.logger.error({ batchId: batchId.toString(), leaf, err: (err as Error).message }, "could not challenge");
+        unsent++;
+        this.o.logger.error({ batchId: batchId.toString(), leaf, err: (err as Error).message }, "could not challenge: tried again next round");
       }
     }
+    return unsent;
   }
 
   private async openDispute(batchId: bigint, r: ListedReceipt, proof: string[], leaf: string): Promise<bigint> {
     const { disputes, token } = this.o.contracts;
-    const existing = await disputes.disputeOfReceipt(leaf);
-    if (existing !== 0n) throw new InvalidArgumentError(`receipt ${leaf} is already under dispute ${existing}`);
     const bond = (await disputes.params()).challengeBond;
     const balance = await token.balanceOf(this.o.address);
-    if (balance < bond) throw new InvalidArgumentError(`the challenge bond is ${bond} token units, ${this.o.address} holds ${balance}`);
+    if (balance < bond) throw new InvalidArgumentError(`the challenge bond is ${formatEther(bond)} tokens, ${this.o.address} holds ${formatEther(balance)}`);
     const disputesAddress = await disputes.getAddress();
     await chainCall("approving the challenge bond", async () => (await token.approve(disputesAddress, bond)).wait());
     const receipt = await chainCall("opening a dispute", async () => (await disputes.openDispute(batchId, r.receipt, r.signature, proof)).wait());

@@ -113,11 +113,18 @@ async function stakedServer(wrap?: Parameters<typeof startServer>[9]): Promise<{
 }
 
 /** A daemon for dev account `index`, registered as a verifier, with its own state file. */
-async function daemonFor(index: number, sampleRate: number, statePath = join(scratch.dir, `verifier-${index}.sqlite`)): Promise<VerifierDaemon> {
+async function daemonFor(
+  index: number,
+  sampleRate: number,
+  statePath = join(scratch.dir, `verifier-${index}.sqlite`),
+  fromBlock = 0,
+  /** Tokens minted beside the stake, for challenge bonds. */
+  bond = DEVNET_PARAMS.disputes.challengeBond,
+): Promise<VerifierDaemon> {
   const wallet = new Wallet(DEV_KEYS[index]!, provider);
   const signer = new NonceManager(wallet);
   const contracts = contractsFor(signer);
-  if (!(await contracts.staking.isActiveVerifier(wallet.address))) await mint(wallet.address, DEVNET_PARAMS.stake.verifierMinStake + DEVNET_PARAMS.disputes.challengeBond);
+  if (!(await contracts.staking.isActiveVerifier(wallet.address))) await mint(wallet.address, DEVNET_PARAMS.stake.verifierMinStake + bond);
   await ensureVerifier(contracts, wallet.address, silent);
   const state = AuditState.open(statePath);
   states.push(state);
@@ -132,6 +139,7 @@ async function daemonFor(index: number, sampleRate: number, statePath = join(scr
     sampleRate,
     tolerance: toleranceFor(model.compression),
     logger: silent,
+    fromBlock,
   });
 }
 
@@ -288,6 +296,28 @@ describe("efed verifier daemon against a withholding server", () => {
     const settled = await disputes.dispute(disputeId);
     expect([settled.outcome, settled.faultVotes, settled.correctVotes]).toEqual([1n, 3n, 0n]);
     expect((await staking.operator(withholder.running.wallet.address)).bonded).toBe(SERVER_STAKE - DEVNET_PARAMS.disputes.serverSlash);
+  });
+});
+
+describe("efed verifier daemon without the bond", () => {
+  it("records the failed audit, and challenges in a later round once it holds the bond", async () => {
+    const cheater = await stakedServer((shard) => faultyShard(shard, { kind: "skip" }, FAULT_FROM));
+    const fromBlock = await provider.getBlockNumber();
+    // dev account #5: staked with exactly the minimum, nothing left for a bond
+    const poor = await daemonFor(4, 1, join(scratch.dir, "verifier-poor.sqlite"), fromBlock, 0n);
+    const batchId = await serveAndCommit(cheater);
+    await mine();
+    const first = await poor.runOnce();
+    expect(roundOf(first)).toMatchObject({ batches: 1, audited: 8, failed: 5, challenged: [] });
+    const { disputes } = readers();
+    const disputesBefore = await disputes.disputeCount();
+
+    await mint(new Wallet(DEV_KEYS[4]!).address, DEVNET_PARAMS.disputes.challengeBond);
+    const second = await poor.runOnce();
+    expect(roundOf(second)).toMatchObject({ batches: 1, audited: 0, failed: 0, challenged: [disputesBefore + 1n] });
+    const d = await disputes.dispute(disputesBefore + 1n);
+    expect([d.server, d.batchId]).toEqual([cheater.running.wallet.address, BigInt(batchId)]);
+    expect(await poor.runOnce()).toMatchObject({ batches: 0, challenged: [] });
   });
 });
 
