@@ -39,6 +39,12 @@ function probability(value: string): number {
   return n;
 }
 
+/** "--stake": a decimal amount of tokens. */
+function tokens(value: string): string {
+  if (!/^\d+(\.\d{1,18})?$/.test(value.trim())) throw new CommanderArgumentError(`"${value}" is not an amount of tokens (e.g. 500 or 0.5).`);
+  return value.trim();
+}
+
 function blockNumber(value: string): number {
   const n = Number(value);
   if (value.trim() === "" || !Number.isSafeInteger(n) || n < 0) throw new CommanderArgumentError(`"${value}" is not a block number >= 0.`);
@@ -53,7 +59,7 @@ export function verifierCommand(): Command {
     .requiredOption("--key <file>", "file holding the verifier's private key (hex); the address stakes and signs")
     .requiredOption("--model <dir>", "model directory of the audited variant (its manifest hash must be registered)")
     .option("--deployment <file>", "deployment file with the contract addresses (default: deployments/<chainId>.json)")
-    .option("--stake <tokens>", "deposit this many tokens before registering (default: what is missing up to the verifier minimum)")
+    .option("--stake <tokens>", "deposit this many tokens before registering (default: what is missing up to the verifier minimum)", tokens)
     .option("--sample-rate <p>", "probability with which each posted receipt is audited, 0..1 (0: committee duty only)", probability, 0.05)
     .option("--threads <n>", "intra-op threads of the replay", positiveInt(256), 1)
     .option("--state <file>", "SQLite file of the audit state (default: DATA_DIR/efed-verifier-<address>.sqlite)")

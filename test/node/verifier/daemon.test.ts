@@ -184,14 +184,21 @@ function crew(): Promise<{ challenger: VerifierDaemon; members: VerifierDaemon[]
  * Runs dispute `disputeId` to its end: a block for the draw, the challenger draws the committee,
  * each member re-executes and commits, the commit phase passes, each member reveals (the last reveal settles).
  */
-async function runCommittee(disputeId: bigint): Promise<{ committee: string[]; commits: bigint[][]; reveals: RoundSummary[] }> {
-  const { challenger, members } = await crew();
+async function runCommittee(disputeId: bigint, restartBeforeReveal = false): Promise<{ committee: string[]; commits: bigint[][]; reveals: RoundSummary[] }> {
+  const { challenger, members: voters } = await crew();
+  let members = voters;
   await mine();
   await challenger.runOnce();
   const committee = [...(await readers().disputes.committee(disputeId))];
   const commits: bigint[][] = [];
   for (const m of members) commits.push((await m.runOnce()).committed);
   await increaseTime(DEVNET_PARAMS.disputes.commitPeriod + 1n);
+  // restarted members reveal with the salts their state kept (the crew's state files are states[1..3])
+  // (they replace the crew's: two daemons of one key in one process would share nonces)
+  if (restartBeforeReveal) {
+    members = [await daemonFor(1, 0, states[1]!.path), await daemonFor(2, 0, states[2]!.path), await daemonFor(3, 0, states[3]!.path)];
+    crewOnce = Promise.resolve({ challenger, members });
+  }
   const reveals: RoundSummary[] = [];
   for (const m of members) reveals.push(await m.runOnce());
   return { committee, commits, reveals };
@@ -236,8 +243,8 @@ describe("efed verifier daemon on a chain", () => {
     expect(state.audit(d.receiptLeaf)).toMatchObject({ verdict: "fail", reason: expect.stringMatching(/^step 3 of session 0x[0-9a-f]{64}: output: output differs from the recomputation/) as string });
     expect(await disputes.disputeCount()).toBe(1n);
 
-    // the committee (everyone but the challenger) re-executes, votes "at fault", and the dispute settles
-    const { committee, commits, reveals } = await runCommittee(1n);
+    // the committee (everyone but the challenger) re-executes, votes "at fault", restarts, reveals, and the dispute settles
+    const { committee, commits, reveals } = await runCommittee(1n, true);
     expect([...committee].sort()).toEqual(DEV_KEYS.slice(1, 4).map((k) => new Wallet(k).address).sort());
     expect(commits).toEqual([[1n], [1n], [1n]]);
     expect(reveals.map((r) => r.revealed)).toEqual([[1n], [1n], [1n]]);
