@@ -342,11 +342,14 @@ describe("efed verifier (the command)", () => {
     return { args: ["verifier", "--rpc", chain.url, "--deployment", deployment, "--key", keyFile, "--model", model.dir, "--state", state], address: wallet.address, state };
   }
 
-  it("refuses a sample rate outside [0, 1] and a model whose variant is not registered", async () => {
+  it("refuses a sample rate outside [0, 1], a stake that is not an amount, and a model whose variant is not registered", async () => {
     const { args } = await commandSetup("cli-refused", 0n);
     const rate = await runEfed(...args, "--sample-rate", "1.5");
     expect(rate.code).toBe(1);
     expect(rate.stderr).toContain(`"1.5" is not a probability in [0, 1].`);
+    const stake = await runEfed(...args, "--stake", "lots");
+    expect(stake.code).toBe(1);
+    expect(stake.stderr).toContain(`"lots" is not an amount of tokens (e.g. 500 or 0.5).`);
     const other = randomModel(scratch.dir, "daemon-unregistered", { hidden_size: 64, intermediate_size: 96, max_position_embeddings: 256 }, { seed: 11 });
     const otherId = writeManifest(other.dir, buildManifest(other));
     const unregistered = await runEfed(...args.map((a) => (a === model.dir ? other.dir : a)));
