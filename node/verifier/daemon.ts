@@ -1,4 +1,4 @@
-import { formatEther, hexlify, randomBytes, type Provider, type SigningKey } from "ethers";
+import { ZeroHash, formatEther, hexlify, randomBytes, type Provider, type SigningKey } from "ethers";
 import type { Logger } from "pino";
 import { receiptDomain } from "../../protocol/eip712.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
@@ -280,7 +280,9 @@ export class VerifierDaemon {
     const { disputes } = this.o.contracts;
     let record = this.o.state.dispute(disputeId)!;
     const onChain = await disputes.vote(disputeId, this.o.address);
-    if (record.vote !== undefined && !record.vote.committed && onChain.commitment !== "0x" + "00".repeat(32)) this.o.state.markVote(disputeId, "committed");
+    // a crash between sending and recording: the chain says how far the vote got
+    if (record.vote !== undefined && !record.vote.committed && onChain.commitment !== ZeroHash) this.o.state.markVote(disputeId, "committed");
+    if (record.vote !== undefined && !record.vote.revealed && onChain.revealed) this.o.state.markVote(disputeId, "revealed");
     if (record.vote === undefined && now <= d.commitDeadline) {
       const serverAtFault = await this.reexecute(d.server, d.batchId, d.receiptLeaf, log);
       this.o.state.recordVote(disputeId, serverAtFault, hexlify(randomBytes(32))); // kept before the commitment leaves
