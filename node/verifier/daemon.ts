@@ -1,4 +1,4 @@
-import { ZeroHash, formatEther, hexlify, randomBytes, type Provider, type SigningKey } from "ethers";
+import { formatEther, type Provider, type SigningKey } from "ethers";
 import type { Logger } from "pino";
 import { receiptDomain } from "../../protocol/eip712.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
@@ -7,15 +7,14 @@ import { receiptLeaf } from "../../protocol/receipt.js";
 import type { Commitments, Disputes, EFedToken, Staking } from "../../types/ethers-contracts/index.js";
 import type { AuditedServer } from "./audit.js";
 import { RETRY, type AuditState } from "./auditState.js";
-import { ChainCallError, chainCall } from "./chainErrors.js";
+import { chainCall } from "./chainErrors.js";
+import { chainTime } from "./chainTime.js";
+import { DisputeDuty } from "./disputeDuty.js";
 import { AuditTooLargeError } from "./fetchPrefix.js";
 import { auditReceipts, type ReceiptAudit, type ReplayShards } from "./receiptAudit.js";
 import { checkSampleRate, isSampled } from "./sample.js";
 import { VerifierConnection, type ListedReceipt, type VerifierConnectOptions } from "./serverConnection.js";
 
-/** IDisputes.Status */
-const STATUS = { Open: 1n, Voting: 2n, Settled: 3n } as const;
-const OUTCOMES = ["None", "ServerAtFault", "ServerCorrect", "NoQuorum"] as const;
 
 export interface VerifierDaemonOptions {
   /** The verifier's key (authenticates to servers) and its address (staked, registered as a verifier). */
@@ -60,7 +59,7 @@ export interface RoundSummary {
  * 2. per batch: lists its receipts at the server's registered endpoint, checks they make the posted
  *    root, audits the sampled ones it has not audited before (receiptAudit.ts) and challenges the
  *    first failed or withheld receipt of each session on chain;
- * 3. committee duty: reads CommitteeDrawn events, re-executes each disputed receipt where it sits,
+ * 3. disputes (disputeDuty.ts): reads CommitteeDrawn events, re-executes each disputed receipt where it sits,
  *    commits its vote (the salt kept in the state first), reveals it in the reveal window; draws the
  *    committee of its own disputes, and settles every dispute it is in once it can be settled.
  *
@@ -69,6 +68,7 @@ export interface RoundSummary {
 export class VerifierDaemon {
   private readonly maxBlocksPerQuery: number;
   private readonly domain;
+  private readonly disputes: DisputeDuty;
 
   constructor(private readonly o: VerifierDaemonOptions) {
     checkSampleRate(o.sampleRate);
@@ -77,6 +77,7 @@ export class VerifierDaemon {
       throw new InvalidArgumentError(`maxBlocksPerQuery must be a positive integer, got ${this.maxBlocksPerQuery}`);
     }
     this.domain = o.contracts.commitments.getAddress().then((a) => receiptDomain(o.chainId, a));
+    this.disputes = new DisputeDuty(o, (server, first, last, batchId) => this.auditedServer(server, first, last, batchId));
   }
 
   async runOnce(): Promise<RoundSummary> {
@@ -97,7 +98,7 @@ export class VerifierDaemon {
         this.o.state.recordDispute({ disputeId: e.args.disputeId, role: "member", batchId: dispute.batchId, leaf: dispute.receiptLeaf });
       }
     });
-    for (const record of this.o.state.openDisputes()) await this.advanceDispute(record.disputeId, summary);
+    for (const record of this.o.state.openDisputes()) await this.disputes.advance(record.disputeId, summary);
     const totals = this.o.state.auditCounts();
     this.o.logger.info(
       { block: latest, batches: summary.batches, audited: summary.audited, failed: summary.failed, challenged: summary.challenged.length, totals },
@@ -127,7 +128,7 @@ export class VerifierDaemon {
     };
     if ((await commitments.batchVariant(batchId)).toLowerCase() !== this.o.replayers.variantId.toLowerCase()) return skip("another variant");
     if (batch.server.toLowerCase() === this.o.address.toLowerCase()) return skip("own batch");
-    const now = await this.chainTime();
+    const now = await chainTime(this.o.provider);
     if (now > batch.challengeDeadline) return skip("challenge window closed");
     if (this.o.sampleRate === 0) return skip("sample rate 0");
     summary.batches++;
@@ -243,107 +244,7 @@ export class VerifierDaemon {
     return disputeId;
   }
 
-  /** Moves one dispute this verifier is in one phase on: draw, commit, reveal, settle. */
-  private async advanceDispute(disputeId: bigint, summary: RoundSummary): Promise<void> {
-    const { disputes } = this.o.contracts;
-    const log = this.o.logger.child({ disputeId: disputeId.toString() });
-    try {
-      let d = await disputes.dispute(disputeId);
-      const record = this.o.state.dispute(disputeId)!;
-      if (d.status === STATUS.Settled) return this.noteSettled(disputeId, log);
-      const now = await this.chainTime();
-      const latest = await this.o.provider.getBlockNumber();
-      if (d.status === STATUS.Open && record.role === "challenger" && BigInt(latest) >= d.drawBlock && now <= d.commitDeadline) {
-        await chainCall("drawing the committee", async () => (await disputes.drawCommittee(disputeId)).wait());
-        log.info({ committee: await disputes.committee(disputeId) }, "committee drawn");
-        d = await disputes.dispute(disputeId);
-      }
-      if (record.role === "member" && d.status === STATUS.Voting) await this.vote(disputeId, d, now, summary, log);
-      const members = d.status === STATUS.Voting ? (await disputes.committee(disputeId)).length : 0;
-      d = await disputes.dispute(disputeId);
-      const allRevealed = members > 0 && Number(d.faultVotes) + Number(d.correctVotes) === members;
-      if ((d.status === STATUS.Voting || d.status === STATUS.Open) && (now > d.revealDeadline || allRevealed)) {
-        await chainCall("settling the dispute", async () => (await disputes.settle(disputeId)).wait()).catch((err: unknown) => {
-          // another party settled it first
-          if (!(err instanceof ChainCallError && err.errorName === "DisputesWrongStatus")) throw err;
-        });
-        summary.settled.push(disputeId);
-        await this.noteSettled(disputeId, log);
-      }
-    } catch (err) {
-      log.error({ err: (err as Error).message }, "dispute step failed: tried again next round");
-    }
-  }
-
-  /** Committee duty: re-execute and commit in the commit phase; reveal in the reveal phase. */
-  private async vote(disputeId: bigint, d: Awaited<ReturnType<Disputes["dispute"]>>, now: bigint, summary: RoundSummary, log: Logger): Promise<void> {
-    const { disputes } = this.o.contracts;
-    let record = this.o.state.dispute(disputeId)!;
-    const onChain = await disputes.vote(disputeId, this.o.address);
-    // a crash between sending and recording: the chain says how far the vote got
-    if (record.vote !== undefined && !record.vote.committed && onChain.commitment !== ZeroHash) this.o.state.markVote(disputeId, "committed");
-    if (record.vote !== undefined && !record.vote.revealed && onChain.revealed) this.o.state.markVote(disputeId, "revealed");
-    if (record.vote === undefined && now <= d.commitDeadline) {
-      const serverAtFault = await this.reexecute(d.server, d.batchId, d.receiptLeaf, log);
-      this.o.state.recordVote(disputeId, serverAtFault, hexlify(randomBytes(32))); // kept before the commitment leaves
-    }
-    record = this.o.state.dispute(disputeId)!;
-    const vote = record.vote;
-    if (vote === undefined) return;
-    if (!vote.committed && now <= d.commitDeadline) {
-      const commitment = await disputes.voteCommitment(disputeId, this.o.address, vote.serverAtFault, vote.salt);
-      await chainCall("committing a vote", async () => (await disputes.commitVote(disputeId, commitment)).wait());
-      this.o.state.markVote(disputeId, "committed");
-      summary.committed.push(disputeId);
-      log.info({ serverAtFault: vote.serverAtFault }, "vote committed");
-    } else if (vote.committed && !vote.revealed && now > d.commitDeadline && now <= d.revealDeadline) {
-      await chainCall("revealing a vote", async () => (await disputes.revealVote(disputeId, vote.serverAtFault, vote.salt)).wait());
-      this.o.state.markVote(disputeId, "revealed");
-      summary.revealed.push(disputeId);
-      log.info({ serverAtFault: vote.serverAtFault }, "vote revealed");
-    }
-  }
-
-  /** Re-executes a disputed receipt the way an audit does; true when the server is at fault (wrong, withheld, unreachable). */
-  private async reexecute(serverAddress: string, batchId: bigint, leaf: string, log: Logger): Promise<boolean> {
-    const { commitments, staking } = this.o.contracts;
-    const batch = await commitments.batch(batchId);
-    const endpoint = (await staking.server(serverAddress)).endpoint;
-    let connection: VerifierConnection;
-    try {
-      connection = await VerifierConnection.open(endpoint, this.o.key, this.o.address, this.o.connect);
-    } catch (err) {
-      log.warn({ endpoint, err: (err as Error).message }, "re-execution: server unreachable, counted as withheld");
-      return true;
-    }
-    try {
-      const listed = (await connection.listBatch(batchId)).find((r) => receiptLeaf(r.receipt) === leaf);
-      if (listed === undefined) {
-        log.warn({ leaf }, "re-execution: the server does not list the disputed receipt, counted as withheld");
-        return true;
-      }
-      const server = await this.auditedServer(serverAddress, Number(batch.firstLayer), Number(batch.lastLayer), batchId);
-      const [audit] = await auditReceipts(connection, this.o.replayers, server, [listed], { tolerance: this.o.tolerance });
-      log.info({ leaf, verdict: audit!.verdict }, `re-executed the disputed receipt: ${audit!.reason}`);
-      return audit!.verdict !== "pass";
-    } finally {
-      connection.close();
-    }
-  }
-
-  private async noteSettled(disputeId: bigint, log: Logger): Promise<void> {
-    const d = await this.o.contracts.disputes.dispute(disputeId);
-    this.o.state.markSettled(disputeId);
-    log.info({ outcome: OUTCOMES[Number(d.outcome)], faultVotes: Number(d.faultVotes), correctVotes: Number(d.correctVotes) }, "dispute settled");
-  }
-
   private async auditedServer(server: string, firstLayer: number, lastLayer: number, batchId: bigint): Promise<AuditedServer> {
     return { server, domain: await this.domain, variantId: await this.o.contracts.commitments.batchVariant(batchId), firstLayer, lastLayer };
-  }
-
-  private async chainTime(): Promise<bigint> {
-    const block = await this.o.provider.getBlock("latest");
-    if (block === null) throw new Error("the RPC endpoint has no latest block");
-    return BigInt(block.timestamp);
   }
 }
