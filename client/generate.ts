@@ -6,7 +6,7 @@ import { Sampler, type SamplingOptions } from "./sampler.js";
 
 /** One sequence's passage through all layers: hidden states in, hidden states out, state kept inside. */
 export interface LayerSequence {
-  forward(hidden: Float32Array): Promise<Float32Array>;
+  compute(hidden: Float32Array): Promise<Float32Array>;
   close(): Promise<void>;
 }
 
@@ -73,7 +73,7 @@ export async function generate(
     let input: readonly number[] = promptIds;
     let finish: GenerationResult["finish"] = "length";
     while (generatedIds.length < options.maxTokens) {
-      const hidden = await sequence.forward(head.embed(input));
+      const hidden = await sequence.compute(head.embed(input));
       const logits = await head.logits(hidden.subarray(hidden.length - H));
       const next = sampler.sample(logits, history);
       generatedIds.push(next);

@@ -33,9 +33,9 @@ export class LocalPipeline implements LayerPipeline {
   async openSequence(): Promise<LayerSequence> {
     const caches = this.shards.map((s) => s.newCache());
     return {
-      forward: async (hidden) => {
+      compute: async (hidden) => {
         let h = hidden;
-        for (let i = 0; i < this.shards.length; i++) h = await this.shards[i]!.forward(h, caches[i]!);
+        for (let i = 0; i < this.shards.length; i++) h = await this.shards[i]!.compute(h, caches[i]!);
         return h;
       },
       close: async () => {},

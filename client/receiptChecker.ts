@@ -2,7 +2,7 @@ import type { TypedDataDomain } from "ethers";
 import { canonicalSignature } from "../protocol/eip712.js";
 import { receiptDigest, type Receipt } from "../protocol/receipt.js";
 import { signerPool } from "./signerPool.js";
-import type { HopResult, StepReceipt } from "../protocol/wire.js";
+import type { ServerReceipt, StepReceipt } from "../protocol/wire.js";
 import { ReceiptError, RouteError, StepTimeoutError, routePlace } from "./routeError.js";
 
 /** A receipt the client checked: signed by the hop's server over exactly what was sent and received. */
@@ -31,7 +31,7 @@ export interface KnownHashes {
 interface PendingStep {
   tokens?: number;
   known?: KnownHashes[];
-  receipts: (HopResult | undefined)[];
+  receipts: (ServerReceipt | undefined)[];
   arrived: number;
   /** Signature recovery of the step's receipts has started. */
   recovering: boolean;
@@ -92,7 +92,7 @@ export class ReceiptChecker {
     if (m.step > this.expectedThrough + 1n) return this.fail(new RouteError(`${place} sent a receipt for step ${m.step}, which was never sent`));
     const s = m.step <= this.verifiedThrough ? undefined : this.pending(m.step);
     if (s === undefined || s.receipts[hop] !== undefined) return this.fail(new RouteError(`${place} sent a second receipt for step ${m.step}`));
-    s.receipts[hop] = m.hop;
+    s.receipts[hop] = m.signed;
     s.arrived++;
     this.compare(m.step, s, [hop]);
     this.recoverIfComplete(m.step, s);
@@ -218,7 +218,7 @@ export class ReceiptChecker {
   }
 
   /** Hop `i`'s input hash is hop `i - 1`'s output hash. */
-  private chain(step: bigint, i: number, before: HopResult, r: HopResult): void {
+  private chain(step: bigint, i: number, before: ServerReceipt, r: ServerReceipt): void {
     this.claim(step, i, "input hash", r.inputHash, before.outputHash, `the previous hop ${this.hops[i - 1]!.url} signed output hash`);
   }
 
@@ -258,7 +258,7 @@ export class ReceiptChecker {
    * Hop `i`'s receipt is signed by its announced server over the step as the client knows it;
    * resolves with the report of the verified receipt (made in step order by `advance`).
    */
-  private async checkSignature(step: bigint, tokens: number, i: number, r: HopResult): Promise<() => void> {
+  private async checkSignature(step: bigint, tokens: number, i: number, r: ServerReceipt): Promise<() => void> {
     const h = this.hops[i]!;
     const receipt: Receipt = {
       sessionId: h.sessionId,

@@ -144,7 +144,7 @@ export class RemotePipeline implements LayerPipeline {
     );
     return {
       sessionIds: ids,
-      forward: async (hidden) => {
+      compute: async (hidden) => {
         if (s.failure !== undefined) throw s.failure;
         try {
           const cols = this.connections[0]!.info.hiddenSize;

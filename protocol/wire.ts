@@ -203,7 +203,7 @@ export interface StepForwarded {
 }
 
 /** One server's signature over its receipt for a step, with the activation hashes it signed. */
-export interface HopResult {
+export interface ServerReceipt {
   server: string;
   firstLayer: number;
   lastLayer: number;
@@ -231,7 +231,7 @@ export interface StepReceipt {
   requestId: number;
   sessionId: string;
   step: bigint;
-  hop: HopResult;
+  signed: ServerReceipt;
 }
 
 /**
@@ -494,8 +494,8 @@ export function encodeMessage(m: Message): Uint8Array {
       w.hex(m.sessionId, 32).u64(m.step).activations(m.output);
       break;
     case MessageType.StepReceipt:
-      w.hex(m.sessionId, 32).u64(m.step).hex(m.hop.server, 20).u16(m.hop.firstLayer).u16(m.hop.lastLayer);
-      w.hex(m.hop.inputHash, 32).hex(m.hop.outputHash, 32).hex(m.hop.signature, 65);
+      w.hex(m.sessionId, 32).u64(m.step).hex(m.signed.server, 20).u16(m.signed.firstLayer).u16(m.signed.lastLayer);
+      w.hex(m.signed.inputHash, 32).hex(m.signed.outputHash, 32).hex(m.signed.signature, 65);
       break;
     case MessageType.Error:
       w.u16(m.code).u8(m.hop).str(m.message);
@@ -738,7 +738,7 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
         requestId,
         sessionId: r.hex(32, "session id"),
         step: r.u64("step"),
-        hop: {
+        signed: {
           server: r.address("server"),
           firstLayer: r.u16("first layer"),
           lastLayer: r.u16("last layer"),

@@ -10,7 +10,7 @@ import { createSession, ort, type RuntimeOptions } from "./session.js";
 export interface ShardOptions extends RuntimeOptions {
   /** Default: "gqa" when the fused kernel supports the head size (head_dim % 16 == 0), else "ops". */
   attention?: AttentionKind;
-  /** Also compute every projection's input (see `forwardWithProbes`); for calibrating compression. */
+  /** Also compute every projection's input (see `computeWithProbes`); for calibrating compression. */
   probes?: boolean;
 }
 
@@ -107,16 +107,16 @@ export class Shard {
    * Runs T new tokens at positions cache.length … cache.length+T-1 through the shard: `hidden` is
    * (T, hiddenSize); returns the output hidden states and appends to `cache`.
    */
-  async forward(hidden: Float32Array, cache: KvCache): Promise<Float32Array> {
+  async compute(hidden: Float32Array, cache: KvCache): Promise<Float32Array> {
     const out = await this.run(hidden, cache);
     return out[ShardIO.hiddenOut]!.data as Float32Array;
   }
 
   /**
-   * `forward`, also returning each layer's projection inputs (T, width) keyed by
+   * `compute`, also returning each layer's projection inputs (T, width) keyed by
    * ShardIO.probe(layer, point). Needs a shard loaded with `probes: true`.
    */
-  async forwardWithProbes(hidden: Float32Array, cache: KvCache): Promise<{ hidden: Float32Array; probes: Map<string, Float32Array> }> {
+  async computeWithProbes(hidden: Float32Array, cache: KvCache): Promise<{ hidden: Float32Array; probes: Map<string, Float32Array> }> {
     if (this.probes !== true) throw new EngineError("NO_PROBES", "this shard was loaded without probes: true");
     const out = await this.run(hidden, cache);
     const probes = new Map<string, Float32Array>();
@@ -131,7 +131,7 @@ export class Shard {
     return 2 * this.numLayers * this.config.numKvHeads * this.config.headDim * 4;
   }
 
-  /** Whether `forwardBatch` runs its sequences in one engine run (the fused-attention graph). */
+  /** Whether `computeBatch` runs its sequences in one engine run (the fused-attention graph). */
   get batches(): boolean {
     return this.attention === "gqa";
   }
@@ -141,10 +141,10 @@ export class Shard {
    * the sequence of `caches[i]`. With the fused-attention graph this is one engine run: the
    * weights are read once for all sequences (decode is memory-bound, so B tokens cost about one),
    * at the price of copying each cache into a batch padded to the longest and back. Results equal
-   * separate `forward` calls up to float rounding (a B-row matrix product may round differently
+   * separate `compute` calls up to float rounding (a B-row matrix product may round differently
    * from B one-row products). Without the fused graph the sequences run one after another.
    */
-  async forwardBatch(hiddens: readonly Float32Array[], caches: readonly KvCache[]): Promise<Float32Array[]> {
+  async computeBatch(hiddens: readonly Float32Array[], caches: readonly KvCache[]): Promise<Float32Array[]> {
     const c = this.config;
     const B = hiddens.length;
     if (caches.length !== B) throw new EngineError("BAD_BATCH", `${B} hidden states for ${caches.length} caches`);
@@ -159,7 +159,7 @@ export class Shard {
     }
     if (B === 1 || !this.batches) {
       const out: Float32Array[] = [];
-      for (let i = 0; i < B; i++) out.push(await this.forward(hiddens[i]!, caches[i]!));
+      for (let i = 0; i < B; i++) out.push(await this.compute(hiddens[i]!, caches[i]!));
       return out;
     }
     const { numKvHeads: kvH, headDim: D, hiddenSize: H } = c;

@@ -49,6 +49,8 @@ const LIMIT_FLAGS: readonly [flag: string, limit: keyof ServerLimits, what: stri
   ["--fetch-burst <n>", "fetchBurst", "FetchStep requests at once after a pause"],
   ["--max-parked-forwards-per-session <n>", "maxParkedForwardsPerSession", "forwarded steps of one session waiting for their route"],
   ["--max-parked-forwards-per-client <n>", "maxParkedForwardsPerClient", "forwarded steps of one connection's sessions waiting for their routes"],
+  ["--max-steps-in-flight-per-address <n>", "maxStepsInFlightPerAddress", "steps in flight from one IP address"],
+  ["--max-next-hops-per-address <n>", "maxNextHopsPerAddress", "distinct next hops one IP address's forwarded steps may occupy at once"],
   ["--new-peers-per-second <n>", "newPeersPerClientPerSecond", "new next-hop connections one client may cause per second"],
   ["--shutdown-deadline-ms <ms>", "shutdownDeadlineMs", "on SIGTERM, time for in-flight work before connections close"],
 ];

@@ -74,7 +74,7 @@ export class LayerCalibrator {
     const grams = new Map<ProbePoint, Mat>();
     try {
       for (let i = 0; i < this.hidden.length; i++) {
-        const { hidden, probes } = await shard.forwardWithProbes(this.hidden[i]!, shard.newCache());
+        const { hidden, probes } = await shard.computeWithProbes(this.hidden[i]!, shard.newCache());
         for (const point of PROBE_POINTS) {
           const x = probes.get(ShardIO.probe(layer, point))!;
           const width = x.length / (this.hidden[i]!.length / this.model.config.hiddenSize);

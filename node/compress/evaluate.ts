@@ -37,7 +37,7 @@ class WholeModel {
 
   /** Logits (T, vocab) at every position of `ids`, from a fresh cache. */
   async logits(ids: readonly number[]): Promise<Float32Array> {
-    return this.head.logits(await this.shard.forward(this.head.embed(ids), this.shard.newCache()));
+    return this.head.logits(await this.shard.compute(this.head.embed(ids), this.shard.newCache()));
   }
 
   async release(): Promise<void> {
@@ -80,13 +80,13 @@ export async function sampleCorpus(referenceDir: string, prompts: readonly strin
     for (let i = 0; total < tokens; i++) {
       const ids = tokenizer.encode(prompts[i % prompts.length]!).slice(0, seqLength - 1);
       const cache = shard.newCache();
-      let logits = await head.logits(await shard.forward(head.embed(ids), cache));
+      let logits = await head.logits(await shard.compute(head.embed(ids), cache));
       let last = logits.subarray(logits.length - c.vocabSize);
       while (ids.length < seqLength) {
         const next = sampleCategorical(last, rng);
         ids.push(next);
         if (eos.has(next) || ids.length === seqLength) break;
-        logits = await head.logits(await shard.forward(head.embed([next]), cache));
+        logits = await head.logits(await shard.compute(head.embed([next]), cache));
         last = logits;
       }
       corpus.push(ids);

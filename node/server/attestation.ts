@@ -1,7 +1,7 @@
 import type { SigningKey, TypedDataDomain } from "ethers";
 import { activationHash, type EncodedActivations } from "../../protocol/activations.js";
 import { signReceiptWithKey, type Receipt } from "../../protocol/receipt.js";
-import { ErrorCode, WireError, type HopResult } from "../../protocol/wire.js";
+import { ErrorCode, WireError, type ServerReceipt } from "../../protocol/wire.js";
 import type { ActivationStore } from "../store/activationStore.js";
 
 /** Who attests: the staked key, the receipts' EIP-712 domain, and what it serves. */
@@ -50,7 +50,7 @@ export class Attestor {
   }
 
   /** Signs and stores the receipt of one step; returns what the client is sent. Throws StoreFailed when the store write fails. */
-  attest(step: { sessionId: string; step: bigint }, input: EncodedActivations, output: EncodedActivations): HopResult {
+  attest(step: { sessionId: string; step: bigint }, input: EncodedActivations, output: EncodedActivations): ServerReceipt {
     const receipt: Receipt = {
       sessionId: step.sessionId,
       step: step.step,

@@ -35,7 +35,7 @@ export const DEFAULT_BATCH_POLICY: BatchPolicy = { maxBatch: 16, maxCopyShare: 0
  * robin over the clients with work waiting), each turn one run, and a prefill runs one chunk per turn.
  * So a client that queues many long prefills delays another client's step by at most one chunk per
  * server. Decode steps (one token) of different sessions that wait together run as one batch
- * (`Shard.forwardBatch`): decode reads every weight once per run, so a batch of B costs little more
+ * (`Shard.computeBatch`): decode reads every weight once per run, so a batch of B costs little more
  * than one step; a batch takes one step per client per pass, so it is shared fairly too.
  *
  * Chunking is part of how a step is computed: a prefill of more than `maxRunTokens` rows runs as
@@ -58,7 +58,7 @@ export class EngineScheduler {
   ) {}
 
   /** Runs `hidden` (T, hidden) through the shard for the sequence of `cache`, on behalf of `client`. */
-  forward(hidden: Float32Array, cache: KvCache, client = ""): Promise<Float32Array> {
+  compute(hidden: Float32Array, cache: KvCache, client = ""): Promise<Float32Array> {
     return new Promise((resolve, reject) => {
       const queue = this.queues.get(client);
       const job: Job = { client, hidden, cache, done: 0, outputs: [], resolve, reject };
@@ -120,7 +120,7 @@ export class EngineScheduler {
     const take = left <= this.policy.maxRunTokens + 1 ? left : left - this.policy.maxRunTokens === 1 ? left - 2 : this.policy.maxRunTokens;
     this.recordRun(1);
     try {
-      const out = await this.shard.forward(job.hidden.subarray(job.done * H, (job.done + take) * H), job.cache);
+      const out = await this.shard.compute(job.hidden.subarray(job.done * H, (job.done + take) * H), job.cache);
       job.outputs.push(out);
       job.done += take;
     } catch (err) {
@@ -165,8 +165,8 @@ export class EngineScheduler {
     try {
       const outputs =
         batch.length === 1
-          ? [await this.shard.forward(batch[0]!.hidden, batch[0]!.cache)]
-          : await this.shard.forwardBatch(
+          ? [await this.shard.compute(batch[0]!.hidden, batch[0]!.cache)]
+          : await this.shard.computeBatch(
               batch.map((j) => j.hidden),
               batch.map((j) => j.cache),
             );

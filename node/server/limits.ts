@@ -45,6 +45,10 @@ export interface ServerLimits {
   maxParkedForwardsPerSession: number;
   /** The same, for all the sessions of one connection together. Default 64. */
   maxParkedForwardsPerClient: number;
+  /** Steps in flight from one remote address, across its connections and sessions. Default 16. */
+  maxStepsInFlightPerAddress: number;
+  /** Distinct next hops one address's forwarded steps may occupy at once (pooled server links). Default 4. */
+  maxNextHopsPerAddress: number;
   /** New next-hop connections one client's forwarded steps may make the server open per second. Default 2. */
   newPeersPerClientPerSecond: number;
   /** On shutdown, in-flight work gets this long to finish before connections are closed, milliseconds. Default 10 000. */
@@ -69,6 +73,8 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   fetchBurst: 100,
   maxParkedForwardsPerSession: 4,
   maxParkedForwardsPerClient: 64,
+  maxStepsInFlightPerAddress: 16,
+  maxNextHopsPerAddress: 4,
   newPeersPerClientPerSecond: 2,
   shutdownDeadlineMs: 10_000,
 };

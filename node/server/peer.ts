@@ -41,6 +41,11 @@ export class Peer implements SessionOwner {
     this.newPeers = new TokenBucket(limits.newPeersPerClientPerSecond, limits.newPeersPerClientPerSecond, nowMs);
   }
 
+  /** Bytes of replies queued on this connection, over the limit: the peer is not reading them. */
+  get overBuffered(): boolean {
+    return this.ws.bufferedAmount > this.limits.maxBufferedBytesPerConnection;
+  }
+
   /** A request arrived: counts it, and stops reading at the in-flight limit. */
   beginRequest(nowMs: number): void {
     this.inFlight++;
@@ -72,7 +77,7 @@ export class Peer implements SessionOwner {
 
   /** Pauses or resumes reading by what is in flight and queued. */
   private throttle(): void {
-    const overBuffered = this.ws.bufferedAmount > this.limits.maxBufferedBytesPerConnection;
+    const overBuffered = this.overBuffered;
     if (overBuffered) this.stalledSinceMs ??= Date.now();
     else this.stalledSinceMs = undefined;
     const stop = overBuffered || this.inFlight >= this.limits.maxRequestsInFlightPerConnection;

@@ -31,6 +31,7 @@ import { DEFAULT_BATCH_POLICY, EngineScheduler, type BatchPolicy } from "./engin
 import { DEFAULT_FORWARDING, Forwarder, type ForwardingOptions } from "./forwarder.js";
 import { InboundPeer } from "./inboundPeer.js";
 import { validateLimits, type ServerLimits } from "./limits.js";
+import { ClientLoads } from "./clientLoad.js";
 import { Peer, remoteAddressOf } from "./peer.js";
 import { SessionTable, type Session } from "./sessions.js";
 
@@ -89,6 +90,7 @@ export class ShardServer {
   private readonly http: HttpServer;
   private readonly sessions: SessionTable<Peer>;
   private readonly peers = new Set<Peer>();
+  private readonly clientLoads: ClientLoads;
   /** Per connection: once it authenticates as a server (PeerHello), its link key and address (node/server/inboundPeer.ts). */
   private readonly serverLinks = new WeakMap<Peer, InboundPeer>();
   private readonly perAddress = new Map<string, number>();
@@ -115,6 +117,7 @@ export class ShardServer {
     this.wss = wss;
     this.limits = limits;
     this.sessions = new SessionTable<Peer>(limits, o.shard.kvBytesPerToken);
+    this.clientLoads = new ClientLoads(limits);
     this.engine = new EngineScheduler(o.shard, { ...DEFAULT_BATCH_POLICY, ...o.batching });
     this.logger = o.logger ?? pino({ level: "silent" });
     const identity = { signingKey: o.signingKey, address: o.address };
@@ -228,10 +231,10 @@ export class ShardServer {
     const refusal =
       this.stopping
         ? "server is shutting down"
-        : this.peers.size >= this.limits.maxConnections
-          ? `server holds its maximum of ${this.limits.maxConnections} connections`
-          : (this.perAddress.get(address) ?? 0) >= this.limits.maxConnectionsPerAddress
-            ? `address ${address} holds its maximum of ${this.limits.maxConnectionsPerAddress} connections`
+        : (this.perAddress.get(address) ?? 0) >= this.limits.maxConnectionsPerAddress
+          ? `address ${address} holds its maximum of ${this.limits.maxConnectionsPerAddress} connections`
+          : this.peers.size >= this.limits.maxConnections && !this.closeIdlest()
+            ? `server holds its maximum of ${this.limits.maxConnections} connections, all of them busy`
             : undefined;
     const peer = new Peer(ws, address, this.limits, Date.now());
     if (refusal !== undefined) {
@@ -246,6 +249,21 @@ export class ShardServer {
     ws.on("close", () => this.release(peer));
     ws.on("message", (data, isBinary) => this.receive(peer, data, isBinary));
     peer.send(this.infoFor(peer));
+  }
+
+  /**
+   * At the connection cap, the connection idle longest (no session, nothing in flight) makes room
+   * for a new one: idle connections cannot lock others out. Returns whether one was closed.
+   */
+  private closeIdlest(): boolean {
+    let idlest: Peer | undefined;
+    for (const p of this.peers) {
+      if (p.inFlight === 0 && this.sessions.countOf(p) === 0 && (idlest === undefined || p.lastActivityMs < idlest.lastActivityMs)) idlest = p;
+    }
+    if (idlest === undefined) return false;
+    this.release(idlest); // counted out now: its close event comes later
+    idlest.ws.close(1013, "server full: idle connection closed to make room");
+    return true;
   }
 
   private release(peer: Peer): void {
@@ -374,20 +392,24 @@ export class ShardServer {
   // ---------------------------------------------------------------- a step, stage by stage
 
   private async step(peer: Peer, m: Step): Promise<void> {
-    const { session, nextKey } = this.admit(peer, m);
-    let delivered: Promise<void>;
+    const { session, nextKey, release } = this.admit(peer, m);
     try {
-      const output = await this.run(session, m);
-      const encoded = encodeActivations(output, m.input.rows, m.input.cols, m.outputEncoding);
-      delivered = this.deliver(session, m, nextKey, encoded);
-      delivered.catch(() => undefined); // awaited below, after the receipt
-      this.attest(session, m, encoded);
+      let delivered: Promise<void>;
+      try {
+        const output = await this.run(session, m);
+        const encoded = encodeActivations(output, m.input.rows, m.input.cols, m.outputEncoding);
+        delivered = this.deliver(session, m, nextKey, encoded);
+        delivered.catch(() => undefined); // awaited below, after the receipt
+        this.attest(session, m, encoded);
+      } finally {
+        // this server's part is done: the session may take its next step (the client may already hold this one's output)
+        this.sessions.finish(session, Date.now());
+      }
+      if (nextKey !== undefined) await this.park(session, delivered);
+      this.acknowledge(peer, m);
     } finally {
-      // this server's part is done: the session may take its next step (the client may already hold this one's output)
-      this.sessions.finish(session, Date.now());
+      release();
     }
-    if (nextKey !== undefined) await this.park(session, delivered);
-    this.acknowledge(peer, m);
   }
 
   /** Waits for a forwarded step's route to answer, counted against the session and its owner. */
@@ -408,7 +430,7 @@ export class ShardServer {
    * recorded, whether the next hop is allowed, and whether the tokens fit; then the step counts as
    * in flight. Nothing has changed when this throws, so the step may be retried.
    */
-  private admit(peer: Peer, m: Step): { session: Session<Peer>; nextKey: string | undefined } {
+  private admit(peer: Peer, m: Step): { session: Session<Peer>; nextKey: string | undefined; release: () => void } {
     const session = m.tag === undefined ? this.sessions.get(m.sessionId, peer) : this.forwardedSession(m, m.tag, peer);
     if (m.step !== session.nextStep) {
       throw new WireError(ErrorCode.BadPosition, `session ${m.sessionId} expects step ${session.nextStep}, got ${m.step}`);
@@ -428,17 +450,23 @@ export class ShardServer {
         `this client's steps may make the server open at most ${this.limits.newPeersPerClientPerSecond} new next-hop connections per second`,
       );
     }
-    this.sessions.admit(session, m.input.rows);
+    const release = this.clientLoads.take(session.owner.address, nextKey);
+    try {
+      this.sessions.admit(session, m.input.rows);
+    } catch (err) {
+      release();
+      throw err;
+    }
     session.nextStep++;
     // The connection to the next hop opens while the layers run (it is pooled: only the first step waits).
     if (nextKey !== undefined) this.forwarder.link(nextKey).catch(() => undefined);
-    return { session, nextKey };
+    return { session, nextKey, release };
   }
 
   /** The session's layers over the step's input; the engine serves the session's owner in turn with other clients. */
   private async run(session: Session<Peer>, m: Step): Promise<Float32Array> {
     try {
-      return await this.engine.forward(decodeActivations(m.input), session.cache, session.owner.address);
+      return await this.engine.compute(decodeActivations(m.input), session.cache, session.owner.address);
     } catch (err) {
       if (session.cache.length === m.position) {
         session.nextStep = m.step; // the cache is unchanged: the step may be retried
@@ -472,16 +500,16 @@ export class ShardServer {
    * receipt), and the server takes no more steps.
    */
   private attest(session: Session<Peer>, m: Step, output: EncodedActivations): void {
-    let hop;
+    let signed;
     try {
-      hop = this.attestor.attest(m, m.input, output);
+      signed = this.attestor.attest(m, m.input, output);
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, "receipt store failed: taking no more steps");
       session.owner.ws.close(1011, "receipt store failed: server takes no steps");
       throw err;
     }
     const requestId = m.tag === undefined ? m.requestId : 0;
-    session.owner.send({ type: MessageType.StepReceipt, requestId, sessionId: m.sessionId, step: m.step, hop });
+    session.owner.send({ type: MessageType.StepReceipt, requestId, sessionId: m.sessionId, step: m.step, signed });
   }
 
   /** A routed or forwarded step is answered once everything after this server is done. */
@@ -514,6 +542,7 @@ export class ShardServer {
    * session prefixes: only backpressure bounds them).
    */
   private fetchStep(peer: Peer, m: FetchStep | FetchSessionStep): void {
+    this.refuseWhileUnread(peer);
     if (peer.verifier === undefined && !peer.fetches.take(Date.now())) {
       throw new WireError(ErrorCode.RateLimited, `at most ${this.limits.fetchesPerSecond} fetches per second per connection (burst ${this.limits.fetchBurst})`);
     }
@@ -525,15 +554,19 @@ export class ShardServer {
     }
     const byLeaf = m.type === MessageType.FetchStep;
     const what = byLeaf ? `receipt leaf ${m.leaf}` : `step ${m.step} of session ${m.sessionId}`;
+    // A missing step and a wrong owner proof get the same answer: a stranger with a made-up proof
+    // learns nothing, not even whether this server holds the step.
+    const notFound = new WireError(
+      ErrorCode.NotFound,
+      `no stored step has ${what} that this connection may fetch (not signed here, past retention, or the owner proof is not made with its session's key over this connection's challenge)`,
+    );
     const stored = byLeaf ? this.o.store.get(m.leaf) : this.o.store.getBySession(m.sessionId, m.step);
-    if (stored === undefined) throw new WireError(ErrorCode.NotFound, `no stored step has ${what} (not signed here, or past retention)`);
+    if (stored === undefined) throw notFound;
     const leaf = receiptLeaf(stored.receipt);
     if (peer.verifier === undefined) {
       const key = this.o.store.sessionKey(stored.receipt.sessionId);
       const target = byLeaf ? m.leaf : sessionStepTarget(m.sessionId, m.step);
-      if (key === undefined || !ownerProofMatches(key, peer.challenge, target, m.ownerProof!)) {
-        throw new WireError(ErrorCode.Forbidden, `the owner proof for ${what} is not made with its session's key over this connection's challenge`);
-      }
+      if (key === undefined || !ownerProofMatches(key, peer.challenge, target, m.ownerProof!)) throw notFound;
     }
     const committed = this.o.store.proofOf(leaf);
     peer.send({
@@ -547,8 +580,22 @@ export class ShardServer {
     });
   }
 
+  /**
+   * Large replies are refused while the connection's earlier replies lie unread past the limit:
+   * requests already read when reading stopped must not fill memory either.
+   */
+  private refuseWhileUnread(peer: Peer): void {
+    if (peer.overBuffered) {
+      throw new WireError(
+        ErrorCode.Overloaded,
+        `this connection has ${peer.ws.bufferedAmount} bytes of replies it has not read, over the limit of ${this.limits.maxBufferedBytesPerConnection}: read them first`,
+      );
+    }
+  }
+
   /** A page of a posted batch's receipts, for an authenticated verifier choosing which to audit. */
   private fetchBatch(peer: Peer, m: FetchBatch): void {
+    this.refuseWhileUnread(peer);
     if (peer.verifier === undefined) throw new WireError(ErrorCode.Forbidden, "a batch's receipts are listed only to a connection authenticated as a registered verifier");
     const page = this.o.store.batchReceipts(Number(m.batchId), m.offset, m.limit);
     if (page === undefined) throw new WireError(ErrorCode.NotFound, `no posted batch ${m.batchId} in this server's store (not posted by it, or past retention)`);

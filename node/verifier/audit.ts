@@ -185,7 +185,7 @@ async function replay(shard: Shard, evidence: readonly StepEvidence[], steps: St
     inputs.set(decodeActivations(e.input), at);
     at += e.input.rows * H;
   }
-  const outputs = await shard.forward(inputs, shard.newCache());
+  const outputs = await shard.compute(inputs, shard.newCache());
   for (const [i, e] of evidence.entries()) {
     const audit = steps[i]!;
     const mine = outputs.subarray(audit.position * H, (audit.position + e.input.rows) * H);

@@ -1,6 +1,6 @@
 /**
  * npm run bench:batching — what batching concurrent sessions' decode steps buys a server: for B
- * sequences (each with its own cache of CONTEXT tokens), one `Shard.forwardBatch` run against B
+ * sequences (each with its own cache of CONTEXT tokens), one `Shard.computeBatch` run against B
  * `Shard.forward` runs (what a server without batching does), in the same process, alternating,
  * medians. Writes the "Batched decode" section of docs/benchmarks.md.
  */
@@ -20,7 +20,7 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 async function filledCache(shard: Shard, tokens: number, seed: number): Promise<KvCache> {
   const cache = shard.newCache();
   const H = shard.config.hiddenSize;
-  await shard.forward(Float32Array.from({ length: tokens * H }, (_, i) => Math.sin(i + seed) * 0.1), cache);
+  await shard.compute(Float32Array.from({ length: tokens * H }, (_, i) => Math.sin(i + seed) * 0.1), cache);
   return cache;
 }
 
@@ -43,11 +43,11 @@ for (const [label, dir] of [
       const batched: number[] = [];
       for (let rep = 0; rep < REPS; rep++) {
         let t = performance.now();
-        for (let b = 0; b < B; b++) await shard.forward(hidden, fork(caches[b]!));
+        for (let b = 0; b < B; b++) await shard.compute(hidden, fork(caches[b]!));
         separate.push(performance.now() - t);
         const forks = caches.slice(0, B).map(fork);
         t = performance.now();
-        await shard.forwardBatch(Array.from({ length: B }, () => hidden), forks);
+        await shard.computeBatch(Array.from({ length: B }, () => hidden), forks);
         batched.push(performance.now() - t);
       }
       const s = median(separate);

@@ -30,15 +30,15 @@ const prefillSeconds: number[] = [];
 const cache = shard.newCache();
 for (let r = 0; r < 3; r++) {
   const a = performance.now();
-  const prefill = await shard.forward(head.embed(prompt), shard.newCache());
+  const prefill = await shard.compute(head.embed(prompt), shard.newCache());
   await head.logits(prefill.subarray(prefill.length - c.hiddenSize));
   prefillSeconds.push((performance.now() - a) / 1000);
 }
-await shard.forward(head.embed(prompt), cache);
+await shard.compute(head.embed(prompt), cache);
 const stepSeconds: number[] = [];
 for (let s = 0; s < DECODE; s++) {
   const a = performance.now();
-  const hidden = await shard.forward(head.embed([(s * 31) % c.vocabSize]), cache);
+  const hidden = await shard.compute(head.embed([(s * 31) % c.vocabSize]), cache);
   await head.logits(hidden);
   stepSeconds.push((performance.now() - a) / 1000);
 }

@@ -24,11 +24,11 @@ for (const context of CONTEXTS) {
     for (const kind of ["ops", "gqa"] as const) {
       const shard = shards[kind];
       const cache = shard.newCache();
-      await shard.forward(new Float32Array(context * H).fill(0.01), cache);
+      await shard.compute(new Float32Array(context * H).fill(0.01), cache);
       const times: number[] = [];
       for (let s = 0; s < STEPS; s++) {
         const a = performance.now();
-        await shard.forward(new Float32Array(H).fill(0.02), cache);
+        await shard.compute(new Float32Array(H).fill(0.02), cache);
         times.push(performance.now() - a);
       }
       times.sort((x, y) => x - y);

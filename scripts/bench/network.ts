@@ -136,7 +136,7 @@ async function decodeRun(head: Head, pipeline: LayerPipeline, prompt: readonly n
   const H = head.config.hiddenSize;
   const sequence = await pipeline.openSequence();
   try {
-    const prefill = await sequence.forward(head.embed(prompt));
+    const prefill = await sequence.compute(head.embed(prompt));
     let next = argmax(await head.logits(prefill.subarray(prefill.length - H)));
     const tokens = [next];
     const stepMs: number[] = [];
@@ -147,7 +147,7 @@ async function decodeRun(head: Head, pipeline: LayerPipeline, prompt: readonly n
       const embedded = head.embed([next]);
       const rt0 = roundTripClock;
       const t1 = performance.now();
-      const hidden = await sequence.forward(embedded);
+      const hidden = await sequence.compute(embedded);
       forwardMs.push(performance.now() - t1);
       roundTripMs.push(roundTripClock - rt0);
       next = argmax(await head.logits(hidden));
@@ -166,9 +166,9 @@ async function teacherForced(head: Head, pipeline: LayerPipeline, prompt: readon
   const sequence = await pipeline.openSequence();
   let matches = 0;
   try {
-    let hidden = await sequence.forward(head.embed(prompt));
+    let hidden = await sequence.compute(head.embed(prompt));
     for (let i = 0; i < reference.length; i++) {
-      if (i > 0) hidden = await sequence.forward(head.embed([reference[i - 1]!]));
+      if (i > 0) hidden = await sequence.compute(head.embed([reference[i - 1]!]));
       if (argmax(await head.logits(hidden.subarray(hidden.length - H))) === reference[i]) matches++;
     }
     return matches;
@@ -313,13 +313,13 @@ async function benchModel(plan: Plan, storeDir: string, echoUrl: string): Promis
       );
       try {
         const sequence = await pipe.openSequence();
-        const prefill = await sequence.forward(head.embed(plan.prompts[0]!));
+        const prefill = await sequence.compute(head.embed(plan.prompts[0]!));
         let next = argmax(await head.logits(prefill.subarray(prefill.length - H)));
         // receipts trail their step's output: let the prefill's arrive before counting, and the last step's after
         const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 100));
         await settle();
         for (const p of proxies) p.reset();
-        for (let s = 0; s < BYTE_STEPS; s++) next = argmax(await head.logits(await sequence.forward(head.embed([next]))));
+        for (let s = 0; s < BYTE_STEPS; s++) next = argmax(await head.logits(await sequence.compute(head.embed([next]))));
         await settle();
         const up = proxies.flatMap((p) => p.up.frames);
         const down = proxies.flatMap((p) => p.down.frames);
@@ -524,7 +524,7 @@ async function hopCpu(hiddenSize: number, storeDir: string): Promise<HopCpu> {
     requestId: 1,
     sessionId,
     step: 7n,
-    hop: { server: address, firstLayer: 0, lastLayer: 4, inputHash: receipt.inputHash, outputHash: receipt.outputHash, signature },
+    signed: { server: address, firstLayer: 0, lastLayer: 4, inputHash: receipt.inputHash, outputHash: receipt.outputHash, signature },
   };
   const frames = microseconds(500, () => {
     decodeActivations((decodeMessage(encodeMessage(step)) as Step).input);

@@ -81,7 +81,7 @@ async function serve(shard: Shard, head: Head, shape: Shape, wire: ActivationEnc
       records.map(async (r, i) => {
         const ids = step === 0 ? Array.from({ length: prompt }, token) : [token()];
         const input = encodeActivations(head.embed(ids), ids.length, H, wire);
-        const out = await scheduler.forward(decodeActivations(input), caches[i]!, `client-${i}`);
+        const out = await scheduler.compute(decodeActivations(input), caches[i]!, `client-${i}`);
         r.inputs.push(input);
         r.outputs.push(out);
       }),
@@ -102,7 +102,7 @@ async function replay(verifier: Shard, s: SessionRecord, wires: readonly Activat
     all.set(decodeActivations(x), at);
     at += x.rows * H;
   }
-  const mine = await verifier.forward(all, verifier.newCache());
+  const mine = await verifier.compute(all, verifier.newCache());
   const used = process.cpuUsage(cpu);
   const scores = new Map<ActivationEncoding, number[]>(wires.map((w) => [w, []]));
   let exact = 0;

@@ -40,7 +40,7 @@ function receipt(i: number, step: bigint, inputHash: string, outputHash: string,
     requestId: 0,
     sessionId: hop.sessionId,
     step,
-    hop: { server: hop.server, firstLayer: hop.firstLayer, lastLayer: hop.lastLayer, inputHash, outputHash, signature },
+    signed: { server: hop.server, firstLayer: hop.firstLayer, lastLayer: hop.lastLayer, inputHash, outputHash, signature },
   };
 }
 

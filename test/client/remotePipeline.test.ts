@@ -70,7 +70,7 @@ async function failure(pipeline: RemotePipeline): Promise<GenerationError> {
 
 /** `m` with the hashes changed by `change`, signed by `key` as the server would sign it. */
 function resigned(m: StepReceipt, key: SigningKey, change: { outputHash?: string } = {}): StepReceipt {
-  const hop = { ...m.hop, ...change };
+  const hop = { ...m.signed, ...change };
   const signature = signReceiptWithKey(key, receiptDomain(31337n, ZeroAddress), {
     sessionId: m.sessionId,
     step: m.step,
@@ -82,7 +82,7 @@ function resigned(m: StepReceipt, key: SigningKey, change: { outputHash?: string
     tokens: m.step === 0n ? PROMPT.length : 1,
     server: hop.server,
   });
-  return { ...m, hop: { ...hop, signature } };
+  return { ...m, signed: { ...hop, signature } };
 }
 
 /** The highest step index the relay passed on. */

@@ -21,22 +21,22 @@ describe("batched decode (several sequences' next tokens in one engine run)", ()
       const batched = Array.from({ length: 4 }, () => shard.newCache());
       for (let b = 0; b < 4; b++) {
         const ids = Array.from({ length: 3 + 5 * b }, (_, i) => (i * 7 + b) % model.config.vocabSize);
-        await shard.forward(head.embed(ids), alone[b]!);
-        await shard.forward(head.embed(ids), batched[b]!);
+        await shard.compute(head.embed(ids), alone[b]!);
+        await shard.compute(head.embed(ids), batched[b]!);
       }
       for (let step = 0; step < 6; step++) {
         const hiddens = [0, 1, 2, 3].map((b) => head.embed([(step * 11 + b) % model.config.vocabSize]));
         const expected: Float32Array[] = [];
-        for (let b = 0; b < 4; b++) expected.push(await shard.forward(hiddens[b]!, alone[b]!));
-        const got = await shard.forwardBatch(hiddens, batched);
+        for (let b = 0; b < 4; b++) expected.push(await shard.compute(hiddens[b]!, alone[b]!));
+        const got = await shard.computeBatch(hiddens, batched);
         got.forEach((h, b) => expect(bitsEqual(h, expected[b]!)).toBe(true));
       }
       expect(batched.map((k) => k.length)).toEqual([3 + 6, 8 + 6, 13 + 6, 18 + 6]);
       // the caches stay usable on their own: one more single step agrees too
       const next = head.embed([5]);
-      expect(bitsEqual(await shard.forward(next, batched[2]!), await shard.forward(next, alone[2]!))).toBe(true);
-      await expect(shard.forwardBatch([next, next], [batched[0]!, batched[0]!])).rejects.toThrow("a batch names the same sequence twice");
-      await expect(shard.forwardBatch([head.embed([1, 2])], [batched[1]!])).rejects.toThrow("a batched step takes one token of");
+      expect(bitsEqual(await shard.compute(next, batched[2]!), await shard.compute(next, alone[2]!))).toBe(true);
+      await expect(shard.computeBatch([next, next], [batched[0]!, batched[0]!])).rejects.toThrow("a batch names the same sequence twice");
+      await expect(shard.computeBatch([head.embed([1, 2])], [batched[1]!])).rejects.toThrow("a batched step takes one token of");
     });
   }
 });

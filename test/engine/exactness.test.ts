@@ -36,9 +36,9 @@ async function engineLogits(model: ModelDirectory, attention: AttentionKind): Pr
   const seq = await pipeline.openSequence();
   const V = model.config.vocabSize;
   const out: Float32Array[] = [];
-  const prefill = await head.logits(await seq.forward(head.embed(PROMPT.slice(0, 7))));
+  const prefill = await head.logits(await seq.compute(head.embed(PROMPT.slice(0, 7))));
   for (let t = 0; t < 7; t++) out.push(prefill.slice(t * V, (t + 1) * V));
-  for (const id of PROMPT.slice(7)) out.push(await head.logits(await seq.forward(head.embed([id]))));
+  for (const id of PROMPT.slice(7)) out.push(await head.logits(await seq.compute(head.embed([id]))));
   return out;
 }
 
@@ -82,7 +82,7 @@ describe("sharding and caching change nothing", () => {
     const logits: Float32Array[] = [];
     let input = PROMPT.slice(0, 5);
     for (let s = 0; s < STEPS; s++) {
-      const hidden = await seq.forward(head.embed(input));
+      const hidden = await seq.compute(head.embed(input));
       const l = await head.logits(hidden.slice(hidden.length - H));
       logits.push(l);
       input = [argmax(l)];
@@ -108,16 +108,16 @@ describe("sharding and caching change nothing", () => {
     const H = model.config.hiddenSize;
     const cache = shard.newCache();
     const ids = PROMPT.slice(0, 5);
-    let hidden = await shard.forward(head.embed(ids), cache);
+    let hidden = await shard.compute(head.embed(ids), cache);
     let worst = 0;
     for (let s = 0; s < STEPS; s++) {
       const cached = await head.logits(hidden.slice(hidden.length - H));
-      const full = await shard.forward(head.embed(ids), shard.newCache());
+      const full = await shard.compute(head.embed(ids), shard.newCache());
       const recomputed = await head.logits(full.slice(full.length - H));
       worst = Math.max(worst, maxAbsDiff(cached, recomputed));
       expect(argmax(cached)).toBe(argmax(recomputed));
       ids.push(argmax(cached));
-      hidden = await shard.forward(head.embed([ids[ids.length - 1]!]), cache);
+      hidden = await shard.compute(head.embed([ids[ids.length - 1]!]), cache);
     }
     expect(cache.length).toBe(5 + STEPS);
     // not bit-identical: a T-row prefill and a 1-row decode use different GEMM kernels

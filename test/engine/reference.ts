@@ -1,5 +1,5 @@
 /**
- * A plain float64 forward pass of a Llama-family model, written for clarity (llama2.c style), used
+ * A plain float64 computation of a Llama-family model, written for clarity (llama2.c style), used
  * only by tests as the ground truth the ONNX engine is compared against. It recomputes every
  * token's attention from scratch: no cache, no tricks.
  */

@@ -75,7 +75,7 @@ const samples: Message[] = [
     requestId: 8,
     sessionId: session,
     step: 3n,
-    hop: {
+    signed: {
       server,
       firstLayer: 0,
       lastLayer: 4,

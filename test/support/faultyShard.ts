@@ -21,17 +21,17 @@ export type Fault =
 
 /**
  * A test-only wrapper with the Shard interface (what ShardServer runs): `forward` and
- * `forwardBatch` misbehave as `fault` says from `fromPosition` on; everything else is the real
+ * `computeBatch` misbehave as `fault` says from `fromPosition` on; everything else is the real
  * shard's. Not a production flag: only tests construct it.
  */
 export function faultyShard(real: Shard, fault: Fault, fromPosition = 0): Shard {
   const faulty = Object.create(real) as Shard;
   const rng = new SeededRandom(fault.kind === "noise" ? (fault.seed ?? 1) : 1);
   const forwardOne = async (hidden: Float32Array, cache: KvCache): Promise<Float32Array> => {
-    if (cache.length < fromPosition) return real.forward(hidden, cache);
+    if (cache.length < fromPosition) return real.compute(hidden, cache);
     switch (fault.kind) {
       case "noise": {
-        const out = await real.forward(hidden, cache);
+        const out = await real.compute(hidden, cache);
         for (let i = 0; i < out.length; i++) out[i] = out[i]! + fault.amplitude * (2 * rng.uniform() - 1);
         return out;
       }
@@ -39,20 +39,20 @@ export function faultyShard(real: Shard, fault: Fault, fromPosition = 0): Shard 
         cache.length += hidden.length / real.config.hiddenSize; // the session moves on, no layer runs
         return hidden.slice();
       case "fewerLayers":
-        return fault.lesser.forward(hidden, cache);
+        return fault.lesser.compute(hidden, cache);
       case "otherWeights":
-        return fault.other.forward(hidden, cache);
+        return fault.other.compute(hidden, cache);
       case "lowerPrecision": {
-        const out = roundF16(await real.forward(roundF16(hidden), cache));
+        const out = roundF16(await real.compute(roundF16(hidden), cache));
         cache.keys = cache.keys.map(roundTensorF16);
         cache.values = cache.values.map(roundTensorF16);
         return out;
       }
     }
   };
-  faulty.forward = forwardOne;
-  faulty.forwardBatch = async (hiddens, caches) => {
-    if (caches.every((c) => c.length < fromPosition)) return real.forwardBatch(hiddens, caches);
+  faulty.compute = forwardOne;
+  faulty.computeBatch = async (hiddens, caches) => {
+    if (caches.every((c) => c.length < fromPosition)) return real.computeBatch(hiddens, caches);
     const out: Float32Array[] = [];
     for (let i = 0; i < hiddens.length; i++) out.push(await forwardOne(hiddens[i]!, caches[i]!));
     return out;

@@ -45,7 +45,7 @@ async function runShards(model: ModelDirectory, cuts: number[]): Promise<Float32
   const steps = [PROMPT.slice(0, 8), ...PROMPT.slice(8).map((t) => [t])];
   for (const ids of steps) {
     let h = head.embed(ids);
-    for (let i = 0; i < shards.length; i++) h = await shards[i]!.forward(h, caches[i]!);
+    for (let i = 0; i < shards.length; i++) h = await shards[i]!.compute(h, caches[i]!);
     outputs.push(h);
   }
   await Promise.all([...shards.map((s) => s.release()), head.release()]);
@@ -109,7 +109,7 @@ describe("efed compress", () => {
     const outputs: Float32Array[] = [];
     for (const threads of [1, 2]) {
       const shard = await Shard.load(model, 0, model.config.numLayers, { threads });
-      outputs.push(await shard.forward(head.embed(PROMPT), shard.newCache()));
+      outputs.push(await shard.compute(head.embed(PROMPT), shard.newCache()));
       await shard.release();
     }
     expect(bitsEqual(outputs[0]!, outputs[1]!)).toBe(true);
@@ -122,7 +122,7 @@ describe("efed compress", () => {
     const reference = new ReferenceModel(model).logits(PROMPT);
     const head = await Head.load(model);
     const shard = await Shard.load(model, 0, model.config.numLayers);
-    const logits = await head.logits(await shard.forward(head.embed(PROMPT), shard.newCache()));
+    const logits = await head.logits(await shard.compute(head.embed(PROMPT), shard.newCache()));
     const V = model.config.vocabSize;
     reference.forEach((row, t) => expect(maxAbsDiff(logits.subarray(t * V, (t + 1) * V), row)).toBeLessThan(1e-4));
   });

@@ -142,6 +142,23 @@ describe("a server under attack", () => {
     expect(await honestTokens(s.server.url)).toEqual(expected);
   });
 
+  it("at the connection cap, the connection idle longest makes room; connections with sessions are never closed for it", async () => {
+    const s = await serve({ maxConnections: 3 });
+    const idle = await peer(s.server.url, { localAddress: "127.0.0.4" });
+    const busy = await peer(s.server.url, ATTACKER);
+    const other = await peer(s.server.url, { localAddress: "127.0.0.5" });
+    for (const p of [busy, other]) expect(await p.send(open(sid()))).toMatchObject({ type: MessageType.SessionOpened });
+    const newcomer = await peer(s.server.url, { localAddress: "127.0.0.6" });
+    expect(newcomer.info.server).toBe(s.wallet.address); // admitted
+    await idle.whenClosed();
+    expect([idle.closeCode, idle.closeReason]).toEqual([1013, "server full: idle connection closed to make room"]);
+    // with every connection holding a session, a newcomer is refused
+    expect(await newcomer.send(open(sid()))).toMatchObject({ type: MessageType.SessionOpened });
+    const refused = await peer(s.server.url, { localAddress: "127.0.0.7" });
+    expectError(await refused.next(), ErrorCode.TooManyConnections, "server holds its maximum of 3 connections, all of them busy");
+    expect([busy.closed, other.closed, newcomer.closed]).toEqual([false, false, false]);
+  });
+
   it("closes connections that open no session within the idle time", async () => {
     const s = await serve({ connectionIdleMs: 200 });
     const idle = await peer(s.server.url, ATTACKER);
@@ -177,15 +194,19 @@ describe("a server under attack", () => {
       p.send(encodeMessage({ type: MessageType.FetchStep, requestId: 9, leaf, ...(proof === undefined ? {} : { ownerProof: proof }) }));
     expectError(await fetch(stranger), ErrorCode.Forbidden, "needs the session owner's proof");
     // a proof seen on the owner's connection is worthless on another one
-    expectError(await fetch(stranger, ownerProof(key, owner.info.challenge, leaf)), ErrorCode.Forbidden, "is not made with its session's key");
-    expectError(await fetch(stranger, ownerProof(hexlify(randomBytes(32)), stranger.info.challenge, leaf)), ErrorCode.Forbidden, "is not made with its session's key");
+    // a wrong proof gets the answer of a step this server does not hold: a stranger learns nothing
+    const notHeld = `no stored step has receipt leaf ${leaf} that this connection may fetch`;
+    expectError(await fetch(stranger, ownerProof(key, owner.info.challenge, leaf)), ErrorCode.NotFound, notHeld);
+    expectError(await fetch(stranger, ownerProof(hexlify(randomBytes(32)), stranger.info.challenge, leaf)), ErrorCode.NotFound, notHeld);
+    const unknown = sid();
+    expectError(await fetch(stranger, ownerProof(key, stranger.info.challenge, unknown)).then((m) => m), ErrorCode.NotFound, "that this connection may fetch");
     const got = await fetch(owner, ownerProof(key, owner.info.challenge, leaf));
     expect(got).toMatchObject({ type: MessageType.StoredStep, receipt: stored.receipt, signature: stored.signature });
     // by session and step, with a proof over that target (a proof over the leaf does not do)
     const bySession = (p: RawPeer, proof?: string): Promise<Message | "closed"> =>
       p.send(encodeMessage({ type: MessageType.FetchSessionStep, requestId: 10, sessionId: id, step: 0n, ...(proof === undefined ? {} : { ownerProof: proof }) }));
     expectError(await bySession(stranger), ErrorCode.Forbidden, "needs the session owner's proof");
-    expectError(await bySession(owner, ownerProof(key, owner.info.challenge, leaf)), ErrorCode.Forbidden, `the owner proof for step 0 of session ${id}`);
+    expectError(await bySession(owner, ownerProof(key, owner.info.challenge, leaf)), ErrorCode.NotFound, `no stored step has step 0 of session ${id} that this connection may fetch`);
     expect(await bySession(owner, ownerProof(key, owner.info.challenge, sessionStepTarget(id, 0n)))).toMatchObject({
       type: MessageType.StoredStep,
       receipt: stored.receipt,

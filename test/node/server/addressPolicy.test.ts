@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isPublicAddress, resolvePublicAddress } from "../../node/server/addressPolicy.js";
+import { isPublicAddress, resolvePublicAddress } from "../../../node/server/addressPolicy.js";
 
 describe("address policy for next hops", () => {
   it("calls public only what is routable on the internet, IPv6 forms of private IPv4 included", () => {

@@ -2,10 +2,10 @@ import { Wallet, hexlify, randomBytes } from "ethers";
 import { pino } from "pino";
 import { WebSocketServer } from "ws";
 import { afterEach, describe, expect, it } from "vitest";
-import { DEFAULT_FORWARDING, Forwarder, hopWaitMs, validateForwarding, type ForwardingOptions } from "../../node/server/forwarder.js";
-import { encodeActivations } from "../../protocol/activations.js";
-import { ErrorCode, type Step } from "../../protocol/wire.js";
-import { fakeServer, silentPeer, type FakeServer } from "../support/fakeShardServer.js";
+import { DEFAULT_FORWARDING, Forwarder, hopWaitMs, validateForwarding, type ForwardingOptions } from "../../../node/server/forwarder.js";
+import { encodeActivations } from "../../../protocol/activations.js";
+import { ErrorCode, type Step } from "../../../protocol/wire.js";
+import { fakeServer, silentPeer, type FakeServer } from "../../support/fakeShardServer.js";
 
 const VARIANT = "0x" + "cd".repeat(32);
 const open: { close(): Promise<void> }[] = [];

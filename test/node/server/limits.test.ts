@@ -1,13 +1,13 @@
 import { hexlify, randomBytes } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ModelDirectory } from "../../engine/model/modelDir.js";
-import { encodeActivations } from "../../protocol/activations.js";
-import { ErrorCode } from "../../protocol/wire.js";
-import { ShardConnection, ShardRequestError } from "../../client/shardClient.js";
-import { SessionTable } from "../../node/server/sessions.js";
-import { DEFAULT_SERVER_LIMITS } from "../../node/server/limits.js";
-import { randomModel, scratchDir } from "../engine/helpers.js";
-import { startServer, type RunningServer } from "./support.js";
+import type { ModelDirectory } from "../../../engine/model/modelDir.js";
+import { encodeActivations } from "../../../protocol/activations.js";
+import { ErrorCode } from "../../../protocol/wire.js";
+import { ShardConnection, ShardRequestError } from "../../../client/shardClient.js";
+import { SessionTable } from "../../../node/server/sessions.js";
+import { DEFAULT_SERVER_LIMITS } from "../../../node/server/limits.js";
+import { randomModel, scratchDir } from "../../engine/helpers.js";
+import { startServer, type RunningServer } from "../support.js";
 
 const scratch = scratchDir();
 let model: ModelDirectory;

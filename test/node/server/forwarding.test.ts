@@ -5,23 +5,23 @@ import { join } from "node:path";
 import { Wallet, hexlify, randomBytes, type SigningKey } from "ethers";
 import { WebSocket, WebSocketServer } from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ModelDirectory } from "../../engine/model/modelDir.js";
-import { Head } from "../../engine/runtime/head.js";
-import { encodeActivations } from "../../protocol/activations.js";
-import { buildRoute, forwardTag } from "../../protocol/forwarding.js";
-import { ErrorCode, MessageType, encodeMessage, type Step } from "../../protocol/wire.js";
-import { helloTranscript, newEphemeralKey, signTranscript } from "../../protocol/peerAuth.js";
-import { PeerLink } from "../../node/server/peerLink.js";
-import type { ForwardingOptions } from "../../node/server/forwarder.js";
-import { generate, type GenerationError, type LayerPipeline } from "../../client/generate.js";
-import { LocalPipeline } from "../../client/localPipeline.js";
-import { RemotePipeline, type RemoteSequence } from "../../client/remotePipeline.js";
-import { ShardConnection } from "../../client/shardClient.js";
-import { randomModel, scratchDir } from "../engine/helpers.js";
-import { silentPeer } from "../support/fakeShardServer.js";
-import { holdingRelay } from "../support/holdingRelay.js";
-import { RawPeer } from "../support/rawPeer.js";
-import { startServer, type RunningServer } from "./support.js";
+import type { ModelDirectory } from "../../../engine/model/modelDir.js";
+import { Head } from "../../../engine/runtime/head.js";
+import { encodeActivations } from "../../../protocol/activations.js";
+import { buildRoute, forwardTag } from "../../../protocol/forwarding.js";
+import { ErrorCode, MessageType, encodeMessage, type Step } from "../../../protocol/wire.js";
+import { helloTranscript, newEphemeralKey, signTranscript } from "../../../protocol/peerAuth.js";
+import { PeerLink } from "../../../node/server/peerLink.js";
+import type { ForwardingOptions } from "../../../node/server/forwarder.js";
+import { generate, type GenerationError, type LayerPipeline } from "../../../client/generate.js";
+import { LocalPipeline } from "../../../client/localPipeline.js";
+import { RemotePipeline, type RemoteSequence } from "../../../client/remotePipeline.js";
+import { ShardConnection } from "../../../client/shardClient.js";
+import { randomModel, scratchDir } from "../../engine/helpers.js";
+import { silentPeer } from "../../support/fakeShardServer.js";
+import { holdingRelay } from "../../support/holdingRelay.js";
+import { RawPeer } from "../../support/rawPeer.js";
+import { startServer, type RunningServer } from "../support.js";
 
 const scratch = scratchDir();
 let model: ModelDirectory;
@@ -60,9 +60,9 @@ function hooked(inner: RemotePipeline, before: (step: number, seq: RemoteSequenc
       const seq = await inner.openSequence();
       let step = 0;
       return {
-        forward: async (h) => {
+        compute: async (h) => {
           await before(step++, seq);
-          return seq.forward(h);
+          return seq.compute(h);
         },
         close: () => seq.close(),
       };

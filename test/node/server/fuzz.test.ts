@@ -1,16 +1,16 @@
 import { hexlify } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ModelDirectory } from "../../engine/model/modelDir.js";
-import { SeededRandom } from "../../engine/random.js";
-import { Head } from "../../engine/runtime/head.js";
-import { encodeActivations } from "../../protocol/activations.js";
-import { ErrorCode, MessageType, encodeMessage, maxFrameBytesFor, type Hop } from "../../protocol/wire.js";
-import { generate } from "../../client/generate.js";
-import { LocalPipeline } from "../../client/localPipeline.js";
-import { RemotePipeline } from "../../client/remotePipeline.js";
-import { randomModel, scratchDir } from "../engine/helpers.js";
-import { RawPeer } from "../support/rawPeer.js";
-import { startServer, type RunningServer } from "./support.js";
+import type { ModelDirectory } from "../../../engine/model/modelDir.js";
+import { SeededRandom } from "../../../engine/random.js";
+import { Head } from "../../../engine/runtime/head.js";
+import { encodeActivations } from "../../../protocol/activations.js";
+import { ErrorCode, MessageType, encodeMessage, maxFrameBytesFor, type Hop } from "../../../protocol/wire.js";
+import { generate } from "../../../client/generate.js";
+import { LocalPipeline } from "../../../client/localPipeline.js";
+import { RemotePipeline } from "../../../client/remotePipeline.js";
+import { randomModel, scratchDir } from "../../engine/helpers.js";
+import { RawPeer } from "../../support/rawPeer.js";
+import { startServer, type RunningServer } from "../support.js";
 
 const scratch = scratchDir();
 let model: ModelDirectory;

@@ -1,14 +1,14 @@
 import { join } from "node:path";
 import { Wallet, hexlify, keccak256, toBeHex } from "ethers";
 import { afterAll, describe, expect, it } from "vitest";
-import { encodeActivations } from "../../protocol/activations.js";
-import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
-import { ActivationStore, type StoredStep } from "../../node/store/activationStore.js";
-import { generate } from "../../client/generate.js";
-import { RemotePipeline, type VerifiedReceipt } from "../../client/remotePipeline.js";
-import { Head } from "../../engine/runtime/head.js";
-import { randomModel, scratchDir } from "../engine/helpers.js";
-import { startServer } from "./support.js";
+import { encodeActivations } from "../../../protocol/activations.js";
+import { receiptLeaf, type Receipt } from "../../../protocol/receipt.js";
+import { ActivationStore, type StoredStep } from "../../../node/store/activationStore.js";
+import { generate } from "../../../client/generate.js";
+import { RemotePipeline, type VerifiedReceipt } from "../../../client/remotePipeline.js";
+import { Head } from "../../../engine/runtime/head.js";
+import { randomModel, scratchDir } from "../../engine/helpers.js";
+import { startServer } from "../support.js";
 
 const scratch = scratchDir();
 afterAll(() => scratch.cleanup());

@@ -9,7 +9,7 @@ import { generate, type LayerPipeline } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
 import { RemotePipeline, type VerifiedReceipt } from "../../client/remotePipeline.js";
 import { randomModel, scratchDir } from "../engine/helpers.js";
-import { startServer, type RunningServer } from "./support.js";
+import { startServer, type RunningServer } from "../node/support.js";
 
 const scratch = scratchDir();
 let model: ModelDirectory;
@@ -119,9 +119,9 @@ describe("a route of shard servers on loopback", () => {
         openSequence: async () => {
           const caches = local.shards.map((sh) => sh.newCache());
           return {
-            forward: async (hidden) => {
+            compute: async (hidden) => {
               let h = roundTrip(hidden);
-              for (let i = 0; i < local.shards.length; i++) h = roundTrip(await local.shards[i]!.forward(h, caches[i]!));
+              for (let i = 0; i < local.shards.length; i++) h = roundTrip(await local.shards[i]!.compute(h, caches[i]!));
               return h;
             },
             close: async () => {},

@@ -1,0 +1,21 @@
+/**
+ * The one statistics helper of the benchmarks: order statistics of measured samples. Percentiles
+ * interpolate linearly between the two nearest ranks (the median of an even count is the mean of
+ * the middle two), so a percentile of one sample is that sample.
+ */
+
+/** The p-th percentile (0..100) of `values`; throws on an empty list or a p outside 0..100. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) throw new RangeError("percentile of no values");
+  if (!(p >= 0 && p <= 100)) throw new RangeError(`percentile must be within 0..100, got ${p}`);
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = (p / 100) * (sorted.length - 1);
+  const below = Math.floor(rank);
+  const above = Math.min(below + 1, sorted.length - 1);
+  return sorted[below]! + (sorted[above]! - sorted[below]!) * (rank - below);
+}
+
+/** The median of `values` (the 50th percentile). */
+export function median(values: readonly number[]): number {
+  return percentile(values, 50);
+}
