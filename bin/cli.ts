@@ -5,6 +5,7 @@ import { compressCommand } from "../node/commands/compress.js";
 import { evalCommand } from "../node/commands/eval.js";
 import { manifestCommand } from "../node/commands/manifest.js";
 import { serverCommand } from "../node/commands/server.js";
+import { verifierCommand } from "../node/commands/verifier.js";
 
 const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -22,7 +23,7 @@ export function buildProgram(): Command {
     .version(version, "-V, --version", "print the eFed version")
     .showHelpAfterError()
     .exitOverride();
-  for (const sub of [generateCommand(), serverCommand(), manifestCommand(), compressCommand(), evalCommand()]) program.addCommand(sub.copyInheritedSettings(program));
+  for (const sub of [generateCommand(), serverCommand(), verifierCommand(), manifestCommand(), compressCommand(), evalCommand()]) program.addCommand(sub.copyInheritedSettings(program));
   return program;
 }
 
