@@ -72,7 +72,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await Promise.all(children.map(stopProcess));
+  await Promise.all(children.map((c) => stopProcess(c)));
   await Promise.all(servers.map((s) => s.stop()));
   for (const s of states) s.close();
   await replayers?.release();
