@@ -39,16 +39,20 @@ async function postBatch(w: ThreatWorld, indices: number[], fromTime: number) {
   };
 }
 
+/** Stakes the verifier minimum, registers, and approves Disputes to take bonds. */
+async function joinAsVerifier(w: World, who: HardhatEthersSigner): Promise<void> {
+  await stake(w, who, PARAMS.stake.verifierMinStake);
+  await w.staking.connect(who).registerVerifier();
+  await w.token.connect(who).approve(await w.disputes.getAddress(), MINTED);
+}
+
 /** A server of layers [0, 4) with five signed receipts, five registered verifiers with their bond approved. */
 async function threatWorld(): Promise<ThreatWorld> {
   const w = await world();
-  const verifiers = [w.verifier, ...(await ethers.getSigners()).slice(7, 11)];
-  for (const v of verifiers) {
-    if (v !== w.verifier) await w.token.mint(v.address, MINTED);
-    await stake(w, v, PARAMS.stake.verifierMinStake);
-    await w.staking.connect(v).registerVerifier();
-    await w.token.connect(v).approve(await w.disputes.getAddress(), MINTED);
-  }
+  const extra = (await ethers.getSigners()).slice(7, 11);
+  for (const v of extra) await w.token.mint(v.address, MINTED);
+  const verifiers = [w.verifier, ...extra];
+  for (const v of verifiers) await joinAsVerifier(w, v);
   await registerServer(w, w.server, 0, 4);
   const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
   const signed: Committed[] = [];
