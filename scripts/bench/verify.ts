@@ -10,8 +10,12 @@
  * - honest noise (step scores: p50 / p99.9 / max) per model, variant, threads, serving mode, wire;
  * - per fault kind (test/support/faultyShard.ts) the share of faulty steps an audit flags;
  * - the verifier's CPU time for the replay as a fraction of the server's for the same steps;
- * - the detection probability 1-(1-p·f)^k and the sample rate that catches f = 5% within 10,000 tokens.
- * With --write, replaces the measured sections of docs/verification.md.
+ * - the detection probability 1-(1-p·f)^k and the sample rate that catches f = 5% within 10,000 tokens;
+ * - simulated batches: a cheater's receipts sampled with the daemon's isSampled, caught through the
+ *   replayed session prefix, per measured detection rate; and when cheating does not pay at the
+ *   devnet slash.
+ * With --write, replaces the measured sections of docs/verification.md. With --only simulation,
+ * skips the honest noise and cost measurements and prints (writes) only the simulation's sections.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -411,26 +415,35 @@ function caughtAt(sessions: readonly SimSession[], draws: Float64Array, cheater:
   return caught;
 }
 
-/** Steps and sessions within the first `tokens` served tokens of a trial (a step counts once it is served whole). */
-function countWithin(sessions: readonly SimSession[], tokens: number): { steps: number; sessions: number } {
+/** Within the first `tokens` served tokens of a trial: whole steps, sessions begun, sessions whose last step is served. */
+interface Within {
+  steps: number;
+  sessions: number;
+  completed: number;
+}
+function countWithin(sessions: readonly SimSession[], tokens: number): Within {
   let served = 0;
-  let steps = 0;
-  let count = 0;
+  const w: Within = { steps: 0, sessions: 0, completed: 0 };
   for (const s of sessions) {
     if (served >= tokens) break;
-    count++;
+    w.sessions++;
     for (const t of s.stepTokens) {
-      if (served + t > tokens) return { steps, sessions: count };
+      if (served + t > tokens) return w;
       served += t;
-      steps++;
+      w.steps++;
     }
+    w.completed++;
   }
-  return { steps, sessions: count };
+  return w;
 }
 
-/** Closed form for a cheater whose corrupted receipts are each audited with p: 1-(1-p·d·f)^k, or 1-(1-p·d)^sessions. */
-const closedForm = (p: number, d: number, cheater: Cheater, within: { steps: number; sessions: number }): number =>
-  typeof cheater.f === "string" ? 1 - Math.pow(1 - p * d, within.sessions) : 1 - Math.pow(1 - p * d * cheater.f, within.steps);
+/** Corrupted receipts a cheater served within N tokens, each audited with p: f·steps, one per session begun, or one per session completed. */
+const corruptedReceipts = (cheater: Cheater, w: Within): number =>
+  cheater.f === "last" ? w.completed : cheater.f === "session" ? w.sessions : cheater.f * w.steps;
+
+/** Closed form for a cheater whose corrupted receipts are each audited with p: 1-(1-p·d·f)^k, or 1-(1-p·d)^(one per session). */
+const closedForm = (p: number, d: number, cheater: Cheater, within: Within): number =>
+  typeof cheater.f === "string" ? 1 - Math.pow(1 - p * d, corruptedReceipts(cheater, within)) : 1 - Math.pow(1 - p * d * cheater.f, within.steps);
 
 interface SimResult {
   cheater: Cheater;
@@ -511,15 +524,15 @@ function corruptedTokens(cheater: Cheater, i: number, n: number): number {
   // one step per session: the last is one token; a uniformly chosen one the session's tokens per step
   let sum = 0;
   for (const [ti, t] of trials.entries()) {
-    const sessions = t.slice(0, withins[ti]![i]!.sessions);
+    const sessions = t.slice(0, cheater.f === "last" ? withins[ti]![i]!.completed : withins[ti]![i]!.sessions);
     sum += sessions.reduce((a, s) => a + (cheater.f === "last" ? 1 : s.stepTokens.reduce((x, y) => x + y, 0) / s.stepTokens.length), 0);
   }
   return sum / SIM_TRIALS;
 }
 /** The smallest p with (1-(1-p·d·f)^k)·slash ≥ gain (closed form: a lower bound on the daemon's catch rate, so this p suffices). */
-function closedFormMinRate(cheater: Cheater, d: number, within: { steps: number; sessions: number }, gain: number): number {
+function closedFormMinRate(cheater: Cheater, d: number, within: Within, gain: number): number {
   if (gain >= SLASH) return Infinity;
-  const perReceipt = 1 - Math.pow(1 - gain / SLASH, 1 / (typeof cheater.f === "string" ? within.sessions : within.steps));
+  const perReceipt = 1 - Math.pow(1 - gain / SLASH, 1 / (typeof cheater.f === "string" ? corruptedReceipts(cheater, within) : within.steps));
   return perReceipt / (d * (typeof cheater.f === "string" ? 1 : cheater.f));
 }
 
@@ -634,7 +647,11 @@ for (const r of simResults) {
     const corrupted = corruptedTokens(r.cheater, i, n);
     const gain = corrupted * SIM_PRICE_PER_TOKEN;
     const caught = r.simulated[i]![PROFIT_RATE_INDEX]!;
-    const meanWithin = { steps: withins.reduce((a, w) => a + w[i]!.steps, 0) / SIM_TRIALS, sessions: withins.reduce((a, w) => a + w[i]!.sessions, 0) / SIM_TRIALS };
+    const meanWithin = {
+      steps: withins.reduce((a, w) => a + w[i]!.steps, 0) / SIM_TRIALS,
+      sessions: withins.reduce((a, w) => a + w[i]!.sessions, 0) / SIM_TRIALS,
+      completed: withins.reduce((a, w) => a + w[i]!.completed, 0) / SIM_TRIALS,
+    };
     profitRows.push([
       r.d.toFixed(3),
       r.cheater.label,
@@ -691,7 +708,7 @@ const simulationSections: [string, string][] = [
       "",
       `Faults with d = 0 (small noise and lower precision on the int4 variant, whose tolerance is 0.25) are never caught. Each`,
       `cell: share of ${SIM_TRIALS.toLocaleString("en-US")} simulated cheaters caught within N served tokens / the closed form 1 − (1 − p·d·f)^k (k = the steps`,
-      "within N tokens; for one step per session 1 − (1 − p·d)^s over its s sessions), which counts a corrupted receipt as",
+      "within N tokens; for one step per session 1 − (1 − p·d)^s over the s sessions begun, or completed for the last step), which counts a corrupted receipt as",
       "caught only when that very receipt is sampled.",
       "",
       ...simTables.flatMap((t) => [t, ""]),
