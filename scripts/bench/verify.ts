@@ -10,8 +10,12 @@
  * - honest noise (step scores: p50 / p99.9 / max) per model, variant, threads, serving mode, wire;
  * - per fault kind (test/support/faultyShard.ts) the share of faulty steps an audit flags;
  * - the verifier's CPU time for the replay as a fraction of the server's for the same steps;
- * - the detection probability 1-(1-p·f)^k and the sample rate that catches f = 5% within 10,000 tokens.
- * With --write, replaces the measured sections of docs/verification.md.
+ * - the detection probability 1-(1-p·f)^k and the sample rate that catches f = 5% within 10,000 tokens;
+ * - simulated batches: a cheater's receipts sampled with the daemon's isSampled, caught through the
+ *   replayed session prefix, per measured detection rate; and when cheating does not pay at the
+ *   devnet slash.
+ * With --write, replaces the measured sections of docs/verification.md. With --only simulation,
+ * skips the honest noise and cost measurements and prints (writes) only the simulation's sections.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -25,12 +29,20 @@ import { decodeActivations, encodeActivations, type ActivationEncoding, type Enc
 import { compressModel } from "../../node/compress/compressModel.js";
 import { EngineScheduler, DEFAULT_BATCH_POLICY } from "../../node/server/engineScheduler.js";
 import { compareOutput, toleranceFor } from "../../node/verifier/compareOutput.js";
+import { isSampled } from "../../node/verifier/sample.js";
 import { faultyShard, type Fault } from "../../test/support/faultyShard.js";
+import { DEVNET_PARAMS } from "../lib/deployProtocol.js";
 import { REPO_ROOT } from "./lib/benchModels.js";
 import { replaceSection } from "./lib/docs.js";
 import { markdownTable } from "./lib/markdown.js";
+import { median, percentile as percentileOf } from "./lib/stats.js";
+import { formatEther } from "ethers";
 
 const WRITE = process.argv.includes("--write");
+/** `--only simulation`: measure the fault detection rates and run the simulation only; write only its sections. */
+const ONLY = process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1] : undefined;
+if (ONLY !== undefined && ONLY !== "simulation") throw new Error(`--only takes "simulation", got ${ONLY ?? "nothing"}`);
+const SIMULATION_ONLY = ONLY === "simulation";
 const WIRES: ActivationEncoding[] = ["fp32", "fp16", "int8"];
 const scratch = mkdtempSync(join(tmpdir(), "efed-bench-verify-"));
 
@@ -162,7 +174,7 @@ interface NoiseRow {
   exact: string;
 }
 const noise: NoiseRow[] = [];
-for (const s of subjects) {
+for (const s of SIMULATION_ONLY ? [] : subjects) {
   const L = s.model.config.numLayers;
   const verifier = await Shard.load(s.model, 0, L, { threads: 1 });
   const tolerance = toleranceFor(s.model.compression);
@@ -252,8 +264,8 @@ const kjv = subjects[6]!;
 const costSteps = 256;
 const costServer = await Shard.load(kjv.model, 0, kjv.model.config.numLayers, { threads: 1 });
 const costVerifier = await Shard.load(kjv.model, 0, kjv.model.config.numLayers, { threads: 1 });
-const served = await serve(costServer, kjv.head, { sessions: 1, prompt: MODES.decode.prompt, decodeSteps: costSteps - 1 }, "fp32", 5);
-const replayed = await replay(costVerifier, served.sessions[0]!, ["fp32"]);
+const served = SIMULATION_ONLY ? { cpuMs: NaN, sessions: [] } : await serve(costServer, kjv.head, { sessions: 1, prompt: MODES.decode.prompt, decodeSteps: costSteps - 1 }, "fp32", 5);
+const replayed = SIMULATION_ONLY ? { cpuMs: NaN } : await replay(costVerifier, served.sessions[0]!, ["fp32"]);
 const costRatio = replayed.cpuMs / served.cpuMs;
 
 // ------------------------------------------------------------------ detection probability
@@ -286,6 +298,242 @@ function replayShare(p: number, L: number): number {
   let e = 0;
   for (let m = 1; m <= L; m++) e += (m / L) * p * Math.pow(1 - p, L - m); // last sampled step is the m-th
   return e;
+}
+
+// ------------------------------------------------------------------ simulated batches: the daemon's sample over a cheater's receipts
+
+/** The sample rates of the simulation tables; every draw is resolved below the largest. */
+const SIM_RATES = [0.001, 0.005, 0.01, 0.02, 0.05];
+const SIM_TOKENS = [1_000, 10_000, 100_000];
+const SIM_TRIALS = 1_000;
+/** Receipts per posted batch: each batch gets its own seed block hash. */
+const SIM_BATCH_RECEIPTS = 256;
+/**
+ * Sessions as the shipped model (kjv-llama-6m, 512 positions) serves them: one prefill step of the
+ * prompt, then 1-token decode steps. Prompts uniform in 8..200 tokens, answers 16..256 tokens.
+ */
+const SIM_PROMPT = [8, 200] as const;
+const SIM_DECODE = [16, 256] as const;
+/** Pool of real isSampled draws: a trial reads a window of it from a random offset. */
+const SIM_POOL_STEPS = 300_000;
+/** Price per served token for the profit table, token units: the price scripts/bench/gas.ts registers servers at. */
+const SIM_PRICE_PER_TOKEN = 0.000001;
+
+const hex32 = (rng: SeededRandom): string =>
+  "0x" + Array.from({ length: 8 }, () => Math.floor(rng.uniform() * 2 ** 32).toString(16).padStart(8, "0")).join("");
+
+/**
+ * The daemon's draw for each receipt of a stream of batches (random block hash per batch, random
+ * leaves): the smallest rate ≤ max(SIM_RATES) at which isSampled audits it, found by bisection over
+ * isSampled itself (resolution max/2^20), or Infinity when not audited even at the largest rate.
+ */
+function samplingDraws(steps: number, seed: number): Float64Array {
+  const rng = new SeededRandom(seed);
+  const top = Math.max(...SIM_RATES);
+  const draws = new Float64Array(steps).fill(Infinity);
+  let blockHash = "";
+  for (let i = 0; i < steps; i++) {
+    if (i % SIM_BATCH_RECEIPTS === 0) blockHash = hex32(rng);
+    const leaf = hex32(rng);
+    if (!isSampled(blockHash, leaf, top)) continue;
+    let lo = 0;
+    let hi = top; // sampled at hi, not at lo
+    for (let b = 0; b < 20; b++) {
+      const mid = (lo + hi) / 2;
+      if (isSampled(blockHash, leaf, mid)) hi = mid;
+      else lo = mid;
+    }
+    draws[i] = hi;
+  }
+  return draws;
+}
+
+/**
+ * A cheater: `f` corrupts each step with that probability; "session" corrupts one random step per
+ * session; "last" only the last step of each session (no later receipt of the session covers it).
+ */
+type Cheater = { label: string; f: number } | { label: string; f: "session" | "last" };
+const CHEATERS: Cheater[] = [
+  { label: "f = 1% of steps", f: 0.01 },
+  { label: "f = 5% of steps", f: 0.05 },
+  { label: "f = 20% of steps", f: 0.2 },
+  { label: "one step per session", f: "session" },
+  { label: "last step of each session", f: "last" },
+];
+
+interface SimSession {
+  /** Tokens of each step: the prompt, then 1 per decode step. */
+  stepTokens: number[];
+  /** Index into the draw pool of step 0. */
+  drawAt: number;
+}
+/** One trial: the sessions a server serves until it has served max(SIM_TOKENS) tokens. */
+function simSessions(rng: SeededRandom): SimSession[] {
+  const limit = Math.max(...SIM_TOKENS);
+  const between = (r: readonly [number, number]): number => r[0] + Math.floor(rng.uniform() * (r[1] - r[0] + 1));
+  let at = Math.floor(rng.uniform() * SIM_POOL_STEPS);
+  const sessions: SimSession[] = [];
+  for (let tokens = 0; tokens < limit; ) {
+    const stepTokens = [between(SIM_PROMPT), ...Array<number>(between(SIM_DECODE)).fill(1)];
+    sessions.push({ stepTokens, drawAt: at });
+    at = (at + stepTokens.length) % SIM_POOL_STEPS;
+    tokens += stepTokens.reduce((a, x) => a + x, 0);
+  }
+  return sessions;
+}
+
+/**
+ * Tokens served when the cheater is first caught at each rate (Infinity: never within the trial).
+ * The daemon audits a sampled receipt by replaying its session's prefix (node/verifier/receiptAudit.ts):
+ * it fails when ANY step up to it is corrupted and flagged. `d` is the share of corrupted steps an
+ * audit flags (measured per fault kind above); a step is flagged or not once, whoever audits it.
+ */
+function caughtAt(sessions: readonly SimSession[], draws: Float64Array, cheater: Cheater, d: number, rng: SeededRandom, rates: readonly number[] = SIM_RATES, limitTokens = Infinity): number[] {
+  const caught = rates.map(() => Infinity);
+  let served = 0;
+  for (const s of sessions) {
+    if (served >= limitTokens) break;
+    const n = s.stepTokens.length;
+    // the first corrupted step that an audit flags
+    let first = Infinity;
+    if (typeof cheater.f === "string") {
+      const c = cheater.f === "last" ? n - 1 : Math.floor(rng.uniform() * n);
+      if (rng.uniform() < d) first = c;
+    } else {
+      const q = cheater.f * d; // a step is corrupted AND flagged: the first is geometric
+      first = Math.floor(Math.log(1 - rng.uniform()) / Math.log(1 - q));
+    }
+    let tokens = served;
+    for (let j = 0; j < n; j++) {
+      tokens += s.stepTokens[j]!;
+      if (j < first) continue;
+      const draw = draws[(s.drawAt + j) % SIM_POOL_STEPS]!;
+      for (const [r, p] of rates.entries()) if (draw <= p && tokens < caught[r]!) caught[r] = tokens;
+    }
+    served = tokens;
+  }
+  return caught;
+}
+
+/** Within the first `tokens` served tokens of a trial: whole steps, sessions begun, sessions whose last step is served. */
+interface Within {
+  steps: number;
+  sessions: number;
+  completed: number;
+}
+function countWithin(sessions: readonly SimSession[], tokens: number): Within {
+  let served = 0;
+  const w: Within = { steps: 0, sessions: 0, completed: 0 };
+  for (const s of sessions) {
+    if (served >= tokens) break;
+    w.sessions++;
+    for (const t of s.stepTokens) {
+      if (served + t > tokens) return w;
+      served += t;
+      w.steps++;
+    }
+    w.completed++;
+  }
+  return w;
+}
+
+/** Corrupted receipts a cheater served within N tokens, each audited with p: f·steps, one per session begun, or one per session completed. */
+const corruptedReceipts = (cheater: Cheater, w: Within): number =>
+  cheater.f === "last" ? w.completed : cheater.f === "session" ? w.sessions : cheater.f * w.steps;
+
+/** Closed form for a cheater whose corrupted receipts are each audited with p: 1-(1-p·d·f)^k, or 1-(1-p·d)^(one per session). */
+const closedForm = (p: number, d: number, cheater: Cheater, within: Within): number =>
+  typeof cheater.f === "string" ? 1 - Math.pow(1 - p * d, corruptedReceipts(cheater, within)) : 1 - Math.pow(1 - p * d * cheater.f, within.steps);
+
+interface SimResult {
+  cheater: Cheater;
+  d: number;
+  /** Per N, per rate: simulated share of trials caught, mean closed form over trials. */
+  simulated: number[][];
+  closed: number[][];
+}
+
+/** Per-step detection of each fault kind on the shipped model: the lowest over wires, dense and int4 variants. */
+function detectionGroups(): { d: number; faults: string[] }[] {
+  const byFault = new Map<string, number>();
+  for (const f of faults.filter((x) => x.subject.startsWith("kjv-llama-6m"))) {
+    const key = `${f.subject.includes("int4") ? "int4: " : "dense: "}${f.fault}`;
+    byFault.set(key, Math.min(byFault.get(key) ?? 1, f.flagged / f.steps));
+  }
+  const groups = new Map<number, string[]>();
+  for (const [fault, d] of byFault) {
+    const key = Math.round(d * 1000) / 1000;
+    groups.set(key, [...(groups.get(key) ?? []), fault]);
+  }
+  return [...groups].sort((a, b) => b[0] - a[0]).map(([d, f]) => ({ d, faults: f }));
+}
+
+const simStart = performance.now();
+const draws = samplingDraws(SIM_POOL_STEPS, 41);
+const sampledShare = SIM_RATES.map((p) => draws.filter((x) => x <= p).length / SIM_POOL_STEPS);
+console.error(`simulation: ${SIM_POOL_STEPS} isSampled draws in ${((performance.now() - simStart) / 1000).toFixed(0)} s`);
+const groups = detectionGroups();
+const trialRng = new SeededRandom(43);
+const trials = Array.from({ length: SIM_TRIALS }, () => simSessions(trialRng));
+const withins = trials.map((t) => SIM_TOKENS.map((n) => countWithin(t, n)));
+const simResults: SimResult[] = [];
+const cheaterRng = new SeededRandom(47);
+for (const g of groups.filter((x) => x.d > 0)) {
+  for (const cheater of CHEATERS) {
+    const caught = trials.map((t) => caughtAt(t, draws, cheater, g.d, cheaterRng));
+    simResults.push({
+      cheater,
+      d: g.d,
+      simulated: SIM_TOKENS.map((n) => SIM_RATES.map((_, r) => caught.filter((c) => c[r]! <= n).length / SIM_TRIALS)),
+      closed: SIM_TOKENS.map((_, i) => SIM_RATES.map((p) => withins.reduce((a, w) => a + closedForm(p, g.d, cheater, w[i]!), 0) / SIM_TRIALS)),
+    });
+  }
+}
+
+/** The smallest rate (bisection, resolution 1e-5) at which ≥ `target` of the trials catch `cheater` within `tokens`. */
+function simulatedRateFor(cheater: Cheater, d: number, tokens: number, target: number): number {
+  const share = (p: number): number => {
+    const rng = new SeededRandom(53); // the same cheaters at every rate: the share grows with p
+    return trials.filter((t) => caughtAt(t, draws, cheater, d, rng, [p], tokens)[0]! <= tokens).length / SIM_TRIALS;
+  };
+  let lo = 0;
+  let hi = Math.max(...SIM_RATES);
+  if (share(hi) < target) return Infinity;
+  while (hi - lo > 1e-5) {
+    const mid = (lo + hi) / 2;
+    if (share(mid) >= target) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}
+const f5 = CHEATERS[1]!;
+const neededSimulated = groups.filter((g) => g.d > 0).map((g) => {
+  const k = withins.reduce((a, w) => a + w[1]!.steps, 0) / SIM_TRIALS;
+  return { d: g.d, simulated: simulatedRateFor(f5, g.d, 10_000, 0.99), closed: rateFor(0.05 * g.d, k, 0.99), k };
+});
+console.error(`simulation done in ${((performance.now() - simStart) / 1000).toFixed(0)} s`);
+
+// ------------------------------------------------------------------ when cheating does not pay
+
+const SLASH = Number(formatEther(DEVNET_PARAMS.disputes.serverSlash));
+const shippedLayers = kjv.model.config.numLayers;
+const minServerStake = Number(formatEther(DEVNET_PARAMS.stake.serverBaseStake + DEVNET_PARAMS.stake.serverStakePerLayer * BigInt(shippedLayers)));
+/** Tokens the cheater served without the work within the first `n` tokens (mean over trials). */
+function corruptedTokens(cheater: Cheater, i: number, n: number): number {
+  if (typeof cheater.f === "number") return cheater.f * n;
+  // one step per session: the last is one token; a uniformly chosen one the session's tokens per step
+  let sum = 0;
+  for (const [ti, t] of trials.entries()) {
+    const sessions = t.slice(0, cheater.f === "last" ? withins[ti]![i]!.completed : withins[ti]![i]!.sessions);
+    sum += sessions.reduce((a, s) => a + (cheater.f === "last" ? 1 : s.stepTokens.reduce((x, y) => x + y, 0) / s.stepTokens.length), 0);
+  }
+  return sum / SIM_TRIALS;
+}
+/** The smallest p with (1-(1-p·d·f)^k)·slash ≥ gain (closed form: a lower bound on the daemon's catch rate, so this p suffices). */
+function closedFormMinRate(cheater: Cheater, d: number, within: Within, gain: number): number {
+  if (gain >= SLASH) return Infinity;
+  const perReceipt = 1 - Math.pow(1 - gain / SLASH, 1 / (typeof cheater.f === "string" ? corruptedReceipts(cheater, within) : within.steps));
+  return perReceipt / (d * (typeof cheater.f === "string" ? 1 : cheater.f));
 }
 
 // ------------------------------------------------------------------ report
@@ -366,6 +614,129 @@ const sections: [string, string][] = [
     ].join("\n"),
   ],
 ];
+
+const pct = (p: number): string => `${(100 * p).toFixed(p < 0.01 ? 2 : 1)}%`;
+const rateText = (p: number): string => (p === Infinity ? "> 5%" : `${(100 * p).toPrecision(2)}%`);
+const sessionTokens = trials.flatMap((t) => t.map((s) => s.stepTokens.reduce((a, x) => a + x, 0)));
+const sessionSteps = trials.flatMap((t) => t.map((s) => s.stepTokens.length));
+const groupTable = markdownTable(
+  ["per-step detection d", "fault kinds (kjv-llama-6m, lowest d over fp32/fp16/int8 wires)"],
+  groups.map((g) => [g.d.toFixed(3), g.faults.join("; ")]),
+  ["right", "left"],
+);
+const simTables = SIM_TOKENS.map((n, i) =>
+  [
+    `**Within ${n.toLocaleString("en-US")} served tokens** (k ≈ ${median(withins.map((w) => w[i]!.steps)).toFixed(0)} steps, median over trials): simulated / closed form`,
+    "",
+    markdownTable(
+      ["d", "cheater", ...SIM_RATES.map((p) => `p = ${pct(p)}`)],
+      simResults.map((r) => [r.d.toFixed(3), r.cheater.label, ...SIM_RATES.map((_, j) => `${r.simulated[i]![j]!.toFixed(3)} / ${r.closed[i]![j]!.toFixed(3)}`)]),
+      ["right", "left", ...SIM_RATES.map(() => "right" as const)],
+    ),
+  ].join("\n"),
+);
+const neededTable = markdownTable(
+  ["d", "steps in 10,000 tokens (mean)", "p needed, simulated daemon", "p needed, closed form"],
+  neededSimulated.map((x) => [x.d.toFixed(3), x.k.toFixed(0), rateText(x.simulated), rateText(x.closed)]),
+  ["right", "right", "right", "right"],
+);
+const PROFIT_RATE_INDEX = SIM_RATES.indexOf(0.01);
+const profitRows: string[][] = [];
+for (const r of simResults) {
+  for (const [i, n] of SIM_TOKENS.entries()) {
+    const corrupted = corruptedTokens(r.cheater, i, n);
+    const gain = corrupted * SIM_PRICE_PER_TOKEN;
+    const caught = r.simulated[i]![PROFIT_RATE_INDEX]!;
+    const meanWithin = {
+      steps: withins.reduce((a, w) => a + w[i]!.steps, 0) / SIM_TRIALS,
+      sessions: withins.reduce((a, w) => a + w[i]!.sessions, 0) / SIM_TRIALS,
+      completed: withins.reduce((a, w) => a + w[i]!.completed, 0) / SIM_TRIALS,
+    };
+    profitRows.push([
+      r.d.toFixed(3),
+      r.cheater.label,
+      n.toLocaleString("en-US"),
+      corrupted.toFixed(0),
+      gain.toExponential(2),
+      caught.toFixed(3),
+      (caught * SLASH).toFixed(1),
+      closedFormMinRate(r.cheater, r.d, meanWithin, gain).toExponential(1),
+      caught === 0 ? "—" : (gain / caught).toExponential(1),
+      corrupted === 0 ? "—" : ((caught * SLASH) / corrupted).toExponential(1),
+    ]);
+  }
+}
+const minRates = profitRows.map((r) => Number(r[7]));
+const breakEven = profitRows.map((r) => Number(r[9])).filter((x) => Number.isFinite(x));
+const lastStep = simResults.filter((r) => r.cheater.f === "last" && r.d === 1)[0];
+const needD1 = neededSimulated[0];
+const needLow = neededSimulated[neededSimulated.length - 1];
+const findings = [
+  "**Findings.** (1) Because an audit replays the sampled receipt's whole session prefix, one sampled receipt checks on",
+  "average half a session's steps: the simulated daemon catches every spread-out cheater far sooner than the per-receipt",
+  `closed form. Catching f = 5% with ≥ 99% probability within 10,000 tokens needs p ≈ ${rateText(needD1?.simulated ?? NaN)} (closed form ${rateText(needD1?.closed ?? NaN)}) for`,
+  `d = ${needD1?.d.toFixed(3)}, ${rateText(needLow?.simulated ?? NaN)} (closed form ${rateText(needLow?.closed ?? NaN)}) for d = ${needLow?.d.toFixed(3)}. (2) The prefix does not help against a cheater that`,
+  "corrupts only the last step of each session (no later receipt covers it): there the closed form is exact",
+  `(within 10,000 tokens at p = 1%: simulated ${lastStep?.simulated[1]![2]!.toFixed(3)}, closed form ${lastStep?.closed[1]![2]!.toFixed(3)}), so the sample rate should still be sized`,
+  "with the closed form for that cheater's share of steps. (3) At the devnet slash (1000 tokens) and a price of",
+  `${SIM_PRICE_PER_TOKEN} tokens per token, cheating never pays at any rate in the tables: the largest minimum rate is ${Math.max(...minRates).toExponential(1)}`,
+  `(about the 1e-9 resolution of isSampled), and at p = 1% cheating would break even only at a price ≥ ${Math.min(...breakEven).toExponential(1)} tokens per`,
+  "token. The slash, not the sample rate, is what makes it unprofitable; the sample rate decides how soon a cheater is",
+  "caught (and how many clients it fooled before). (4) Faults with d = 0 (small noise, fp16 internals on the int4 variant)",
+  "are not caught at any rate: they stay inside the quantized variants' tolerance.",
+].join("\n");
+const profitTable = markdownTable(
+  ["d", "cheater", "N tokens", "tokens not worked", "gain (tokens)", "P(caught), p = 1%", "expected loss at p = 1% (tokens)", "min p that does not pay", "min slash at p = 1% (tokens)", "break-even price at p = 1% (tokens/token)"],
+  profitRows,
+  ["right", "left", "right", "right", "right", "right", "right", "right", "right", "right"],
+);
+const simulationSections: [string, string][] = [
+  [
+    "Detection over served tokens (simulated batches)",
+    [
+      `A server serves sessions shaped like the shipped model's (kjv-llama-6m, 512 positions): one prefill step of a prompt of`,
+      `${SIM_PROMPT[0]}–${SIM_PROMPT[1]} tokens, then ${SIM_DECODE[0]}–${SIM_DECODE[1]} one-token decode steps (uniform; median ${median(sessionTokens).toFixed(0)} tokens in ${median(sessionSteps).toFixed(0)} steps per session,`,
+      `p90 ${percentileOf(sessionTokens, 90).toFixed(0)} tokens). Its receipts are posted in batches of ${SIM_BATCH_RECEIPTS}; each batch gets a random seed block hash and each`,
+      `receipt a random leaf, and the daemon's own \`isSampled(blockHash, leaf, p)\` (node/verifier/sample.ts) decides which are audited`,
+      `(${SIM_POOL_STEPS.toLocaleString("en-US")} real draws, resolved by bisection to ${(Math.max(...SIM_RATES) / 2 ** 20).toExponential(1)}; a trial reads them from a random offset; measured audited`,
+      `shares ${SIM_RATES.map((p, j) => `${pct(sampledShare[j]!)} at p = ${pct(p)}`).join(", ")}).`,
+      `An audited receipt is replayed with its session's prefix, as the daemon does (node/verifier/receiptAudit.ts): it fails`,
+      "when any step up to it is corrupted and flagged. A corrupted step is flagged with the per-step detection rate d measured",
+      "above for its fault kind; fault kinds with the same d behave the same and share a row:",
+      "",
+      groupTable,
+      "",
+      `Faults with d = 0 (small noise and lower precision on the int4 variant, whose tolerance is 0.25) are never caught. Each`,
+      `cell: share of ${SIM_TRIALS.toLocaleString("en-US")} simulated cheaters caught within N served tokens / the closed form 1 − (1 − p·d·f)^k (k = the steps`,
+      "within N tokens; for one step per session 1 − (1 − p·d)^s over the s sessions begun, or completed for the last step), which counts a corrupted receipt as",
+      "caught only when that very receipt is sampled.",
+      "",
+      ...simTables.flatMap((t) => [t, ""]),
+      "Sample rate needed to catch f = 5% with ≥ 99% probability within 10,000 served tokens (bisection over p on the same",
+      "simulated trials, resolution 1e-5):",
+      "",
+      neededTable,
+    ].join("\n"),
+  ],
+  [
+    "When cheating does not pay",
+    [
+      `Devnet parameters (scripts/lib/deployProtocol.ts): slash ${SLASH} tokens per lost dispute, minimum stake of a server with all ${shippedLayers}`,
+      `layers of the shipped model ${minServerStake} tokens (so the slash is always covered). The devnet has no price; the table uses`,
+      `${SIM_PRICE_PER_TOKEN} tokens per served token (the price scripts/bench/gas.ts registers servers at). The gain is the price of`,
+      "the tokens the cheater served without doing the work (a corrupted step saves at most its whole compute); the",
+      "expected loss is P(caught within N)·slash at p = 1%. The minimum p solves (1 − (1 − p·d·f)^k)·slash ≥ gain with the",
+      "closed form, which the simulated daemon always beats, so it is sufficient; it scales linearly with the price. The",
+      "last column is the price per token at which cheating would break even at p = 1%.",
+      "",
+      profitTable,
+      "",
+      findings,
+    ].join("\n"),
+  ],
+];
+if (SIMULATION_ONLY) sections.length = 0;
+sections.push(...simulationSections);
 
 for (const [heading, body] of sections) console.log(`## ${heading}\n\n${body}\n`);
 if (WRITE) {
