@@ -1,7 +1,9 @@
 import { hexlify, randomBytes } from "ethers";
 import type { WebSocket } from "ws";
 import { encodeMessage, type Message } from "../../protocol/wire.js";
+import { InboundPeer } from "./inboundPeer.js";
 import type { ServerLimits } from "./limits.js";
+import type { PeerIdentity } from "./peerLink.js";
 import type { SessionOwner } from "./sessions.js";
 import { TokenBucket } from "./tokenBucket.js";
 
@@ -15,6 +17,8 @@ import { TokenBucket } from "./tokenBucket.js";
 export class Peer implements SessionOwner {
   /** 32 random bytes sent in ServerInfo: proofs on this connection are made over it. */
   readonly challenge = hexlify(randomBytes(32));
+  /** As a server-to-server link: the other server's proof of its address, and the frame MACs after it (inboundPeer.ts). */
+  readonly serverLink: InboundPeer;
   /** The registered verifier this connection proved to be, once it has. */
   verifier: string | undefined;
   /** Requests being handled for this connection. */
@@ -34,8 +38,11 @@ export class Peer implements SessionOwner {
     /** Remote IP address, IPv4-mapped IPv6 written as plain IPv4. */
     readonly address: string,
     private readonly limits: ServerLimits,
+    /** This server's signing identity, which a connecting server's link is agreed with. */
+    me: PeerIdentity,
     nowMs: number,
   ) {
+    this.serverLink = new InboundPeer(me, this.challenge);
     this.lastActivityMs = nowMs;
     this.fetches = new TokenBucket(limits.fetchesPerSecond, limits.fetchBurst, nowMs);
     this.newPeers = new TokenBucket(limits.newPeersPerClientPerSecond, limits.newPeersPerClientPerSecond, nowMs);

@@ -29,7 +29,6 @@ import type { ActivationStore } from "../store/activationStore.js";
 import { Attestor } from "./attestation.js";
 import { DEFAULT_BATCH_POLICY, EngineScheduler, type BatchPolicy } from "./engineScheduler.js";
 import { DEFAULT_FORWARDING, Forwarder, type ForwardingOptions } from "./forwarder.js";
-import { InboundPeer } from "./inboundPeer.js";
 import { validateLimits, type ServerLimits } from "./limits.js";
 import { ClientLoads } from "./clientLoad.js";
 import { Peer, remoteAddressOf } from "./peer.js";
@@ -91,8 +90,6 @@ export class ShardServer {
   private readonly sessions: SessionTable<Peer>;
   private readonly peers = new Set<Peer>();
   private readonly clientLoads: ClientLoads;
-  /** Per connection: once it authenticates as a server (PeerHello), its link key and address (node/server/inboundPeer.ts). */
-  private readonly serverLinks = new WeakMap<Peer, InboundPeer>();
   private readonly perAddress = new Map<string, number>();
   private readonly forwarder: Forwarder;
   private readonly attestor: Attestor;
@@ -236,14 +233,13 @@ export class ShardServer {
           : this.peers.size >= this.limits.maxConnections && !this.closeIdlest()
             ? `server holds its maximum of ${this.limits.maxConnections} connections, all of them busy`
             : undefined;
-    const peer = new Peer(ws, address, this.limits, Date.now());
+    const peer = new Peer(ws, address, this.limits, { signingKey: this.o.signingKey, address: this.o.address }, Date.now());
     if (refusal !== undefined) {
       peer.send({ type: MessageType.Error, requestId: 0, code: ErrorCode.TooManyConnections, hop: 0, message: refusal });
       ws.close(1013, "try again later");
       return;
     }
     this.peers.add(peer);
-    this.serverLinks.set(peer, new InboundPeer({ signingKey: this.o.signingKey, address: this.o.address }, peer.challenge));
     this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
     ws.on("pong", () => (peer.alive = true));
     ws.on("close", () => this.release(peer));
@@ -304,7 +300,7 @@ export class ShardServer {
     }
     let frame = toBytes(data);
     try {
-      frame = this.serverLinks.get(peer)!.open(frame);
+      frame = peer.serverLink.open(frame);
     } catch (err) {
       // an altered frame on a server link: nothing later on it can be trusted
       this.reject(peer, requestIdOf(frame), err);
@@ -351,7 +347,7 @@ export class ShardServer {
         await this.closeOnFailure(peer, m.requestId, () => this.authenticate(peer, m));
         return;
       case MessageType.PeerHello:
-        await this.closeOnFailure(peer, m.requestId, async () => peer.send(this.serverLinks.get(peer)!.welcome(m)));
+        await this.closeOnFailure(peer, m.requestId, async () => peer.send(peer.serverLink.welcome(m)));
         return;
       default:
         throw new WireError(ErrorCode.UnknownType, `message type ${m.type} is not a request a server accepts`);
@@ -524,7 +520,7 @@ export class ShardServer {
    * was made with that session's forwarding key for delivery by that server.
    */
   private forwardedSession(m: Step, tag: string, peer: Peer): Session<Peer> {
-    const previous = this.serverLinks.get(peer)!.previousHop();
+    const previous = peer.serverLink.previousHop();
     const session = this.sessions.lookup(m.sessionId);
     const tagged = { sessionId: m.sessionId, step: m.step, position: m.position, rows: m.input.rows, outputEncoding: m.outputEncoding, previous, route: m.route };
     if (!tagMatches(session.forwardKey, tagged, tag)) {
