@@ -11,11 +11,11 @@ import { Shard, type KvCache } from "../../engine/runtime/shard.js";
 import { ensureGenerated, REPO_ROOT } from "./lib/benchModels.js";
 import { replaceSection } from "./lib/docs.js";
 import { markdownTable } from "./lib/markdown.js";
+import { median } from "./lib/stats.js";
 
 const BATCHES = [1, 2, 4, 8, 16];
 const CONTEXTS = [64, 256];
 const REPS = 15;
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function filledCache(shard: Shard, tokens: number, seed: number): Promise<KvCache> {
   const cache = shard.newCache();

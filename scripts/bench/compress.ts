@@ -23,6 +23,7 @@ import { Gemm, mat, Svd } from "../../node/compress/linalg.js";
 import { ensureGenerated, REPO_ROOT } from "./lib/benchModels.js";
 import { replaceSection } from "./lib/docs.js";
 import { fmtNum, markdownTable } from "./lib/markdown.js";
+import { median } from "./lib/stats.js";
 
 const RATIOS = [0.2, 0.4, 0.5, 0.7];
 const ROUNDS = 5;
@@ -106,7 +107,6 @@ function decodeTokensPerSecond(dir: string): number {
   return (JSON.parse(out.trim().split("\n").pop()!) as { decodeTokensPerSecond: number }).decodeTokensPerSecond;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 // Each round measures the dense model at its start and end and every variant between, so slow
 // drifts of this shared machine hit all of them; speed-ups are ratios of medians over all rounds.
 const speeds = new Map<string, number[]>(speedConfigs.map((c) => [c.label, []]));

@@ -50,6 +50,7 @@ import { replaceSection } from "./lib/docs.js";
 import { fmtInt, markdownTable } from "./lib/markdown.js";
 import { CountingProxy, type FrameRecord } from "./lib/networkProxy.js";
 import { evenSplit, startEcho, startServer, stopAll, stopServers, type RunningServer } from "./lib/networkServers.js";
+import { median } from "./lib/stats.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const SHIPPED_DIR = join(root, "models", "kjv-llama-6m");
@@ -96,12 +97,6 @@ const KJV_PROMPTS = [
 ];
 
 
-const median = (xs: readonly number[]): number => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const pct = (x: number): string => `${(100 * x).toFixed(0)}%`;
 
 // ------------------------------------------------------------------ measurements
