@@ -26,6 +26,8 @@ export interface PlanOptions {
   maxRoutePricePerToken?: bigint;
   /** How much an untrusted server costs extra: cost × (1 + trustWeight × (1 − trust)) (default 1). */
   trustWeight?: number;
+  /** Servers that count half their cost: those already on a route being repaired (a failover moves as few as it can). */
+  keep?: ReadonlySet<string>;
 }
 
 export interface PlannedRoute {
@@ -103,7 +105,7 @@ export function planRoute(candidates: readonly Candidate[], options: PlanOptions
     for (const from of labels[layer]!) {
       for (const c of byStart.get(layer) ?? []) {
         const next: Label = {
-          cost: from.cost + serverCost(c, scale, prefer, trustWeight),
+          cost: from.cost + serverCost(c, scale, prefer, trustWeight) * (options.keep?.has(c.url) === true ? 0.5 : 1),
           price: from.price + c.pricePerToken,
           timeMs: from.timeMs + c.stepMs,
           servers: [...from.servers, c],

@@ -1,0 +1,72 @@
+import type { Replanner } from "../failover.js";
+import { measureServers, type MeasureOptions, type MeasureTarget, type Measurement } from "./measure.js";
+import { planRoute, type Candidate, type PlanOptions } from "./plan.js";
+
+/** What the client knows of a server it has not measured yet: where it is, what the chain says. */
+export interface UnmeasuredServer extends MeasureTarget {
+  pricePerToken?: bigint;
+  trust?: number;
+}
+
+/**
+ * The servers a client may route over: measured candidates, and spares not measured yet (or not
+ * reachable when last tried). `replanner` gives FailoverPipeline its way around a failed server: it
+ * measures the spares it has not measured (in parallel, within the measuring budget), then plans
+ * over every candidate not banned, preferring those already on the route.
+ */
+export class CandidatePool {
+  private readonly candidates = new Map<string, Candidate>();
+  private readonly unmeasured = new Map<string, UnmeasuredServer>();
+  /** Every measurement, failed ones included, in the order made (what --explain-route prints). */
+  readonly measurements: Measurement[] = [];
+
+  constructor(private readonly measureOptions: MeasureOptions = {}) {}
+
+  /** Adds servers to measure at the next `measure` or replan. */
+  addUnmeasured(servers: readonly UnmeasuredServer[]): void {
+    for (const s of servers) if (!this.candidates.has(s.url)) this.unmeasured.set(s.url, s);
+  }
+
+  /** Measures the servers not measured yet; those that answer become candidates. */
+  async measure(): Promise<void> {
+    const pending = [...this.unmeasured.values()];
+    if (pending.length === 0) return;
+    const results = await measureServers(pending, this.measureOptions);
+    this.measurements.push(...results);
+    for (const [i, m] of results.entries()) {
+      if (!m.ok) continue;
+      const s = pending[i]!;
+      this.unmeasured.delete(s.url);
+      this.candidates.set(s.url, {
+        url: s.url,
+        firstLayer: m.info.firstLayer,
+        lastLayer: m.info.lastLayer,
+        pricePerToken: s.pricePerToken ?? m.info.pricePerToken,
+        trust: s.trust ?? 1,
+        rttMs: m.rttMs,
+        stepMs: m.stepMs,
+      });
+    }
+  }
+
+  /** The measured candidates, in the order measured. */
+  list(): Candidate[] {
+    return [...this.candidates.values()];
+  }
+
+  /** Plans a route over the candidates not banned. */
+  plan(options: PlanOptions, banned: ReadonlySet<string> = new Set()) {
+    return planRoute(
+      this.list().filter((c) => !banned.has(c.url)),
+      options,
+    );
+  }
+
+  /** FailoverPipeline's replanner over this pool: the route that failed keeps the servers it can. */
+  replanner(options: PlanOptions): Replanner {
+    return async (banned, failedRoute) => {
+      await this.measure();
+      return this.plan({ ...options, keep: new Set(failedRoute) }, banned).servers.map((c) => c.url);
+    };
+  }
+}
