@@ -3,7 +3,7 @@ import { BanList } from "./failoverBans.js";
 import { failedServerUrl } from "./failoverErrors.js";
 import type { LayerPipeline, LayerSequence } from "./generate.js";
 import { RemotePipeline, type RemotePipelineOptions } from "./remotePipeline.js";
-import { ReceiptError, RouteError } from "./routeError.js";
+import { ReceiptError } from "./routeError.js";
 
 /**
  * Finds a route (server URLs in layer order) that avoids the `banned` servers, given the route that
@@ -94,7 +94,7 @@ export class FailoverPipeline implements LayerPipeline {
     try {
       inner = await use.pipeline.openSequence(maxLength);
     } catch (err) {
-      this.release(use);
+      this.releaseRoute(use);
       if (failedServerUrl(err) === undefined) throw err;
       use = await this.replaced(use, err as Error);
       inner = await use.pipeline.openSequence(maxLength);
@@ -130,7 +130,7 @@ export class FailoverPipeline implements LayerPipeline {
             if (url === undefined || earlier || failovers >= this.maxFailoversPerStep) throw err;
             await inner.close().catch(() => undefined); // its failure is the one just caught
             const banMs = this.bans.ban(url);
-            this.release(use);
+            this.releaseRoute(use);
             use = await this.replaced(use, err);
             inner = await use.pipeline.openSequence(maxLength);
             const rows = historyRows + hidden.length / hiddenSize();
@@ -148,7 +148,7 @@ export class FailoverPipeline implements LayerPipeline {
         } catch (err) {
           throw renumbered(err, stepOf);
         } finally {
-          this.release(use);
+          this.releaseRoute(use);
         }
       },
     };
@@ -164,7 +164,7 @@ export class FailoverPipeline implements LayerPipeline {
     return this.current;
   }
 
-  private release(use: RouteInUse): void {
+  private releaseRoute(use: RouteInUse): void {
     use.sequences--;
     if (use.sequences === 0 && use !== this.current) use.pipeline.close();
   }
@@ -187,7 +187,9 @@ export class FailoverPipeline implements LayerPipeline {
     try {
       return await this.replan(banned, route);
     } catch (planErr) {
-      throw new RouteError(`${err.message}; no route around it: ${(planErr as Error).message}`, { failedUrl: failedServerUrl(err), cause: (planErr as Error).message });
+      // the failure keeps its code (what went wrong); the message adds why nothing could replace the server
+      const code = err instanceof EFedError ? err.code : "ROUTE_FAILED";
+      throw new EFedError(code, `${err.message}; no route around it: ${(planErr as Error).message}`, { cause: planErr, details: { url: failedServerUrl(err) } });
     }
   }
 }

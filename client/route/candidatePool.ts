@@ -27,9 +27,9 @@ export class CandidatePool {
     for (const s of servers) if (!this.candidates.has(s.url)) this.unmeasured.set(s.url, s);
   }
 
-  /** Measures the servers not measured yet; those that answer become candidates. */
-  async measure(): Promise<void> {
-    const pending = [...this.unmeasured.values()];
+  /** Measures the servers not measured yet (but those in `skip`); those that answer become candidates. */
+  async measure(skip: ReadonlySet<string> = new Set()): Promise<void> {
+    const pending = [...this.unmeasured.values()].filter((s) => !skip.has(s.url));
     if (pending.length === 0) return;
     const results = await measureServers(pending, this.measureOptions);
     this.measurements.push(...results);
@@ -65,7 +65,7 @@ export class CandidatePool {
   /** FailoverPipeline's replanner over this pool: the route that failed keeps the servers it can. */
   replanner(options: PlanOptions): Replanner {
     return async (banned, failedRoute) => {
-      await this.measure();
+      await this.measure(banned);
       return this.plan({ ...options, keep: new Set(failedRoute) }, banned).servers.map((c) => c.url);
     };
   }

@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { JsonRpcProvider } from "ethers";
 import { Staking__factory, TrustScores__factory } from "../../types/ethers-contracts/index.js";
 import { withDeadline } from "../deadline.js";
@@ -78,12 +79,15 @@ export function planOptions(o: RouteChoiceOptions) {
 /** Milliseconds the RPC endpoint gets to say which chain it is. */
 const CHAIN_TIMEOUT_MS = 10_000;
 
-/** The staking and trust contracts of the deployment in `deploymentFile`, read over `rpcUrl`. */
-export async function connectChain(rpcUrl: string, deploymentFile: string): Promise<{ registry: ServerRegistry; trust: TrustParams; close(): void }> {
+/**
+ * The staking and trust contracts of the deployment in `deploymentFile` (default
+ * deployments/<chainId>.json in the working directory), read over `rpcUrl`.
+ */
+export async function connectChain(rpcUrl: string, deploymentFile?: string): Promise<{ registry: ServerRegistry; trust: TrustParams; close(): void }> {
   const provider = new JsonRpcProvider(rpcUrl, undefined, { staticNetwork: true });
   try {
     const { chainId } = await withDeadline(provider.getNetwork(), CHAIN_TIMEOUT_MS, () => new RouteError(`no answer from the RPC endpoint ${rpcUrl} within ${CHAIN_TIMEOUT_MS} ms`));
-    const d = readClientDeployment(deploymentFile, chainId);
+    const d = readClientDeployment(deploymentFile ?? join(process.cwd(), "deployments", `${chainId}.json`), chainId);
     return {
       registry: Staking__factory.connect(d.staking, provider),
       trust: TrustScores__factory.connect(d.trust, provider),
