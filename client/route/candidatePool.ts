@@ -22,9 +22,12 @@ export class CandidatePool {
 
   constructor(private readonly measureOptions: MeasureOptions = {}) {}
 
-  /** Adds servers to measure at the next `measure` or replan. */
+  /**
+   * Adds servers to measure at the next `measure` or replan. Registrations are told apart by URL and
+   * operator: two may name one endpoint, and only the one whose address the server announces counts.
+   */
   addUnmeasured(servers: readonly UnmeasuredServer[]): void {
-    for (const s of servers) if (!this.candidates.has(s.url)) this.unmeasured.set(s.url, s);
+    for (const s of servers) if (!this.candidates.has(s.url)) this.unmeasured.set(`${s.url} ${s.expect?.operator ?? ""}`, s);
   }
 
   /** Measures the servers not measured yet (but those in `skip`); those that answer become candidates. */
@@ -36,7 +39,7 @@ export class CandidatePool {
     for (const [i, m] of results.entries()) {
       if (!m.ok) continue;
       const s = pending[i]!;
-      this.unmeasured.delete(s.url);
+      for (const [key, u] of this.unmeasured) if (u.url === s.url) this.unmeasured.delete(key);
       this.candidates.set(s.url, {
         url: s.url,
         firstLayer: m.info.firstLayer,
