@@ -63,6 +63,8 @@ export class FailoverPipeline implements LayerPipeline {
   private readonly bans: BanList;
   private readonly maxFailoversPerStep: number;
   private current: RouteInUse;
+  /** Every route still open: the current one, and replaced ones that sequences still use. */
+  private readonly open = new Set<RouteInUse>();
 
   private constructor(
     first: RouteInUse,
@@ -71,6 +73,7 @@ export class FailoverPipeline implements LayerPipeline {
     private readonly options: FailoverOptions,
   ) {
     this.current = first;
+    this.open.add(first);
     this.bans = options.bans ?? new BanList();
     this.maxFailoversPerStep = options.maxFailoversPerStep ?? 3;
   }
@@ -89,16 +92,9 @@ export class FailoverPipeline implements LayerPipeline {
   }
 
   async openSequence(maxLength?: number): Promise<LayerSequence> {
-    let use = this.acquire();
-    let inner: LayerSequence;
-    try {
-      inner = await use.pipeline.openSequence(maxLength);
-    } catch (err) {
-      this.releaseRoute(use);
-      if (failedServerUrl(err) === undefined) throw err;
-      use = await this.replaced(use, err as Error);
-      inner = await use.pipeline.openSequence(maxLength);
-    }
+    let { use, inner } = await this.opened(this.acquire(), maxLength);
+    /** The sequence failed for good and gave its route back: `close` has nothing to release. */
+    let released = false;
     /** Every hidden state sent into the route so far, in order: what a new route replays. */
     const history: Float32Array[] = [];
     let historyRows = 0;
@@ -130,9 +126,12 @@ export class FailoverPipeline implements LayerPipeline {
             if (url === undefined || earlier || failovers >= this.maxFailoversPerStep) throw err;
             await inner.close().catch(() => undefined); // its failure is the one just caught
             const banMs = this.bans.ban(url);
-            this.releaseRoute(use);
-            use = await this.replaced(use, err);
-            inner = await use.pipeline.openSequence(maxLength);
+            try {
+              ({ use, inner } = await this.opened(await this.replaced(use, err), maxLength));
+            } catch (repairErr) {
+              released = true;
+              throw repairErr;
+            }
             const rows = historyRows + hidden.length / hiddenSize();
             // the replay's chunks are steps 0..c-1 of the new sessions, all of them this sequence's step `steps`
             const chunks = Math.ceil(rows / maxStepRows(use.pipeline));
@@ -148,7 +147,8 @@ export class FailoverPipeline implements LayerPipeline {
         } catch (err) {
           throw renumbered(err, stepOf);
         } finally {
-          this.releaseRoute(use);
+          if (!released) this.releaseRoute(use);
+          released = true;
         }
       },
     };
@@ -156,7 +156,8 @@ export class FailoverPipeline implements LayerPipeline {
 
   /** Closes every connection (sequences still open fail). */
   close(): void {
-    this.current.pipeline.close();
+    for (const use of this.open) use.pipeline.close();
+    this.open.clear();
   }
 
   private acquire(): RouteInUse {
@@ -166,21 +167,50 @@ export class FailoverPipeline implements LayerPipeline {
 
   private releaseRoute(use: RouteInUse): void {
     use.sequences--;
-    if (use.sequences === 0 && use !== this.current) use.pipeline.close();
+    if (use.sequences === 0 && use !== this.current) this.retire(use);
   }
 
   /**
-   * A route in use without the servers banned now, acquired: the current one when another sequence
-   * has already moved to one, else a replanned one (which becomes current).
+   * A sequence opened on `use` (acquired by the caller), or, when a server refuses or fails to open
+   * it, on a route around that server, at most `maxFailoversPerStep` times. On failure the route
+   * is released.
+   */
+  private async opened(use: RouteInUse, maxLength: number | undefined): Promise<{ use: RouteInUse; inner: LayerSequence }> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return { use, inner: await use.pipeline.openSequence(maxLength) };
+      } catch (err) {
+        const url = failedServerUrl(err);
+        if (url === undefined || attempt >= this.maxFailoversPerStep) {
+          this.releaseRoute(use);
+          throw err;
+        }
+        this.bans.ban(url);
+        use = await this.replaced(use, err as Error);
+      }
+    }
+  }
+
+  /**
+   * Releases `failed` and returns a route in use without the servers banned now, acquired: the
+   * current one when another sequence has already moved to one, else a replanned one (which
+   * becomes current). When none can be found, throws (and `failed` stays released).
    */
   private async replaced(failed: RouteInUse, err: Error): Promise<RouteInUse> {
+    this.releaseRoute(failed);
     const banned = this.bans.banned();
     if (this.current !== failed && !this.current.route.some((u) => banned.has(u))) return this.acquire();
     const next = await connectAvoiding(await this.replanOrFail(banned, failed.route, err), this.numLayers, this.replan, this.bans, this.options);
     const previous = this.current;
     this.current = { ...next, sequences: 0 };
-    if (previous.sequences === 0) previous.pipeline.close();
+    this.open.add(this.current);
+    if (previous.sequences === 0) this.retire(previous);
     return this.acquire();
+  }
+
+  private retire(use: RouteInUse): void {
+    use.pipeline.close();
+    this.open.delete(use);
   }
 
   private async replanOrFail(banned: ReadonlySet<string>, route: readonly string[], err: Error): Promise<string[]> {

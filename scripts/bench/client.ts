@@ -275,10 +275,12 @@ async function benchFailover(): Promise<FailoverRow[]> {
 
 /**
  * Where the gateway benchmark goes: scripts/bench/lib/gatewayBench.ts, when it exists, exports
- * `benchGateway(): Promise<{ heading: string; body: string }>`; this script runs it after the
- * others and writes its section below these, under its own heading.
+ * `benchGateway(): Promise<{ heading: string; body: string }>` (heading "Gateway": overhead per
+ * request against the library in the same run, tokens/s of 1, 4 and 16 concurrent streams); this
+ * script runs it after the others and replaces that section of docs/client.md with its body.
  */
 const GATEWAY_SECTION = "lib/gatewayBench.ts";
+const GATEWAY_PLACEHOLDER = "Not measured yet: `benchGateway` in scripts/bench/lib/gatewayBench.ts writes this section (heading `Gateway`).";
 
 async function main(): Promise<void> {
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, load ${loadavg()[0]!.toFixed(1)} at start, Node ${process.version}`;
@@ -310,6 +312,8 @@ async function main(): Promise<void> {
     "answering every 32 tokens up to token 96 (3 failovers), found by the step deadline (1,000 ms here; 4,000 ms by default).",
     "The stall is the failed step's whole time: detection, ban, replanning (measuring the new spare), reconnecting, and",
     "replaying the history as one prefill on new sessions along the new route. Goal: ≤ 2 s on loopback, detection included.",
+    "A killed server is found at once (its connection closes); a hung one after the step deadline, so with the default",
+    "--step-timeout-ms of 4,000 its stall is about 3 s longer than in the hung row.",
     "",
     failoverTable,
     "",
@@ -325,7 +329,7 @@ async function main(): Promise<void> {
     console.log(`\n## ${gateway.heading}\n\n${gateway.body}`);
   }
   if (write) {
-    let doc = existsSync(docPath) ? readFileSync(docPath, "utf8") : "# The client: measured\n\nWritten by `npm run bench:client -- --write`.\n";
+    let doc = existsSync(docPath) ? readFileSync(docPath, "utf8") : `# The client: measured\n\nWritten by \`npm run bench:client -- --write\`.\n\n## Gateway\n\n${GATEWAY_PLACEHOLDER}\n`;
     doc = replaceSection(doc, "Discovery", discoveryBody);
     doc = replaceSection(doc, "Failover", failoverBody);
     if (gateway !== undefined) doc = replaceSection(doc, gateway.heading, gateway.body);
