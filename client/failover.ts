@@ -1,4 +1,5 @@
 import { EFedError } from "../protocol/errors.js";
+import { concatFloat32 } from "../protocol/floats.js";
 import { BanList } from "./failoverBans.js";
 import { failedServerUrl } from "./failoverErrors.js";
 import type { LayerPipeline, LayerSequence } from "./generate.js";
@@ -261,7 +262,7 @@ function maxStepRows(pipeline: RemotePipeline): number {
  * the servers take fewer tokens per step) and returns the last chunk's output.
  */
 async function replay(sequence: LayerSequence, parts: readonly Float32Array[], hiddenSize: number, maxRows: number): Promise<Float32Array> {
-  const all = concat(parts);
+  const all = concatFloat32(parts);
   const rows = all.length / hiddenSize;
   // the last chunk is a full one, so that it holds the whole failed step
   const chunks = Math.ceil(rows / maxRows);
@@ -270,14 +271,4 @@ async function replay(sequence: LayerSequence, parts: readonly Float32Array[], h
     output = await sequence.compute(all.subarray(from * hiddenSize, at * hiddenSize));
   }
   return output;
-}
-
-function concat(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }

@@ -5,7 +5,7 @@ import { promisify } from "node:util";
 import { JsonRpcProvider, NonceManager, Wallet, parseEther, parseUnits, type Signer } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FailoverPipeline, type FailoverEvent } from "../../client/failover.js";
-import { generate, type LayerPipeline } from "../../client/generate.js";
+import { generate } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
 import { discoverRoute, planOptions } from "../../client/route/discover.js";
 import { formatWad } from "../../client/route/discovery.js";
@@ -17,6 +17,7 @@ import { EFedToken__factory, ModelRegistry__factory, Staking__factory, TrustScor
 import { scratchDir } from "../engine/helpers.js";
 import { startServer, type RunningServer } from "../node/support.js";
 import { runEfed } from "../support/efedProcess.js";
+import { beforeEachStep } from "../support/stepHook.js";
 import { freePort, startHardhatNode, type LocalChain } from "../support/hardhatNode.js";
 
 const run = promisify(execFile);
@@ -153,19 +154,9 @@ describe("route discovery on chain", () => {
     expect(found.route.servers.map((c) => c.url)).toEqual([named.a!.url, named.b!.url]);
     const events: FailoverEvent[] = [];
     const failover = await FailoverPipeline.connect([named.a!.url, named.b!.url], 4, found.pool.replanner(planOptions(choice)), { onFailover: (e) => events.push(e) });
-    const stopping: LayerPipeline = {
-      openSequence: async (n) => {
-        const sequence = await failover.openSequence(n);
-        let step = 0;
-        return {
-          compute: async (hidden) => {
-            if (step++ === 4) await named.a!.server!.stop();
-            return sequence.compute(hidden);
-          },
-          close: () => sequence.close(),
-        };
-      },
-    };
+    const stopping = beforeEachStep(failover, async (step) => {
+      if (step === 4) await named.a!.server!.stop();
+    });
     try {
       expect((await generate(head, stopping, PROMPT, { maxTokens: TOKENS, temperature: 0 })).generatedIds).toEqual(expected);
     } finally {

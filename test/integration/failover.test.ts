@@ -1,13 +1,14 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FailoverPipeline, type FailoverEvent } from "../../client/failover.js";
-import { generate, type GenerateOptions, type LayerPipeline } from "../../client/generate.js";
+import { generate, type GenerateOptions } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
 import { CandidatePool } from "../../client/route/candidatePool.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Head } from "../../engine/runtime/head.js";
 import { scratchDir } from "../engine/helpers.js";
 import { startServer, type RunningServer } from "../node/support.js";
+import { beforeEachStep } from "../support/stepHook.js";
 
 // The shipped model: 8 layers, a context of 512 tokens. An 8-token prompt and 504 generated tokens
 // fill it; a server is killed before steps 64, 128, …, 448 (7 kills), alternating between the spans.
@@ -63,26 +64,14 @@ async function generateWithKills(options: GenerateOptions, forward: boolean): Pr
     const killed: string[] = [];
     const route = pool.plan(plan).servers.map((c) => c.url);
     const failover = await FailoverPipeline.connect(route, model.config.numLayers, pool.replanner(plan), { forward, onFailover: (e) => events.push(e) });
-    const killing: LayerPipeline = {
-      openSequence: async (maxLength) => {
-        const sequence = await failover.openSequence(maxLength);
-        let step = 0;
-        return {
-          compute: async (hidden) => {
-            if (step > 0 && step % KILL_EVERY === 0) {
-              const span = (step / KILL_EVERY - 1) % SPANS.length;
-              const victim = failover.route[span]!;
-              killed.push(victim);
-              await servers.get(victim)!.stop();
-              await addServer(SPANS[span]!);
-            }
-            step++;
-            return sequence.compute(hidden);
-          },
-          close: () => sequence.close(),
-        };
-      },
-    };
+    const killing = beforeEachStep(failover, async (step) => {
+      if (step === 0 || step % KILL_EVERY !== 0) return;
+      const span = (step / KILL_EVERY - 1) % SPANS.length;
+      const victim = failover.route[span]!;
+      killed.push(victim);
+      await servers.get(victim)!.stop();
+      await addServer(SPANS[span]!);
+    });
     try {
       const ids = (await generate(head, killing, PROMPT, options)).generatedIds;
       return { ids, events, killed };
