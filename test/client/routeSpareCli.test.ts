@@ -1,11 +1,14 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generate } from "../../client/generate.js";
+import { FailoverPipeline } from "../../client/failover.js";
+import { GenerationError, generate } from "../../client/generate.js";
+import { CandidatePool } from "../../client/route/candidatePool.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
 import { Head } from "../../engine/runtime/head.js";
 import type { Shard } from "../../engine/runtime/shard.js";
+import type { EFedError } from "../../protocol/errors.js";
 import { scratchDir } from "../engine/helpers.js";
 import { startServer, type RunningServer } from "../node/support.js";
 import { runEfed } from "../support/efedProcess.js";
@@ -67,6 +70,28 @@ describe("efed generate --route … --spare …", () => {
     expect(out.finish).toBe("error");
     expect(out.generatedIds).toEqual(expected.slice(0, FAIL_AT - PROMPT.length + 1));
     expect(out.error.message).toContain(`server 2 of 2 on the route (${servers[1]!.server.url}) failed step ${FAIL_AT - PROMPT.length + 1}`);
+  });
+
+  it("a spare that does not cover the failed span: the failure keeps its code and says why nothing replaced it", async () => {
+    const wrongSpan = await startServer(model, 0, 2, scratch.dir);
+    servers.push(wrongSpan);
+    const pool = new CandidatePool();
+    pool.addUnmeasured([servers[0]!, servers[1]!, wrongSpan].map((s) => ({ url: s.server.url })));
+    const head = await Head.load(model);
+    const pipeline = await FailoverPipeline.connect([servers[0]!.server.url, servers[1]!.server.url], 4, pool.replanner({ numLayers: 4 }));
+    try {
+      const failed = await generate(head, pipeline, PROMPT, { maxTokens: TOKENS, temperature: 0 }).catch((e: unknown) => e as GenerationError);
+      expect(failed).toBeInstanceOf(GenerationError);
+      const err = (failed as GenerationError).cause as EFedError;
+      expect(err.code).toBe("SERVER_13"); // the server's internal error: its layers threw
+      expect(err.message).toMatch(
+        new RegExp(`^server 2 of 2 on the route \\(${servers[1]!.server.url}\\) failed step 6: .*; no route around it: no route covers the model's 4 layers: no usable server serves layer\\(s\\) 2–3$`),
+      );
+      expect((failed as GenerationError).partial.generatedIds).toEqual(expected.slice(0, 6));
+    } finally {
+      pipeline.close();
+      await head.release();
+    }
   });
 
   it("rejects a --spare that is not a ws:// URL, naming it", async () => {
