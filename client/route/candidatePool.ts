@@ -19,6 +19,7 @@ export class CandidatePool {
   private readonly unmeasured = new Map<string, UnmeasuredServer>();
   /** Every measurement, failed ones included, in the order made (what --explain-route prints). */
   readonly measurements: Measurement[] = [];
+  private measuring: Promise<void> | undefined;
 
   constructor(private readonly measureOptions: MeasureOptions = {}) {}
 
@@ -30,8 +31,17 @@ export class CandidatePool {
     for (const s of servers) if (!this.candidates.has(s.url)) this.unmeasured.set(`${s.url} ${s.expect?.operator ?? ""}`, s);
   }
 
-  /** Measures the servers not measured yet (but those in `skip`); those that answer become candidates. */
+  /**
+   * Measures the servers not measured yet (but those in `skip`); those that answer become
+   * candidates. A measurement already under way is waited for first, so none is made twice.
+   */
   async measure(skip: ReadonlySet<string> = new Set()): Promise<void> {
+    while (this.measuring !== undefined) await this.measuring;
+    this.measuring = this.measureNow(skip).finally(() => (this.measuring = undefined));
+    return this.measuring;
+  }
+
+  private async measureNow(skip: ReadonlySet<string>): Promise<void> {
     const pending = [...this.unmeasured.values()].filter((s) => !skip.has(s.url));
     if (pending.length === 0) return;
     const results = await measureServers(pending, this.measureOptions);

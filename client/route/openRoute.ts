@@ -88,6 +88,11 @@ export async function openRoute(
       }) + "\n(--route: the route is the one given; the others are spares)",
     );
   }
-  const withSpares = (source.spare ?? []).length > 0 ? failover : { ...failover, maxFailoversPerStep: 0 };
-  return FailoverPipeline.connect(source.route, numLayers, pool.replanner(planOptions(choice)), withSpares);
+  if ((source.spare ?? []).length === 0) {
+    return FailoverPipeline.connect(source.route, numLayers, pool.replanner(planOptions(choice)), { ...failover, maxFailoversPerStep: 0 });
+  }
+  const pipeline = await FailoverPipeline.connect(source.route, numLayers, pool.replanner(planOptions(choice)), failover);
+  // measured now, in the background, so that a failover does not wait for it
+  void pool.measure();
+  return pipeline;
 }
