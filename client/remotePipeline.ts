@@ -100,10 +100,10 @@ export class RemotePipeline implements LayerPipeline {
       const variant = connections[0]!.info.variantId;
       for (const c of connections) {
         if (c.info.variantId !== variant) {
-          throw new RouteError(`${c.url} serves variant ${c.info.variantId}, the route's first server ${variant}`);
+          throw new RouteError(`${c.url} serves variant ${c.info.variantId}, the route's first server ${variant}`, { url: c.url });
         }
         if (c.info.firstLayer !== expected) {
-          throw new RouteError(`${c.url} serves layers ${c.info.firstLayer}:${c.info.lastLayer}, expected the next to start at ${expected}`);
+          throw new RouteError(`${c.url} serves layers ${c.info.firstLayer}:${c.info.lastLayer}, expected the next to start at ${expected}`, { url: c.url });
         }
         expected = c.info.lastLayer;
       }
@@ -301,7 +301,7 @@ export class RemotePipeline implements LayerPipeline {
 
   private checkShape(c: ShardConnection, output: EncodedActivations, input: EncodedActivations): void {
     if (output.rows !== input.rows || output.cols !== input.cols) {
-      throw new RouteError(`${c.url} returned ${output.rows}×${output.cols} activations for ${input.rows}×${input.cols}`);
+      throw new RouteError(`${c.url} returned ${output.rows}×${output.cols} activations for ${input.rows}×${input.cols}`, { url: c.url });
     }
   }
 }

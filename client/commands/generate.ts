@@ -4,13 +4,13 @@ import { Head } from "../../engine/runtime/head.js";
 import { EFedError, InvalidArgumentError } from "../../protocol/errors.js";
 import { GenerationError, generate, sequenceLength, type GenerationResult, type LayerPipeline } from "../generate.js";
 import { LocalPipeline } from "../localPipeline.js";
-import { RemotePipeline } from "../remotePipeline.js";
 import { DEFAULT_ROUTE_TIMING } from "../routeOptions.js";
 import { ACTIVATION_ENCODINGS, type ActivationEncoding } from "../../protocol/activations.js";
 import { TextTokenizer } from "../../engine/model/tokenizer.js";
-import { integer, integerList, number } from "./options.js";
+import { integer, integerList, number, routeOptions, type RouteFlags } from "./options.js";
+import { openRoute } from "../route/openRoute.js";
 
-interface GenerateFlags {
+interface GenerateFlags extends RouteFlags {
   model: string;
   prompt?: string;
   ids?: number[];
@@ -21,7 +21,6 @@ interface GenerateFlags {
   repetitionPenalty: number;
   seed: number;
   split?: number[];
-  route?: string[];
   wire: ActivationEncoding;
   forward: boolean;
   connectTimeoutMs: number;
@@ -33,7 +32,9 @@ interface GenerateFlags {
 /** `efed generate`: run a whole model in this process (optionally split into shards) and print the continuation. */
 export function generateCommand(): Command {
   const t = DEFAULT_ROUTE_TIMING;
-  return new Command("generate")
+  const command = new Command("generate");
+  for (const option of routeOptions()) command.addOption(option);
+  return command
     .description("generate text with a model run in this process (layers optionally split into shards) or on a route of shard servers")
     .requiredOption("--model <dir>", "Hugging Face model directory (config.json, safetensors, tokenizer.json)")
     .addOption(new Option("--prompt <text>", "prompt text").conflicts("ids"))
@@ -44,10 +45,7 @@ export function generateCommand(): Command {
     .option("--top-p <p>", "nucleus sampling mass", number(Number.MIN_VALUE, 1), 1)
     .option("--repetition-penalty <r>", "> 1 discourages repeats", number(Number.MIN_VALUE), 1)
     .option("--seed <n>", "seed of the sampling stream", integer(0, 2 ** 31 - 1), 0)
-    .addOption(new Option("--split <layers>", "run the layers as shards split at these boundaries, e.g. 2,4").argParser(integerList(1)).conflicts("route"))
-    .option("--route <urls>", "run the layers on these shard servers, in order (comma-separated ws:// URLs)", (v: string) =>
-      v.split(",").map((u) => u.trim()),
-    )
+    .addOption(new Option("--split <layers>", "run the layers as shards split at these boundaries, e.g. 2,4").argParser(integerList(1)).conflicts(["route", "rpc"]))
     .addOption(new Option("--wire <encoding>", "hidden-state encoding on the wire with --route").choices(ACTIVATION_ENCODINGS).default("fp32"))
     .option("--no-forward", "with --route: relay every server's output through this client instead of server to server")
     .option("--connect-timeout-ms <ms>", "with --route: time to reach each server", integer(1), t.connectTimeoutMs)
@@ -77,9 +75,9 @@ export function generateCommand(): Command {
         let failure: Error | undefined;
         try {
           pipeline =
-            flags.route === undefined
+            flags.route === undefined && flags.rpc === undefined
               ? await LocalPipeline.load(model, flags.split ?? [], { threads: flags.threads })
-              : await RemotePipeline.connect(flags.route, model.config.numLayers, {
+              : await openRoute(flags, model, flags.model, {
                   encoding: flags.wire,
                   forward: flags.forward,
                   connectTimeoutMs: flags.connectTimeoutMs,

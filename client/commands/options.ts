@@ -1,4 +1,5 @@
-import { InvalidArgumentError } from "commander";
+import { InvalidArgumentError, Option } from "commander";
+import { parseUnits } from "ethers";
 
 /** Commander parsers that reject bad flag values with a message naming the value and what was expected. */
 export function integer(min: number, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
@@ -32,4 +33,55 @@ export function integerList(min: number): (value: string) => number[] {
       throw new InvalidArgumentError(`"${value}" is not a comma-separated list of integers >= ${min}.`);
     }
   };
+}
+
+/** A decimal amount of tokens (18 decimals), e.g. "0.001", as token base units. */
+export function tokenAmount(value: string): bigint {
+  try {
+    if (!/^\d+(\.\d{1,18})?$/.test(value.trim())) throw new Error("format");
+    return parseUnits(value.trim(), 18);
+  } catch {
+    throw new InvalidArgumentError(`"${value}" is not an amount of tokens (a decimal >= 0 with at most 18 decimals, e.g. 0.001).`);
+  }
+}
+
+/** A comma-separated list of ws:// or wss:// URLs. */
+export function urlList(value: string): string[] {
+  const urls = value.split(",").map((u) => u.trim());
+  for (const u of urls) {
+    if (!/^wss?:\/\/[^\s/]+/.test(u)) throw new InvalidArgumentError(`"${u}" is not a ws:// or wss:// URL (in "${value}").`);
+  }
+  return urls;
+}
+
+/** The route flags `generate`, `chat` and `gateway` share: an explicit route, or discovery on chain. */
+export interface RouteFlags {
+  route?: string[];
+  spare?: string[];
+  rpc?: string;
+  deployment?: string;
+  minTrust?: number;
+  maxPrice?: bigint;
+  prefer: "latency" | "price";
+  explainRoute?: boolean;
+  measureBudgetMs: number;
+  maxFailovers: number;
+}
+
+/** The options behind RouteFlags, to add to a command. */
+export function routeOptions(): Option[] {
+  return [
+    new Option("--route <urls>", "run the layers on these shard servers, in order (comma-separated ws:// URLs; standalone servers, no chain)")
+      .argParser(urlList)
+      .conflicts("rpc"),
+    new Option("--spare <urls>", "with --route: servers that may replace a failed one (comma-separated ws:// URLs)").argParser(urlList),
+    new Option("--rpc <url>", "find the route on chain: the servers registered for --model's variant (JSON-RPC URL)"),
+    new Option("--deployment <file>", "with --rpc: the deployment file (default deployments/<chainId>.json in the working directory)"),
+    new Option("--min-trust <t>", "with --rpc: skip servers whose trust is below t in [0, 1] (θ on chain always applies)").argParser(number(0, 1)),
+    new Option("--max-price <tokens>", "with --rpc: most the whole route may ask per token, in tokens (e.g. 0.001; default no limit)").argParser(tokenAmount),
+    new Option("--prefer <what>", "with --rpc: what weighs ten times more when choosing the route").choices(["latency", "price"]).default("latency"),
+    new Option("--explain-route", "print the servers considered, their measurements and why the route was chosen (stderr)"),
+    new Option("--measure-budget-ms <ms>", "time the client spends measuring candidate servers (in parallel)").argParser(integer(1, 600_000)).default(3_000),
+    new Option("--max-failovers <n>", "failovers one step may take before generation fails (0: none; needs --spare or --rpc)").argParser(integer(0, 100)).default(3),
+  ];
 }

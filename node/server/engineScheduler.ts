@@ -1,4 +1,5 @@
 import type { KvCache, Shard } from "../../engine/runtime/shard.js";
+import { concatFloat32 } from "../../protocol/floats.js";
 
 interface Job {
   /** Whose turn this counts against (fairness key: the client's remote address). */
@@ -132,7 +133,7 @@ export class EngineScheduler {
     }
     if (job.done < rows) return;
     this.removeJob(job);
-    job.resolve(job.outputs.length === 1 ? job.outputs[0]! : concat(job.outputs));
+    job.resolve(job.outputs.length === 1 ? job.outputs[0]! : concatFloat32(job.outputs));
   }
 
   /** The first job plus other decode steps that fit the policy, one per client per pass. */
@@ -180,14 +181,4 @@ export class EngineScheduler {
     this.recentBatchSizes.push(size);
     if (this.recentBatchSizes.length > 1024) this.recentBatchSizes.splice(0, 512);
   }
-}
-
-function concat(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
