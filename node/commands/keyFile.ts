@@ -41,3 +41,19 @@ function parseKey(text: string, source: string): Wallet {
     throw new InvalidArgumentError(`${source} does not hold a valid private key (64 hex digits)`);
   }
 }
+
+/**
+ * The operator's key, found as `efed server` finds it (--key FILE, else $EFED_SERVER_KEY, else
+ * DATA_DIR/efed-server.key) but never created: a command that stakes or registers must act for the
+ * key the server signs with. `efed operator key` creates it.
+ */
+export function loadExistingKey(file: string | undefined, dataDir: string): { wallet: Wallet; source: string } {
+  if (file === undefined && (process.env.EFED_SERVER_KEY ?? "").trim() === "") {
+    const path = resolve(join(dataDir, DEFAULT_KEY_FILE));
+    if (!existsSync(path)) {
+      throw new InvalidArgumentError(`no key: ${path} does not exist. Create it with efed operator key --data-dir ${dataDir}, or pass --key FILE / set EFED_SERVER_KEY`);
+    }
+  }
+  const { wallet, path } = loadOrCreateKey(file, dataDir, false);
+  return { wallet, source: path ?? "$EFED_SERVER_KEY" };
+}
