@@ -63,7 +63,7 @@ export function hasSentence(name: string): boolean {
 export function decodeContractError(errOrData: unknown): DecodedContractError | undefined {
   const data = typeof errOrData === "string" ? errOrData : revertData(errOrData);
   if (data === undefined || data.length < 10) return undefined;
-  let parsed: ErrorDescription | null = null;
+  let parsed: ErrorDescription | null;
   try {
     parsed = ALL.parseError(data);
   } catch {

@@ -1,4 +1,4 @@
-import { Interface, ZeroAddress, ZeroHash, getAddress, id, parseEther, type ParamType } from "ethers";
+import { ZeroAddress, type Interface, ZeroHash, getAddress, id, parseEther, type ParamType } from "ethers";
 import { describe, expect, it } from "vitest";
 import {
   ContractCallError,
