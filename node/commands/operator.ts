@@ -1,3 +1,5 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError as CommanderArgumentError } from "commander";
 import { isHexString, parseUnits } from "ethers";
@@ -12,7 +14,7 @@ import { readOperatorStatus, type OperatorStatus } from "../chain/operatorStatus
 import { registerServer } from "../chain/serverRegistration.js";
 import { deregister, requestUnbond, withdrawStake } from "../chain/unbonding.js";
 import { ensureVerifier } from "../verifier/registration.js";
-import { DEFAULT_KEY_FILE, loadExistingKey, loadOrCreateKey } from "./keyFile.js";
+import { DEFAULT_KEY_FILE, KEY_PASSWORD_ENV, encryptKeyFile, loadOperatorKey, loadOrCreateKey } from "./keyFile.js";
 import { layerRange } from "./options.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -36,13 +38,29 @@ export function withChainOptions(command: Command): Command {
 
 /** Loads the key, connects to the chain and deployment, runs `fn`, and always closes the connection. */
 export async function withOperatorChain<T>(flags: ChainFlags, fn: (c: OperatorChain) => Promise<T>): Promise<T> {
-  const { wallet } = loadExistingKey(flags.key, flags.dataDir);
+  const wallet = await loadOperatorKey(flags.key, flags.dataDir, askPassword);
   const c = await connectOperator({ rpc: flags.rpc, deploymentFile: flags.deployment, root, wallet });
   try {
     return await fn(c);
   } finally {
     c.provider.destroy();
   }
+}
+
+/** Asks for a password in the terminal, masked. */
+async function askPassword(message: string): Promise<string> {
+  const { default: password } = await import("@inquirer/password");
+  return password({ message, mask: true });
+}
+
+/** The password that encrypts a key file: $EFED_KEY_PASSWORD, else asked twice in a terminal. */
+async function newKeyPassword(): Promise<string> {
+  const fromEnv = process.env[KEY_PASSWORD_ENV];
+  if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
+  if (!process.stdin.isTTY) throw new InvalidArgumentError(`--encrypt needs a password: set ${KEY_PASSWORD_ENV}, or run it in a terminal to be asked`);
+  const first = await askPassword("new password for the key file:");
+  if ((await askPassword("the same password again:")) !== first) throw new InvalidArgumentError("the two passwords differ");
+  return first;
 }
 
 /** "--amount 1500", "--stake 0.5": a decimal number of tokens (18 decimals) in base units. */
@@ -78,9 +96,18 @@ export function operatorCommand(): Command {
       .description(`print the operator's address; creates DATA_DIR/${DEFAULT_KEY_FILE} (mode 0600) when there is none`)
       .option("--key <file>", "an existing key file instead")
       .option("--data-dir <dir>", "the server's data directory (default $EFED_DATA_DIR or .)", process.env.EFED_DATA_DIR ?? ".")
-      .action((flags: { key?: string; dataDir: string }) => {
-        const { wallet, created, path } = loadOrCreateKey(flags.key, flags.dataDir, false);
-        console.log(JSON.stringify({ address: wallet.address, keyFile: path ?? "$EFED_SERVER_KEY", created }));
+      .option("--encrypt", `encrypt the key file into an ethers JSON keystore; the password comes from $${KEY_PASSWORD_ENV} or a prompt, never a flag (efed server then needs $${KEY_PASSWORD_ENV})`)
+      .action(async (flags: { key?: string; dataDir: string; encrypt?: boolean }) => {
+        const keyFromEnv = (process.env.EFED_SERVER_KEY ?? "").trim() !== "";
+        const path = flags.key !== undefined ? resolve(flags.key) : keyFromEnv ? undefined : resolve(join(flags.dataDir, DEFAULT_KEY_FILE));
+        const created = flags.key === undefined && path !== undefined && !existsSync(path);
+        const wallet = created ? loadOrCreateKey(undefined, flags.dataDir, false).wallet : await loadOperatorKey(flags.key, flags.dataDir, askPassword);
+        if (flags.encrypt === true) {
+          if (path === undefined) throw new InvalidArgumentError("--encrypt encrypts a key file; this key comes from $EFED_SERVER_KEY");
+          await encryptKeyFile(path, await newKeyPassword());
+        }
+        const encrypted = path !== undefined && readFileSync(path, "utf8").trim().startsWith("{");
+        console.log(JSON.stringify({ address: wallet.address, keyFile: path ?? "$EFED_SERVER_KEY", created, encrypted }));
       }),
   );
 
