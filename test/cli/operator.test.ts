@@ -5,7 +5,7 @@ import { promisify } from "node:util";
 import { JsonRpcProvider, Wallet, getAddress, parseEther } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readManifest, variantIdOf } from "../../engine/model/manifest.js";
-import { EFedToken__factory, Staking__factory, type EFedToken, type Staking } from "../../types/ethers-contracts/index.js";
+import { EFedToken__factory, PaymentChannels__factory, Staking__factory, type EFedToken, type Staking } from "../../types/ethers-contracts/index.js";
 import { scratchDir } from "../engine/helpers.js";
 import { startAnvil } from "../support/anvilNode.js";
 import { runEfed } from "../support/efedProcess.js";
@@ -24,6 +24,11 @@ const KEYS = {
 } as const;
 type Who = keyof typeof KEYS;
 const address = (who: Who): string => new Wallet(KEYS[who]).address;
+/** The parts of `efed operator status --json` the tests read. */
+interface OperatorStatusJson {
+  redeemed: { vouchers: number; earnedWei: string; feesWei: string };
+  server: { eligible: boolean };
+}
 /** Devnet: 1,000 EFED base stake + 100 per layer; unbonding delay two days. */
 const UNBONDING_DELAY_S = 2 * 24 * 3600;
 
@@ -38,6 +43,7 @@ for (const [chainName, start] of [
     let deployment: string;
     let token: EFedToken;
     let staking: Staking;
+    let contracts: Record<string, string>;
 
     /** The data directory of `who`: its efed-server.key, as `efed server` would create it. */
     const dataDir = (who: Who): string => join(scratch.dir, who);
@@ -56,8 +62,9 @@ for (const [chainName, start] of [
         mkdirSync(dataDir(who), { recursive: true });
         writeFileSync(join(dataDir(who), "efed-server.key"), `${KEYS[who]}\n`, { mode: 0o600 });
       }
-      const contracts = (JSON.parse(readFileSync(deployment, "utf8")) as { contracts: Record<string, string> }).contracts;
-      provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true });
+      contracts = (JSON.parse(readFileSync(deployment, "utf8")) as { contracts: Record<string, string> }).contracts;
+      // no request cache: a nonce read right after a mined transaction must be fresh
+      provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true, cacheTimeout: -1 });
       token = EFedToken__factory.connect(contracts.token!, provider);
       staking = Staking__factory.connect(contracts.staking!, provider);
     }, 180_000);
@@ -185,6 +192,30 @@ for (const [chainName, start] of [
       expect(asServer.stderr.trim()).toBe(`efed: ${address("verifier")} is registered as a verifier; a server needs its own key (or deregister the verifier first)`);
       expect(await balances("verifier")).toEqual({ tokens: parseEther("9500"), bonded: parseEther("500") });
     }, 60_000);
+
+    it("status counts the vouchers a server redeemed, what it earned and the fees", async () => {
+      const server1 = address("server1");
+      const funder = await provider.getSigner(0);
+      const client = Wallet.createRandom().connect(provider);
+      await (await funder.sendTransaction({ to: client.address, value: parseEther("1") })).wait();
+      await (await token.connect(funder).mint(client.address, parseEther("10"))).wait();
+      // past the devnet's 10-minute probation: only then may a client open a channel to the server
+      await provider.send("evm_increaseTime", [601]);
+      await provider.send("evm_mine", []);
+      const channels = PaymentChannels__factory.connect(contracts.channels!, client);
+      await (await token.connect(client).approve(contracts.channels!, parseEther("10"))).wait();
+      const channelId = await channels.nextChannelId(client.address, server1);
+      await (await channels.open(server1, parseEther("10"))).wait();
+      const server = new Wallet(KEYS.server1, provider);
+      for (const cumulative of [parseEther("2"), parseEther("3")]) {
+        const signature = client.signingKey.sign(await channels.voucherDigest(channelId, cumulative)).serialized;
+        await (await channels.connect(server).redeem(channelId, cumulative, signature)).wait();
+      }
+      const status = JSON.parse((await efed("server1", "operator", "status", "--json")).stdout) as OperatorStatusJson;
+      // devnet fee: 500 bps of every redemption
+      expect(status.redeemed).toEqual({ vouchers: 2, earnedWei: parseEther("2.85").toString(), feesWei: parseEther("0.15").toString() });
+      expect(status.server.eligible).toBe(true);
+    }, 120_000);
 
     it("unbonds what the range does not need, refuses to withdraw early, and withdraws after the delay", async () => {
       const tooMuch = await efed("server2", "operator", "unbond", "--amount", "200");
