@@ -4,8 +4,12 @@ import { generateCommand } from "../client/commands/generate.js";
 import { compressCommand } from "../node/commands/compress.js";
 import { evalCommand } from "../node/commands/eval.js";
 import { manifestCommand } from "../node/commands/manifest.js";
+import { modelCommand } from "../node/commands/model.js";
+import { operatorCommand } from "../node/commands/operator.js";
 import { serverCommand } from "../node/commands/server.js";
 import { verifierCommand } from "../node/commands/verifier.js";
+import { describeChainError } from "../protocol/contractErrors.js";
+import { EFedError } from "../protocol/errors.js";
 
 const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -23,8 +27,15 @@ export function buildProgram(): Command {
     .version(version, "-V, --version", "print the eFed version")
     .showHelpAfterError()
     .exitOverride();
-  for (const sub of [generateCommand(), serverCommand(), verifierCommand(), manifestCommand(), compressCommand(), evalCommand()]) program.addCommand(sub.copyInheritedSettings(program));
+  for (const sub of [generateCommand(), serverCommand(), verifierCommand(), manifestCommand(), compressCommand(), evalCommand(), operatorCommand(), modelCommand()]) program.addCommand(inheritSettings(sub, program));
   return program;
+}
+
+/** Copies `parent`'s settings (exitOverride, help after error) to `command` and its own subcommands. */
+function inheritSettings(command: Command, parent: Command): Command {
+  command.copyInheritedSettings(parent);
+  for (const sub of command.commands) inheritSettings(sub, command);
+  return command;
 }
 
 /** Runs the CLI on `argv` (process.argv layout); returns the exit code instead of exiting. */
@@ -34,7 +45,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
-    console.error(`efed: ${err instanceof Error ? err.message : String(err)}`);
+    // an EFedError already says what went wrong; a raw ethers error is decoded (custom errors, empty results)
+    console.error(`efed: ${err instanceof EFedError ? err.message : describeChainError(err)}`);
     return 1;
   }
 }

@@ -2,9 +2,9 @@ import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { JsonRpcProvider, Wallet, parseEther } from "ethers";
+import { JsonRpcProvider, Wallet, ZeroHash, id, parseEther } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EFedToken__factory, PaymentChannels__factory, Staking__factory, TrustScores__factory } from "../../types/ethers-contracts/index.js";
+import { EFedToken__factory, ModelRegistry__factory, PaymentChannels__factory, Staking__factory, TrustScores__factory } from "../../types/ethers-contracts/index.js";
 import { scratchDir } from "../engine/helpers.js";
 import { startHardhatNode, type LocalChain } from "../support/hardhatNode.js";
 
@@ -54,6 +54,34 @@ describe("npm run deploy", () => {
     expect(await trust.hasRole(await trust.AUDITOR_ROLE(), record.contracts.disputes!)).toBe(true);
     provider.destroy();
   });
+
+  it("hands governance to --admin and the registrar role to --registrar; the deployer keeps only the devnet faucet", async () => {
+    const admin = Wallet.createRandom().address;
+    const registrar = Wallet.createRandom().address;
+    const out = join(scratch.dir, "handoff");
+    const { stdout } = await run(
+      process.execPath,
+      ["--import", "tsx", join(root, "scripts/deploy.ts"), "--rpc", chain.url, "--out-dir", out, "--admin", admin, "--registrar", registrar],
+      { cwd: root },
+    );
+    const record = JSON.parse(readFileSync(join(out, "31337.json"), "utf8")) as { deployer: string; contracts: Record<string, string> };
+    expect(stdout).toContain(`the deployer ${record.deployer} holds no role any more`);
+    const provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true });
+    const registry = ModelRegistry__factory.connect(record.contracts.registry!, provider);
+    expect(await registry.hasRole(id("REGISTRAR_ROLE"), registrar)).toBe(true);
+    expect(await registry.hasRole(id("REGISTRAR_ROLE"), admin)).toBe(false);
+    expect(await registry.hasRole(ZeroHash, admin)).toBe(true);
+    const channels = PaymentChannels__factory.connect(record.contracts.channels!, provider);
+    for (const role of [ZeroHash, id("GOVERNANCE_ROLE")]) {
+      expect(await channels.hasRole(role, admin)).toBe(true);
+      expect(await channels.hasRole(role, record.deployer)).toBe(false);
+      expect(await registry.hasRole(role, record.deployer)).toBe(false);
+    }
+    // devnet: the deployer stays the token's owner, a faucet, and says so
+    expect(await EFedToken__factory.connect(record.contracts.token!, provider).owner()).toBe(record.deployer);
+    expect(stdout).toContain(`token: ${record.deployer} may mint without limit (devnet faucet)`);
+    provider.destroy();
+  }, 120_000);
 
   it("refuses a bad --mint-to address with a message naming it", async () => {
     const err = await run(process.execPath, ["--import", "tsx", join(root, "scripts/deploy.ts"), "--rpc", chain.url, "--mint-to", "0xnope"], {
