@@ -69,8 +69,9 @@ contract DataRequests is IDataRequests, AccessControl {
         bytes32[] calldata proof
     ) external returns (uint256 requestId) {
         if (!staking.isActiveVerifier(msg.sender)) revert DataRequestsNotVerifier(msg.sender);
-        (address server, bytes32 leaf) = _checkReceipt(batchId, receipt, signature, proof);
         Params memory p = _params;
+        if (receipt.tokens > p.maxTokens) revert DataRequestsStepTooLarge(receipt.tokens, p.maxTokens);
+        (address server, bytes32 leaf) = _checkReceipt(batchId, receipt, signature, proof);
         uint256 toLock = _free(server);
         if (toLock > p.serverSlash) toLock = p.serverSlash;
         if (toLock == 0) revert DataRequestsNothingToLock(server);
@@ -90,7 +91,7 @@ contract DataRequests is IDataRequests, AccessControl {
         r.requesterShareBps = p.requesterShareBps;
         r.status = Status.Open;
         _requestOfReceipt[leaf] = requestId;
-        emit DataRequested(requestId, batchId, server, msg.sender, leaf, p.requestBond, toLock, r.deadline);
+        emit DataRequested(requestId, server, msg.sender, batchId, leaf, p.requestBond, toLock, r.deadline);
         staking.lock(server, _lockId(requestId), toLock);
         token.safeTransferFrom(msg.sender, address(this), p.requestBond);
     }
@@ -164,7 +165,9 @@ contract DataRequests is IDataRequests, AccessControl {
             bytes32(uint256(_littleEndian32(a.cols)) << 32);
         bytes calldata payload = a.payload;
         // Hashes header ‖ payload in memory past the free pointer without moving it: the memory is
-        // scratch, reused by the second hash, so posting costs memory for one tensor, not two.
+        // scratch, reused by the second hash, so posting costs memory for one tensor, not two (memory
+        // cost is quadratic in its size: abi.encodePacked would keep both copies, and more).
+        // solhint-disable-next-line no-inline-assembly
         assembly ("memory-safe") {
             let at := mload(0x40)
             mstore(at, header)
@@ -235,7 +238,7 @@ contract DataRequests is IDataRequests, AccessControl {
     function _setParams(Params memory p) private {
         uint64 maxDuration = staking.timing().maxDisputeDuration;
         bool badAmounts = p.requestBond == 0 || p.serverSlash == 0 || p.requesterShareBps > BPS;
-        if (badAmounts || p.responsePeriod == 0 || p.responsePeriod > maxDuration) {
+        if (badAmounts || p.maxTokens == 0 || p.responsePeriod == 0 || p.responsePeriod > maxDuration) {
             revert DataRequestsBadParams(p, maxDuration);
         }
         _params = p;

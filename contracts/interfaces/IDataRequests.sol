@@ -30,6 +30,10 @@ import {ReceiptLib} from "../libraries/ReceiptLib.sol";
 ///      off chain only to collect bonds gains nothing beyond its gas (and every on-chain answer is
 ///      public in `DataPosted`). Only the server may answer: the bond is its compensation.
 ///
+///      Only steps of at most `maxTokens` tokens can be requested: a large prefill does not fit in a
+///      transaction (at hidden 4096, 64 tokens in fp16 is over Osaka's 2^24 gas cap), and an honest
+///      server must never be slashed for data it could not post. Larger steps go to Disputes.
+///
 ///      One request per receipt, ever (a second request for the same receipt could slash it twice); a
 ///      receipt already under a dispute in Disputes cannot be requested either. The deadline may fall
 ///      after the batch's challenge window: the lock is taken in the same transaction that opens the
@@ -62,6 +66,10 @@ interface IDataRequests {
         uint16 requesterShareBps;
         /// @dev Seconds the server has to answer, from the opening; at most Staking's maxDisputeDuration.
         uint32 responsePeriod;
+        /// @dev Largest step (receipt tokens) that may be requested: its input and output must fit one
+        ///      transaction at the deployment's hidden size (docs/verification.md, "Withheld data on
+        ///      chain"). Larger steps are left to Disputes, whose committee asks the server itself.
+        uint32 maxTokens;
     }
 
     /// @notice Encoded activations, as protocol/activations.ts `EncodedActivations`.
@@ -107,6 +115,8 @@ interface IDataRequests {
     error DataRequestsReceiptDisputed(bytes32 leaf, uint256 disputeId);
     /// @notice `server` has no stake left that is not already locked.
     error DataRequestsNothingToLock(address server);
+    /// @notice The receipt covers `tokens` tokens; steps of more than `maxTokens` cannot be requested.
+    error DataRequestsStepTooLarge(uint32 tokens, uint32 maxTokens);
     /// @notice No request has this id.
     error DataRequestsUnknown(uint256 requestId);
     /// @notice Request `requestId` is `status`, not Open.
@@ -125,15 +135,16 @@ interface IDataRequests {
     error DataRequestsInputMismatch(bytes32 posted, bytes32 expected);
     /// @notice The posted output hashes to `posted`, the receipt signs `expected`.
     error DataRequestsOutputMismatch(bytes32 posted, bytes32 expected);
-    /// @notice Inconsistent parameters: positive bond, slash and response period, share at most 10⁴ bps,
+    /// @notice Inconsistent parameters: positive bond, slash, response period and maxTokens, share at most 10⁴ bps,
     ///         response period at most Staking's maxDisputeDuration.
     error DataRequestsBadParams(Params params, uint64 maxDisputeDuration);
 
+    /// @dev Indexed by server (which watches for requests to answer) and requester (which follows its own).
     event DataRequested(
         uint256 indexed requestId,
-        uint256 indexed batchId,
         address indexed server,
-        address requester,
+        address indexed requester,
+        uint256 batchId,
         bytes32 receiptLeaf,
         uint256 bond,
         uint256 serverLocked,

@@ -175,6 +175,8 @@ export interface DataRequestParams {
   requesterShareBps: bigint;
   /** Seconds the server has to post the data; at most timing.maxDisputeDuration. */
   responsePeriod: bigint;
+  /** Largest step (receipt tokens) that may be requested: its data must fit one transaction. */
+  maxTokens: bigint;
 }
 
 export const DEVNET_DATA_REQUEST_PARAMS: DataRequestParams = {
@@ -182,6 +184,8 @@ export const DEVNET_DATA_REQUEST_PARAMS: DataRequestParams = {
   serverSlash: parseEther("1000"),
   requesterShareBps: 5_000n,
   responsePeriod: 2n * HOUR,
+  // hidden 256 (the shipped model): 32 tokens in fp32 is 64 KiB of calldata, about 2.6M gas, within Geth's 128 KiB pool limit
+  maxTokens: 32n,
 };
 
 /**

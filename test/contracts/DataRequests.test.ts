@@ -3,6 +3,7 @@ import { network } from "hardhat";
 import { ZeroHash, keccak256, parseEther, toUtf8Bytes } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import { ENCODING_CODE, activationHash, encodeActivations, type EncodedActivations } from "../../protocol/activations.js";
+import { onChain } from "../../node/chain/dataResponder.js";
 import { receiptDomain } from "../../protocol/eip712.js";
 import { MerkleTree } from "../../protocol/merkle.js";
 import { receiptLeaf, signReceipt, type Receipt } from "../../protocol/receipt.js";
@@ -29,11 +30,6 @@ interface RequestWorld extends World {
 /** Deterministic (rows, HIDDEN) values, different per seed. */
 function values(rows: number, seed: number): Float32Array {
   return Float32Array.from({ length: rows * HIDDEN }, (_, i) => Math.sin(seed * 1000 + i) * 3);
-}
-
-/** The contract's view of encoded activations. */
-function onChain(a: EncodedActivations): { encoding: number; rows: number; cols: number; payload: Uint8Array } {
-  return { encoding: ENCODING_CODE[a.encoding], rows: a.rows, cols: a.cols, payload: a.payload };
 }
 
 /** A server of layers [0, 4) that committed four signed receipts (a 3-token prefill, then decode steps), and two registered verifiers. */
@@ -102,7 +98,7 @@ describe("DataRequests", function () {
     await networkHelpers.time.setNextBlockTimestamp(at);
     await expect(requestOf(w, w.requester, 1))
       .to.emit(w.dataRequests, "DataRequested")
-      .withArgs(1n, 0n, w.server.address, w.requester.address, leaf, P.requestBond, P.serverSlash, at + P.responsePeriod);
+      .withArgs(1n, w.server.address, w.requester.address, 0n, leaf, P.requestBond, P.serverSlash, at + P.responsePeriod);
     const r = await w.dataRequests.request(1n);
     expect([r.requester, r.server, r.batchId, r.receiptLeaf, r.inputHash, r.outputHash, r.bond, r.serverLocked, r.openedAt, r.deadline, r.status]).to.deep.equal([
       w.requester.address, w.server.address, 0n, leaf, w.receipts[1]!.inputHash, w.receipts[1]!.outputHash, P.requestBond, P.serverSlash, at, at + P.responsePeriod, Status.Open,
@@ -219,13 +215,17 @@ describe("DataRequests", function () {
     await expect(w.dataRequests.slashUnanswered(2n)).to.be.revertedWithCustomError(w.dataRequests, "DataRequestsUnknown").withArgs(2n);
   });
 
-  it("rejects a second request for one receipt, a non-verifier, a receipt not in the batch, a foreign signature, a disputed receipt and a closed window", async function () {
+  it("rejects a second request for one receipt, a non-verifier, a step over maxTokens, a receipt not in the batch, a foreign signature, a disputed receipt and a closed window", async function () {
     const w = await load();
     await requestOf(w, w.requester, 0);
     await expect(requestOf(w, w.other, 0))
       .to.be.revertedWithCustomError(w.dataRequests, "DataRequestsAlreadyRequested")
       .withArgs(receiptLeaf(w.receipts[0]!), 1n);
     await expect(requestOf(w, w.stranger, 1)).to.be.revertedWithCustomError(w.dataRequests, "DataRequestsNotVerifier").withArgs(w.stranger.address);
+    // the 3-token prefill is over a cap of 2 tokens: an honest server could not be made to post it
+    await w.dataRequests.setParams({ ...P, maxTokens: 2n });
+    await expect(requestOf(w, w.other, 0)).to.be.revertedWithCustomError(w.dataRequests, "DataRequestsStepTooLarge").withArgs(3n, 2n);
+    await w.dataRequests.setParams(P);
     const wrong = { ...w.receipts[1]!, outputHash: ZeroHash };
     await expect(w.dataRequests.connect(w.requester).requestData(0, wrong, w.signatures[1]!, w.tree.proof(1)))
       .to.be.revertedWithCustomError(w.dataRequests, "DataRequestsReceiptNotInBatch")
@@ -281,6 +281,7 @@ describe("DataRequests", function () {
     await expect(w.dataRequests.setParams(bad)).to.be.revertedWithCustomError(w.dataRequests, "DataRequestsBadParams");
     await expect(w.dataRequests.setParams({ ...P, requestBond: 0n })).to.be.revertedWithCustomError(w.dataRequests, "DataRequestsBadParams");
     await expect(w.dataRequests.setParams({ ...P, requesterShareBps: 10_001n })).to.be.revertedWithCustomError(w.dataRequests, "DataRequestsBadParams");
+    await expect(w.dataRequests.setParams({ ...P, maxTokens: 0n })).to.be.revertedWithCustomError(w.dataRequests, "DataRequestsBadParams");
     await expect(w.dataRequests.connect(w.stranger).setParams(P)).to.be.revertedWithCustomError(w.dataRequests, "AccessControlUnauthorizedAccount");
     const next = { ...P, requestBond: parseEther("3"), responsePeriod: maxDuration };
     await expect(w.dataRequests.setParams(next)).to.emit(w.dataRequests, "ParamsSet");
