@@ -59,12 +59,14 @@ export class DataResponder {
     }
   }
 
-  /** Runs a round every `pollMs` (rounds never overlap); errors are logged. */
+  /** Runs a round now and then every `pollMs` (rounds never overlap); errors are logged. */
   start(): void {
     if (this.timer !== undefined) return;
-    this.timer = setInterval(() => {
+    const round = (): void => {
       this.running = this.running.then(() => this.runOnce()).catch((err: unknown) => this.o.logger.error({ err }, "data request round failed"));
-    }, this.pollMs);
+    };
+    round();
+    this.timer = setInterval(round, this.pollMs);
   }
 
   /** Stops the timer and waits for a round under way. */
@@ -126,8 +128,8 @@ export class DataResponder {
 }
 
 /**
- * The first block whose timestamp is at least `seconds` before the latest block's (binary search,
- * about log2(blocks) reads): requests opened before it are past any response period that long, so a
+ * The first block no more than `seconds` older than the latest block (binary search, about
+ * log2(blocks) reads): requests opened before it are past any response period that long, so a
  * restarted server need not read the chain from its start.
  */
 export async function blockSecondsAgo(provider: Provider, seconds: bigint): Promise<number> {

@@ -208,12 +208,12 @@ export function serverCommand(): Command {
         }
         committer = new Committer({ commitments: chain.commitments, store, maxReceiptsPerBatch: 100_000, logger });
       }
-      // answers audits that escalated on chain (withheld data), from requests still answerable
+      // answers audits that escalated on chain (withheld data); requests older than the longest dispute are past answering
       const provider = chain?.signer.provider;
       const responder =
-        dataRequests === undefined || provider === undefined || provider === null
+        chain === undefined || dataRequests === undefined || provider === undefined || provider === null
           ? undefined
-          : new DataResponder({ dataRequests, provider, address: wallet.address, store, logger, fromBlock: await blockSecondsAgo(provider, (await dataRequests.params()).responsePeriod) });
+          : new DataResponder({ dataRequests, provider, address: wallet.address, store, logger, fromBlock: await blockSecondsAgo(provider, (await chain.staking.timing()).maxDisputeDuration) });
       responder?.start();
       logger.info({ url: server.url, address: wallet.address, variantId, layers: `${first}:${last}` }, "serving");
       console.log(JSON.stringify({ event: "listening", url: server.url, address: wallet.address, variantId }));

@@ -7,7 +7,7 @@ import { buildManifest, writeManifest } from "../../../engine/model/manifest.js"
 import type { ModelDirectory } from "../../../engine/model/modelDir.js";
 import { Head } from "../../../engine/runtime/head.js";
 import { Committer } from "../../../node/chain/committer.js";
-import { DataResponder } from "../../../node/chain/dataResponder.js";
+import { DataResponder, blockSecondsAgo } from "../../../node/chain/dataResponder.js";
 import { AuditState } from "../../../node/verifier/auditState.js";
 import { toleranceFor } from "../../../node/verifier/compareOutput.js";
 import { VerifierDaemon } from "../../../node/verifier/daemon.js";
@@ -247,6 +247,9 @@ describe("withheld data on chain", () => {
     expect((await daemon.runOnce()).dataRequests).toEqual({ audited: [], slashed: [], disputed: [] });
     await provider.send("evm_increaseTime", [Number(P.responsePeriod) + 1]);
     await mine();
+    // a restarted server reads requests from the first block within the response period: here, only the latest
+    expect(await blockSecondsAgo(provider, P.responsePeriod)).toBe(await provider.getBlockNumber());
+    expect(await blockSecondsAgo(provider, 10n ** 9n)).toBe(0);
     // a responder that starts too late finds the request past its deadline and says so
     const responder = new DataResponder({ dataRequests: contractsFor(s.signer).dataRequests, provider, address: s.running.wallet.address, store: s.running.store, logger: silent, fromBlock });
     expect(await responder.runOnce()).toEqual({ answered: [], failed: [], abandoned: [requestId] });
