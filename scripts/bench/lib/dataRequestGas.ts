@@ -260,10 +260,11 @@ priced with \`eth_estimateGas\`):
 
 ${dataRequestTable(r)}
 
-From 64 KiB of payload on, the answer costs ${fmtNum(Math.min(...perByte), 1)}–${fmtNum(Math.max(...perByte), 1)} gas per payload byte:
-the calldata floor of EIP-7623 (40 gas per non-zero byte for data-heavy transactions, since Prague)
-dominates the execution (copying into memory, keccak256 at 6 gas per word, the \`DataPosted\` log at
-8 gas per byte); at 16 MiB the quadratic memory cost takes over. A decode step fits any chain:
+From 64 KiB of payload on, the answer costs ${fmtNum(Math.min(...perByte), 1)}–${fmtNum(Math.max(...perByte), 1)} gas per payload byte: the
+transaction pays the calldata floor of EIP-7623 (40 gas per non-zero byte for data-heavy transactions,
+since Prague), which exceeds its execution (copying into memory, keccak256 at 6 gas per word, the
+\`DataPosted\` log at 8 gas per byte); at 16 MiB the quadratic memory cost takes over. A decode step fits
+a transaction on any EVM chain:
 ${fmtInt(find(4096, 1, "fp16").gas)} gas at hidden 4096 in fp16, ${fmtInt(find(shipped, 1, "fp16").gas)} for the shipped model. The largest
 step measured that fits a transaction and Geth's pool is ${find(largest.hidden, largest.tokens, largest.encoding).tokens} tokens at hidden ${largest.hidden} in ${largest.encoding}
 (${fmtInt(largest.gas)} gas). Prefills at hidden 4096 do not fit: 64 tokens in fp16 is over Osaka's 2^24
@@ -273,7 +274,7 @@ So the on-chain answer settles withholding for decode steps and small prefills o
 server must never be slashed for data it could not post, so the contract refuses requests for steps
 of more than \`maxTokens\` tokens (${p.maxTokens} on the devnet, sized for hidden ${shipped}: ${p.maxTokens} tokens in fp32 are the
 bytes of the 64-token fp16 row, ${fmtInt(find(shipped, 64, "fp16").gas)} gas, within Geth's pool limit); a deployment serving hidden
-4096 would set it to a few tokens. A withheld
+4096 would set it to 3 (3 tokens in fp32 are 96 KiB of payload, about 4M gas). A withheld
 step above the cap goes to Disputes as before: the committee asks the server itself, and a server
 that withholds from the committee too is voted at fault. Posting large steps would need a chunked
 activation hash (one hash per block of rows, so a step can be answered over several transactions)
