@@ -23,7 +23,7 @@ import {ReceiptLib} from "../libraries/ReceiptLib.sol";
 ///         of 32 columns, each a float32 scale then one byte per value: rows·(⌈cols/32⌉·4 + cols)).
 /// @dev Why the answered bond goes to the server (griefing defence): posting a step costs the server
 ///      gas that grows with the step's size (a 512-token prefill at hidden 256 is ~1 MiB of calldata)
-///      while opening a request costs the requester a fixed ~200k gas; if an answered request were free
+///      while opening a request costs the requester a fixed ~400k gas; if an answered request were free
 ///      for the requester, a verifier could make honest servers pay for arbitrarily many postings at
 ///      little cost. With the bond paid to the server, a needless request costs the requester the bond,
 ///      and governance sizes the bond to the posting cost of a typical step, so a server that withholds
