@@ -32,7 +32,9 @@ import {ReceiptLib} from "../libraries/ReceiptLib.sol";
 ///
 ///      Only steps of at most `maxTokens` tokens can be requested: a large prefill does not fit in a
 ///      transaction (at hidden 4096, 64 tokens in fp16 is over Osaka's 2^24 gas cap), and an honest
-///      server must never be slashed for data it could not post. Larger steps go to Disputes.
+///      server must never be slashed for data it could not post. Larger steps go to Disputes. The cap
+///      reads the receipt's signed `tokens`, which must equal the step's rows: a server that signs fewer
+///      tokens than it computed signed a false receipt, and cannot hide behind the cap.
 ///
 ///      One request per receipt, ever (a second request for the same receipt could slash it twice); a
 ///      receipt already under a dispute in Disputes cannot be requested either. The deadline may fall

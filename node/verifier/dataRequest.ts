@@ -2,7 +2,7 @@ import { formatEther, type Provider, type SigningKey } from "ethers";
 import type { Logger } from "pino";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
-import type { Commitments, DataRequests, EFedToken, Staking } from "../../types/ethers-contracts/index.js";
+import type { Commitments, DataRequests, Disputes, EFedToken, Staking } from "../../types/ethers-contracts/index.js";
 import { fromChain } from "../chain/dataResponder.js";
 import type { AuditedServer } from "./audit.js";
 import { ChainCallError, chainCall } from "./chainErrors.js";
@@ -20,7 +20,7 @@ export interface DataRequestDutyOptions {
   /** The verifier's registered address (the requester). */
   address: string;
   provider: Provider;
-  contracts: { staking: Staking; commitments: Commitments; token: EFedToken; dataRequests: DataRequests };
+  contracts: { staking: Staking; commitments: Commitments; disputes: Disputes; token: EFedToken; dataRequests: DataRequests };
   replayers: ReplayShards;
   tolerance: number;
   logger: Logger;
@@ -47,6 +47,8 @@ export interface DataRequestRound {
 /** A request this verifier opened and has not finished with. */
 interface OwnRequest {
   requestId: bigint;
+  /** Block of the request: the answer (DataPosted) is read from it on, within the response period. */
+  block: number;
   batchId: bigint;
   listed: ListedReceipt;
   proof: string[];
@@ -106,9 +108,9 @@ export class DataRequestDuty {
     await chainCall("approving the data request bond", async () => (await token.approve(address, bond)).wait());
     const receipt = await chainCall("requesting data on chain", async () => (await dataRequests.requestData(batchId, listed.receipt, listed.signature, proof)).wait());
     const event = receipt?.logs.map((l) => dataRequests.interface.parseLog(l)).find((e) => e?.name === "DataRequested");
-    if (event === undefined || event === null) throw new Error("requestData emitted no DataRequested event");
+    if (receipt === null || event === undefined || event === null) throw new Error("requestData emitted no DataRequested event");
     const requestId = event.args.requestId as bigint;
-    this.open.set(requestId, { requestId, batchId, listed, proof });
+    this.open.set(requestId, { requestId, block: receipt.blockNumber, batchId, listed, proof });
     this.o.logger.warn({ requestId: requestId.toString(), batchId: batchId.toString(), leaf, deadline: (event.args.deadline as bigint).toString() }, "withheld step requested on chain");
     return requestId;
   }
@@ -122,7 +124,7 @@ export class DataRequestDuty {
       const log = this.o.logger.child({ requestId: own.requestId.toString() });
       try {
         const r = await this.o.contracts.dataRequests.request(own.requestId);
-        if (r.status === STATUS.Answered) await this.auditPosted(own, log, round);
+        if (r.status === STATUS.Answered) await this.auditPosted(own, now, log, round);
         else if (r.status === STATUS.Open && now > r.deadline) await this.slash(own.requestId, log, round);
         else if (r.status === STATUS.Slashed) this.open.delete(own.requestId);
       } catch (err) {
@@ -148,16 +150,20 @@ export class DataRequestDuty {
         }
         const [batchId, receipt, signature, proof] = call.args as unknown as [bigint, Receipt, string, string[]];
         const listed = { receipt: { ...receiptFields(receipt) }, signature };
-        this.open.set(e.args.requestId, { requestId: e.args.requestId, batchId, listed, proof: [...proof] });
+        this.open.set(e.args.requestId, { requestId: e.args.requestId, block: e.blockNumber, batchId, listed, proof: [...proof] });
       }
       this.nextBlock = to + 1;
     }
   }
 
-  /** Audits the posted step as a fetched one: earlier steps from the server, this step from the chain. */
-  private async auditPosted(own: OwnRequest, log: Logger, round: DataRequestRound): Promise<void> {
-    const { dataRequests, commitments } = this.o.contracts;
-    const [posted] = await dataRequests.queryFilter(dataRequests.filters.DataPosted(own.requestId));
+  /**
+   * Audits the posted step as a fetched one: earlier steps from the server, this step from the chain.
+   * An audit that cannot run (the server unreachable for the earlier steps) is tried again each round
+   * until the batch's challenge window closes: after it, a failure could not be disputed any more.
+   */
+  private async auditPosted(own: OwnRequest, now: bigint, log: Logger, round: DataRequestRound): Promise<void> {
+    const { dataRequests, commitments, disputes } = this.o.contracts;
+    const [posted] = await dataRequests.queryFilter(dataRequests.filters.DataPosted(own.requestId), own.block);
     if (posted === undefined) throw new Error(`request ${own.requestId} is answered but its DataPosted event was not found`);
     const step = { ...own.listed, input: fromChain(posted.args.input), output: fromChain(posted.args.output) };
     const r = own.listed.receipt;
@@ -167,11 +173,16 @@ export class DataRequestDuty {
     let audit: ReceiptAudit;
     try {
       [audit] = (await auditReceipts(source, this.o.replayers, server, [own.listed], { tolerance: this.o.tolerance })) as [ReceiptAudit];
+    } catch (err) {
+      if (now <= batch.challengeDeadline) throw err;
+      this.open.delete(own.requestId);
+      log.warn({ err: (err as Error).message }, "posted data not audited before the challenge window closed: given up");
+      return;
     } finally {
       source.close();
     }
     round.audited.push({ requestId: own.requestId, audit });
-    this.open.delete(own.requestId);
+    if (audit.verdict !== "fail") this.open.delete(own.requestId);
     if (audit.verdict === "pass") {
       log.info({ leaf: audit.leaf }, `audited from the data posted on chain: pass (${audit.reason})`);
       return;
@@ -182,7 +193,15 @@ export class DataRequestDuty {
       return;
     }
     log.warn({ leaf: audit.leaf }, `audited from the data posted on chain: fail (${audit.reason})`);
+    const existing = await disputes.disputeOfReceipt(audit.leaf);
+    if (existing !== 0n) {
+      this.open.delete(own.requestId);
+      log.info({ disputeId: existing.toString() }, "not challenged: the receipt is already disputed");
+      return;
+    }
+    // a dispute that cannot be opened yet (no bond, an RPC error) keeps the request open: audited and tried again next round
     const disputeId = await this.openDispute(own.batchId, own.listed, own.proof, audit.leaf);
+    this.open.delete(own.requestId);
     round.disputed.push(disputeId);
     log.warn({ disputeId: disputeId.toString() }, "challenged the posted data");
   }
