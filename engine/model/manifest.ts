@@ -2,7 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { keccak256 } from "ethers";
 import { ModelFormatError } from "../errors.js";
-import type { ModelDirectory } from "./modelDir.js";
+import type { TensorSource } from "./tensorSource.js";
 
 export const MANIFEST_FILE = "efed-manifest.json";
 export const MANIFEST_VERSION = 1;
@@ -38,7 +38,7 @@ export function variantIdOf(manifest: Manifest): string {
 }
 
 /** Hashes every tensor of `model` (reads each once, holds one at a time). */
-export function buildManifest(model: ModelDirectory, compression: Record<string, unknown> = { method: "none" }): Manifest {
+export function buildManifest(model: TensorSource, compression: Record<string, unknown> = { method: "none" }): Manifest {
   const config = JSON.parse(readFileSync(join(model.dir, "config.json"), "utf8")) as Record<string, unknown>;
   const tensors: Manifest["tensors"] = {};
   for (const name of [...model.tensorNames()].sort()) {
@@ -72,7 +72,7 @@ export function writeManifest(dir: string, manifest: Manifest): string {
  * Checks that the tensors named by `names` in `model` hash to what `manifest` records, so a server
  * can prove to itself it serves the registered weights while reading only its own layers.
  */
-export function verifyTensors(model: ModelDirectory, manifest: Manifest, names: Iterable<string>): void {
+export function verifyTensors(model: TensorSource, manifest: Manifest, names: Iterable<string>): void {
   for (const name of names) {
     const expected = manifest.tensors[name];
     if (expected === undefined) throw new ModelFormatError(`manifest has no tensor ${name}`, { tensor: name });

@@ -5,6 +5,7 @@ import { NO_COMPRESSION, parseCompression, type CompressionSpec } from "./compre
 import { parseConfig, type ModelConfig } from "./config.js";
 import { MANIFEST_FILE, readManifest } from "./manifest.js";
 import { SafetensorsFile, type TensorInfo } from "./safetensors.js";
+import type { TensorSource } from "./tensorSource.js";
 
 const SINGLE_FILE = "model.safetensors";
 const INDEX_FILE = "model.safetensors.index.json";
@@ -14,7 +15,7 @@ const INDEX_FILE = "model.safetensors.index.json";
  * `model.safetensors.index.json`. Tensors are read on demand, so opening is cheap and a server
  * reads only what it serves.
  */
-export class ModelDirectory {
+export class ModelDirectory implements TensorSource {
   readonly dir: string;
   readonly config: ModelConfig;
   /** How the layers' projections are stored, from the directory's manifest (dense without one). */

@@ -1,6 +1,6 @@
-import { loadProjection } from "./compression.js";
+import { loadProjection } from "./projectionLoader.js";
 import type { ModelConfig } from "./config.js";
-import type { ModelDirectory } from "./modelDir.js";
+import type { TensorSource } from "./tensorSource.js";
 import { projectionBytes, type Projection } from "./projection.js";
 
 /** Names of the seven projections of a layer, in Hugging Face naming (without ".weight"). */
@@ -52,7 +52,7 @@ export function layerPrefix(layer: number): string {
   return `model.layers.${layer}.`;
 }
 
-export function loadLayerWeights(model: ModelDirectory, layer: number): LayerWeights {
+export function loadLayerWeights(model: TensorSource, layer: number): LayerWeights {
   const c = model.config;
   const p = layerPrefix(layer);
   const qDim = c.numHeads * c.headDim;
@@ -78,7 +78,7 @@ export function loadLayerWeights(model: ModelDirectory, layer: number): LayerWei
   };
 }
 
-export function loadHeadWeights(model: ModelDirectory): HeadWeights {
+export function loadHeadWeights(model: TensorSource): HeadWeights {
   const c = model.config;
   const embed = model.tensor("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
   // Some tied checkpoints still ship lm_head.weight; when tied, the embedding is authoritative.
@@ -119,7 +119,7 @@ export function expectedTensors(c: ModelConfig): Map<string, number[]> {
  * codes and scales for quantized ones): every layer's projections, norms and biases, the final
  * norm and LM head, and one embedding row. Reads every layer once.
  */
-export function decodeWeightBytes(model: ModelDirectory): number {
+export function decodeWeightBytes(model: TensorSource): number {
   const c = model.config;
   let bytes = 4 * (c.vocabSize * c.hiddenSize + 2 * c.hiddenSize); // LM head, final norm, one embedding row
   for (let l = 0; l < c.numLayers; l++) bytes += layerWeightBytes(loadLayerWeights(model, l));

@@ -13,6 +13,7 @@ interface CompressFlags {
   rank?: number;
   ranksFrom?: string;
   calib?: string;
+  calibIds?: string;
   calibTokens: number;
   blockSize: number;
   json?: boolean;
@@ -29,7 +30,8 @@ export function compressCommand(): Command {
     .option("--energy <e>", "fraction of each matrix's spectral energy to keep, in (0, 1) (the paper's threshold)", fraction)
     .option("--rank <r>", "one rank for every matrix (at most each matrix's break-even rank)", positiveInt())
     .option("--ranks-from <dir>", "use the per-matrix ranks of another compressed variant (compare methods at equal ranks)")
-    .option("--calib <file>", "calibration text for svd-whiten (default: a shipped King James excerpt)")
+    .option("--calib <file>", "calibration text for svd-whiten (default: a shipped King James excerpt; needs the model's tokenizer.json)")
+    .option("--calib-ids <file>", "calibration token ids for svd-whiten (integers separated by spaces or commas); without a tokenizer and without this, calibration is sampled from the model")
     .option("--calib-tokens <n>", "calibration tokens", positiveInt(), DEFAULTS.calibTokens)
     .option("--block-size <n>", "quantization block size (16, 32, 64, 128 or 256)", positiveInt(), DEFAULTS.blockSize)
     .option("--json", "print the report as JSON")
@@ -43,6 +45,7 @@ export function compressCommand(): Command {
         rank: flags.rank,
         ranks: flags.ranksFrom === undefined ? undefined : ranksOf(flags.ranksFrom),
         calibFile: flags.calib,
+        calibIds: flags.calibIds,
         calibTokens: flags.calibTokens,
         blockSize: flags.blockSize,
         onProgress: progress.update,

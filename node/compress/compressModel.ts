@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { FactorNames, type CompressionSpec, type MatrixCompression } from "../../engine/model/compression.js";
 import { buildManifest, MANIFEST_FILE, writeManifest } from "../../engine/model/manifest.js";
@@ -10,7 +10,15 @@ import type { ProbePoint } from "../../engine/onnx/shardGraph.js";
 import { float32ToBF16Bytes, float32ToF16Bytes, isDType } from "../../protocol/dtype.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { allocateByEnergy, allocateByRatio, maxUsefulRank, storedParameters, type RankChoice, type Spectrum } from "./allocate.js";
-import { calibrationSequences, DEFAULT_CALIBRATION_FILE, LayerCalibrator, readCalibrationText } from "./calibration.js";
+import {
+  calibrationSequences,
+  calibrationSequencesFromIds,
+  DEFAULT_CALIBRATION_FILE,
+  LayerCalibrator,
+  readCalibrationIds,
+  readCalibrationText,
+  sampledCalibrationSequences,
+} from "./calibration.js";
 import { dampedCholesky, fromFloat32, Gemm, multiplyByLowerInverse, Svd, type Mat } from "./linalg.js";
 import { parseMethod, type CompressionMethod } from "./method.js";
 
@@ -24,6 +32,8 @@ export interface CompressOptions {
   rank?: number | undefined;
   /** Calibration text for svd-whiten (default: the shipped King James excerpt). */
   calibFile?: string | undefined;
+  /** Calibration token ids for svd-whiten (a file of integers), instead of text: for models without a tokenizer. */
+  calibIds?: string | undefined;
   calibTokens?: number | undefined;
   calibSeqLength?: number | undefined;
   blockSize?: number | undefined;
@@ -156,7 +166,7 @@ async function decompose(
   const shapes = projectionShapes(source.config);
   const progress = options.onProgress ?? (() => {});
   const result: Decomposition = { decomposed: new Map(), svdSeconds: 0, slowestSvd: undefined, calibrationTokens: 0 };
-  const calibrator = kind === "svd-whiten" ? makeCalibrator(source, options, gemm) : undefined;
+  const calibrator = kind === "svd-whiten" ? await makeCalibrator(source, options, gemm) : undefined;
   result.calibrationTokens = calibrator?.tokens ?? 0;
   for (let l = 0; l < source.config.numLayers; l++) {
     const grams = calibrator === undefined ? undefined : await calibrator.nextLayer();
@@ -303,8 +313,11 @@ function checkOptions(method: CompressionMethod, o: CompressOptions): void {
   if (o.damping !== undefined && !(Number.isFinite(o.damping) && o.damping >= 0)) {
     throw new InvalidArgumentError(`damping must be a non-negative number, got ${o.damping}`);
   }
-  if (o.calibFile !== undefined && method.svd !== "svd-whiten") {
-    throw new InvalidArgumentError(`--calib applies to svd-whiten methods, not ${method.name}`);
+  for (const [flag, value] of [["--calib", o.calibFile], ["--calib-ids", o.calibIds]] as const) {
+    if (value !== undefined && method.svd !== "svd-whiten") throw new InvalidArgumentError(`${flag} applies to svd-whiten methods, not ${method.name}`);
+  }
+  if (o.calibFile !== undefined && o.calibIds !== undefined) {
+    throw new InvalidArgumentError("--calib and --calib-ids are two sources of calibration: give one");
   }
 }
 
@@ -341,11 +354,31 @@ export function ranksOf(dir: string): Map<string, RankChoice> {
   return ranks;
 }
 
-function makeCalibrator(source: ModelDirectory, o: CompressOptions, gemm: Gemm): LayerCalibrator {
-  const text = readCalibrationText(o.calibFile ?? DEFAULT_CALIBRATION_FILE);
+/**
+ * Calibration for svd-whiten, from the first source that applies: token ids given, text given (or
+ * the shipped text) when the model has a tokenizer, else sequences sampled from the model itself.
+ */
+async function makeCalibrator(source: ModelDirectory, o: CompressOptions, gemm: Gemm): Promise<LayerCalibrator> {
   const seqLength = Math.min(o.calibSeqLength ?? DEFAULTS.calibSeqLength, source.config.maxPositionEmbeddings);
-  return new LayerCalibrator(source, calibrationSequences(source, text, o.calibTokens ?? DEFAULTS.calibTokens, seqLength), gemm);
+  const maxTokens = o.calibTokens ?? DEFAULTS.calibTokens;
+  let sequences: number[][];
+  if (o.calibIds !== undefined) {
+    sequences = calibrationSequencesFromIds(source, readCalibrationIds(o.calibIds, source.config.vocabSize), maxTokens, seqLength);
+  } else if (existsSync(join(source.dir, "tokenizer.json"))) {
+    sequences = calibrationSequences(source, readCalibrationText(o.calibFile ?? DEFAULT_CALIBRATION_FILE), maxTokens, seqLength);
+  } else if (o.calibFile !== undefined) {
+    throw new InvalidArgumentError(`--calib needs ${join(source.dir, "tokenizer.json")} to read the text with; it does not exist (give --calib-ids instead)`);
+  } else {
+    const progress = o.onProgress ?? (() => {});
+    sequences = await sampledCalibrationSequences(source, maxTokens, seqLength, CALIBRATION_SAMPLE_SEED, (done, total) =>
+      progress("sampling calibration from the model", done, total),
+    );
+  }
+  return new LayerCalibrator(source, sequences, gemm);
 }
+
+/** Seed of the calibration sampled from a model without a tokenizer (fixed: one variant per source and flags). */
+const CALIBRATION_SAMPLE_SEED = 2411;
 
 /** The whitening factor of a projection's calibration Gram, with an error that names the projection. */
 function whiteningFor(gram: Mat, damping: number, name: string): Mat {

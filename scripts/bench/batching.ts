@@ -2,20 +2,19 @@
  * npm run bench:batching — what batching concurrent sessions' decode steps buys a server: for B
  * sequences (each with its own cache of CONTEXT tokens), one `Shard.computeBatch` run against B
  * `Shard.forward` runs (what a server without batching does), in the same process, alternating,
- * medians. Writes the "Batched decode" section of docs/benchmarks.md.
+ * medians. With --write, replaces the "Batched decode" section of docs/benchmarks.md.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Shard, type KvCache } from "../../engine/runtime/shard.js";
 import { ensureGenerated, REPO_ROOT } from "./lib/benchModels.js";
-import { replaceSection } from "./lib/docs.js";
+import { writeDocSections } from "./lib/docs.js";
 import { markdownTable } from "./lib/markdown.js";
+import { median } from "./lib/stats.js";
 
 const BATCHES = [1, 2, 4, 8, 16];
 const CONTEXTS = [64, 256];
 const REPS = 15;
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function filledCache(shard: Shard, tokens: number, seed: number): Promise<KvCache> {
   const cache = shard.newCache();
@@ -72,6 +71,4 @@ const table = [
   "Batched and separate steps give bit-identical outputs (test/engine/batch.test.ts).",
 ].join("\n");
 console.log(table);
-const docPath = join(REPO_ROOT, "docs", "benchmarks.md");
-const doc = existsSync(docPath) ? readFileSync(docPath, "utf8") : "# Benchmarks\n";
-writeFileSync(docPath, replaceSection(doc, "Batched decode (npm run bench:batching)", table));
+writeDocSections(join(REPO_ROOT, "docs", "benchmarks.md"), "Benchmarks", { "Batched decode (npm run bench:batching)": table });

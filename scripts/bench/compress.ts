@@ -6,10 +6,10 @@
  * - decode speed on a SmolLM2-135M-shaped random model (memory-bound): median decode step in a
  *   fresh process per configuration, rounds interleaved, the dense model in every round;
  * - the SVD's cost on a 2048×5632 matrix (TinyLlama's MLP shape).
- * Writes docs/compression.md (the measured sections) and docs/compression.svg.
+ * With --write, replaces the measured sections of docs/compression.md and docs/compression.svg.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import * as vega from "vega";
@@ -21,8 +21,9 @@ import { compressModel, ranksOf, type CompressOptions } from "../../node/compres
 import { DEFAULT_PROMPTS_FILE, evaluateModel, readPrompts, sampleCorpus, type EvalResult } from "../../node/compress/evaluate.js";
 import { Gemm, mat, Svd } from "../../node/compress/linalg.js";
 import { ensureGenerated, REPO_ROOT } from "./lib/benchModels.js";
-import { replaceSection } from "./lib/docs.js";
+import { WRITE_DOCS, writeDocSections } from "./lib/docs.js";
 import { fmtNum, markdownTable } from "./lib/markdown.js";
+import { median } from "./lib/stats.js";
 
 const RATIOS = [0.2, 0.4, 0.5, 0.7];
 const ROUNDS = 5;
@@ -106,7 +107,6 @@ function decodeTokensPerSecond(dir: string): number {
   return (JSON.parse(out.trim().split("\n").pop()!) as { decodeTokensPerSecond: number }).decodeTokensPerSecond;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 // Each round measures the dense model at its start and end and every variant between, so slow
 // drifts of this shared machine hit all of them; speed-ups are ratios of medians over all rounds.
 const speeds = new Map<string, number[]>(speedConfigs.map((c) => [c.label, []]));
@@ -246,14 +246,12 @@ const spec: vl.TopLevelSpec = {
   ],
 };
 const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: "none" });
-writeFileSync(join(REPO_ROOT, "docs", "compression.svg"), await view.toSVG());
-
-const docPath = join(REPO_ROOT, "docs", "compression.md");
-let doc = existsSync(docPath) ? readFileSync(docPath, "utf8") : "# Compression\n";
-doc = replaceSection(doc, "Quality on the trained model (npm run bench:compress)", qualityTable);
-doc = replaceSection(doc, "Whitened vs plain SVD at the same ranks", klRatioTable);
-doc = replaceSection(doc, "Decode speed on the SmolLM2-135M shape (npm run bench:compress)", speedTable);
-doc = replaceSection(doc, "The paper's claim, checked", paper);
-doc = replaceSection(doc, "The SVD and its cost", svdTiming);
-writeFileSync(docPath, doc);
+if (WRITE_DOCS) writeFileSync(join(REPO_ROOT, "docs", "compression.svg"), await view.toSVG());
+writeDocSections(join(REPO_ROOT, "docs", "compression.md"), "Compression", {
+  "Quality on the trained model (npm run bench:compress)": qualityTable,
+  "Whitened vs plain SVD at the same ranks": klRatioTable,
+  "Decode speed on the SmolLM2-135M shape (npm run bench:compress)": speedTable,
+  "The paper's claim, checked": paper,
+  "The SVD and its cost": svdTiming,
+});
 console.log([qualityTable, "", klRatioTable, "", speedTable, "", paper, "", svdTiming].join("\n"));

@@ -6,6 +6,7 @@ import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Head } from "../../engine/runtime/head.js";
 import { Shard } from "../../engine/runtime/shard.js";
 import { decodeWeightBytes } from "../../engine/model/weights.js";
+import { median } from "./lib/stats.js";
 
 const [dir, threadsArg] = process.argv.slice(2);
 if (dir === undefined || threadsArg === undefined) throw new Error("usage: engine-worker.ts MODEL_DIR THREADS");
@@ -13,10 +14,6 @@ const threads = Number(threadsArg);
 const PROMPT = 128;
 const DECODE = 64;
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
 
 const model = ModelDirectory.open(dir);
 const c = model.config;

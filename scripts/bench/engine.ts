@@ -1,16 +1,16 @@
 /**
  * npm run bench:engine — prefill and decode speed of the engine for the shipped model and a
  * SmolLM2-135M-shaped model, at 1 and 2 threads, against this machine's memory bandwidth
- * measured in the same run. Writes docs/benchmarks.md (the "Engine" section).
+ * measured in the same run. With --write, replaces the "Engine" section of docs/benchmarks.md.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { cpus } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { copyBandwidth } from "./lib/bandwidth.js";
 import { ensureGenerated } from "./lib/benchModels.js";
-import { replaceSection } from "./lib/docs.js";
+import { writeDocSections } from "./lib/docs.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -92,6 +92,4 @@ const table = [
 ].join("\n");
 
 console.log(table);
-const docPath = join(root, "docs", "benchmarks.md");
-const doc = existsSync(docPath) ? readFileSync(docPath, "utf8") : "# Benchmarks\n";
-writeFileSync(docPath, replaceSection(doc, "Engine (npm run bench:engine)", table));
+writeDocSections(join(root, "docs", "benchmarks.md"), "Benchmarks", { "Engine (npm run bench:engine)": table });

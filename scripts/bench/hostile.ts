@@ -22,7 +22,7 @@
  * measured section of docs/reliability.md. Every child process is stopped at the end, also on error.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -33,7 +33,7 @@ import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Head } from "../../engine/runtime/head.js";
 import { receiptLeaf } from "../../protocol/receipt.js";
 import { ATTACKS, serverFailsMidGeneration, type Attack, type AttackOutcome } from "./lib/attacks.js";
-import { replaceSection } from "./lib/docs.js";
+import { writeDocSections } from "./lib/docs.js";
 import { fmtNum, markdownTable } from "./lib/markdown.js";
 import { startServer, stopAll, stopServers, type RunningServer } from "./lib/networkServers.js";
 import { median } from "./lib/stats.js";
@@ -441,7 +441,6 @@ function observations(rows: readonly AttackRow[]): string {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const write = argv.includes("--write");
   const option = (name: string): string | undefined => {
     const i = argv.indexOf(name);
     return i === -1 ? undefined : argv[i + 1];
@@ -489,12 +488,7 @@ async function main(): Promise<void> {
     .join("\n\n");
   console.log(body);
 
-  if (write) {
-    const docPath = join(root, "docs", "reliability.md");
-    const doc = existsSync(docPath) ? readFileSync(docPath, "utf8") : "# Reliability under hostile peers\n";
-    writeFileSync(docPath, replaceSection(doc, "Measured (npm run bench:hostile)", body));
-    console.error(`wrote ${docPath}`);
-  }
+  writeDocSections(join(root, "docs", "reliability.md"), "Reliability under hostile peers", { "Measured (npm run bench:hostile)": body });
 }
 
 const args = process.argv.slice(2);

@@ -15,10 +15,10 @@
  *      every server, which the client and the forwarding servers both go through; shipped model).
  *
  * Baseline and routes are measured in interleaved rounds (the machine is noisy) and compared by
- * medians. Writes docs/benchmarks.md (the "Network" section). Every server process is killed at
+ * medians. With --write, replaces the "Network" section of docs/benchmarks.md. Every server process is killed at
  * the end, also on error or Ctrl-C.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -46,10 +46,11 @@ import { receiptDomain } from "../../protocol/eip712.js";
 import { receiptDigest, recoverReceiptSigner, type Receipt } from "../../protocol/receipt.js";
 import { MessageType, decodeMessage, encodeMessage, type Step, type StepReceipt, type StepResult } from "../../protocol/wire.js";
 import { ensureGenerated } from "./lib/benchModels.js";
-import { replaceSection } from "./lib/docs.js";
+import { writeDocSections } from "./lib/docs.js";
 import { fmtInt, markdownTable } from "./lib/markdown.js";
 import { CountingProxy, type FrameRecord } from "./lib/networkProxy.js";
 import { evenSplit, startEcho, startServer, stopAll, stopServers, type RunningServer } from "./lib/networkServers.js";
+import { median } from "./lib/stats.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const SHIPPED_DIR = join(root, "models", "kjv-llama-6m");
@@ -96,12 +97,6 @@ const KJV_PROMPTS = [
 ];
 
 
-const median = (xs: readonly number[]): number => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const pct = (x: number): string => `${(100 * x).toFixed(0)}%`;
 
 // ------------------------------------------------------------------ measurements
@@ -840,10 +835,7 @@ async function main(): Promise<void> {
     for (const r of results) if (!hop.has(r.hiddenSize)) hop.set(r.hiddenSize, await hopCpu(r.hiddenSize, storeDir));
     const table = report(results, hop, { seconds: (performance.now() - t0) / 1000, loadStart, loadEnd: loadavg() });
     console.log(table);
-    const docPath = join(root, "docs", "benchmarks.md");
-    const doc = existsSync(docPath) ? readFileSync(docPath, "utf8") : "# Benchmarks\n";
-    writeFileSync(docPath, replaceSection(doc, "Network (npm run bench:network)", table));
-    console.error(`\nwrote ${docPath}`);
+    writeDocSections(join(root, "docs", "benchmarks.md"), "Benchmarks", { "Network (npm run bench:network)": table });
   } finally {
     await stopAll();
     removeStores();

@@ -1,0 +1,23 @@
+import type { CompressionSpec } from "./compression.js";
+import type { ModelConfig } from "./config.js";
+import type { TensorInfo } from "./safetensors.js";
+
+/**
+ * Where a model's tensors come from, as the manifest and the weight loaders see it: names, stored
+ * bytes and float32 views. `ModelDirectory` is the one implementation; keeping the readers on this
+ * interface keeps them from depending on how a directory is laid out.
+ */
+export interface TensorSource {
+  /** Where the tensors live (named in errors). */
+  readonly dir: string;
+  readonly config: ModelConfig;
+  /** How the layers' projections are stored (dense when nothing is compressed). */
+  readonly compression: CompressionSpec;
+  has(name: string): boolean;
+  tensorNames(): IterableIterator<string>;
+  /** The tensor's bytes exactly as stored (for hashing). */
+  rawBytes(name: string): Uint8Array;
+  info(name: string): TensorInfo;
+  /** Tensor `name` as float32 with its shape checked against `shape`. */
+  tensor(name: string, shape: readonly number[]): Float32Array;
+}
