@@ -446,7 +446,7 @@ const DATA_REQUESTS = "Data requests";
     record(DATA_REQUESTS, "**postData**", `server answers: one decode step, hidden ${c.hidden}, ${c.encoding} (${fmtInt(c.payloadBytes)} bytes in + out)`, c.gas);
   }
   record(DATA_REQUESTS, "**slashUnanswered**", "after the deadline: two slashes, unlock, failed audit, bond back", d.slash);
-  await writeDataRequestSection(d);
+  writeDataRequestSection(d);
 }
 
 // ------------------------------------------------------------------ output

@@ -10,8 +10,7 @@
  * that the steps too large for a real block can be measured too: Osaka (Hardhat's default) prices
  * calldata, memory, keccak and logs the same, but caps a transaction at 2^24 gas (EIP-7825).
  */
-import { readFileSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { NetworkManager } from "hardhat/types/network";
 import { keccak256, toUtf8Bytes, type TransactionResponse } from "ethers";
@@ -282,8 +281,11 @@ or blob data (128 KiB per blob, priced apart): neither is built.
 `;
 }
 
-/** Replaces (or appends) the "Withheld data on chain" section of docs/verification.md. */
-export async function writeDataRequestSection(r: DataRequestGas): Promise<void> {
+/**
+ * Replaces (or appends) the "Withheld data on chain" section of docs/verification.md. Written on every
+ * run, as bench:gas writes docs/gas.md: \`hardhat run\` passes a script no flags, so no --write can reach it.
+ */
+export function writeDataRequestSection(r: DataRequestGas): void {
   const path = join(REPO_ROOT, "docs", "verification.md");
-  await writeFile(path, replaceSection(await readFile(path, "utf8"), "Withheld data on chain", dataRequestSection(r)));
+  writeFileSync(path, replaceSection(readFileSync(path, "utf8"), "Withheld data on chain", dataRequestSection(r)));
 }
