@@ -15,6 +15,8 @@ export interface Deployment {
     channels: string;
     /** Absent in deployments made before the dispute contract existed. */
     disputes?: string;
+    /** Absent in deployments made before the data-request contract existed. */
+    dataRequests?: string;
   };
 }
 

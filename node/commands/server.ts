@@ -11,15 +11,18 @@ import { layerPrefix } from "../../engine/model/weights.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import {
   Commitments__factory,
+  DataRequests__factory,
   EFedToken__factory,
   ModelRegistry__factory,
   Staking__factory,
   type Commitments,
+  type DataRequests,
   type EFedToken,
   type Staking,
 } from "../../types/ethers-contracts/index.js";
 import { readDeployment } from "../chain/deployment.js";
 import { Committer } from "../chain/committer.js";
+import { DataResponder, blockSecondsAgo } from "../chain/dataResponder.js";
 import { RegisteredEndpoints } from "../chain/registeredEndpoints.js";
 import { DEFAULT_BATCH_POLICY } from "../server/engineScheduler.js";
 import { DEFAULT_SERVER_LIMITS, serverLimits, type ServerLimits } from "../server/limits.js";
@@ -135,6 +138,7 @@ export function serverCommand(): Command {
       let chain: { signer: Signer; staking: Staking; token: EFedToken; commitments: Commitments } | undefined;
       let isVerifier: ((address: string) => Promise<boolean>) | undefined;
       let endpointAllowed: ((url: string, firstLayer: number) => Promise<boolean>) | undefined;
+      let dataRequests: DataRequests | undefined;
       if (flags.rpc !== undefined) {
         const provider = new JsonRpcProvider(flags.rpc, undefined, { staticNetwork: true });
         chainId = (await provider.getNetwork()).chainId;
@@ -151,6 +155,7 @@ export function serverCommand(): Command {
           commitments: Commitments__factory.connect(d.contracts.commitments, signer),
         };
         const staking = chain.staking;
+        if (d.contracts.dataRequests !== undefined) dataRequests = DataRequests__factory.connect(d.contracts.dataRequests, signer);
         isVerifier = (address) => staking.isActiveVerifier(address);
         // with a chain, forwarded steps go only to endpoints registered for the next layer range
         const registered = new RegisteredEndpoints({ staking, variantId });
@@ -203,6 +208,13 @@ export function serverCommand(): Command {
         }
         committer = new Committer({ commitments: chain.commitments, store, maxReceiptsPerBatch: 100_000, logger });
       }
+      // answers audits that escalated on chain (withheld data); requests older than the longest dispute are past answering
+      const provider = chain?.signer.provider;
+      const responder =
+        chain === undefined || dataRequests === undefined || provider === undefined || provider === null
+          ? undefined
+          : new DataResponder({ dataRequests, provider, address: wallet.address, store, logger, fromBlock: await blockSecondsAgo(provider, (await chain.staking.timing()).maxDisputeDuration) });
+      responder?.start();
       logger.info({ url: server.url, address: wallet.address, variantId, layers: `${first}:${last}` }, "serving");
       console.log(JSON.stringify({ event: "listening", url: server.url, address: wallet.address, variantId }));
 
@@ -232,6 +244,7 @@ export function serverCommand(): Command {
       logger.info("shutting down");
       if (timer !== undefined) clearInterval(timer);
       clearInterval(pruneTimer);
+      await responder?.stop();
       await server.stop();
       await commit();
       store.close();

@@ -4,11 +4,12 @@ import { receiptDomain } from "../../protocol/eip712.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { MerkleTree } from "../../protocol/merkle.js";
 import { receiptLeaf } from "../../protocol/receipt.js";
-import type { Commitments, Disputes, EFedToken, Staking } from "../../types/ethers-contracts/index.js";
+import type { Commitments, DataRequests, Disputes, EFedToken, Staking } from "../../types/ethers-contracts/index.js";
 import type { AuditedServer } from "./audit.js";
 import { RETRY, type AuditState } from "./auditState.js";
 import { chainCall } from "./chainErrors.js";
 import { chainTime } from "./chainTime.js";
+import { DataRequestDuty, type DataRequestRound } from "./dataRequest.js";
 import { DisputeDuty } from "./disputeDuty.js";
 import { AuditTooLargeError } from "./fetchPrefix.js";
 import { auditReceipts, type ReceiptAudit, type ReplayShards } from "./receiptAudit.js";
@@ -22,8 +23,8 @@ export interface VerifierDaemonOptions {
   address: string;
   provider: Provider;
   chainId: bigint;
-  /** Contracts connected to the verifier's signer. */
-  contracts: { staking: Staking; commitments: Commitments; disputes: Disputes; token: EFedToken };
+  /** Contracts connected to the verifier's signer. Without dataRequests, withheld steps are disputed. */
+  contracts: { staking: Staking; commitments: Commitments; disputes: Disputes; token: EFedToken; dataRequests?: DataRequests };
   /** Replay shards of the variant this verifier audits (loaded from its --model). */
   replayers: ReplayShards;
   state: AuditState;
@@ -48,6 +49,8 @@ export interface RoundSummary {
   committed: bigint[];
   revealed: bigint[];
   settled: bigint[];
+  /** Withheld data on chain (dataRequest.ts), when the deployment has DataRequests. */
+  dataRequests?: DataRequestRound;
 }
 
 /**
@@ -69,6 +72,7 @@ export class VerifierDaemon {
   private readonly maxBlocksPerQuery: number;
   private readonly domain;
   private readonly disputes: DisputeDuty;
+  private readonly dataRequests: DataRequestDuty | undefined;
 
   constructor(private readonly o: VerifierDaemonOptions) {
     checkSampleRate(o.sampleRate);
@@ -78,6 +82,7 @@ export class VerifierDaemon {
     }
     this.domain = o.contracts.commitments.getAddress().then((a) => receiptDomain(o.chainId, a));
     this.disputes = new DisputeDuty(o, (server, first, last, batchId) => this.auditedServer(server, first, last, batchId));
+    this.dataRequests = withDataRequests(o, (server, first, last, batchId) => this.auditedServer(server, first, last, batchId), (...a) => this.openDispute(...a));
   }
 
   async runOnce(): Promise<RoundSummary> {
@@ -99,6 +104,7 @@ export class VerifierDaemon {
       }
     });
     for (const record of this.o.state.openDisputes()) await this.disputes.advance(record.disputeId, summary);
+    if (this.dataRequests !== undefined) summary.dataRequests = await this.dataRequests.advance();
     const totals = this.o.state.auditCounts();
     this.o.logger.info(
       { block: latest, batches: summary.batches, audited: summary.audited, failed: summary.failed, challenged: summary.challenged.length, totals },
@@ -218,6 +224,11 @@ export class VerifierDaemon {
         continue;
       }
       try {
+        // withheld data is asked for on chain first (when small enough to post): the server may still post it
+        if (why.verdict === "withheld" && (await this.dataRequests?.canRequest(listed[i]!.receipt)) === true) {
+          await this.dataRequests!.request(batchId, listed[i]!, tree.proof(i));
+          continue;
+        }
         const disputeId = await this.openDispute(batchId, listed[i]!, tree.proof(i), leaf);
         summary.challenged.push(disputeId);
         this.o.logger.warn({ disputeId: disputeId.toString(), batchId: batchId.toString(), leaf, verdict: why.verdict }, `challenged: ${why.reason}`);
@@ -247,4 +258,15 @@ export class VerifierDaemon {
   private async auditedServer(server: string, firstLayer: number, lastLayer: number, batchId: bigint): Promise<AuditedServer> {
     return { server, domain: await this.domain, variantId: await this.o.contracts.commitments.batchVariant(batchId), firstLayer, lastLayer };
   }
+}
+
+/** The data-request duty when the deployment has DataRequests (dataRequest.ts). */
+function withDataRequests(
+  o: VerifierDaemonOptions,
+  auditedServer: ConstructorParameters<typeof DataRequestDuty>[1],
+  openDispute: ConstructorParameters<typeof DataRequestDuty>[2],
+): DataRequestDuty | undefined {
+  const { dataRequests, ...rest } = o.contracts;
+  if (dataRequests === undefined) return undefined;
+  return new DataRequestDuty({ ...o, contracts: { ...rest, dataRequests } }, auditedServer, openDispute);
 }

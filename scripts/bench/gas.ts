@@ -24,6 +24,7 @@ import { receiptLeaf, recoverReceiptSigner, signReceipt, type Receipt } from "..
 import { signVoucher } from "../../protocol/voucher.js";
 import { DEVNET_PARAMS, deployProtocol } from "../lib/deployProtocol.js";
 import { fmtInt, fmtNum, markdownTable } from "./lib/markdown.js";
+import { measureDataRequestGas, writeDataRequestSection } from "./lib/dataRequestGas.js";
 import { lifecycle, perQuery, serverQueriesPerSecond, type MeasuredCosts, type Scenario } from "./lib/model.js";
 
 const startedAt = performance.now();
@@ -432,9 +433,25 @@ const scenarios: Scenario[] = [
   { ...base, label: "regular, client closes", servers: 4, queriesPerBatch: 1_000, queriesPerChannel: REGULAR, closer: "client" },
 ];
 
+// ------------------------------------------------------------------ withheld data on chain (DataRequests)
+// Measured on a network of its own (scripts/bench/lib/dataRequestGas.ts: Prague pricing, no block gas
+// limit, so that steps too large for a block are priced too). The full table of answers (shipped model
+// and hidden 4096; 1, 64, 512 tokens; fp32, fp16) goes to docs/verification.md, "Withheld data on chain".
+
+const DATA_REQUESTS = "Data requests";
+{
+  const d = await measureDataRequestGas(network);
+  record(DATA_REQUESTS, "**requestData**", `receipt of a ${d.cases.length}-receipt batch (proof of ${d.proofLength}); locks the server's stake, takes the bond`, d.request);
+  for (const c of d.cases.filter((x) => x.tokens === 1)) {
+    record(DATA_REQUESTS, "**postData**", `server answers: one decode step, hidden ${c.hidden}, ${c.encoding} (${fmtInt(c.payloadBytes)} bytes in + out)`, c.gas);
+  }
+  record(DATA_REQUESTS, "**slashUnanswered**", "after the deadline: two slashes, unlock, failed audit, bond back", d.slash);
+  writeDataRequestSection(d);
+}
+
 // ------------------------------------------------------------------ output
 
-const sectionOrder = [STAKING, "Model registry", "Commitments", DISPUTES, CHANNELS, BASELINE];
+const sectionOrder = [STAKING, "Model registry", "Commitments", DISPUTES, DATA_REQUESTS, CHANNELS, BASELINE];
 const opTable = markdownTable(
   ["Contract", "Operation", "Conditions", "Gas used"],
   sectionOrder.flatMap((section) =>

@@ -1,6 +1,7 @@
 import { parseEther, type Signer } from "ethers";
 import {
   Commitments__factory,
+  DataRequests__factory,
   Disputes__factory,
   EFedToken__factory,
   ModelRegistry__factory,
@@ -9,6 +10,7 @@ import {
   TrustScores__factory,
   VerifierRewards__factory,
   type Commitments,
+  type DataRequests,
   type Disputes,
   type EFedToken,
   type ModelRegistry,
@@ -46,6 +48,8 @@ export interface ProtocolParams {
     commitPeriod: bigint;
     revealPeriod: bigint;
   };
+  /** DataRequests (IDataRequests.Params); DEVNET_DATA_REQUEST_PARAMS when absent. */
+  dataRequests?: DataRequestParams;
   /** Protocol fee on every channel redemption, basis points. */
   feeBps: bigint;
   /** Seconds a client waits between starting and finishing a channel close. */
@@ -91,6 +95,7 @@ export interface Protocol {
   rewards: VerifierRewards;
   channels: PaymentChannels;
   disputes: Disputes;
+  dataRequests: DataRequests;
 }
 
 export type ProtocolAddresses = Record<keyof Protocol, string>;
@@ -147,7 +152,8 @@ export async function deployProtocol(
     await (await trust.grantRole(await trust.AUDITOR_ROLE(), holder)).wait();
     await (await rewards.grantRole(await rewards.REWARDER_ROLE(), holder)).wait();
   }
-  return { token, registry, staking, trust, commitments, rewards, channels, disputes };
+  const dataRequests = await deployDataRequests(deployer, { token, staking, trust, commitments, rewards, disputes }, params.dataRequests);
+  return { token, registry, staking, trust, commitments, rewards, channels, disputes, dataRequests };
 }
 
 export async function protocolAddresses(p: Protocol): Promise<ProtocolAddresses> {
@@ -155,4 +161,54 @@ export async function protocolAddresses(p: Protocol): Promise<ProtocolAddresses>
     Object.entries(p).map(async ([name, contract]) => [name, await (contract as { getAddress(): Promise<string> }).getAddress()]),
   );
   return Object.fromEntries(entries) as ProtocolAddresses;
+}
+
+// ------------------------------------------------------------------ data requests (withheld data on chain)
+
+/** IDataRequests.Params: amounts in token base units, the response period in seconds. */
+export interface DataRequestParams {
+  /** Paid by the requester; goes to the server when it answers (its gas), back to the requester when it does not. */
+  requestBond: bigint;
+  /** Server stake locked per request, slashed when unanswered. */
+  serverSlash: bigint;
+  /** Share of the slash paid to the requester, basis points (the rest: the verifier reward pool). */
+  requesterShareBps: bigint;
+  /** Seconds the server has to post the data; at most timing.maxDisputeDuration. */
+  responsePeriod: bigint;
+  /** Largest step (receipt tokens) that may be requested: its data must fit one transaction. */
+  maxTokens: bigint;
+}
+
+export const DEVNET_DATA_REQUEST_PARAMS: DataRequestParams = {
+  requestBond: parseEther("10"),
+  serverSlash: parseEther("1000"),
+  requesterShareBps: 5_000n,
+  responsePeriod: 2n * HOUR,
+  // hidden 256 (the shipped model): 32 tokens in fp32 is 64 KiB of calldata, about 2.6M gas, within Geth's 128 KiB pool limit
+  maxTokens: 32n,
+};
+
+/**
+ * Deploys DataRequests and grants it what it needs: SLASHER_ROLE in Staking (its own lock per
+ * request) and AUDITOR_ROLE in TrustScores (an unanswered request is a failed audit).
+ */
+async function deployDataRequests(
+  deployer: Signer,
+  p: Pick<Protocol, "token" | "staking" | "trust" | "commitments" | "rewards" | "disputes">,
+  params: DataRequestParams = DEVNET_DATA_REQUEST_PARAMS,
+): Promise<DataRequests> {
+  const dataRequests = await new DataRequests__factory(deployer).deploy(
+    await deployer.getAddress(),
+    await p.token.getAddress(),
+    await p.staking.getAddress(),
+    await p.commitments.getAddress(),
+    await p.disputes.getAddress(),
+    await p.trust.getAddress(),
+    await p.rewards.getAddress(),
+    params,
+  );
+  const address = await dataRequests.getAddress();
+  await (await p.staking.grantRole(await p.staking.SLASHER_ROLE(), address)).wait();
+  await (await p.trust.grantRole(await p.trust.AUDITOR_ROLE(), address)).wait();
+  return dataRequests;
 }
