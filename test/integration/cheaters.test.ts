@@ -73,6 +73,8 @@ describe("cheating servers on a chain", () => {
     const { challenger } = await net.crew();
     const { token, staking, disputes, trust } = net.readers();
     const challengerAddress = new Wallet(DEV_KEYS[0]!).address;
+    const bond = DEVNET_PARAMS.disputes.challengeBond;
+    await net.mint(challengerAddress, BigInt(CHEATERS.length - 1) * bond); // the crew holds one bond: one per cheater
     const a = await net.stakedServer({ first: 0, last: 2 });
     const b = await net.stakedServer({ first: 2, last: 4 });
     const cheaters: StakedServer[] = [];

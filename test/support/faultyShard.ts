@@ -1,7 +1,7 @@
 import type { KvCache, Shard } from "../../engine/runtime/shard.js";
 import { SeededRandom } from "../../engine/random.js";
 import { ort } from "../../engine/runtime/session.js";
-import type { ActivationStore } from "../../node/store/activationStore.js";
+import { ActivationStore } from "../../node/store/activationStore.js";
 import { float32ToF16Bytes, toFloat32 } from "../../protocol/dtype.js";
 
 /**
@@ -78,6 +78,9 @@ function roundTensorF16(t: ort.Tensor): ort.Tensor {
 export function withholdSteps(store: ActivationStore, fromStep: bigint): void {
   const get = store.get.bind(store);
   const getBySession = store.getBySession.bind(store);
+  // the listing reads each receipt through get: it keeps reading the unhooked one
+  const listing = Object.assign(Object.create(store) as ActivationStore, { get });
+  store.batchReceipts = (batchId, offset, limit) => ActivationStore.prototype.batchReceipts.call(listing, batchId, offset, limit);
   store.get = (leaf) => {
     const stored = get(leaf);
     return stored !== undefined && stored.receipt.step >= fromStep ? undefined : stored;
