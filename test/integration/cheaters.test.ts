@@ -1,13 +1,12 @@
 import { join } from "node:path";
 import { Wallet } from "ethers";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
 import { Shard } from "../../engine/runtime/shard.js";
 import { DEVNET_PARAMS } from "../../scripts/lib/deployProtocol.js";
-import { scratchDir } from "../engine/helpers.js";
 import { faultyShard, withholdSteps, type Fault } from "../support/faultyShard.js";
-import { DEV_KEYS, FAULT_FROM, SERVER_STAKE, VerifierChain, type StakedServer } from "../node/verifier/chainHarness.js";
+import { DEV_KEYS, FAULT_FROM, SERVER_STAKE, useVerifierChain, type StakedServer, type VerifierChain } from "../node/verifier/chainHarness.js";
 
 /**
  * Every kind of cheating, caught through the chain. One Hardhat node, one deployment, one set of
@@ -20,19 +19,12 @@ import { DEV_KEYS, FAULT_FROM, SERVER_STAKE, VerifierChain, type StakedServer } 
  * cheater is challenged once, found at fault by all three members, slashed, its trust falls
  * below θ, the challenger is paid; A and B are audited (every receipt passes) and never challenged.
  */
-const scratch = scratchDir();
-let net: VerifierChain;
 const extraShards: Shard[] = [];
-
-beforeAll(async () => {
-  net = await VerifierChain.start(scratch.dir, "cheaters-model");
-}, 120_000);
-
-afterAll(async () => {
-  await net?.stop();
+const env = useVerifierChain("cheaters-model", async () => {
   for (const s of extraShards) await s.release();
-  scratch.cleanup();
 });
+let net: VerifierChain;
+beforeAll(() => (net = env.net));
 
 async function load(model: ModelDirectory, first: number, last: number): Promise<Shard> {
   const shard = await Shard.load(model, first, last);
@@ -48,7 +40,7 @@ const CHEATERS: { kind: string; start: () => Promise<StakedServer> }[] = [
   {
     kind: "another variant's weights",
     start: async () => {
-      const dir = join(scratch.dir, "cheaters-other");
+      const dir = join(env.scratch, "cheaters-other");
       writeRandomModel(dir, tinyConfig({ hidden_size: 64, intermediate_size: 96, max_position_embeddings: 256 }), { seed: 8, dtype: "F32", std: 0.15 });
       return cheat({ kind: "otherWeights", other: await load(ModelDirectory.open(dir), 2, 4) });
     },

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { JsonRpcProvider, NonceManager, Wallet, parseEther, type Signer } from "ethers";
 import { pino } from "pino";
+import { afterAll, beforeAll } from "vitest";
 import { buildManifest, writeManifest } from "../../../engine/model/manifest.js";
 import type { ModelDirectory } from "../../../engine/model/modelDir.js";
 import { Head } from "../../../engine/runtime/head.js";
@@ -13,7 +14,7 @@ import { ReplayShards } from "../../../node/verifier/receiptAudit.js";
 import { ensureVerifier } from "../../../node/verifier/registration.js";
 import { Commitments__factory, Disputes__factory, EFedToken__factory, Staking__factory, TrustScores__factory } from "../../../types/ethers-contracts/index.js";
 import { DEVNET_PARAMS, deployProtocol, protocolAddresses, type ProtocolAddresses } from "../../../scripts/lib/deployProtocol.js";
-import { randomModel } from "../../engine/helpers.js";
+import { randomModel, scratchDir } from "../../engine/helpers.js";
 import { startHardhatNode, type LocalChain } from "../../support/hardhatNode.js";
 import { startServer, type RunningServer } from "../support.js";
 import { generateOn } from "./harness.js";
@@ -238,4 +239,29 @@ export class VerifierChain {
     const rate = (p.priorPass * WAD) / (p.priorPass + p.priorFail + p.failureWeight * WAD);
     return (rate * ((p.failureRetainBps * WAD) / 10_000n)) / WAD;
   }
+}
+
+/**
+ * A test file's chain: started (model `name` in a fresh scratch directory) before its tests, and
+ * after them `beforeStop` runs (what the file started itself), then the chain stops and the
+ * directory goes. `net` is set once the file's beforeAll hooks have run.
+ */
+export function useVerifierChain(name: string, beforeStop: () => Promise<unknown> = () => Promise.resolve()): { readonly net: VerifierChain; scratch: string } {
+  const scratch = scratchDir();
+  let net: VerifierChain | undefined;
+  beforeAll(async () => {
+    net = await VerifierChain.start(scratch.dir, name);
+  }, 120_000);
+  afterAll(async () => {
+    await beforeStop();
+    await net?.stop();
+    scratch.cleanup();
+  });
+  return {
+    get net(): VerifierChain {
+      if (net === undefined) throw new Error(`the chain of ${name} is not started (used outside a test?)`);
+      return net;
+    },
+    scratch: scratch.dir,
+  };
 }

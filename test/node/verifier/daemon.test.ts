@@ -3,17 +3,17 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { NonceManager, Wallet, parseEther } from "ethers";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { buildManifest, writeManifest } from "../../../engine/model/manifest.js";
 import { chainCall } from "../../../node/verifier/chainErrors.js";
 import type { RoundSummary } from "../../../node/verifier/daemon.js";
 import { ensureVerifier } from "../../../node/verifier/registration.js";
 import { Staking__factory } from "../../../types/ethers-contracts/index.js";
 import { DEVNET_PARAMS } from "../../../scripts/lib/deployProtocol.js";
-import { randomModel, scratchDir } from "../../engine/helpers.js";
+import { randomModel } from "../../engine/helpers.js";
 import { faultyShard } from "../../support/faultyShard.js";
 import { EFED_BIN, runEfed, stopProcess } from "../../support/efedProcess.js";
-import { DEV_KEYS, FAULT_FROM, SERVER_STAKE, VerifierChain, silent, type StakedServer } from "./chainHarness.js";
+import { DEV_KEYS, FAULT_FROM, SERVER_STAKE, silent, useVerifierChain, type StakedServer, type VerifierChain } from "./chainHarness.js";
 
 /**
  * The verifier daemon on a real Hardhat node: an honest server and one that adds noise from its
@@ -23,19 +23,10 @@ import { DEV_KEYS, FAULT_FROM, SERVER_STAKE, VerifierChain, silent, type StakedS
  * the challenger is paid. Rounds are driven with runOnce() and time with evm_increaseTime
  * (the setup is chainHarness.ts, shared with test/integration/cheaters.test.ts).
  */
-const scratch = scratchDir();
-let net: VerifierChain;
 const children: ChildProcess[] = [];
-
-beforeAll(async () => {
-  net = await VerifierChain.start(scratch.dir, "daemon-model");
-}, 120_000);
-
-afterAll(async () => {
-  await Promise.all(children.map((c) => stopProcess(c)));
-  await net?.stop();
-  scratch.cleanup();
-});
+const env = useVerifierChain("daemon-model", () => Promise.all(children.map((c) => stopProcess(c))));
+let net: VerifierChain;
+beforeAll(() => (net = env.net));
 
 /** Serves one 8-step generation on `s` alone and posts its receipts in one batch; returns the batch id. */
 async function serveAndCommit(s: StakedServer): Promise<number> {
@@ -150,7 +141,7 @@ describe("efed verifier daemon without the bond", () => {
     const cheater = await net.stakedServer({ wrap: (shard) => faultyShard(shard, { kind: "skip" }, FAULT_FROM) });
     const fromBlock = await net.provider.getBlockNumber();
     // dev account #5: staked with exactly the minimum, nothing left for a bond
-    const poor = await net.daemonFor(4, 1, join(scratch.dir, "verifier-poor.sqlite"), fromBlock, 0n);
+    const poor = await net.daemonFor(4, 1, join(env.scratch, "verifier-poor.sqlite"), fromBlock, 0n);
     const batchId = await serveAndCommit(cheater);
     await net.mine();
     const first = await poor.runOnce();
@@ -170,14 +161,14 @@ describe("efed verifier daemon without the bond", () => {
 describe("efed verifier (the command)", () => {
   /** A deployment file for the command, a fresh funded key file, and the flags every run needs. */
   async function commandSetup(name: string, tokens: bigint): Promise<{ args: string[]; address: string; state: string }> {
-    const deployment = join(scratch.dir, "31337.json");
+    const deployment = join(env.scratch, "31337.json");
     writeFileSync(deployment, JSON.stringify({ chainId: "31337", contracts: net.addresses }));
     const wallet = Wallet.createRandom();
-    const keyFile = join(scratch.dir, `${name}.key`);
+    const keyFile = join(env.scratch, `${name}.key`);
     writeFileSync(keyFile, wallet.privateKey);
     await (await net.admin.sendTransaction({ to: wallet.address, value: parseEther("1") })).wait();
     if (tokens > 0n) await net.mint(wallet.address, tokens);
-    const state = join(scratch.dir, `${name}.sqlite`);
+    const state = join(env.scratch, `${name}.sqlite`);
     return { args: ["verifier", "--rpc", net.chain.url, "--deployment", deployment, "--key", keyFile, "--model", net.model.dir, "--state", state], address: wallet.address, state };
   }
 
@@ -189,7 +180,7 @@ describe("efed verifier (the command)", () => {
     const stake = await runEfed(...args, "--stake", "lots");
     expect(stake.code).toBe(1);
     expect(stake.stderr).toContain(`"lots" is not an amount of tokens (e.g. 500 or 0.5).`);
-    const other = randomModel(scratch.dir, "daemon-unregistered", { hidden_size: 64, intermediate_size: 96, max_position_embeddings: 256 }, { seed: 11 });
+    const other = randomModel(env.scratch, "daemon-unregistered", { hidden_size: 64, intermediate_size: 96, max_position_embeddings: 256 }, { seed: 11 });
     const otherId = writeManifest(other.dir, buildManifest(other));
     const unregistered = await runEfed(...args.map((a) => (a === net.model.dir ? other.dir : a)));
     expect(unregistered.code).toBe(1);

@@ -120,7 +120,8 @@ describe("auditing cheating servers", () => {
       const { model: m } = await int4Variant();
       const dir = join(scratch.dir, "verifier-faults-int4-level4");
       cpSync(m.dir, dir, { recursive: true });
-      const { accuracy_level: _level, ...legacy } = m.compression;
+      const legacy = { ...m.compression };
+      delete legacy.accuracy_level;
       const copy = ModelDirectory.open(dir);
       writeManifest(dir, buildManifest(copy, legacy));
       copy.close();
