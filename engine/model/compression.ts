@@ -12,6 +12,11 @@ export interface CompressionSpec {
   /** Block size of every quantized factor (MatMulNBits). */
   block_size?: number;
   /**
+   * MatMulNBits `accuracy_level` of every quantized factor (QUANT_ACCURACY_LEVELS); absent in
+   * manifests written before it was recorded, which run at LEGACY_ACCURACY_LEVEL.
+   */
+  accuracy_level?: QuantAccuracyLevel;
+  /**
    * Per projection (e.g. "model.layers.3.mlp.up_proj"): a rank when it is stored as two SVD
    * factors, bits when its factors are quantized. Projections not listed are dense float.
    */
@@ -26,6 +31,31 @@ export interface MatrixCompression {
 }
 
 export const NO_COMPRESSION: CompressionSpec = { method: "none" };
+
+/**
+ * MatMulNBits accuracy levels a manifest may pin (ONNX Runtime's meaning): 0 = the activations stay
+ * float32 (the weights are dequantized), 4 = the activations are quantized to int8 per block.
+ * Level 4 is faster but its rounding of the activations is discontinuous, so a server's decode step
+ * and a verifier's prefill replay of it differ by up to ~7e-2 of the activations' scale; at level 0
+ * they differ like dense float32 (~4e-6). docs/verification.md measures both.
+ */
+export const QUANT_ACCURACY_LEVELS = [0, 4] as const;
+export type QuantAccuracyLevel = (typeof QUANT_ACCURACY_LEVELS)[number];
+/** The level of a quantized manifest without `accuracy_level`: its variant id stands for these numerics. */
+export const LEGACY_ACCURACY_LEVEL: QuantAccuracyLevel = 4;
+
+/**
+ * The level a newly compressed variant records: int4 at 0 (auditable at the dense tolerance, decode
+ * about as fast as at level 4), int8 at 4 (level 0 has no fast 8-bit kernel: decode ~13× slower).
+ */
+export function accuracyLevelFor(bits: QuantBits): QuantAccuracyLevel {
+  return bits === 4 ? 0 : 4;
+}
+
+/** The level the quantized factors of a variant with this compression run at. */
+export function accuracyLevelOf(spec: CompressionSpec): QuantAccuracyLevel {
+  return spec.accuracy_level ?? LEGACY_ACCURACY_LEVEL;
+}
 
 /** Tensor names of a projection's factors as stored in safetensors. */
 export const FactorNames = {
@@ -53,6 +83,9 @@ export function parseCompression(raw: unknown, file: string): CompressionSpec {
     }
     if (m.bits !== undefined) quantized = true;
     if (m.rank === undefined && m.bits === undefined) fail(`of ${name} has neither rank nor bits`);
+  }
+  if (spec.accuracy_level !== undefined && !(QUANT_ACCURACY_LEVELS as readonly unknown[]).includes(spec.accuracy_level)) {
+    fail(`accuracy_level is ${JSON.stringify(spec.accuracy_level)}, expected one of ${QUANT_ACCURACY_LEVELS.join(", ")}`);
   }
   if (quantized) {
     for (const [name, m] of Object.entries(matrices)) {

@@ -1,4 +1,5 @@
 import { ropeInverseFrequencies, type ModelConfig } from "../model/config.js";
+import { LEGACY_ACCURACY_LEVEL, type QuantAccuracyLevel } from "../model/compression.js";
 import type { Factor, Projection } from "../model/projection.js";
 import type { LayerWeights } from "../model/weights.js";
 import { ElemType, GraphBuilder } from "./graphBuilder.js";
@@ -43,6 +44,8 @@ export interface ShardGraphOptions {
   attention?: AttentionKind | undefined;
   /** Also output every projection's input (ShardIO.probe), for calibrating compression. */
   probes?: boolean | undefined;
+  /** MatMulNBits accuracy level of quantized factors: the variant's (`accuracyLevelOf`); default LEGACY_ACCURACY_LEVEL. */
+  quantAccuracyLevel?: QuantAccuracyLevel | undefined;
 }
 
 /** Longest sequence the "gqa" graph precomputes rotary tables for. */
@@ -74,7 +77,7 @@ export function buildShardGraph(
   let x = g.input(ShardIO.hidden, ElemType.FLOAT, ["T", H]);
   const eps = g.floatInit("rms_eps", [], new Float32Array([c.rmsNormEps]));
   const linear = (v: string, name: string, w: Projection, bias?: Float32Array): string => {
-    const y = applyProjection(g, v, name, w);
+    const y = applyProjection(g, v, name, w, options.quantAccuracyLevel ?? LEGACY_ACCURACY_LEVEL);
     return bias === undefined ? y : g.op("Add", [y, g.floatInit(`${name}.b`, [w.factors[0]!.rows], bias)]);
   };
   const probe = (layer: number, point: ProbePoint, value: string, width: number): void => {
@@ -112,19 +115,20 @@ export function buildShardGraph(
 /**
  * x · Wᵀ for W = F0 · F1 · …: the factors are applied right to left, so a low-rank projection is
  * two MatMuls through the (T, rank) bottleneck. Quantized factors run in ONNX Runtime's
- * MatMulNBits with accuracy_level 4 (activations quantized to int8 per block): measured on a
- * 1536×576 matrix, int8 weights take 43 µs at level 4 against 1,005 µs at level 0 (no fast
- * kernel), and int4 20 µs against 55 µs; dense float32 takes 165 µs.
+ * MatMulNBits at the variant's accuracy level (engine/model/compression.ts): measured on a
+ * 1536×576 matrix, int8 weights take 43 µs at level 4 (activations quantized to int8 per block)
+ * against 1,005 µs at level 0 (float activations, no fast kernel), and int4 20 µs against 55 µs;
+ * dense float32 takes 165 µs.
  */
-function applyProjection(g: GraphBuilder, x: string, name: string, w: Projection): string {
+function applyProjection(g: GraphBuilder, x: string, name: string, w: Projection, accuracyLevel: QuantAccuracyLevel): string {
   let y = x;
-  for (let i = w.factors.length - 1; i >= 0; i--) y = applyFactor(g, y, w.factors.length === 1 ? name : `${name}.f${i}`, w.factors[i]!);
+  for (let i = w.factors.length - 1; i >= 0; i--) {
+    y = applyFactor(g, y, w.factors.length === 1 ? name : `${name}.f${i}`, w.factors[i]!, accuracyLevel);
+  }
   return y;
 }
 
-export const QUANT_ACCURACY_LEVEL = 4;
-
-function applyFactor(g: GraphBuilder, x: string, name: string, f: Factor): string {
+function applyFactor(g: GraphBuilder, x: string, name: string, f: Factor, accuracyLevel: QuantAccuracyLevel): string {
   if (f.kind === "dense") return g.op("MatMul", [x, g.floatInit(`${name}.w`, [f.cols, f.rows], transpose(f.data, f.rows, f.cols))]);
   const blocks = Math.ceil(f.cols / f.blockSize);
   const packed = g.uint8Init(`${name}.qw`, [f.rows, blocks, (f.blockSize * f.bits) / 8], f.packed);
@@ -132,7 +136,7 @@ function applyFactor(g: GraphBuilder, x: string, name: string, f: Factor): strin
   return g.op(
     "MatMulNBits",
     [x, packed, scales],
-    { K: f.cols, N: f.rows, bits: f.bits, block_size: f.blockSize, accuracy_level: QUANT_ACCURACY_LEVEL },
+    { K: f.cols, N: f.rows, bits: f.bits, block_size: f.blockSize, accuracy_level: accuracyLevel },
     "com.microsoft",
   );
 }

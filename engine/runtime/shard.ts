@@ -1,6 +1,7 @@
 import { EngineError } from "../errors.js";
 import type { ModelConfig } from "../model/config.js";
 import type { ModelDirectory } from "../model/modelDir.js";
+import { accuracyLevelOf } from "../model/compression.js";
 import { layerWeightBytes, loadLayerWeights, type LayerWeights } from "../model/weights.js";
 import { PROBE_POINTS, ShardIO, buildShardGraph, gqaMaxPositions, type AttentionKind } from "../onnx/shardGraph.js";
 import { causalMask, ropeTables } from "./rope.js";
@@ -79,7 +80,11 @@ export class Shard {
       weightBytes += layerWeightBytes(w);
       return w;
     };
-    const graph = buildShardGraph(c, first, last, loadLayer, { attention, probes: options.probes });
+    const graph = buildShardGraph(c, first, last, loadLayer, {
+      attention,
+      probes: options.probes,
+      quantAccuracyLevel: accuracyLevelOf(model.compression),
+    });
     return new Shard(c, first, last, attention, await createSession(graph, options), options.probes, weightBytes);
   }
 

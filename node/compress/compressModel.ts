@@ -1,6 +1,6 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { FactorNames, type CompressionSpec, type MatrixCompression } from "../../engine/model/compression.js";
+import { FactorNames, accuracyLevelFor, type CompressionSpec, type MatrixCompression } from "../../engine/model/compression.js";
 import { buildManifest, MANIFEST_FILE, writeManifest } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { quantize, type QuantBits } from "../../engine/model/projection.js";
@@ -281,7 +281,10 @@ async function writeVariant(
   copyCompanionFiles(source.dir, outDir);
   writeSafetensors(join(outDir, "model.safetensors"), out);
   const spec: CompressionSpec = { method: method.name, matrices };
-  if (bits !== undefined) spec.block_size = blockSize;
+  if (bits !== undefined) {
+    spec.block_size = blockSize;
+    spec.accuracy_level = accuracyLevelFor(bits);
+  }
   if (options.ratio !== undefined) spec.ratio = options.ratio;
   if (options.energy !== undefined) spec.energy = options.energy;
   if (options.rank !== undefined) spec.rank = options.rank;

@@ -20,6 +20,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { accuracyLevelOf } from "../../engine/model/compression.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
 import { Head } from "../../engine/runtime/head.js";
@@ -158,7 +159,8 @@ for (const d of dense) {
   for (const method of ["int8", "int4"] as const) {
     const out = join(scratch, `${d.label.replace(/\W+/g, "-")}-${method}`);
     await compressModel(d.dir, out, { method });
-    subjects.push({ label: `${d.label}, ${method} (MatMulNBits)`, model: ModelDirectory.open(out), head });
+    const variant = ModelDirectory.open(out);
+    subjects.push({ label: `${d.label}, ${method} (MatMulNBits, level ${accuracyLevelOf(variant.compression)})`, model: variant, head });
   }
 }
 
@@ -233,7 +235,7 @@ for (const { subject: s, alternative } of FAULT_SUBJECTS) {
     ["skipped layers (output = input)", { kind: "skip" }],
     [`fewer layers (${L - 1} of ${L})`, { kind: "fewerLayers", lesser }],
     ["another variant's weights (random)", { kind: "otherWeights", other }],
-    [`another variant's weights (${alternative.label.split(", ")[1] ?? "dense"})`, { kind: "otherWeights", other: cheaper }],
+    [`another variant's weights (${alternative.label.split(", ").slice(1).join(", ") || "dense"})`, { kind: "otherWeights", other: cheaper }],
     ["lower precision (fp16 inside)", { kind: "lowerPrecision" }],
   ];
   const verifier = await Shard.load(s.model, 0, L);
@@ -574,8 +576,8 @@ const sections: [string, string][] = [
       "node/verifier/compareOutput.ts), each step of every session replayed in one prefill pass by a 1-thread verifier. Serving:",
       `decode = ${MODES.decode.prompt}-token prompt then 1-row decode steps; batched = ${MODES.batched.sessions} concurrent sessions whose decode steps run as`,
       `one batch; chunked = a ${MODES.chunked.prompt}-row prefill the server runs in chunks of ${DEFAULT_BATCH_POLICY.maxRunTokens}. Server threads 1 or 2; the inputs and`,
-      "outputs are on the named wire. Variants int8/int4 are `efed compress --method int8|int4` of the model (MatMulNBits,",
-      "replayed with the same variant).",
+      "outputs are on the named wire. Variants int8/int4 are `efed compress --method int8|int4` of the model (MatMulNBits at",
+      "the accuracy level their manifest records, see \"Tolerance\"; replayed with the same variant).",
       "",
       noiseTable,
       "",
@@ -604,7 +606,7 @@ const sections: [string, string][] = [
     [
       "A cheater corrupts a fraction f of its steps; each receipt is audited with probability p; over k steps it is caught",
       "with probability 1 − (1 − p·d·f)^k, where d is the share of audited faulty steps flagged (the table above: d = 1",
-      "for every fault on dense variants on the fp32 wire, and for gross faults on every variant and wire; the table uses",
+      "for every fault on dense and int4 variants on the fp32 wire, and for gross faults on every variant and wire; the table uses",
       `d = 1). Within 10,000 served tokens (k = 10,000 decode steps), catching f = 5% with ≥ 99% probability needs`,
       `**p ≥ ${(100 * needed).toFixed(3)}%**.`,
       "The last column is the verifier's expected replay work per served step at that rate, for sessions of 256 steps audited",
@@ -619,6 +621,11 @@ const pct = (p: number): string => `${(100 * p).toFixed(p < 0.01 ? 2 : 1)}%`;
 const rateText = (p: number): string => (p === Infinity ? "> 5%" : `${(100 * p).toPrecision(2)}%`);
 const sessionTokens = trials.flatMap((t) => t.map((s) => s.stepTokens.reduce((a, x) => a + x, 0)));
 const sessionSteps = trials.flatMap((t) => t.map((s) => s.stepTokens.length));
+const undetected = groups.filter((g) => g.d === 0).flatMap((g) => g.faults);
+const neverCaught =
+  undetected.length === 0
+    ? "Every fault kind measured has d > 0, so every one is caught at any sample rate above 0."
+    : `Faults with d = 0 (${undetected.join("; ")}) are never caught: they stay inside their variant's tolerance.`;
 const groupTable = markdownTable(
   ["per-step detection d", "fault kinds (kjv-llama-6m, lowest d over fp32/fp16/int8 wires)"],
   groups.map((g) => [g.d.toFixed(3), g.faults.join("; ")]),
@@ -682,8 +689,7 @@ const findings = [
   `${SIM_PRICE_PER_TOKEN} tokens per token, cheating never pays at any rate in the tables: the largest minimum rate is ${Math.max(...minRates).toExponential(1)}`,
   `(about the 1e-9 resolution of isSampled), and at p = 1% cheating would break even only at a price ≥ ${Math.min(...breakEven).toExponential(1)} tokens per`,
   "token. The slash, not the sample rate, is what makes it unprofitable; the sample rate decides how soon a cheater is",
-  "caught (and how many clients it fooled before). (4) Faults with d = 0 (small noise, fp16 internals on the int4 variant)",
-  "are not caught at any rate: they stay inside the quantized variants' tolerance.",
+  `caught (and how many clients it fooled before). (4) ${neverCaught}`,
 ].join("\n");
 const profitTable = markdownTable(
   ["d", "cheater", "N tokens", "tokens not worked", "gain (tokens)", "P(caught), p = 1%", "expected loss at p = 1% (tokens)", "min p that does not pay", "min slash at p = 1% (tokens)", "break-even price at p = 1% (tokens/token)"],
@@ -706,7 +712,7 @@ const simulationSections: [string, string][] = [
       "",
       groupTable,
       "",
-      `Faults with d = 0 (small noise and lower precision on the int4 variant, whose tolerance is 0.25) are never caught. Each`,
+      `${neverCaught} Each`,
       `cell: share of ${SIM_TRIALS.toLocaleString("en-US")} simulated cheaters caught within N served tokens / the closed form 1 − (1 − p·d·f)^k (k = the steps`,
       "within N tokens; for one step per session 1 − (1 − p·d)^s over the s sessions begun, or completed for the last step), which counts a corrupted receipt as",
       "caught only when that very receipt is sampled.",

@@ -1,6 +1,7 @@
 import type { KvCache, Shard } from "../../engine/runtime/shard.js";
 import { SeededRandom } from "../../engine/random.js";
 import { ort } from "../../engine/runtime/session.js";
+import { ActivationStore } from "../../node/store/activationStore.js";
 import { float32ToF16Bytes, toFloat32 } from "../../protocol/dtype.js";
 
 /**
@@ -66,4 +67,23 @@ function roundF16(values: Float32Array): Float32Array {
 
 function roundTensorF16(t: ort.Tensor): ort.Tensor {
   return new ort.Tensor("float32", roundF16(t.data as Float32Array), t.dims);
+}
+
+/**
+ * A test-only hook on a server's activation store: from step `fromStep` of every session on, the
+ * stored steps are no longer produced when asked for (FetchStep by leaf, FetchSessionStep by
+ * session and step), while the receipts stay listed in their batches. A server that withholds
+ * what an audit asks for. Not a production flag: only tests call it.
+ */
+export function withholdSteps(store: ActivationStore, fromStep: bigint): void {
+  const get = store.get.bind(store);
+  const getBySession = store.getBySession.bind(store);
+  // the listing reads each receipt through get: it keeps reading the unhooked one
+  const listing = Object.assign(Object.create(store) as ActivationStore, { get });
+  store.batchReceipts = (batchId, offset, limit) => ActivationStore.prototype.batchReceipts.call(listing, batchId, offset, limit);
+  store.get = (leaf) => {
+    const stored = get(leaf);
+    return stored !== undefined && stored.receipt.step >= fromStep ? undefined : stored;
+  };
+  store.getBySession = (sessionId, step) => (step >= fromStep ? undefined : getBySession(sessionId, step));
 }

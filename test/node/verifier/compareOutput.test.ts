@@ -35,9 +35,15 @@ describe("compareOutput", () => {
     expect(compareOutput(encodeActivations(Float32Array.of(3, -4, NaN, 0), 1, 4, "fp32"), row).score).toBe(Infinity);
   });
 
-  it("uses the quantized tolerance only for variants with quantized weights", () => {
+  it("uses the quantized tolerance only for variants whose quantized weights run at accuracy level 4", () => {
+    const int4 = { method: "int4", block_size: 32, matrices: { "model.layers.0.mlp.up_proj": { bits: 4 as const } } };
     expect(toleranceFor({ method: "none" })).toBe(DEFAULT_TOLERANCE);
     expect(toleranceFor({ method: "svd", matrices: { "model.layers.0.mlp.up_proj": { rank: 4 } } })).toBe(DEFAULT_TOLERANCE);
-    expect(toleranceFor({ method: "int4", block_size: 32, matrices: { "model.layers.0.mlp.up_proj": { bits: 4 } } })).toBe(QUANTIZED_TOLERANCE);
+    // new int4 variants pin level 0 (float activations): audited like dense ones
+    expect(toleranceFor({ ...int4, accuracy_level: 0 })).toBe(DEFAULT_TOLERANCE);
+    // level 4, stated or (manifests written before the field) implied
+    expect(toleranceFor({ ...int4, accuracy_level: 4 })).toBe(QUANTIZED_TOLERANCE);
+    expect(toleranceFor(int4)).toBe(QUANTIZED_TOLERANCE);
+    expect(toleranceFor({ method: "svd", accuracy_level: 4, matrices: { "model.layers.0.mlp.up_proj": { rank: 4 } } })).toBe(DEFAULT_TOLERANCE);
   });
 });

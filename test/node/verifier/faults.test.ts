@@ -1,5 +1,7 @@
 import { DatabaseSync } from "node:sqlite";
+import { cpSync } from "node:fs";
 import { join } from "node:path";
+import { buildManifest, writeManifest } from "../../../engine/model/manifest.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ModelDirectory } from "../../../engine/model/modelDir.js";
 import { tinyConfig, writeRandomModel } from "../../../engine/model/randomModel.js";
@@ -10,7 +12,7 @@ import { signReceiptWithKey } from "../../../protocol/receipt.js";
 import { receiptDomain } from "../../../protocol/eip712.js";
 import { compressModel } from "../../../node/compress/compressModel.js";
 import { auditSession, type AuditReport } from "../../../node/verifier/audit.js";
-import { QUANTIZED_TOLERANCE } from "../../../node/verifier/compareOutput.js";
+import { DEFAULT_TOLERANCE } from "../../../node/verifier/compareOutput.js";
 import { randomModel, scratchDir } from "../../engine/helpers.js";
 import { faultyShard, type Fault } from "../../support/faultyShard.js";
 import type { RunningServer } from "../support.js";
@@ -102,17 +104,48 @@ describe("auditing cheating servers", () => {
     });
   }
 
-  it("catches a server of an int4 variant that computes 3 of its 4 layers (audited at the quantized tolerance)", async () => {
-    const dir = join(scratch.dir, "verifier-faults-int4");
-    const { variantId } = await compressModel(model.dir, dir, { method: "int4" });
-    const int4 = ModelDirectory.open(dir);
-    const lesser = await load(int4, 0, 3);
-    const s = await serveLayers(int4, 0, 4, scratch.dir, { variantId, wrap: (shard) => faultyShard(shard, { kind: "fewerLayers", lesser }, FAULT_FROM) });
-    servers.push(s);
-    const g = await generateOn(head, [s], PROMPT, { maxTokens: 8 });
-    const report = await auditAt(replayers, int4, s, 0, 4, await fetchFrom(s, g.sessionIds[0]![0]!, 7n), variantId);
-    expect(report.tolerance).toBe(QUANTIZED_TOLERANCE);
-    expectCaughtAt(report, FAULTY_STEP, "output");
+  describe("on an int4 variant (accuracy level 0, audited at the dense tolerance)", () => {
+    let int4: { model: ModelDirectory; variantId: string } | undefined;
+    /** The int4 compression of the model, made once. */
+    async function int4Variant(): Promise<{ model: ModelDirectory; variantId: string }> {
+      if (int4 === undefined) {
+        const dir = join(scratch.dir, "verifier-faults-int4");
+        const { variantId } = await compressModel(model.dir, dir, { method: "int4" });
+        int4 = { model: ModelDirectory.open(dir), variantId };
+      }
+      return int4;
+    }
+    /** The same int4 weights under a manifest without accuracy_level: the legacy level-4 numerics (another variant). */
+    async function level4Shard(): Promise<Shard> {
+      const { model: m } = await int4Variant();
+      const dir = join(scratch.dir, "verifier-faults-int4-level4");
+      cpSync(m.dir, dir, { recursive: true });
+      const legacy = { ...m.compression };
+      delete legacy.accuracy_level;
+      const copy = ModelDirectory.open(dir);
+      writeManifest(dir, buildManifest(copy, legacy));
+      copy.close();
+      return load(ModelDirectory.open(dir), 0, 4);
+    }
+    const int4Faults: [string, () => Promise<Fault>][] = [
+      ["adds noise of ±0.01", () => Promise.resolve({ kind: "noise", amplitude: 0.01 })],
+      ["computes in lower precision (fp16 inside)", () => Promise.resolve({ kind: "lowerPrecision" })],
+      ["computes 3 of its 4 layers", async () => ({ kind: "fewerLayers", lesser: await load((await int4Variant()).model, 0, 3) })],
+      ["runs the faster accuracy level 4 kernels (another variant's numerics)", async () => ({ kind: "otherWeights", other: await level4Shard() })],
+    ];
+    for (const [what, makeFault] of int4Faults) {
+      it(`catches a server that ${what} at the first faulty step`, async () => {
+        const { model: m, variantId } = await int4Variant();
+        const fault = await makeFault();
+        const s = await serveLayers(m, 0, 4, scratch.dir, { variantId, wrap: (shard) => faultyShard(shard, fault, FAULT_FROM) });
+        servers.push(s);
+        const g = await generateOn(head, [s], PROMPT, { maxTokens: 8 });
+        const report = await auditAt(replayers, m, s, 0, 4, await fetchFrom(s, g.sessionIds[0]![0]!, 7n), variantId);
+        expect(report.tolerance).toBe(DEFAULT_TOLERANCE);
+        expectCaughtAt(report, FAULTY_STEP, "output");
+        expect(report.culprit!.score).toBeGreaterThan(report.tolerance);
+      });
+    }
   });
 
   it("refuses to audit with a replayer of another layer range or variant than the server's registration", async () => {

@@ -4,6 +4,7 @@ import { ModelDirectory } from "../../../engine/model/modelDir.js";
 import { Head } from "../../../engine/runtime/head.js";
 import { compressModel } from "../../../node/compress/compressModel.js";
 import type { AuditReport } from "../../../node/verifier/audit.js";
+import { DEFAULT_TOLERANCE, QUANTIZED_TOLERANCE } from "../../../node/verifier/compareOutput.js";
 import { randomModel, scratchDir } from "../../engine/helpers.js";
 import type { RunningServer } from "../support.js";
 import { Replayers, auditAt, fetchFrom, generateOn, serveLayers } from "./harness.js";
@@ -77,14 +78,22 @@ describe("auditing honest servers", () => {
     expect(report.steps.map((x) => x.rows)).toEqual([150, 1, 1, 1]);
   });
 
-  for (const method of ["int8", "int4"] as const) {
-    it(`passes a server of a ${method} (MatMulNBits) compressed variant, replayed with the same variant`, async () => {
-      const dir = join(scratch.dir, `verifier-${method}`);
-      const { variantId } = await compressModel(model.dir, dir, { method });
-      const compressed = ModelDirectory.open(dir);
-      const s = await serve(0, 4, compressed, variantId);
-      const g = await generateOn(head, [s], PROMPT, { maxTokens: 8, encoding: "fp16" });
-      expectPass(await auditAt(replayers, compressed, s, 0, 4, await fetchFrom(s, g.sessionIds[0]![0]!, 7n), variantId), 8);
-    });
+  // int4 variants pin accuracy level 0 and are held to the dense tolerance; int8 ones run at level 4 (the quantized one)
+  for (const [method, tolerance] of [["int8", QUANTIZED_TOLERANCE], ["int4", DEFAULT_TOLERANCE]] as const) {
+    for (const encoding of ["fp32", "fp16", "int8"] as const) {
+      it(`passes a server of a ${method} (MatMulNBits) compressed variant on the ${encoding} wire, single and batched decode, at tolerance ${tolerance}`, async () => {
+        const dir = join(scratch.dir, `verifier-${method}-${encoding}`);
+        const { variantId } = await compressModel(model.dir, dir, { method });
+        const compressed = ModelDirectory.open(dir);
+        const s = await serve(0, 4, compressed, variantId);
+        const g = await generateOn(head, [s], PROMPT, { maxTokens: 8, encoding, count: 6 });
+        expect(Math.max(...s.server.recentBatchSizes)).toBeGreaterThan(1);
+        for (const [id] of g.sessionIds) {
+          const report = await auditAt(replayers, compressed, s, 0, 4, await fetchFrom(s, id!, 7n), variantId);
+          expect(report.tolerance).toBe(tolerance);
+          expectPass(report, 8);
+        }
+      });
+    }
   }
 });
