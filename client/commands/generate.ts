@@ -9,8 +9,9 @@ import { DEFAULT_ROUTE_TIMING } from "../routeOptions.js";
 import { ACTIVATION_ENCODINGS, type ActivationEncoding } from "../../protocol/activations.js";
 import { TextTokenizer } from "../../engine/model/tokenizer.js";
 import { integer, integerList, number } from "./options.js";
+import { addPaymentOptions, paymentFor, type PaymentFlags } from "../payment/generatePayment.js";
 
-interface GenerateFlags {
+interface GenerateFlags extends PaymentFlags {
   model: string;
   prompt?: string;
   ids?: number[];
@@ -33,7 +34,7 @@ interface GenerateFlags {
 /** `efed generate`: run a whole model in this process (optionally split into shards) and print the continuation. */
 export function generateCommand(): Command {
   const t = DEFAULT_ROUTE_TIMING;
-  return new Command("generate")
+  const command = new Command("generate")
     .description("generate text with a model run in this process (layers optionally split into shards) or on a route of shard servers")
     .requiredOption("--model <dir>", "Hugging Face model directory (config.json, safetensors, tokenizer.json)")
     .addOption(new Option("--prompt <text>", "prompt text").conflicts("ids"))
@@ -58,11 +59,12 @@ export function generateCommand(): Command {
       t.stepTimeoutMs,
     )
     .option("--threads <n>", "intra-op threads of the layers' ONNX Runtime sessions (the head uses one)", integer(1, 256), 1)
-    .option("--json", "print one JSON object: prompt ids, generated ids, text, finish (and error when it failed)")
-    .action(async (flags: GenerateFlags) => {
+    .option("--json", "print one JSON object: prompt ids, generated ids, text, finish (and error when it failed)");
+  return addPaymentOptions(command).action(async (flags: GenerateFlags) => {
       if ((flags.prompt === undefined) === (flags.ids === undefined)) {
         throw new InvalidArgumentError("give exactly one of --prompt TEXT or --ids 1,2,3");
       }
+      const paying = await paymentFor(flags); // the wallet first: a wrong password fails before the model loads
       const model = ModelDirectory.open(flags.model);
       let head: Head | undefined;
       let pipeline: (LayerPipeline & { release?(): Promise<void>; close?(): void }) | undefined;
@@ -84,6 +86,7 @@ export function generateCommand(): Command {
                   forward: flags.forward,
                   connectTimeoutMs: flags.connectTimeoutMs,
                   stepTimeoutMs: flags.stepTimeoutMs,
+                  ...paying?.pipelineOptions,
                 });
           result = await generate(head, pipeline, promptIds, {
             maxTokens: flags.maxTokens,
@@ -100,12 +103,14 @@ export function generateCommand(): Command {
           result = err instanceof GenerationError ? err.partial : { promptIds: [...promptIds], generatedIds: [], finish: "error" };
         }
         printResult(result, tokenizer, flags.json === true, failure);
+        if (paying !== undefined) console.error(paying.report());
         if (failure !== undefined) throw failure;
       } finally {
         await pipeline?.release?.();
         pipeline?.close?.();
         await head?.release();
         model.close();
+        paying?.close();
       }
     });
 }
