@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import type { PaymentChannels } from "../../types/ethers-contracts/index.js";
+import type { ChainChannel } from "../server/paymentGate.js";
 import type { ChannelRecord, VoucherStore } from "../store/voucherStore.js";
 
 export interface RedeemerOptions {
@@ -46,6 +47,13 @@ export class Redeemer {
       });
     };
     this.timer = setTimeout(tick, 0).unref();
+  }
+
+  /** Stops polling without redeeming: what is held stays in the store for the next run. */
+  pause(): Promise<unknown> {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    return this.queue;
   }
 
   /** Stops polling and redeems everything held (after any pass under way). */
@@ -116,4 +124,18 @@ export class Redeemer {
     this.o.logger.info({ channelId: c.channelId, cumulative: c.covered.toString(), tx: receipt?.hash }, "voucher redeemed");
     return true;
   }
+}
+
+/** PaymentGateOptions.readChannel from the contract: undefined for a channel that does not exist (ChannelUnknown). */
+export function channelReader(channels: PaymentChannels): (channelId: string) => Promise<ChainChannel | undefined> {
+  const unknown = channels.interface.getError("ChannelUnknown")!.selector;
+  return async (channelId) => {
+    try {
+      const c = await channels.channel(channelId);
+      return { client: c.client, server: c.server, deposit: c.deposit, paid: c.paid, closeReadyAt: c.closeReadyAt, closed: c.closed };
+    } catch (err) {
+      if ((err as { data?: unknown }).data === undefined || !String((err as { data?: unknown }).data).startsWith(unknown)) throw err;
+      return undefined;
+    }
+  };
 }

@@ -22,7 +22,7 @@ import {
 import { readDeployment } from "../chain/deployment.js";
 import { Committer } from "../chain/committer.js";
 import { RegisteredEndpoints } from "../chain/registeredEndpoints.js";
-import { Redeemer } from "../chain/redeemer.js";
+import { Redeemer, channelReader } from "../chain/redeemer.js";
 import { DEFAULT_CREDIT_STEPS, PaymentGate } from "../server/paymentGate.js";
 import { VoucherStore } from "../store/voucherStore.js";
 import { voucherDomain } from "../../protocol/eip712.js";
@@ -183,13 +183,7 @@ export function serverCommand(): Command {
           server: wallet.address,
           voucherDomain: voucherDomain(chainId, chain.channels),
           store: vouchers,
-          readChannel: async (id) => {
-            const c = await channels.channel(id).catch((err: unknown) => {
-              if ((err as { data?: string }).data?.startsWith(channels.interface.getError("ChannelUnknown")!.selector) === true) return undefined;
-              throw err;
-            });
-            return c === undefined ? undefined : { client: c.client, server: c.server, deposit: c.deposit, paid: c.paid, closeReadyAt: c.closeReadyAt, closed: c.closed };
-          },
+          readChannel: channelReader(channels),
         });
         const redeemer = new Redeemer({
           channels,

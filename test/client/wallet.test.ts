@@ -21,7 +21,7 @@ describe("keystore", () => {
     expect(keystoreAddress(path)).toBe(key.address);
     expect((await openKeystore(path, "correct horse")).privateKey).toBe(key.privateKey);
     await expect(openKeystore(path, "wrong")).rejects.toMatchObject({ code: "WALLET_BAD_PASSWORD", message: `wrong password for the keystore ${path}` });
-    await expect(writeKeystore(path, Wallet.createRandom() as unknown as Wallet, "x", 1024)).rejects.toMatchObject({ code: "WALLET_EXISTS" });
+    await expect(writeKeystore(path, new Wallet(Wallet.createRandom().privateKey), "x", 1024)).rejects.toMatchObject({ code: "WALLET_EXISTS" });
     const missing = join(scratch.dir, "none.json");
     await expect(openKeystore(missing, "x")).rejects.toMatchObject({
       code: "WALLET_MISSING",

@@ -36,12 +36,12 @@ afterEach(() => {
   scratch.cleanup();
 });
 
-async function bind(sessionId: string, id = channelId, key = client): Promise<void> {
+async function bind(sessionId: string, id = channelId, key: { signingKey: Wallet["signingKey"] } = client): Promise<void> {
   const signature = signBinding(key.signingKey, domain, { channelId: id, sessionId, server, challenge });
   await gate.bind({ type: MessageType.BindChannel, requestId: 1, sessionId, channelId: id, signature }, challenge);
 }
 
-function voucher(cumulativeAmount: bigint, o: { id?: string; key?: Wallet; d?: typeof domain } = {}): Pay {
+function voucher(cumulativeAmount: bigint, o: { id?: string; key?: { signingKey: Wallet["signingKey"] }; d?: typeof domain } = {}): Pay {
   const id = o.id ?? channelId;
   const signature = signVoucherSync((o.key ?? client).signingKey, o.d ?? domain, { channelId: id, cumulativeAmount });
   return { type: MessageType.Pay, requestId: 2, channelId: id, cumulativeAmount, signature };
