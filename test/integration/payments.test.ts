@@ -1,5 +1,5 @@
-import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { execFile, type ChildProcess } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { JsonRpcProvider, NonceManager, Wallet, formatEther, hexlify, parseEther, randomBytes, type Signer } from "ethers";
@@ -29,7 +29,7 @@ import { VoucherStore } from "../../node/store/voucherStore.js";
 import { EFedToken__factory, ModelRegistry__factory, PaymentChannels__factory, Staking__factory, type PaymentChannels } from "../../types/ethers-contracts/index.js";
 import { scratchDir } from "../engine/helpers.js";
 import { startHardhatNode, type LocalChain } from "../support/hardhatNode.js";
-import { EFED_BIN } from "../support/efedProcess.js";
+import { EFED_BIN, spawnEfedServer, stopProcess } from "../support/efedProcess.js";
 
 const run = promisify(execFile);
 const root = new URL("../..", import.meta.url).pathname;
@@ -302,5 +302,46 @@ describe("efed wallet and a paid efed generate", () => {
     expect(gone.code).toBe(1);
     expect(gone.stderr).toContain(`${keyB.address} is not an eligible server (not registered or deregistered, in probation, or trusted below the threshold): no channel opened`);
     expect(await EFedToken__factory.connect(contracts.token!, provider).balanceOf(cliKey.address)).toBe(before);
+  }, 120_000);
+});
+
+describe("efed server with a price on a chain", () => {
+  it("refuses unpaid steps, serves a paying client, and redeems on shutdown", async () => {
+    const key = new Wallet(hexlify(randomBytes(32)));
+    await send(() => admin.sendTransaction({ to: key.address, value: parseEther("10") }));
+    await send(() => EFedToken__factory.connect(contracts.token!, admin).mint(key.address, parseEther("2000")));
+    writeFileSync(join(scratch.dir, "c.key"), key.privateKey);
+    const children: ChildProcess[] = [];
+    try {
+      const { url } = await spawnEfedServer(
+        ["--model", modelDir, "--layers", "0:4", "--rpc", chain.url, "--deployment", deploymentFile, "--key", join(scratch.dir, "c.key"), "--stake", "1400",
+          "--price", "0.001", "--store", join(scratch.dir, "c.sqlite"), "--redeem-threshold", "1000", "--redeem-poll-ms", "100"],
+        children,
+      );
+      const stranger = await ShardConnection.connect(url);
+      const sessionId = hexlify(randomBytes(32));
+      await stranger.openSession(sessionId, 8);
+      const hidden = stranger.info.hiddenSize;
+      const unpaid = await stranger
+        .step({ sessionId, step: 0n, position: 0, outputEncoding: "fp32", input: encodeActivations(new Float32Array(hidden), 1, hidden, "fp32"), route: [] })
+        .then(() => undefined, (e: unknown) => e as { code: string; message: string });
+      expect(unpaid?.code).toBe(`SERVER_${ErrorCode.PaymentRequired}`);
+      expect(unpaid?.message).toContain(`session ${sessionId} has no payment channel: bind one (BindChannel) first; this server charges ${PRICE} per token`);
+      stranger.close();
+
+      await provider.send("evm_increaseTime", [601]); // past its probation
+      await provider.send("evm_mine", []);
+      const payer = new Payer({ chain: client, ledger, channelTokens: 100 });
+      const pipeline = await RemotePipeline.connect([url], 4, { payment: payer });
+      await generate(head, pipeline, [1, 2, 3], { maxTokens: 3, temperature: 0 }).finally(() => pipeline.close());
+      expect(payer.total).toBe(5n * PRICE);
+      const channelId = channelTo(key.address);
+      expect((await client.channels.channel(channelId)).paid).toBe(0n); // under the threshold: not redeemed while serving
+      await stopProcess(children[0]!);
+      expect(children[0]!.exitCode).toBe(0);
+      expect((await client.channels.channel(channelId)).paid).toBe(5n * PRICE);
+    } finally {
+      await Promise.all(children.map((c) => stopProcess(c)));
+    }
   }, 120_000);
 });
