@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
-import { JsonRpcProvider, NonceManager, Signature, formatEther, type Wallet } from "ethers";
+import { JsonRpcProvider, NonceManager, Signature, formatEther, type TransactionReceipt, type Wallet } from "ethers";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { voucherDomain } from "../../protocol/eip712.js";
 import {
@@ -73,6 +73,21 @@ export function channelsDomain(c: WalletChain): ReturnType<typeof voucherDomain>
   return voucherDomain(c.deployment.chainId, c.deployment.channels);
 }
 
+/**
+ * Sends a transaction and waits for it to be mined. A send that fails resets the nonce manager (it
+ * counted the nonce already): the wallet's next transaction must not skip one.
+ */
+async function mined(c: WalletChain, send: () => Promise<{ wait(): Promise<TransactionReceipt | null> }>): Promise<TransactionReceipt> {
+  try {
+    const receipt = await (await send()).wait();
+    if (receipt === null) throw new Error("the transaction was dropped");
+    return receipt;
+  } catch (err) {
+    c.signer.reset();
+    throw err;
+  }
+}
+
 /** Token and gas balances, in base units. */
 export async function balances(c: WalletChain): Promise<{ tokens: bigint; gas: bigint }> {
   const [tokens, gas] = await Promise.all([c.token.balanceOf(c.address), c.wallet.provider!.getBalance(c.address)]);
@@ -104,9 +119,9 @@ export async function openChannel(c: WalletChain, ledger: Ledger, server: string
   const domain = { name, version: "1", chainId: c.deployment.chainId, verifyingContract: c.deployment.token };
   const types = { Permit: [{ name: "owner", type: "address" }, { name: "spender", type: "address" }, { name: "value", type: "uint256" }, { name: "nonce", type: "uint256" }, { name: "deadline", type: "uint256" }] };
   const permit = Signature.from(await c.wallet.signTypedData(domain, types, { owner: c.address, spender: c.deployment.channels, value: amount, nonce, deadline }));
-  const receipt = await (await c.channels.openWithPermit(server, amount, deadline, permit.v, permit.r, permit.s)).wait();
-  const opened = receipt!.logs.map((l) => c.channels.interface.parseLog(l)).find((e) => e?.name === "ChannelOpened");
-  if (opened === undefined || opened === null) throw new Error(`transaction ${receipt!.hash} opened no channel`);
+  const receipt = await mined(c, () => c.channels.openWithPermit(server, amount, deadline, permit.v, permit.r, permit.s));
+  const opened = receipt.logs.map((l) => c.channels.interface.parseLog(l)).find((e) => e?.name === "ChannelOpened");
+  if (opened === undefined || opened === null) throw new Error(`transaction ${receipt.hash} opened no channel`);
   const channelId = opened.args.channelId as string;
   ledger.addChannel({ channelId, chainId: c.deployment.chainId, contract: c.deployment.channels, server, deposit: amount });
   return ledger.get(channelId)!;
@@ -125,8 +140,8 @@ export async function topUpChannel(c: WalletChain, ledger: Ledger, channelId: st
   own(ledger, c, channelId);
   if (amount <= 0n) throw new InvalidArgumentError(`a top-up must be positive, got ${amount}`);
   await requireTokens(c, amount, "the top-up");
-  await (await c.token.approve(c.deployment.channels, amount)).wait();
-  await (await c.channels.topUp(channelId, amount)).wait();
+  await mined(c, () => c.token.approve(c.deployment.channels, amount));
+  await mined(c, () => c.channels.topUp(channelId, amount));
   const deposit = (await c.channels.channel(channelId)).deposit;
   ledger.setDeposit(channelId, deposit);
   return deposit;
@@ -144,11 +159,11 @@ export async function closeChannel(c: WalletChain, ledger: Ledger, channelId: st
     return { state: "closed", readyAt: on.closeReadyAt };
   }
   if (on.closeReadyAt === 0n) {
-    await (await c.channels.startClose(channelId)).wait();
+    await mined(c, () => c.channels.startClose(channelId));
     ledger.setState(channelId, "closing");
     return { state: "closing", readyAt: (await c.channels.channel(channelId)).closeReadyAt };
   }
-  await (await c.channels.finishClose(channelId)).wait();
+  await mined(c, () => c.channels.finishClose(channelId));
   ledger.setState(channelId, "closed");
   return { state: "closed", readyAt: on.closeReadyAt };
 }

@@ -103,6 +103,8 @@ export class Redeemer {
       try {
         if (await this.redeem(c)) sent++;
       } catch (err) {
+        // a NonceManager counted the failed transaction's nonce: the retry must not skip one
+        (this.o.channels.runner as { reset?: () => void } | null)?.reset?.();
         this.o.logger.error({ channelId: c.channelId, amount: c.covered.toString(), err: (err as Error).message }, "redemption failed; retrying at the next poll");
       }
     }

@@ -16,6 +16,7 @@ import { signBinding } from "../../protocol/payment.js";
 import { ErrorCode } from "../../protocol/wire.js";
 import { generate } from "../../client/generate.js";
 import { Payer } from "../../client/payment/payer.js";
+import type { RoutePayment } from "../../client/payment/routePayment.js";
 import { RemotePipeline } from "../../client/remotePipeline.js";
 import { ShardConnection } from "../../client/shardClient.js";
 import { Ledger } from "../../client/wallet/ledger.js";
@@ -249,12 +250,42 @@ describe("paying per token", () => {
     expect(paid).toBe(16n * PRICE);
     const onChain = await b.channels.channel(channelId);
     expect(onChain.closed).toBe(false);
-    const early = await client.channels.finishClose(channelId).then(
+    const early = await client.channels.finishClose.staticCall(channelId).then(
       () => ({ data: "mined" }),
       (e: unknown) => e as { data: string },
     );
     expect(early.data.slice(0, 10)).toBe(client.channels.interface.getError("ChannelCloseNotReady")!.selector);
     expect(ledger.get(channelId)!.state).toBe("closing");
+  }, 60_000);
+
+  it("refuses a forwarded step the second server is not paid for, naming that server's channel and what it is owed", async () => {
+    const payer = new Payer({ chain: client, ledger, channelTokens: 1000 });
+    const domain = voucherDomain(31337n, contracts.channels!);
+    let channelB = "";
+    const paysOnlyTheFirst: RoutePayment = {
+      openSequence: async (connections, ids, maxLength) => {
+        await payer.openSequence(connections, ids, maxLength); // binds both sessions (a new channel to B: the old one is closing)
+        channelB = ledger.findOpen(31337n, contracts.channels!, keyB.address, 0n)!.channelId;
+        const channelA = channelTo(keyA.address);
+        return {
+          beforeStep: () => undefined,
+          afterStep: async (tokens) => {
+            const v = ledger.signNext(channelA, BigInt(tokens) * PRICE, clientKey.signingKey, domain, { day: "2026-12-01" });
+            await connections[0]!.pay(channelA, v.cumulativeAmount, v.signature);
+          },
+        };
+      },
+    };
+    const pipeline = await RemotePipeline.connect([a.server.url, b.server.url], 4, { forward: true, payment: paysOnlyTheFirst });
+    const failed = await generate(head, pipeline, [1, 2, 3], { maxTokens: 3, temperature: 0 })
+      .then(
+        () => undefined,
+        (e: unknown) => (e as { cause: { code: string; message: string; details: { payment: unknown } } }).cause,
+      )
+      .finally(() => pipeline.close());
+    expect(failed?.code).toBe(`SERVER_${ErrorCode.PaymentRequired}`);
+    expect(failed?.message).toContain(`server 2 of 2 on the route (${b.server.url}) failed step 1`);
+    expect(failed?.details.payment).toEqual({ channelId: channelB, owed: 3n * PRICE, covered: 0n });
   }, 60_000);
 });
 
