@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { hexlify, randomBytes } from "ethers";
-import { pino } from "pino";
+import { pino, type Logger } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Redeemer } from "../../../node/chain/redeemer.js";
 import { VoucherStore } from "../../../node/store/voucherStore.js";
@@ -38,9 +38,9 @@ function fakeChannels(failures: number): { channels: PaymentChannels; sent: bigi
   return { channels: channels as unknown as PaymentChannels, sent };
 }
 
-function logged(): { logger: ReturnType<typeof pino>; lines: { msg: string; err?: string }[] } {
+function logged(): { logger: Logger; lines: { msg: string; err?: string }[] } {
   const lines: { msg: string; err?: string }[] = [];
-  const logger = pino({ level: "info" }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string; err?: string }) });
+  const logger: Logger = pino({ level: "info" }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string; err?: string }) }) as unknown as Logger;
   return { logger, lines };
 }
 
