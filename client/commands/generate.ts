@@ -34,7 +34,7 @@ interface GenerateFlags extends PaymentFlags {
 /** `efed generate`: run a whole model in this process (optionally split into shards) and print the continuation. */
 export function generateCommand(): Command {
   const t = DEFAULT_ROUTE_TIMING;
-  const command = new Command("generate")
+  return addPaymentOptions(new Command("generate"))
     .description("generate text with a model run in this process (layers optionally split into shards) or on a route of shard servers")
     .requiredOption("--model <dir>", "Hugging Face model directory (config.json, safetensors, tokenizer.json)")
     .addOption(new Option("--prompt <text>", "prompt text").conflicts("ids"))
@@ -59,8 +59,8 @@ export function generateCommand(): Command {
       t.stepTimeoutMs,
     )
     .option("--threads <n>", "intra-op threads of the layers' ONNX Runtime sessions (the head uses one)", integer(1, 256), 1)
-    .option("--json", "print one JSON object: prompt ids, generated ids, text, finish (and error when it failed)");
-  return addPaymentOptions(command).action(async (flags: GenerateFlags) => {
+    .option("--json", "print one JSON object: prompt ids, generated ids, text, finish (and error when it failed)")
+    .action(async (flags: GenerateFlags) => {
       if ((flags.prompt === undefined) === (flags.ids === undefined)) {
         throw new InvalidArgumentError("give exactly one of --prompt TEXT or --ids 1,2,3");
       }
