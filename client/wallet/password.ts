@@ -1,4 +1,4 @@
-import password from "@inquirer/password";
+import type PasswordPrompt from "@inquirer/password";
 import { WalletError } from "./walletError.js";
 
 /** The environment variable a wallet password may come from (scripts, CI); never a command-line flag. */
@@ -17,6 +17,7 @@ export async function readPassword(what: string, confirm = false): Promise<strin
   if (process.stdin.isTTY !== true) {
     throw new WalletError("WALLET_NO_PASSWORD", `no password for ${what}: set ${PASSWORD_ENV}, or run in a terminal to be asked`);
   }
+  const password = await prompt();
   const first = await password({ message: `Password for ${what}:`, mask: true });
   if (!confirm) return first;
   const again = await password({ message: "Repeat it:", mask: true });
@@ -28,5 +29,10 @@ export async function readPassword(what: string, confirm = false): Promise<strin
 /** A secret asked on the terminal only (e.g. a key to import); `otherwise` names the non-interactive way. */
 export async function askSecret(message: string, otherwise: string): Promise<string> {
   if (process.stdin.isTTY !== true) throw new WalletError("WALLET_NO_PASSWORD", `not a terminal: cannot ask for ${message}; ${otherwise}`);
-  return password({ message: `${message}:`, mask: true });
+  return (await prompt())({ message: `${message}:`, mask: true });
+}
+
+/** The terminal prompt, loaded only when a password is asked for (every efed command would pay for it at start). */
+async function prompt(): Promise<typeof PasswordPrompt> {
+  return (await import("@inquirer/password")).default;
 }
