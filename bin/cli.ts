@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { generateCommand } from "../client/commands/generate.js";
+import { walletCommand } from "../client/commands/wallet.js";
 import { compressCommand } from "../node/commands/compress.js";
 import { evalCommand } from "../node/commands/eval.js";
 import { manifestCommand } from "../node/commands/manifest.js";
@@ -27,7 +28,8 @@ export function buildProgram(): Command {
     .version(version, "-V, --version", "print the eFed version")
     .showHelpAfterError()
     .exitOverride();
-  for (const sub of [generateCommand(), serverCommand(), verifierCommand(), manifestCommand(), compressCommand(), evalCommand(), operatorCommand(), modelCommand()]) program.addCommand(inheritSettings(sub, program));
+  const commands = [generateCommand(), walletCommand(), serverCommand(), verifierCommand(), operatorCommand(), modelCommand(), manifestCommand(), compressCommand(), evalCommand()];
+  for (const sub of commands) program.addCommand(inheritSettings(sub, program));
   return program;
 }
 

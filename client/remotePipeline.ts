@@ -8,6 +8,7 @@ import type { LayerPipeline, LayerSequence } from "./generate.js";
 import { ReceiptChecker, type KnownHashes, type VerifiedReceipt } from "./receiptChecker.js";
 import { ReceiptError, RouteError, StepTimeoutError, routePlace } from "./routeError.js";
 import { routeTiming, stepDeadlineMs, type RouteTimingOptions } from "./routeOptions.js";
+import type { RoutePayment } from "./payment/routePayment.js";
 import { ShardConnection, ShardRequestError, type ConnectOptions } from "./shardClient.js";
 import { signerPool } from "./signerPool.js";
 
@@ -30,6 +31,8 @@ export interface RemotePipelineOptions extends ConnectOptions, Partial<RouteTimi
   forward?: boolean;
   /** Called with every verified receipt (the wallet keeps them as evidence). */
   onReceipt?: (r: VerifiedReceipt) => void;
+  /** Pays the route's priced servers per step (client/payment/payer.ts). Absent: nothing is paid. */
+  payment?: RoutePayment;
 }
 
 /** A sequence on a route: one session per server. */
@@ -123,6 +126,13 @@ export class RemotePipeline implements LayerPipeline {
     const length = maxLength ?? this.options.maxLength ?? Math.min(...this.connections.map((c) => c.info.maxSessionTokens));
     const ids = this.connections.map(() => hexlify(randomBytes(32)));
     const forwardKeys = await this.openSessions(ids, length);
+    let payment;
+    try {
+      payment = await this.options.payment?.openSequence(this.connections, ids, length);
+    } catch (err) {
+      await this.closeSessions(ids);
+      throw err;
+    }
     const checker = new ReceiptChecker(
       this.connections.map((c, i) => ({
         url: c.url,
@@ -152,8 +162,10 @@ export class RemotePipeline implements LayerPipeline {
           const input = encodeActivations(hidden, rows, cols, this.options.encoding ?? "fp32");
           // bounded lag: see RouteTimingOptions.maxUnverifiedSteps
           await checker.beforeStep(s.step, this.timing.maxUnverifiedSteps, this.timing.stepTimeoutMs);
+          payment?.beforeStep(rows);
           const output = this.forwarding ? await this.forwarded(s, input) : await this.relayed(s, input);
           checker.throwIfFailed();
+          await payment?.afterStep(rows);
           s.step++;
           s.position += rows;
           return decodeActivations(output);

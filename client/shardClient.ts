@@ -2,7 +2,7 @@ import type { SigningKey } from "ethers";
 import type { WebSocket } from "ws";
 import { ownerProof, sessionStepTarget, signAuth } from "../protocol/fetchAuth.js";
 import { Link, LinkError, LinkFailure, dialServer, validateTiming, type LinkTiming } from "../protocol/link.js";
-import { DEFAULT_LIMITS, MAX_BATCH_PAGE, MessageType, type BatchReceipts, type Message, type ServerInfo, type Step, type StepReceipt, type StepResult, type StoredStep } from "../protocol/wire.js";
+import { DEFAULT_LIMITS, MAX_BATCH_PAGE, MessageType, type BatchReceipts, type ChannelBound, type Paid, type Message, type ServerInfo, type Step, type StepReceipt, type StepResult, type StoredStep } from "../protocol/wire.js";
 
 /**
  * A request to a shard server failed (protocol/link.ts LinkError): the server's error code and
@@ -120,6 +120,16 @@ export class ShardConnection {
   async authenticate(key: SigningKey, address: string): Promise<void> {
     const signature = signAuth(key, this.info.chainId, this.info.server, this.info.challenge);
     await this.link.request({ type: MessageType.Authenticate, address, signature }, MessageType.Authenticated);
+  }
+
+  /** Ties a session to the payment channel that pays for it (`signature`: protocol/payment.ts signBinding over this connection's challenge). */
+  bindChannel(sessionId: string, channelId: string, signature: string): Promise<ChannelBound> {
+    return this.link.request({ type: MessageType.BindChannel, sessionId, channelId, signature }, MessageType.ChannelBound);
+  }
+
+  /** Sends a cumulative voucher; resolves with what the server is owed and what its vouchers cover now. */
+  pay(channelId: string, cumulativeAmount: bigint, signature: string): Promise<Paid> {
+    return this.link.request({ type: MessageType.Pay, channelId, cumulativeAmount, signature }, MessageType.Paid);
   }
 
   step(step: Omit<Step, "type" | "requestId">): Promise<StepResult> {

@@ -179,7 +179,7 @@ export class Link {
 
   private serverError(reply: Extract<Message, { type: typeof MessageType.Error }>): LinkError {
     const where = reply.hop === 0 ? this.url : `${this.url} (${reply.hop} hop${reply.hop > 1 ? "s" : ""} down its route)`;
-    const details = { url: this.url, code: reply.code, hop: reply.hop, message: reply.message };
+    const details = { url: this.url, code: reply.code, hop: reply.hop, message: reply.message, ...(reply.payment === undefined ? {} : { payment: reply.payment }) };
     return new LinkError(`SERVER_${reply.code}`, `${where}: ${reply.message}`, details, reply.hop);
   }
 

@@ -1,4 +1,4 @@
-import { TypedDataEncoder, recoverAddress, type Signer, type TypedDataDomain } from "ethers";
+import { TypedDataEncoder, recoverAddress, type Signer, type SigningKey, type TypedDataDomain } from "ethers";
 import { InvalidArgumentError } from "./errors.js";
 import { VOUCHER_TYPES, canonicalSignature } from "./eip712.js";
 
@@ -28,4 +28,9 @@ export async function signVoucher(signer: Signer, domain: TypedDataDomain, v: Vo
 /** The address that signed `v`; the signature must be canonical (see `canonicalSignature`), as on chain. */
 export function recoverVoucherSigner(domain: TypedDataDomain, v: Voucher, signature: string): string {
   return recoverAddress(voucherDigest(domain, v), canonicalSignature(signature));
+}
+
+/** Signs `v` synchronously with a raw key: what a ledger does inside its "read last, sign next" transaction. */
+export function signVoucherSync(key: SigningKey, domain: TypedDataDomain, v: Voucher): string {
+  return key.sign(voucherDigest(domain, v)).serialized;
 }

@@ -27,6 +27,12 @@ import type { Receipt } from "./receipt.js";
  * link key, and every later frame the connecting server sends on that link carries a 32-byte MAC
  * trailer (stripped before parsing: protocol/peerAuth.ts `openSealedFrame`); error codes
  * PeerUnauthenticated and BadLinkMac.
+ *
+ * Payments (protocol/payment.ts), added within version 3 (a server that charges nothing never sees
+ * them): BindChannel ties a session to a payment channel, signed by the channel's client over the
+ * connection's challenge (answered ChannelBound); Pay carries a cumulative EIP-712 voucher
+ * (answered Paid). A server refuses unpaid work with error code PaymentRequired, whose Error frame
+ * carries what is owed: the channel, the amount owed and the amount the vouchers cover.
  */
 export const PROTOCOL_VERSION = 3;
 
@@ -53,6 +59,12 @@ export const MessageType = {
   /** A page of the receipts (with signatures) a server committed in one batch: what a verifier samples from. */
   FetchBatch: 18,
   BatchReceipts: 19,
+  /** The client names the payment channel that pays for a session (protocol/payment.ts). */
+  BindChannel: 20,
+  ChannelBound: 21,
+  /** A cumulative voucher on a bound channel. */
+  Pay: 22,
+  Paid: 23,
 } as const;
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
 
@@ -92,6 +104,8 @@ export const ErrorCode = {
   RateLimited: 24,
   /** The server holds its maximum of connections (in all, or from this address). */
   TooManyConnections: 25,
+  /** The server does no more work until it is paid: the Error frame names the channel, what is owed and what is covered. */
+  PaymentRequired: 26,
 } as const;
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -99,11 +113,21 @@ export class WireError extends EFedError {
   readonly wireCode: ErrorCodeValue;
   /** Servers down the route from the one that reports it: 0 = that server itself. */
   readonly hop: number;
-  constructor(wireCode: ErrorCodeValue, message: string, hop = 0) {
-    super(`WIRE_${wireCode}`, message, hop === 0 ? {} : { details: { hop } });
+  /** With code PaymentRequired: what the server is owed. */
+  readonly payment: PaymentDue | undefined;
+  constructor(wireCode: ErrorCodeValue, message: string, hop = 0, payment?: PaymentDue) {
+    super(`WIRE_${wireCode}`, message, hop === 0 && payment === undefined ? {} : { details: { hop, ...(payment === undefined ? {} : { payment }) } });
     this.wireCode = wireCode;
     this.hop = hop;
+    this.payment = payment;
   }
+}
+
+/** What a PaymentRequired error says is owed: on `channelId` (zero: no channel bound yet), `owed` in all, `covered` by vouchers. */
+export interface PaymentDue {
+  channelId: string;
+  owed: bigint;
+  covered: bigint;
 }
 
 /** What a server promises on connect: who it is, what it serves, and its limits. */
@@ -333,6 +357,50 @@ export interface ErrorMessage {
   /** Where along the request's route it failed: 0 the server answering, 1 its next hop, and so on. */
   hop: number;
   message: string;
+  /** Present with code PaymentRequired (encoded after the message: flag byte, channel, owed, covered). */
+  payment?: PaymentDue;
+}
+
+/**
+ * The client ties session `sessionId` to payment channel `channelId`: the channel's client signs
+ * (protocol/payment.ts bindingDigest) the channel, the session, the server and the connection's
+ * challenge, so nobody can charge a session to another's channel.
+ */
+export interface BindChannel {
+  type: typeof MessageType.BindChannel;
+  requestId: number;
+  sessionId: string;
+  channelId: string;
+  signature: string;
+}
+
+/** The channel as the server sees it: its deposit, what the server is owed on it and what vouchers cover. */
+export interface ChannelBound {
+  type: typeof MessageType.ChannelBound;
+  requestId: number;
+  sessionId: string;
+  channelId: string;
+  deposit: bigint;
+  owed: bigint;
+  covered: bigint;
+}
+
+/** A cumulative voucher (protocol/voucher.ts): the client owes `cumulativeAmount` in all on `channelId`. */
+export interface Pay {
+  type: typeof MessageType.Pay;
+  requestId: number;
+  channelId: string;
+  cumulativeAmount: bigint;
+  signature: string;
+}
+
+/** The voucher is stored: it covers `covered`; the server is owed `owed` on the channel. */
+export interface Paid {
+  type: typeof MessageType.Paid;
+  requestId: number;
+  channelId: string;
+  owed: bigint;
+  covered: bigint;
 }
 
 export type Message =
@@ -354,7 +422,11 @@ export type Message =
   | SessionClosed
   | ErrorMessage
   | PeerHello
-  | PeerWelcome;
+  | PeerWelcome
+  | BindChannel
+  | ChannelBound
+  | Pay
+  | Paid;
 
 /** Bounds applied while parsing, before anything is allocated. */
 export interface WireLimits {
@@ -499,6 +571,19 @@ export function encodeMessage(m: Message): Uint8Array {
       break;
     case MessageType.Error:
       w.u16(m.code).u8(m.hop).str(m.message);
+      if (m.payment !== undefined) w.u8(1).hex(m.payment.channelId, 32).u256(m.payment.owed).u256(m.payment.covered);
+      break;
+    case MessageType.BindChannel:
+      w.hex(m.sessionId, 32).hex(m.channelId, 32).hex(m.signature, 65);
+      break;
+    case MessageType.ChannelBound:
+      w.hex(m.sessionId, 32).hex(m.channelId, 32).u256(m.deposit).u256(m.owed).u256(m.covered);
+      break;
+    case MessageType.Pay:
+      w.hex(m.channelId, 32).u256(m.cumulativeAmount).hex(m.signature, 65);
+      break;
+    case MessageType.Paid:
+      w.hex(m.channelId, 32).u256(m.owed).u256(m.covered);
       break;
     case MessageType.FetchStep:
       w.hex(m.leaf, 32);
@@ -653,6 +738,9 @@ class Reader {
     if (flag > 1) throw new WireError(ErrorCode.BadFrame, `owner proof flag ${flag} is neither 0 (none) nor 1 (a 32-byte proof follows)`);
     return flag === 1 ? { ownerProof: this.hex(32, "owner proof") } : {};
   }
+  atEnd(): boolean {
+    return this.at === this.bytes.byteLength;
+  }
   end(): void {
     if (this.at !== this.bytes.byteLength) {
       throw new WireError(ErrorCode.BadFrame, `${this.bytes.byteLength - this.at} unexpected bytes after the message`);
@@ -803,8 +891,33 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
     case MessageType.Error: {
       const code = r.u16("error code");
       m = { type, requestId, code: code as ErrorCodeValue, hop: r.u8("error hop"), message: r.str("error message") };
+      if (!r.atEnd()) {
+        const flag = r.u8("payment flag");
+        if (flag !== 1) throw new WireError(ErrorCode.BadFrame, `payment flag ${flag} after an error message must be 1 (channel, owed, covered follow)`);
+        m.payment = { channelId: r.hex(32, "payment channel id"), owed: r.u256("amount owed"), covered: r.u256("amount covered") };
+      }
       break;
     }
+    case MessageType.BindChannel:
+      m = { type, requestId, sessionId: r.hex(32, "session id"), channelId: r.hex(32, "channel id"), signature: r.hex(65, "binding signature") };
+      break;
+    case MessageType.ChannelBound:
+      m = {
+        type,
+        requestId,
+        sessionId: r.hex(32, "session id"),
+        channelId: r.hex(32, "channel id"),
+        deposit: r.u256("deposit"),
+        owed: r.u256("amount owed"),
+        covered: r.u256("amount covered"),
+      };
+      break;
+    case MessageType.Pay:
+      m = { type, requestId, channelId: r.hex(32, "channel id"), cumulativeAmount: r.u256("cumulative amount"), signature: r.hex(65, "voucher signature") };
+      break;
+    case MessageType.Paid:
+      m = { type, requestId, channelId: r.hex(32, "channel id"), owed: r.u256("amount owed"), covered: r.u256("amount covered") };
+      break;
     default:
       throw new WireError(ErrorCode.UnknownType, `unknown message type ${type}`);
   }

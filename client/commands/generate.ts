@@ -9,8 +9,9 @@ import { ACTIVATION_ENCODINGS, type ActivationEncoding } from "../../protocol/ac
 import { TextTokenizer } from "../../engine/model/tokenizer.js";
 import { integer, integerList, number, routeOptions, type RouteFlags } from "./options.js";
 import { openRoute } from "../route/openRoute.js";
+import { addPaymentOptions, paymentFor, type PaymentFlags } from "../payment/generatePayment.js";
 
-interface GenerateFlags extends RouteFlags {
+interface GenerateFlags extends RouteFlags, PaymentFlags {
   model: string;
   prompt?: string;
   ids?: number[];
@@ -34,7 +35,7 @@ export function generateCommand(): Command {
   const t = DEFAULT_ROUTE_TIMING;
   const command = new Command("generate");
   for (const option of routeOptions()) command.addOption(option);
-  return command
+  return addPaymentOptions(command)
     .description("generate text with a model run in this process (layers optionally split into shards) or on a route of shard servers")
     .requiredOption("--model <dir>", "Hugging Face model directory (config.json, safetensors, tokenizer.json)")
     .addOption(new Option("--prompt <text>", "prompt text").conflicts("ids"))
@@ -61,6 +62,7 @@ export function generateCommand(): Command {
       if ((flags.prompt === undefined) === (flags.ids === undefined)) {
         throw new InvalidArgumentError("give exactly one of --prompt TEXT or --ids 1,2,3");
       }
+      const paying = await paymentFor(flags); // the wallet first: a wrong password fails before the model loads
       const model = ModelDirectory.open(flags.model);
       let head: Head | undefined;
       let pipeline: (LayerPipeline & { release?(): Promise<void>; close?(): void }) | undefined;
@@ -82,6 +84,7 @@ export function generateCommand(): Command {
                   forward: flags.forward,
                   connectTimeoutMs: flags.connectTimeoutMs,
                   stepTimeoutMs: flags.stepTimeoutMs,
+                  ...paying?.pipelineOptions,
                 });
           result = await generate(head, pipeline, promptIds, {
             maxTokens: flags.maxTokens,
@@ -98,12 +101,14 @@ export function generateCommand(): Command {
           result = err instanceof GenerationError ? err.partial : { promptIds: [...promptIds], generatedIds: [], finish: "error" };
         }
         printResult(result, tokenizer, flags.json === true, failure);
+        if (paying !== undefined) console.error(paying.report());
         if (failure !== undefined) throw failure;
       } finally {
         await pipeline?.release?.();
         pipeline?.close?.();
         await head?.release();
         model.close();
+        paying?.close();
       }
     });
 }

@@ -71,11 +71,11 @@ export interface RouteFlags {
 /** The options behind RouteFlags, to add to a command. */
 export function routeOptions(): Option[] {
   return [
-    new Option("--route <urls>", "run the layers on these shard servers, in order (comma-separated ws:// URLs; standalone servers, no chain)")
-      .argParser(urlList)
-      .conflicts("rpc"),
+    new Option("--route <urls>", "run the layers on these shard servers, in order (comma-separated ws:// URLs; with --rpc they are checked on chain, else standalone)").argParser(
+      urlList,
+    ),
     new Option("--spare <urls>", "with --route: servers that may replace a failed one (comma-separated ws:// URLs)").argParser(urlList),
-    new Option("--rpc <url>", "find the route on chain: the servers registered for --model's variant (JSON-RPC URL)"),
+    new Option("--rpc <url>", "find the route on chain among the servers registered for --model's variant (JSON-RPC URL); with --route, check and pay those"),
     new Option("--deployment <file>", "with --rpc: the deployment file (default deployments/<chainId>.json in the working directory)"),
     new Option("--min-trust <t>", "with --rpc: skip servers whose trust is below t in [0, 1] (θ on chain always applies)").argParser(number(0, 1)),
     new Option("--max-price <tokens>", "with --rpc: most the whole route may ask per token, in tokens (e.g. 0.001; default no limit)").argParser(tokenAmount),

@@ -27,7 +27,10 @@ export function explainRoute(e: RouteExplanation): string {
       lines.push(`  dropped  ${server.endpoint || "(no endpoint)"}  ${server.operator}  layers ${server.firstLayer}:${server.lastLayer}: ${reason}`);
     }
   }
-  for (const m of e.measurements) if (!m.ok) lines.push(`  unusable ${m.url}: ${m.reason}`);
+  for (const m of e.measurements) {
+    if (!m.ok) lines.push(`  unusable ${m.url}: ${m.reason}`);
+    else if (m.note !== undefined) lines.push(`  note     ${m.url}: ${m.note}`);
+  }
   const scale = costScale(e.candidates);
   const chosen = new Set(e.route.servers.map((s) => s.url));
   lines.push(`measured candidates (cost = ${e.prefer === "latency" ? "step/median + 0.1·price/median" : "0.1·step/median + price/median"}, × (1 + 1 − trust)):`);

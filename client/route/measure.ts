@@ -1,6 +1,7 @@
 import { hexlify, randomBytes } from "ethers";
 import { encodeActivations } from "../../protocol/activations.js";
-import type { ServerInfo } from "../../protocol/wire.js";
+import { EFedError } from "../../protocol/errors.js";
+import { ErrorCode, type ServerInfo } from "../../protocol/wire.js";
 import { withDeadline } from "../deadline.js";
 import { ShardConnection, type ConnectOptions } from "../shardClient.js";
 
@@ -18,7 +19,8 @@ export interface MeasureTarget {
 }
 
 export type Measurement =
-  | { url: string; ok: true; info: ServerInfo; rttMs: number; stepMs: number }
+  /** `note` says when `stepMs` is not a measured step (a priced server refuses an unpaid one: then it is the round trip). */
+  | { url: string; ok: true; info: ServerInfo; rttMs: number; stepMs: number; note?: string }
   | { url: string; ok: false; reason: string };
 
 export interface MeasureOptions extends ConnectOptions {
@@ -71,7 +73,15 @@ async function probe(c: ShardConnection, t: MeasureTarget): Promise<Measurement>
   const rttMs = performance.now() - started;
   const input = encodeActivations(new Float32Array(c.info.hiddenSize), 1, c.info.hiddenSize, "fp32");
   started = performance.now();
-  await c.step({ sessionId, step: 0n, position: 0, outputEncoding: "fp32", input, route: [] });
+  try {
+    await c.step({ sessionId, step: 0n, position: 0, outputEncoding: "fp32", input, route: [] });
+  } catch (err) {
+    // A priced server does no unpaid work, not even a probe: paying every candidate for one would
+    // cost a channel each. Its round trip stands in for its step (its compute goes unmeasured).
+    if (!(err instanceof EFedError && err.code === `SERVER_${ErrorCode.PaymentRequired}`)) throw err;
+    await c.closeSession(sessionId);
+    return { url: t.url, ok: true, info: c.info, rttMs, stepMs: rttMs, note: "priced: step not measured (no unpaid work), round trip only" };
+  }
   const stepMs = performance.now() - started;
   await c.closeSession(sessionId);
   return { url: t.url, ok: true, info: c.info, rttMs, stepMs };

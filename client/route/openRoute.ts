@@ -43,7 +43,7 @@ export async function openRoute(
     measure: { budgetMs: source.measureBudgetMs, ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }) },
   };
   const failover = { ...options, maxFailoversPerStep: source.maxFailovers };
-  if (source.rpc !== undefined) {
+  if (source.rpc !== undefined && source.route === undefined) {
     const chain = await connectChain(source.rpc, source.deployment);
     try {
       const variantId = variantIdOf(readManifest(dir) ?? buildManifest(model));

@@ -14,6 +14,7 @@ import {
   DataRequests__factory,
   EFedToken__factory,
   ModelRegistry__factory,
+  PaymentChannels__factory,
   Staking__factory,
   type Commitments,
   type DataRequests,
@@ -24,6 +25,10 @@ import { readDeployment } from "../chain/deployment.js";
 import { Committer } from "../chain/committer.js";
 import { DataResponder, blockSecondsAgo } from "../chain/dataResponder.js";
 import { RegisteredEndpoints } from "../chain/registeredEndpoints.js";
+import { Redeemer, channelReader } from "../chain/redeemer.js";
+import { DEFAULT_CREDIT_STEPS, PaymentGate } from "../server/paymentGate.js";
+import { VoucherStore } from "../store/voucherStore.js";
+import { voucherDomain } from "../../protocol/eip712.js";
 import { DEFAULT_BATCH_POLICY } from "../server/engineScheduler.js";
 import { DEFAULT_SERVER_LIMITS, serverLimits, type ServerLimits } from "../server/limits.js";
 import { ShardServer } from "../server/shardServer.js";
@@ -80,6 +85,9 @@ interface ServerFlags extends Partial<Record<keyof ServerLimits, number>> {
   forwardHosts: string;
   forwardPrivate?: boolean;
   commitEverySeconds: number;
+  creditSteps: number;
+  redeemThreshold: string;
+  redeemPollMs: number;
 }
 
 /** `efed server`: serve a layer range of a model over WebSockets, registered and committing on chain when --rpc is given. */
@@ -113,6 +121,9 @@ export function serverCommand(): Command {
     )
     .option("--forward-private", "also forward to loopback, private, link-local and other non-public addresses (tests, private clusters); default: public only")
     .option("--commit-every-seconds <n>", "post a commitment batch this often (with --rpc)", positiveInt(), 60)
+    .option("--credit-steps <n>", "with --rpc and a price: steps of a channel served before a voucher covers them", positiveInt(), DEFAULT_CREDIT_STEPS)
+    .option("--redeem-threshold <tokens>", "with --rpc and a price: redeem a channel once its unredeemed vouchers reach this many tokens (closing channels and shutdown: always)", "1")
+    .option("--redeem-poll-ms <ms>", "with --rpc and a price: how often to look for closing channels and due redemptions", positiveInt(), 5_000)
     .action(async (flags: ServerFlags) => {
       const logger = pino({ level: process.env.EFED_LOG_LEVEL ?? "info" });
       const limits = serverLimits(Object.fromEntries(LIMIT_FLAGS.flatMap(([, l]) => (flags[l] === undefined ? [] : [[l, flags[l]]]))));
@@ -135,7 +146,7 @@ export function serverCommand(): Command {
       else logger.info({ keyFile: keyPath ?? "$EFED_SERVER_KEY", address: wallet.address }, "server key loaded");
       const price = parseUnits(flags.price, 18);
       let chainId = 0n;
-      let chain: { signer: Signer; staking: Staking; token: EFedToken; commitments: Commitments } | undefined;
+      let chain: { signer: Signer; staking: Staking; token: EFedToken; commitments: Commitments; channels: string } | undefined;
       let isVerifier: ((address: string) => Promise<boolean>) | undefined;
       let endpointAllowed: ((url: string, firstLayer: number) => Promise<boolean>) | undefined;
       let dataRequests: DataRequests | undefined;
@@ -153,6 +164,7 @@ export function serverCommand(): Command {
           staking: Staking__factory.connect(d.contracts.staking, signer),
           token: EFedToken__factory.connect(d.contracts.token, signer),
           commitments: Commitments__factory.connect(d.contracts.commitments, signer),
+          channels: d.contracts.channels,
         };
         const staking = chain.staking;
         if (d.contracts.dataRequests !== undefined) dataRequests = DataRequests__factory.connect(d.contracts.dataRequests, signer);
@@ -165,6 +177,29 @@ export function serverCommand(): Command {
       const storePath = flags.store ?? join(flags.dataDir, `efed-store-${wallet.address}.sqlite`);
       const store = ActivationStore.open(storePath, { retentionMs: flags.storeRetentionHours * 3600_000, maxBytes: flags.storeMaxBytes });
       logger.info({ store: storePath, steps: store.count(), bytes: store.bytes() }, "receipt store opened");
+      // a priced server on a chain is paid per step through channels; standalone or free, it serves as before
+      let payments: { gate: PaymentGate; redeemer: Redeemer; vouchers: VoucherStore } | undefined;
+      if (chain !== undefined && price > 0n) {
+        const vouchers = VoucherStore.open(storePath);
+        const channels = PaymentChannels__factory.connect(chain.channels, chain.signer);
+        const gate = new PaymentGate({
+          pricePerToken: price,
+          creditSteps: flags.creditSteps,
+          server: wallet.address,
+          voucherDomain: voucherDomain(chainId, chain.channels),
+          store: vouchers,
+          readChannel: channelReader(channels),
+        });
+        const redeemer = new Redeemer({
+          channels,
+          store: vouchers,
+          thresholdWei: parseUnits(flags.redeemThreshold, 18),
+          pollMs: flags.redeemPollMs,
+          onCloseStarted: (id, readyAt) => gate.closing(id, readyAt),
+          logger,
+        });
+        payments = { gate, redeemer, vouchers };
+      }
       const shard = await Shard.load(model, first, last, { threads: flags.threads });
       const server = await ShardServer.start({
         shard,
@@ -186,6 +221,7 @@ export function serverCommand(): Command {
         logger,
         ...(tls === undefined ? {} : { tls }),
         ...(isVerifier === undefined ? {} : { isVerifier }),
+        ...(payments === undefined ? {} : { payments: payments.gate }),
         ...(chain === undefined ? {} : { commitments: await chain.commitments.getAddress() }),
       });
 
@@ -202,11 +238,13 @@ export function serverCommand(): Command {
           logger.info({ variantId, endpoint, chainId: chainId.toString() }, "registered on chain");
         } catch (err) {
           await server.stop();
+          payments?.vouchers.close();
           store.close();
           await shard.release();
           throw err;
         }
         committer = new Committer({ commitments: chain.commitments, store, maxReceiptsPerBatch: 100_000, logger });
+        payments?.redeemer.start();
       }
       // answers audits that escalated on chain (withheld data); requests older than the longest dispute are past answering
       const provider = chain?.signer.provider;
@@ -247,6 +285,10 @@ export function serverCommand(): Command {
       await responder?.stop();
       await server.stop();
       await commit();
+      if (payments !== undefined) {
+        await payments.redeemer.stop().catch((err: unknown) => logger.error({ err }, "redeeming on shutdown failed"));
+        payments.vouchers.close();
+      }
       store.close();
       await shard.release();
     });

@@ -1,7 +1,7 @@
 import type { SigningKey } from "ethers";
 import { Link, LinkFailure, dialServer, type LinkError, type LinkTiming } from "../../protocol/link.js";
 import { SEAL_BYTES, helloTranscript, linkKey, newEphemeralKey, sealFrame, signTranscript, signedBy, welcomeTranscript } from "../../protocol/peerAuth.js";
-import { DEFAULT_LIMITS, ErrorCode, MessageType, WireError, type ServerInfo, type Step } from "../../protocol/wire.js";
+import { DEFAULT_LIMITS, ErrorCode, MessageType, WireError, type PaymentDue, type ServerInfo, type Step } from "../../protocol/wire.js";
 
 /** What this server expects of the server it forwards to. */
 export interface PeerExpectation {
@@ -114,7 +114,8 @@ export class PeerLink {
     const wireCode = err.wireCode;
     if (wireCode !== undefined) {
       const message = typeof err.details?.message === "string" ? err.details.message : err.message;
-      return new WireError(wireCode, err.hop === 0 ? `${this.url}: ${message}` : message, err.hop + 1);
+      const payment = err.details?.payment as PaymentDue | undefined; // what a priced hop says it is owed travels with its error
+      return new WireError(wireCode, err.hop === 0 ? `${this.url}: ${message}` : message, err.hop + 1, payment);
     }
     switch (err.code) {
       case LinkFailure.Timeout:

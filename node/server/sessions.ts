@@ -35,6 +35,8 @@ export class SessionTable<Owner extends SessionOwner = SessionOwner> {
   private readonly sessions = new Map<string, Session<Owner>>();
   private readonly perOwner = new Map<Owner, number>();
   private readonly perAddress = new Map<string, number>();
+  /** Called with the id of every session that ends, however it ends (payments drop its channel binding). */
+  onRemove: ((id: string) => void) | undefined;
 
   constructor(
     private readonly limits: ServerLimits,
@@ -152,6 +154,7 @@ export class SessionTable<Owner extends SessionOwner = SessionOwner> {
 
   private remove(s: Session<Owner>): void {
     if (!this.sessions.delete(s.id)) return;
+    this.onRemove?.(s.id);
     const owned = this.countOf(s.owner) - 1;
     if (owned === 0) this.perOwner.delete(s.owner);
     else this.perOwner.set(s.owner, owned);

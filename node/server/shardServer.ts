@@ -31,6 +31,7 @@ import { DEFAULT_BATCH_POLICY, EngineScheduler, type BatchPolicy } from "./engin
 import { DEFAULT_FORWARDING, Forwarder, type ForwardingOptions } from "./forwarder.js";
 import { validateLimits, type ServerLimits } from "./limits.js";
 import { ClientLoads } from "./clientLoad.js";
+import type { PaymentGate } from "./paymentGate.js";
 import { Peer, remoteAddressOf } from "./peer.js";
 import { SessionTable, type Session } from "./sessions.js";
 
@@ -62,6 +63,8 @@ export interface ShardServerOptions {
    * verifier can authenticate, and only a session's owner may fetch its steps.
    */
   isVerifier?: (address: string) => Promise<boolean>;
+  /** Charges every step to a payment channel (node/server/paymentGate.ts). Absent: the server works for free. */
+  payments?: PaymentGate;
   logger?: Logger;
 }
 
@@ -114,6 +117,7 @@ export class ShardServer {
     this.wss = wss;
     this.limits = limits;
     this.sessions = new SessionTable<Peer>(limits, o.shard.kvBytesPerToken);
+    if (o.payments !== undefined) this.sessions.onRemove = (id) => o.payments!.unbind(id);
     this.clientLoads = new ClientLoads(limits);
     this.engine = new EngineScheduler(o.shard, { ...DEFAULT_BATCH_POLICY, ...o.batching });
     this.logger = o.logger ?? pino({ level: "silent" });
@@ -349,9 +353,21 @@ export class ShardServer {
       case MessageType.PeerHello:
         await this.closeOnFailure(peer, m.requestId, async () => peer.send(peer.serverLink.welcome(m)));
         return;
+      case MessageType.BindChannel:
+        this.sessions.get(m.sessionId, peer); // only a session's owner binds it
+        peer.send(await this.payments().bind(m, peer.challenge));
+        return;
+      case MessageType.Pay:
+        peer.send(await this.payments().pay(m, Date.now()));
+        return;
       default:
         throw new WireError(ErrorCode.UnknownType, `message type ${m.type} is not a request a server accepts`);
     }
+  }
+
+  private payments(): PaymentGate {
+    if (this.o.payments === undefined) throw new WireError(ErrorCode.UnknownType, "this server charges nothing: it takes no channels or vouchers");
+    return this.o.payments;
   }
 
   /**
@@ -388,11 +404,14 @@ export class ShardServer {
   // ---------------------------------------------------------------- a step, stage by stage
 
   private async step(peer: Peer, m: Step): Promise<void> {
-    const { session, nextKey, release } = this.admit(peer, m);
+    const { session, nextKey, release, refund } = this.admit(peer, m);
     try {
       let delivered: Promise<void>;
       try {
-        const output = await this.run(session, m);
+        const output = await this.run(session, m).catch((err: unknown) => {
+          if (session.nextStep === m.step) refund(); // not run: the client may retry it, and pays once
+          throw err;
+        });
         const encoded = encodeActivations(output, m.input.rows, m.input.cols, m.outputEncoding);
         delivered = this.deliver(session, m, nextKey, encoded);
         delivered.catch(() => undefined); // awaited below, after the receipt
@@ -426,7 +445,7 @@ export class ShardServer {
    * recorded, whether the next hop is allowed, and whether the tokens fit; then the step counts as
    * in flight. Nothing has changed when this throws, so the step may be retried.
    */
-  private admit(peer: Peer, m: Step): { session: Session<Peer>; nextKey: string | undefined; release: () => void } {
+  private admit(peer: Peer, m: Step): { session: Session<Peer>; nextKey: string | undefined; release: () => void; refund: () => void } {
     const session = m.tag === undefined ? this.sessions.get(m.sessionId, peer) : this.forwardedSession(m, m.tag, peer);
     if (m.step !== session.nextStep) {
       throw new WireError(ErrorCode.BadPosition, `session ${m.sessionId} expects step ${session.nextStep}, got ${m.step}`);
@@ -447,16 +466,20 @@ export class ShardServer {
       );
     }
     const release = this.clientLoads.take(session.owner.address, nextKey);
+    let refund = (): void => undefined;
     try {
+      // charged to the session's channel (a step refused for any reason is not)
+      if (this.o.payments !== undefined) refund = this.o.payments.charge(session.id, m.step, m.input.rows);
       this.sessions.admit(session, m.input.rows);
     } catch (err) {
       release();
+      refund();
       throw err;
     }
     session.nextStep++;
     // The connection to the next hop opens while the layers run (it is pooled: only the first step waits).
     if (nextKey !== undefined) this.forwarder.link(nextKey).catch(() => undefined);
-    return { session, nextKey, release };
+    return { session, nextKey, release, refund };
   }
 
   /** The session's layers over the step's input; the engine serves the session's owner in turn with other clients. */
@@ -614,7 +637,8 @@ export class ShardServer {
 
   private reject(peer: Peer, requestId: number, err: unknown): void {
     if (err instanceof WireError) {
-      peer.send({ type: MessageType.Error, requestId, code: err.wireCode, hop: err.hop, message: err.message });
+      const payment = err.payment === undefined ? {} : { payment: err.payment };
+      peer.send({ type: MessageType.Error, requestId, code: err.wireCode, hop: err.hop, message: err.message, ...payment });
       return;
     }
     this.logger.error({ err }, "request failed");

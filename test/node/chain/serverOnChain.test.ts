@@ -74,13 +74,13 @@ describe("efed server on a chain", () => {
 
     const { url, address } = await startServer([
       "--model", modelDir, "--layers", "0:4", "--rpc", chain.url, "--deployment", join(scratch.dir, "31337.json"),
-      "--key", join(scratch.dir, "server.key"), "--stake", "2000", "--price", "0.001", "--port", "0", "--store", join(scratch.dir, "chain.sqlite"),
+      "--key", join(scratch.dir, "server.key"), "--stake", "2000", "--price", "0", "--port", "0", "--store", join(scratch.dir, "chain.sqlite"),
       "--commit-every-seconds", "1",
     ]);
     const staking = Staking__factory.connect(contracts.staking!, provider);
     const [info] = await staking.servers(variantId, 0, 10);
     expect([info?.operator, info?.firstLayer, info?.lastLayer, info?.endpoint, info?.pricePerToken, info?.stake]).toEqual([
-      address, 0n, 4n, url, parseEther("0.001"), parseEther("2000"),
+      address, 0n, 4n, url, 0n, parseEther("2000"), // free: a priced server is paid per step (test/integration/payments.test.ts)
     ]);
 
     const model = ModelDirectory.open(modelDir);

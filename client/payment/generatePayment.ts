@@ -1,0 +1,68 @@
+import { Option, type Command } from "commander";
+import { formatEther } from "ethers";
+import { InvalidArgumentError } from "../../protocol/errors.js";
+import type { RemotePipelineOptions } from "../remotePipeline.js";
+import { DEFAULT_WALLET_PATH, openWallet, tokenAmount } from "../wallet/openWallet.js";
+import { integer } from "../commands/options.js";
+import { DEFAULT_CHANNEL_TOKENS, Payer } from "./payer.js";
+
+export interface PaymentFlags {
+  route?: string[];
+  wallet?: string;
+  rpc?: string;
+  deployment?: string;
+  maxCostPerQuery?: bigint;
+  maxCostPerDay?: bigint;
+  channelTokens: number;
+}
+
+/** The flags with which `efed generate` pays its route. */
+export function addPaymentOptions(c: Command): Command {
+  return c
+    .addOption(new Option("--wallet <file>", `with --rpc: pay each server on the route per token from this keystore (e.g. ${DEFAULT_WALLET_PATH}); without it, priced servers refuse the work`))
+    .option("--max-cost-per-query <tokens>", "with --wallet: stop before a step would make this generation cost more", tokenAmount)
+    .option("--max-cost-per-day <tokens>", "with --wallet: stop before a step would make this wallet's spending today (UTC) more", tokenAmount)
+    .option("--channel-tokens <n>", "with --wallet: a new channel's deposit pays for this many tokens at its server's price", integer(1), DEFAULT_CHANNEL_TOKENS);
+}
+
+/** A paying generation: the pipeline options that pay, what it cost so far, and the wallet to close. */
+export interface GenerationPayment {
+  pipelineOptions: Pick<RemotePipelineOptions, "payment" | "onReceipt">;
+  /** "cost: 0.016 EFED" and one line per server paid. */
+  report(): string;
+  close(): void;
+}
+
+/** The wallet that pays this generation, or undefined when it does not pay (no --wallet). */
+export async function paymentFor(f: PaymentFlags): Promise<GenerationPayment | undefined> {
+  if (f.wallet === undefined) {
+    if (f.maxCostPerQuery !== undefined || f.maxCostPerDay !== undefined) throw new InvalidArgumentError("--max-cost-per-query and --max-cost-per-day limit a wallet: give --wallet too");
+    return undefined;
+  }
+  if (f.rpc === undefined) throw new InvalidArgumentError("--wallet pays servers checked on chain: give --rpc too");
+  if (f.deployment === undefined) throw new InvalidArgumentError("--wallet needs --deployment FILE: the contracts this client trusts");
+  const wallet = await openWallet(f.wallet, f.rpc, f.deployment);
+  const payer = new Payer({
+    chain: wallet.chain,
+    ledger: wallet.ledger,
+    channelTokens: f.channelTokens,
+    ...(f.maxCostPerQuery === undefined ? {} : { maxPerQueryWei: f.maxCostPerQuery }),
+    ...(f.maxCostPerDay === undefined ? {} : { maxPerDayWei: f.maxCostPerDay }),
+  });
+  return {
+    pipelineOptions: {
+      payment: payer,
+      onReceipt: (r) =>
+        wallet.ledger.recordReceipt({
+          sessionId: r.receipt.sessionId,
+          step: r.receipt.step,
+          server: r.receipt.server,
+          tokens: r.receipt.tokens,
+          signature: r.signature,
+          receipt: JSON.stringify(r.receipt, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)),
+        }),
+    },
+    report: () => [`cost: ${formatEther(payer.total)} EFED`, ...[...payer.spent].map(([server, amount]) => `  ${server}: ${formatEther(amount)} EFED`)].join("\n"),
+    close: () => wallet.close(),
+  };
+}

@@ -1,0 +1,156 @@
+import { formatEther, getAddress } from "ethers";
+import { InvalidArgumentError } from "../../protocol/errors.js";
+import { signBinding, stepCost } from "../../protocol/payment.js";
+import type { ShardConnection } from "../shardClient.js";
+import type { Ledger } from "../wallet/ledger.js";
+import { channelsDomain, openChannel, type WalletChain } from "../wallet/walletChain.js";
+import { WalletError } from "../wallet/walletError.js";
+import type { RoutePayment, SequencePayment } from "./routePayment.js";
+
+export interface PayerOptions {
+  chain: WalletChain;
+  ledger: Ledger;
+  /** A new channel's deposit pays for this many tokens at its server's price (default 100000: a channel serves many queries). */
+  channelTokens?: number;
+  /** Most this payer signs over all its sequences (token base units); absent: no limit. */
+  maxPerQueryWei?: bigint;
+  /** Most the wallet signs per UTC day, counted in its ledger across processes; absent: no limit. */
+  maxPerDayWei?: bigint;
+  /** The clock (tests). Default: the system's. */
+  now?: () => Date;
+}
+
+export const DEFAULT_CHANNEL_TOKENS = 100_000;
+
+/** One priced server of a route, as the payer pays it. */
+interface PricedServer {
+  connection: ShardConnection;
+  server: string;
+  pricePerToken: bigint;
+  channelId: string;
+}
+
+/**
+ * The wallet paying a route: before the first step it checks each server on chain (a registered,
+ * eligible server for the variant and layer range it announces, at the price it announces, and a
+ * receipt domain that is the client's deployment's, not what the server says), opens or reuses a
+ * channel to it, and binds the session to that channel. After each step it signs, per priced
+ * server, the cumulative voucher for exactly price × tokens more (client/wallet/ledger.ts) and
+ * waits until every server has stored it. `spent` says what this payer paid, per server.
+ */
+export class Payer implements RoutePayment {
+  readonly spent = new Map<string, bigint>();
+  private readonly channelTokens: bigint;
+  private readonly now: () => Date;
+
+  constructor(private readonly o: PayerOptions) {
+    const tokens = o.channelTokens ?? DEFAULT_CHANNEL_TOKENS;
+    if (!Number.isSafeInteger(tokens) || tokens < 1) throw new InvalidArgumentError(`payer channelTokens must be a positive integer, got ${tokens}`);
+    this.channelTokens = BigInt(tokens);
+    this.now = o.now ?? (() => new Date());
+  }
+
+  /** What this payer signed over, in all. */
+  get total(): bigint {
+    let t = 0n;
+    for (const v of this.spent.values()) t += v;
+    return t;
+  }
+
+  async openSequence(connections: readonly ShardConnection[], sessionIds: readonly string[], maxLength: number): Promise<SequencePayment> {
+    const priced: PricedServer[] = [];
+    for (let i = 0; i < connections.length; i++) {
+      const c = connections[i]!;
+      const price = await this.checkServer(c);
+      if (price === 0n) continue;
+      const channelId = await this.channelFor(c, price, maxLength);
+      await this.bind(c, sessionIds[i]!, channelId, price);
+      priced.push({ connection: c, server: c.info.server, pricePerToken: price, channelId });
+    }
+    return {
+      beforeStep: (tokens) => this.checkLimits(priced, tokens),
+      afterStep: (tokens) => this.payStep(priced, tokens),
+    };
+  }
+
+  /** The server's registered price, once the chain confirms it is who and what it says. */
+  private async checkServer(c: ShardConnection): Promise<bigint> {
+    const { chain } = this.o;
+    const d = chain.deployment;
+    const info = c.info;
+    const mismatch = (what: string): WalletError => new WalletError("WALLET_SERVER_MISMATCH", `${c.url} (${info.server}) ${what}: not paid`);
+    if (info.chainId !== d.chainId) throw mismatch(`signs receipts for chain ${info.chainId}, the deployment is chain ${d.chainId}`);
+    if (getAddress(info.commitments) !== getAddress(d.commitments)) {
+      throw mismatch(`signs receipts for contract ${info.commitments}, the deployment's Commitments is ${d.commitments}`);
+    }
+    const s = await chain.staking.server(info.server);
+    if (s.registrationId === 0n) throw new WalletError("WALLET_SERVER_NOT_ELIGIBLE", `${c.url} (${info.server}) is not a registered server: not paid`);
+    if (s.variant !== info.variantId || Number(s.firstLayer) !== info.firstLayer || Number(s.lastLayer) !== info.lastLayer) {
+      throw mismatch(`announces variant ${info.variantId} layers ${info.firstLayer}:${info.lastLayer}, it is registered for ${s.variant} layers ${s.firstLayer}:${s.lastLayer}`);
+    }
+    if (!(await chain.staking.isEligible(info.server))) {
+      throw new WalletError("WALLET_SERVER_NOT_ELIGIBLE", `${c.url} (${info.server}) is not eligible (deregistered, in probation, or trusted below the threshold): not paid`);
+    }
+    if (s.pricePerToken !== info.pricePerToken) throw mismatch(`announces ${info.pricePerToken} per token, its registered price is ${s.pricePerToken}`);
+    return s.pricePerToken;
+  }
+
+  /** An open channel to the server with room for the session, or a new one. */
+  private async channelFor(c: ShardConnection, price: bigint, maxLength: number): Promise<string> {
+    const { chain, ledger } = this.o;
+    const need = stepCost(price, maxLength);
+    const existing = ledger.findOpen(chain.deployment.chainId, chain.deployment.channels, c.info.server, need);
+    if (existing !== undefined) return existing.channelId;
+    const tokens = this.channelTokens > BigInt(maxLength) ? this.channelTokens : BigInt(maxLength);
+    return (await openChannel(chain, ledger, c.info.server, price * tokens)).channelId;
+  }
+
+  /**
+   * Binds the session to the channel. A server owed more than the ledger signed (this wallet stopped
+   * after a step and before its voucher) is paid the difference if it is at most one step of the
+   * server's largest; more than that is refused.
+   */
+  private async bind(c: ShardConnection, sessionId: string, channelId: string, price: bigint): Promise<void> {
+    const { chain, ledger } = this.o;
+    const signature = signBinding(chain.wallet.signingKey, channelsDomain(chain), { channelId, sessionId, server: c.info.server, challenge: c.info.challenge });
+    const bound = await c.bindChannel(sessionId, channelId, signature);
+    const signed = ledger.get(channelId)!.cumulative;
+    if (bound.owed <= signed) return;
+    const gap = bound.owed - signed;
+    if (gap > stepCost(price, c.info.maxStepTokens)) {
+      throw new WalletError("WALLET_SERVER_MISMATCH", `${c.url} claims ${bound.owed} owed on channel ${channelId}, this wallet signed ${signed}: more than one step apart, not paid`);
+    }
+    await this.pay(c, channelId, gap);
+  }
+
+  private checkLimits(priced: readonly PricedServer[], tokens: number): void {
+    const cost = priced.reduce((sum, p) => sum + stepCost(p.pricePerToken, tokens), 0n);
+    const { maxPerQueryWei, maxPerDayWei, ledger } = this.o;
+    if (maxPerQueryWei !== undefined && this.total + cost > maxPerQueryWei) {
+      throw new WalletError("WALLET_SPENDING_LIMIT", `the next step costs ${formatEther(cost)} EFED: the query would cost ${formatEther(this.total + cost)}, over its limit of ${formatEther(maxPerQueryWei)}`);
+    }
+    const day = this.day();
+    if (maxPerDayWei !== undefined && ledger.spentOn(day) + cost > maxPerDayWei) {
+      throw new WalletError("WALLET_SPENDING_LIMIT", `the next step costs ${formatEther(cost)} EFED: ${day}'s spending would be ${formatEther(ledger.spentOn(day) + cost)}, over the daily limit of ${formatEther(maxPerDayWei)}`);
+    }
+  }
+
+  private async payStep(priced: readonly PricedServer[], tokens: number): Promise<void> {
+    await Promise.all(priced.map((p) => this.pay(p.connection, p.channelId, stepCost(p.pricePerToken, tokens))));
+  }
+
+  /** Signs (in the ledger's transaction) and sends the next voucher on `channelId`, `amount` more. */
+  private async pay(c: ShardConnection, channelId: string, amount: bigint): Promise<void> {
+    const { chain, ledger } = this.o;
+    const v = ledger.signNext(channelId, amount, chain.wallet.signingKey, channelsDomain(chain), { day: this.day(), maxPerDayWei: this.o.maxPerDayWei });
+    this.spent.set(c.info.server, (this.spent.get(c.info.server) ?? 0n) + amount);
+    const paid = await c.pay(channelId, v.cumulativeAmount, v.signature);
+    if (paid.covered !== v.cumulativeAmount) {
+      throw new WalletError("WALLET_SERVER_MISMATCH", `${c.url} says channel ${channelId} is covered to ${paid.covered} after a voucher for ${v.cumulativeAmount}`);
+    }
+  }
+
+  private day(): string {
+    return this.now().toISOString().slice(0, 10);
+  }
+}

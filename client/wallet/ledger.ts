@@ -1,0 +1,174 @@
+import { DatabaseSync } from "node:sqlite";
+import type { SigningKey, TypedDataDomain } from "ethers";
+import { signVoucherSync } from "../../protocol/voucher.js";
+import { WalletError } from "./walletError.js";
+
+export type ChannelState = "open" | "closing" | "closed";
+
+/** A channel this wallet opened, as its ledger keeps it. Amounts in token base units. */
+export interface LedgerChannel {
+  channelId: string;
+  chainId: bigint;
+  /** The PaymentChannels contract. */
+  contract: string;
+  server: string;
+  deposit: bigint;
+  /** The cumulative amount of the last voucher signed (0: none). */
+  cumulative: bigint;
+  /** That voucher's signature ("" when none). */
+  signature: string;
+  state: ChannelState;
+}
+
+interface Row {
+  channel_id: string;
+  chain_id: string;
+  contract: string;
+  server: string;
+  deposit: string;
+  cumulative: string;
+  signature: string;
+  state: ChannelState;
+}
+
+const fromRow = (r: Row): LedgerChannel => ({
+  channelId: r.channel_id,
+  chainId: BigInt(r.chain_id),
+  contract: r.contract,
+  server: r.server,
+  deposit: BigInt(r.deposit),
+  cumulative: BigInt(r.cumulative),
+  signature: r.signature,
+  state: r.state,
+});
+
+/** A receipt the wallet paid for: the evidence it can dispute with. */
+export interface LedgerReceipt {
+  sessionId: string;
+  step: bigint;
+  server: string;
+  tokens: number;
+  /** The EIP-712 receipt signature. */
+  signature: string;
+  /** The whole receipt as JSON (bigints as strings). */
+  receipt: string;
+}
+
+/**
+ * The wallet's durable state in SQLite (node:sqlite), beside its keystore: its channels, the last
+ * voucher signed on each, the receipts it paid for, and what it spent per day. Signing the next
+ * voucher reads the last cumulative amount, signs and writes the new one inside one write
+ * transaction (BEGIN IMMEDIATE), so two processes sharing the wallet take turns and can never sign
+ * two different vouchers for the same cumulative amount.
+ */
+export class Ledger {
+  private constructor(private readonly db: DatabaseSync) {}
+
+  /** The ledger of the keystore `walletPath`: `walletPath`.ledger.sqlite. */
+  static pathFor(walletPath: string): string {
+    return `${walletPath}.ledger.sqlite`;
+  }
+
+  static open(path: string): Ledger {
+    const db = new DatabaseSync(path);
+    db.exec(`
+      PRAGMA journal_mode = WAL;
+      PRAGMA synchronous = FULL;
+      PRAGMA busy_timeout = 10000;
+      CREATE TABLE IF NOT EXISTS channels (
+        channel_id TEXT PRIMARY KEY, chain_id TEXT NOT NULL, contract TEXT NOT NULL, server TEXT NOT NULL,
+        deposit TEXT NOT NULL, cumulative TEXT NOT NULL, signature TEXT NOT NULL, state TEXT NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS receipts (
+        session_id TEXT NOT NULL, step TEXT NOT NULL, server TEXT NOT NULL, tokens INTEGER NOT NULL,
+        signature TEXT NOT NULL, receipt TEXT NOT NULL, PRIMARY KEY (session_id, step, server)
+      );
+      CREATE TABLE IF NOT EXISTS spending (day TEXT PRIMARY KEY, amount TEXT NOT NULL);
+    `);
+    return new Ledger(db);
+  }
+
+  addChannel(c: Omit<LedgerChannel, "cumulative" | "signature" | "state">): void {
+    this.db
+      .prepare(`INSERT INTO channels VALUES (?, ?, ?, ?, ?, '0', '', 'open')`)
+      .run(c.channelId, c.chainId.toString(), c.contract, c.server, c.deposit.toString());
+  }
+
+  get(channelId: string): LedgerChannel | undefined {
+    const row = this.db.prepare(`SELECT * FROM channels WHERE channel_id = ?`).get(channelId) as Row | undefined;
+    return row === undefined ? undefined : fromRow(row);
+  }
+
+  /** The wallet's channels on one chain's PaymentChannels contract. */
+  list(chainId: bigint, contract: string): LedgerChannel[] {
+    const rows = this.db.prepare(`SELECT * FROM channels WHERE chain_id = ? AND contract = ? ORDER BY rowid`).all(chainId.toString(), contract) as unknown as Row[];
+    return rows.map(fromRow);
+  }
+
+  /** An open channel to `server` with at least `minRemaining` of its deposit unspent, the fullest first. */
+  findOpen(chainId: bigint, contract: string, server: string, minRemaining: bigint): LedgerChannel | undefined {
+    const open = this.list(chainId, contract).filter((c) => c.server === server && c.state === "open" && c.deposit - c.cumulative >= minRemaining);
+    return open.sort((a, b) => (b.deposit - b.cumulative > a.deposit - a.cumulative ? 1 : -1))[0];
+  }
+
+  setDeposit(channelId: string, deposit: bigint): void {
+    this.db.prepare(`UPDATE channels SET deposit = ? WHERE channel_id = ?`).run(deposit.toString(), channelId);
+  }
+
+  setState(channelId: string, state: ChannelState): void {
+    this.db.prepare(`UPDATE channels SET state = ? WHERE channel_id = ?`).run(state, channelId);
+  }
+
+  /** What the wallet spent on `day` (YYYY-MM-DD, UTC). */
+  spentOn(day: string): bigint {
+    const row = this.db.prepare(`SELECT amount FROM spending WHERE day = ?`).get(day) as { amount: string } | undefined;
+    return BigInt(row?.amount ?? "0");
+  }
+
+  /**
+   * Signs the next voucher on `channelId`, `amount` above the last one, as one transaction: read the
+   * last cumulative amount, check the deposit and the day's limit, sign, write. Returns the voucher.
+   */
+  signNext(
+    channelId: string,
+    amount: bigint,
+    key: SigningKey,
+    domain: TypedDataDomain,
+    o: { day: string; maxPerDayWei?: bigint | undefined },
+  ): { cumulativeAmount: bigint; signature: string } {
+    if (amount <= 0n) throw new WalletError("WALLET_INSUFFICIENT_DEPOSIT", `a voucher must add a positive amount, got ${amount}`);
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const c = this.get(channelId);
+      if (c === undefined) throw new WalletError("WALLET_UNKNOWN_CHANNEL", `channel ${channelId} is not in this wallet's ledger`);
+      const cumulativeAmount = c.cumulative + amount;
+      if (cumulativeAmount > c.deposit) {
+        throw new WalletError("WALLET_INSUFFICIENT_DEPOSIT", `channel ${channelId} to ${c.server} has ${c.deposit - c.cumulative} left of its deposit ${c.deposit}, ${amount} is owed: top it up`);
+      }
+      const spent = this.spentOn(o.day) + amount;
+      if (o.maxPerDayWei !== undefined && spent > o.maxPerDayWei) {
+        throw new WalletError("WALLET_SPENDING_LIMIT", `paying ${amount} would bring ${o.day}'s spending to ${spent}, over the daily limit of ${o.maxPerDayWei}`);
+      }
+      const signature = signVoucherSync(key, domain, { channelId, cumulativeAmount });
+      this.db.prepare(`UPDATE channels SET cumulative = ?, signature = ? WHERE channel_id = ?`).run(cumulativeAmount.toString(), signature, channelId);
+      this.db.prepare(`INSERT INTO spending VALUES (?, ?) ON CONFLICT(day) DO UPDATE SET amount = excluded.amount`).run(o.day, spent.toString());
+      this.db.exec("COMMIT");
+      return { cumulativeAmount, signature };
+    } catch (err) {
+      this.db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  recordReceipt(r: LedgerReceipt): void {
+    this.db.prepare(`INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?)`).run(r.sessionId, r.step.toString(), r.server, r.tokens, r.signature, r.receipt);
+  }
+
+  receiptCount(): number {
+    return (this.db.prepare(`SELECT COUNT(*) AS n FROM receipts`).get() as { n: number }).n;
+  }
+
+  close(): void {
+    if (this.db.isOpen) this.db.close();
+  }
+}

@@ -1,0 +1,43 @@
+import { Wallet, hexlify, randomBytes } from "ethers";
+import { describe, expect, it } from "vitest";
+import { voucherDomain } from "../../protocol/eip712.js";
+import { recoverBindingSigner, signBinding, stepCost } from "../../protocol/payment.js";
+import { ErrorCode, MessageType, WireError, decodeMessage, encodeMessage, type Message } from "../../protocol/wire.js";
+
+const id = (): string => hexlify(randomBytes(32));
+const sig = (): string => hexlify(randomBytes(65));
+
+describe("payment messages", () => {
+  it.each<Message>([
+    { type: MessageType.BindChannel, requestId: 3, sessionId: id(), channelId: id(), signature: sig() },
+    { type: MessageType.ChannelBound, requestId: 3, sessionId: id(), channelId: id(), deposit: 10n ** 20n, owed: 7n, covered: 5n },
+    { type: MessageType.Pay, requestId: 4, channelId: id(), cumulativeAmount: (1n << 256n) - 1n, signature: sig() },
+    { type: MessageType.Paid, requestId: 4, channelId: id(), owed: 9n, covered: 9n },
+    { type: MessageType.Error, requestId: 5, code: ErrorCode.PaymentRequired, hop: 1, message: "pay", payment: { channelId: id(), owed: 3n, covered: 1n } },
+    { type: MessageType.Error, requestId: 5, code: ErrorCode.Busy, hop: 0, message: "busy" },
+  ])("round-trips type $type", (m) => {
+    expect(decodeMessage(encodeMessage(m))).toEqual(m);
+  });
+
+  it("refuses a truncated voucher and a bad payment flag, naming the field", () => {
+    const pay = encodeMessage({ type: MessageType.Pay, requestId: 1, channelId: id(), cumulativeAmount: 5n, signature: sig() });
+    expect(() => decodeMessage(pay.subarray(0, pay.length - 1))).toThrow(/frame ends inside voucher signature/);
+    const err = encodeMessage({ type: MessageType.Error, requestId: 1, code: ErrorCode.PaymentRequired, hop: 0, message: "x" });
+    const bad = new Uint8Array([...err, 2]);
+    expect(() => decodeMessage(bad)).toThrow(new WireError(ErrorCode.BadFrame, "payment flag 2 after an error message must be 1 (channel, owed, covered follow)"));
+  });
+
+  it("binds a session to a channel for one server, connection, chain and contract", () => {
+    const key = Wallet.createRandom();
+    const domain = voucherDomain(31337n, "0x" + "11".repeat(20));
+    const b = { channelId: id(), sessionId: id(), server: Wallet.createRandom().address, challenge: id() };
+    const s = signBinding(key.signingKey, domain, b);
+    expect(recoverBindingSigner(domain, b, s)).toBe(key.address);
+    expect(recoverBindingSigner(domain, { ...b, challenge: id() }, s)).not.toBe(key.address);
+    expect(recoverBindingSigner(voucherDomain(1n, "0x" + "11".repeat(20)), b, s)).not.toBe(key.address);
+  });
+
+  it("costs exactly price × tokens", () => {
+    expect(stepCost(10n ** 15n, 7)).toBe(7n * 10n ** 15n);
+  });
+});
