@@ -32,6 +32,17 @@ export const VOUCHER_TYPES: Record<string, TypedDataField[]> = {
   ],
 };
 
+/** EIP-2612 `Permit` of the token (OpenZeppelin ERC20Permit): deposits and channel opens in one transaction. */
+export const PERMIT_TYPES: Record<string, TypedDataField[]> = {
+  Permit: [
+    { name: "owner", type: "address" },
+    { name: "spender", type: "address" },
+    { name: "value", type: "uint256" },
+    { name: "nonce", type: "uint256" },
+    { name: "deadline", type: "uint256" },
+  ],
+};
+
 /** The domain of receipts: the Commitments contract on `chainId` verifies them. */
 export function receiptDomain(chainId: bigint, commitments: string): TypedDataDomain {
   return { name: RECEIPT_DOMAIN_NAME, version: DOMAIN_VERSION, chainId, verifyingContract: commitments };

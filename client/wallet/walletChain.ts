@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { JsonRpcProvider, NonceManager, Signature, formatEther, type TransactionReceipt, type Wallet } from "ethers";
 import { InvalidArgumentError } from "../../protocol/errors.js";
-import { voucherDomain } from "../../protocol/eip712.js";
+import { PERMIT_TYPES, voucherDomain } from "../../protocol/eip712.js";
 import {
   EFedToken__factory,
   PaymentChannels__factory,
@@ -117,8 +117,7 @@ export async function openChannel(c: WalletChain, ledger: Ledger, server: string
   const block = await provider.getBlock("latest");
   const deadline = BigInt(block!.timestamp) + 3600n;
   const domain = { name, version: "1", chainId: c.deployment.chainId, verifyingContract: c.deployment.token };
-  const types = { Permit: [{ name: "owner", type: "address" }, { name: "spender", type: "address" }, { name: "value", type: "uint256" }, { name: "nonce", type: "uint256" }, { name: "deadline", type: "uint256" }] };
-  const permit = Signature.from(await c.wallet.signTypedData(domain, types, { owner: c.address, spender: c.deployment.channels, value: amount, nonce, deadline }));
+  const permit = Signature.from(await c.wallet.signTypedData(domain, PERMIT_TYPES, { owner: c.address, spender: c.deployment.channels, value: amount, nonce, deadline }));
   const receipt = await mined(c, () => c.channels.openWithPermit(server, amount, deadline, permit.v, permit.r, permit.s));
   const opened = receipt.logs.map((l) => c.channels.interface.parseLog(l)).find((e) => e?.name === "ChannelOpened");
   if (opened === undefined || opened === null) throw new Error(`transaction ${receipt.hash} opened no channel`);

@@ -1,4 +1,5 @@
 import { Signature, type Signer } from "ethers";
+import { PERMIT_TYPES } from "../../protocol/eip712.js";
 import type { EFedToken } from "../../types/ethers-contracts/index.js";
 
 /** Seconds an EIP-2612 permit stays valid, counted from the chain's latest block. */
@@ -22,15 +23,7 @@ export async function signPermit(
   const deadline = BigInt(latest?.timestamp ?? Math.floor(Date.now() / 1000)) + PERMIT_VALIDITY_SECONDS;
   const signature = await owner.signTypedData(
     { name: domain.name, version: domain.version, chainId: domain.chainId, verifyingContract: domain.verifyingContract },
-    {
-      Permit: [
-        { name: "owner", type: "address" },
-        { name: "spender", type: "address" },
-        { name: "value", type: "uint256" },
-        { name: "nonce", type: "uint256" },
-        { name: "deadline", type: "uint256" },
-      ],
-    },
+    PERMIT_TYPES,
     { owner: ownerAddress, spender, value: valueWei, nonce, deadline },
   );
   const { v, r, s } = Signature.from(signature);

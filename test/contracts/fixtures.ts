@@ -1,6 +1,7 @@
 import { Signature, keccak256, parseEther, toUtf8Bytes } from "ethers";
 import type { HardhatEthers, HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import { DEVNET_PARAMS, deployProtocol, type Protocol } from "../../scripts/lib/deployProtocol.js";
+import { PERMIT_TYPES } from "../../protocol/eip712.js";
 
 export const VARIANT = keccak256(toUtf8Bytes("test manifest: 8-layer llama"));
 export const NUM_LAYERS = 8;
@@ -70,15 +71,6 @@ export async function signPermit(
 ): Promise<Signature> {
   const nonce = await w.token.nonces(owner.address);
   const domain = { name: "eFed", version: "1", chainId: w.chainId, verifyingContract: await w.token.getAddress() };
-  const types = {
-    Permit: [
-      { name: "owner", type: "address" },
-      { name: "spender", type: "address" },
-      { name: "value", type: "uint256" },
-      { name: "nonce", type: "uint256" },
-      { name: "deadline", type: "uint256" },
-    ],
-  };
-  const sig = await owner.signTypedData(domain, types, { owner: owner.address, spender, value, nonce, deadline });
+  const sig = await owner.signTypedData(domain, PERMIT_TYPES, { owner: owner.address, spender, value, nonce, deadline });
   return Signature.from(sig);
 }
