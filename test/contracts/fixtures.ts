@@ -1,6 +1,7 @@
 import { Signature, keccak256, parseEther, toUtf8Bytes } from "ethers";
 import type { HardhatEthers, HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import { DEVNET_PARAMS, deployProtocol, type Protocol } from "../../scripts/lib/deployProtocol.js";
+import type { MerkleTree } from "../../protocol/merkle.js";
 
 export const VARIANT = keccak256(toUtf8Bytes("test manifest: 8-layer llama"));
 export const NUM_LAYERS = 8;
@@ -81,4 +82,20 @@ export async function signPermit(
   };
   const sig = await owner.signTypedData(domain, types, { owner: owner.address, spender, value, nonce, deadline });
   return Signature.from(sig);
+}
+
+/**
+ * The argument pair of `AuditLedger.recordPasses` for leaves `indices` of a batch whose tree is
+ * `tree` over `leaves`: the leaves in ascending order (as the contract requires), each with its proof.
+ */
+export function passesOf(tree: MerkleTree, leaves: readonly string[], indices: readonly number[]): { leaves: string[]; proofs: string[][] } {
+  const sorted = [...indices].sort((a, b) => (BigInt(leaves[a]!) < BigInt(leaves[b]!) ? -1 : 1));
+  return { leaves: sorted.map((i) => leaves[i]!), proofs: sorted.map((i) => tree.proof(i)) };
+}
+
+/** Lets `slasher` record paid work for `server` (standing in for redeemed channels) and funds the reward pool. */
+export async function fundAudits(w: World, server: string, paidWork: bigint, pool: bigint): Promise<void> {
+  await w.trust.grantRole(await w.trust.PAYMENTS_ROLE(), w.slasher.address);
+  await w.trust.connect(w.slasher).recordPayment(server, paidWork);
+  await w.token.mint(await w.rewards.getAddress(), pool);
 }
