@@ -1,6 +1,7 @@
 import type { Interface } from "ethers";
 import { EFedError } from "../../protocol/errors.js";
 import {
+  AuditLedger__factory,
   Commitments__factory,
   Disputes__factory,
   EFedToken__factory,
@@ -9,9 +10,10 @@ import {
   TrustScores__factory,
 } from "../../types/ethers-contracts/index.js";
 
-/** Every contract whose custom errors a verifier's transaction can meet (Disputes calls into Staking, Commitments and the token). */
+/** Every contract whose custom errors a verifier's transaction can meet (Disputes and AuditLedger call into Staking, Commitments and the token). */
 const INTERFACES: readonly Interface[] = [
   Disputes__factory.createInterface(),
+  AuditLedger__factory.createInterface(),
   Staking__factory.createInterface(),
   Commitments__factory.createInterface(),
   EFedToken__factory.createInterface(),

@@ -136,7 +136,7 @@ describe("Threat model (docs/threat-model.md)", function () {
     const open = await postBatch(w, [0, 1, 2, 3], 0);
     const griefer = w.verifiers[0]!;
     const pool = await w.rewards.getAddress();
-    const [grieferBefore, poolBefore, serverBefore] = await Promise.all([griefer.address, pool, w.server.address].map((a) => w.token.balanceOf(a)));
+    const [grieferBefore, poolBefore, serverBefore] = [await w.token.balanceOf(griefer.address), await w.token.balanceOf(pool), await w.token.balanceOf(w.server.address)];
     const bonded = (await w.staking.operator(w.server.address)).bonded; // 1,400: one full lock of 1,000, then the 400 left
     await open(griefer, 0);
     await open(griefer, 1);
