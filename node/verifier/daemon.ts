@@ -269,7 +269,8 @@ export class VerifierDaemon {
     const params = await disputes.params();
     const op = await staking.operator(r.receipt.server);
     const free = op.bonded + op.unbonding - op.locked;
-    const bond = await disputes.bondFor(params, free < params.serverSlash ? free : params.serverSlash);
+    const locked = free < params.serverSlash ? free : params.serverSlash;
+    const bond = params.challengeBond + (locked * params.lockBondBps) / 10_000n; // IDisputes.bondFor
     const balance = await token.balanceOf(this.o.address);
     if (balance < bond) throw new InvalidArgumentError(`the challenge bond is ${formatEther(bond)} tokens, ${this.o.address} holds ${formatEther(balance)}`);
     const disputesAddress = await disputes.getAddress();

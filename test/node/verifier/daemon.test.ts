@@ -15,7 +15,16 @@ import { toleranceFor } from "../../../node/verifier/compareOutput.js";
 import { VerifierDaemon, type RoundSummary } from "../../../node/verifier/daemon.js";
 import { ReplayShards } from "../../../node/verifier/receiptAudit.js";
 import { ensureVerifier } from "../../../node/verifier/registration.js";
-import { Commitments__factory, Disputes__factory, EFedToken__factory, Staking__factory, TrustScores__factory } from "../../../types/ethers-contracts/index.js";
+import { MerkleTree } from "../../../protocol/merkle.js";
+import {
+  AuditLedger__factory,
+  Commitments__factory,
+  Disputes__factory,
+  EFedToken__factory,
+  Staking__factory,
+  TrustScores__factory,
+  VerifierRewards__factory,
+} from "../../../types/ethers-contracts/index.js";
 import { DEVNET_PARAMS, deployProtocol, protocolAddresses, type ProtocolAddresses } from "../../../scripts/lib/deployProtocol.js";
 import { randomModel, scratchDir } from "../../engine/helpers.js";
 import { faultyShard } from "../../support/faultyShard.js";
@@ -42,6 +51,8 @@ const DEV_KEYS = [
 const PROMPT = [5, 17, 3, 60, 41];
 const FAULT_FROM = PROMPT.length + 2; // steps 0..2 honest, step 3 on noisy
 const SERVER_STAKE = parseEther("2000");
+/** The bond of a dispute that locks a full serverSlash (the servers here stake more than that). */
+const FULL_BOND = DEVNET_PARAMS.disputes.challengeBond + (DEVNET_PARAMS.disputes.serverSlash * DEVNET_PARAMS.disputes.lockBondBps) / 10_000n;
 const silent = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
 const scratch = scratchDir();
@@ -69,6 +80,11 @@ beforeAll(async () => {
   const protocol = await deployProtocol(admin, DEVNET_PARAMS);
   addresses = await protocolAddresses(protocol);
   await (await protocol.registry.registerVariant(variantId, 4, "file://daemon-model")).wait();
+  // the chain counts every receipt as sampled, as the challenger (sample rate 1) audits every one
+  await (await protocol.auditLedger.setParams({ ...DEVNET_PARAMS.audits, sampleRatePpb: 1_000_000_000n })).wait();
+  // the admin stands in for redeemed channels (paid work unlocks audit rewards) and funds the reward pool
+  await (await protocol.trust.grantRole(await protocol.trust.PAYMENTS_ROLE(), await admin.getAddress())).wait();
+  await (await protocol.token.mint(addresses.rewards, parseEther("1000"))).wait();
 }, 120_000);
 
 afterAll(async () => {
@@ -87,6 +103,7 @@ function contractsFor(signer: Signer) {
     commitments: Commitments__factory.connect(addresses.commitments, signer),
     disputes: Disputes__factory.connect(addresses.disputes, signer),
     token: EFedToken__factory.connect(addresses.token, signer),
+    auditLedger: AuditLedger__factory.connect(addresses.auditLedger, signer),
   };
 }
 
@@ -119,7 +136,7 @@ async function daemonFor(
   statePath = join(scratch.dir, `verifier-${index}.sqlite`),
   fromBlock = 0,
   /** Tokens minted beside the stake, for challenge bonds. */
-  bond = DEVNET_PARAMS.disputes.challengeBond,
+  bond = FULL_BOND,
 ): Promise<VerifierDaemon> {
   const wallet = new Wallet(DEV_KEYS[index]!, provider);
   const signer = new NonceManager(wallet);
@@ -170,6 +187,8 @@ function readers() {
     staking: Staking__factory.connect(addresses.staking, provider),
     disputes: Disputes__factory.connect(addresses.disputes, provider),
     trust: TrustScores__factory.connect(addresses.trust, provider),
+    rewards: VerifierRewards__factory.connect(addresses.rewards, provider),
+    auditLedger: AuditLedger__factory.connect(addresses.auditLedger, provider),
   };
 }
 
@@ -220,24 +239,36 @@ describe("efed verifier daemon on a chain", () => {
     expect(err).toMatchObject({ code: "CHAIN_CALL_FAILED", errorName: "DisputesNotVerifier", message: `opening a dispute failed: DisputesNotVerifier(${await stranger.getAddress()})` });
   });
 
-  it("audits every receipt, challenges only the cheater, the committee votes, the cheater is slashed and the challenger paid", async () => {
+  it("audits every receipt, records and is rewarded for the passes, challenges only the cheater, the committee votes, the cheater is slashed and the challenger paid", async () => {
     const honest = await stakedServer();
+    const paid = parseEther("1000"); // what clients paid the honest server: its audit budget is 5 % of it
+    await (await TrustScores__factory.connect(addresses.trust, admin).recordPayment(honest.running.wallet.address, paid)).wait();
     const cheater = await stakedServer((shard) => faultyShard(shard, { kind: "noise", amplitude: 0.5 }, FAULT_FROM));
     const { challenger } = await crew();
     const honestBatch = await serveAndCommit(honest);
     const cheaterBatch = await serveAndCommit(cheater);
     await mine(); // the block whose hash seeds the sample
-    const { token, staking, disputes, trust } = readers();
+    const { token, staking, disputes, trust, rewards, auditLedger } = readers();
     const challengerAddress = new Wallet(DEV_KEYS[0]!).address;
     const balanceBefore = await token.balanceOf(challengerAddress);
     expect(await trust.trustOf(cheater.running.wallet.address)).toBe(parseEther("0.5"));
 
-    // round 1: 16 receipts audited (8 each), the cheater's steps 3..7 fail, one dispute for its session
+    // round 1: 16 receipts audited (8 each), the cheater's steps 3..7 fail, one dispute for its session;
+    // the 8 + 3 passes are recorded on chain, one transaction per batch; only the paid server's earn
     const first = await challenger.runOnce();
-    expect(roundOf(first)).toMatchObject({ batches: 2, audited: 16, failed: 5, challenged: [1n] });
+    const reward = DEVNET_PARAMS.audits.rewardPerAudit;
+    expect(roundOf(first)).toMatchObject({ batches: 2, audited: 16, failed: 5, challenged: [1n], passesRecorded: 11, rewardEarned: 8n * reward });
     const state = states[0]!;
     const honestLeaves = honest.running.store.batchLeaves(honestBatch)!;
     expect(honestLeaves.map((leaf) => state.audit(leaf)?.verdict)).toEqual(Array.from({ length: 8 }, () => "pass"));
+    const recorded = await auditLedger.queryFilter(auditLedger.filters.PassesRecorded(), 0);
+    expect(recorded.map((e) => [e.args.batchId, e.args.verifier, e.args.server, e.args.leaves.length, e.args.credited, e.args.reward])).toEqual([
+      [BigInt(honestBatch), challengerAddress, honest.running.wallet.address, 8, 8n, 8n * reward],
+      [BigInt(cheaterBatch), challengerAddress, cheater.running.wallet.address, 3, 3n, 0n],
+    ]);
+    expect([...recorded[0]!.args.leaves].sort()).toEqual([...honestLeaves].sort());
+    expect(await rewards.owed(challengerAddress)).toBe(8n * reward);
+    expect(state.passesRecorded(BigInt(honestBatch))).toEqual({ passes: 8, reward: 8n * reward });
     const d = await disputes.dispute(1n);
     expect([d.server, d.challenger, d.batchId]).toEqual([cheater.running.wallet.address, challengerAddress, BigInt(cheaterBatch)]);
     expect(state.audit(d.receiptLeaf)).toMatchObject({ verdict: "fail", reason: expect.stringMatching(/^step 3 of session 0x[0-9a-f]{64}: output: output differs from the recomputation/) as string });
@@ -256,18 +287,19 @@ describe("efed verifier daemon on a chain", () => {
     const toChallenger = (slash * DEVNET_PARAMS.disputes.challengerShareBps) / 10_000n;
     expect((await staking.operator(cheater.running.wallet.address)).bonded).toBe(SERVER_STAKE - slash);
     expect(await token.balanceOf(challengerAddress)).toBe(balanceBefore + toChallenger); // the bond came back too
-    const afterOneFailure = (((parseEther("1") * 10n ** 18n) / parseEther("12")) * parseEther("0.5")) / 10n ** 18n;
+    // 3 passed audits, 1 failed: (1 + 3) / (1 + 3 + 1 + 10·1), halved
+    const afterOneFailure = (((parseEther("4") * 10n ** 18n) / parseEther("15")) * parseEther("0.5")) / 10n ** 18n;
     expect(await trust.trustOf(cheater.running.wallet.address)).toBe(afterOneFailure);
     expect(await trust.isTrusted(cheater.running.wallet.address)).toBe(false);
-    // the honest server: never challenged, its stake and trust untouched
+    // the honest server: never challenged, its stake untouched, its trust up by 8 passed audits and 1 credit of paid work
     expect((await staking.operator(honest.running.wallet.address)).bonded).toBe(SERVER_STAKE);
-    expect(await trust.trustOf(honest.running.wallet.address)).toBe(parseEther("0.5"));
+    expect(await trust.trustOf(honest.running.wallet.address)).toBe((parseEther("10") * 10n ** 18n) / parseEther("11"));
 
     // the challenger notes the settlement; a restarted daemon on the same state audits nothing again
     expect((await challenger.runOnce()).audited).toBe(0);
     const restarted = await daemonFor(0, 1, state.path);
     const again = await restarted.runOnce();
-    expect(roundOf(again)).toMatchObject({ batches: 0, audited: 0, challenged: [], settled: [] });
+    expect(roundOf(again)).toMatchObject({ batches: 0, audited: 0, challenged: [], passesRecorded: 0, settled: [] });
     expect(states[0]!.auditCounts()).toEqual({ pass: 11, fail: 5, withheld: 0 });
   });
 });
@@ -306,6 +338,47 @@ describe("efed verifier daemon against a withholding server", () => {
   });
 });
 
+describe("efed verifier daemon against a lazy verifier", () => {
+  it("as the challenger, slashes a pass another verifier recorded for the receipt its dispute found at fault", async () => {
+    const { challenger } = await crew();
+    const cheater = await stakedServer((shard) => faultyShard(shard, { kind: "noise", amplitude: 0.5 }, FAULT_FROM));
+    const batchId = await serveAndCommit(cheater);
+    await mine();
+    // a lazy verifier passes every receipt of the batch without re-executing any, then leaves the
+    // verifier set (its stake stays slashable; it just sits on no committee here)
+    const lazy = new NonceManager(Wallet.createRandom().connect(provider));
+    const lazyAddress = await lazy.getAddress();
+    await (await admin.sendTransaction({ to: lazyAddress, value: parseEther("1") })).wait();
+    await mint(lazyAddress, DEVNET_PARAMS.stake.verifierMinStake);
+    await ensureVerifier(contractsFor(lazy), lazyAddress, silent);
+    const leaves = cheater.running.store.batchLeaves(batchId)!;
+    const tree = new MerkleTree(leaves);
+    const order = leaves.map((_, i) => i).sort((a, b) => (BigInt(leaves[a]!) < BigInt(leaves[b]!) ? -1 : 1));
+    await (await contractsFor(lazy).auditLedger.recordPasses(batchId, order.map((i) => leaves[i]!), order.map((i) => tree.proof(i)))).wait();
+    await (await contractsFor(lazy).staking.deregister()).wait();
+
+    const round = await challenger.runOnce();
+    expect(round.challenged.length).toBe(1);
+    const disputeId = round.challenged[0]!;
+    const { disputes, staking, token, auditLedger } = readers();
+    const leaf = (await disputes.dispute(disputeId)).receiptLeaf;
+    const { reveals } = await runCommittee(disputeId);
+    expect(reveals[2]!.settled).toEqual([disputeId]);
+    expect((await disputes.dispute(disputeId)).outcome).toBe(1n);
+
+    // the challenger's next round notes the settlement and slashes the lazy pass, taking its share
+    const challengerAddress = new Wallet(DEV_KEYS[0]!).address;
+    const before = await token.balanceOf(challengerAddress);
+    await challenger.runOnce();
+    const penalty = DEVNET_PARAMS.audits.falsePassPenalty;
+    expect(await auditLedger.falsePassSlashed(lazyAddress, leaf)).toBe(true);
+    expect((await staking.operator(lazyAddress)).bonded).toBe(DEVNET_PARAMS.stake.verifierMinStake - penalty);
+    expect(await token.balanceOf(challengerAddress)).toBe(before + (penalty * DEVNET_PARAMS.audits.exposerShareBps) / 10_000n);
+    // only the disputed receipt's pass is shown false: the others stand
+    expect(await auditLedger.falsePassSlashed(lazyAddress, leaves.find((l) => l !== leaf)!)).toBe(false);
+  });
+});
+
 describe("efed verifier daemon without the bond", () => {
   it("records the failed audit, and challenges in a later round once it holds the bond", async () => {
     const cheater = await stakedServer((shard) => faultyShard(shard, { kind: "skip" }, FAULT_FROM));
@@ -319,7 +392,7 @@ describe("efed verifier daemon without the bond", () => {
     const { disputes } = readers();
     const disputesBefore = await disputes.disputeCount();
 
-    await mint(new Wallet(DEV_KEYS[4]!).address, DEVNET_PARAMS.disputes.challengeBond);
+    await mint(new Wallet(DEV_KEYS[4]!).address, FULL_BOND);
     const second = await poor.runOnce();
     expect(roundOf(second)).toMatchObject({ batches: 1, audited: 0, failed: 0, challenged: [disputesBefore + 1n] });
     const d = await disputes.dispute(disputesBefore + 1n);
