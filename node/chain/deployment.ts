@@ -15,6 +15,8 @@ export interface Deployment {
     channels: string;
     /** Absent in deployments made before the dispute contract existed. */
     disputes?: string;
+    /** Absent in deployments made before the audit ledger existed (passes are then not recorded on chain). */
+    auditLedger?: string;
   };
 }
 
