@@ -414,7 +414,7 @@ const redeemAndCloseLater = await measure(
 const AUDITS = "Audit ledger";
 const { auditLedger, trust } = p;
 const auditGas: Record<"first" | "ten" | "all" | "slash", bigint> = { first: 0n, ten: 0n, all: 0n, slash: 0n };
-let sampledCount = 0;
+const audited: { sampled: number } = { sampled: 0 };
 {
   // paid work unlocks audit rewards (rewardBudgetBps of it): the deployer stands in for redeemed channels
   await gasOf(trust.grantRole(await trust.PAYMENTS_ROLE(), deployer.address));
@@ -426,7 +426,7 @@ let sampledCount = 0;
   const rate = Number(DEVNET_PARAMS.audits.sampleRatePpb) / 1e9;
   const leaves = receipts.map(receiptLeaf);
   const sampled = leaves.flatMap((leaf, i) => (isSampled(seed, leaf, rate) ? [i] : [])).sort((x, y) => (BigInt(leaves[x]!) < BigInt(leaves[y]!) ? -1 : 1));
-  sampledCount = sampled.length;
+  audited.sampled = sampled.length;
   check(sampled.length > 10, `more than 10 of 10,000 receipts sampled at 1 % (got ${sampled.length})`);
   const args = (indices: number[]) => [indices.map((i) => leaves[i]!), indices.map((i) => tree.proof(i))] as const;
   const [one, ten] = [sampled.slice(0, 1), sampled.slice(0, 10)];
@@ -740,8 +740,9 @@ A verifier records its passed audits of a batch in one \`recordPasses\` transact
 proof, the on-chain sample check and a dispute lookup; per record the trust credit, the reward and one
 storage slot for the record (the leaves themselves are in the event). One pass costs
 ${fmtInt(auditGas.first)} (the batch's first record, which also keeps its sample seed), 10 passes
-${fmtInt(auditGas.ten)}, and all ${sampledCount} receipts sampled at 1 % of a 10,000-receipt batch
-${fmtInt(auditGas.all)}: about ${fmtInt((auditGas.all - auditGas.ten) / BigInt(sampledCount - 10))} gas per further pass. Slashing a pass that a
+${fmtInt(auditGas.ten)}, and all ${audited.sampled} receipts sampled at 1 % of a 10,000-receipt batch
+${fmtInt(auditGas.all)}: about ${fmtInt((auditGas.all - auditGas.ten) / BigInt(audited.sampled - 10))} gas per further pass, most of it
+the proof's siblings in calldata (a multiproof would share the upper levels). Slashing a pass that a
 dispute showed false costs ${fmtInt(auditGas.slash)}.
 
 ## 2. Amortized on-chain gas per paid query
