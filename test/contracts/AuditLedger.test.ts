@@ -6,7 +6,7 @@ import { receiptDomain } from "../../protocol/eip712.js";
 import { MerkleTree } from "../../protocol/merkle.js";
 import { receiptLeaf, signReceipt, type Receipt } from "../../protocol/receipt.js";
 import { isSampled } from "../../node/verifier/sample.js";
-import { MINTED, PARAMS, VARIANT, fundAudits, passesOf, registerServer, stake, worldFixture, type World } from "./fixtures.js";
+import { PARAMS, VARIANT, fundAudits, joinAsVerifiers, passesOf, registerServer, worldFixture, type World } from "./fixtures.js";
 
 const { ethers, networkHelpers } = await network.create();
 const world = worldFixture(ethers);
@@ -29,12 +29,7 @@ async function ledgerWorldFixture(): Promise<LedgerWorld> {
   const w = await world();
   const extra = (await ethers.getSigners()).slice(7, 10);
   const verifiers = [w.verifier, ...extra];
-  for (const v of verifiers) {
-    if (v !== w.verifier) await w.token.mint(v.address, MINTED);
-    await stake(w, v, PARAMS.stake.verifierMinStake);
-    await w.staking.connect(v).registerVerifier();
-    await w.token.connect(v).approve(await w.disputes.getAddress(), MINTED);
-  }
+  await joinAsVerifiers(w, verifiers);
   await registerServer(w, w.server, 0, 4);
   const receipts: Receipt[] = Array.from({ length: RECEIPTS }, (_, step) => ({
     sessionId: keccak256(toUtf8Bytes("ledger session")),

@@ -5,7 +5,7 @@ import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types"
 import { receiptDomain } from "../../protocol/eip712.js";
 import { MerkleTree } from "../../protocol/merkle.js";
 import { receiptLeaf, signReceipt, type Receipt } from "../../protocol/receipt.js";
-import { MINTED, PARAMS, VARIANT, registerServer, stake, worldFixture, type World } from "./fixtures.js";
+import { PARAMS, VARIANT, joinAsVerifiers, registerServer, worldFixture, type World } from "./fixtures.js";
 
 const { ethers, networkHelpers } = await network.create();
 const world = worldFixture(ethers);
@@ -45,12 +45,7 @@ async function disputeWorldFixture(): Promise<DisputeWorld> {
   const w = await world();
   const extra = (await ethers.getSigners()).slice(7, 11);
   const verifiers = [w.verifier, ...extra];
-  for (const v of verifiers) {
-    if (v !== w.verifier) await w.token.mint(v.address, MINTED);
-    await stake(w, v, PARAMS.stake.verifierMinStake);
-    await w.staking.connect(v).registerVerifier();
-    await w.token.connect(v).approve(await w.disputes.getAddress(), MINTED);
-  }
+  await joinAsVerifiers(w, verifiers);
   await registerServer(w, w.server, 0, 4);
   const receipts = [0, 1, 2, 3].map((i) => receiptOf(w.server.address, i));
   const domain = receiptDomain(w.chainId, await w.commitments.getAddress());

@@ -5,7 +5,7 @@ import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types"
 import { receiptDomain } from "../../protocol/eip712.js";
 import { MerkleTree } from "../../protocol/merkle.js";
 import { receiptLeaf, signReceipt, type Receipt } from "../../protocol/receipt.js";
-import { MINTED, PARAMS, VARIANT, fundAudits, passesOf, registerServer, stake, worldFixture, type World } from "./fixtures.js";
+import { PARAMS, VARIANT, fundAudits, joinAsVerifiers, passesOf, registerServer, worldFixture, type World } from "./fixtures.js";
 
 // Attacks of docs/threat-model.md that Disputes answers and Disputes.test.ts does not already show.
 
@@ -49,20 +49,12 @@ async function postBatch(w: ThreatWorld, indices: number[], fromTime: number) {
   return (await commitBatch(w, indices, fromTime)).open;
 }
 
-/** Stakes the verifier minimum, registers, and approves Disputes to take bonds. */
-async function joinAsVerifier(w: World, who: HardhatEthersSigner): Promise<void> {
-  await stake(w, who, PARAMS.stake.verifierMinStake);
-  await w.staking.connect(who).registerVerifier();
-  await w.token.connect(who).approve(await w.disputes.getAddress(), MINTED);
-}
-
 /** A server of layers [0, 4) with five signed receipts, five registered verifiers with their bond approved. */
 async function threatWorld(): Promise<ThreatWorld> {
   const w = await world();
   const extra = (await ethers.getSigners()).slice(7, 11);
-  for (const v of extra) await w.token.mint(v.address, MINTED);
   const verifiers = [w.verifier, ...extra];
-  for (const v of verifiers) await joinAsVerifier(w, v);
+  await joinAsVerifiers(w, verifiers);
   await registerServer(w, w.server, 0, 4);
   const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
   const signed: Committed[] = [];

@@ -99,3 +99,14 @@ export async function fundAudits(w: World, server: string, paidWork: bigint, poo
   await w.trust.connect(w.slasher).recordPayment(server, paidWork);
   await w.token.mint(await w.rewards.getAddress(), pool);
 }
+
+/** Mints tokens to each of `who` not yet funded by the world, stakes the verifier minimum, registers, and approves Disputes to take bonds. */
+export async function joinAsVerifiers(w: World, who: readonly HardhatEthersSigner[]): Promise<void> {
+  const funded = new Set([w.server, w.server2, w.verifier, w.client, w.stranger].map((s) => s.address));
+  for (const v of who) {
+    if (!funded.has(v.address)) await w.token.mint(v.address, MINTED);
+    await stake(w, v, PARAMS.stake.verifierMinStake);
+    await w.staking.connect(v).registerVerifier();
+    await w.token.connect(v).approve(await w.disputes.getAddress(), MINTED);
+  }
+}
