@@ -73,7 +73,7 @@ contract AuditLedger is IAuditLedger, AccessControl {
         uint256 reward = _reward(b.server, count);
         record.leavesHash = keccak256(abi.encodePacked(leaves));
         record.count = uint32(count); // count <= MAX_LEAVES
-        record.reward = uint128(reward); // reward <= count * rewardPerAudit, checked by _reward
+        record.reward = uint128(reward); // reward <= the server's budget <= its paidWork, a uint128
         emit PassesRecorded(batchId, msg.sender, b.server, leaves, credited, reward);
 
         // credited <= MAX_LEAVES fits in uint64
@@ -115,9 +115,7 @@ contract AuditLedger is IAuditLedger, AccessControl {
     function anchorSeed(uint256 batchId) public returns (bytes32 seed) {
         seed = _seeds[batchId];
         if (seed != bytes32(0)) return seed;
-        uint256 seedBlock = uint256(commitments.batch(batchId).postedBlock) + 1;
-        if (block.number > seedBlock) seed = blockhash(seedBlock);
-        if (seed == bytes32(0)) revert AuditLedgerSeedUnavailable(batchId, seedBlock);
+        seed = _seedOf(batchId);
         _seeds[batchId] = seed;
         emit SeedAnchored(batchId, seed);
     }
@@ -129,13 +127,7 @@ contract AuditLedger is IAuditLedger, AccessControl {
 
     /// @inheritdoc IAuditLedger
     function isSampled(uint256 batchId, bytes32 leaf) external view returns (bool) {
-        bytes32 seed = _seeds[batchId];
-        if (seed == bytes32(0)) {
-            uint256 seedBlock = uint256(commitments.batch(batchId).postedBlock) + 1;
-            if (block.number > seedBlock) seed = blockhash(seedBlock);
-            if (seed == bytes32(0)) revert AuditLedgerSeedUnavailable(batchId, seedBlock);
-        }
-        return _sampled(seed, leaf, _params.sampleRatePpb);
+        return _sampled(_seedOf(batchId), leaf, _params.sampleRatePpb);
     }
 
     /// @inheritdoc IAuditLedger
@@ -163,6 +155,15 @@ contract AuditLedger is IAuditLedger, AccessControl {
     /// @inheritdoc IAuditLedger
     function params() external view returns (Params memory) {
         return _params;
+    }
+
+    /// @dev Batch `batchId`'s sample seed: the kept one, else the hash of the block after the batch's.
+    function _seedOf(uint256 batchId) private view returns (bytes32 seed) {
+        seed = _seeds[batchId];
+        if (seed != bytes32(0)) return seed;
+        uint256 seedBlock = uint256(commitments.batch(batchId).postedBlock) + 1;
+        if (block.number > seedBlock) seed = blockhash(seedBlock);
+        if (seed == bytes32(0)) revert AuditLedgerSeedUnavailable(batchId, seedBlock);
     }
 
     /// @dev Each leaf: strictly above the previous one, under the root, sampled, not disputed.

@@ -27,7 +27,7 @@ export interface PassRecorderOptions {
  * Puts this verifier's passed audits of one batch on chain, in one AuditLedger.recordPasses
  * transaction: the listed receipts it passed (this round or before) that count on chain (sampled at
  * the ledger's rate, which may be lower than the daemon's; not disputed by anyone), in ascending
- * leaf order, each with its proof under the batch's root. At most once per batch (the state
+ * leaf order (at most the ledger's MAX_LEAVES), each with its proof under the batch's root. At most once per batch (the state
  * remembers it); nothing is sent after the ledger's record deadline (the first half of the batch's
  * challenge window). The server gains trust and the verifier a reward; a pass later shown wrong
  * costs the verifier stake, so only receipts it actually re-executed and passed are recorded.
@@ -54,6 +54,8 @@ export class PassRecorder {
     }
     if (chosen.length === 0) return { kind: "none", why: "no pass sampled at the on-chain rate" };
     chosen.sort((a, b) => (BigInt(leaves[a]!) < BigInt(leaves[b]!) ? -1 : 1));
+    // one record per batch holds at most MAX_LEAVES passes: the rest earn nothing (a sample is rarely that large)
+    chosen.splice(Number(await ledger.MAX_LEAVES()));
     const tree = new MerkleTree(leaves);
     const sorted = chosen.map((i) => leaves[i]!);
     const mined = await chainCall("recording passed audits", async () =>
