@@ -1,12 +1,12 @@
 import { expect } from "chai";
 import { network } from "hardhat";
-import { ZeroHash, concat, keccak256, parseEther, toBeHex, toUtf8Bytes } from "ethers";
+import { ZeroHash, concat, keccak256, parseEther, toUtf8Bytes } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import { receiptDomain } from "../../protocol/eip712.js";
 import { MerkleTree } from "../../protocol/merkle.js";
 import { receiptLeaf, signReceipt, type Receipt } from "../../protocol/receipt.js";
 import { isSampled } from "../../node/verifier/sample.js";
-import { PARAMS, VARIANT, fundAudits, joinAsVerifiers, passesOf, registerServer, worldFixture, type World } from "./fixtures.js";
+import { PARAMS, VARIANT, fundAudits, joinAsVerifiers, passesOf, registerServer, sessionReceipts, worldFixture, type World } from "./fixtures.js";
 
 const { ethers, networkHelpers } = await network.create();
 const world = worldFixture(ethers);
@@ -31,17 +31,7 @@ async function ledgerWorldFixture(): Promise<LedgerWorld> {
   const verifiers = [w.verifier, ...extra];
   await joinAsVerifiers(w, verifiers);
   await registerServer(w, w.server, 0, 4);
-  const receipts: Receipt[] = Array.from({ length: RECEIPTS }, (_, step) => ({
-    sessionId: keccak256(toUtf8Bytes("ledger session")),
-    step: BigInt(step),
-    firstLayer: 0,
-    lastLayer: 4,
-    variantId: VARIANT,
-    inputHash: keccak256(toBeHex(1000 + step, 32)),
-    outputHash: keccak256(toBeHex(2000 + step, 32)),
-    tokens: 1,
-    server: w.server.address,
-  }));
+  const receipts = sessionReceipts(w.server.address, "ledger session", RECEIPTS);
   const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
   const signatures = await Promise.all(receipts.map((r) => signReceipt(w.server, domain, r)));
   const leaves = receipts.map(receiptLeaf);

@@ -1,11 +1,11 @@
 import { expect } from "chai";
 import { network } from "hardhat";
-import { keccak256, parseEther, toBeHex, toUtf8Bytes } from "ethers";
+import { keccak256, parseEther, toUtf8Bytes } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import { receiptDomain } from "../../protocol/eip712.js";
 import { MerkleTree } from "../../protocol/merkle.js";
 import { receiptLeaf, signReceipt, type Receipt } from "../../protocol/receipt.js";
-import { PARAMS, VARIANT, fundAudits, joinAsVerifiers, passesOf, registerServer, worldFixture, type World } from "./fixtures.js";
+import { PARAMS, VARIANT, fundAudits, joinAsVerifiers, passesOf, registerServer, sessionReceipts, worldFixture, type World } from "./fixtures.js";
 
 // Attacks of docs/threat-model.md that Disputes answers and Disputes.test.ts does not already show.
 
@@ -58,18 +58,7 @@ async function threatWorld(): Promise<ThreatWorld> {
   await registerServer(w, w.server, 0, 4);
   const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
   const signed: Committed[] = [];
-  for (let step = 0; step < 5; step++) {
-    const receipt: Receipt = {
-      sessionId: keccak256(toUtf8Bytes("threat session")),
-      step: BigInt(step),
-      firstLayer: 0,
-      lastLayer: 4,
-      variantId: VARIANT,
-      inputHash: keccak256(toBeHex(100 + step, 32)),
-      outputHash: keccak256(toBeHex(200 + step, 32)),
-      tokens: 1,
-      server: w.server.address,
-    };
+  for (const receipt of sessionReceipts(w.server.address, "threat session", 5)) {
     signed.push({ receipt, signature: await signReceipt(w.server, domain, receipt) });
   }
   return { ...w, verifiers, signed };

@@ -2,6 +2,7 @@ import { Signature, keccak256, parseEther, toUtf8Bytes } from "ethers";
 import type { HardhatEthers, HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import { DEVNET_PARAMS, deployProtocol, type Protocol } from "../../scripts/lib/deployProtocol.js";
 import type { MerkleTree } from "../../protocol/merkle.js";
+import type { Receipt } from "../../protocol/receipt.js";
 
 export const VARIANT = keccak256(toUtf8Bytes("test manifest: 8-layer llama"));
 export const NUM_LAYERS = 8;
@@ -109,4 +110,19 @@ export async function joinAsVerifiers(w: World, who: readonly HardhatEthersSigne
     await w.staking.connect(v).registerVerifier();
     await w.token.connect(v).approve(await w.disputes.getAddress(), MINTED);
   }
+}
+
+/** `n` receipts of one session `label` of `server` for VARIANT layers [0, 4), steps 0..n-1, distinct hashes per step. */
+export function sessionReceipts(server: string, label: string, n: number): Receipt[] {
+  return Array.from({ length: n }, (_, step) => ({
+    sessionId: keccak256(toUtf8Bytes(label)),
+    step: BigInt(step),
+    firstLayer: 0,
+    lastLayer: 4,
+    variantId: VARIANT,
+    inputHash: keccak256(toUtf8Bytes(`${label}: input of step ${step}`)),
+    outputHash: keccak256(toUtf8Bytes(`${label}: output of step ${step}`)),
+    tokens: 1,
+    server,
+  }));
 }
