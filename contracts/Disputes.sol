@@ -71,9 +71,11 @@ contract Disputes is IDisputes, AccessControl {
         if (!staking.isActiveVerifier(msg.sender)) revert DisputesNotVerifier(msg.sender);
         (address server, bytes32 leaf) = _checkChallenge(batchId, receipt, signature, proof);
         Params memory p = _params;
+        // Never refused for lack of free stake: other open disputes (frivolous ones included) must not
+        // shield a cheater's batch. What is not free now is taken at settlement (see _settleServer).
         uint256 toLock = _free(server);
         if (toLock > p.serverSlash) toLock = p.serverSlash;
-        if (toLock == 0) revert DisputesNothingToLock(server);
+        uint256 bond = bondFor(p, toLock);
 
         disputeId = _disputes.length;
         Dispute storage d = _disputes.push();
@@ -81,7 +83,7 @@ contract Disputes is IDisputes, AccessControl {
         d.server = server;
         d.batchId = batchId;
         d.receiptLeaf = leaf;
-        d.bond = p.challengeBond;
+        d.bond = uint128(bond); // _setParams keeps challengeBond + serverSlash within uint128
         d.serverLocked = uint128(toLock); // toLock <= serverSlash, a uint128
         d.openedAt = uint64(block.timestamp);
         d.drawBlock = uint64(block.number + 1);
@@ -96,14 +98,16 @@ contract Disputes is IDisputes, AccessControl {
             server,
             msg.sender,
             leaf,
-            p.challengeBond,
+            bond,
             toLock,
             d.drawBlock,
             d.commitDeadline,
             d.revealDeadline
         );
-        staking.lock(server, _serverLockId(disputeId), toLock);
-        token.safeTransferFrom(msg.sender, address(this), p.challengeBond);
+        if (toLock != 0) staking.lock(server, _serverLockId(disputeId), toLock);
+        // The server's stake stays slashable (no withdrawal) until this dispute can have settled.
+        staking.noteCommitment(server, d.openedAt + staking.timing().maxDisputeDuration);
+        token.safeTransferFrom(msg.sender, address(this), bond);
     }
 
     // ---------------------------------------------------------------- committee
@@ -236,6 +240,11 @@ contract Disputes is IDisputes, AccessControl {
     }
 
     /// @inheritdoc IDisputes
+    function bondFor(Params memory p, uint256 serverLocked) public pure returns (uint256) {
+        return p.challengeBond + (serverLocked * p.lockBondBps) / BPS;
+    }
+
+    /// @inheritdoc IDisputes
     function voteCommitment(
         uint256 disputeId,
         address voter,
@@ -291,26 +300,50 @@ contract Disputes is IDisputes, AccessControl {
         }
     }
 
-    /// @dev Moves the server's locked stake and the challenger's bond by the outcome, and records
-    ///      the audit in the trust scores.
+    /// @dev Moves the server's stake and the challenger's bond by the outcome, and records the audit
+    ///      in the trust scores. At fault, a dispute that locked less than `serverSlash` (stake was
+    ///      held by other disputes when it opened) first takes what has become free since: it is
+    ///      settled against what remains. Server correct: the bond's lock-proportional part
+    ///      compensates the server for the time its stake was locked, the rest goes to the pool.
     function _settleServer(
         uint256 disputeId,
         Dispute storage d,
         Outcome outcome
     ) private returns (uint256 slashed, uint256 toChallenger) {
         bytes32 lockId = _serverLockId(disputeId);
+        Params storage terms = _terms[disputeId];
+        uint256 locked = d.serverLocked;
         if (outcome == Outcome.ServerAtFault) {
-            slashed = d.serverLocked;
-            toChallenger = (slashed * _terms[disputeId].challengerShareBps) / BPS;
+            if (locked < terms.serverSlash) locked = _topUp(d.server, lockId, locked, terms.serverSlash);
+            slashed = locked;
+            toChallenger = (slashed * terms.challengerShareBps) / BPS;
             if (toChallenger != 0) staking.slash(lockId, toChallenger, d.challenger);
             if (slashed != toChallenger) staking.slash(lockId, slashed - toChallenger, address(rewards));
         }
-        staking.unlock(lockId);
+        if (locked != 0) staking.unlock(lockId);
         if (outcome != Outcome.NoQuorum) trust.recordAudit(d.server, outcome == Outcome.ServerCorrect);
-        if (d.bond != 0) {
-            address bondTo = outcome == Outcome.ServerCorrect ? address(rewards) : d.challenger;
-            token.safeTransfer(bondTo, d.bond);
+        if (outcome != Outcome.ServerCorrect) {
+            token.safeTransfer(d.challenger, d.bond);
+            return (slashed, toChallenger);
         }
+        // bond >= challengeBond: bondFor adds the lock-proportional part to it
+        uint256 compensation = d.bond - terms.challengeBond;
+        token.safeTransfer(address(rewards), d.bond - compensation);
+        if (compensation != 0) {
+            emit ServerCompensated(disputeId, d.server, compensation);
+            token.safeTransfer(d.server, compensation);
+        }
+    }
+
+    /// @dev Re-locks `locked` plus whatever of `server`'s stake is free now, up to `target`, under
+    ///      `lockId`; returns the new lock.
+    function _topUp(address server, bytes32 lockId, uint256 locked, uint256 target) private returns (uint256) {
+        uint256 extra = _free(server);
+        if (extra > target - locked) extra = target - locked;
+        if (extra == 0) return locked;
+        if (locked != 0) staking.unlock(lockId);
+        staking.lock(server, lockId, locked + extra);
+        return locked + extra;
     }
 
     /// @dev Members who did not reveal the majority vote (any vote, without a majority) lose their
@@ -369,7 +402,11 @@ contract Disputes is IDisputes, AccessControl {
         bool badCommittee = p.committeeSize == 0 || p.committeeSize > MAX_COMMITTEE || p.committeeSize % 2 == 0;
         bool badPeriods = p.commitPeriod == 0 || p.revealPeriod == 0 ||
             uint256(p.commitPeriod) + p.revealPeriod > maxDuration;
-        if (badCommittee || badPeriods || p.challengerShareBps > BPS || p.challengeBond == 0 || p.serverSlash == 0) {
+        bool badShares = p.challengerShareBps > BPS || p.lockBondBps > BPS;
+        // keeps bondFor(p, serverSlash) within the uint128 a dispute stores
+        bool badAmounts = p.challengeBond == 0 || p.serverSlash == 0 ||
+            uint256(p.challengeBond) + p.serverSlash > type(uint128).max;
+        if (badCommittee || badPeriods || badShares || badAmounts) {
             revert DisputesBadParams(p, maxDuration);
         }
         _params = p;

@@ -36,6 +36,14 @@ contract TrustScores is ITrustScores, AccessControl {
     }
 
     /// @inheritdoc ITrustScores
+    function recordPassedAudits(address server, uint64 count) external onlyRole(AUDITOR_ROLE) {
+        if (server == address(0)) revert TrustZeroServer();
+        if (count == 0) revert TrustZeroCount();
+        _records[server].passedAudits += count;
+        emit AuditsPassed(server, count, trustOf(server));
+    }
+
+    /// @inheritdoc ITrustScores
     function recordPayment(address server, uint256 amount) external onlyRole(PAYMENTS_ROLE) {
         if (server == address(0)) revert TrustZeroServer();
         Record storage r = _records[server];

@@ -1,6 +1,8 @@
 import { Interface, ZeroHash, formatUnits, getAddress, id, type ErrorDescription, type ErrorFragment, type Result } from "ethers";
 import {
+  AuditLedger__factory,
   Commitments__factory,
+  DataRequests__factory,
   Disputes__factory,
   EFedToken__factory,
   ModelRegistry__factory,
@@ -25,6 +27,8 @@ const ABIS: readonly Interface[] = [
   Staking__factory.createInterface(),
   Commitments__factory.createInterface(),
   Disputes__factory.createInterface(),
+  DataRequests__factory.createInterface(),
+  AuditLedger__factory.createInterface(),
   PaymentChannels__factory.createInterface(),
   TrustScores__factory.createInterface(),
   VerifierRewards__factory.createInterface(),

@@ -5,8 +5,11 @@ import {ReceiptLib} from "../libraries/ReceiptLib.sol";
 
 /// @title Disputes (settling v1: a committee of staked verifiers)
 /// @notice A registered verifier challenges one committed receipt it found wrong (or whose data the
-///         server withheld) by posting a bond inside the batch's challenge window. The server's stake
-///         behind it is locked under this dispute alone. One block later anyone draws a committee of
+///         server withheld) by posting a bond inside the batch's challenge window. The server's free
+///         stake behind it (up to `serverSlash`) is locked under this dispute alone; a challenge is
+///         never refused because other disputes hold the stake (that would let a friend of a cheating
+///         server shield its batch with frivolous disputes): it then locks what is free, and at an
+///         "at fault" settlement takes what has become free since, up to `serverSlash`. One block later anyone draws a committee of
 ///         staked verifiers at random (never the challenger); each member commits a hidden vote
 ///         (keccak256(abi.encode(disputeId, voter, serverAtFault, salt))), then reveals it. After the
 ///         reveal deadline anyone settles:
@@ -14,18 +17,20 @@ import {ReceiptLib} from "../libraries/ReceiptLib.sol";
 ///         - a strict majority of the committee says "at fault": the locked stake is slashed, part to
 ///           the challenger, the rest to the verifier reward pool; the bond is returned; the server's
 ///           trust records a failed audit;
-///         - a strict majority says "correct": the challenger's bond goes to the reward pool; the
-///           server's trust records a passed audit;
+///         - a strict majority says "correct": the challenger's bond goes to the reward pool, except
+///           its lock-proportional part (`lockBondBps` of the stake locked), which compensates the
+///           server for the time its stake was locked; the server's trust records a passed audit;
 ///         - otherwise (no quorum): the bond is returned, nothing is slashed, trust does not move.
 ///
 ///         Members who did not reveal the majority vote (or any vote) lose `voterPenalty` of their
 ///         stake, locked when they were drawn; members with the majority get `voterReward` from the
 ///         pool while it lasts. Every lock is released at settlement.
 /// @dev Deadlines are fixed when the dispute opens, commit + reveal never exceeds Staking's
-///      `maxDisputeDuration`, and withdrawals wait for every batch's challenge deadline, so stake that
-///      backs a challengeable receipt is always there to lock. One dispute per receipt, ever: a receipt
-///      cannot be slashed twice. This contract holds SLASHER_ROLE in Staking, AUDITOR_ROLE in
-///      TrustScores and REWARDER_ROLE in VerifierRewards.
+///      `maxDisputeDuration`, withdrawals wait for every batch's challenge deadline, and each dispute
+///      extends that wait to its opening + `maxDisputeDuration` (through `noteCommitment`), so stake
+///      that backs a challengeable receipt stays there until the dispute can have settled. One dispute
+///      per receipt, ever: a receipt cannot be slashed twice. This contract holds SLASHER_ROLE and
+///      COMMITMENTS_ROLE in Staking, AUDITOR_ROLE in TrustScores and REWARDER_ROLE in VerifierRewards.
 ///
 ///      Why v1 is safe, and under which assumptions:
 ///      - Honest majority of drawn seats. Seats are drawn uniformly over registered verifier
@@ -44,8 +49,9 @@ import {ReceiptLib} from "../libraries/ReceiptLib.sol";
 ///      - The challenger cannot sit on its own dispute; the server cannot sit because the server and
 ///        verifier roles are exclusive per address (one operator with two addresses is a colluder,
 ///        covered by the honest-majority assumption).
-///      - Griefing: a challenger risks `challengeBond` per dispute and a server's stake is locked
-///        only up to `serverSlash` per dispute, at most once per receipt.
+///      - Griefing: a challenger risks `bondFor(params, locked)` per dispute and a server's stake is
+///        locked only up to `serverSlash` per dispute, at most once per receipt; the lock-proportional
+///        part of a lost bond goes to the server whose stake (and eligibility) it held.
 interface IDisputes {
     enum Status {
         None,
@@ -74,6 +80,9 @@ interface IDisputes {
         uint128 voterReward;
         /// @dev Share of the slashed stake paid to the challenger, basis points (the rest: reward pool).
         uint16 challengerShareBps;
+        /// @dev Bond added per unit of server stake the dispute locks, basis points (at most 10⁴): paid
+        ///      to the server if it is found correct, for the time its stake was locked.
+        uint16 lockBondBps;
         /// @dev Members drawn per dispute: odd, 1..MAX_COMMITTEE.
         uint8 committeeSize;
         /// @dev Seconds from opening to the end of the commit phase.
@@ -122,8 +131,6 @@ interface IDisputes {
     error DisputesBadSignature(address signer, address server);
     /// @notice The receipt `leaf` is already the subject of dispute `disputeId`.
     error DisputesReceiptAlreadyDisputed(bytes32 leaf, uint256 disputeId);
-    /// @notice `server` has no stake left that is not already locked.
-    error DisputesNothingToLock(address server);
     /// @notice No dispute has this id.
     error DisputesUnknown(uint256 disputeId);
     /// @notice Dispute `disputeId` is `status`, not `expected`.
@@ -142,8 +149,9 @@ interface IDisputes {
     error DisputesBadReveal(uint256 disputeId, address voter);
     /// @notice Dispute `disputeId` can be settled from `readyAt`; it is `nowTs`.
     error DisputesNotSettleable(uint256 disputeId, uint64 readyAt, uint64 nowTs);
-    /// @notice Inconsistent parameters: odd committee 1..MAX_COMMITTEE, share at most 10⁴ bps, positive
-    ///         periods whose sum is at most Staking's maxDisputeDuration, positive bond and slash.
+    /// @notice Inconsistent parameters: odd committee 1..MAX_COMMITTEE, shares at most 10⁴ bps, positive
+    ///         periods whose sum is at most Staking's maxDisputeDuration, positive bond and slash whose
+    ///         sum fits in 128 bits.
     error DisputesBadParams(Params params, uint64 maxDisputeDuration);
 
     event DisputeOpened(
@@ -173,10 +181,14 @@ interface IDisputes {
         uint8 faultVotes,
         uint8 correctVotes
     );
+    /// @notice A server found correct received `amount` of the challenger's bond for its locked stake.
+    event ServerCompensated(uint256 indexed disputeId, address indexed server, uint256 amount);
     event ParamsSet(Params params);
 
     /// @notice Challenges `receipt`, committed in `batchId` under `proof` and signed by its server with
-    ///         `signature`; pulls `challengeBond` from the caller. Returns the dispute id (1, 2, …).
+    ///         `signature`; locks up to `serverSlash` of the server's free stake (possibly nothing: the
+    ///         dispute is then settled against what is free at settlement) and pulls
+    ///         `bondFor(params(), locked)` from the caller. Returns the dispute id (1, 2, …).
     function openDispute(
         uint256 batchId,
         ReceiptLib.Receipt calldata receipt,
@@ -215,6 +227,10 @@ interface IDisputes {
 
     /// @notice The parameters dispute `disputeId` was opened under (later changes do not apply to it).
     function termsOf(uint256 disputeId) external view returns (Params memory);
+
+    /// @notice The bond of a dispute that locks `serverLocked` under `p`:
+    ///         challengeBond + serverLocked · lockBondBps / 10⁴.
+    function bondFor(Params memory p, uint256 serverLocked) external pure returns (uint256);
 
     /// @notice The commitment a voter publishes: keccak256(abi.encode(disputeId, voter, serverAtFault, salt)).
     function voteCommitment(

@@ -51,9 +51,13 @@ interface ITrustScores {
     error TrustBadParams(Params params);
     /// @notice The server address must not be zero.
     error TrustZeroServer();
+    /// @notice A count of passed audits must be positive.
+    error TrustZeroCount();
 
     /// @notice Emitted when an audit outcome is recorded.
     event AuditRecorded(address indexed server, bool passed, uint256 trust);
+    /// @notice `count` passed audits of `server` were recorded at once.
+    event AuditsPassed(address indexed server, uint256 count, uint256 trust);
     /// @notice Emitted when a channel redemption paid `server` `amount`.
     event PaymentRecorded(address indexed server, uint256 amount, uint256 trust);
     /// @notice Emitted when governance changes the parameters.
@@ -61,6 +65,10 @@ interface ITrustScores {
 
     /// @notice Records one audit outcome for `server`. Only AUDITOR_ROLE (the dispute/audit logic).
     function recordAudit(address server, bool passed) external;
+
+    /// @notice Records `count` passed audits of `server` at once (one transaction for a verifier's
+    ///         passes of a batch). Only AUDITOR_ROLE.
+    function recordPassedAudits(address server, uint64 count) external;
 
     /// @notice Records that a client paid `server` `amount` token base units through a channel.
     ///         Only PAYMENTS_ROLE (PaymentChannels, on redemption). Never reverts on size: saturates.

@@ -17,6 +17,8 @@ export interface Deployment {
     disputes?: string;
     /** Absent in deployments made before the data-request contract existed. */
     dataRequests?: string;
+    /** Absent in deployments made before the audit ledger existed (passes are then not recorded on chain). */
+    auditLedger?: string;
   };
 }
 

@@ -6,7 +6,15 @@ import { pino } from "pino";
 import { buildManifest, readManifest, variantIdOf, verifyTensors } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
-import { Commitments__factory, DataRequests__factory, Disputes__factory, EFedToken__factory, ModelRegistry__factory, Staking__factory } from "../../types/ethers-contracts/index.js";
+import {
+  AuditLedger__factory,
+  Commitments__factory,
+  DataRequests__factory,
+  Disputes__factory,
+  EFedToken__factory,
+  ModelRegistry__factory,
+  Staking__factory,
+} from "../../types/ethers-contracts/index.js";
 import { readDeployment } from "../chain/deployment.js";
 import { AuditState } from "../verifier/auditState.js";
 import { toleranceFor } from "../verifier/compareOutput.js";
@@ -89,6 +97,7 @@ export function verifierCommand(): Command {
         disputes: Disputes__factory.connect(d.contracts.disputes, signer),
         token: EFedToken__factory.connect(d.contracts.token, signer),
         ...(d.contracts.dataRequests === undefined ? {} : { dataRequests: DataRequests__factory.connect(d.contracts.dataRequests, signer) }),
+        ...(d.contracts.auditLedger === undefined ? {} : { auditLedger: AuditLedger__factory.connect(d.contracts.auditLedger, signer) }),
       };
       await ensureVerifier(contracts, wallet.address, logger, flags.stake === undefined ? undefined : parseEther(flags.stake));
       const statePath = flags.state ?? join(flags.dataDir, `efed-verifier-${wallet.address}.sqlite`);

@@ -42,7 +42,8 @@ interface DisputeRow {
  * The verifier's durable memory, in SQLite (node:sqlite): the last block whose batches were read,
  * the batches handled, every sampled receipt's verdict (a receipt is never audited twice), and the
  * disputes it opened or sits on, with each vote's salt (lost, a committed vote could never be
- * revealed and its stake would be penalized).
+ * revealed and its stake would be penalized), and the batches whose passes it recorded on chain
+ * (AuditLedger takes one record per verifier and batch).
  */
 export class AuditState {
   private constructor(
@@ -66,6 +67,7 @@ export class AuditState {
         server_at_fault INTEGER, salt TEXT, committed INTEGER NOT NULL DEFAULT 0, revealed INTEGER NOT NULL DEFAULT 0,
         settled INTEGER NOT NULL DEFAULT 0
       );
+      CREATE TABLE IF NOT EXISTS pass_records (batch_id TEXT PRIMARY KEY, passes INTEGER NOT NULL, reward TEXT NOT NULL);
     `);
     return new AuditState(db, path);
   }
@@ -118,6 +120,16 @@ export class AuditState {
       counts[row.verdict] = row.n;
     }
     return counts;
+  }
+
+  /** The passes of batch `batchId` recorded on chain and the reward they earned (undefined: none recorded). */
+  passesRecorded(batchId: bigint): { passes: number; reward: bigint } | undefined {
+    const row = this.db.prepare("SELECT passes, reward FROM pass_records WHERE batch_id = ?").get(batchId.toString()) as { passes: number; reward: string } | undefined;
+    return row === undefined ? undefined : { passes: row.passes, reward: BigInt(row.reward) };
+  }
+
+  markPassesRecorded(batchId: bigint, passes: number, reward: bigint): void {
+    this.db.prepare("INSERT OR REPLACE INTO pass_records (batch_id, passes, reward) VALUES (?, ?, ?)").run(batchId.toString(), passes, reward.toString());
   }
 
   dispute(disputeId: bigint): DisputeRecord | undefined {

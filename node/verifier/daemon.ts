@@ -4,7 +4,7 @@ import { receiptDomain } from "../../protocol/eip712.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { MerkleTree } from "../../protocol/merkle.js";
 import { receiptLeaf } from "../../protocol/receipt.js";
-import type { Commitments, DataRequests, Disputes, EFedToken, Staking } from "../../types/ethers-contracts/index.js";
+import type { AuditLedger, Commitments, DataRequests, Disputes, EFedToken, Staking } from "../../types/ethers-contracts/index.js";
 import type { AuditedServer } from "./audit.js";
 import { RETRY, type AuditState } from "./auditState.js";
 import { chainCall } from "./chainErrors.js";
@@ -12,6 +12,7 @@ import { chainTime } from "./chainTime.js";
 import { DataRequestDuty, type DataRequestRound } from "./dataRequest.js";
 import { DisputeDuty } from "./disputeDuty.js";
 import { AuditTooLargeError } from "./fetchPrefix.js";
+import { PassRecorder } from "./passRecorder.js";
 import { auditReceipts, type ReceiptAudit, type ReplayShards } from "./receiptAudit.js";
 import { checkSampleRate, isSampled } from "./sample.js";
 import { VerifierConnection, type ListedReceipt, type VerifierConnectOptions } from "./serverConnection.js";
@@ -23,8 +24,12 @@ export interface VerifierDaemonOptions {
   address: string;
   provider: Provider;
   chainId: bigint;
-  /** Contracts connected to the verifier's signer. Without dataRequests, withheld steps are disputed. */
-  contracts: { staking: Staking; commitments: Commitments; disputes: Disputes; token: EFedToken; dataRequests?: DataRequests };
+  /**
+   * Contracts connected to the verifier's signer. Without `dataRequests`, withheld steps are disputed.
+   * Without `auditLedger` (a deployment made before it existed) passes stay in the local state only:
+   * nothing records or rewards them on chain.
+   */
+  contracts: { staking: Staking; commitments: Commitments; disputes: Disputes; token: EFedToken; dataRequests?: DataRequests; auditLedger?: AuditLedger };
   /** Replay shards of the variant this verifier audits (loaded from its --model). */
   replayers: ReplayShards;
   state: AuditState;
@@ -46,6 +51,9 @@ export interface RoundSummary {
   audited: number;
   failed: number;
   challenged: bigint[];
+  /** Passed audits recorded on chain this round (AuditLedger), and the reward they earned. */
+  passesRecorded: number;
+  rewardEarned: bigint;
   committed: bigint[];
   revealed: bigint[];
   settled: bigint[];
@@ -60,8 +68,9 @@ export interface RoundSummary {
  * 1. reads BatchPosted events up to the block before the latest, so each batch has a later block
  *    whose hash seeds its sample (sample.ts); batches of other variants are skipped;
  * 2. per batch: lists its receipts at the server's registered endpoint, checks they make the posted
- *    root, audits the sampled ones it has not audited before (receiptAudit.ts) and challenges the
- *    first failed or withheld receipt of each session on chain;
+ *    root, audits the sampled ones it has not audited before (receiptAudit.ts), challenges the
+ *    first failed or withheld receipt of each session on chain, and records its passes of the batch
+ *    on chain in one transaction (passRecorder.ts: trust for the server, a reward for the verifier);
  * 3. disputes (disputeDuty.ts): reads CommitteeDrawn events, re-executes each disputed receipt where it sits,
  *    commits its vote (the salt kept in the state first), reveals it in the reveal window; draws the
  *    committee of its own disputes, and settles every dispute it is in once it can be settled.
@@ -73,6 +82,7 @@ export class VerifierDaemon {
   private readonly domain;
   private readonly disputes: DisputeDuty;
   private readonly dataRequests: DataRequestDuty | undefined;
+  private readonly passes: PassRecorder | undefined;
 
   constructor(private readonly o: VerifierDaemonOptions) {
     checkSampleRate(o.sampleRate);
@@ -83,10 +93,12 @@ export class VerifierDaemon {
     this.domain = o.contracts.commitments.getAddress().then((a) => receiptDomain(o.chainId, a));
     this.disputes = new DisputeDuty(o, (server, first, last, batchId) => this.auditedServer(server, first, last, batchId));
     this.dataRequests = withDataRequests(o, (server, first, last, batchId) => this.auditedServer(server, first, last, batchId), (...a) => this.openDispute(...a));
+    const ledger = o.contracts.auditLedger;
+    this.passes = ledger === undefined ? undefined : new PassRecorder({ ledger, disputes: o.contracts.disputes, provider: o.provider, state: o.state, logger: o.logger });
   }
 
   async runOnce(): Promise<RoundSummary> {
-    const summary: RoundSummary = { batches: 0, audited: 0, failed: 0, challenged: [], committed: [], revealed: [], settled: [] };
+    const summary: RoundSummary = { batches: 0, audited: 0, failed: 0, challenged: [], passesRecorded: 0, rewardEarned: 0n, committed: [], revealed: [], settled: [] };
     const latest = await this.o.provider.getBlockNumber();
     for (const batchId of this.o.state.batchesToRetry()) await this.handleBatch(batchId, summary);
     await this.readEvents("batches", latest - 1, async (from, to) => {
@@ -174,8 +186,10 @@ export class VerifierDaemon {
         }
       }
       const unchallenged = await this.challengeFailures(batchId, listed, leaves, summary);
-      // a challenge that could not be sent (no bond yet, an RPC failure) is tried again next round
-      const outcome = unchallenged > 0 ? `${RETRY} ${unchallenged} challenges not sent` : `audited ${audits.length} of ${listed.length}`;
+      const unrecorded = await this.recordPasses({ batchId, postedAt: batch.postedAt, challengeDeadline: batch.challengeDeadline }, leaves, seed, summary);
+      // a challenge or a pass record that could not be sent (no bond yet, an RPC failure) is tried again next round
+      const outcome =
+        unchallenged > 0 ? `${RETRY} ${unchallenged} challenges not sent` : unrecorded ? `${RETRY} passes not recorded` : `audited ${audits.length} of ${listed.length}`;
       this.o.state.markBatch(batchId, batch.server, outcome);
     } catch (err) {
       log.error({ err: (err as Error).message }, "batch audit failed: retried next round");
@@ -240,9 +254,35 @@ export class VerifierDaemon {
     return unsent;
   }
 
+  /** Records this verifier's passes of the batch on chain; true when that failed (to try again). */
+  private async recordPasses(
+    batch: { batchId: bigint; postedAt: bigint; challengeDeadline: bigint },
+    leaves: readonly string[],
+    seed: string,
+    summary: RoundSummary,
+  ): Promise<boolean> {
+    if (this.passes === undefined) return false;
+    try {
+      const done = await this.passes.record(batch, leaves, seed);
+      if (done.kind === "recorded") {
+        summary.passesRecorded += done.count;
+        summary.rewardEarned += done.reward;
+      }
+      return false;
+    } catch (err) {
+      this.o.logger.error({ batchId: batch.batchId.toString(), err: (err as Error).message }, "could not record passes: tried again next round");
+      return true;
+    }
+  }
+
   private async openDispute(batchId: bigint, r: ListedReceipt, proof: string[], leaf: string): Promise<bigint> {
-    const { disputes, token } = this.o.contracts;
-    const bond = (await disputes.params()).challengeBond;
+    const { disputes, token, staking } = this.o.contracts;
+    // the bond grows with the server stake the dispute will lock: what is free of it now, up to serverSlash
+    const params = await disputes.params();
+    const op = await staking.operator(r.receipt.server);
+    const free = op.bonded + op.unbonding - op.locked;
+    const locked = free < params.serverSlash ? free : params.serverSlash;
+    const bond = params.challengeBond + (locked * params.lockBondBps) / 10_000n; // IDisputes.bondFor
     const balance = await token.balanceOf(this.o.address);
     if (balance < bond) throw new InvalidArgumentError(`the challenge bond is ${formatEther(bond)} tokens, ${this.o.address} holds ${formatEther(balance)}`);
     const disputesAddress = await disputes.getAddress();

@@ -5,6 +5,7 @@ import type { Disputes } from "../../types/ethers-contracts/index.js";
 import type { AuditedServer } from "./audit.js";
 import { ChainCallError, chainCall } from "./chainErrors.js";
 import { chainTime } from "./chainTime.js";
+import { slashFalsePasses } from "./falsePasses.js";
 import type { RoundSummary, VerifierDaemonOptions } from "./daemon.js";
 import { auditReceipts } from "./receiptAudit.js";
 import { VerifierConnection } from "./serverConnection.js";
@@ -12,6 +13,7 @@ import { VerifierConnection } from "./serverConnection.js";
 /** IDisputes.Status */
 const STATUS = { Open: 1n, Voting: 2n, Settled: 3n } as const;
 const OUTCOMES = ["None", "ServerAtFault", "ServerCorrect", "NoQuorum"] as const;
+const SERVER_AT_FAULT = 1n;
 
 /** What the registration of a batch's server says it computed, for auditSession. */
 export type AuditedServerOf = (server: string, firstLayer: number, lastLayer: number, batchId: bigint) => Promise<AuditedServer>;
@@ -118,8 +120,16 @@ export class DisputeDuty {
     }
   }
 
+  /** Marks the dispute settled; as its challenger, first slashes recorded passes of a receipt found at fault. */
   private async noteSettled(disputeId: bigint, log: Logger): Promise<void> {
-    const d = await this.o.contracts.disputes.dispute(disputeId);
+    const { disputes, commitments, auditLedger } = this.o.contracts;
+    const d = await disputes.dispute(disputeId);
+    if (auditLedger !== undefined && d.outcome === SERVER_AT_FAULT && this.o.state.dispute(disputeId)?.role === "challenger") {
+      const postedBlock = (await commitments.batch(d.batchId)).postedBlock;
+      const latest = await this.o.provider.getBlockNumber();
+      const faulty = { disputeId, batchId: d.batchId, leaf: d.receiptLeaf, postedBlock };
+      await slashFalsePasses(auditLedger, faulty, latest, this.o.maxBlocksPerQuery ?? 5000, log);
+    }
     this.o.state.markSettled(disputeId);
     log.info({ outcome: OUTCOMES[Number(d.outcome)], faultVotes: Number(d.faultVotes), correctVotes: Number(d.correctVotes) }, "dispute settled");
   }

@@ -22,6 +22,7 @@ import { receiptDomain, voucherDomain } from "../../protocol/eip712.js";
 import { MerkleTree, verifyMerkleProof } from "../../protocol/merkle.js";
 import { receiptLeaf, recoverReceiptSigner, signReceipt, type Receipt } from "../../protocol/receipt.js";
 import { signVoucher } from "../../protocol/voucher.js";
+import { isSampled } from "../../node/verifier/sample.js";
 import { DEVNET_PARAMS, deployProtocol } from "../lib/deployProtocol.js";
 import { fmtInt, fmtNum, markdownTable } from "./lib/markdown.js";
 import { measureDataRequestGas, writeDataRequestSection } from "./lib/dataRequestGas.js";
@@ -265,7 +266,7 @@ for (const v of disputeVerifiers) {
   await gasOf(staking.connect(v).registerVerifier());
 }
 const BENCH_SALT = keccak256(toUtf8Bytes("eFed benchmark vote salt"));
-const disputeGas: Record<"open" | "draw" | "commit" | "reveal" | "settle", bigint> = { open: 0n, draw: 0n, commit: 0n, reveal: 0n, settle: 0n };
+const disputeGas: Record<"open" | "openUnlocked" | "draw" | "commit" | "reveal" | "settle", bigint> = { open: 0n, openUnlocked: 0n, draw: 0n, commit: 0n, reveal: 0n, settle: 0n };
 {
   const cheater = signer(13);
   await gasOf(token.mint(cheater.address, parseEther("100000")));
@@ -279,14 +280,27 @@ const disputeGas: Record<"open" | "draw" | "commit" | "reveal" | "settle", bigin
   await gasOf(commitments.connect(cheater).postBatch(tree.root, variantId, SERVER_LAYERS[0], SERVER_LAYERS[1], receipts.length, postedAt, postedAt));
   const a = { batchId, receipts: receipts.length, receipt: receipts[0]!, proof: tree.proof(0), signature: await signReceipt(cheater, rDomain, receipts[0]!) };
   const pool = await staking.verifierCount();
-  await gasOf(token.connect(challenger).approve(disputesAddr, DEVNET_PARAMS.disputes.challengeBond));
+  await gasOf(token.connect(challenger).approve(disputesAddr, parseEther("10000")));
   disputeGas.open = await measure(
     DISPUTES,
     "**openDispute**",
-    `receipt of a ${a.receipts}-receipt batch (proof of ${a.proof.length}); locks the server's stake, takes the bond`,
+    `receipt of a ${a.receipts}-receipt batch (proof of ${a.proof.length}); locks the server's stake, takes the bond, keeps the stake slashable`,
     disputes.connect(challenger).openDispute(a.batchId, a.receipt, a.signature, a.proof),
   );
   const id = await disputes.disputeCount();
+  // Stake exhaustion: other disputes hold all of the server's stake, yet a challenge still opens (and
+  // is settled against what is free at settlement). Opened inside the window, left open.
+  for (let i = 1; (await staking.freeBonded(cheater.address)) > 0n; i++) {
+    await gasOf(disputes.connect(challenger).openDispute(a.batchId, receipts[i]!, await signReceipt(cheater, rDomain, receipts[i]!), tree.proof(i)));
+  }
+  const next = disputeVerifiers.length + 40;
+  disputeGas.openUnlocked = await measure(
+    DISPUTES,
+    "openDispute",
+    "all of the server's stake held by other disputes: locks nothing, base bond",
+    disputes.connect(challenger).openDispute(a.batchId, receipts[next]!, await signReceipt(cheater, rDomain, receipts[next]!), tree.proof(next)),
+  );
+  check((await disputes.dispute(await disputes.disputeCount())).serverLocked === 0n, "the last dispute locked nothing");
   await networkHelpers.mine(1);
   disputeGas.draw = await measure(DISPUTES, "drawCommittee", `${DEVNET_PARAMS.disputes.committeeSize} of ${pool} verifiers; locks each member's stake`, disputes.drawCommittee(id));
   const members = (await disputes.committee(id)).map((address) => signers.find((s) => s.address === address)!);
@@ -393,6 +407,55 @@ const redeemAndCloseLater = await measure(
   check(c1.closed && c2.closed && c1.paid === parseEther("2") && c2.paid === parseEther("1"), "redeemAndClose paid and closed both channels");
 }
 
+// ------------------------------------------------------------------ audit ledger
+// Passed audits on chain: three verifiers record their passes of one 10,000-receipt batch of the
+// measured server, sampled at the devnet rate (1 %): 1 pass, 10 passes, every sampled receipt.
+// Then a dispute finds the 1-pass verifier's receipt at fault and its pass is slashed.
+
+const AUDITS = "Audit ledger";
+const { auditLedger, trust } = p;
+const auditGas: Record<"first" | "ten" | "all" | "slash", bigint> = { first: 0n, ten: 0n, all: 0n, slash: 0n };
+const audited: { sampled: number } = { sampled: 0 };
+{
+  // paid work unlocks audit rewards (rewardBudgetBps of it): the deployer stands in for redeemed channels
+  await gasOf(trust.grantRole(await trust.PAYMENTS_ROLE(), deployer.address));
+  await gasOf(trust.recordPayment(server.address, parseEther("1000000")));
+  const receipts = makeReceipts("audited", 10_000);
+  const { batchId, tree } = await postReceipts("audited", receipts);
+  await networkHelpers.mine(1);
+  const seed = (await ethers.provider.getBlock(Number((await commitments.batch(batchId)).postedBlock) + 1))!.hash!;
+  const rate = Number(DEVNET_PARAMS.audits.sampleRatePpb) / 1e9;
+  const leaves = receipts.map(receiptLeaf);
+  const sampled = leaves.flatMap((leaf, i) => (isSampled(seed, leaf, rate) ? [i] : [])).sort((x, y) => (BigInt(leaves[x]!) < BigInt(leaves[y]!) ? -1 : 1));
+  audited.sampled = sampled.length;
+  check(sampled.length > 10, `more than 10 of 10,000 receipts sampled at 1 % (got ${sampled.length})`);
+  const args = (indices: number[]) => [indices.map((i) => leaves[i]!), indices.map((i) => tree.proof(i))] as const;
+  const [one, ten] = [sampled.slice(0, 1), sampled.slice(0, 10)];
+  // recorders: active verifiers other than the challenger (the dispute above penalized one member below the minimum)
+  const recorders: HardhatEthersSigner[] = [];
+  for (const v of [verifier, ...disputeVerifiers.slice(1)]) if (await staking.isActiveVerifier(v.address)) recorders.push(v);
+  const [lazy, second, third] = recorders as [HardhatEthersSigner, HardhatEthersSigner, HardhatEthersSigner];
+  check(recorders.length >= 3, "three active verifiers record passes");
+  auditGas.first = await measure(AUDITS, "**recordPasses**", "1 pass; the batch's first record (anchors its seed)", auditLedger.connect(lazy).recordPasses(batchId, ...args(one)));
+  auditGas.ten = await measure(AUDITS, "**recordPasses**", `10 passes (proofs of ${tree.proof(0).length})`, auditLedger.connect(second).recordPasses(batchId, ...args(ten)));
+  auditGas.all = await measure(AUDITS, "**recordPasses**", `${sampled.length} passes: every receipt sampled at 1 %`, auditLedger.connect(third).recordPasses(batchId, ...args(sampled)));
+  check((await auditLedger.creditedOf(batchId)) === BigInt(sampled.length), "the server was credited the largest record");
+  check((await p.rewards.owed(lazy.address)) > 0n, "the first recorder was rewarded");
+  // the receipt the 1-pass verifier passed is disputed and found at fault; its pass is then slashed
+  const i = one[0]!;
+  await gasOf(disputes.connect(challenger).openDispute(batchId, receipts[i]!, await signReceipt(server, rDomain, receipts[i]!), tree.proof(i)));
+  const id = await disputes.disputeCount();
+  await networkHelpers.mine(1);
+  await gasOf(disputes.drawCommittee(id));
+  const members = (await disputes.committee(id)).map((address) => signers.find((s) => s.address === address)!);
+  for (const m of members) await gasOf(disputes.connect(m).commitVote(id, await disputes.voteCommitment(id, m.address, true, BENCH_SALT)));
+  await networkHelpers.time.increaseTo((await disputes.dispute(id)).commitDeadline + 1n);
+  for (const m of members) await gasOf(disputes.connect(m).revealVote(id, true, BENCH_SALT));
+  await gasOf(disputes.settle(id));
+  auditGas.slash = await measure(AUDITS, "**slashFalsePass**", "a 1-pass record; half the penalty to the challenger", auditLedger.slashFalsePass(batchId, lazy.address, [leaves[i]!], 0));
+  check(await auditLedger.falsePassSlashed(lazy.address, leaves[i]!), "the false pass was slashed");
+}
+
 // ------------------------------------------------------------------ naive baseline
 
 const BASELINE = "Baseline (for comparison)";
@@ -451,7 +514,7 @@ const DATA_REQUESTS = "Data requests";
 
 // ------------------------------------------------------------------ output
 
-const sectionOrder = [STAKING, "Model registry", "Commitments", DISPUTES, DATA_REQUESTS, CHANNELS, BASELINE];
+const sectionOrder = [STAKING, "Model registry", "Commitments", DISPUTES, AUDITS, DATA_REQUESTS, CHANNELS, BASELINE];
 const opTable = markdownTable(
   ["Contract", "Operation", "Conditions", "Gas used"],
   sectionOrder.flatMap((section) =>
@@ -685,6 +748,19 @@ ${fmtInt(disputeGas.open)} to open (Merkle proof and signature checked, the serv
 the dispute, the bond taken), ${fmtInt(disputeGas.draw)} to draw the committee (each member's stake locked),
 ${fmtInt(disputeGas.commit)} per committed vote, ${fmtInt(disputeGas.reveal)} per revealed vote and
 ${fmtInt(disputeGas.settle)} to settle with the server at fault (the most transfers a settlement makes).
+A challenge opened while other disputes hold all of the server's stake locks nothing and costs
+${fmtInt(disputeGas.openUnlocked)}.
+
+### Audit ledger
+
+A verifier records its passed audits of a batch in one \`recordPasses\` transaction: per pass a Merkle
+proof, the on-chain sample check and a dispute lookup; per record the trust credit, the reward and one
+storage slot for the record (the leaves themselves are in the event). One pass costs
+${fmtInt(auditGas.first)} (the batch's first record, which also keeps its sample seed), 10 passes
+${fmtInt(auditGas.ten)}, and all ${audited.sampled} receipts sampled at 1 % of a 10,000-receipt batch
+${fmtInt(auditGas.all)}: about ${fmtInt((auditGas.all - auditGas.ten) / BigInt(audited.sampled - 10))} gas per further pass, most of it
+the proof's siblings in calldata (a multiproof would share the upper levels). Slashing a pass that a
+dispute showed false costs ${fmtInt(auditGas.slash)}.
 
 ## 2. Amortized on-chain gas per paid query
 

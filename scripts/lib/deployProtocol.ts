@@ -1,5 +1,6 @@
 import { parseEther, type Signer } from "ethers";
 import {
+  AuditLedger__factory,
   Commitments__factory,
   DataRequests__factory,
   Disputes__factory,
@@ -9,6 +10,7 @@ import {
   Staking__factory,
   TrustScores__factory,
   VerifierRewards__factory,
+  type AuditLedger,
   type Commitments,
   type DataRequests,
   type Disputes,
@@ -44,12 +46,25 @@ export interface ProtocolParams {
     voterPenalty: bigint;
     voterReward: bigint;
     challengerShareBps: bigint;
+    /** Bond added per unit of server stake a dispute locks, basis points; paid to a server found correct. */
+    lockBondBps: bigint;
     committeeSize: bigint;
     commitPeriod: bigint;
     revealPeriod: bigint;
   };
   /** DataRequests (IDataRequests.Params); DEVNET_DATA_REQUEST_PARAMS when absent. */
   dataRequests?: DataRequestParams;
+  /** AuditLedger (IAuditLedger.Params): passed audits on chain, their reward, the false-pass penalty. */
+  audits: {
+    /** On-chain sample rate, parts per 10⁹: only receipts sampled at this rate count as audited. */
+    sampleRatePpb: bigint;
+    /** Audit rewards for a server never exceed this share of its paid work, basis points. */
+    rewardBudgetBps: bigint;
+    /** Share of a false pass's penalty paid to the challenger that exposed it, basis points. */
+    exposerShareBps: bigint;
+    rewardPerAudit: bigint;
+    falsePassPenalty: bigint;
+  };
   /** Protocol fee on every channel redemption, basis points. */
   feeBps: bigint;
   /** Seconds a client waits between starting and finishing a channel close. */
@@ -78,9 +93,17 @@ export const DEVNET_PARAMS: ProtocolParams = {
     voterPenalty: parseEther("50"),
     voterReward: parseEther("10"),
     challengerShareBps: 5_000n,
+    lockBondBps: 1_000n,
     committeeSize: 3n,
     commitPeriod: 6n * HOUR,
     revealPeriod: 6n * HOUR,
+  },
+  audits: {
+    sampleRatePpb: 10_000_000n, // 1 %
+    rewardBudgetBps: 500n, // = feeBps: rewards for auditing a server never exceed the fees its clients paid
+    exposerShareBps: 5_000n,
+    rewardPerAudit: parseEther("1"),
+    falsePassPenalty: parseEther("250"),
   },
   feeBps: 500n,
   closeTimeoutSeconds: DAY,
@@ -96,6 +119,7 @@ export interface Protocol {
   channels: PaymentChannels;
   disputes: Disputes;
   dataRequests: DataRequests;
+  auditLedger: AuditLedger;
 }
 
 export type ProtocolAddresses = Record<keyof Protocol, string>;
@@ -153,7 +177,38 @@ export async function deployProtocol(
     await (await rewards.grantRole(await rewards.REWARDER_ROLE(), holder)).wait();
   }
   const dataRequests = await deployDataRequests(deployer, { token, staking, trust, commitments, rewards, disputes }, params.dataRequests);
-  return { token, registry, staking, trust, commitments, rewards, channels, disputes, dataRequests };
+  const auditLedger = await deployAuditLedger(deployer, params, { staking, commitments, disputes, trust, rewards });
+  return { token, registry, staking, trust, commitments, rewards, channels, disputes, dataRequests, auditLedger };
+}
+
+/**
+ * Audit records (issue 10): AuditLedger, wired like a second piece of dispute logic. Disputes also
+ * gets COMMITMENTS_ROLE, so that each dispute keeps the server's stake slashable until it can have
+ * settled; AuditLedger gets AUDITOR_ROLE (trust credit for passes), REWARDER_ROLE (rewards per pass),
+ * SLASHER_ROLE (false passes) and COMMITMENTS_ROLE (a recording verifier's stake stays slashable).
+ */
+async function deployAuditLedger(
+  deployer: Signer,
+  params: ProtocolParams,
+  c: Pick<Protocol, "staking" | "commitments" | "disputes" | "trust" | "rewards">,
+): Promise<AuditLedger> {
+  const ledger = await new AuditLedger__factory(deployer).deploy(
+    await deployer.getAddress(),
+    await c.staking.getAddress(),
+    await c.commitments.getAddress(),
+    await c.disputes.getAddress(),
+    await c.trust.getAddress(),
+    await c.rewards.getAddress(),
+    params.audits,
+  );
+  const ledgerAddress = await ledger.getAddress();
+  const commitmentsRole = await c.staking.COMMITMENTS_ROLE();
+  await (await c.staking.grantRole(commitmentsRole, await c.disputes.getAddress())).wait();
+  await (await c.staking.grantRole(commitmentsRole, ledgerAddress)).wait();
+  await (await c.staking.grantRole(await c.staking.SLASHER_ROLE(), ledgerAddress)).wait();
+  await (await c.trust.grantRole(await c.trust.AUDITOR_ROLE(), ledgerAddress)).wait();
+  await (await c.rewards.grantRole(await c.rewards.REWARDER_ROLE(), ledgerAddress)).wait();
+  return ledger;
 }
 
 export async function protocolAddresses(p: Protocol): Promise<ProtocolAddresses> {

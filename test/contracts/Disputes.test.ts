@@ -5,7 +5,7 @@ import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types"
 import { receiptDomain } from "../../protocol/eip712.js";
 import { MerkleTree } from "../../protocol/merkle.js";
 import { receiptLeaf, signReceipt, type Receipt } from "../../protocol/receipt.js";
-import { MINTED, PARAMS, VARIANT, registerServer, stake, worldFixture, type World } from "./fixtures.js";
+import { PARAMS, VARIANT, joinAsVerifiers, registerServer, worldFixture, type World } from "./fixtures.js";
 
 const { ethers, networkHelpers } = await network.create();
 const world = worldFixture(ethers);
@@ -13,6 +13,10 @@ const D = PARAMS.disputes;
 const Status = { None: 0n, Open: 1n, Voting: 2n, Settled: 3n };
 const Outcome = { None: 0n, ServerAtFault: 1n, ServerCorrect: 2n, NoQuorum: 3n };
 const SALT = keccak256(toUtf8Bytes("salt"));
+/** The bond of a dispute that locks `locked` of the server's stake (IDisputes.bondFor). */
+const bondFor = (locked: bigint) => D.challengeBond + (locked * D.lockBondBps) / 10_000n;
+/** The bond of a dispute that locks a full `serverSlash`. */
+const BOND = bondFor(D.serverSlash);
 
 interface DisputeWorld extends World {
   verifiers: HardhatEthersSigner[];
@@ -41,12 +45,7 @@ async function disputeWorldFixture(): Promise<DisputeWorld> {
   const w = await world();
   const extra = (await ethers.getSigners()).slice(7, 11);
   const verifiers = [w.verifier, ...extra];
-  for (const v of verifiers) {
-    if (v !== w.verifier) await w.token.mint(v.address, MINTED);
-    await stake(w, v, PARAMS.stake.verifierMinStake);
-    await w.staking.connect(v).registerVerifier();
-    await w.token.connect(v).approve(await w.disputes.getAddress(), MINTED);
-  }
+  await joinAsVerifiers(w, verifiers);
   await registerServer(w, w.server, 0, 4);
   const receipts = [0, 1, 2, 3].map((i) => receiptOf(w.server.address, i));
   const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
@@ -86,7 +85,7 @@ describe("Disputes", function () {
   const load = () => networkHelpers.loadFixture(disputeWorldFixture);
 
   describe("openDispute", function () {
-    it("locks the server's stake under this dispute, takes the bond and emits DisputeOpened", async function () {
+    it("locks the server's stake under this dispute, takes the bond, keeps the stake slashable and emits DisputeOpened", async function () {
       const w = await load();
       const challenger = w.verifiers[0]!;
       const before = await w.token.balanceOf(challenger.address);
@@ -96,13 +95,16 @@ describe("Disputes", function () {
       const block = BigInt(await ethers.provider.getBlockNumber()) + 1n;
       await expect(open(w, challenger, 1))
         .to.emit(w.disputes, "DisputeOpened")
-        .withArgs(1n, 0n, w.server.address, challenger.address, leaf, D.challengeBond, D.serverSlash, block + 1n, at + D.commitPeriod, at + D.commitPeriod + D.revealPeriod);
+        .withArgs(1n, 0n, w.server.address, challenger.address, leaf, BOND, D.serverSlash, block + 1n, at + D.commitPeriod, at + D.commitPeriod + D.revealPeriod);
       const d = await w.disputes.dispute(1);
       expect([d.challenger, d.server, d.batchId, d.receiptLeaf, d.bond, d.serverLocked, d.status, d.outcome]).to.deep.equal([
-        challenger.address, w.server.address, 0n, leaf, D.challengeBond, D.serverSlash, Status.Open, Outcome.None,
+        challenger.address, w.server.address, 0n, leaf, BOND, D.serverSlash, Status.Open, Outcome.None,
       ]);
-      expect((await w.staking.operator(w.server.address)).locked).to.equal(D.serverSlash);
-      expect(await w.token.balanceOf(challenger.address)).to.equal(before - D.challengeBond);
+      expect(BOND).to.equal(await w.disputes.bondFor(D, D.serverSlash));
+      const op = await w.staking.operator(w.server.address);
+      // no withdrawal before the dispute can have settled, even after the batch's own deadline
+      expect([op.locked, op.slashableUntil]).to.deep.equal([D.serverSlash, at + PARAMS.timing.maxDisputeDuration]);
+      expect(await w.token.balanceOf(challenger.address)).to.equal(before - BOND);
       expect(await w.disputes.disputeOfReceipt(leaf)).to.equal(1n);
     });
 
@@ -128,12 +130,19 @@ describe("Disputes", function () {
         .withArgs(0n, deadline, deadline + 1n);
     });
 
-    it("refuses when all of the server's stake is already locked by other disputes", async function () {
+    it("opens with nothing to lock when other disputes hold all of the server's stake, for the base bond", async function () {
       const w = await load();
-      const total = (await w.staking.operator(w.server.address)).bonded;
-      await w.disputes.setParams({ ...D, serverSlash: total });
       await open(w, w.verifiers[0]!, 0);
-      await expect(open(w, w.verifiers[0]!, 1)).to.be.revertedWithCustomError(w.disputes, "DisputesNothingToLock").withArgs(w.server.address);
+      await open(w, w.verifiers[0]!, 1);
+      const total = (await w.staking.operator(w.server.address)).bonded;
+      expect((await w.staking.operator(w.server.address)).locked).to.equal(total);
+      const before = await w.token.balanceOf(w.verifiers[1]!.address);
+      await expect(open(w, w.verifiers[1]!, 2)).to.emit(w.disputes, "DisputeOpened");
+      const d = await w.disputes.dispute(3);
+      expect([d.serverLocked, d.bond]).to.deep.equal([0n, D.challengeBond]);
+      expect((await w.disputes.dispute(2)).bond).to.equal(bondFor(total - D.serverSlash));
+      expect(await w.token.balanceOf(w.verifiers[1]!.address)).to.equal(before - D.challengeBond);
+      expect((await w.staking.operator(w.server.address)).locked).to.equal(total);
     });
   });
 
@@ -242,7 +251,7 @@ describe("Disputes", function () {
         .withArgs(id, Outcome.ServerAtFault, D.serverSlash, share, 2, 1)
         .and.to.emit(w.disputes, "VoterPenalized")
         .withArgs(id, c.address, D.voterPenalty);
-      expect(await w.token.balanceOf(challenger.address)).to.equal(before + share + D.challengeBond);
+      expect(await w.token.balanceOf(challenger.address)).to.equal(before + share + BOND);
       expect(await w.token.balanceOf(pool)).to.equal(poolBefore + D.serverSlash - share + D.voterPenalty);
       expect(await w.rewards.owed(a.address)).to.equal(D.voterReward);
       expect(await w.rewards.owed(b.address)).to.equal(D.voterReward);
@@ -258,14 +267,19 @@ describe("Disputes", function () {
       await expect(w.disputes.settle(id)).to.be.revertedWithCustomError(w.disputes, "DisputesWrongStatus").withArgs(id, Status.Settled, Status.Voting);
     });
 
-    it("server correct: the challenger's bond goes to the pool, the server's lock is released, a passed audit is recorded", async function () {
+    it("server correct: the base bond goes to the pool, its lock part to the server, the lock is released, a passed audit is recorded", async function () {
       const w = await load();
       const { id, members } = await openAndDraw(w);
       const pool = await w.rewards.getAddress();
-      const poolBefore = await w.token.balanceOf(pool);
+      const [poolBefore, serverBefore] = [await w.token.balanceOf(pool), await w.token.balanceOf(w.server.address)];
       await vote(w, id, members.map((m) => [m, false] as [HardhatEthersSigner, boolean]));
-      await expect(w.disputes.settle(id)).to.emit(w.disputes, "DisputeSettled").withArgs(id, Outcome.ServerCorrect, 0n, 0n, 0, 3);
+      await expect(w.disputes.settle(id))
+        .to.emit(w.disputes, "DisputeSettled")
+        .withArgs(id, Outcome.ServerCorrect, 0n, 0n, 0, 3)
+        .and.to.emit(w.disputes, "ServerCompensated")
+        .withArgs(id, w.server.address, BOND - D.challengeBond);
       expect(await w.token.balanceOf(pool)).to.equal(poolBefore + D.challengeBond);
+      expect(await w.token.balanceOf(w.server.address)).to.equal(serverBefore + BOND - D.challengeBond);
       expect((await w.staking.operator(w.server.address)).locked).to.equal(0n);
       expect(await w.trust.record(w.server.address)).to.deep.equal([1n, 0n, 0n]);
     });
@@ -281,7 +295,7 @@ describe("Disputes", function () {
         .withArgs(id, d.revealDeadline + 1n, BigInt(await networkHelpers.time.latest()) + 1n);
       await networkHelpers.time.increaseTo(d.revealDeadline + 1n);
       await expect(w.disputes.settle(id)).to.emit(w.disputes, "DisputeSettled").withArgs(id, Outcome.NoQuorum, 0n, 0n, 0, 0);
-      expect(await w.token.balanceOf(challenger.address)).to.equal(before + D.challengeBond);
+      expect(await w.token.balanceOf(challenger.address)).to.equal(before + BOND);
       for (const m of members) expect((await w.staking.operator(m.address)).bonded).to.equal(PARAMS.stake.verifierMinStake - D.voterPenalty);
       expect((await w.staking.operator(w.server.address)).locked).to.equal(0n);
       expect(await w.trust.record(w.server.address)).to.deep.equal([0n, 0n, 0n]);
@@ -297,6 +311,32 @@ describe("Disputes", function () {
         .withArgs(1n, d.commitDeadline, d.commitDeadline + 2n);
       await networkHelpers.time.increaseTo(d.revealDeadline + 1n);
       await expect(w.disputes.settle(1)).to.emit(w.disputes, "DisputeSettled").withArgs(1n, Outcome.NoQuorum, 0n, 0n, 0, 0);
+    });
+
+    it("at fault, a dispute that locked less than serverSlash is settled against what has become free since", async function () {
+      const w = await load();
+      const total = (await w.staking.operator(w.server.address)).bonded; // 1,400
+      // #1 locks 1,000, #2 the 400 left, #3 and #4 nothing
+      const disputes = [await openAndDraw(w, 0), await openAndDraw(w, 1), await openAndDraw(w, 2), await openAndDraw(w, 3)];
+      expect(await Promise.all(disputes.map(async (d) => (await w.disputes.dispute(d.id)).serverLocked))).to.deep.equal([D.serverSlash, total - D.serverSlash, 0n, 0n]);
+      const faults = [false, true, true, true];
+      for (const [i, d] of disputes.entries()) {
+        for (const m of d.members) await w.disputes.connect(m).commitVote(d.id, await w.disputes.voteCommitment(d.id, m.address, faults[i]!, SALT));
+      }
+      await networkHelpers.time.increaseTo((await w.disputes.dispute(4n)).commitDeadline + 1n);
+      for (const [i, d] of disputes.entries()) for (const m of d.members) await w.disputes.connect(m).revealVote(d.id, faults[i]!, SALT);
+      const share = (x: bigint) => (x * D.challengerShareBps) / 10_000n;
+      const n = (i: number) => disputes[i]!.members.length;
+      // #1 (server correct) frees 1,000; #2 tops its 400 up to a full slash; #3 takes the 400 left; #4 finds nothing
+      await expect(w.disputes.settle(1n)).to.emit(w.disputes, "DisputeSettled").withArgs(1n, Outcome.ServerCorrect, 0n, 0n, 0, n(0));
+      await expect(w.disputes.settle(2n)).to.emit(w.disputes, "DisputeSettled").withArgs(2n, Outcome.ServerAtFault, D.serverSlash, share(D.serverSlash), n(1), 0);
+      const rest = total - D.serverSlash;
+      await expect(w.disputes.settle(3n)).to.emit(w.disputes, "DisputeSettled").withArgs(3n, Outcome.ServerAtFault, rest, share(rest), n(2), 0);
+      await expect(w.disputes.settle(4n)).to.emit(w.disputes, "DisputeSettled").withArgs(4n, Outcome.ServerAtFault, 0n, 0n, n(3), 0);
+      const op = await w.staking.operator(w.server.address);
+      expect([op.bonded, op.locked]).to.deep.equal([0n, 0n]);
+      expect(await w.token.balanceOf(await w.disputes.getAddress())).to.equal(0n);
+      expect(await w.trust.record(w.server.address)).to.deep.equal([1n, 3n, 0n]);
     });
 
     it("regression: one dispute's slash leaves another open dispute's lock on the same server whole", async function () {
@@ -328,7 +368,7 @@ describe("Disputes", function () {
       for (const pattern of patterns) {
         const w = await load();
         const challenger = w.verifiers[0]!;
-        const holders = [await w.staking.getAddress(), await w.disputes.getAddress(), await w.rewards.getAddress(), challenger.address];
+        const holders = [await w.staking.getAddress(), await w.disputes.getAddress(), await w.rewards.getAddress(), challenger.address, w.server.address];
         const held = async () => (await Promise.all(holders.map((h) => w.token.balanceOf(h)))).reduce((x, y) => x + y, 0n);
         const total = await held();
         const { id, members } = await openAndDraw(w);
@@ -343,7 +383,7 @@ describe("Disputes", function () {
         const outcome = (await w.disputes.dispute(id)).outcome;
         outcomes[pattern.join(",")] = outcome;
         expect(outcome, pattern.join(",")).to.equal(expected);
-        expect(await held(), "tokens only move between staking, disputes, pool and challenger").to.equal(total);
+        expect(await held(), "tokens only move between staking, disputes, pool, challenger and server").to.equal(total);
         expect(await w.token.balanceOf(await w.disputes.getAddress())).to.equal(0n);
         expect(await w.staking.totalStaked()).to.equal(await w.token.balanceOf(await w.staking.getAddress()));
         expect((await w.staking.operator(w.server.address)).locked).to.equal(0n);
@@ -366,7 +406,7 @@ describe("Disputes", function () {
     it("accepts consistent parameters only; periods must fit in the longest dispute", async function () {
       const w = await load();
       const max = PARAMS.timing.maxDisputeDuration;
-      const args = (p: typeof D) => [[p.challengeBond, p.serverSlash, p.voterPenalty, p.voterReward, p.challengerShareBps, p.committeeSize, p.commitPeriod, p.revealPeriod], max];
+      const args = (p: typeof D) => [[p.challengeBond, p.serverSlash, p.voterPenalty, p.voterReward, p.challengerShareBps, p.lockBondBps, p.committeeSize, p.commitPeriod, p.revealPeriod], max];
       for (const bad of [
         { ...D, committeeSize: 0n },
         { ...D, committeeSize: 2n },
@@ -376,6 +416,8 @@ describe("Disputes", function () {
         { ...D, commitPeriod: max, revealPeriod: 1n },
         { ...D, challengeBond: 0n },
         { ...D, serverSlash: 0n },
+        { ...D, lockBondBps: 10_001n },
+        { ...D, challengeBond: 2n ** 127n, serverSlash: 2n ** 127n },
       ]) {
         await expect(w.disputes.setParams(bad)).to.be.revertedWithCustomError(w.disputes, "DisputesBadParams").withArgs(...args(bad));
       }

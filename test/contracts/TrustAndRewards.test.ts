@@ -105,6 +105,22 @@ describe("TrustScores", function () {
     expect((await w.trust.record(w.server.address)).paidWork).to.equal((1n << 128n) - 1n);
   });
 
+  it("records passed audits in bulk exactly as that many single passes; auditor only; no zero count or server", async function () {
+    const w = await networkHelpers.loadFixture(world);
+    const t = w.trust.connect(w.slasher);
+    await expect(t.recordPassedAudits(w.server.address, 7n))
+      .to.emit(w.trust, "AuditsPassed")
+      .withArgs(w.server.address, 7n, expectedTrust(7n, 0n, 0n));
+    for (let i = 0; i < 7; i++) await t.recordAudit(w.server2.address, true);
+    expect(await w.trust.trustOf(w.server.address)).to.equal(await w.trust.trustOf(w.server2.address));
+    expect(await w.trust.record(w.server.address)).to.deep.equal([7n, 0n, 0n]);
+    await expect(w.trust.connect(w.stranger).recordPassedAudits(w.server.address, 1n))
+      .to.be.revertedWithCustomError(w.trust, "AccessControlUnauthorizedAccount")
+      .withArgs(w.stranger.address, await w.trust.AUDITOR_ROLE());
+    await expect(t.recordPassedAudits(w.server.address, 0n)).to.be.revertedWithCustomError(w.trust, "TrustZeroCount");
+    await expect(t.recordPassedAudits(ZeroAddress, 1n)).to.be.revertedWithCustomError(w.trust, "TrustZeroServer");
+  });
+
   it("governance sets consistent parameters only", async function () {
     const w = await networkHelpers.loadFixture(world);
     const good = {

@@ -2,6 +2,8 @@ import { Signature, keccak256, parseEther, toUtf8Bytes } from "ethers";
 import type { HardhatEthers, HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import { DEVNET_PARAMS, deployProtocol, type Protocol } from "../../scripts/lib/deployProtocol.js";
 import { PERMIT_TYPES } from "../../protocol/eip712.js";
+import type { MerkleTree } from "../../protocol/merkle.js";
+import type { Receipt } from "../../protocol/receipt.js";
 
 export const VARIANT = keccak256(toUtf8Bytes("test manifest: 8-layer llama"));
 export const NUM_LAYERS = 8;
@@ -73,4 +75,46 @@ export async function signPermit(
   const domain = { name: "eFed", version: "1", chainId: w.chainId, verifyingContract: await w.token.getAddress() };
   const sig = await owner.signTypedData(domain, PERMIT_TYPES, { owner: owner.address, spender, value, nonce, deadline });
   return Signature.from(sig);
+}
+
+/**
+ * The argument pair of `AuditLedger.recordPasses` for leaves `indices` of a batch whose tree is
+ * `tree` over `leaves`: the leaves in ascending order (as the contract requires), each with its proof.
+ */
+export function passesOf(tree: MerkleTree, leaves: readonly string[], indices: readonly number[]): { leaves: string[]; proofs: string[][] } {
+  const sorted = [...indices].sort((a, b) => (BigInt(leaves[a]!) < BigInt(leaves[b]!) ? -1 : 1));
+  return { leaves: sorted.map((i) => leaves[i]!), proofs: sorted.map((i) => tree.proof(i)) };
+}
+
+/** Lets `slasher` record paid work for `server` (standing in for redeemed channels) and funds the reward pool. */
+export async function fundAudits(w: World, server: string, paidWork: bigint, pool: bigint): Promise<void> {
+  await w.trust.grantRole(await w.trust.PAYMENTS_ROLE(), w.slasher.address);
+  await w.trust.connect(w.slasher).recordPayment(server, paidWork);
+  await w.token.mint(await w.rewards.getAddress(), pool);
+}
+
+/** Mints tokens to each of `who` not yet funded by the world, stakes the verifier minimum, registers, and approves Disputes to take bonds. */
+export async function joinAsVerifiers(w: World, who: readonly HardhatEthersSigner[]): Promise<void> {
+  const funded = new Set([w.server, w.server2, w.verifier, w.client, w.stranger].map((s) => s.address));
+  for (const v of who) {
+    if (!funded.has(v.address)) await w.token.mint(v.address, MINTED);
+    await stake(w, v, PARAMS.stake.verifierMinStake);
+    await w.staking.connect(v).registerVerifier();
+    await w.token.connect(v).approve(await w.disputes.getAddress(), MINTED);
+  }
+}
+
+/** `n` receipts of one session `label` of `server` for VARIANT layers [0, 4), steps 0..n-1, distinct hashes per step. */
+export function sessionReceipts(server: string, label: string, n: number): Receipt[] {
+  return Array.from({ length: n }, (_, step) => ({
+    sessionId: keccak256(toUtf8Bytes(label)),
+    step: BigInt(step),
+    firstLayer: 0,
+    lastLayer: 4,
+    variantId: VARIANT,
+    inputHash: keccak256(toUtf8Bytes(`${label}: input of step ${step}`)),
+    outputHash: keccak256(toUtf8Bytes(`${label}: output of step ${step}`)),
+    tokens: 1,
+    server,
+  }));
 }

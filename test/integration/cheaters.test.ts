@@ -6,7 +6,7 @@ import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js"
 import { Shard } from "../../engine/runtime/shard.js";
 import { DEVNET_PARAMS } from "../../scripts/lib/deployProtocol.js";
 import { faultyShard, withholdSteps, type Fault } from "../support/faultyShard.js";
-import { DEV_KEYS, FAULT_FROM, SERVER_STAKE, useVerifierChain, type StakedServer, type VerifierChain } from "../node/verifier/chainHarness.js";
+import { DEV_KEYS, FAULT_FROM, FULL_BOND, SERVER_STAKE, useVerifierChain, type StakedServer, type VerifierChain } from "../node/verifier/chainHarness.js";
 
 /**
  * Every kind of cheating, caught through the chain. One Hardhat node, one deployment, one set of
@@ -65,7 +65,7 @@ describe("cheating servers on a chain", () => {
     const { challenger } = await net.crew();
     const { token, staking, disputes, trust } = net.readers();
     const challengerAddress = new Wallet(DEV_KEYS[0]!).address;
-    const bond = DEVNET_PARAMS.disputes.challengeBond;
+    const bond = FULL_BOND;
     await net.mint(challengerAddress, BigInt(CHEATERS.length - 1) * bond); // the crew holds one bond: one per cheater
     const a = await net.stakedServer({ first: 0, last: 2 });
     const b = await net.stakedServer({ first: 2, last: 4 });

@@ -35,7 +35,7 @@ describe("npm run deploy", () => {
       contracts: Record<string, string>;
     };
     expect(record.chainId).toBe("31337");
-    expect(Object.keys(record.contracts).sort()).toEqual(["channels", "commitments", "dataRequests", "disputes", "registry", "rewards", "staking", "token", "trust"]);
+    expect(Object.keys(record.contracts).sort()).toEqual(["auditLedger", "channels", "commitments", "dataRequests", "disputes", "registry", "rewards", "staking", "token", "trust"]);
 
     const provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true });
     const token = EFedToken__factory.connect(record.contracts.token!, provider);
@@ -54,6 +54,10 @@ describe("npm run deploy", () => {
     expect(await trust.hasRole(await trust.AUDITOR_ROLE(), record.contracts.disputes!)).toBe(true);
     expect(await staking.hasRole(await staking.SLASHER_ROLE(), record.contracts.dataRequests!)).toBe(true);
     expect(await trust.hasRole(await trust.AUDITOR_ROLE(), record.contracts.dataRequests!)).toBe(true);
+    // the audit ledger credits passes, pays for them and slashes false ones; disputes keep a server's stake slashable
+    expect(await trust.hasRole(await trust.AUDITOR_ROLE(), record.contracts.auditLedger!)).toBe(true);
+    expect(await staking.hasRole(await staking.SLASHER_ROLE(), record.contracts.auditLedger!)).toBe(true);
+    expect(await staking.hasRole(await staking.COMMITMENTS_ROLE(), record.contracts.disputes!)).toBe(true);
     provider.destroy();
   });
 

@@ -36,6 +36,8 @@ export const PROMPT = [5, 17, 3, 60, 41];
 /** Session position of decode step 3: steps 0..2 are served honestly, a faulty server cheats from step 3 on. */
 export const FAULT_FROM = PROMPT.length + 2;
 export const SERVER_STAKE = parseEther("2000");
+/** The bond of a dispute that locks a full serverSlash (100 + lockBondBps of it; the servers here stake more than that). */
+export const FULL_BOND = DEVNET_PARAMS.disputes.challengeBond + (DEVNET_PARAMS.disputes.serverSlash * DEVNET_PARAMS.disputes.lockBondBps) / 10_000n;
 export const silent = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
 export interface StakedServer {
@@ -154,7 +156,7 @@ export class VerifierChain {
     statePath = join(this.scratch, `verifier-${index}.sqlite`),
     fromBlock = 0,
     /** Tokens minted beside the stake, for challenge bonds. */
-    bond = DEVNET_PARAMS.disputes.challengeBond,
+    bond = FULL_BOND,
   ): Promise<VerifierDaemon> {
     const wallet = new Wallet(DEV_KEYS[index]!, this.provider);
     const signer = new NonceManager(wallet);

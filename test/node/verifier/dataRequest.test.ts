@@ -27,6 +27,7 @@ import { randomModel, scratchDir } from "../../engine/helpers.js";
 import { faultyShard } from "../../support/faultyShard.js";
 import { startHardhatNode, type LocalChain } from "../../support/hardhatNode.js";
 import { startServer, type RunningServer } from "../support.js";
+import { FULL_BOND } from "./chainHarness.js";
 import { generateOn } from "./harness.js";
 
 /**
@@ -129,7 +130,7 @@ function withholdOffChain(s: RunningServer, sessionId: string): void {
 async function daemonFor(index: number, name: string, fromBlock: number): Promise<{ daemon: VerifierDaemon; address: string }> {
   const wallet = new Wallet(DEV_KEYS[index]!, provider);
   const contracts = contractsFor(new NonceManager(wallet));
-  await (await EFedTokenAt(admin).mint(wallet.address, DEVNET_PARAMS.stake.verifierMinStake + DEVNET_PARAMS.disputes.challengeBond + P.requestBond)).wait();
+  await (await EFedTokenAt(admin).mint(wallet.address, DEVNET_PARAMS.stake.verifierMinStake + FULL_BOND + P.requestBond)).wait();
   await ensureVerifier(contracts, wallet.address, silent);
   const state = AuditState.open(join(scratch.dir, `${name}.sqlite`));
   states.push(state);
