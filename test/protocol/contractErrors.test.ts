@@ -10,7 +10,9 @@ import {
   knownContractErrors,
 } from "../../protocol/contractErrors.js";
 import {
+  AuditLedger__factory,
   Commitments__factory,
+  DataRequests__factory,
   Disputes__factory,
   EFedToken__factory,
   ModelRegistry__factory,
@@ -26,6 +28,8 @@ const CONTRACTS: readonly [string, Interface][] = [
   ["Staking", Staking__factory.createInterface()],
   ["Commitments", Commitments__factory.createInterface()],
   ["Disputes", Disputes__factory.createInterface()],
+  ["DataRequests", DataRequests__factory.createInterface()],
+  ["AuditLedger", AuditLedger__factory.createInterface()],
   ["PaymentChannels", PaymentChannels__factory.createInterface()],
   ["TrustScores", TrustScores__factory.createInterface()],
   ["VerifierRewards", VerifierRewards__factory.createInterface()],
