@@ -10,7 +10,7 @@
  * that the steps too large for a real block can be measured too: Osaka (Hardhat's default) prices
  * calldata, memory, keccak and logs the same, but caps a transaction at 2^24 gas (EIP-7825).
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { NetworkManager } from "hardhat/types/network";
 import { keccak256, toUtf8Bytes, type TransactionResponse } from "ethers";
@@ -21,7 +21,7 @@ import { MerkleTree } from "../../../protocol/merkle.js";
 import { receiptLeaf, signReceipt, type Receipt } from "../../../protocol/receipt.js";
 import { DEVNET_DATA_REQUEST_PARAMS, DEVNET_PARAMS, deployProtocol } from "../../lib/deployProtocol.js";
 import { REPO_ROOT } from "./benchModels.js";
-import { replaceSection } from "./docs.js";
+import { writeDocSections } from "./docs.js";
 import { fmtInt, fmtNum, markdownTable } from "./markdown.js";
 
 /** Osaka's per-transaction gas cap (EIP-7825). */
@@ -281,11 +281,7 @@ or blob data (128 KiB per blob, priced apart): neither is built.
 `;
 }
 
-/**
- * Replaces (or appends) the "Withheld data on chain" section of docs/verification.md. Written on every
- * run, as bench:gas writes docs/gas.md: \`hardhat run\` passes a script no flags, so no --write can reach it.
- */
+/** Replaces (or appends) the "Withheld data on chain" section of docs/verification.md (with EFED_WRITE_DOCS=1). */
 export function writeDataRequestSection(r: DataRequestGas): void {
-  const path = join(REPO_ROOT, "docs", "verification.md");
-  writeFileSync(path, replaceSection(readFileSync(path, "utf8"), "Withheld data on chain", dataRequestSection(r)));
+  writeDocSections(join(REPO_ROOT, "docs", "verification.md"), "Verification", { "Withheld data on chain": dataRequestSection(r) });
 }

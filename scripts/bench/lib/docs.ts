@@ -10,8 +10,11 @@ export function replaceSection(doc: string, heading: string, body: string): stri
   return doc.slice(0, start) + section + (next === -1 ? "" : doc.slice(next));
 }
 
-/** Whether the benchmark was asked to write its results into docs/ (`--write`); running one never dirties the tree otherwise. */
-export const WRITE_DOCS = process.argv.includes("--write");
+/**
+ * Whether the benchmark was asked to write its results into docs/: `--write`, or EFED_WRITE_DOCS=1
+ * for scripts run by `hardhat run`, which passes a script no flags. Running one never dirties the tree otherwise.
+ */
+export const WRITE_DOCS = process.argv.includes("--write") || process.env.EFED_WRITE_DOCS === "1";
 
 /**
  * Replaces the given `## heading` sections of `docPath` (created with `title` when missing), only
