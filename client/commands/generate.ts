@@ -1,11 +1,12 @@
 import { Command, Option } from "commander";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Head } from "../../engine/runtime/head.js";
-import { EFedError, InvalidArgumentError } from "../../protocol/errors.js";
+import { InvalidArgumentError } from "../../protocol/errors.js";
 import { GenerationError, generate, sequenceLength, type GenerationResult, type LayerPipeline } from "../generate.js";
 import { LocalPipeline } from "../localPipeline.js";
 import { RemotePipeline } from "../remotePipeline.js";
 import { DEFAULT_ROUTE_TIMING } from "../routeOptions.js";
+import { GenerationPrinter } from "../streamOutput.js";
 import { ACTIVATION_ENCODINGS, type ActivationEncoding } from "../../protocol/activations.js";
 import { TextTokenizer } from "../../engine/model/tokenizer.js";
 import { integer, integerList, number } from "./options.js";
@@ -28,6 +29,7 @@ interface GenerateFlags {
   stepTimeoutMs: number;
   threads: number;
   json?: boolean;
+  jsonl?: boolean;
 }
 
 /** `efed generate`: run a whole model in this process (optionally split into shards) and print the continuation. */
@@ -58,7 +60,8 @@ export function generateCommand(): Command {
       t.stepTimeoutMs,
     )
     .option("--threads <n>", "intra-op threads of the layers' ONNX Runtime sessions (the head uses one)", integer(1, 256), 1)
-    .option("--json", "print one JSON object: prompt ids, generated ids, text, finish (and error when it failed)")
+    .addOption(new Option("--json", "print one JSON object at the end: prompt ids, generated ids, text, finish, timing, servers and receipts with --route (and error when it failed)").conflicts("jsonl"))
+    .option("--jsonl", "stream one JSON event per line: a token event per token, then done (or error) with what --json prints")
     .action(async (flags: GenerateFlags) => {
       if ((flags.prompt === undefined) === (flags.ids === undefined)) {
         throw new InvalidArgumentError("give exactly one of --prompt TEXT or --ids 1,2,3");
@@ -75,6 +78,8 @@ export function generateCommand(): Command {
         head = await Head.load(model, { threads: 1 });
         let result: GenerationResult;
         let failure: Error | undefined;
+        let receipts = 0;
+        const printer = new GenerationPrinter(flags.json === true ? "json" : flags.jsonl === true ? "jsonl" : "text", tokenizer);
         try {
           pipeline =
             flags.route === undefined
@@ -84,6 +89,7 @@ export function generateCommand(): Command {
                   forward: flags.forward,
                   connectTimeoutMs: flags.connectTimeoutMs,
                   stepTimeoutMs: flags.stepTimeoutMs,
+                  onReceipt: () => receipts++,
                 });
           result = await generate(head, pipeline, promptIds, {
             maxTokens: flags.maxTokens,
@@ -93,13 +99,14 @@ export function generateCommand(): Command {
             repetitionPenalty: flags.repetitionPenalty,
             seed: flags.seed,
             stopTokens: model.config.eosTokenIds,
+            onToken: (id) => printer.token(id),
           });
         } catch (err) {
           // whatever was generated before the failure is printed; the error goes to stderr and the exit code
           failure = err instanceof GenerationError ? (err.cause as Error) : (err as Error);
           result = err instanceof GenerationError ? err.partial : { promptIds: [...promptIds], generatedIds: [], finish: "error" };
         }
-        printResult(result, tokenizer, flags.json === true, failure);
+        printer.finish(result, failure, pipeline instanceof RemotePipeline ? { servers: pipeline.connections.map((c) => c.url), receipts } : {});
         if (failure !== undefined) throw failure;
       } finally {
         await pipeline?.release?.();
@@ -108,16 +115,6 @@ export function generateCommand(): Command {
         model.close();
       }
     });
-}
-
-function printResult(result: GenerationResult, tokenizer: TextTokenizer | undefined, json: boolean, failure: Error | undefined): void {
-  const text = tokenizer?.decode(result.generatedIds);
-  if (json) {
-    const error = failure === undefined ? {} : { error: { code: failure instanceof EFedError ? failure.code : "FAILED", message: failure.message } };
-    console.log(JSON.stringify({ promptIds: result.promptIds, generatedIds: result.generatedIds, text: text ?? null, finish: result.finish, ...error }));
-  } else if (failure === undefined || result.generatedIds.length > 0) {
-    console.log(text ?? result.generatedIds.join(","));
-  }
 }
 
 /** The tokenizer, required for text prompts; optional (ids only, no text) otherwise. */
