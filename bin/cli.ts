@@ -1,5 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
+import { chatCommand } from "../client/commands/chat.js";
+import { gatewayCommand } from "../client/commands/gateway.js";
 import { generateCommand } from "../client/commands/generate.js";
 import { compressCommand } from "../node/commands/compress.js";
 import { evalCommand } from "../node/commands/eval.js";
@@ -23,7 +25,7 @@ export function buildProgram(): Command {
     .version(version, "-V, --version", "print the eFed version")
     .showHelpAfterError()
     .exitOverride();
-  for (const sub of [generateCommand(), serverCommand(), verifierCommand(), manifestCommand(), compressCommand(), evalCommand()]) program.addCommand(sub.copyInheritedSettings(program));
+  for (const sub of [generateCommand(), chatCommand(), gatewayCommand(), serverCommand(), verifierCommand(), manifestCommand(), compressCommand(), evalCommand()]) program.addCommand(sub.copyInheritedSettings(program));
   return program;
 }
 
