@@ -17,11 +17,11 @@ export interface RunFacts {
  * Prints one generation as it happens. Text mode writes each token's text as soon as it is whole
  * (ids, comma-separated, when the model has no tokenizer); jsonl writes `{"event":"token",...}`
  * per token then one `done` or `error` event; json writes one object at the end. Timing is measured
- * from construction (call it just before the generation starts).
+ * from construction, or from `begin` (call it just before the generation starts).
  */
 export class GenerationPrinter {
   private readonly stream: TextStream | undefined;
-  private readonly started = performance.now();
+  private started = performance.now();
   private firstTokenMs: number | undefined;
   private count = 0;
 
@@ -31,6 +31,11 @@ export class GenerationPrinter {
     private readonly write: (s: string) => void = (s) => void process.stdout.write(s),
   ) {
     this.stream = tokenizer === undefined ? undefined : new TextStream(tokenizer);
+  }
+
+  /** The generation starts now (loading and connecting are not part of its timing). */
+  begin(): void {
+    this.started = performance.now();
   }
 
   token(id: number): void {

@@ -22,8 +22,8 @@ export class TextStream {
   /** The text that `id` completes (often "", e.g. half a character). */
   push(id: number): string {
     this.ids.push(id);
-    const released = this.tokenizer.decode(this.ids.slice(this.prefix, this.read));
-    const text = this.tokenizer.decode(this.ids.slice(this.prefix));
+    const released = this.decode(this.prefix, this.read);
+    const text = this.decode(this.prefix, this.ids.length);
     if (text.length <= released.length || text.endsWith("\uFFFD") || !text.startsWith(released)) return "";
     this.prefix = this.read;
     this.read = this.ids.length;
@@ -32,9 +32,14 @@ export class TextStream {
 
   /** The text still held back (an unfinished character at the end decodes as U+FFFD). */
   flush(): string {
-    const released = this.tokenizer.decode(this.ids.slice(this.prefix, this.read));
-    const text = this.tokenizer.decode(this.ids.slice(this.prefix));
+    const released = this.decode(this.prefix, this.read);
+    const text = this.decode(this.prefix, this.ids.length);
     this.prefix = this.read = this.ids.length;
     return text.startsWith(released) ? text.slice(released.length) : "";
+  }
+
+  /** Text of tokens from..to (tokenizers refuse an empty list). */
+  private decode(from: number, to: number): string {
+    return from < to ? this.tokenizer.decode(this.ids.slice(from, to)) : "";
   }
 }

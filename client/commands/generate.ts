@@ -91,6 +91,7 @@ export function generateCommand(): Command {
                   stepTimeoutMs: flags.stepTimeoutMs,
                   onReceipt: () => receipts++,
                 });
+          printer.begin();
           result = await generate(head, pipeline, promptIds, {
             maxTokens: flags.maxTokens,
             temperature: flags.temperature,
