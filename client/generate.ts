@@ -25,7 +25,7 @@ export interface GenerateOptions extends SamplingOptions {
    * during the call), to stream it. Returning "stop" ends the generation with that token (finish
    * "stop"), e.g. at a stop string.
    */
-  onToken?: (id: number, logits: Float32Array) => "stop" | void;
+  onToken?: (id: number, logits: Float32Array) => unknown;
 }
 
 export interface GenerationResult {

@@ -27,7 +27,7 @@ export interface TurnOptions {
   /** Reply tokens at most (fewer when the context has less room left). */
   maxTokens: number;
   /** Called with each reply token as it is sampled (see GenerateOptions.onToken). */
-  onToken?: (id: number, logits: Float32Array) => "stop" | void;
+  onToken?: (id: number, logits: Float32Array) => unknown;
 }
 
 export interface Turn {

@@ -165,16 +165,33 @@ function routeFailure(model: GatewayModel, err: unknown): ApiError {
 /** Any error thrown on the way to a handler, as the OpenAI error to answer with. */
 function toApiError(err: FastifyError | ApiError): ApiError {
   if (err instanceof ApiError) return err;
-  if (err.validation !== undefined && err.validation.length > 0) {
-    const first = err.validation[0]!;
-    const missing = (first.params as { missingProperty?: string }).missingProperty;
-    const param = paramName(first.instancePath, missing);
-    const what = missing !== undefined ? "is required" : first.message ?? "is invalid";
-    const allowed = (first.params as { allowedValues?: unknown[] }).allowedValues;
-    return badRequest(param || null, `${param || "the body"} ${what}${allowed === undefined ? "" : `: ${allowed.join(", ")}`}`);
-  }
+  if (err.validation !== undefined && err.validation.length > 0) return invalidBody(err.validation);
   if (err.code === "FST_ERR_CTP_BODY_TOO_LARGE") return new ApiError(413, "invalid_request_error", err.message, null, "body_too_large");
   if (err.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") return new ApiError(415, "invalid_request_error", err.message, null, "unsupported_media_type");
   if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) return badRequest(null, err.message, err.code ?? null);
   return new ApiError(500, "server_error", err.message, null, err instanceof EFedError ? err.code : null);
+}
+
+type SchemaError = NonNullable<FastifyError["validation"]>[number];
+
+/**
+ * The 400 for a body that fails its schema. A value that fails every branch of an `anyOf` yields an
+ * error per branch: a constraint broken in a branch of the right type says most ("n must be <= 16");
+ * when only types were wrong, the message lists the types the field may have.
+ */
+function invalidBody(errors: readonly SchemaError[]): ApiError {
+  const branches = errors.filter((e) => e.keyword !== "anyOf");
+  const first = branches.find((e) => e.keyword !== "type") ?? branches[0] ?? errors[0]!;
+  const missing = (first.params as { missingProperty?: string }).missingProperty;
+  const param = paramName(first.instancePath, missing);
+  let what: string;
+  if (missing !== undefined) what = "is required";
+  else if (first.keyword === "type") {
+    const types = branches.filter((e) => e.keyword === "type" && e.instancePath === first.instancePath).map((e) => String((e.params as { type: unknown }).type));
+    what = `must be ${[...new Set(types)].join(" or ")}`;
+  } else {
+    const allowed = (first.params as { allowedValues?: unknown[] }).allowedValues;
+    what = `${first.message ?? "is invalid"}${allowed === undefined ? "" : `: ${allowed.join(", ")}`}`;
+  }
+  return badRequest(param === "" ? null : param, `${param === "" ? "the body" : param} ${what}`);
 }
