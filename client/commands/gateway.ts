@@ -16,6 +16,7 @@ interface GatewayFlags extends PipelineFlags {
   port: number;
   host: string;
   maxActiveSequences: number;
+  maxStepsInFlight: number;
   retryAfterS: number;
 }
 
@@ -31,6 +32,7 @@ export function gatewayCommand(): Command {
     .requiredOption("--port <port>", "TCP port to listen on (0: any free port)", integer(0, 65535))
     .option("--host <host>", "address to listen on", "127.0.0.1")
     .option("--max-active-sequences <n>", "sequences (choices of all requests) running at once; more get 429", integer(1, 4096), 64)
+    .option("--max-steps-in-flight <n>", "steps of all requests sent to the layers at once; more wait (at most half the servers' --max-steps-in-flight-per-address)", integer(1, 4096), 8)
     .option("--retry-after-s <s>", "seconds between tries to open a route after a failure (told to clients as Retry-After)", integer(1, 3600), 5);
   return addPipelineFlags(command).action(async (flags: GatewayFlags) => {
     const model = ModelDirectory.open(flags.model);
@@ -43,6 +45,7 @@ export function gatewayCommand(): Command {
       eosTokenIds: model.config.eosTokenIds,
       openLayers: () => openPipeline(model, flags),
       retryAfterS: flags.retryAfterS,
+      maxStepsInFlight: flags.maxStepsInFlight,
     });
     const app = buildGateway({ models: [served], maxActiveSequences: flags.maxActiveSequences });
     try {

@@ -3,6 +3,7 @@ import type { TokenHead } from "../batchingHead.js";
 import type { ChatTemplate } from "../chat/template.js";
 import type { LayerPipeline } from "../generate.js";
 import { noRoute } from "./errors.js";
+import { gateSteps } from "./stepGate.js";
 
 /** The layers of a model as opened for the gateway, and how to let them go. */
 export interface OpenedLayers {
@@ -34,6 +35,8 @@ export interface GatewayModelOptions {
   retryAfterS?: number;
   /** Unix seconds reported as `created` (default: when the gateway started). */
   created?: number;
+  /** Steps of all requests running at once at most; more wait (default 8, see gateSteps). */
+  maxStepsInFlight?: number;
 }
 
 /**
@@ -47,7 +50,7 @@ export class GatewayModel {
   readonly id: string;
   readonly created: number;
   readonly retryAfterS: number;
-  private current: { layers: OpenedLayers; active: number; stale: boolean } | undefined;
+  private current: { layers: OpenedLayers; gated: LayerPipeline; active: number; stale: boolean } | undefined;
   private opening: Promise<void> | undefined;
   private lastFailure: { atMs: number; reason: string } | undefined;
 
@@ -85,7 +88,7 @@ export class GatewayModel {
     const held = this.current!;
     held.active++;
     return {
-      pipeline: held.layers.pipeline,
+      pipeline: held.gated,
       servers: held.layers.servers,
       release: (failed) => {
         held.active--;
@@ -117,7 +120,7 @@ export class GatewayModel {
     try {
       const layers = await this.options.openLayers();
       this.lastFailure = undefined;
-      this.current = { layers, active: 0, stale: false };
+      this.current = { layers, gated: gateSteps(layers.pipeline, this.options.maxStepsInFlight), active: 0, stale: false };
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
       this.lastFailure = { atMs: Date.now(), reason };

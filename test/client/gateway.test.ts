@@ -6,9 +6,10 @@ import { TextTokenizer } from "../../engine/model/tokenizer.js";
 import { Head } from "../../engine/runtime/head.js";
 import { BatchingHead } from "../../client/batchingHead.js";
 import { ChatTemplate } from "../../client/chat/template.js";
-import { generate } from "../../client/generate.js";
+import { generate, type LayerPipeline } from "../../client/generate.js";
 import { GatewayModel, type OpenedLayers } from "../../client/gateway/models.js";
 import { buildGateway } from "../../client/gateway/server.js";
+import { gateSteps } from "../../client/gateway/stepGate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
 import { RemotePipeline } from "../../client/remotePipeline.js";
 import { scratchDir } from "../engine/helpers.js";
@@ -334,5 +335,39 @@ describe("gateway, layers on a route of two shard servers", () => {
     expect(named.length).toBe(4); // two choices, a session on each of two servers
     expect(new Set(named).size).toBe(4);
     expect(named.every((s) => /^0x[0-9a-f]{64}$/.test(s))).toBe(true);
+  });
+});
+
+describe("gateSteps", () => {
+  it("runs at most maxSteps steps at once, first come first served, and every step completes", async () => {
+    let running = 0;
+    let most = 0;
+    const pending: (() => void)[] = [];
+    const order: number[] = [];
+    const fake: LayerPipeline = {
+      openSequence: () =>
+        Promise.resolve({
+          compute: async (hidden: Float32Array) => {
+            running++;
+            most = Math.max(most, running);
+            order.push(hidden[0]!);
+            await new Promise<void>((resolve) => pending.push(resolve));
+            running--;
+            return hidden.map((x) => x * 2);
+          },
+          close: () => Promise.resolve(),
+        }),
+    };
+    const gated = gateSteps(fake, 2);
+    const sequences = await Promise.all([0, 1, 2, 3, 4].map(() => gated.openSequence()));
+    const results = sequences.map((s, i) => s.compute(Float32Array.of(i)));
+    for (let i = 0; i < 5; i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(running).toBe(Math.min(2, 5 - i));
+      pending.shift()!();
+    }
+    expect((await Promise.all(results)).map((r) => r[0])).toEqual([0, 2, 4, 6, 8]);
+    expect([most, order]).toEqual([2, [0, 1, 2, 3, 4]]);
+    expect(() => gateSteps(fake, 0)).toThrow("max steps in flight must be an integer >= 1, got 0");
   });
 });
