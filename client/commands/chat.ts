@@ -6,18 +6,14 @@ import { Head } from "../../engine/runtime/head.js";
 import { ChatSession, ContextExhaustedError } from "../chat/session.js";
 import { ChatTemplate } from "../chat/template.js";
 import { TextStream } from "../streamText.js";
-import { integer, number } from "./options.js";
+import { integer } from "./options.js";
 import { addPipelineFlags, openPipeline, type OpenedPipeline, type PipelineFlags } from "./pipelineFlags.js";
+import { addSamplingFlags, samplingOf, type SamplingFlags } from "./samplingFlags.js";
 
-interface ChatFlags extends PipelineFlags {
+interface ChatFlags extends PipelineFlags, SamplingFlags {
   model: string;
   system?: string;
   maxTokens: number;
-  temperature: number;
-  topK: number;
-  topP: number;
-  repetitionPenalty: number;
-  seed: number;
 }
 
 const HELP = "type a message and Enter; /reset starts a new conversation, /exit (or end of input) quits";
@@ -32,13 +28,9 @@ export function chatCommand(): Command {
     .description("chat with a model run in this process or on a route of shard servers; the conversation stays cached between turns")
     .requiredOption("--model <dir>", "Hugging Face model directory (config.json, safetensors, tokenizer.json)")
     .option("--system <text>", "a system message that opens the conversation")
-    .option("--max-tokens <n>", "tokens per reply at most (fewer when the context has less room)", integer(1, 1_000_000), 128)
-    .option("--temperature <t>", "0 = greedy", number(0), 0)
-    .option("--top-k <k>", "sample from the k most likely tokens (0 = all)", integer(0), 0)
-    .option("--top-p <p>", "nucleus sampling mass", number(Number.MIN_VALUE, 1), 1)
-    .option("--repetition-penalty <r>", "> 1 discourages repeats", number(Number.MIN_VALUE), 1)
-    .option("--seed <n>", "seed of the sampling stream (one stream for the whole chat)", integer(0, 2 ** 31 - 1), 0);
-  return addPipelineFlags(command).action(async (flags: ChatFlags) => {
+    .option("--max-tokens <n>", "tokens per reply at most (fewer when the context has less room)", integer(1, 1_000_000), 128);
+  // one sampling stream serves the whole chat: a seeded chat repeats exactly
+  return addPipelineFlags(addSamplingFlags(command)).action(async (flags: ChatFlags) => {
     const model = ModelDirectory.open(flags.model);
     let head: Head | undefined;
     let layers: OpenedPipeline | undefined;
@@ -48,14 +40,7 @@ export function chatCommand(): Command {
       const template = ChatTemplate.forModel(flags.model);
       head = await Head.load(model, { threads: 1 });
       layers = await openPipeline(model, flags);
-      session = new ChatSession(head, layers.pipeline, tokenizer, template, {
-        temperature: flags.temperature,
-        topK: flags.topK,
-        topP: flags.topP,
-        repetitionPenalty: flags.repetitionPenalty,
-        seed: flags.seed,
-        stopTokens: model.config.eosTokenIds,
-      });
+      session = new ChatSession(head, layers.pipeline, tokenizer, template, { ...samplingOf(flags), stopTokens: model.config.eosTokenIds });
       const interactive = process.stdin.isTTY === true;
       if (interactive) console.error(`chat template: ${template.origin}; layers: ${layers.servers.join(", ")}\n${HELP}`);
       const lines = createInterface({ input: process.stdin, terminal: false });

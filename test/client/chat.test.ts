@@ -1,36 +1,32 @@
 import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ModelDirectory } from "../../engine/model/modelDir.js";
-import { TextTokenizer } from "../../engine/model/tokenizer.js";
-import { Head } from "../../engine/runtime/head.js";
+import type { ModelDirectory } from "../../engine/model/modelDir.js";
+import type { TextTokenizer } from "../../engine/model/tokenizer.js";
+import type { Head } from "../../engine/runtime/head.js";
 import { ChatSession, ContextExhaustedError } from "../../client/chat/session.js";
 import { ChatTemplate, VERSE_TEMPLATE } from "../../client/chat/template.js";
 import { generate, type LayerPipeline } from "../../client/generate.js";
-import { LocalPipeline } from "../../client/localPipeline.js";
+import type { LocalPipeline } from "../../client/localPipeline.js";
 import { RemotePipeline, type VerifiedReceipt } from "../../client/remotePipeline.js";
 import { scratchDir } from "../engine/helpers.js";
+import { KJV, loadShippedModel, type ShippedModel } from "./support/shippedModel.js";
 import { startServer, type RunningServer } from "../node/support.js";
 import { EFED_BIN } from "../support/efedProcess.js";
 
-const KJV = join(import.meta.dirname, "..", "..", "models", "kjv-llama-6m");
 const EOS = 2;
 const scratch = scratchDir();
+let shipped: ShippedModel;
 let model: ModelDirectory;
 let head: Head;
 let local: LocalPipeline;
 let tokenizer: TextTokenizer;
 
 beforeAll(async () => {
-  model = ModelDirectory.open(KJV);
-  head = await Head.load(model);
-  local = await LocalPipeline.load(model);
-  tokenizer = TextTokenizer.load(KJV);
+  shipped = await loadShippedModel();
+  ({ model, head, local, tokenizer } = shipped);
 });
 afterAll(async () => {
-  await local.release();
-  await head.release();
-  model.close();
+  await shipped.release();
   scratch.cleanup();
 });
 

@@ -1,24 +1,24 @@
-import { join } from "node:path";
 import OpenAI, { type APIError } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ModelDirectory } from "../../engine/model/modelDir.js";
-import { TextTokenizer } from "../../engine/model/tokenizer.js";
-import { Head } from "../../engine/runtime/head.js";
+import type { ModelDirectory } from "../../engine/model/modelDir.js";
+import type { TextTokenizer } from "../../engine/model/tokenizer.js";
+import type { Head } from "../../engine/runtime/head.js";
 import { BatchingHead } from "../../client/batchingHead.js";
 import { ChatTemplate } from "../../client/chat/template.js";
 import { generate, type LayerPipeline } from "../../client/generate.js";
 import { GatewayModel, type OpenedLayers } from "../../client/gateway/models.js";
 import { buildGateway } from "../../client/gateway/server.js";
 import { gateSteps } from "../../client/gateway/stepGate.js";
-import { LocalPipeline } from "../../client/localPipeline.js";
+import type { LocalPipeline } from "../../client/localPipeline.js";
 import { RemotePipeline } from "../../client/remotePipeline.js";
 import { scratchDir } from "../engine/helpers.js";
+import { KJV, loadShippedModel, type ShippedModel } from "./support/shippedModel.js";
 import { startServer, type RunningServer } from "../node/support.js";
 
-const KJV = join(import.meta.dirname, "..", "..", "models", "kjv-llama-6m");
 const ID = "kjv-llama-6m";
 const EOS = 2;
 const scratch = scratchDir();
+let shipped: ShippedModel;
 let model: ModelDirectory;
 let head: Head;
 let local: LocalPipeline;
@@ -26,16 +26,12 @@ let tokenizer: TextTokenizer;
 let template: ChatTemplate;
 
 beforeAll(async () => {
-  model = ModelDirectory.open(KJV);
-  head = await Head.load(model);
-  local = await LocalPipeline.load(model);
-  tokenizer = TextTokenizer.load(KJV);
+  shipped = await loadShippedModel();
+  ({ model, head, local, tokenizer } = shipped);
   template = ChatTemplate.forModel(KJV);
 });
 afterAll(async () => {
-  await local.release();
-  await head.release();
-  model.close();
+  await shipped.release();
   scratch.cleanup();
 });
 

@@ -1,10 +1,9 @@
 import { spawn } from "node:child_process";
-import { join } from "node:path";
 import OpenAI from "openai";
 import { describe, expect, it } from "vitest";
+import { KJV } from "./support/shippedModel.js";
 import { EFED_BIN, stopProcess } from "../support/efedProcess.js";
 
-const KJV = join(import.meta.dirname, "..", "..", "models", "kjv-llama-6m");
 
 describe("efed gateway", () => {
   it("listens on a free port, serves the model under the directory's name, and exits 0 on SIGTERM", async () => {

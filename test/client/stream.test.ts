@@ -1,10 +1,9 @@
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { KJV } from "./support/shippedModel.js";
 import { TextTokenizer } from "../../engine/model/tokenizer.js";
 import { StopMatcher } from "../../client/streamStop.js";
 import { TextStream } from "../../client/streamText.js";
 
-const KJV = join(import.meta.dirname, "..", "..", "models", "kjv-llama-6m");
 
 describe("TextStream", () => {
   const tokenizer = TextTokenizer.load(KJV);

@@ -1,4 +1,3 @@
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { TextTokenizer } from "../../engine/model/tokenizer.js";
@@ -8,8 +7,8 @@ import { LocalPipeline } from "../../client/localPipeline.js";
 import { scratchDir } from "../engine/helpers.js";
 import { startServer, type RunningServer } from "../node/support.js";
 import { runEfed } from "../support/efedProcess.js";
+import { KJV } from "./support/shippedModel.js";
 
-const KJV = join(import.meta.dirname, "..", "..", "models", "kjv-llama-6m");
 const PROMPT = "In the beginning";
 const scratch = scratchDir();
 let expectedIds: number[];
