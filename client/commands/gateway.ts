@@ -6,7 +6,6 @@ import { Head } from "../../engine/runtime/head.js";
 import { BatchingHead } from "../batchingHead.js";
 import { ChatTemplate } from "../chat/template.js";
 import { GatewayModel } from "../gateway/models.js";
-import { buildGateway } from "../gateway/server.js";
 import { integer } from "./options.js";
 import { addPipelineFlags, openPipeline, type PipelineFlags } from "./pipelineFlags.js";
 
@@ -47,6 +46,8 @@ export function gatewayCommand(): Command {
       retryAfterS: flags.retryAfterS,
       maxStepsInFlight: flags.maxStepsInFlight,
     });
+    // loaded here, not with the CLI: fastify takes about a second to import, which every other command would pay
+    const { buildGateway } = await import("../gateway/server.js");
     const app = buildGateway({ models: [served], maxActiveSequences: flags.maxActiveSequences });
     try {
       const url = await app.listen({ port: flags.port, host: flags.host });
