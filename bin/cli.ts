@@ -1,5 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
+import { chatCommand } from "../client/commands/chat.js";
+import { gatewayCommand } from "../client/commands/gateway.js";
 import { generateCommand } from "../client/commands/generate.js";
 import { walletCommand } from "../client/commands/wallet.js";
 import { compressCommand } from "../node/commands/compress.js";
@@ -28,7 +30,7 @@ export function buildProgram(): Command {
     .version(version, "-V, --version", "print the eFed version")
     .showHelpAfterError()
     .exitOverride();
-  const commands = [generateCommand(), walletCommand(), serverCommand(), verifierCommand(), operatorCommand(), modelCommand(), manifestCommand(), compressCommand(), evalCommand()];
+  const commands = [generateCommand(), chatCommand(), gatewayCommand(), walletCommand(), serverCommand(), verifierCommand(), operatorCommand(), modelCommand(), manifestCommand(), compressCommand(), evalCommand()];
   for (const sub of commands) program.addCommand(inheritSettings(sub, program));
   return program;
 }

@@ -20,6 +20,12 @@ export interface GenerateOptions extends SamplingOptions {
   maxTokens: number;
   /** Stop when one of these is produced (it is included in the output). */
   stopTokens?: readonly number[];
+  /**
+   * Called with each token as soon as it is sampled, with the logits it was sampled from (valid only
+   * during the call), to stream it. Returning "stop" ends the generation with that token (finish
+   * "stop"), e.g. at a stop string.
+   */
+  onToken?: (id: number, logits: Float32Array) => unknown;
 }
 
 export interface GenerationResult {
@@ -63,39 +69,54 @@ export async function generate(
   }
   const length = sequenceLength(promptIds.length, options.maxTokens, head.config.maxPositionEmbeddings);
   const sampler = new Sampler(options);
-  const stop = new Set(options.stopTokens ?? []);
-  const H = head.config.hiddenSize;
   const sequence = await pipeline.openSequence(length);
-  const history = [...promptIds];
   const generatedIds: number[] = [];
-  let result: GenerationResult;
+  let finish: GenerationResult["finish"];
   try {
-    let input: readonly number[] = promptIds;
-    let finish: GenerationResult["finish"] = "length";
-    while (generatedIds.length < options.maxTokens) {
-      const hidden = await sequence.compute(head.embed(input));
-      const logits = await head.logits(hidden.subarray(hidden.length - H));
-      const next = sampler.sample(logits, history);
-      generatedIds.push(next);
-      history.push(next);
-      if (stop.has(next)) {
-        finish = "stop";
-        break;
-      }
-      input = [next];
-    }
-    result = { promptIds: [...promptIds], generatedIds, finish };
+    finish = await decodeOn(head, sequence, promptIds, [...promptIds], sampler, options, generatedIds);
   } catch (err) {
     // the step's failure is the one reported; the sequence ends without waiting on a broken route
     await sequence.close().catch(() => undefined);
-    throw failedWith(promptIds, generatedIds, err);
+    throw generationFailure(promptIds, generatedIds, err);
   }
   try {
     await sequence.close();
   } catch (err) {
-    throw failedWith(promptIds, generatedIds, err);
+    throw generationFailure(promptIds, generatedIds, err);
   }
-  return result;
+  return { promptIds: [...promptIds], generatedIds, finish };
+}
+
+/**
+ * The decode loop on an open sequence, which stays open: computes `input` (tokens not yet in the
+ * sequence) in one step, then one token per step, sampling from the logits of the last position.
+ * `history` (the sequence's tokens, `input` included) feeds the repetition penalty and grows with
+ * each token. The last token sampled is not computed: whoever continues the sequence feeds it first.
+ * Tokens are appended to `generatedIds` as they come, so a caller that catches a failure has those
+ * produced before it.
+ */
+export async function decodeOn(
+  head: TokenHead,
+  sequence: LayerSequence,
+  input: readonly number[],
+  history: number[],
+  sampler: Sampler,
+  options: GenerateOptions,
+  generatedIds: number[],
+): Promise<GenerationResult["finish"]> {
+  const stop = new Set(options.stopTokens ?? []);
+  const H = head.config.hiddenSize;
+  let next: readonly number[] = input;
+  for (let produced = 0; produced < options.maxTokens; produced++) {
+    const hidden = await sequence.compute(head.embed(next));
+    const logits = await head.logits(hidden.subarray(hidden.length - H));
+    const id = sampler.sample(logits, history);
+    generatedIds.push(id);
+    history.push(id);
+    if (options.onToken?.(id, logits) === "stop" || stop.has(id)) return "stop";
+    next = [id];
+  }
+  return "length";
 }
 
 /** Tokens a sequence of the prompt and `maxTokens` holds; refused when that is over the model's context. */
@@ -111,7 +132,7 @@ export function sequenceLength(promptTokens: number, maxTokens: number, context:
 }
 
 /** The GenerationError of `err`, keeping only the tokens of steps before a receipt that failed. */
-function failedWith(promptIds: readonly number[], generatedIds: readonly number[], err: unknown): GenerationError {
+export function generationFailure(promptIds: readonly number[], generatedIds: readonly number[], err: unknown): GenerationError {
   const cause = err instanceof Error ? err : new Error(String(err));
   const kept = cause instanceof ReceiptError ? generatedIds.slice(0, Number(cause.step)) : [...generatedIds];
   return new GenerationError({ promptIds: [...promptIds], generatedIds: kept, finish: "error" }, cause);

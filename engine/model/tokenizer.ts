@@ -21,13 +21,17 @@ export class TextTokenizer {
     }
   }
 
-  /** Token ids of `text`, with the special tokens (e.g. BOS) the tokenizer's config adds. */
-  encode(text: string): number[] {
-    return this.tokenizer.encode(text).ids;
+  /**
+   * Token ids of `text`, with the special tokens (e.g. BOS) the tokenizer's config adds unless
+   * `addSpecialTokens` is false (a chat template writes them into the text itself).
+   */
+  encode(text: string, { addSpecialTokens = true }: { addSpecialTokens?: boolean } = {}): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
   }
 
-  decode(ids: readonly number[]): string {
-    return this.tokenizer.decode([...ids], { skip_special_tokens: true });
+  /** The text of `ids`; special tokens (BOS, EOS) are left out unless `skipSpecialTokens` is false. */
+  decode(ids: readonly number[], { skipSpecialTokens = true }: { skipSpecialTokens?: boolean } = {}): string {
+    return this.tokenizer.decode([...ids], { skip_special_tokens: skipSpecialTokens });
   }
 }
 

@@ -12,6 +12,7 @@ import { buildRoute } from "../../../protocol/forwarding.js";
 import { ErrorCode } from "../../../protocol/wire.js";
 import { EFED_BIN as bin, spawnEfedServer, stopProcess } from "../../support/efedProcess.js";
 import { holdingRelay } from "../../support/holdingRelay.js";
+import { generatedJson } from "../../support/generateOutput.js";
 
 const run = promisify(execFile);
 const scratch = scratchDir();
@@ -35,8 +36,8 @@ describe("efed server + efed generate --route", () => {
     const forwarded = await run(process.execPath, [bin, ...args, "--route", urls.join(",")]);
     const relayed = await run(process.execPath, [bin, ...args, "--route", urls.join(","), "--no-forward"]);
     const local = await run(process.execPath, [bin, ...args]);
-    expect(JSON.parse(forwarded.stdout)).toEqual(JSON.parse(local.stdout));
-    expect(JSON.parse(relayed.stdout)).toEqual(JSON.parse(local.stdout));
+    expect(generatedJson(forwarded.stdout)).toEqual(generatedJson(local.stdout));
+    expect(generatedJson(relayed.stdout)).toEqual(generatedJson(local.stdout));
     expect(forwarded.stderr).toBe("");
     expect(relayed.stderr).toBe("");
   });

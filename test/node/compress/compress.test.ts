@@ -14,6 +14,7 @@ import { evaluateModel, sampleCorpus } from "../../../node/compress/evaluate.js"
 import { bitsEqual, maxAbsDiff, scratchDir } from "../../engine/helpers.js";
 import { ReferenceModel } from "../../engine/reference.js";
 import { runEfed, spawnEfedServer, stopProcess } from "../../support/efedProcess.js";
+import { generatedJson } from "../../support/generateOutput.js";
 
 const kjv = new URL("../../../models/kjv-llama-6m", import.meta.url).pathname;
 const scratch = scratchDir();
@@ -175,7 +176,7 @@ describe("serving a compressed variant", () => {
     const remote = await efed(...args, "--route", urls.join(","));
     const local = await efed(...args);
     expect(remote.code).toBe(0);
-    expect(JSON.parse(remote.stdout)).toEqual(JSON.parse(local.stdout));
+    expect(generatedJson(remote.stdout)).toEqual(generatedJson(local.stdout));
   });
 });
 

@@ -1,0 +1,66 @@
+import { basename, resolve } from "node:path";
+import { Command } from "commander";
+import { ModelDirectory } from "../../engine/model/modelDir.js";
+import { TextTokenizer } from "../../engine/model/tokenizer.js";
+import { Head } from "../../engine/runtime/head.js";
+import { BatchingHead } from "../batchingHead.js";
+import { ChatTemplate } from "../chat/template.js";
+import { GatewayModel } from "../gateway/models.js";
+import { integer } from "./options.js";
+import { addPipelineFlags, openPipeline, type PipelineFlags } from "./pipelineFlags.js";
+
+interface GatewayFlags extends PipelineFlags {
+  model: string;
+  modelName?: string;
+  port: number;
+  host: string;
+  maxActiveSequences: number;
+  maxStepsInFlight: number;
+  retryAfterS: number;
+}
+
+/**
+ * `efed gateway`: the OpenAI-compatible HTTP API for one model, its layers in this process or on a
+ * route of shard servers. Runs until SIGINT/SIGTERM; prints `{"event":"listening","url":…}` once ready.
+ */
+export function gatewayCommand(): Command {
+  const command = new Command("gateway")
+    .description("serve an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions) for a model")
+    .requiredOption("--model <dir>", "Hugging Face model directory (config.json, safetensors, tokenizer.json)")
+    .option("--model-name <id>", "the model id clients ask for (default: the directory's name)")
+    .requiredOption("--port <port>", "TCP port to listen on (0: any free port)", integer(0, 65535))
+    .option("--host <host>", "address to listen on", "127.0.0.1")
+    .option("--max-active-sequences <n>", "sequences (choices of all requests) running at once; more get 429", integer(1, 4096), 64)
+    .option("--max-steps-in-flight <n>", "steps of all requests sent to the layers at once; more wait (at most half the servers' --max-steps-in-flight-per-address)", integer(1, 4096), 8)
+    .option("--retry-after-s <s>", "seconds between tries to open a route after a failure (told to clients as Retry-After)", integer(1, 3600), 5);
+  return addPipelineFlags(command).action(async (flags: GatewayFlags) => {
+    const model = ModelDirectory.open(flags.model);
+    const head = await Head.load(model, { threads: 1 });
+    const served = new GatewayModel({
+      id: flags.modelName ?? basename(resolve(flags.model)),
+      head: new BatchingHead(head),
+      tokenizer: TextTokenizer.load(flags.model),
+      template: ChatTemplate.forModel(flags.model),
+      eosTokenIds: model.config.eosTokenIds,
+      openLayers: () => openPipeline(model, flags),
+      retryAfterS: flags.retryAfterS,
+      maxStepsInFlight: flags.maxStepsInFlight,
+    });
+    // loaded here, not with the CLI: fastify takes about a second to import, which every other command would pay
+    const { buildGateway } = await import("../gateway/server.js");
+    const app = buildGateway({ models: [served], maxActiveSequences: flags.maxActiveSequences });
+    try {
+      const url = await app.listen({ port: flags.port, host: flags.host });
+      console.log(JSON.stringify({ event: "listening", url, model: served.id, covered: await served.covered() }));
+      await new Promise<void>((done) => {
+        process.once("SIGINT", done);
+        process.once("SIGTERM", done);
+      });
+    } finally {
+      await app.close();
+      await served.close();
+      await head.release();
+      model.close();
+    }
+  });
+}
