@@ -236,7 +236,7 @@ describe("efed verifier daemon on a chain", () => {
     const stranger = new NonceManager(new Wallet(DEV_KEYS[4]!, provider));
     const receipt = { sessionId: variantId, step: 0n, firstLayer: 0, lastLayer: 4, variantId, inputHash: variantId, outputHash: variantId, tokens: 1, server: await stranger.getAddress() };
     const err = await chainCall("opening a dispute", () => contractsFor(stranger).disputes.openDispute.staticCall(1n, receipt, "0x", [])).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: "CHAIN_CALL_FAILED", errorName: "DisputesNotVerifier", message: `opening a dispute failed: DisputesNotVerifier(${await stranger.getAddress()})` });
+    expect(err).toMatchObject({ code: "CHAIN_CALL_FAILED", errorName: "DisputesNotVerifier", message: `opening a dispute failed: DisputesNotVerifier: ${await stranger.getAddress()} is not an active verifier` });
   });
 
   it("audits every receipt, records and is rewarded for the passes, challenges only the cheater, the committee votes, the cheater is slashed and the challenger paid", async () => {
