@@ -11,12 +11,14 @@
  *      detection, ban, replanning, reconnecting and the one-prefill replay included, against the
  *      median decode step of the same run.
  *
- * Prints the tables; with --write replaces the "Discovery" and "Failover" sections of docs/client.md.
- * A "Gateway" section is left for scripts/bench/lib/gatewayBench.ts (see GATEWAY_SECTION below).
+ *   3. Gateway (scripts/bench/lib/gatewayBench.ts): overhead per request against the library in the
+ *      same run, and tokens/s of 1, 4 and 16 concurrent streams against one, in process and on a route.
+ *
+ * Prints the tables; with --write replaces the "Discovery", "Failover" and "Gateway" sections of docs/client.md.
  * Every server and the chain are stopped at the end, also on error.
  */
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -35,13 +37,13 @@ import { ShardServer } from "../../node/server/shardServer.js";
 import { ActivationStore } from "../../node/store/activationStore.js";
 import { EFedToken__factory, ModelRegistry__factory, Staking__factory, TrustScores__factory } from "../../types/ethers-contracts/index.js";
 import { startHardhatNode } from "../../test/support/hardhatNode.js";
-import { replaceSection } from "./lib/docs.js";
+import { writeDocSections } from "./lib/docs.js";
+import { benchGateway } from "./lib/gatewayBench.js";
 import { fmtNum, markdownTable } from "./lib/markdown.js";
 import { median } from "./lib/stats.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const docPath = join(root, "docs/client.md");
-const write = process.argv.includes("--write");
 const work = mkdtempSync(join(tmpdir(), "efed-bench-client-"));
 const stops: (() => Promise<void>)[] = [];
 
@@ -273,15 +275,6 @@ async function benchFailover(): Promise<FailoverRow[]> {
 
 // ---------------------------------------------------------------- report
 
-/**
- * Where the gateway benchmark goes: scripts/bench/lib/gatewayBench.ts, when it exists, exports
- * `benchGateway(): Promise<{ heading: string; body: string }>` (heading "Gateway": overhead per
- * request against the library in the same run, tokens/s of 1, 4 and 16 concurrent streams); this
- * script runs it after the others and replaces that section of docs/client.md with its body.
- */
-const GATEWAY_SECTION = "lib/gatewayBench.ts";
-const GATEWAY_PLACEHOLDER = "Not measured yet: `benchGateway` in scripts/bench/lib/gatewayBench.ts writes this section (heading `Gateway`).";
-
 async function main(): Promise<void> {
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, load ${loadavg()[0]!.toFixed(1)} at start, Node ${process.version}`;
   const discovery = await benchDiscovery([10, 100]);
@@ -321,21 +314,9 @@ async function main(): Promise<void> {
   ].join("\n");
   console.log("## Discovery\n\n" + discoveryTable + "\n\n## Failover\n\n" + failoverTable);
 
-  let gateway: { heading: string; body: string } | undefined;
-  const gatewayPath = join(dirname(fileURLToPath(import.meta.url)), GATEWAY_SECTION);
-  if (existsSync(gatewayPath)) {
-    const mod = (await import(gatewayPath)) as { benchGateway: () => Promise<{ heading: string; body: string }> };
-    gateway = await mod.benchGateway();
-    console.log(`\n## ${gateway.heading}\n\n${gateway.body}`);
-  }
-  if (write) {
-    let doc = existsSync(docPath) ? readFileSync(docPath, "utf8") : `# The client: measured\n\nWritten by \`npm run bench:client -- --write\`.\n\n## Gateway\n\n${GATEWAY_PLACEHOLDER}\n`;
-    doc = replaceSection(doc, "Discovery", discoveryBody);
-    doc = replaceSection(doc, "Failover", failoverBody);
-    if (gateway !== undefined) doc = replaceSection(doc, gateway.heading, gateway.body);
-    writeFileSync(docPath, doc);
-    console.error(`wrote ${docPath}`);
-  }
+  const gateway = await benchGateway();
+  console.log(`\n## ${gateway.heading}\n\n${gateway.body}`);
+  writeDocSections(docPath, "The client: measured", { Discovery: discoveryBody, Failover: failoverBody, [gateway.heading]: gateway.body });
 }
 
 try {

@@ -6,6 +6,8 @@
  * streamed requests against one stream (requests share the layers' connections, the servers batch
  * their decode steps, and a BatchingHead batches their logits).
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ModelDirectory } from "../../../engine/model/modelDir.js";
 import { TextTokenizer } from "../../../engine/model/tokenizer.js";
@@ -16,7 +18,10 @@ import { generate } from "../../../client/generate.js";
 import { GatewayModel, type OpenedLayers } from "../../../client/gateway/models.js";
 import { buildGateway } from "../../../client/gateway/server.js";
 import { LocalPipeline } from "../../../client/localPipeline.js";
-import { fmtNum } from "./markdown.js";
+import { RemotePipeline } from "../../../client/remotePipeline.js";
+import { REPO_ROOT } from "./benchModels.js";
+import { fmtNum, markdownTable } from "./markdown.js";
+import { startServer, stopServers, type RunningServer } from "./networkServers.js";
 import { median } from "./stats.js";
 
 export const GATEWAY_OVERHEAD_HEADER = ["layers", "request", "tokens", "library (ms)", "gateway (ms)", "overhead per request (ms)"];
@@ -133,3 +138,50 @@ async function inProcess(model: ModelDirectory): Promise<OpenedLayers> {
 
 /** The shipped model, the one the gateway numbers are measured on. */
 export const SHIPPED_MODEL = join(import.meta.dirname, "..", "..", "..", "models", "kjv-llama-6m");
+
+/**
+ * The "Gateway" section of docs/client.md: the measurements with the layers in this process, then
+ * on a route of two `efed server` processes (shipped model), as markdown tables.
+ */
+export async function benchGateway(): Promise<{ heading: string; body: string }> {
+  const overhead: string[][] = [];
+  const streams: string[][] = [];
+  const local = await measureGateway({ modelDir: SHIPPED_MODEL });
+  overhead.push(...local.overhead);
+  streams.push(...local.streams);
+  // the servers' key files go to a scratch directory, not into the checkout (they inherit the environment)
+  const storeDir = mkdtempSync(join(tmpdir(), "efed-gwbench-"));
+  const previousDataDir = process.env.EFED_DATA_DIR;
+  process.env.EFED_DATA_DIR = storeDir;
+  let servers: RunningServer[] = [];
+  try {
+    servers = [await startServer(REPO_ROOT, SHIPPED_MODEL, 0, 4, storeDir), await startServer(REPO_ROOT, SHIPPED_MODEL, 4, 8, storeDir)];
+    const urls = servers.map((s) => s.url);
+    const route = await measureGateway({
+      modelDir: SHIPPED_MODEL,
+      label: "route of 2 servers",
+      openLayers: async (model) => {
+        const pipeline = await RemotePipeline.connect(urls, model.config.numLayers);
+        return { pipeline, servers: urls, close: async () => pipeline.close() };
+      },
+    });
+    overhead.push(...route.overhead);
+    streams.push(...route.streams);
+  } finally {
+    await stopServers(servers);
+    if (previousDataDir === undefined) delete process.env.EFED_DATA_DIR;
+    else process.env.EFED_DATA_DIR = previousDataDir;
+    rmSync(storeDir, { recursive: true, force: true });
+  }
+  const body = [
+    "The same chat request through the gateway (HTTP, validation, templating, JSON or SSE) against `generate()` called",
+    "directly on the same head and layers, alternating; medians of the paired differences. Then 1, 4 and 16 concurrent",
+    "streamed requests sharing the layers' connections (the servers batch their decode steps, a BatchingHead batches the",
+    "logits) against one stream. Shipped model, greedy.",
+    "",
+    markdownTable(GATEWAY_OVERHEAD_HEADER, overhead, ["left", "left", "right", "right", "right", "right"]),
+    "",
+    markdownTable(GATEWAY_STREAMS_HEADER, streams, ["left", "right", "right", "right", "right"]),
+  ].join("\n");
+  return { heading: "Gateway", body };
+}
