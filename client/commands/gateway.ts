@@ -1,13 +1,18 @@
 import { basename, resolve } from "node:path";
 import { Command } from "commander";
+import { formatEther } from "ethers";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { TextTokenizer } from "../../engine/model/tokenizer.js";
 import { Head } from "../../engine/runtime/head.js";
 import { BatchingHead } from "../batchingHead.js";
 import { ChatTemplate } from "../chat/template.js";
 import { GatewayModel } from "../gateway/models.js";
+import type { GatewayAccounting } from "../gateway/server.js";
 import { integer } from "./options.js";
-import { addPipelineFlags, openPipeline, type PipelineFlags } from "./pipelineFlags.js";
+import { addPipelineFlags, openPipeline, type OpenedPipeline, type PipelineFlags } from "./pipelineFlags.js";
+
+/** Response header of a paid answer: what its sessions cost, in tokens. */
+const COST_HEADER = "x-efed-cost";
 
 interface GatewayFlags extends PipelineFlags {
   model: string;
@@ -36,19 +41,20 @@ export function gatewayCommand(): Command {
   return addPipelineFlags(command).action(async (flags: GatewayFlags) => {
     const model = ModelDirectory.open(flags.model);
     const head = await Head.load(model, { threads: 1 });
+    let opened: OpenedPipeline | undefined; // the route now in use (opened again after a failure)
     const served = new GatewayModel({
       id: flags.modelName ?? basename(resolve(flags.model)),
       head: new BatchingHead(head),
       tokenizer: TextTokenizer.load(flags.model),
       template: ChatTemplate.forModel(flags.model),
       eosTokenIds: model.config.eosTokenIds,
-      openLayers: () => openPipeline(model, flags),
+      openLayers: async () => (opened = await openPipeline(model, flags)),
       retryAfterS: flags.retryAfterS,
       maxStepsInFlight: flags.maxStepsInFlight,
     });
     // loaded here, not with the CLI: fastify takes about a second to import, which every other command would pay
     const { buildGateway } = await import("../gateway/server.js");
-    const app = buildGateway({ models: [served], maxActiveSequences: flags.maxActiveSequences });
+    const app = buildGateway({ models: [served], maxActiveSequences: flags.maxActiveSequences, accounting: walletAccounting(() => opened) });
     try {
       const url = await app.listen({ port: flags.port, host: flags.host });
       console.log(JSON.stringify({ event: "listening", url, model: served.id, covered: await served.covered() }));
@@ -63,4 +69,15 @@ export function gatewayCommand(): Command {
       model.close();
     }
   });
+}
+
+/** With --wallet: each answer says what it cost (`x-efed-cost`, from the vouchers signed for its sessions). */
+function walletAccounting(current: () => OpenedPipeline | undefined): GatewayAccounting {
+  return {
+    admit: () => undefined, // the wallet's limits are checked before each step: reaching one ends the request with a 429
+    costHeaders: (sessionIds) => {
+      const costOf = current()?.costOf;
+      return costOf === undefined ? {} : { [COST_HEADER]: `${formatEther(costOf(sessionIds))} EFED` };
+    },
+  };
 }

@@ -29,6 +29,8 @@ export interface OpenedPipeline extends OpenedLayers {
   remote: boolean;
   /** What the work cost so far ("cost: 0.016 EFED" and a line per server), when a wallet pays it. */
   costReport?: () => string;
+  /** What the work of `sessionIds` cost (token base units), when a wallet pays it. */
+  costOf?: (sessionIds: readonly string[]) => bigint;
 }
 
 export function addPipelineFlags(command: Command): Command {
@@ -80,7 +82,7 @@ export async function openPipeline(model: ModelDirectory, flags: PipelineFlags, 
         route.close();
         paying?.close();
       },
-      ...(paying === undefined ? {} : { costReport: () => paying.report() }),
+      ...(paying === undefined ? {} : { costReport: () => paying.report(), costOf: (ids: readonly string[]) => paying.costOf(ids) }),
     };
   } catch (err) {
     paying?.close();

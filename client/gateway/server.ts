@@ -1,5 +1,6 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
 import { EFedError } from "../../protocol/errors.js";
+import { GenerationError } from "../generate.js";
 import { prepareChat, prepareText, requestId, runRequest, type Endpoint, type PreparedRequest, type RequestRun } from "./completions.js";
 import { ApiError, badRequest, tooManyRequests, unknownModel } from "./errors.js";
 import type { GatewayModel, LayersLease } from "./models.js";
@@ -158,6 +159,8 @@ async function streamAnswer(prepared: PreparedRequest, lease: LayersLease, head:
 /** A failure while generating, as the 503 the client sees (the model's route is opened again for the next request). */
 function routeFailure(model: GatewayModel, err: unknown): ApiError {
   if (err instanceof ApiError) return err;
+  const cause = err instanceof GenerationError ? err.cause : err;
+  if (cause instanceof EFedError && cause.code === "WALLET_SPENDING_LIMIT") return tooManyRequests(cause.message, "spending_limit", model.retryAfterS);
   const message = err instanceof Error ? err.message : String(err);
   return new ApiError(503, "service_unavailable", `the route of '${model.id}' failed: ${message}`, null, err instanceof EFedError ? err.code : "route_failed", model.retryAfterS);
 }

@@ -30,6 +30,8 @@ export interface GenerationPayment {
   pipelineOptions: Pick<RemotePipelineOptions, "payment" | "onReceipt">;
   /** "cost: 0.016 EFED" and one line per server paid. */
   report(): string;
+  /** What the work of `sessionIds` cost (token base units). */
+  costOf(sessionIds: readonly string[]): bigint;
   close(): void;
 }
 
@@ -62,6 +64,7 @@ export async function paymentFor(f: PaymentFlags): Promise<GenerationPayment | u
           receipt: JSON.stringify(r.receipt, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)),
         }),
     },
+    costOf: (sessionIds) => payer.costOf(sessionIds),
     report: () => [`cost: ${formatEther(payer.total)} EFED`, ...[...payer.spent].map(([server, amount]) => `  ${server}: ${formatEther(amount)} EFED`)].join("\n"),
     close: () => wallet.close(),
   };

@@ -21,6 +21,8 @@ export interface PayerOptions {
 }
 
 export const DEFAULT_CHANNEL_TOKENS = 100_000;
+/** Sessions whose cost `costOf` can still tell. */
+const MAX_SESSIONS_COSTED = 100_000;
 
 /** One priced server of a route, as the payer pays it. */
 interface PricedServer {
@@ -28,6 +30,8 @@ interface PricedServer {
   server: string;
   pricePerToken: bigint;
   channelId: string;
+  /** This sequence's session at the server, to which its payments are counted (see costOf). */
+  sessionId: string;
 }
 
 /**
@@ -40,6 +44,8 @@ interface PricedServer {
  */
 export class Payer implements RoutePayment {
   readonly spent = new Map<string, bigint>();
+  /** What was paid for each session (a sequence's sessions, one per priced server). */
+  private readonly bySession = new Map<string, bigint>();
   private readonly channelTokens: bigint;
   private readonly now: () => Date;
 
@@ -51,6 +57,13 @@ export class Payer implements RoutePayment {
   }
 
   /** What this payer signed over, in all. */
+  /** What was paid for the work of `sessionIds` (e.g. one request's sequences), in token base units. */
+  costOf(sessionIds: readonly string[]): bigint {
+    let t = 0n;
+    for (const id of sessionIds) t += this.bySession.get(id) ?? 0n;
+    return t;
+  }
+
   get total(): bigint {
     let t = 0n;
     for (const v of this.spent.values()) t += v;
@@ -65,7 +78,7 @@ export class Payer implements RoutePayment {
       if (price === 0n) continue;
       const channelId = await this.channelFor(c, price, maxLength);
       await this.bind(c, sessionIds[i]!, channelId, price);
-      priced.push({ connection: c, server: c.info.server, pricePerToken: price, channelId });
+      priced.push({ connection: c, server: c.info.server, pricePerToken: price, channelId, sessionId: sessionIds[i]! });
     }
     return {
       beforeStep: (tokens) => this.checkLimits(priced, tokens),
@@ -136,7 +149,15 @@ export class Payer implements RoutePayment {
   }
 
   private async payStep(priced: readonly PricedServer[], tokens: number): Promise<void> {
-    await Promise.all(priced.map((p) => this.pay(p.connection, p.channelId, stepCost(p.pricePerToken, tokens))));
+    await Promise.all(
+      priced.map((p) => {
+        const cost = stepCost(p.pricePerToken, tokens);
+        this.bySession.set(p.sessionId, (this.bySession.get(p.sessionId) ?? 0n) + cost);
+        // a long-running gateway opens sessions without end: the oldest are forgotten (their requests are long answered)
+        if (this.bySession.size > MAX_SESSIONS_COSTED) this.bySession.delete(this.bySession.keys().next().value!);
+        return this.pay(p.connection, p.channelId, cost);
+      }),
+    );
   }
 
   /** Signs (in the ledger's transaction) and sends the next voucher on `channelId`, `amount` more. */
