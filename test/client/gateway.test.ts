@@ -8,6 +8,7 @@ import { ChatTemplate } from "../../client/chat/template.js";
 import { generate, type LayerPipeline } from "../../client/generate.js";
 import { GatewayModel, type OpenedLayers } from "../../client/gateway/models.js";
 import { buildGateway } from "../../client/gateway/server.js";
+import { WalletError } from "../../client/wallet/walletError.js";
 import { gateSteps } from "../../client/gateway/stepGate.js";
 import type { LocalPipeline } from "../../client/localPipeline.js";
 import { RemotePipeline } from "../../client/remotePipeline.js";
@@ -274,6 +275,32 @@ describe("gateway limits and unavailable routes", () => {
       expect([r.status, r.headers.get("retry-after"), (r.json.error as { code: string }).code]).toEqual([429, "1", "too_many_sequences"]);
       const ok = await post(gateway.url, "/v1/chat/completions", { model: ID, messages: [{ role: "user", content: "x" }], n: 2, max_tokens: 2 });
       expect(ok.status).toBe(200);
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it("a wallet's spending limit reached mid-request is a 429 with Retry-After, not a route failure", async () => {
+    const limit = new WalletError("WALLET_SPENDING_LIMIT", "the next step costs 0.002 EFED: the query would cost 0.012, over its limit of 0.01");
+    let steps = 0;
+    const paying: OpenedLayers = {
+      servers: ["in-process"],
+      close: async () => {},
+      pipeline: {
+        openSequence: async () => {
+          const inner = await local.openSequence();
+          return { compute: async (h) => (++steps > 2 ? Promise.reject(limit) : inner.compute(h)), close: () => inner.close() };
+        },
+      },
+    };
+    const gateway = await startGateway(() => Promise.resolve(paying));
+    try {
+      const r = await post(gateway.url, "/v1/chat/completions", { model: ID, messages: [{ role: "user", content: "x" }], max_tokens: 4 });
+      expect([r.status, r.headers.get("retry-after"), r.json]).toEqual([
+        429,
+        "7",
+        { error: { message: limit.message, type: "rate_limit_error", param: null, code: "spending_limit" } },
+      ]);
     } finally {
       await gateway.close();
     }

@@ -287,6 +287,24 @@ describe("paying per token", () => {
     expect(failed?.message).toContain(`server 2 of 2 on the route (${b.server.url}) failed step 1`);
     expect(failed?.details.payment).toEqual({ channelId: channelB, owed: 3n * PRICE, covered: 0n });
   }, 60_000);
+  it("tells what each sequence's sessions cost, which the gateway answers in x-efed-cost", async () => {
+    const payer = new Payer({ chain: client, ledger, channelTokens: 1000 });
+    const pipeline = await RemotePipeline.connect([a.server.url, b.server.url], 4, { payment: payer });
+    try {
+      const first = await pipeline.openSequence(16);
+      const second = await pipeline.openSequence(16);
+      await first.compute(head.embed([1, 2, 3]));
+      await second.compute(head.embed([4]));
+      await second.compute(head.embed([5]));
+      expect(payer.costOf(first.sessionIds)).toBe(2n * 3n * PRICE);
+      expect(payer.costOf(second.sessionIds)).toBe(2n * 2n * PRICE);
+      expect(payer.costOf([...first.sessionIds, ...second.sessionIds])).toBe(2n * 5n * PRICE);
+      expect(payer.costOf(["0x" + "00".repeat(32)])).toBe(0n);
+      await Promise.all([first.close(), second.close()]);
+    } finally {
+      pipeline.close();
+    }
+  }, 60_000);
 });
 
 describe("efed wallet and a paid efed generate", () => {
@@ -375,26 +393,4 @@ describe("efed server with a price on a chain", () => {
       await Promise.all(children.map((c) => stopProcess(c)));
     }
   }, 120_000);
-});
-
-// last: it pays on the shared client channels, whose exact totals the tests above assert
-describe("the cost of a sequence", () => {
-  it("tells what each sequence's sessions cost, which the gateway answers in x-efed-cost", async () => {
-    const payer = new Payer({ chain: client, ledger, channelTokens: 1000 });
-    const pipeline = await RemotePipeline.connect([a.server.url, b.server.url], 4, { payment: payer });
-    try {
-      const first = await pipeline.openSequence(16);
-      const second = await pipeline.openSequence(16);
-      await first.compute(head.embed([1, 2, 3]));
-      await second.compute(head.embed([4]));
-      await second.compute(head.embed([5]));
-      expect(payer.costOf(first.sessionIds)).toBe(2n * 3n * PRICE);
-      expect(payer.costOf(second.sessionIds)).toBe(2n * 2n * PRICE);
-      expect(payer.costOf([...first.sessionIds, ...second.sessionIds])).toBe(payer.total);
-      expect(payer.costOf(["0x" + "00".repeat(32)])).toBe(0n);
-      await Promise.all([first.close(), second.close()]);
-    } finally {
-      pipeline.close();
-    }
-  }, 60_000);
 });
