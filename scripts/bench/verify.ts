@@ -36,7 +36,7 @@ import { DEVNET_PARAMS } from "../lib/deployProtocol.js";
 import { REPO_ROOT } from "./lib/benchModels.js";
 import { replaceSection } from "./lib/docs.js";
 import { markdownTable } from "./lib/markdown.js";
-import { median, percentile as percentileOf } from "./lib/stats.js";
+import { median, nearestRankPercentile, percentile as percentileOf } from "./lib/stats.js";
 import { formatEther } from "ethers";
 
 const WRITE = process.argv.includes("--write");
@@ -49,12 +49,6 @@ const scratch = mkdtempSync(join(tmpdir(), "efed-bench-verify-"));
 
 // ------------------------------------------------------------------ statistics
 
-const sorted = (xs: readonly number[]): number[] => [...xs].sort((a, b) => a - b);
-/** The q-quantile (nearest rank) of xs. */
-function percentile(xs: readonly number[], q: number): number {
-  const s = sorted(xs);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
-}
 const fmt = (x: number): string => (x === 0 ? "0" : x.toExponential(1));
 
 // ------------------------------------------------------------------ a simulated server and verifier
@@ -542,7 +536,7 @@ function closedFormMinRate(cheater: Cheater, d: number, within: Within, gain: nu
 
 const noiseTable = markdownTable(
   ["model / variant", "threads", "serving", "wire", "steps", "p50", "p99.9", "max", "tolerance", "bit-exact (fp32)"],
-  noise.map((n) => [n.subject, String(n.threads), n.mode, n.wire, String(n.scores.length), fmt(percentile(n.scores, 0.5)), fmt(percentile(n.scores, 0.999)), fmt(Math.max(...n.scores)), fmt(n.tolerance), n.exact]),
+  noise.map((n) => [n.subject, String(n.threads), n.mode, n.wire, String(n.scores.length), fmt(nearestRankPercentile(n.scores, 50)), fmt(nearestRankPercentile(n.scores, 99.9)), fmt(Math.max(...n.scores)), fmt(n.tolerance), n.exact]),
   ["left", "right", "left", "left", "right", "right", "right", "right", "right", "right"],
 );
 const worst = new Map<number, number>();

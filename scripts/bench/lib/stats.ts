@@ -19,3 +19,14 @@ export function percentile(values: readonly number[], p: number): number {
 export function median(values: readonly number[]): number {
   return percentile(values, 50);
 }
+
+/**
+ * The p-th percentile (0..100) by nearest rank: always one of the samples. For tails of measured
+ * noise, where interpolating between the two largest samples would report a value nobody observed.
+ */
+export function nearestRankPercentile(values: readonly number[], p: number): number {
+  if (values.length === 0) throw new RangeError("percentile of no values");
+  if (!(p >= 0 && p <= 100)) throw new RangeError(`percentile must be within 0..100, got ${p}`);
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
