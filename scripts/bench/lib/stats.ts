@@ -28,5 +28,6 @@ export function nearestRankPercentile(values: readonly number[], p: number): num
   if (values.length === 0) throw new RangeError("percentile of no values");
   if (!(p >= 0 && p <= 100)) throw new RangeError(`percentile must be within 0..100, got ${p}`);
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+  // (p · n) / 100, not p / 100 · n: 99.9 / 100 · 1000 rounds to just above 999 and would take the next rank
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p * sorted.length) / 100) - 1))]!;
 }
