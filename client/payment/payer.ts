@@ -46,6 +46,8 @@ export class Payer implements RoutePayment {
   readonly spent = new Map<string, bigint>();
   /** What was paid for each session (a sequence's sessions, one per priced server). */
   private readonly bySession = new Map<string, bigint>();
+  /** Per channel: the session whose last step was sent and not yet paid (a failed step; a gap at binding pays it). */
+  private readonly unpaidStepOf = new Map<string, string>();
   private readonly channelTokens: bigint;
   private readonly now: () => Date;
 
@@ -81,7 +83,10 @@ export class Payer implements RoutePayment {
       priced.push({ connection: c, server: c.info.server, pricePerToken: price, channelId, sessionId: sessionIds[i]! });
     }
     return {
-      beforeStep: (tokens) => this.checkLimits(priced, tokens),
+      beforeStep: (tokens) => {
+        this.checkLimits(priced, tokens);
+        for (const p of priced) this.unpaidStepOf.set(p.channelId, p.sessionId);
+      },
       afterStep: (tokens) => this.payStep(priced, tokens),
     };
   }
@@ -133,7 +138,10 @@ export class Payer implements RoutePayment {
     if (gap > stepCost(price, c.info.maxStepTokens)) {
       throw new WalletError("WALLET_SERVER_MISMATCH", `${c.url} claims ${bound.owed} owed on channel ${channelId}, this wallet signed ${signed}: more than one step apart, not paid`);
     }
-    await this.pay(c, channelId, gap);
+    // the step that failed is counted to its session, when it was this payer's (a failover's old route)
+    const failedSession = this.unpaidStepOf.get(channelId);
+    this.unpaidStepOf.delete(channelId);
+    await this.pay(c, channelId, gap, failedSession);
   }
 
   private checkLimits(priced: readonly PricedServer[], tokens: number): void {
@@ -149,22 +157,23 @@ export class Payer implements RoutePayment {
   }
 
   private async payStep(priced: readonly PricedServer[], tokens: number): Promise<void> {
-    await Promise.all(
-      priced.map((p) => {
-        const cost = stepCost(p.pricePerToken, tokens);
-        this.bySession.set(p.sessionId, (this.bySession.get(p.sessionId) ?? 0n) + cost);
-        // a long-running gateway opens sessions without end: the oldest are forgotten (their requests are long answered)
-        if (this.bySession.size > MAX_SESSIONS_COSTED) this.bySession.delete(this.bySession.keys().next().value!);
-        return this.pay(p.connection, p.channelId, cost);
-      }),
-    );
+    for (const p of priced) if (this.unpaidStepOf.get(p.channelId) === p.sessionId) this.unpaidStepOf.delete(p.channelId);
+    await Promise.all(priced.map((p) => this.pay(p.connection, p.channelId, stepCost(p.pricePerToken, tokens), p.sessionId)));
   }
 
-  /** Signs (in the ledger's transaction) and sends the next voucher on `channelId`, `amount` more. */
-  private async pay(c: ShardConnection, channelId: string, amount: bigint): Promise<void> {
+  /**
+   * Signs (in the ledger's transaction) and sends the next voucher on `channelId`, `amount` more,
+   * counted to `sessionId` in costOf (when known: not for a gap another payer or process left).
+   */
+  private async pay(c: ShardConnection, channelId: string, amount: bigint, sessionId: string | undefined): Promise<void> {
     const { chain, ledger } = this.o;
     const v = ledger.signNext(channelId, amount, chain.wallet.signingKey, channelsDomain(chain), { day: this.day(), maxPerDayWei: this.o.maxPerDayWei });
     this.spent.set(c.info.server, (this.spent.get(c.info.server) ?? 0n) + amount);
+    if (sessionId !== undefined) {
+      this.bySession.set(sessionId, (this.bySession.get(sessionId) ?? 0n) + amount);
+      // a long-running gateway opens sessions without end: the oldest are forgotten (their requests are long answered)
+      if (this.bySession.size > MAX_SESSIONS_COSTED) this.bySession.delete(this.bySession.keys().next().value!);
+    }
     const paid = await c.pay(channelId, v.cumulativeAmount, v.signature);
     if (paid.covered !== v.cumulativeAmount) {
       throw new WalletError("WALLET_SERVER_MISMATCH", `${c.url} says channel ${channelId} is covered to ${paid.covered} after a voucher for ${v.cumulativeAmount}`);

@@ -14,10 +14,13 @@ import { encodeActivations } from "../../protocol/activations.js";
 import { voucherDomain } from "../../protocol/eip712.js";
 import { signBinding } from "../../protocol/payment.js";
 import { ErrorCode } from "../../protocol/wire.js";
+import { FailoverPipeline, type FailoverEvent } from "../../client/failover.js";
 import { generate } from "../../client/generate.js";
+import { LocalPipeline } from "../../client/localPipeline.js";
 import { Payer } from "../../client/payment/payer.js";
 import type { RoutePayment } from "../../client/payment/routePayment.js";
 import { RemotePipeline } from "../../client/remotePipeline.js";
+import { CandidatePool } from "../../client/route/candidatePool.js";
 import { ShardConnection } from "../../client/shardClient.js";
 import { Ledger } from "../../client/wallet/ledger.js";
 import { closeChannel, connectWalletChain, disconnect, readClientDeployment, type WalletChain } from "../../client/wallet/walletChain.js";
@@ -30,6 +33,7 @@ import { VoucherStore } from "../../node/store/voucherStore.js";
 import { EFedToken__factory, ModelRegistry__factory, PaymentChannels__factory, Staking__factory, type PaymentChannels } from "../../types/ethers-contracts/index.js";
 import { scratchDir } from "../engine/helpers.js";
 import { startHardhatNode, type LocalChain } from "../support/hardhatNode.js";
+import { beforeEachStep } from "../support/stepHook.js";
 import { EFED_BIN, spawnEfedServer, stopProcess } from "../support/efedProcess.js";
 
 const run = promisify(execFile);
@@ -105,6 +109,18 @@ async function startPricedServer(key: Wallet, first: number, last: number, store
 
 let a: PricedServer;
 let b: PricedServer;
+
+/** Funds `key` (ETH and tokens), stakes and registers it for layers first:last at `url`, at PRICE. */
+async function register(key: Wallet, first: number, last: number, url: string): Promise<void> {
+  const stake = parseEther("1200"); // devnet: 1000 base + 100 per layer
+  await send(() => admin.sendTransaction({ to: key.address, value: parseEther("10") }));
+  await send(() => EFedToken__factory.connect(contracts.token!, admin).mint(key.address, stake));
+  const signer = new NonceManager(key.connect(provider));
+  await send(() => EFedToken__factory.connect(contracts.token!, signer).approve(contracts.staking!, stake));
+  const staking = Staking__factory.connect(contracts.staking!, signer);
+  await send(() => staking.deposit(stake));
+  await send(() => staking.registerServer(variantId, first, last, url, PRICE));
+}
 
 async function send(tx: () => Promise<{ wait(): Promise<unknown> }>): Promise<void> {
   await (await tx()).wait();
@@ -305,6 +321,68 @@ describe("paying per token", () => {
       pipeline.close();
     }
   }, 60_000);
+  it("pays a failover onto a priced spare: the replay as one prefill and each later step, and the spare redeems exactly that", async () => {
+    // A (the shared 0:2 server) → B (2:4), a spare C (2:4); B and C are new servers of their own keys
+    const keyFailing = new Wallet(hexlify(randomBytes(32)));
+    const keySpare = new Wallet(hexlify(randomBytes(32)));
+    const failing = await startPricedServer(keyFailing, 2, 4, join(scratch.dir, "failing.sqlite"));
+    const spare = await startPricedServer(keySpare, 2, 4, join(scratch.dir, "spare.sqlite"));
+    try {
+      await register(keyFailing, 2, 4, failing.server.url);
+      await register(keySpare, 2, 4, spare.server.url);
+      await provider.send("evm_increaseTime", [601]); // past their probation
+      await provider.send("evm_mine", []);
+      const prompt = [1, 2, 3];
+      const options = { maxTokens: 6, temperature: 0 };
+      const local = await LocalPipeline.load(model, [2]);
+      const expected = await generate(head, local, prompt, options).finally(() => local.release());
+
+      const payer = new Payer({ chain: client, ledger, channelTokens: 1000 });
+      const sessionIds: string[] = []; // every sequence's sessions, on both routes (for costOf)
+      const payment: RoutePayment = {
+        openSequence: (connections, ids, maxLength) => {
+          sessionIds.push(...ids);
+          return payer.openSequence(connections, ids, maxLength);
+        },
+      };
+      const pool = new CandidatePool();
+      pool.addUnmeasured([a, failing, spare].map((s) => ({ url: s.server.url })));
+      const events: FailoverEvent[] = [];
+      const failingUrl = failing.server.url; // its url reads port 0 once it stops
+      const route = [a.server.url, failingUrl];
+      // relayed: A has computed the failed step before the client reaches B, so what A is owed is known
+      const failover = await FailoverPipeline.connect(route, 4, pool.replanner({ numLayers: 4 }), { forward: false, payment, onFailover: (e) => events.push(e) });
+      // steps: 0 the 3-token prompt, 1..5 one token each; B stops before step 3
+      const killing = beforeEachStep(failover, async (step) => {
+        if (step === 3) await failing.stop(false);
+      });
+      const ids = await generate(head, killing, prompt, options).finally(() => failover.close());
+      expect(ids.generatedIds).toEqual(expected.generatedIds);
+      expect(events.map((e) => [e.failedUrl, e.route, e.replayedTokens])).toEqual([[failingUrl, [a.server.url, spare.server.url], 6]]);
+
+      // B: steps 0..2 (3 + 1 + 1). C: the replay of steps 0..3 as one prefill (6), then steps 4 and 5 (1 + 1).
+      // A: steps 0..2 (5), the failed step 3 it computed before B failed (1, paid as the gap when its new
+      // session is bound to the same channel), the replay (6) and steps 4 and 5 (2).
+      expect([...payer.spent]).toEqual([
+        [keyA.address, 14n * PRICE],
+        [keyFailing.address, 5n * PRICE],
+        [keySpare.address, 8n * PRICE],
+      ]);
+      expect(payer.total).toBe(27n * PRICE);
+      expect(sessionIds.length).toBe(4);
+      expect(payer.costOf(sessionIds)).toBe(payer.total);
+      // the failed step A computed counts to A's first session, paid though it was at the second one's binding
+      expect(payer.costOf(sessionIds.slice(0, 2))).toBe(2n * 5n * PRICE + 1n * PRICE);
+      expect(payer.costOf(sessionIds.slice(2))).toBe(2n * 8n * PRICE);
+      const toSpare = channelTo(keySpare.address);
+      expect(ledger.get(toSpare)!.cumulative).toBe(8n * PRICE);
+
+      expect(await spare.redeemer.pass(true)).toBe(1);
+      expect((await spare.channels.channel(toSpare)).paid).toBe(8n * PRICE);
+    } finally {
+      for (const s of [failing, spare]) if (running.has(s)) await s.stop(false);
+    }
+  }, 120_000);
 });
 
 describe("efed wallet and a paid efed generate", () => {
