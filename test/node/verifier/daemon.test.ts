@@ -3,7 +3,6 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { JsonRpcProvider, NonceManager, Wallet, parseEther, type Signer } from "ethers";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest, writeManifest } from "../../../engine/model/manifest.js";
 import type { ModelDirectory } from "../../../engine/model/modelDir.js";
@@ -32,6 +31,7 @@ import { startHardhatNode, type LocalChain } from "../../support/hardhatNode.js"
 import { EFED_BIN, runEfed, stopProcess } from "../../support/efedProcess.js";
 import { startServer, type RunningServer } from "../support.js";
 import { generateOn } from "./harness.js";
+import { DEV_KEYS, FAULT_FROM, FULL_BOND, PROMPT, SERVER_STAKE, silent } from "./chainHarness.js";
 
 /**
  * The verifier daemon on a real Hardhat node: an honest server and one that adds noise from its
@@ -40,20 +40,6 @@ import { generateOn } from "./harness.js";
  * committee, re-execute and vote, the dispute settles: the cheater is slashed and its trust falls,
  * the challenger is paid. Rounds are driven with runOnce() and time with evm_increaseTime.
  */
-// Hardhat's well-known development accounts #1..#5 (public test keys, funded only on local nodes).
-const DEV_KEYS = [
-  "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-  "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-  "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-  "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
-  "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
-];
-const PROMPT = [5, 17, 3, 60, 41];
-const FAULT_FROM = PROMPT.length + 2; // steps 0..2 honest, step 3 on noisy
-const SERVER_STAKE = parseEther("2000");
-/** The bond of a dispute that locks a full serverSlash (the servers here stake more than that). */
-const FULL_BOND = DEVNET_PARAMS.disputes.challengeBond + (DEVNET_PARAMS.disputes.serverSlash * DEVNET_PARAMS.disputes.lockBondBps) / 10_000n;
-const silent = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
 const scratch = scratchDir();
 let chain: LocalChain;

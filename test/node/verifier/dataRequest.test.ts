@@ -1,7 +1,6 @@
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { JsonRpcProvider, NonceManager, Wallet, parseEther, type Signer } from "ethers";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest, writeManifest } from "../../../engine/model/manifest.js";
 import type { ModelDirectory } from "../../../engine/model/modelDir.js";
@@ -27,7 +26,7 @@ import { randomModel, scratchDir } from "../../engine/helpers.js";
 import { faultyShard } from "../../support/faultyShard.js";
 import { startHardhatNode, type LocalChain } from "../../support/hardhatNode.js";
 import { startServer, type RunningServer } from "../support.js";
-import { FULL_BOND } from "./chainHarness.js";
+import { DEV_KEYS, FULL_BOND, PROMPT, SERVER_STAKE, silent } from "./chainHarness.js";
 import { generateOn } from "./harness.js";
 
 /**
@@ -38,13 +37,8 @@ import { generateOn } from "./harness.js";
  * when the posted step is wrong); one that never answers is slashed once the deadline passes, and its
  * trust falls below θ.
  */
-// Hardhat's well-known development accounts #1, #2 (public test keys, funded only on local nodes).
-const DEV_KEYS = ["0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d", "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"];
-const PROMPT = [5, 17, 3, 60, 41];
 const WITHHELD_STEP = 3n;
-const SERVER_STAKE = parseEther("2000");
 const P = DEVNET_DATA_REQUEST_PARAMS;
-const silent = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
 const scratch = scratchDir();
 let chain: LocalChain;
