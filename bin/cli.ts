@@ -5,6 +5,7 @@ import { gatewayCommand } from "../client/commands/gateway.js";
 import { generateCommand } from "../client/commands/generate.js";
 import { walletCommand } from "../client/commands/wallet.js";
 import { compressCommand } from "../node/commands/compress.js";
+import { convertCommand } from "../node/commands/convert.js";
 import { evalCommand } from "../node/commands/eval.js";
 import { manifestCommand } from "../node/commands/manifest.js";
 import { modelCommand } from "../node/commands/model.js";
@@ -30,7 +31,7 @@ export function buildProgram(): Command {
     .version(version, "-V, --version", "print the eFed version")
     .showHelpAfterError()
     .exitOverride();
-  const commands = [generateCommand(), chatCommand(), gatewayCommand(), walletCommand(), serverCommand(), verifierCommand(), operatorCommand(), modelCommand(), manifestCommand(), compressCommand(), evalCommand()];
+  const commands = [generateCommand(), chatCommand(), gatewayCommand(), walletCommand(), serverCommand(), verifierCommand(), operatorCommand(), modelCommand(), manifestCommand(), compressCommand(), convertCommand(), evalCommand()];
   for (const sub of commands) program.addCommand(inheritSettings(sub, program));
   return program;
 }

@@ -1,0 +1,36 @@
+import { existsSync, statSync } from "node:fs";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { EXPORT_TYPES, exportGguf, type ExportType } from "../convert/exportGguf.js";
+import { importGguf } from "../convert/importGguf.js";
+
+/** `efed convert`: a GGUF file into a model directory, or a model directory into a GGUF file. */
+export function convertCommand(): Command {
+  return new Command("convert")
+    .description("convert between GGUF (llama.cpp) and an eFed model directory: FILE.gguf DIR imports, DIR FILE.gguf exports")
+    .argument("<input>", "a .gguf file to import, or a model directory to export")
+    .argument("<output>", "the model directory to write (import), or the .gguf file to write (export)")
+    .addOption(new Option("--type <type>", "export only: store every matrix as this type (keep = as the directory stores it)").choices(EXPORT_TYPES).default("keep"))
+    .option("--json", "print the report as JSON")
+    .action((input: string, output: string, flags: { type: ExportType; json?: boolean }) => {
+      const importing = input.endsWith(".gguf");
+      if (!importing && !(existsSync(input) && statSync(input).isDirectory())) {
+        throw new InvalidArgumentError(`${input} is neither a .gguf file nor a model directory`);
+      }
+      if (!importing && !output.endsWith(".gguf")) throw new InvalidArgumentError(`${output}: an export writes a .gguf file; name it FILE.gguf`);
+      if (importing && flags.type !== "keep") throw new InvalidArgumentError(`--type ${flags.type} applies to exports; an import keeps the GGUF's types`);
+      if (importing) {
+        const report = importGguf(input, output);
+        if (flags.json === true) return console.log(JSON.stringify(report, null, 1));
+        const types = Object.entries(report.types).map(([t, n]) => `${n} ${t}`).join(", ");
+        console.log(`${output}: ${report.tensors} tensors (matrices: ${types}), variant ${report.variantId}`);
+        if (report.dequantized.length > 0) console.log(`dequantized to F32 (eFed keeps them dense): ${report.dequantized.join(", ")}`);
+        if (report.tokenizerLeftOut !== undefined) console.log(`no tokenizer written: ${report.tokenizerLeftOut}`);
+        return;
+      }
+      const report = exportGguf(input, output, flags.type);
+      if (flags.json === true) return console.log(JSON.stringify(report, null, 1));
+      console.log(`${output}: ${report.tensors} tensors, mostly ${report.fileType}`);
+      if (report.maxScaleRounding > 0) console.log(`quantization scales rounded to F16: largest relative change ${report.maxScaleRounding.toExponential(2)}`);
+      if (report.tokenizerLeftOut !== undefined) console.log(`no tokenizer included: ${report.tokenizerLeftOut}`);
+    });
+}

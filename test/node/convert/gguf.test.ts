@@ -1,0 +1,176 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { ModelDirectory } from "../../../engine/model/modelDir.js";
+import { readManifest } from "../../../engine/model/manifest.js";
+import { GgmlType, GgufValueType, type GgufValue } from "../../../engine/model/gguf/format.js";
+import { GgufFile } from "../../../engine/model/gguf/reader.js";
+import { writeGguf } from "../../../engine/model/gguf/writer.js";
+import { fromGgmlBlocks, toGgmlBlocks } from "../../../engine/model/gguf/blocks.js";
+import { compressModel } from "../../../node/compress/compressModel.js";
+import { exportGguf } from "../../../node/convert/exportGguf.js";
+import { importGguf } from "../../../node/convert/importGguf.js";
+import { reorderRotaryRows } from "../../../node/convert/llamaTensors.js";
+import { Head } from "../../../engine/runtime/head.js";
+import { generate } from "../../../client/generate.js";
+import { LocalPipeline } from "../../../client/localPipeline.js";
+
+const MODEL = new URL("../../../models/kjv-llama-6m", import.meta.url).pathname;
+const scratch = mkdtempSync(join(tmpdir(), "efed-gguf-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** The model's greedy continuation of a fixed prompt ("And the LORD said unto Moses"). */
+async function greedy(dir: string): Promise<number[]> {
+  const model = ModelDirectory.open(dir);
+  try {
+    const pipeline = await LocalPipeline.load(model);
+    return (await generate(await Head.load(model), pipeline, [1, 298, 261, 338, 383, 320, 676], { maxTokens: 24, temperature: 0 })).generatedIds;
+  } finally {
+    model.close();
+  }
+}
+
+/** Every tensor of a model directory as float32 bytes (dense) or raw bytes (quantized codes), by name. */
+function tensorsOf(dir: string): Map<string, Buffer> {
+  const model = ModelDirectory.open(dir);
+  const out = new Map<string, Buffer>();
+  for (const name of model.tensorNames()) {
+    const info = model.info(name);
+    const bytes = info.dtype === "U8" ? model.rawBytes(name) : new Uint8Array(model.tensor(name, info.shape).buffer);
+    out.set(name, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  }
+  model.close();
+  return out;
+}
+
+/** Names of the tensors whose values differ between two models (or that one of them lacks). */
+function differingTensors(a: Map<string, Buffer>, b: Map<string, Buffer>): string[] {
+  const names = new Set([...a.keys(), ...b.keys()]);
+  return [...names].filter((name) => !(a.get(name)?.equals(b.get(name) ?? Buffer.alloc(0)) ?? false)).sort();
+}
+
+describe("efed convert: GGUF both ways", () => {
+  it("exports the shipped model to GGUF and imports it back with the same weights, tokenizer and greedy tokens", async () => {
+    const gguf = join(scratch, "kjv-f16.gguf");
+    const report = exportGguf(MODEL, gguf);
+    expect(report).toEqual({ file: gguf, tensors: 74, fileType: "F16", maxScaleRounding: 0 });
+    const file = GgufFile.open(gguf);
+    expect(file.metadata.get("general.architecture")).toEqual({ type: GgufValueType.STRING, value: "llama" });
+    expect(file.metadata.get("llama.block_count")).toEqual({ type: GgufValueType.UINT32, value: 8 });
+    expect(file.metadata.get("tokenizer.ggml.model")).toEqual({ type: GgufValueType.STRING, value: "gpt2" });
+    expect(file.info("blk.0.attn_q.weight")).toMatchObject({ dims: [256, 256], type: GgmlType.F16 });
+    expect(file.info("blk.0.attn_k.weight")).toMatchObject({ dims: [256, 128], type: GgmlType.F16 });
+    expect(file.info("blk.0.attn_norm.weight")).toMatchObject({ dims: [256], type: GgmlType.F32 });
+    expect(file.tensors.has("output.weight")).toBe(false); // tied to the embeddings
+    file.close();
+
+    const imported = join(scratch, "kjv-imported");
+    const back = importGguf(gguf, imported);
+    expect(back.types).toEqual({ F16: 57 });
+    expect(back.tokenizerLeftOut).toBeUndefined();
+    expect(differingTensors(tensorsOf(imported), tensorsOf(MODEL))).toEqual([]);
+    expect(await greedy(imported)).toEqual(await greedy(MODEL));
+  });
+
+  it("import → export → import is exact for int8 (Q8_0) and int4 (Q4_0) variants, which keep their blocks and generate alike", async () => {
+    for (const method of ["int8", "int4"] as const) {
+      const variant = join(scratch, method);
+      await compressModel(MODEL, variant, { method });
+      const first = join(scratch, `${method}.gguf`);
+      expect(exportGguf(variant, first).fileType).toBe(method === "int8" ? "Q8_0" : "Q4_0");
+      const imported = join(scratch, `${method}-imported`);
+      const report = importGguf(first, imported);
+      expect(report.types).toEqual({ F16: 1, [method === "int8" ? "Q8_0" : "Q4_0"]: 56 });
+      expect(readManifest(imported)!.compression).toMatchObject({ method, block_size: 32, accuracy_level: method === "int8" ? 4 : 0 });
+      const second = join(scratch, `${method}-again.gguf`);
+      exportGguf(imported, second);
+      const reimported = join(scratch, `${method}-reimported`);
+      const again = importGguf(second, reimported);
+      expect(again.variantId).toBe(report.variantId);
+      expect(differingTensors(tensorsOf(reimported), tensorsOf(imported))).toEqual([]);
+      expect(await greedy(imported)).toEqual(await greedy(variant));
+    }
+  });
+
+  it("converts dense matrices to another type on export (F32, BF16, Q8_0), values as that type rounds them", () => {
+    for (const [type, ggml] of [["f32", GgmlType.F32], ["bf16", GgmlType.BF16], ["q8_0", GgmlType.Q8_0]] as const) {
+      const gguf = join(scratch, `kjv-${type}.gguf`);
+      exportGguf(MODEL, gguf, type);
+      const file = GgufFile.open(gguf);
+      expect(file.info("blk.3.ffn_down.weight").type).toBe(ggml);
+      expect(file.info("token_embd.weight").type).toBe(type === "q8_0" ? GgmlType.F16 : ggml); // embeddings stay dense
+      file.close();
+    }
+    const imported = importGguf(join(scratch, "kjv-f32.gguf"), join(scratch, "kjv-f32"));
+    expect(imported.types).toEqual({ F32: 57 });
+    expect(differingTensors(tensorsOf(join(scratch, "kjv-f32")), tensorsOf(MODEL))).toEqual([]); // F16 → F32 is exact
+  });
+
+  it("refuses what GGUF cannot hold, naming it: SVD factors, blocks other than 32, an existing quantization given another type", async () => {
+    const svd = join(scratch, "svd");
+    await compressModel(MODEL, svd, { method: "svd", rank: 16 });
+    expect(() => exportGguf(svd, join(scratch, "svd.gguf"))).toThrow(/model\.layers\.0\.mlp\.down_proj is stored as SVD factors \(rank 16\), which GGUF cannot hold/);
+    const blocks64 = join(scratch, "int8-b64");
+    await compressModel(MODEL, blocks64, { method: "int8", blockSize: 64 });
+    expect(() => exportGguf(blocks64, join(scratch, "b64.gguf"))).toThrow(/quantized with blocks of 64; GGUF's Q8_0\/Q4_0 need blocks of 32/);
+    expect(() => exportGguf(blocks64, join(scratch, "b64.gguf"), "f16")).toThrow(/is already quantized \(int8\); export it with --type keep/);
+  });
+});
+
+describe("GGUF blocks and layouts", () => {
+  it("Q4_0's nibble order (j and j+16 share a byte) maps to MatMulNBits' (2i and 2i+1) and back", () => {
+    const block = new Uint8Array(18);
+    block.set([0x00, 0x3c]); // scale 1.0 in F16
+    for (let j = 0; j < 16; j++) block[2 + j] = (j & 0x0f) | ((15 - j) << 4); // element j = j, element j+16 = 15−j
+    const f = fromGgmlBlocks(GgmlType.Q4_0, block, 1, 32);
+    expect(f.scales).toEqual(new Float32Array([1]));
+    const codes = Array.from({ length: 32 }, (_, i) => (i & 1 ? f.packed[i >> 1]! >> 4 : f.packed[i >> 1]! & 0x0f));
+    expect(codes).toEqual([...Array.from({ length: 16 }, (_, j) => j), ...Array.from({ length: 16 }, (_, j) => 15 - j)]);
+    expect(toGgmlBlocks(f)).toEqual({ type: GgmlType.Q4_0, data: block, maxScaleRounding: 0 });
+  });
+
+  it("reorders a head's rotary rows from halves to pairs and back", () => {
+    const rows = new Uint8Array([0, 1, 2, 3, 10, 11, 12, 13]); // 2 heads × 4 rows of 1 byte
+    const gguf = reorderRotaryRows(rows, 8, 2, true);
+    expect([...gguf]).toEqual([0, 2, 1, 3, 10, 12, 11, 13]);
+    expect(reorderRotaryRows(gguf, 8, 2, false)).toEqual(rows);
+  });
+});
+
+describe("a hostile or unsupported GGUF file", () => {
+  const write = (name: string, bytes: Uint8Array): string => {
+    const path = join(scratch, name);
+    writeFileSync(path, bytes);
+    return path;
+  };
+  const header = (tensorCount: bigint, metadataCount: bigint): Buffer => {
+    const b = Buffer.alloc(24);
+    b.write("GGUF", 0, "latin1");
+    b.writeUInt32LE(3, 4);
+    b.writeBigUInt64LE(tensorCount, 8);
+    b.writeBigUInt64LE(metadataCount, 16);
+    return b;
+  };
+
+  it("names a wrong magic, a truncated header and counts beyond the limits", () => {
+    expect(() => GgufFile.open(write("magic.gguf", Buffer.from("GGML\x03\0\0\0")))).toThrow(/is not a GGUF file \(magic 0x4c4d4747, expected "GGUF"\)/);
+    expect(() => GgufFile.open(write("short.gguf", header(1n, 0n).subarray(0, 12)))).toThrow(/the header is truncated/);
+    expect(() => GgufFile.open(write("many.gguf", header(1n << 40n, 0n)))).toThrow(/the tensor count is 1099511627776, expected at most 65536/);
+    const hugeString = Buffer.concat([header(0n, 1n), Buffer.from(new BigUint64Array([1n << 33n]).buffer)]);
+    expect(() => GgufFile.open(write("string.gguf", hugeString))).toThrow(/the length of metadata key 0 is 8589934592, expected at most 16777216/);
+  });
+
+  it("names an unsupported tensor type and a tensor that ends past the file", () => {
+    const metadata = new Map<string, GgufValue>([["general.architecture", { type: GgufValueType.STRING, value: "llama" }]]);
+    const path = join(scratch, "ok.gguf");
+    writeGguf(path, metadata, [{ name: "token_embd.weight", dims: [32, 2], type: GgmlType.Q8_0, data: new Uint8Array(68) }]);
+    const bytes = readFileSync(path);
+    expect(GgufFile.open(path).info("token_embd.weight")).toMatchObject({ dims: [32, 2], type: GgmlType.Q8_0, byteLength: 68 });
+    const typeAt = bytes.indexOf(Buffer.from("token_embd.weight")) + "token_embd.weight".length + 4 + 16;
+    const q6k = Buffer.from(bytes);
+    q6k.writeUInt32LE(14, typeAt);
+    expect(() => GgufFile.open(write("q6k.gguf", q6k))).toThrow(/tensor token_embd\.weight is Q6_K; eFed reads F32, F16, BF16, Q8_0 and Q4_0/);
+    expect(() => GgufFile.open(write("cut.gguf", bytes.subarray(0, bytes.length - 60)))).toThrow(/tensor token_embd\.weight ends at byte \d+, past the end of the file/);
+  });
+});
