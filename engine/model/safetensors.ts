@@ -1,5 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { ModelFormatError } from "../errors.js";
+import { readRange } from "./readRange.js";
 import { DTYPE_BYTES, isDType, toFloat32, type DType } from "../../protocol/dtype.js";
 
 /** Where one tensor lives in a safetensors file. */
@@ -59,19 +60,7 @@ export class SafetensorsFile {
   readBytes(name: string): Uint8Array {
     const info = this.info(name);
     if (this.fd === undefined) throw new ModelFormatError(`${this.path} is closed`, { path: this.path });
-    const bytes = new Uint8Array(info.byteLength);
-    let done = 0;
-    while (done < bytes.byteLength) {
-      const n = readSync(this.fd, bytes, done, bytes.byteLength - done, info.offset + done);
-      if (n === 0) {
-        throw new ModelFormatError(`${this.path}: tensor ${name} is truncated (file ends inside its data)`, {
-          path: this.path,
-          tensor: name,
-        });
-      }
-      done += n;
-    }
-    return bytes;
+    return readRange(this.fd, info.offset, info.byteLength, this.path, name);
   }
 
   /** Tensor `name` as float32, checking its shape when `expectedShape` is given. */

@@ -1,5 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { ModelFormatError } from "../../errors.js";
+import { readRange } from "../readRange.js";
 import {
   DEFAULT_ALIGNMENT,
   GGML_BLOCK,
@@ -194,14 +195,7 @@ export class GgufFile {
   readBytes(name: string): Uint8Array {
     const info = this.info(name);
     if (this.fd === undefined) throw new ModelFormatError(`${this.path} is closed`, { path: this.path });
-    const bytes = new Uint8Array(info.byteLength);
-    let done = 0;
-    while (done < bytes.byteLength) {
-      const n = readSync(this.fd, bytes, done, bytes.byteLength - done, this.dataOffset + info.offset + done);
-      if (n === 0) throw new ModelFormatError(`${this.path}: tensor ${name} is truncated`, { path: this.path, tensor: name });
-      done += n;
-    }
-    return bytes;
+    return readRange(this.fd, this.dataOffset + info.offset, info.byteLength, this.path, name);
   }
 
   close(): void {
