@@ -6,7 +6,7 @@ import { ModelDirectory } from "../../../engine/model/modelDir.js";
 import { PUBLIC_SHAPES, writeRandomModel } from "../../../engine/model/randomModel.js";
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-const cacheDir = join(REPO_ROOT, ".cache", "bench-models");
+export const cacheDir = join(REPO_ROOT, ".cache", "bench-models");
 
 /**
  * The random-weight model at the shape of public model `name`, written once into .cache/ (with

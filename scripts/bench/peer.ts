@@ -1,0 +1,131 @@
+/**
+ * npm run bench:peer — eFed's engine against llama.cpp (node-llama-cpp, pinned) on the same weights,
+ * exported by `efed convert`, at every weight format both serve: decode and prefill tokens/s at 1 and
+ * 2 threads, peak RSS, and whether the greedy tokens agree. Rounds are interleaved and each number is
+ * the median over rounds (this machine is shared: compare ratios within one run).
+ * Options: --rounds N (3), --models kjv,smol (both), --write (replace the section in docs/benchmarks.md).
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Command } from "commander";
+import { ModelDirectory } from "../../engine/model/modelDir.js";
+import { compressModel } from "../../node/compress/compressModel.js";
+import { exportGguf, type ExportType } from "../../node/convert/exportGguf.js";
+import { importGguf } from "../../node/convert/importGguf.js";
+import { cacheDir, ensureGenerated } from "./lib/benchModels.js";
+import { writeDocSections } from "./lib/docs.js";
+import { median } from "./lib/stats.js";
+import { DECODE, PROMPT, type PeerRun } from "./peer-worker.js";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const opts = new Command()
+  .option("--rounds <n>", "interleaved rounds per configuration", (v) => Number(v), 3)
+  .option("--models <list>", "kjv, smol or both", "kjv,smol")
+  .option("--write", "write the table into docs/benchmarks.md")
+  .parse()
+  .opts<{ rounds: number; models: string }>();
+
+const MODELS: Record<string, [label: string, dir: () => string]> = {
+  kjv: ["kjv-llama-6m (shipped)", () => join(root, "models", "kjv-llama-6m")],
+  smol: ["SmolLM2-135M shape (random)", () => ensureGenerated("smollm2-135m")],
+};
+
+/** One row of the table: what eFed serves and the GGUF llama.cpp runs, with the same weights. */
+interface Format {
+  label: string;
+  efedDir: string;
+  gguf: string;
+}
+
+/** The model in every format, made once into the bench cache. */
+async function formatsOf(key: string, dir: string): Promise<Format[]> {
+  const out = join(cacheDir, "peer", key);
+  mkdirSync(out, { recursive: true });
+  const gguf = (name: string, from: string, type: ExportType): string => {
+    const file = join(out, `${name}.gguf`);
+    if (!existsSync(file)) exportGguf(from, file, type);
+    return file;
+  };
+  const quantized = async (method: "int8" | "int4"): Promise<{ efedDir: string; gguf: string }> => {
+    const efedDir = join(out, `${method}-from-gguf`);
+    if (!existsSync(join(efedDir, "model.safetensors"))) {
+      const variant = join(out, method);
+      if (!existsSync(join(variant, "model.safetensors"))) await compressModel(dir, variant, { method });
+      // llama.cpp's blocks carry F16 scales: run eFed on the GGUF's own blocks so both read the same weights
+      importGguf(gguf(method, variant, "keep"), efedDir);
+    }
+    return { efedDir, gguf: join(out, `${method}.gguf`) };
+  };
+  return [
+    { label: "f32 · F32", efedDir: dir, gguf: gguf("f32", dir, "f32") },
+    { label: "f32 (16-bit weights widened) · F16", efedDir: dir, gguf: gguf("f16", dir, "f16") },
+    { label: "int8 · Q8_0", ...(await quantized("int8")) },
+    { label: "int4 · Q4_0", ...(await quantized("int4")) },
+  ];
+}
+
+function run(engine: "efed" | "llama", path: string, threads: number, vocab: number): PeerRun {
+  const out = execFileSync(process.execPath, ["--import", "tsx", join(root, "scripts/bench/peer-worker.ts"), engine, path, String(threads), String(vocab)], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return JSON.parse(out.trim().split("\n").pop()!) as PeerRun;
+}
+
+/** Tokens generated alike from the start, out of DECODE. */
+function agreement(a: readonly number[], b: readonly number[]): number {
+  let n = 0;
+  while (n < a.length && a[n] === b[n]) n++;
+  return n;
+}
+
+const rows: string[] = [];
+for (const key of opts.models.split(",")) {
+  const entry = MODELS[key];
+  if (entry === undefined) throw new Error(`--models: ${key} is not one of ${Object.keys(MODELS).join(", ")}`);
+  const [label, dirOf] = entry;
+  const dir = dirOf();
+  const vocab = ModelDirectory.open(dir).config.vocabSize;
+  const formats = await formatsOf(key, dir);
+  const runs = new Map<string, { efed: PeerRun[]; llama: PeerRun[] }>();
+  for (let round = 0; round < opts.rounds; round++) {
+    for (const f of formats) {
+      for (const threads of [1, 2]) {
+        const k = `${f.label}|${threads}`;
+        const r = runs.get(k) ?? { efed: [], llama: [] };
+        r.efed.push(run("efed", f.efedDir, threads, vocab));
+        r.llama.push(run("llama", f.gguf, threads, vocab));
+        runs.set(k, r);
+        console.error(`${label} ${k} round ${round + 1}: efed ${r.efed.at(-1)!.decodeTokensPerSecond.toFixed(1)} vs llama.cpp ${r.llama.at(-1)!.decodeTokensPerSecond.toFixed(1)} decode tok/s`);
+      }
+    }
+  }
+  for (const f of formats) {
+    for (const threads of [1, 2]) {
+      const r = runs.get(`${f.label}|${threads}`)!;
+      const m = (xs: PeerRun[], pick: (x: PeerRun) => number): number => median(xs.map(pick));
+      const decode = [m(r.efed, (x) => x.decodeTokensPerSecond), m(r.llama, (x) => x.decodeTokensPerSecond)];
+      const prefill = [m(r.efed, (x) => x.prefillTokensPerSecond), m(r.llama, (x) => x.prefillTokensPerSecond)];
+      const rss = [m(r.efed, (x) => x.peakRssBytes), m(r.llama, (x) => x.peakRssBytes)];
+      rows.push(
+        `| ${label} | ${f.label} | ${threads} | ${decode[0]!.toFixed(1)} | ${decode[1]!.toFixed(1)} | **${(decode[0]! / decode[1]!).toFixed(2)}** | ` +
+          `${prefill[0]!.toFixed(0)} | ${prefill[1]!.toFixed(0)} | ${(prefill[0]! / prefill[1]!).toFixed(2)} | ` +
+          `${(rss[0]! / 1e6).toFixed(0)} | ${(rss[1]! / 1e6).toFixed(0)} | ${agreement(r.efed[0]!.generatedIds, r.llama[0]!.generatedIds)}/${DECODE} |`,
+      );
+    }
+  }
+}
+
+const table = [
+  `Prompt ${PROMPT} tokens, greedy decode ${DECODE}; medians of ${opts.rounds} interleaved rounds, each run in its own process.`,
+  "eFed runs the model directory, llama.cpp (node-llama-cpp 3.21.1, CPU) the GGUF `efed convert` exported from it;",
+  "the int8/int4 rows run eFed on the import of that same GGUF, so both read identical weights.",
+  "",
+  "| model | eFed · llama.cpp format | threads | eFed decode tok/s | llama.cpp decode tok/s | ratio | eFed prefill tok/s | llama.cpp prefill tok/s | ratio | eFed peak RSS MB | llama.cpp peak RSS MB | greedy tokens alike |",
+  "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+  ...rows,
+].join("\n");
+console.log(table);
+writeDocSections(join(root, "docs", "benchmarks.md"), "Benchmarks", { "Against llama.cpp (npm run bench:peer)": table });
