@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { closeSync, openSync, writeSync } from "node:fs";
 import type { DType } from "../../protocol/dtype.js";
 
 export interface TensorToWrite {
@@ -9,7 +9,10 @@ export interface TensorToWrite {
   data: Uint8Array;
 }
 
-/** Writes tensors to a safetensors file (header padded to 8 bytes, tensors in the order given). */
+/**
+ * Writes tensors to a safetensors file (header padded to 8 bytes, tensors in the order given), one
+ * tensor at a time so a large model is never copied into one buffer.
+ */
 export function writeSafetensors(path: string, tensors: ReadonlyMap<string, TensorToWrite>, metadata?: Record<string, string>): void {
   const header: Record<string, unknown> = {};
   if (metadata !== undefined) header.__metadata__ = metadata;
@@ -22,5 +25,16 @@ export function writeSafetensors(path: string, tensors: ReadonlyMap<string, Tens
   const headerBytes = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, 0x20)]);
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(headerBytes.length));
-  writeFileSync(path, Buffer.concat([prefix, headerBytes, ...[...tensors.values()].map((t) => t.data)]));
+  const fd = openSync(path, "w");
+  try {
+    for (const bytes of [prefix, headerBytes, ...[...tensors.values()].map((t) => t.data)]) writeAll(fd, bytes);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Writes all of `bytes` at the file's current position (writeSync may write less than asked). */
+export function writeAll(fd: number, bytes: Uint8Array): void {
+  let done = 0;
+  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
 }

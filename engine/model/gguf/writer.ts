@@ -1,4 +1,5 @@
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
+import { writeAll } from "../safetensorsWriter.js";
 import {
   DEFAULT_ALIGNMENT,
   GGML_BLOCK,
@@ -124,9 +125,4 @@ export function writeGguf(path: string, metadata: ReadonlyMap<string, GgufValue>
   } finally {
     closeSync(fd);
   }
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
 }
