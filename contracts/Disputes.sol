@@ -69,7 +69,8 @@ contract Disputes is IDisputes, AccessControl {
         bytes32[] calldata proof
     ) external returns (uint256 disputeId) {
         if (!staking.isActiveVerifier(msg.sender)) revert DisputesNotVerifier(msg.sender);
-        (address server, bytes32 leaf) = _checkChallenge(batchId, receipt, signature, proof);
+        (address server, bytes32 leaf) = ReceiptLib.checkCommitted(commitments, batchId, receipt, signature, proof);
+        _checkUnpunished(leaf);
         Params memory p = _params;
         // Never refused for lack of free stake: other open disputes (frivolous ones included) must not
         // shield a cheater's batch. What is not free now is taken at settlement (see _settleServer).
@@ -256,25 +257,10 @@ contract Disputes is IDisputes, AccessControl {
 
     // ---------------------------------------------------------------- internals
 
-    /// @dev Window, Merkle proof (which also binds the receipt to the batch's server and
-    ///      registration), signature, and one dispute per receipt. Returns the server and the leaf.
-    function _checkChallenge(
-        uint256 batchId,
-        ReceiptLib.Receipt calldata receipt,
-        bytes calldata signature,
-        bytes32[] calldata proof
-    ) private view returns (address server, bytes32 leaf) {
-        ICommitments.Batch memory b = commitments.batch(batchId);
-        if (block.timestamp > b.challengeDeadline) {
-            revert DisputesWindowClosed(batchId, b.challengeDeadline, uint64(block.timestamp));
-        }
-        leaf = receipt.hash();
-        if (!commitments.verifyReceipt(batchId, receipt, proof)) revert DisputesReceiptNotInBatch(batchId, leaf);
-        address signer = commitments.receiptSigner(receipt, signature);
-        if (signer != b.server) revert DisputesBadSignature(signer, b.server);
+    /// @dev One dispute per receipt.
+    function _checkUnpunished(bytes32 leaf) private view {
         uint256 existing = _disputeOfReceipt[leaf];
         if (existing != 0) revert DisputesReceiptAlreadyDisputed(leaf, existing);
-        server = b.server;
     }
 
     /// @dev Draws up to `committeeSize` distinct active verifiers other than the challenger whose

@@ -123,12 +123,6 @@ interface IDisputes {
 
     /// @notice Only a registered verifier whose bonded stake covers the minimum may challenge.
     error DisputesNotVerifier(address account);
-    /// @notice Batch `batchId` could be challenged until `deadline`; it is `nowTs`.
-    error DisputesWindowClosed(uint256 batchId, uint64 deadline, uint64 nowTs);
-    /// @notice The receipt with leaf `leaf` is not under batch `batchId` (or not of its registration).
-    error DisputesReceiptNotInBatch(uint256 batchId, bytes32 leaf);
-    /// @notice The receipt is signed by `signer`, not by the batch's server `server`.
-    error DisputesBadSignature(address signer, address server);
     /// @notice The receipt `leaf` is already the subject of dispute `disputeId`.
     error DisputesReceiptAlreadyDisputed(bytes32 leaf, uint256 disputeId);
     /// @notice No dispute has this id.

@@ -228,11 +228,11 @@ describe("DataRequests", function () {
     await w.dataRequests.setParams(P);
     const wrong = { ...w.receipts[1]!, outputHash: ZeroHash };
     await expect(w.dataRequests.connect(w.requester).requestData(0, wrong, w.signatures[1]!, w.tree.proof(1)))
-      .to.be.revertedWithCustomError(w.dataRequests, "DataRequestsReceiptNotInBatch")
+      .to.be.revertedWithCustomError(w.dataRequests, "ReceiptNotInBatch")
       .withArgs(0n, receiptLeaf(wrong));
     const foreign = await signReceipt(w.other, receiptDomain(w.chainId, await w.commitments.getAddress()), w.receipts[1]!);
     await expect(w.dataRequests.connect(w.requester).requestData(0, w.receipts[1]!, foreign, w.tree.proof(1)))
-      .to.be.revertedWithCustomError(w.dataRequests, "DataRequestsBadSignature")
+      .to.be.revertedWithCustomError(w.dataRequests, "ReceiptBadSignature")
       .withArgs(w.other.address, w.server.address);
     await w.disputes.connect(w.other).openDispute(0, w.receipts[1]!, w.signatures[1]!, w.tree.proof(1));
     await expect(requestOf(w, w.requester, 1))
@@ -241,7 +241,7 @@ describe("DataRequests", function () {
     const deadline = (await w.commitments.batch(0)).challengeDeadline;
     await networkHelpers.time.setNextBlockTimestamp(deadline + 1n);
     await expect(requestOf(w, w.requester, 2))
-      .to.be.revertedWithCustomError(w.dataRequests, "DataRequestsWindowClosed")
+      .to.be.revertedWithCustomError(w.dataRequests, "ReceiptWindowClosed")
       .withArgs(0n, deadline, deadline + 1n);
   });
 
