@@ -145,6 +145,12 @@ contract DataRequests is IDataRequests, AccessControl {
     }
 
     /// @inheritdoc IDataRequests
+    function slashedRequestOfReceipt(bytes32 leaf) external view returns (uint256 requestId) {
+        requestId = _requestOfReceipt[leaf];
+        if (requestId != 0 && _requests[requestId].status != Status.Slashed) requestId = 0;
+    }
+
+    /// @inheritdoc IDataRequests
     function requestCount() external view returns (uint256) {
         return _requests.length - 1;
     }
@@ -188,7 +194,8 @@ contract DataRequests is IDataRequests, AccessControl {
 
     // ---------------------------------------------------------------- internals
 
-    /// @dev One request per receipt, and none for a disputed one (its committee settles it).
+    /// @dev One request per receipt, and none for a disputed one (its committee settles it; one
+    ///      punishment per step, Disputes refuses the reverse).
     function _checkUnrequested(bytes32 leaf) private view {
         uint256 existing = _requestOfReceipt[leaf];
         if (existing != 0) revert DataRequestsAlreadyRequested(leaf, existing);

@@ -5,6 +5,7 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ICommitments} from "./interfaces/ICommitments.sol";
+import {IDataRequests} from "./interfaces/IDataRequests.sol";
 import {IDisputes} from "./interfaces/IDisputes.sol";
 import {IStaking} from "./interfaces/IStaking.sol";
 import {ITrustScores} from "./interfaces/ITrustScores.sol";
@@ -30,6 +31,9 @@ contract Disputes is IDisputes, AccessControl {
     ICommitments public immutable commitments;
     ITrustScores public immutable trust;
     IVerifierRewards public immutable rewards;
+
+    /// @inheritdoc IDisputes
+    IDataRequests public dataRequests;
 
     Params private _params;
     /// @dev Index 0 is unused, so that dispute id 0 means "none".
@@ -200,6 +204,13 @@ contract Disputes is IDisputes, AccessControl {
         _setParams(params_);
     }
 
+    /// @inheritdoc IDisputes
+    function setDataRequests(IDataRequests dataRequests_) external onlyRole(GOVERNANCE_ROLE) {
+        if (address(dataRequests) != address(0)) revert DisputesDataRequestsAlreadySet(address(dataRequests));
+        dataRequests = dataRequests_;
+        emit DataRequestsSet(address(dataRequests_));
+    }
+
     // ---------------------------------------------------------------- reads
 
     /// @inheritdoc IDisputes
@@ -257,10 +268,15 @@ contract Disputes is IDisputes, AccessControl {
 
     // ---------------------------------------------------------------- internals
 
-    /// @dev One dispute per receipt.
+    /// @dev One dispute per receipt, and none for a step already slashed as withheld (one punishment
+    ///      per step; DataRequests refuses the reverse: a request for a disputed receipt).
     function _checkUnpunished(bytes32 leaf) private view {
         uint256 existing = _disputeOfReceipt[leaf];
         if (existing != 0) revert DisputesReceiptAlreadyDisputed(leaf, existing);
+        IDataRequests requests = dataRequests;
+        if (address(requests) == address(0)) revert DisputesDataRequestsNotSet();
+        uint256 requestId = requests.slashedRequestOfReceipt(leaf);
+        if (requestId != 0) revert DisputesReceiptSlashedAsWithheld(leaf, requestId);
     }
 
     /// @dev Draws up to `committeeSize` distinct active verifiers other than the challenger whose

@@ -245,6 +245,9 @@ const SENTENCES: Record<string, (a: Result) => string> = {
   // Disputes
   DisputesNotVerifier: (a) => `${addr(a[0])} is not an active verifier`,
   DisputesReceiptAlreadyDisputed: (a) => `receipt ${hex(a[0])} is already disputed in dispute ${num(a[1])}`,
+  DisputesReceiptSlashedAsWithheld: (a) => `receipt ${hex(a[0])}'s step was already slashed as withheld by data request ${num(a[1])}; one step is punished once`,
+  DisputesDataRequestsNotSet: () => "this Disputes contract has no DataRequests contract set yet (setDataRequests), so it cannot check a step was not already slashed",
+  DisputesDataRequestsAlreadySet: (a) => `the DataRequests contract is set once; it is already ${addr(a[0])}`,
   DisputesUnknown: (a) => `there is no dispute ${num(a[0])}`,
   DisputesWrongStatus: (a) =>
     `dispute ${num(a[0])} is ${DISPUTE_STATUS[Number(a[1])] ?? num(a[1])}; this needs it ${DISPUTE_STATUS[Number(a[2])] ?? num(a[2])}`,

@@ -177,6 +177,10 @@ interface IDataRequests {
     /// @notice The request for the receipt with leaf `leaf`, 0 if none.
     function requestOfReceipt(bytes32 leaf) external view returns (uint256);
 
+    /// @notice The request that slashed the server for withholding the step of receipt `leaf`, 0 if
+    ///         none (no request, or one still open or answered). Disputes refuses such a receipt.
+    function slashedRequestOfReceipt(bytes32 leaf) external view returns (uint256);
+
     function requestCount() external view returns (uint256);
 
     function params() external view returns (Params memory);
