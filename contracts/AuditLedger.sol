@@ -2,13 +2,13 @@
 pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
-import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {IAuditLedger} from "./interfaces/IAuditLedger.sol";
 import {ICommitments} from "./interfaces/ICommitments.sol";
 import {IDisputes} from "./interfaces/IDisputes.sol";
 import {IStaking} from "./interfaces/IStaking.sol";
 import {ITrustScores} from "./interfaces/ITrustScores.sol";
 import {IVerifierRewards} from "./interfaces/IVerifierRewards.sol";
+import {ReceiptLib} from "./libraries/ReceiptLib.sol";
 
 /// @title Audit ledger
 /// @notice See {IAuditLedger}.
@@ -180,7 +180,7 @@ contract AuditLedger is IAuditLedger, AccessControl {
             bytes32 leaf = leaves[i];
             if (i != 0 && leaf <= previous) revert AuditLedgerLeavesNotAscending(i);
             previous = leaf;
-            if (!MerkleProof.verifyCalldata(proofs[i], root, leaf)) revert AuditLedgerNotInBatch(batchId, leaf);
+            ReceiptLib.checkLeaf(batchId, root, leaf, proofs[i]);
             if (!_sampled(seed, leaf, rate)) revert AuditLedgerNotSampled(batchId, leaf);
             uint256 disputeId = disputes.disputeOfReceipt(leaf);
             if (disputeId != 0) revert AuditLedgerLeafDisputed(leaf, disputeId);

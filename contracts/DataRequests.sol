@@ -71,7 +71,8 @@ contract DataRequests is IDataRequests, AccessControl {
         if (!staking.isActiveVerifier(msg.sender)) revert DataRequestsNotVerifier(msg.sender);
         Params memory p = _params;
         if (receipt.tokens > p.maxTokens) revert DataRequestsStepTooLarge(receipt.tokens, p.maxTokens);
-        (address server, bytes32 leaf) = _checkReceipt(batchId, receipt, signature, proof);
+        (address server, bytes32 leaf) = ReceiptLib.checkCommitted(commitments, batchId, receipt, signature, proof);
+        _checkUnrequested(leaf);
         uint256 toLock = _free(server);
         if (toLock > p.serverSlash) toLock = p.serverSlash;
         if (toLock == 0) revert DataRequestsNothingToLock(server);
@@ -144,6 +145,12 @@ contract DataRequests is IDataRequests, AccessControl {
     }
 
     /// @inheritdoc IDataRequests
+    function slashedRequestOfReceipt(bytes32 leaf) external view returns (uint256 requestId) {
+        requestId = _requestOfReceipt[leaf];
+        if (requestId != 0 && _requests[requestId].status != Status.Slashed) requestId = 0;
+    }
+
+    /// @inheritdoc IDataRequests
     function requestCount() external view returns (uint256) {
         return _requests.length - 1;
     }
@@ -187,27 +194,13 @@ contract DataRequests is IDataRequests, AccessControl {
 
     // ---------------------------------------------------------------- internals
 
-    /// @dev Window, Merkle proof (which binds the receipt to the batch's server and registration),
-    ///      signature, one request per receipt and none for a disputed one. Returns the server and the leaf.
-    function _checkReceipt(
-        uint256 batchId,
-        ReceiptLib.Receipt calldata receipt,
-        bytes calldata signature,
-        bytes32[] calldata proof
-    ) private view returns (address server, bytes32 leaf) {
-        ICommitments.Batch memory b = commitments.batch(batchId);
-        if (block.timestamp > b.challengeDeadline) {
-            revert DataRequestsWindowClosed(batchId, b.challengeDeadline, uint64(block.timestamp));
-        }
-        leaf = receipt.hash();
-        if (!commitments.verifyReceipt(batchId, receipt, proof)) revert DataRequestsReceiptNotInBatch(batchId, leaf);
-        address signer = commitments.receiptSigner(receipt, signature);
-        if (signer != b.server) revert DataRequestsBadSignature(signer, b.server);
+    /// @dev One request per receipt, and none for a disputed one (its committee settles it; one
+    ///      punishment per step, Disputes refuses the reverse).
+    function _checkUnrequested(bytes32 leaf) private view {
         uint256 existing = _requestOfReceipt[leaf];
         if (existing != 0) revert DataRequestsAlreadyRequested(leaf, existing);
         uint256 disputeId = disputes.disputeOfReceipt(leaf);
         if (disputeId != 0) revert DataRequestsReceiptDisputed(leaf, disputeId);
-        server = b.server;
     }
 
     /// @dev Stake of `account` not yet locked by any dispute or request.

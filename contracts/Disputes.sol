@@ -5,6 +5,7 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ICommitments} from "./interfaces/ICommitments.sol";
+import {IDataRequests} from "./interfaces/IDataRequests.sol";
 import {IDisputes} from "./interfaces/IDisputes.sol";
 import {IStaking} from "./interfaces/IStaking.sol";
 import {ITrustScores} from "./interfaces/ITrustScores.sol";
@@ -30,6 +31,9 @@ contract Disputes is IDisputes, AccessControl {
     ICommitments public immutable commitments;
     ITrustScores public immutable trust;
     IVerifierRewards public immutable rewards;
+
+    /// @inheritdoc IDisputes
+    IDataRequests public dataRequests;
 
     Params private _params;
     /// @dev Index 0 is unused, so that dispute id 0 means "none".
@@ -69,7 +73,8 @@ contract Disputes is IDisputes, AccessControl {
         bytes32[] calldata proof
     ) external returns (uint256 disputeId) {
         if (!staking.isActiveVerifier(msg.sender)) revert DisputesNotVerifier(msg.sender);
-        (address server, bytes32 leaf) = _checkChallenge(batchId, receipt, signature, proof);
+        (address server, bytes32 leaf) = ReceiptLib.checkCommitted(commitments, batchId, receipt, signature, proof);
+        _checkUnpunished(leaf);
         Params memory p = _params;
         // Never refused for lack of free stake: other open disputes (frivolous ones included) must not
         // shield a cheater's batch. What is not free now is taken at settlement (see _settleServer).
@@ -199,6 +204,13 @@ contract Disputes is IDisputes, AccessControl {
         _setParams(params_);
     }
 
+    /// @inheritdoc IDisputes
+    function setDataRequests(IDataRequests dataRequests_) external onlyRole(GOVERNANCE_ROLE) {
+        if (address(dataRequests) != address(0)) revert DisputesDataRequestsAlreadySet(address(dataRequests));
+        dataRequests = dataRequests_;
+        emit DataRequestsSet(address(dataRequests_));
+    }
+
     // ---------------------------------------------------------------- reads
 
     /// @inheritdoc IDisputes
@@ -256,25 +268,15 @@ contract Disputes is IDisputes, AccessControl {
 
     // ---------------------------------------------------------------- internals
 
-    /// @dev Window, Merkle proof (which also binds the receipt to the batch's server and
-    ///      registration), signature, and one dispute per receipt. Returns the server and the leaf.
-    function _checkChallenge(
-        uint256 batchId,
-        ReceiptLib.Receipt calldata receipt,
-        bytes calldata signature,
-        bytes32[] calldata proof
-    ) private view returns (address server, bytes32 leaf) {
-        ICommitments.Batch memory b = commitments.batch(batchId);
-        if (block.timestamp > b.challengeDeadline) {
-            revert DisputesWindowClosed(batchId, b.challengeDeadline, uint64(block.timestamp));
-        }
-        leaf = receipt.hash();
-        if (!commitments.verifyReceipt(batchId, receipt, proof)) revert DisputesReceiptNotInBatch(batchId, leaf);
-        address signer = commitments.receiptSigner(receipt, signature);
-        if (signer != b.server) revert DisputesBadSignature(signer, b.server);
+    /// @dev One dispute per receipt, and none for a step already slashed as withheld (one punishment
+    ///      per step; DataRequests refuses the reverse: a request for a disputed receipt).
+    function _checkUnpunished(bytes32 leaf) private view {
         uint256 existing = _disputeOfReceipt[leaf];
         if (existing != 0) revert DisputesReceiptAlreadyDisputed(leaf, existing);
-        server = b.server;
+        IDataRequests requests = dataRequests;
+        if (address(requests) == address(0)) revert DisputesDataRequestsNotSet();
+        uint256 requestId = requests.slashedRequestOfReceipt(leaf);
+        if (requestId != 0) revert DisputesReceiptSlashedAsWithheld(leaf, requestId);
     }
 
     /// @dev Draws up to `committeeSize` distinct active verifiers other than the challenger whose

@@ -238,12 +238,16 @@ const SENTENCES: Record<string, (a: Result) => string> = {
     `the batch covers ${time(a[0])} to ${time(a[1])}; it must start at or after the previous batch's end ${time(a[2])} and not end after now (${time(a[3])})`,
   CommitmentsDuplicateRoot: (a) => `${addr(a[0])} already posted root ${hex(a[1])}`,
   CommitmentsUnknownBatch: (a) => `there is no batch ${num(a[0])}`,
+  // ReceiptLib (Disputes, DataRequests, AuditLedger: a receipt taken as evidence)
+  ReceiptWindowClosed: (a) => `batch ${num(a[0])}'s receipts could be challenged or requested until ${time(a[1])}; it is now ${time(a[2])}`,
+  ReceiptNotInBatch: (a) => `receipt ${hex(a[1])} is not in batch ${num(a[0])} (the Merkle proof does not match its root)`,
+  ReceiptBadSignature: (a) => `the receipt was signed by ${addr(a[0])}, not by the batch's server ${addr(a[1])}`,
   // Disputes
   DisputesNotVerifier: (a) => `${addr(a[0])} is not an active verifier`,
-  DisputesWindowClosed: (a) => `batch ${num(a[0])} could be challenged until ${time(a[1])}; it is now ${time(a[2])}`,
-  DisputesReceiptNotInBatch: (a) => `receipt ${hex(a[1])} is not in batch ${num(a[0])} (the Merkle proof does not match its root)`,
-  DisputesBadSignature: (a) => `the receipt was signed by ${addr(a[0])}, not by the server ${addr(a[1])}`,
   DisputesReceiptAlreadyDisputed: (a) => `receipt ${hex(a[0])} is already disputed in dispute ${num(a[1])}`,
+  DisputesReceiptSlashedAsWithheld: (a) => `receipt ${hex(a[0])}'s step was already slashed as withheld by data request ${num(a[1])}; one step is punished once`,
+  DisputesDataRequestsNotSet: () => "this Disputes contract has no DataRequests contract set yet (setDataRequests), so it cannot check a step was not already slashed",
+  DisputesDataRequestsAlreadySet: (a) => `the DataRequests contract is set once; it is already ${addr(a[0])}`,
   DisputesUnknown: (a) => `there is no dispute ${num(a[0])}`,
   DisputesWrongStatus: (a) =>
     `dispute ${num(a[0])} is ${DISPUTE_STATUS[Number(a[1])] ?? num(a[1])}; this needs it ${DISPUTE_STATUS[Number(a[2])] ?? num(a[2])}`,
@@ -258,9 +262,6 @@ const SENTENCES: Record<string, (a: Result) => string> = {
   // PaymentChannels
   // DataRequests
   DataRequestsNotVerifier: (a) => `${addr(a[0])} is not an active verifier`,
-  DataRequestsWindowClosed: (a) => `batch ${num(a[0])} could be audited until ${time(a[1])}; it is now ${time(a[2])}`,
-  DataRequestsReceiptNotInBatch: (a) => `receipt ${hex(a[1])} is not in batch ${num(a[0])} (the Merkle proof does not match its root)`,
-  DataRequestsBadSignature: (a) => `the receipt was signed by ${addr(a[0])}, not by the batch's server ${addr(a[1])}`,
   DataRequestsAlreadyRequested: (a) => `receipt ${hex(a[0])} was already requested (request ${num(a[1])})`,
   DataRequestsReceiptDisputed: (a) => `receipt ${hex(a[0])} is disputed in dispute ${num(a[1])}: its committee settles it`,
   DataRequestsNothingToLock: (a) => `${addr(a[0])} has no stake left to lock for a data request`,
@@ -281,7 +282,6 @@ const SENTENCES: Record<string, (a: Result) => string> = {
   AuditLedgerAlreadyRecorded: (a) => `${addr(a[1])} already recorded its passes of batch ${num(a[0])} (one record per batch)`,
   AuditLedgerBadLeafCount: (a) => `a record holds 1 to ${num(a[2])} leaves with one proof each; got ${num(a[0])} leaves and ${num(a[1])} proofs`,
   AuditLedgerLeavesNotAscending: (a) => `the leaves must be strictly ascending; the one at index ${num(a[0])} is not`,
-  AuditLedgerNotInBatch: (a) => `receipt ${hex(a[1])} is not in batch ${num(a[0])} (the Merkle proof does not match its root)`,
   AuditLedgerNotSampled: (a) => `receipt ${hex(a[1])} of batch ${num(a[0])} is not in the on-chain audit sample`,
   AuditLedgerLeafDisputed: (a) => `receipt ${hex(a[0])} is disputed in dispute ${num(a[1])}: no pass can be recorded for it`,
   AuditLedgerSeedUnavailable: (a) => `batch ${num(a[0])}'s sample seed (block ${num(a[1])}) is not available yet, or too old and never anchored`,

@@ -62,8 +62,6 @@ interface IAuditLedger {
     error AuditLedgerBadLeafCount(uint256 leaves, uint256 proofs, uint256 maxLeaves);
     /// @notice Leaves must be strictly ascending (no duplicates); the one at `index` is not.
     error AuditLedgerLeavesNotAscending(uint256 index);
-    /// @notice `leaf` is not under batch `batchId`'s root with the proof given.
-    error AuditLedgerNotInBatch(uint256 batchId, bytes32 leaf);
     /// @notice `leaf` is not sampled at the on-chain rate under batch `batchId`'s seed.
     error AuditLedgerNotSampled(uint256 batchId, bytes32 leaf);
     /// @notice `leaf` is already the subject of dispute `disputeId`: no pass can be recorded for it.

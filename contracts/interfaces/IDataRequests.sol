@@ -105,12 +105,6 @@ interface IDataRequests {
 
     /// @notice Only a registered verifier whose bonded stake covers the minimum may request.
     error DataRequestsNotVerifier(address account);
-    /// @notice Batch `batchId` could be audited until `deadline`; it is `nowTs`.
-    error DataRequestsWindowClosed(uint256 batchId, uint64 deadline, uint64 nowTs);
-    /// @notice The receipt with leaf `leaf` is not under batch `batchId` (or not of its registration).
-    error DataRequestsReceiptNotInBatch(uint256 batchId, bytes32 leaf);
-    /// @notice The receipt is signed by `signer`, not by the batch's server `server`.
-    error DataRequestsBadSignature(address signer, address server);
     /// @notice The receipt `leaf` was already requested, as request `requestId`.
     error DataRequestsAlreadyRequested(bytes32 leaf, uint256 requestId);
     /// @notice The receipt `leaf` is the subject of dispute `disputeId`: the committee settles it.
@@ -182,6 +176,10 @@ interface IDataRequests {
 
     /// @notice The request for the receipt with leaf `leaf`, 0 if none.
     function requestOfReceipt(bytes32 leaf) external view returns (uint256);
+
+    /// @notice The request that slashed the server for withholding the step of receipt `leaf`, 0 if
+    ///         none (no request, or one still open or answered). Disputes refuses such a receipt.
+    function slashedRequestOfReceipt(bytes32 leaf) external view returns (uint256);
 
     function requestCount() external view returns (uint256);
 

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {ReceiptLib} from "../libraries/ReceiptLib.sol";
+import {IDataRequests} from "./IDataRequests.sol";
 
 /// @title Disputes (settling v1: a committee of staked verifiers)
 /// @notice A registered verifier challenges one committed receipt it found wrong (or whose data the
@@ -123,14 +124,16 @@ interface IDisputes {
 
     /// @notice Only a registered verifier whose bonded stake covers the minimum may challenge.
     error DisputesNotVerifier(address account);
-    /// @notice Batch `batchId` could be challenged until `deadline`; it is `nowTs`.
-    error DisputesWindowClosed(uint256 batchId, uint64 deadline, uint64 nowTs);
-    /// @notice The receipt with leaf `leaf` is not under batch `batchId` (or not of its registration).
-    error DisputesReceiptNotInBatch(uint256 batchId, bytes32 leaf);
-    /// @notice The receipt is signed by `signer`, not by the batch's server `server`.
-    error DisputesBadSignature(address signer, address server);
     /// @notice The receipt `leaf` is already the subject of dispute `disputeId`.
     error DisputesReceiptAlreadyDisputed(bytes32 leaf, uint256 disputeId);
+    /// @notice The step of receipt `leaf` was already slashed as withheld, by data request `requestId`:
+    ///         one step is punished once.
+    error DisputesReceiptSlashedAsWithheld(bytes32 leaf, uint256 requestId);
+    /// @notice No DataRequests contract is set yet ({setDataRequests}): a dispute could punish a step
+    ///         already slashed as withheld.
+    error DisputesDataRequestsNotSet();
+    /// @notice The DataRequests contract is set once; it is `current`.
+    error DisputesDataRequestsAlreadySet(address current);
     /// @notice No dispute has this id.
     error DisputesUnknown(uint256 disputeId);
     /// @notice Dispute `disputeId` is `status`, not `expected`.
@@ -184,11 +187,15 @@ interface IDisputes {
     /// @notice A server found correct received `amount` of the challenger's bond for its locked stake.
     event ServerCompensated(uint256 indexed disputeId, address indexed server, uint256 amount);
     event ParamsSet(Params params);
+    /// @notice Disputes now refuses receipts whose step `dataRequests` slashed as withheld.
+    event DataRequestsSet(address dataRequests);
 
     /// @notice Challenges `receipt`, committed in `batchId` under `proof` and signed by its server with
     ///         `signature`; locks up to `serverSlash` of the server's free stake (possibly nothing: the
     ///         dispute is then settled against what is free at settlement) and pulls
     ///         `bondFor(params(), locked)` from the caller. Returns the dispute id (1, 2, …).
+    ///         Refuses a receipt already disputed, and one whose step `dataRequests()` slashed as
+    ///         withheld (an answered or still open request does not stop a dispute).
     function openDispute(
         uint256 batchId,
         ReceiptLib.Receipt calldata receipt,
@@ -211,6 +218,13 @@ interface IDisputes {
 
     /// @notice Sets the parameters (applies to disputes opened afterwards). Only GOVERNANCE_ROLE.
     function setParams(Params calldata params) external;
+
+    /// @notice Sets, once, the DataRequests contract whose slashes of withheld steps this contract
+    ///         honours (it is deployed after Disputes, which it reads). Only GOVERNANCE_ROLE.
+    function setDataRequests(IDataRequests dataRequests) external;
+
+    /// @notice The DataRequests contract set by {setDataRequests}; zero before.
+    function dataRequests() external view returns (IDataRequests);
 
     function dispute(uint256 disputeId) external view returns (Dispute memory);
 

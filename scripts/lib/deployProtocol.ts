@@ -245,7 +245,8 @@ export const DEVNET_DATA_REQUEST_PARAMS: DataRequestParams = {
 
 /**
  * Deploys DataRequests and grants it what it needs: SLASHER_ROLE in Staking (its own lock per
- * request) and AUDITOR_ROLE in TrustScores (an unanswered request is a failed audit).
+ * request) and AUDITOR_ROLE in TrustScores (an unanswered request is a failed audit); Disputes
+ * learns its address, to refuse a step it slashed as withheld.
  */
 async function deployDataRequests(
   deployer: Signer,
@@ -265,5 +266,6 @@ async function deployDataRequests(
   const address = await dataRequests.getAddress();
   await (await p.staking.grantRole(await p.staking.SLASHER_ROLE(), address)).wait();
   await (await p.trust.grantRole(await p.trust.AUDITOR_ROLE(), address)).wait();
+  await (await p.disputes.setDataRequests(address)).wait();
   return dataRequests;
 }

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import type { TextTokenizer } from "../../engine/model/tokenizer.js";
 import type { Head } from "../../engine/runtime/head.js";
@@ -8,27 +8,16 @@ import { ChatTemplate, VERSE_TEMPLATE } from "../../client/chat/template.js";
 import { generate, type LayerPipeline } from "../../client/generate.js";
 import type { LocalPipeline } from "../../client/localPipeline.js";
 import { RemotePipeline, type VerifiedReceipt } from "../../client/remotePipeline.js";
-import { scratchDir } from "../engine/helpers.js";
-import { KJV, loadShippedModel, type ShippedModel } from "./support/shippedModel.js";
-import { startServer, type RunningServer } from "../node/support.js";
+import { KJV, useShippedModel } from "./support/shippedModel.js";
 import { EFED_BIN } from "../support/efedProcess.js";
 
 const EOS = 2;
-const scratch = scratchDir();
-let shipped: ShippedModel;
+const shipped = useShippedModel();
 let model: ModelDirectory;
 let head: Head;
 let local: LocalPipeline;
 let tokenizer: TextTokenizer;
-
-beforeAll(async () => {
-  shipped = await loadShippedModel();
-  ({ model, head, local, tokenizer } = shipped);
-});
-afterAll(async () => {
-  await shipped.release();
-  scratch.cleanup();
-});
+beforeAll(() => ({ model, head, local, tokenizer } = shipped.loaded));
 
 /** `pipeline`, recording how many sequences were opened and the rows (tokens) of every step. */
 function recording(pipeline: LayerPipeline): { pipeline: LayerPipeline; opened: number; steps: number[] } {
@@ -82,12 +71,11 @@ describe("ChatSession", () => {
   });
 
   it("on a route of two shard servers: the servers' sessions continue across turns", async () => {
-    const servers: RunningServer[] = [];
+    const { servers, urls, stop } = await shipped.startShards([[0, 4], [4, 8]]);
     try {
-      servers.push(await startServer(model, 0, 4, scratch.dir), await startServer(model, 4, 8, scratch.dir));
       const receipts: VerifiedReceipt[] = [];
       const route = await RemotePipeline.connect(
-        servers.map((s) => s.server.url),
+        urls,
         8,
         { onReceipt: (r) => receipts.push(r) },
       );
@@ -101,7 +89,7 @@ describe("ChatSession", () => {
         route.close();
       }
     } finally {
-      for (const s of servers) await s.stop();
+      await stop();
     }
   });
 

@@ -1,6 +1,5 @@
 import OpenAI, { type APIError } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import type { TextTokenizer } from "../../engine/model/tokenizer.js";
 import type { Head } from "../../engine/runtime/head.js";
 import { BatchingHead } from "../../client/batchingHead.js";
@@ -12,28 +11,18 @@ import { WalletError } from "../../client/wallet/walletError.js";
 import { gateSteps } from "../../client/gateway/stepGate.js";
 import type { LocalPipeline } from "../../client/localPipeline.js";
 import { RemotePipeline } from "../../client/remotePipeline.js";
-import { scratchDir } from "../engine/helpers.js";
-import { KJV, loadShippedModel, type ShippedModel } from "./support/shippedModel.js";
-import { startServer, type RunningServer } from "../node/support.js";
+import { KJV, useShippedModel, type ShardServers } from "./support/shippedModel.js";
 
 const ID = "kjv-llama-6m";
 const EOS = 2;
-const scratch = scratchDir();
-let shipped: ShippedModel;
-let model: ModelDirectory;
+const shipped = useShippedModel();
 let head: Head;
 let local: LocalPipeline;
 let tokenizer: TextTokenizer;
 let template: ChatTemplate;
-
-beforeAll(async () => {
-  shipped = await loadShippedModel();
-  ({ model, head, local, tokenizer } = shipped);
+beforeAll(() => {
+  ({ head, local, tokenizer } = shipped.loaded);
   template = ChatTemplate.forModel(KJV);
-});
-afterAll(async () => {
-  await shipped.release();
-  scratch.cleanup();
 });
 
 interface Running {
@@ -307,11 +296,11 @@ describe("gateway limits and unavailable routes", () => {
   });
 
   it("a model no route covers is not listed, and requests for it get 503 with Retry-After", async () => {
-    const servers: RunningServer[] = [await startServer(model, 0, 5, scratch.dir)];
+    const shards = await shipped.startShards([[0, 5]]);
     let opened = 0;
     const gateway = await startGateway(async () => {
       opened++;
-      const route = await RemotePipeline.connect([servers[0]!.server.url], 8); // layers 5..8 are missing
+      const route = await RemotePipeline.connect(shards.urls, 8); // layers 5..8 are missing
       return { pipeline: route, servers: [], close: async () => route.close() };
     });
     try {
@@ -328,18 +317,18 @@ describe("gateway limits and unavailable routes", () => {
       expect(retrieve.status).toBe(503);
     } finally {
       await gateway.close();
-      for (const s of servers) await s.stop();
+      await shards.stop();
     }
   });
 });
 
 describe("gateway, layers on a route of two shard servers", () => {
-  const servers: RunningServer[] = [];
+  let shards: ShardServers | undefined;
   let gateway: Running;
   commonChecks(
     async () => {
-      servers.push(await startServer(model, 0, 3, scratch.dir), await startServer(model, 3, 8, scratch.dir));
-      const urls = servers.map((s) => s.server.url);
+      shards = await shipped.startShards([[0, 3], [3, 8]]);
+      const { urls } = shards;
       gateway = await startGateway(async () => {
         const route = await RemotePipeline.connect(urls, 8);
         return { pipeline: route, servers: urls, close: async () => route.close() };
@@ -348,7 +337,7 @@ describe("gateway, layers on a route of two shard servers", () => {
     },
     async () => {
       await gateway.close();
-      for (const s of servers) await s.stop();
+      await shards?.stop();
     },
   );
 

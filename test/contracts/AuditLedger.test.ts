@@ -116,7 +116,7 @@ describe("AuditLedger", function () {
         .to.be.revertedWithCustomError(w.auditLedger, "AuditLedgerLeavesNotAscending")
         .withArgs(1n);
       await expect(w.auditLedger.connect(v).recordPasses(w.batchId, [ZeroHash], [w.tree.proof(0)]))
-        .to.be.revertedWithCustomError(w.auditLedger, "AuditLedgerNotInBatch")
+        .to.be.revertedWithCustomError(w.auditLedger, "ReceiptNotInBatch")
         .withArgs(w.batchId, ZeroHash);
       await w.disputes.connect(w.verifiers[3]!).openDispute(w.batchId, w.receipts[5]!, w.signatures[5]!, w.tree.proof(5));
       await expect(record(w, v, [5])).to.be.revertedWithCustomError(w.auditLedger, "AuditLedgerLeafDisputed").withArgs(w.leaves[5], 1n);

@@ -228,11 +228,11 @@ describe("DataRequests", function () {
     await w.dataRequests.setParams(P);
     const wrong = { ...w.receipts[1]!, outputHash: ZeroHash };
     await expect(w.dataRequests.connect(w.requester).requestData(0, wrong, w.signatures[1]!, w.tree.proof(1)))
-      .to.be.revertedWithCustomError(w.dataRequests, "DataRequestsReceiptNotInBatch")
+      .to.be.revertedWithCustomError(w.dataRequests, "ReceiptNotInBatch")
       .withArgs(0n, receiptLeaf(wrong));
     const foreign = await signReceipt(w.other, receiptDomain(w.chainId, await w.commitments.getAddress()), w.receipts[1]!);
     await expect(w.dataRequests.connect(w.requester).requestData(0, w.receipts[1]!, foreign, w.tree.proof(1)))
-      .to.be.revertedWithCustomError(w.dataRequests, "DataRequestsBadSignature")
+      .to.be.revertedWithCustomError(w.dataRequests, "ReceiptBadSignature")
       .withArgs(w.other.address, w.server.address);
     await w.disputes.connect(w.other).openDispute(0, w.receipts[1]!, w.signatures[1]!, w.tree.proof(1));
     await expect(requestOf(w, w.requester, 1))
@@ -241,8 +241,46 @@ describe("DataRequests", function () {
     const deadline = (await w.commitments.batch(0)).challengeDeadline;
     await networkHelpers.time.setNextBlockTimestamp(deadline + 1n);
     await expect(requestOf(w, w.requester, 2))
-      .to.be.revertedWithCustomError(w.dataRequests, "DataRequestsWindowClosed")
+      .to.be.revertedWithCustomError(w.dataRequests, "ReceiptWindowClosed")
       .withArgs(0n, deadline, deadline + 1n);
+  });
+
+  it("one punishment per step: a step slashed as withheld cannot be disputed; an answered or still open request does not stop a dispute", async function () {
+    const w = await load();
+    await w.dataRequests.setParams({ ...P, responsePeriod: 600n });
+    const leaves = w.receipts.map(receiptLeaf);
+    await requestOf(w, w.requester, 0); // request 1: answered
+    await answer(w, 1n, 0);
+    await requestOf(w, w.requester, 1); // request 2: open
+    await requestOf(w, w.requester, 2); // request 3: slashed
+    expect(await w.dataRequests.slashedRequestOfReceipt(leaves[2]!)).to.equal(0n);
+    await networkHelpers.time.increase(601n);
+    await w.dataRequests.slashUnanswered(3n);
+    expect(await Promise.all(leaves.map((l) => w.dataRequests.slashedRequestOfReceipt(l)))).to.deep.equal([0n, 0n, 3n, 0n]);
+    const dispute = (i: number) => w.disputes.connect(w.other).openDispute(w.batchId, w.receipts[i]!, w.signatures[i]!, w.tree.proof(i));
+    await expect(dispute(2)).to.be.revertedWithCustomError(w.disputes, "DisputesReceiptSlashedAsWithheld").withArgs(leaves[2]!, 3n);
+    // the posted data of an answered request may show a wrong step; an open one may still be answered
+    await expect(dispute(0)).to.emit(w.disputes, "DisputeOpened");
+    await expect(dispute(1)).to.emit(w.disputes, "DisputeOpened");
+    expect([await w.disputes.disputeOfReceipt(leaves[0]!), await w.disputes.disputeOfReceipt(leaves[1]!), await w.disputes.disputeOfReceipt(leaves[2]!)]).to.deep.equal([1n, 2n, 0n]);
+  });
+
+  it("Disputes refuses every dispute until its DataRequests contract is set, which is set once, by governance only", async function () {
+    const w = await load();
+    const args = [w.admin.address, w.token, w.staking, w.commitments, w.trust, w.rewards, PARAMS.disputes] as const;
+    const fresh = await ethers.deployContract("Disputes", [...args]);
+    await expect(fresh.connect(w.requester).openDispute(w.batchId, w.receipts[0]!, w.signatures[0]!, w.tree.proof(0)))
+      .to.be.revertedWithCustomError(fresh, "DisputesDataRequestsNotSet");
+    expect(await fresh.dataRequests()).to.equal(ethers.ZeroAddress);
+    await expect(fresh.connect(w.stranger).setDataRequests(w.dataRequests))
+      .to.be.revertedWithCustomError(fresh, "AccessControlUnauthorizedAccount")
+      .withArgs(w.stranger.address, await fresh.GOVERNANCE_ROLE());
+    const address = await w.dataRequests.getAddress();
+    await expect(fresh.setDataRequests(address)).to.emit(fresh, "DataRequestsSet").withArgs(address);
+    expect(await fresh.dataRequests()).to.equal(address);
+    await expect(fresh.setDataRequests(w.stranger.address)).to.be.revertedWithCustomError(fresh, "DisputesDataRequestsAlreadySet").withArgs(address);
+    // the deployment wires it (scripts/lib/deployProtocol.ts)
+    expect(await w.disputes.dataRequests()).to.equal(address);
   });
 
   it("refuses when all of the server's stake is already locked", async function () {

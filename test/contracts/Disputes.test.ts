@@ -114,10 +114,10 @@ describe("Disputes", function () {
       await expect(open(w, w.stranger)).to.be.revertedWithCustomError(w.disputes, "DisputesNotVerifier").withArgs(w.stranger.address);
       const wrong = { ...w.receipts[0]!, outputHash: ZeroHash };
       await expect(w.disputes.connect(challenger).openDispute(0, wrong, w.signatures[0]!, w.tree.proof(0)))
-        .to.be.revertedWithCustomError(w.disputes, "DisputesReceiptNotInBatch")
+        .to.be.revertedWithCustomError(w.disputes, "ReceiptNotInBatch")
         .withArgs(0n, receiptLeaf(wrong));
       await expect(w.disputes.connect(challenger).openDispute(0, w.receipts[0]!, w.signatures[1]!, w.tree.proof(0)))
-        .to.be.revertedWithCustomError(w.disputes, "DisputesBadSignature");
+        .to.be.revertedWithCustomError(w.disputes, "ReceiptBadSignature");
       await open(w, challenger, 0);
       // regression (double slashing of one receipt): one dispute per receipt, ever
       await expect(open(w, w.verifiers[1]!, 0))
@@ -126,7 +126,7 @@ describe("Disputes", function () {
       const deadline = (await w.commitments.batch(0)).challengeDeadline;
       await networkHelpers.time.setNextBlockTimestamp(deadline + 1n);
       await expect(open(w, challenger, 1))
-        .to.be.revertedWithCustomError(w.disputes, "DisputesWindowClosed")
+        .to.be.revertedWithCustomError(w.disputes, "ReceiptWindowClosed")
         .withArgs(0n, deadline, deadline + 1n);
     });
 

@@ -12,7 +12,16 @@ import { toleranceFor } from "../../../node/verifier/compareOutput.js";
 import { VerifierDaemon, type RoundSummary } from "../../../node/verifier/daemon.js";
 import { ReplayShards } from "../../../node/verifier/receiptAudit.js";
 import { ensureVerifier } from "../../../node/verifier/registration.js";
-import { Commitments__factory, Disputes__factory, EFedToken__factory, Staking__factory, TrustScores__factory } from "../../../types/ethers-contracts/index.js";
+import {
+  AuditLedger__factory,
+  Commitments__factory,
+  DataRequests__factory,
+  Disputes__factory,
+  EFedToken__factory,
+  Staking__factory,
+  TrustScores__factory,
+  VerifierRewards__factory,
+} from "../../../types/ethers-contracts/index.js";
 import { DEVNET_PARAMS, deployProtocol, protocolAddresses, type ProtocolAddresses } from "../../../scripts/lib/deployProtocol.js";
 import { randomModel, scratchDir } from "../../engine/helpers.js";
 import { startHardhatNode, type LocalChain } from "../../support/hardhatNode.js";
@@ -39,6 +48,19 @@ export const SERVER_STAKE = parseEther("2000");
 /** The bond of a dispute that locks a full serverSlash (100 + lockBondBps of it; the servers here stake more than that). */
 export const FULL_BOND = DEVNET_PARAMS.disputes.challengeBond + (DEVNET_PARAMS.disputes.serverSlash * DEVNET_PARAMS.disputes.lockBondBps) / 10_000n;
 export const silent = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
+
+/** What the daemons of a chain take part in beyond audits and disputes. */
+export interface ChainOptions {
+  /**
+   * Daemons get AuditLedger and record their passes on chain. The chain then samples every receipt
+   * (as a challenger of sample rate 1 audits every one), the admin stands in for redeemed channels
+   * (TrustScores PAYMENTS_ROLE: paid work unlocks pass rewards) and the reward pool holds 1,000 tokens.
+   * Default false: passes stay in the daemons' local state.
+   */
+  auditLedger?: boolean;
+  /** Daemons get DataRequests: a withheld step small enough is requested on chain, not disputed. Default false. */
+  dataRequests?: boolean;
+}
 
 export interface StakedServer {
   running: RunningServer;
@@ -68,10 +90,11 @@ export class VerifierChain {
     readonly head: Head,
     readonly replayers: ReplayShards,
     private readonly scratch: string,
+    private readonly options: ChainOptions,
   ) {}
 
   /** Writes a random 4-layer model `name` under `scratch`, starts a node, deploys, registers the model's variant. */
-  static async start(scratch: string, name: string): Promise<VerifierChain> {
+  static async start(scratch: string, name: string, options: ChainOptions = {}): Promise<VerifierChain> {
     const model = randomModel(scratch, name, { hidden_size: 64, intermediate_size: 96, max_position_embeddings: 256 });
     const variantId = writeManifest(model.dir, buildManifest(model));
     const head = await Head.load(model);
@@ -83,7 +106,12 @@ export class VerifierChain {
     const protocol = await deployProtocol(admin, DEVNET_PARAMS);
     const addresses = await protocolAddresses(protocol);
     await (await protocol.registry.registerVariant(variantId, model.config.numLayers, `file://${name}`)).wait();
-    return new VerifierChain(chain, provider, admin, addresses, model, variantId, head, replayers, scratch);
+    if (options.auditLedger === true) {
+      await (await protocol.auditLedger.setParams({ ...DEVNET_PARAMS.audits, sampleRatePpb: 1_000_000_000n })).wait();
+      await (await protocol.trust.grantRole(await protocol.trust.PAYMENTS_ROLE(), await admin.getAddress())).wait();
+      await (await protocol.token.mint(addresses.rewards, parseEther("1000"))).wait();
+    }
+    return new VerifierChain(chain, provider, admin, addresses, model, variantId, head, replayers, scratch, options);
   }
 
   /** Stops every server, closes every state, releases the replayers and stops the node. */
@@ -95,12 +123,16 @@ export class VerifierChain {
     await this.chain.stop();
   }
 
+  /** The contracts a daemon of `signer` is given: AuditLedger and DataRequests as the chain's options say. */
   contractsFor(signer: Signer) {
+    const a = this.addresses;
     return {
-      staking: Staking__factory.connect(this.addresses.staking, signer),
-      commitments: Commitments__factory.connect(this.addresses.commitments, signer),
-      disputes: Disputes__factory.connect(this.addresses.disputes, signer),
-      token: EFedToken__factory.connect(this.addresses.token, signer),
+      staking: Staking__factory.connect(a.staking, signer),
+      commitments: Commitments__factory.connect(a.commitments, signer),
+      disputes: Disputes__factory.connect(a.disputes, signer),
+      token: EFedToken__factory.connect(a.token, signer),
+      ...(this.options.auditLedger === true ? { auditLedger: AuditLedger__factory.connect(a.auditLedger, signer) } : {}),
+      ...(this.options.dataRequests === true ? { dataRequests: DataRequests__factory.connect(a.dataRequests, signer) } : {}),
     };
   }
 
@@ -111,6 +143,9 @@ export class VerifierChain {
       staking: Staking__factory.connect(this.addresses.staking, this.provider),
       disputes: Disputes__factory.connect(this.addresses.disputes, this.provider),
       trust: TrustScores__factory.connect(this.addresses.trust, this.provider),
+      rewards: VerifierRewards__factory.connect(this.addresses.rewards, this.provider),
+      auditLedger: AuditLedger__factory.connect(this.addresses.auditLedger, this.provider),
+      dataRequests: DataRequests__factory.connect(this.addresses.dataRequests, this.provider),
     };
   }
 
@@ -248,11 +283,15 @@ export class VerifierChain {
  * after them `beforeStop` runs (what the file started itself), then the chain stops and the
  * directory goes. `net` is set once the file's beforeAll hooks have run.
  */
-export function useVerifierChain(name: string, beforeStop: () => Promise<unknown> = () => Promise.resolve()): { readonly net: VerifierChain; scratch: string } {
+export function useVerifierChain(
+  name: string,
+  beforeStop: () => Promise<unknown> = () => Promise.resolve(),
+  options: ChainOptions = {},
+): { readonly net: VerifierChain; scratch: string } {
   const scratch = scratchDir();
   let net: VerifierChain | undefined;
   beforeAll(async () => {
-    net = await VerifierChain.start(scratch.dir, name);
+    net = await VerifierChain.start(scratch.dir, name, options);
   }, 120_000);
   afterAll(async () => {
     await beforeStop();

@@ -2,36 +2,19 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { JsonRpcProvider, NonceManager, Wallet, parseEther, type Signer } from "ethers";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NonceManager, Wallet, parseEther } from "ethers";
+import { beforeAll, describe, expect, it } from "vitest";
 import { buildManifest, writeManifest } from "../../../engine/model/manifest.js";
-import type { ModelDirectory } from "../../../engine/model/modelDir.js";
-import { Head } from "../../../engine/runtime/head.js";
-import { Committer } from "../../../node/chain/committer.js";
-import { AuditState } from "../../../node/verifier/auditState.js";
 import { chainCall } from "../../../node/verifier/chainErrors.js";
-import { toleranceFor } from "../../../node/verifier/compareOutput.js";
-import { VerifierDaemon, type RoundSummary } from "../../../node/verifier/daemon.js";
-import { ReplayShards } from "../../../node/verifier/receiptAudit.js";
+import { type RoundSummary } from "../../../node/verifier/daemon.js";
 import { ensureVerifier } from "../../../node/verifier/registration.js";
 import { MerkleTree } from "../../../protocol/merkle.js";
-import {
-  AuditLedger__factory,
-  Commitments__factory,
-  Disputes__factory,
-  EFedToken__factory,
-  Staking__factory,
-  TrustScores__factory,
-  VerifierRewards__factory,
-} from "../../../types/ethers-contracts/index.js";
-import { DEVNET_PARAMS, deployProtocol, protocolAddresses, type ProtocolAddresses } from "../../../scripts/lib/deployProtocol.js";
-import { randomModel, scratchDir } from "../../engine/helpers.js";
+import { AuditLedger__factory, Staking__factory, TrustScores__factory } from "../../../types/ethers-contracts/index.js";
+import { DEVNET_PARAMS } from "../../../scripts/lib/deployProtocol.js";
+import { randomModel } from "../../engine/helpers.js";
 import { faultyShard } from "../../support/faultyShard.js";
-import { startHardhatNode, type LocalChain } from "../../support/hardhatNode.js";
 import { EFED_BIN, runEfed, stopProcess } from "../../support/efedProcess.js";
-import { startServer, type RunningServer } from "../support.js";
-import { generateOn } from "./harness.js";
-import { DEV_KEYS, FAULT_FROM, FULL_BOND, PROMPT, SERVER_STAKE, silent } from "./chainHarness.js";
+import { DEV_KEYS, FAULT_FROM, FULL_BOND, SERVER_STAKE, silent, useVerifierChain, type StakedServer, type VerifierChain } from "./chainHarness.js";
 
 /**
  * The verifier daemon on a real Hardhat node: an honest server and one that adds noise from its
@@ -41,200 +24,43 @@ import { DEV_KEYS, FAULT_FROM, FULL_BOND, PROMPT, SERVER_STAKE, silent } from ".
  * the challenger is paid. Rounds are driven with runOnce() and time with evm_increaseTime.
  */
 
-const scratch = scratchDir();
-let chain: LocalChain;
-let provider: JsonRpcProvider;
-let admin: Signer;
-let addresses: ProtocolAddresses;
-let model: ModelDirectory;
-let variantId: string;
-let head: Head;
-let replayers: ReplayShards;
-const servers: RunningServer[] = [];
-const states: AuditState[] = [];
 const children: ChildProcess[] = [];
-
-beforeAll(async () => {
-  model = randomModel(scratch.dir, "daemon-model", { hidden_size: 64, intermediate_size: 96, max_position_embeddings: 256 });
-  variantId = writeManifest(model.dir, buildManifest(model));
-  head = await Head.load(model);
-  replayers = new ReplayShards(model, variantId, 1);
-  chain = await startHardhatNode();
-  // no cached block numbers: a round right after a mine must see it
-  provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true, cacheTimeout: -1 });
-  admin = new NonceManager(await provider.getSigner(0));
-  const protocol = await deployProtocol(admin, DEVNET_PARAMS);
-  addresses = await protocolAddresses(protocol);
-  await (await protocol.registry.registerVariant(variantId, 4, "file://daemon-model")).wait();
-  // the chain counts every receipt as sampled, as the challenger (sample rate 1) audits every one
-  await (await protocol.auditLedger.setParams({ ...DEVNET_PARAMS.audits, sampleRatePpb: 1_000_000_000n })).wait();
-  // the admin stands in for redeemed channels (paid work unlocks audit rewards) and funds the reward pool
-  await (await protocol.trust.grantRole(await protocol.trust.PAYMENTS_ROLE(), await admin.getAddress())).wait();
-  await (await protocol.token.mint(addresses.rewards, parseEther("1000"))).wait();
-}, 120_000);
-
-afterAll(async () => {
-  await Promise.all(children.map((c) => stopProcess(c)));
-  await Promise.all(servers.map((s) => s.stop()));
-  for (const s of states) s.close();
-  await replayers?.release();
-  provider?.destroy();
-  await chain?.stop();
-  scratch.cleanup();
-});
-
-function contractsFor(signer: Signer) {
-  return {
-    staking: Staking__factory.connect(addresses.staking, signer),
-    commitments: Commitments__factory.connect(addresses.commitments, signer),
-    disputes: Disputes__factory.connect(addresses.disputes, signer),
-    token: EFedToken__factory.connect(addresses.token, signer),
-    auditLedger: AuditLedger__factory.connect(addresses.auditLedger, signer),
-  };
-}
-
-async function mint(to: string, amount: bigint): Promise<void> {
-  await (await EFedToken__factory.connect(addresses.token, admin).mint(to, amount)).wait();
-}
-
-/** An in-process server for all 4 layers, staked and registered on chain under its own (fresh, funded) key. */
-async function stakedServer(wrap?: Parameters<typeof startServer>[9]): Promise<{ running: RunningServer; signer: Signer }> {
-  const staking = Staking__factory.connect(addresses.staking, provider);
-  const running = await startServer(model, 0, 4, scratch.dir, {}, variantId, undefined, {}, {
-    isVerifier: (a) => staking.isActiveVerifier(a),
-    commitments: addresses.commitments,
-  }, wrap);
-  servers.push(running);
-  const signer = new NonceManager(running.wallet.connect(provider));
-  await (await admin.sendTransaction({ to: running.wallet.address, value: parseEther("10") })).wait();
-  await mint(running.wallet.address, SERVER_STAKE);
-  const c = contractsFor(signer);
-  await (await c.token.approve(addresses.staking, SERVER_STAKE)).wait();
-  await (await c.staking.deposit(SERVER_STAKE)).wait();
-  await (await c.staking.registerServer(variantId, 0, 4, running.server.url, 0n)).wait();
-  return { running, signer };
-}
-
-/** A daemon for dev account `index`, registered as a verifier, with its own state file. */
-async function daemonFor(
-  index: number,
-  sampleRate: number,
-  statePath = join(scratch.dir, `verifier-${index}.sqlite`),
-  fromBlock = 0,
-  /** Tokens minted beside the stake, for challenge bonds. */
-  bond = FULL_BOND,
-): Promise<VerifierDaemon> {
-  const wallet = new Wallet(DEV_KEYS[index]!, provider);
-  const signer = new NonceManager(wallet);
-  const contracts = contractsFor(signer);
-  if (!(await contracts.staking.isActiveVerifier(wallet.address))) await mint(wallet.address, DEVNET_PARAMS.stake.verifierMinStake + bond);
-  await ensureVerifier(contracts, wallet.address, silent);
-  const state = AuditState.open(statePath);
-  states.push(state);
-  return new VerifierDaemon({
-    key: wallet.signingKey,
-    address: wallet.address,
-    provider,
-    chainId: 31337n,
-    contracts,
-    replayers,
-    state,
-    sampleRate,
-    tolerance: toleranceFor(model.compression),
-    logger: silent,
-    fromBlock,
-  });
-}
-
-async function mine(blocks = 1): Promise<void> {
-  await provider.send("hardhat_mine", [`0x${blocks.toString(16)}`]);
-}
-
-async function increaseTime(seconds: bigint): Promise<void> {
-  await provider.send("evm_increaseTime", [Number(seconds)]);
-  await mine();
-}
+const env = useVerifierChain("daemon-model", () => Promise.all(children.map((c) => stopProcess(c))), { auditLedger: true });
+let net: VerifierChain;
+beforeAll(() => (net = env.net));
 
 /** Serves one 8-step generation on `s` and posts its receipts in one batch; returns the batch id. */
-async function serveAndCommit(s: { running: RunningServer; signer: Signer }): Promise<number> {
-  await generateOn(head, [s.running], PROMPT, { maxTokens: 8 });
-  const committer = new Committer({ commitments: contractsFor(s.signer).commitments, store: s.running.store, maxReceiptsPerBatch: 1000, logger: silent });
-  const batchId = await committer.commitOnce();
-  expect(batchId).toBeDefined();
-  return batchId!;
+async function serveAndCommit(s: StakedServer): Promise<number> {
+  return (await net.serveAndCommit([s]))[0]!;
 }
 
 const roundOf = (r: RoundSummary) => ({ ...r });
 
-/** Contracts read by the assertions. */
-function readers() {
-  return {
-    token: EFedToken__factory.connect(addresses.token, provider),
-    staking: Staking__factory.connect(addresses.staking, provider),
-    disputes: Disputes__factory.connect(addresses.disputes, provider),
-    trust: TrustScores__factory.connect(addresses.trust, provider),
-    rewards: VerifierRewards__factory.connect(addresses.rewards, provider),
-    auditLedger: AuditLedger__factory.connect(addresses.auditLedger, provider),
-  };
-}
-
-let crewOnce: Promise<{ challenger: VerifierDaemon; members: VerifierDaemon[] }> | undefined;
-/** The challenger (dev account #1, sample rate 1) and three committee-only daemons (#2..#4, sample rate 0), made once. */
-function crew(): Promise<{ challenger: VerifierDaemon; members: VerifierDaemon[] }> {
-  crewOnce ??= (async () => ({ challenger: await daemonFor(0, 1), members: [await daemonFor(1, 0), await daemonFor(2, 0), await daemonFor(3, 0)] }))();
-  return crewOnce;
-}
-
-/**
- * Runs dispute `disputeId` to its end: a block for the draw, the challenger draws the committee,
- * each member re-executes and commits, the commit phase passes, each member reveals (the last reveal settles).
- */
-async function runCommittee(disputeId: bigint, restartBeforeReveal = false): Promise<{ committee: string[]; commits: bigint[][]; reveals: RoundSummary[] }> {
-  const { challenger, members: voters } = await crew();
-  let members = voters;
-  await mine();
-  await challenger.runOnce();
-  const committee = [...(await readers().disputes.committee(disputeId))];
-  const commits: bigint[][] = [];
-  for (const m of members) commits.push((await m.runOnce()).committed);
-  await increaseTime(DEVNET_PARAMS.disputes.commitPeriod + 1n);
-  // restarted members reveal with the salts their state kept (the crew's state files are states[1..3])
-  // (they replace the crew's: two daemons of one key in one process would share nonces)
-  if (restartBeforeReveal) {
-    members = [await daemonFor(1, 0, states[1]!.path), await daemonFor(2, 0, states[2]!.path), await daemonFor(3, 0, states[3]!.path)];
-    crewOnce = Promise.resolve({ challenger, members });
-  }
-  const reveals: RoundSummary[] = [];
-  for (const m of members) reveals.push(await m.runOnce());
-  return { committee, commits, reveals };
-}
-
-
 describe("efed verifier daemon on a chain", () => {
   it("refuses to register a verifier without the tokens for its stake, naming the balance", async () => {
-    const broke = new NonceManager(new Wallet(DEV_KEYS[4]!, provider));
-    await expect(ensureVerifier(contractsFor(broke), await broke.getAddress(), silent)).rejects.toThrow(
+    const broke = new NonceManager(new Wallet(DEV_KEYS[4]!, net.provider));
+    await expect(ensureVerifier(net.contractsFor(broke), await broke.getAddress(), silent)).rejects.toThrow(
       `${await broke.getAddress()} holds 0.0 tokens, the stake needs 500.0`,
     );
   });
 
   it("decodes a reverted call to its custom error's name and arguments", async () => {
-    const stranger = new NonceManager(new Wallet(DEV_KEYS[4]!, provider));
-    const receipt = { sessionId: variantId, step: 0n, firstLayer: 0, lastLayer: 4, variantId, inputHash: variantId, outputHash: variantId, tokens: 1, server: await stranger.getAddress() };
-    const err = await chainCall("opening a dispute", () => contractsFor(stranger).disputes.openDispute.staticCall(1n, receipt, "0x", [])).catch((e: unknown) => e);
+    const stranger = new NonceManager(new Wallet(DEV_KEYS[4]!, net.provider));
+    const receipt = { sessionId: net.variantId, step: 0n, firstLayer: 0, lastLayer: 4, variantId: net.variantId, inputHash: net.variantId, outputHash: net.variantId, tokens: 1, server: await stranger.getAddress() };
+    const err = await chainCall("opening a dispute", () => net.contractsFor(stranger).disputes.openDispute.staticCall(1n, receipt, "0x", [])).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "CHAIN_CALL_FAILED", errorName: "DisputesNotVerifier", message: `opening a dispute failed: DisputesNotVerifier: ${await stranger.getAddress()} is not an active verifier` });
   });
 
   it("audits every receipt, records and is rewarded for the passes, challenges only the cheater, the committee votes, the cheater is slashed and the challenger paid", async () => {
-    const honest = await stakedServer();
+    const honest = await net.stakedServer();
     const paid = parseEther("1000"); // what clients paid the honest server: its audit budget is 5 % of it
-    await (await TrustScores__factory.connect(addresses.trust, admin).recordPayment(honest.running.wallet.address, paid)).wait();
-    const cheater = await stakedServer((shard) => faultyShard(shard, { kind: "noise", amplitude: 0.5 }, FAULT_FROM));
-    const { challenger } = await crew();
+    await (await TrustScores__factory.connect(net.addresses.trust, net.admin).recordPayment(honest.running.wallet.address, paid)).wait();
+    const cheater = await net.stakedServer({ wrap: (shard) => faultyShard(shard, { kind: "noise", amplitude: 0.5 }, FAULT_FROM) });
+    const { challenger } = await net.crew();
     const honestBatch = await serveAndCommit(honest);
     const cheaterBatch = await serveAndCommit(cheater);
-    await mine(); // the block whose hash seeds the sample
-    const { token, staking, disputes, trust, rewards, auditLedger } = readers();
+    await net.mine(); // the block whose hash seeds the sample
+    const { token, staking, disputes, trust, rewards, auditLedger } = net.readers();
     const challengerAddress = new Wallet(DEV_KEYS[0]!).address;
     const balanceBefore = await token.balanceOf(challengerAddress);
     expect(await trust.trustOf(cheater.running.wallet.address)).toBe(parseEther("0.5"));
@@ -244,7 +70,7 @@ describe("efed verifier daemon on a chain", () => {
     const first = await challenger.runOnce();
     const reward = DEVNET_PARAMS.audits.rewardPerAudit;
     expect(roundOf(first)).toMatchObject({ batches: 2, audited: 16, failed: 5, challenged: [1n], passesRecorded: 11, rewardEarned: 8n * reward });
-    const state = states[0]!;
+    const state = net.states[0]!;
     const honestLeaves = honest.running.store.batchLeaves(honestBatch)!;
     expect(honestLeaves.map((leaf) => state.audit(leaf)?.verdict)).toEqual(Array.from({ length: 8 }, () => "pass"));
     const recorded = await auditLedger.queryFilter(auditLedger.filters.PassesRecorded(), 0);
@@ -261,7 +87,7 @@ describe("efed verifier daemon on a chain", () => {
     expect(await disputes.disputeCount()).toBe(1n);
 
     // the committee (everyone but the challenger) re-executes, votes "at fault", restarts, reveals, and the dispute settles
-    const { committee, commits, reveals } = await runCommittee(1n, true);
+    const { committee, commits, reveals } = await net.runCommittee(1n, true);
     expect([...committee].sort()).toEqual(DEV_KEYS.slice(1, 4).map((k) => new Wallet(k).address).sort());
     expect(commits).toEqual([[1n], [1n], [1n]]);
     expect(reveals.map((r) => r.revealed)).toEqual([[1n], [1n], [1n]]);
@@ -283,17 +109,17 @@ describe("efed verifier daemon on a chain", () => {
 
     // the challenger notes the settlement; a restarted daemon on the same state audits nothing again
     expect((await challenger.runOnce()).audited).toBe(0);
-    const restarted = await daemonFor(0, 1, state.path);
+    const restarted = await net.daemonFor(0, 1, state.path);
     const again = await restarted.runOnce();
     expect(roundOf(again)).toMatchObject({ batches: 0, audited: 0, challenged: [], passesRecorded: 0, settled: [] });
-    expect(states[0]!.auditCounts()).toEqual({ pass: 11, fail: 5, withheld: 0 });
+    expect(net.states[0]!.auditCounts()).toEqual({ pass: 11, fail: 5, withheld: 0 });
   });
 });
 
 describe("efed verifier daemon against a withholding server", () => {
   it("challenges a server that lists a committed step but will not produce it, and the committee finds it at fault", async () => {
-    const { challenger } = await crew();
-    const withholder = await stakedServer();
+    const { challenger } = await net.crew();
+    const withholder = await net.stakedServer();
     const batchId = await serveAndCommit(withholder);
     const leaves = withholder.running.store.batchLeaves(batchId)!;
     const sessionId = withholder.running.store.get(leaves[0]!)!.receipt.sessionId;
@@ -302,21 +128,21 @@ describe("efed verifier daemon against a withholding server", () => {
     const db = new DatabaseSync(withholder.running.store.path);
     db.prepare("UPDATE steps SET step = '03' WHERE session_id = ? AND step = '3'").run(sessionId);
     db.close();
-    await mine();
+    await net.mine();
 
     const round = await challenger.runOnce();
     expect(roundOf(round)).toMatchObject({ batches: 1, audited: 8, failed: 5 });
     expect(round.challenged.length).toBe(1);
     const disputeId = round.challenged[0]!;
-    const { disputes, staking } = readers();
+    const { disputes, staking } = net.readers();
     const d = await disputes.dispute(disputeId);
     expect([d.server, d.batchId]).toEqual([withholder.running.wallet.address, BigInt(batchId)]);
-    expect(states[0]!.audit(d.receiptLeaf)).toMatchObject({
+    expect(net.states[0]!.audit(d.receiptLeaf)).toMatchObject({
       verdict: "withheld",
       reason: expect.stringContaining(`step 3 of session ${sessionId}: withheld: SERVER_19:`) as string,
     });
 
-    const { reveals } = await runCommittee(disputeId);
+    const { reveals } = await net.runCommittee(disputeId);
     expect(reveals[2]!.settled).toEqual([disputeId]);
     const settled = await disputes.dispute(disputeId);
     expect([settled.outcome, settled.faultVotes, settled.correctVotes]).toEqual([1n, 3n, 0n]);
@@ -326,29 +152,29 @@ describe("efed verifier daemon against a withholding server", () => {
 
 describe("efed verifier daemon against a lazy verifier", () => {
   it("as the challenger, slashes a pass another verifier recorded for the receipt its dispute found at fault", async () => {
-    const { challenger } = await crew();
-    const cheater = await stakedServer((shard) => faultyShard(shard, { kind: "noise", amplitude: 0.5 }, FAULT_FROM));
+    const { challenger } = await net.crew();
+    const cheater = await net.stakedServer({ wrap: (shard) => faultyShard(shard, { kind: "noise", amplitude: 0.5 }, FAULT_FROM) });
     const batchId = await serveAndCommit(cheater);
-    await mine();
+    await net.mine();
     // a lazy verifier passes every receipt of the batch without re-executing any, then leaves the
     // verifier set (its stake stays slashable; it just sits on no committee here)
-    const lazy = new NonceManager(Wallet.createRandom().connect(provider));
+    const lazy = new NonceManager(Wallet.createRandom().connect(net.provider));
     const lazyAddress = await lazy.getAddress();
-    await (await admin.sendTransaction({ to: lazyAddress, value: parseEther("1") })).wait();
-    await mint(lazyAddress, DEVNET_PARAMS.stake.verifierMinStake);
-    await ensureVerifier(contractsFor(lazy), lazyAddress, silent);
+    await (await net.admin.sendTransaction({ to: lazyAddress, value: parseEther("1") })).wait();
+    await net.mint(lazyAddress, DEVNET_PARAMS.stake.verifierMinStake);
+    await ensureVerifier(net.contractsFor(lazy), lazyAddress, silent);
     const leaves = cheater.running.store.batchLeaves(batchId)!;
     const tree = new MerkleTree(leaves);
     const order = leaves.map((_, i) => i).sort((a, b) => (BigInt(leaves[a]!) < BigInt(leaves[b]!) ? -1 : 1));
-    await (await contractsFor(lazy).auditLedger.recordPasses(batchId, order.map((i) => leaves[i]!), order.map((i) => tree.proof(i)))).wait();
-    await (await contractsFor(lazy).staking.deregister()).wait();
+    await (await AuditLedger__factory.connect(net.addresses.auditLedger, lazy).recordPasses(batchId, order.map((i) => leaves[i]!), order.map((i) => tree.proof(i)))).wait();
+    await (await net.contractsFor(lazy).staking.deregister()).wait();
 
     const round = await challenger.runOnce();
     expect(round.challenged.length).toBe(1);
     const disputeId = round.challenged[0]!;
-    const { disputes, staking, token, auditLedger } = readers();
+    const { disputes, staking, token, auditLedger } = net.readers();
     const leaf = (await disputes.dispute(disputeId)).receiptLeaf;
-    const { reveals } = await runCommittee(disputeId);
+    const { reveals } = await net.runCommittee(disputeId);
     expect(reveals[2]!.settled).toEqual([disputeId]);
     expect((await disputes.dispute(disputeId)).outcome).toBe(1n);
 
@@ -367,18 +193,18 @@ describe("efed verifier daemon against a lazy verifier", () => {
 
 describe("efed verifier daemon without the bond", () => {
   it("records the failed audit, and challenges in a later round once it holds the bond", async () => {
-    const cheater = await stakedServer((shard) => faultyShard(shard, { kind: "skip" }, FAULT_FROM));
-    const fromBlock = await provider.getBlockNumber();
+    const cheater = await net.stakedServer({ wrap: (shard) => faultyShard(shard, { kind: "skip" }, FAULT_FROM) });
+    const fromBlock = await net.provider.getBlockNumber();
     // dev account #5: staked with exactly the minimum, nothing left for a bond
-    const poor = await daemonFor(4, 1, join(scratch.dir, "verifier-poor.sqlite"), fromBlock, 0n);
+    const poor = await net.daemonFor(4, 1, join(env.scratch, "verifier-poor.sqlite"), fromBlock, 0n);
     const batchId = await serveAndCommit(cheater);
-    await mine();
+    await net.mine();
     const first = await poor.runOnce();
     expect(roundOf(first)).toMatchObject({ batches: 1, audited: 8, failed: 5, challenged: [] });
-    const { disputes } = readers();
+    const { disputes } = net.readers();
     const disputesBefore = await disputes.disputeCount();
 
-    await mint(new Wallet(DEV_KEYS[4]!).address, FULL_BOND);
+    await net.mint(new Wallet(DEV_KEYS[4]!).address, FULL_BOND);
     const second = await poor.runOnce();
     expect(roundOf(second)).toMatchObject({ batches: 1, audited: 0, failed: 0, challenged: [disputesBefore + 1n] });
     const d = await disputes.dispute(disputesBefore + 1n);
@@ -390,15 +216,15 @@ describe("efed verifier daemon without the bond", () => {
 describe("efed verifier (the command)", () => {
   /** A deployment file for the command, a fresh funded key file, and the flags every run needs. */
   async function commandSetup(name: string, tokens: bigint): Promise<{ args: string[]; address: string; state: string }> {
-    const deployment = join(scratch.dir, "31337.json");
-    writeFileSync(deployment, JSON.stringify({ chainId: "31337", contracts: addresses }));
+    const deployment = join(env.scratch, "31337.json");
+    writeFileSync(deployment, JSON.stringify({ chainId: "31337", contracts: net.addresses }));
     const wallet = Wallet.createRandom();
-    const keyFile = join(scratch.dir, `${name}.key`);
+    const keyFile = join(env.scratch, `${name}.key`);
     writeFileSync(keyFile, wallet.privateKey);
-    await (await admin.sendTransaction({ to: wallet.address, value: parseEther("1") })).wait();
-    if (tokens > 0n) await mint(wallet.address, tokens);
-    const state = join(scratch.dir, `${name}.sqlite`);
-    return { args: ["verifier", "--rpc", chain.url, "--deployment", deployment, "--key", keyFile, "--model", model.dir, "--state", state], address: wallet.address, state };
+    await (await net.admin.sendTransaction({ to: wallet.address, value: parseEther("1") })).wait();
+    if (tokens > 0n) await net.mint(wallet.address, tokens);
+    const state = join(env.scratch, `${name}.sqlite`);
+    return { args: ["verifier", "--rpc", net.chain.url, "--deployment", deployment, "--key", keyFile, "--model", net.model.dir, "--state", state], address: wallet.address, state };
   }
 
   it("refuses a sample rate outside [0, 1], a stake that is not an amount, and a model whose variant is not registered", async () => {
@@ -409,9 +235,9 @@ describe("efed verifier (the command)", () => {
     const stake = await runEfed(...args, "--stake", "lots");
     expect(stake.code).toBe(1);
     expect(stake.stderr).toContain(`"lots" is not an amount of tokens (e.g. 500 or 0.5).`);
-    const other = randomModel(scratch.dir, "daemon-unregistered", { hidden_size: 64, intermediate_size: 96, max_position_embeddings: 256 }, { seed: 11 });
+    const other = randomModel(env.scratch, "daemon-unregistered", { hidden_size: 64, intermediate_size: 96, max_position_embeddings: 256 }, { seed: 11 });
     const otherId = writeManifest(other.dir, buildManifest(other));
-    const unregistered = await runEfed(...args.map((a) => (a === model.dir ? other.dir : a)));
+    const unregistered = await runEfed(...args.map((a) => (a === net.model.dir ? other.dir : a)));
     expect(unregistered.code).toBe(1);
     expect(unregistered.stderr).toContain(`variant ${otherId} of ${other.dir} is not registered (or is retired) on chain 31337`);
   });
@@ -434,7 +260,7 @@ describe("efed verifier (the command)", () => {
       child.once("exit", (code) => reject(new Error(`efed verifier exited with ${code}: ${err}`)));
     });
     expect(out).toContain(`"address":"${address}","msg":"registered as a verifier"`);
-    expect(await Staking__factory.connect(addresses.staking, provider).isActiveVerifier(address)).toBe(true);
+    expect(await Staking__factory.connect(net.addresses.staking, net.provider).isActiveVerifier(address)).toBe(true);
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
