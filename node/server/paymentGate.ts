@@ -114,7 +114,10 @@ export class PaymentGate {
     return { type: MessageType.ChannelBound, requestId: m.requestId, sessionId: m.sessionId, channelId: m.channelId, deposit: rec.deposit, owed: rec.owed, covered: rec.covered };
   }
 
-  /** Checks and stores a voucher; a valid one for less than what is owed is kept, and answered PaymentRequired. */
+  /**
+   * Checks and stores a voucher; a valid one that leaves more owed than the open sessions' unpaid steps
+   * (it pays part of a step, or not what an ended session left) is kept, and answered PaymentRequired.
+   */
   async pay(m: Pay, nowMs: number): Promise<Paid> {
     let rec = this.o.store.get(m.channelId);
     if (rec === undefined || !this.isBound(m.channelId)) {
@@ -138,10 +141,16 @@ export class PaymentGate {
     const increase = m.cumulativeAmount - rec.covered;
     this.o.store.accept(m.channelId, m.cumulativeAmount, m.signature, nowMs);
     const now = this.o.store.get(m.channelId)!;
-    this.cover(m.channelId, m.sessionId, increase, now.owed - now.covered);
+    const uncovered = now.owed - now.covered;
+    this.cover(m.channelId, m.sessionId, increase, uncovered);
     this.o.onVoucher?.(m.channelId);
-    if (m.cumulativeAmount < now.owed) {
-      throw required(`voucher for ${m.cumulativeAmount} on channel ${m.channelId} is kept but covers less than the ${now.owed} owed`, { channelId: m.channelId, owed: now.owed, covered: now.covered });
+    // what stays uncovered must be exactly the open sessions' unpaid steps (others may be running): else it paid part of a step, or left debt
+    const running = this.attributed(m.channelId);
+    if (running !== uncovered) {
+      throw required(
+        `voucher for ${m.cumulativeAmount} on channel ${m.channelId} is kept but covers less than the ${now.owed} owed in whole steps (the open sessions' unpaid steps come to ${running})`,
+        { channelId: m.channelId, owed: now.owed, covered: now.covered },
+      );
     }
     return { type: MessageType.Paid, requestId: m.requestId, channelId: m.channelId, owed: now.owed, covered: now.covered };
   }

@@ -383,6 +383,58 @@ describe("paying per token", () => {
       for (const s of [failing, spare]) if (running.has(s)) await s.stop(false);
     }
   }, 120_000);
+
+  it("runs concurrent paid sequences over one channel per server: each progresses on its own credit, and each server redeems exactly price × tokens", async () => {
+    const payer = new Payer({ chain: client, ledger, channelTokens: 1000 });
+    // the third sequence binds while the first's step is running: that step is no gap to pay
+    let firstStepSent: () => void = () => undefined;
+    const stepSent = new Promise<void>((resolve) => (firstStepSent = resolve));
+    let sequences = 0;
+    const payment: RoutePayment = {
+      openSequence: async (connections, ids, maxLength) => {
+        const inner = await payer.openSequence(connections, ids, maxLength);
+        const first = sequences++ === 0;
+        return {
+          ...inner,
+          beforeStep: (tokens) => {
+            inner.beforeStep(tokens);
+            if (first) firstStepSent();
+          },
+        };
+      },
+    };
+    // an earlier test left a step owed on B's channel, which a binding pays: settle it, and redeem, so only this test's work counts
+    const settling = await RemotePipeline.connect([a.server.url, b.server.url], 4, { payment: new Payer({ chain: client, ledger, channelTokens: 1000 }) });
+    await (await settling.openSequence(16)).close();
+    settling.close();
+    for (const s of [a, b]) await s.redeemer.pass(true);
+    const channels = [a, b].map((s, i) => ({ s, channelId: ledger.findOpen(31337n, contracts.channels!, [keyA, keyB][i]!.address, 0n)!.channelId }));
+    const signedBefore = channels.map((c) => ledger.get(c.channelId)!.cumulative);
+    const paidBefore = await Promise.all(channels.map(async (c) => (await c.s.channels.channel(c.channelId)).paid));
+    expect(paidBefore).toEqual(signedBefore);
+    const pipeline = await RemotePipeline.connect([a.server.url, b.server.url], 4, { forward: true, payment });
+    try {
+      const first = await pipeline.openSequence(16);
+      const second = await pipeline.openSequence(16);
+      const prefill = first.compute(head.embed([1, 2, 3]));
+      await stepSent;
+      const third = await pipeline.openSequence(16);
+      await prefill;
+      // every round, all three sequences' steps are at the servers at once (credit per channel refused the later ones)
+      await Promise.all([second.compute(head.embed([4, 5])), third.compute(head.embed([6]))]);
+      for (let i = 0; i < 3; i++) await Promise.all([first, second, third].map((q, j) => q.compute(head.embed([7 + j]))));
+      expect([first, second, third].map((q) => payer.costOf(q.sessionIds))).toEqual([2n * 6n * PRICE, 2n * 5n * PRICE, 2n * 4n * PRICE]);
+      expect(payer.total).toBe(2n * 15n * PRICE); // no gap paid at the third binding
+      await Promise.all([first, second, third].map((q) => q.close()));
+    } finally {
+      pipeline.close();
+    }
+    for (const [i, { s, channelId }] of channels.entries()) {
+      expect(ledger.get(channelId)!.cumulative - signedBefore[i]!).toBe(15n * PRICE);
+      expect(await s.redeemer.pass(true)).toBe(1);
+      expect((await s.channels.channel(channelId)).paid - paidBefore[i]!).toBe(15n * PRICE);
+    }
+  }, 120_000);
 });
 
 describe("efed wallet and a paid efed generate", () => {

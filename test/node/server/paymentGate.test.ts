@@ -109,7 +109,7 @@ describe("PaymentGate", () => {
     gate.charge(s, 0n, 3);
     const err = await refusal(() => gate.pay(voucher(2_000n), 1));
     expect(err.wireCode).toBe(ErrorCode.PaymentRequired);
-    expect(err.message).toContain(`voucher for 2000 on channel ${channelId} is kept but covers less than the 3000 owed`);
+    expect(err.message).toContain(`voucher for 2000 on channel ${channelId} is kept but covers less than the 3000 owed in whole steps (the open sessions' unpaid steps come to 3000)`);
     expect(err.payment).toEqual({ channelId, owed: 3_000n, covered: 2_000n });
     expect(store.vouchers(channelId).map((v) => v.cumulative)).toEqual([2_000n]);
   });
@@ -203,11 +203,11 @@ describe("PaymentGate", () => {
       gate.charge(s1, 0n, 3); // charged first
       gate.charge(s2, 0n, 1); // the other session is not held up by s1's unpaid step
       // s2's answer came back first: its voucher (1000) is signed before s1's
-      expect(await refusal(() => gate.pay(voucher(1_000n, { session: s2 }), 1))).toMatchObject({ payment: { channelId, owed: 4_000n, covered: 1_000n } });
+      expect(await gate.pay(voucher(1_000n, { session: s2 }), 1)).toMatchObject({ owed: 4_000n, covered: 1_000n });
       gate.charge(s2, 1n, 1); // s2's step is paid: its next runs
       const err = await refusal(() => gate.charge(s1, 1n, 1));
       expect(err.message).toContain(`step 1 of session ${s1} needs payment first: channel ${channelId} owes 5000, its vouchers cover 1000 (credit: 1 unpaid step per session)`);
-      await refusal(() => gate.pay(voucher(4_000n, { session: s1 }), 2)); // s1's 3000: s2's second step is still owed
+      expect(await gate.pay(voucher(4_000n, { session: s1 }), 2)).toMatchObject({ owed: 5_000n, covered: 4_000n }); // s2's second step is running
       gate.charge(s1, 1n, 1);
       expect(store.get(channelId)).toMatchObject({ owed: 6_000n, covered: 4_000n });
     });
@@ -218,9 +218,21 @@ describe("PaymentGate", () => {
       await bind(s2);
       gate.charge(s1, 0n, 2);
       gate.charge(s2, 0n, 2);
-      await refusal(() => gate.pay(voucher(2_000n), 1));
+      await gate.pay(voucher(2_000n), 1);
       gate.charge(s1, 1n, 1);
       expect((await refusal(() => gate.charge(s2, 1n, 1))).payment).toEqual({ channelId, owed: 5_000n, covered: 2_000n });
+    });
+
+    it("keeps a voucher that pays part of a session's step, and says so though another session's step is running", async () => {
+      const [s1, s2] = sessions();
+      await bind(s1);
+      await bind(s2);
+      gate.charge(s1, 0n, 3);
+      gate.charge(s2, 0n, 2);
+      const err = await refusal(() => gate.pay(voucher(1_000n, { session: s1 }), 1));
+      expect(err.message).toContain(`voucher for 1000 on channel ${channelId} is kept but covers less than the 5000 owed in whole steps (the open sessions' unpaid steps come to 5000)`);
+      expect(err.payment).toEqual({ channelId, owed: 5_000n, covered: 1_000n });
+      expect((await refusal(() => gate.charge(s1, 1n, 1))).wireCode).toBe(ErrorCode.PaymentRequired);
     });
 
     it("bounds the whole channel by its deposit", async () => {
