@@ -25,7 +25,7 @@ import { ShardConnection } from "../../client/shardClient.js";
 import { Ledger } from "../../client/wallet/ledger.js";
 import { closeChannel, connectWalletChain, disconnect, readClientDeployment, type WalletChain } from "../../client/wallet/walletChain.js";
 import { Redeemer, channelReader } from "../../node/chain/redeemer.js";
-import { DEFAULT_SERVER_LIMITS } from "../../node/server/limits.js";
+import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "../../node/server/limits.js";
 import { PaymentGate } from "../../node/server/paymentGate.js";
 import { ShardServer } from "../../node/server/shardServer.js";
 import { ActivationStore } from "../../node/store/activationStore.js";
@@ -61,6 +61,7 @@ let ledger: Ledger;
 
 interface PricedServer {
   server: ShardServer;
+  gate: PaymentGate;
   redeemer: Redeemer;
   channels: PaymentChannels;
   /** Stops serving; `redeem`: as on shutdown (everything held is redeemed), else as a crash (nothing is). */
@@ -69,7 +70,7 @@ interface PricedServer {
 const running = new Set<PricedServer>();
 
 /** A priced server in this process, paid through channels and redeeming with `key`; its stores live at `storePath`. */
-async function startPricedServer(key: Wallet, first: number, last: number, storePath: string, pollMs = 100): Promise<PricedServer> {
+async function startPricedServer(key: Wallet, first: number, last: number, storePath: string, pollMs = 100, limits: Partial<ServerLimits> = {}): Promise<PricedServer> {
   const shard = await Shard.load(model, first, last);
   const store = ActivationStore.open(storePath, { retentionMs: 3_600_000, maxBytes: 1 << 30 });
   const vouchers = VoucherStore.open(storePath);
@@ -84,7 +85,7 @@ async function startPricedServer(key: Wallet, first: number, last: number, store
     chainId: 31337n,
     commitments: contracts.commitments!,
     pricePerToken: PRICE,
-    limits: DEFAULT_SERVER_LIMITS,
+    limits: { ...DEFAULT_SERVER_LIMITS, ...limits },
     forwarding: { allowPrivateAddresses: true },
     store,
     payments: gate,
@@ -92,6 +93,7 @@ async function startPricedServer(key: Wallet, first: number, last: number, store
   redeemer.start();
   const p: PricedServer = {
     server,
+    gate,
     redeemer,
     channels,
     stop: async (redeem) => {
@@ -435,6 +437,52 @@ describe("paying per token", () => {
       expect((await s.channels.channel(channelId)).paid - paidBefore[i]!).toBe(15n * PRICE);
     }
   }, 120_000);
+
+  it("refuses a stranger's flood of channel bindings with RateLimited, forgets ended sessions' bindings, and serves an honest client", async () => {
+    const domain = voucherDomain(31337n, contracts.channels!);
+    const bindOn = (conn: ShardConnection, key: Wallet, sessionId: string, channelId: string) =>
+      conn.bindChannel(sessionId, channelId, signBinding(key.signingKey, domain, { channelId, sessionId, server: conn.info.server, challenge: conn.info.challenge }));
+    const keyLimited = new Wallet(hexlify(randomBytes(32)));
+    const limited = await startPricedServer(keyLimited, 0, 2, join(scratch.dir, "limited.sqlite"), 100, { bindsPerSecond: 1, bindBurst: 3 });
+    const stranger = await ShardConnection.connect(limited.server.url);
+    try {
+      const sessionId = hexlify(randomBytes(32));
+      await stranger.openSession(sessionId, 16);
+      const strangerKey = new Wallet(hexlify(randomBytes(32)));
+      // each binding costs the server a signature recovery and a chain read: a burst of 3, then 1 per second
+      const refusals: { code: string; message: string }[] = [];
+      for (let i = 0; i < 5; i++) {
+        const channelId = hexlify(randomBytes(32));
+        refusals.push(await bindOn(stranger, strangerKey, sessionId, channelId).then(() => ({ code: "bound", message: "" }), (e: { code: string; message: string }) => e));
+      }
+      expect(refusals.map((r) => r.code)).toEqual([...Array<string>(3).fill(`SERVER_${ErrorCode.PaymentRequired}`), ...Array<string>(2).fill(`SERVER_${ErrorCode.RateLimited}`)]);
+      expect(refusals[0]!.message).toMatch(/channel 0x[0-9a-f]{64} does not exist on chain/);
+      expect(refusals[4]!.message).toContain("at most 1 channel bindings per second per connection (burst 3)");
+      expect(limited.gate.boundSessions).toBe(0);
+    } finally {
+      stranger.close();
+      await limited.stop(false);
+    }
+    const boundBefore = a.gate.boundSessions;
+    // the gate keeps a binding only while its session lives
+    const conn = await ShardConnection.connect(a.server.url);
+    const [s1, s2] = [hexlify(randomBytes(32)), hexlify(randomBytes(32))];
+    try {
+      for (const s of [s1, s2]) {
+        await conn.openSession(s, 16);
+        await bindOn(conn, clientKey, s, channelTo(keyA.address));
+      }
+      expect(a.gate.boundSessions).toBe(boundBefore + 2);
+      await conn.closeSession(s1);
+      expect(a.gate.boundSessions).toBe(boundBefore + 1);
+    } finally {
+      conn.close();
+    }
+    for (let i = 0; i < 50 && a.gate.boundSessions !== boundBefore; i++) await new Promise((r) => setTimeout(r, 20)); // the server sees the close
+    expect(a.gate.boundSessions).toBe(boundBefore);
+    const honest = await paidGeneration(true, 2);
+    expect(honest.total).toBe(2n * 4n * PRICE);
+  }, 60_000);
 });
 
 describe("efed wallet and a paid efed generate", () => {
