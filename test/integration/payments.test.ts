@@ -13,6 +13,7 @@ import { Shard } from "../../engine/runtime/shard.js";
 import { encodeActivations } from "../../protocol/activations.js";
 import { voucherDomain } from "../../protocol/eip712.js";
 import { signBinding } from "../../protocol/payment.js";
+import { signVoucherSync } from "../../protocol/voucher.js";
 import { ErrorCode } from "../../protocol/wire.js";
 import { FailoverPipeline, type FailoverEvent } from "../../client/failover.js";
 import { generate } from "../../client/generate.js";
@@ -482,6 +483,41 @@ describe("paying per token", () => {
     expect(a.gate.boundSessions).toBe(boundBefore);
     const honest = await paidGeneration(true, 2);
     expect(honest.total).toBe(2n * 4n * PRICE);
+  }, 60_000);
+
+  it("refuses a voucher signed for another chain, another contract or another channel over the wire, and no funds move", async () => {
+    const conn = await ShardConnection.connect(a.server.url);
+    try {
+      const sessionId = hexlify(randomBytes(32));
+      const channelId = channelTo(keyA.address);
+      const domain = voucherDomain(31337n, contracts.channels!);
+      await conn.openSession(sessionId, 16);
+      await conn.bindChannel(sessionId, channelId, signBinding(clientKey.signingKey, domain, { channelId, sessionId, server: keyA.address, challenge: conn.info.challenge }));
+      await a.redeemer.pass(true); // what earlier tests left is redeemed first
+      const before = await a.channels.channel(channelId);
+      const amount = ledger.get(channelId)!.cumulative + PRICE;
+      const toB = ledger.findOpen(31337n, contracts.channels!, keyB.address, 0n)!.channelId;
+      for (const [what, d, signedFor] of [
+        ["chain 1", voucherDomain(1n, contracts.channels!), channelId],
+        ["the Staking contract", voucherDomain(31337n, contracts.staking!), channelId],
+        ["the channel to B", domain, toB],
+      ] as const) {
+        const signature = signVoucherSync(clientKey.signingKey, d, { channelId: signedFor, cumulativeAmount: amount });
+        const refused = await conn.pay(channelId, amount, signature, sessionId).then(
+          () => ({ code: "accepted", message: what }),
+          (e: { code: string; message: string }) => e,
+        );
+        expect(refused.code).toBe(`SERVER_${ErrorCode.Forbidden}`);
+        expect(refused.message).toMatch(
+          new RegExp(`voucher for ${amount} on channel ${channelId} recovers to 0x[0-9a-fA-F]{40}, not the channel's client ${clientKey.address} \\(signed by another key, or for another channel, chain or contract\\)`),
+        );
+      }
+      expect(await a.redeemer.pass(true)).toBe(0); // nothing new to redeem
+      const after = await a.channels.channel(channelId);
+      expect([after.paid, after.deposit]).toEqual([before.paid, before.deposit]);
+    } finally {
+      conn.close();
+    }
   }, 60_000);
 });
 
