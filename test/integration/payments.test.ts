@@ -2,7 +2,7 @@ import { execFile, type ChildProcess } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { JsonRpcProvider, NonceManager, Wallet, formatEther, hexlify, parseEther, randomBytes, type Signer } from "ethers";
+import { JsonRpcProvider, NonceManager, Wallet, formatEther, hexlify, parseEther, randomBytes, type Signer, type TypedDataDomain } from "ethers";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest, writeManifest } from "../../engine/model/manifest.js";
@@ -14,7 +14,7 @@ import { encodeActivations } from "../../protocol/activations.js";
 import { voucherDomain } from "../../protocol/eip712.js";
 import { signBinding } from "../../protocol/payment.js";
 import { signVoucherSync } from "../../protocol/voucher.js";
-import { ErrorCode } from "../../protocol/wire.js";
+import { ErrorCode, type ChannelBound } from "../../protocol/wire.js";
 import { FailoverPipeline, type FailoverEvent } from "../../client/failover.js";
 import { generate } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
@@ -172,6 +172,16 @@ afterAll(async () => {
 
 const channelTo = (server: string): string => ledger.list(31337n, contracts.channels!).find((c) => c.server === server)!.channelId;
 
+/** Opens a session on `conn` (a connection to A) and binds it to the client's channel to A. */
+async function bindToA(conn: ShardConnection): Promise<{ sessionId: string; channelId: string; domain: TypedDataDomain; bound: ChannelBound }> {
+  const sessionId = hexlify(randomBytes(32));
+  const channelId = channelTo(keyA.address);
+  const domain = voucherDomain(31337n, contracts.channels!);
+  await conn.openSession(sessionId, 16);
+  const bound = await conn.bindChannel(sessionId, channelId, signBinding(clientKey.signingKey, domain, { channelId, sessionId, server: keyA.address, challenge: conn.info.challenge }));
+  return { sessionId, channelId, domain, bound };
+}
+
 /** A generation of `maxTokens` after a 3-token prompt over both servers, paid by a new payer (one query). */
 async function paidGeneration(forward: boolean, maxTokens: number): Promise<Payer> {
   const payer = new Payer({ chain: client, ledger, channelTokens: 1000 });
@@ -212,11 +222,7 @@ describe("paying per token", () => {
   it("refuses a client that stops paying at its next step with PaymentRequired, keeps its session, and serves it once paid", async () => {
     const conn = await ShardConnection.connect(a.server.url);
     try {
-      const sessionId = hexlify(randomBytes(32));
-      const channelId = channelTo(keyA.address);
-      const domain = voucherDomain(31337n, contracts.channels!);
-      await conn.openSession(sessionId, 16);
-      const bound = await conn.bindChannel(sessionId, channelId, signBinding(clientKey.signingKey, domain, { channelId, sessionId, server: keyA.address, challenge: conn.info.challenge }));
+      const { sessionId, channelId, domain, bound } = await bindToA(conn);
       expect([bound.deposit, bound.owed, bound.covered]).toEqual([1000n * PRICE, 12n * PRICE, 12n * PRICE]);
       const hidden = conn.info.hiddenSize;
       const step = (n: bigint, position: number, rows: number) =>
@@ -468,14 +474,11 @@ describe("paying per token", () => {
     const boundBefore = a.gate.boundSessions;
     // the gate keeps a binding only while its session lives
     const conn = await ShardConnection.connect(a.server.url);
-    const [s1, s2] = [hexlify(randomBytes(32)), hexlify(randomBytes(32))];
     try {
-      for (const s of [s1, s2]) {
-        await conn.openSession(s, 16);
-        await bindOn(conn, clientKey, s, channelTo(keyA.address));
-      }
+      const { sessionId: first } = await bindToA(conn);
+      await bindToA(conn);
       expect(a.gate.boundSessions).toBe(boundBefore + 2);
-      await conn.closeSession(s1);
+      await conn.closeSession(first);
       expect(a.gate.boundSessions).toBe(boundBefore + 1);
     } finally {
       conn.close();
@@ -489,11 +492,7 @@ describe("paying per token", () => {
   it("refuses a voucher signed for another chain, another contract or another channel over the wire, and no funds move", async () => {
     const conn = await ShardConnection.connect(a.server.url);
     try {
-      const sessionId = hexlify(randomBytes(32));
-      const channelId = channelTo(keyA.address);
-      const domain = voucherDomain(31337n, contracts.channels!);
-      await conn.openSession(sessionId, 16);
-      await conn.bindChannel(sessionId, channelId, signBinding(clientKey.signingKey, domain, { channelId, sessionId, server: keyA.address, challenge: conn.info.challenge }));
+      const { sessionId, channelId, domain } = await bindToA(conn);
       await a.redeemer.pass(true); // what earlier tests left is redeemed first
       const before = await a.channels.channel(channelId);
       const amount = ledger.get(channelId)!.cumulative + PRICE;
