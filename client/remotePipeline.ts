@@ -170,6 +170,7 @@ export class RemotePipeline implements LayerPipeline {
           s.position += rows;
           return decodeActivations(output);
         } catch (err) {
+          payment?.stepFailed?.();
           throw this.failed(s, err);
         }
       },

@@ -127,9 +127,13 @@ export class ShardConnection {
     return this.link.request({ type: MessageType.BindChannel, sessionId, channelId, signature }, MessageType.ChannelBound);
   }
 
-  /** Sends a cumulative voucher; resolves with what the server is owed and what its vouchers cover now. */
-  pay(channelId: string, cumulativeAmount: bigint, signature: string): Promise<Paid> {
-    return this.link.request({ type: MessageType.Pay, channelId, cumulativeAmount, signature }, MessageType.Paid);
+  /**
+   * Sends a cumulative voucher, for a step of `sessionId` when given; resolves with what the server is
+   * owed and what its vouchers cover now.
+   */
+  pay(channelId: string, cumulativeAmount: bigint, signature: string, sessionId?: string): Promise<Paid> {
+    const paying = sessionId === undefined ? {} : { sessionId };
+    return this.link.request({ type: MessageType.Pay, channelId, cumulativeAmount, signature, ...paying }, MessageType.Paid);
   }
 
   step(step: Omit<Step, "type" | "requestId">): Promise<StepResult> {

@@ -385,13 +385,18 @@ export interface ChannelBound {
   covered: bigint;
 }
 
-/** A cumulative voucher (protocol/voucher.ts): the client owes `cumulativeAmount` in all on `channelId`. */
+/**
+ * A cumulative voucher (protocol/voucher.ts): the client owes `cumulativeAmount` in all on `channelId`.
+ * `sessionId` (optional, encoded after the signature) names the session whose step it pays, so that a
+ * server giving credit per session knows whose step is covered when several share the channel.
+ */
 export interface Pay {
   type: typeof MessageType.Pay;
   requestId: number;
   channelId: string;
   cumulativeAmount: bigint;
   signature: string;
+  sessionId?: string;
 }
 
 /** The voucher is stored: it covers `covered`; the server is owed `owed` on the channel. */
@@ -581,6 +586,7 @@ export function encodeMessage(m: Message): Uint8Array {
       break;
     case MessageType.Pay:
       w.hex(m.channelId, 32).u256(m.cumulativeAmount).hex(m.signature, 65);
+      if (m.sessionId !== undefined) w.hex(m.sessionId, 32);
       break;
     case MessageType.Paid:
       w.hex(m.channelId, 32).u256(m.owed).u256(m.covered);
@@ -912,9 +918,12 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
         covered: r.u256("amount covered"),
       };
       break;
-    case MessageType.Pay:
-      m = { type, requestId, channelId: r.hex(32, "channel id"), cumulativeAmount: r.u256("cumulative amount"), signature: r.hex(65, "voucher signature") };
+    case MessageType.Pay: {
+      const pay: Pay = { type, requestId, channelId: r.hex(32, "channel id"), cumulativeAmount: r.u256("cumulative amount"), signature: r.hex(65, "voucher signature") };
+      if (!r.atEnd()) pay.sessionId = r.hex(32, "paid session id");
+      m = pay;
       break;
+    }
     case MessageType.Paid:
       m = { type, requestId, channelId: r.hex(32, "channel id"), owed: r.u256("amount owed"), covered: r.u256("amount covered") };
       break;

@@ -35,14 +35,19 @@ export function integerList(min: number): (value: string) => number[] {
   };
 }
 
-/** A decimal amount of tokens (18 decimals), e.g. "0.001", as token base units. */
+/** A decimal amount of tokens (18 decimals), e.g. "0.001", as token base units; 0 allowed (e.g. a price limit). */
 export function tokenAmount(value: string): bigint {
-  try {
-    if (!/^\d+(\.\d{1,18})?$/.test(value.trim())) throw new Error("format");
-    return parseUnits(value.trim(), 18);
-  } catch {
+  if (!/^\d+(\.\d{1,18})?$/.test(value.trim())) {
     throw new InvalidArgumentError(`"${value}" is not an amount of tokens (a decimal >= 0 with at most 18 decimals, e.g. 0.001).`);
   }
+  return parseUnits(value.trim(), 18);
+}
+
+/** As `tokenAmount`, for an amount that must be more than 0 (a deposit, a spending limit). */
+export function positiveTokenAmount(value: string): bigint {
+  const v = tokenAmount(value);
+  if (v === 0n) throw new InvalidArgumentError(`"${value}" must be a positive amount of tokens.`);
+  return v;
 }
 
 /** A comma-separated list of ws:// or wss:// URLs. */

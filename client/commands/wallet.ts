@@ -4,10 +4,10 @@ import { Command } from "commander";
 import { Wallet, formatEther, getAddress } from "ethers";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { DEFAULT_SCRYPT_N, keystoreAddress, writeKeystore } from "../wallet/keystore.js";
-import { DEFAULT_WALLET_PATH, bytes32, openWallet, tokenAmount, type OpenWallet } from "../wallet/openWallet.js";
+import { DEFAULT_WALLET_PATH, bytes32, openWallet, type OpenWallet } from "../wallet/openWallet.js";
 import { askSecret, readPassword } from "../wallet/password.js";
 import { balances, channelViews, closeChannel, openChannel, topUpChannel } from "../wallet/walletChain.js";
-import { integer } from "./options.js";
+import { integer, positiveTokenAmount } from "./options.js";
 
 /** Environment variable a key to import may come from (else it is asked for); never a flag. */
 const IMPORT_KEY_ENV = "EFED_WALLET_IMPORT_KEY";
@@ -82,7 +82,7 @@ export function walletCommand(): Command {
     .addCommand(
       chainCommand("open", "open a payment channel to a server (one transaction, with a permit)")
         .requiredOption("--server <address>", "the server's address", (v: string) => getAddress(v))
-        .requiredOption("--amount <tokens>", "deposit, in tokens", tokenAmount)
+        .requiredOption("--amount <tokens>", "deposit, in tokens", positiveTokenAmount)
         .action((f: ChainFlags & { server: string; amount: bigint }) =>
           withWallet(f, async ({ chain, ledger }) => {
             const c = await openChannel(chain, ledger, f.server, f.amount);
@@ -93,7 +93,7 @@ export function walletCommand(): Command {
     .addCommand(
       chainCommand("top-up", "add tokens to a channel's deposit")
         .requiredOption("--channel <id>", "channel id", bytes32)
-        .requiredOption("--amount <tokens>", "tokens to add", tokenAmount)
+        .requiredOption("--amount <tokens>", "tokens to add", positiveTokenAmount)
         .action((f: ChainFlags & { channel: string; amount: bigint }) =>
           withWallet(f, async ({ chain, ledger }) => {
             const deposit = await topUpChannel(chain, ledger, f.channel, f.amount);

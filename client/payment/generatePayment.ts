@@ -2,8 +2,8 @@ import { Option, type Command } from "commander";
 import { formatEther } from "ethers";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import type { RemotePipelineOptions } from "../remotePipeline.js";
-import { DEFAULT_WALLET_PATH, openWallet, tokenAmount } from "../wallet/openWallet.js";
-import { integer } from "../commands/options.js";
+import { DEFAULT_WALLET_PATH, openWallet } from "../wallet/openWallet.js";
+import { integer, positiveTokenAmount } from "../commands/options.js";
 import { DEFAULT_CHANNEL_TOKENS, Payer } from "./payer.js";
 
 export interface PaymentFlags {
@@ -20,8 +20,8 @@ export interface PaymentFlags {
 export function addPaymentOptions(c: Command): Command {
   return c
     .addOption(new Option("--wallet <file>", `with --rpc: pay each server on the route per token from this keystore (e.g. ${DEFAULT_WALLET_PATH}); without it, priced servers refuse the work`))
-    .option("--max-cost-per-query <tokens>", "with --wallet: stop before a step would make this generation cost more", tokenAmount)
-    .option("--max-cost-per-day <tokens>", "with --wallet: stop before a step would make this wallet's spending today (UTC) more", tokenAmount)
+    .option("--max-cost-per-query <tokens>", "with --wallet: stop before a step would make this generation cost more", positiveTokenAmount)
+    .option("--max-cost-per-day <tokens>", "with --wallet: stop before a step would make this wallet's spending today (UTC) more", positiveTokenAmount)
     .option("--channel-tokens <n>", "with --wallet: a new channel's deposit pays for this many tokens at its server's price", integer(1), DEFAULT_CHANNEL_TOKENS);
 }
 

@@ -46,7 +46,9 @@ export class Payer implements RoutePayment {
   readonly spent = new Map<string, bigint>();
   /** What was paid for each session (a sequence's sessions, one per priced server). */
   private readonly bySession = new Map<string, bigint>();
-  /** Per channel: the session whose last step was sent and not yet paid (a failed step; a gap at binding pays it). */
+  /** Per channel: the steps sent and not yet paid, by session (other sessions' are no gap at binding). */
+  private readonly running = new Map<string, Map<string, bigint>>();
+  /** Per channel: the session whose last step failed unpaid (a gap at binding pays it, counted to that session). */
   private readonly unpaidStepOf = new Map<string, string>();
   private readonly channelTokens: bigint;
   private readonly now: () => Date;
@@ -85,9 +87,12 @@ export class Payer implements RoutePayment {
     return {
       beforeStep: (tokens) => {
         this.checkLimits(priced, tokens);
-        for (const p of priced) this.unpaidStepOf.set(p.channelId, p.sessionId);
+        for (const p of priced) this.runningOn(p.channelId).set(p.sessionId, stepCost(p.pricePerToken, tokens));
       },
       afterStep: (tokens) => this.payStep(priced, tokens),
+      stepFailed: () => {
+        for (const p of priced) if (this.stopRunning(p)) this.unpaidStepOf.set(p.channelId, p.sessionId);
+      },
     };
   }
 
@@ -124,24 +129,28 @@ export class Payer implements RoutePayment {
   }
 
   /**
-   * Binds the session to the channel. A server owed more than the ledger signed (this wallet stopped
-   * after a step and before its voucher) is paid the difference if it is at most one step of the
-   * server's largest; more than that is refused.
+   * Binds the session to the channel. A server owed more than the ledger signed and this payer's
+   * other sessions on the channel have running (a step that failed before its voucher, here or in a
+   * process that stopped) is paid the difference if it is at most one step of the server's largest;
+   * more than that is refused.
    */
   private async bind(c: ShardConnection, sessionId: string, channelId: string, price: bigint): Promise<void> {
     const { chain, ledger } = this.o;
     const signature = signBinding(chain.wallet.signingKey, channelsDomain(chain), { channelId, sessionId, server: c.info.server, challenge: c.info.challenge });
     const bound = await c.bindChannel(sessionId, channelId, signature);
+    // read in one turn with the ledger: a step's voucher is signed in the turn its running entry goes
     const signed = ledger.get(channelId)!.cumulative;
-    if (bound.owed <= signed) return;
-    const gap = bound.owed - signed;
+    let running = 0n;
+    for (const cost of this.running.get(channelId)?.values() ?? []) running += cost;
+    if (bound.owed <= signed + running) return;
+    const gap = bound.owed - signed - running;
     if (gap > stepCost(price, c.info.maxStepTokens)) {
       throw new WalletError("WALLET_SERVER_MISMATCH", `${c.url} claims ${bound.owed} owed on channel ${channelId}, this wallet signed ${signed}: more than one step apart, not paid`);
     }
     // the step that failed is counted to its session, when it was this payer's (a failover's old route)
     const failedSession = this.unpaidStepOf.get(channelId);
     this.unpaidStepOf.delete(channelId);
-    await this.pay(c, channelId, gap, failedSession);
+    await this.pay(c, channelId, gap, failedSession, undefined);
   }
 
   private checkLimits(priced: readonly PricedServer[], tokens: number): void {
@@ -157,24 +166,39 @@ export class Payer implements RoutePayment {
   }
 
   private async payStep(priced: readonly PricedServer[], tokens: number): Promise<void> {
-    for (const p of priced) if (this.unpaidStepOf.get(p.channelId) === p.sessionId) this.unpaidStepOf.delete(p.channelId);
-    await Promise.all(priced.map((p) => this.pay(p.connection, p.channelId, stepCost(p.pricePerToken, tokens), p.sessionId)));
+    for (const p of priced) this.stopRunning(p);
+    await Promise.all(priced.map((p) => this.pay(p.connection, p.channelId, stepCost(p.pricePerToken, tokens), p.sessionId, p.sessionId)));
+  }
+
+  private runningOn(channelId: string): Map<string, bigint> {
+    let m = this.running.get(channelId);
+    if (m === undefined) this.running.set(channelId, (m = new Map()));
+    return m;
+  }
+
+  /** Forgets the session's running step on its channel; true when it had one. */
+  private stopRunning(p: PricedServer): boolean {
+    const m = this.running.get(p.channelId);
+    const had = m?.delete(p.sessionId) ?? false;
+    if (m?.size === 0) this.running.delete(p.channelId);
+    return had;
   }
 
   /**
    * Signs (in the ledger's transaction) and sends the next voucher on `channelId`, `amount` more,
-   * counted to `sessionId` in costOf (when known: not for a gap another payer or process left).
+   * counted to `costSession` in costOf (when known: not for a gap another payer or process left) and
+   * sent as paying a step of `paidSession` (absent for a gap: the server covers its oldest debt).
    */
-  private async pay(c: ShardConnection, channelId: string, amount: bigint, sessionId: string | undefined): Promise<void> {
+  private async pay(c: ShardConnection, channelId: string, amount: bigint, costSession: string | undefined, paidSession: string | undefined): Promise<void> {
     const { chain, ledger } = this.o;
     const v = ledger.signNext(channelId, amount, chain.wallet.signingKey, channelsDomain(chain), { day: this.day(), maxPerDayWei: this.o.maxPerDayWei });
     this.spent.set(c.info.server, (this.spent.get(c.info.server) ?? 0n) + amount);
-    if (sessionId !== undefined) {
-      this.bySession.set(sessionId, (this.bySession.get(sessionId) ?? 0n) + amount);
+    if (costSession !== undefined) {
+      this.bySession.set(costSession, (this.bySession.get(costSession) ?? 0n) + amount);
       // a long-running gateway opens sessions without end: the oldest are forgotten (their requests are long answered)
       if (this.bySession.size > MAX_SESSIONS_COSTED) this.bySession.delete(this.bySession.keys().next().value!);
     }
-    const paid = await c.pay(channelId, v.cumulativeAmount, v.signature);
+    const paid = await c.pay(channelId, v.cumulativeAmount, v.signature, paidSession);
     if (paid.covered !== v.cumulativeAmount) {
       throw new WalletError("WALLET_SERVER_MISMATCH", `${c.url} says channel ${channelId} is covered to ${paid.covered} after a voucher for ${v.cumulativeAmount}`);
     }

@@ -6,6 +6,8 @@ export interface SequencePayment {
   beforeStep(tokens: number): void;
   /** Pays every priced server of the route for the step of `tokens` tokens that just ran. */
   afterStep(tokens: number): Promise<void>;
+  /** The step begun by `beforeStep` failed (it may have run on some servers, unpaid). */
+  stepFailed?(): void;
 }
 
 /** What RemotePipeline asks of a payer: how to pay for the sequences it opens. */

@@ -3,30 +3,46 @@ import { isAddress } from "ethers";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 
 /**
- * The contract addresses a client reads from a deployment file (`npm run deploy` writes it; the
- * operator side reads the same file with node/chain/deployment.ts, which client/ may not import).
+ * The contract addresses a client trusts: its own deployment file (`npm run deploy` writes it), never
+ * what a server announces. Discovery reads the staking and trust contracts; the wallet pays through
+ * the token and channels, and checks receipts against commitments. (The operator side reads the same
+ * file with node/chain/deployment.ts, which client/ may not import.)
  */
 export interface ClientDeployment {
-  chainId: string;
+  chainId: bigint;
+  token: string;
   staking: string;
   trust: string;
+  commitments: string;
+  channels: string;
 }
 
-/** Reads `path` and checks it is for chain `chainId` and names the staking and trust contracts. */
-export function readClientDeployment(path: string, chainId: bigint): ClientDeployment {
+const CONTRACTS = ["token", "staking", "trust", "commitments", "channels"] as const;
+
+/** Reads `path`; with `chainId` (the RPC endpoint's), checks the file is for that chain. */
+export function readClientDeployment(path: string, chainId?: bigint): ClientDeployment {
   if (!existsSync(path)) throw new InvalidArgumentError(`no deployment file ${path}: run npm run deploy, or pass --deployment FILE`);
-  let d: { chainId?: unknown; contracts?: { staking?: unknown; trust?: unknown } };
+  let d: { chainId?: unknown; contracts?: Record<string, unknown> };
   try {
     d = JSON.parse(readFileSync(path, "utf8")) as typeof d;
   } catch (err) {
     throw new InvalidArgumentError(`${path} is not JSON: ${(err as Error).message}`);
   }
-  if (String(d.chainId) !== chainId.toString()) {
-    throw new InvalidArgumentError(`${path} is for chain ${String(d.chainId)}, the RPC endpoint is chain ${chainId}`);
+  if (typeof d.chainId !== "string" && typeof d.chainId !== "number") throw new InvalidArgumentError(`${path}: chainId must be a chain id, got ${String(d.chainId)}`);
+  let fileChainId: bigint;
+  try {
+    fileChainId = BigInt(d.chainId);
+  } catch {
+    throw new InvalidArgumentError(`${path}: chainId must be a chain id, got ${String(d.chainId)}`);
   }
-  const { staking, trust } = d.contracts ?? {};
-  for (const [name, value] of [["staking", staking], ["trust", trust]] as const) {
+  if (chainId !== undefined && fileChainId !== chainId) {
+    throw new InvalidArgumentError(`${path} is for chain ${fileChainId}, the RPC endpoint is chain ${chainId}`);
+  }
+  const c = d.contracts ?? {};
+  for (const name of CONTRACTS) {
+    const value = c[name];
     if (typeof value !== "string" || !isAddress(value)) throw new InvalidArgumentError(`${path}: contracts.${name} must be an address, got ${String(value)}`);
   }
-  return { chainId: chainId.toString(), staking: staking as string, trust: trust as string };
+  const address = (name: (typeof CONTRACTS)[number]): string => c[name] as string;
+  return { chainId: fileChainId, token: address("token"), staking: address("staking"), trust: address("trust"), commitments: address("commitments"), channels: address("channels") };
 }

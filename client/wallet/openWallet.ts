@@ -1,11 +1,12 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { InvalidArgumentError } from "commander";
-import { isHexString, parseUnits } from "ethers";
+import { isHexString } from "ethers";
 import { Ledger } from "./ledger.js";
 import { openKeystore } from "./keystore.js";
 import { readPassword } from "./password.js";
-import { connectWalletChain, disconnect, readClientDeployment, type WalletChain } from "./walletChain.js";
+import { readClientDeployment } from "../route/deploymentFile.js";
+import { connectWalletChain, disconnect, type WalletChain } from "./walletChain.js";
 
 /** The default keystore: $EFED_WALLET, else ~/.efed/wallet.json. */
 export const DEFAULT_WALLET_PATH = process.env.EFED_WALLET ?? join(homedir(), ".efed", "wallet.json");
@@ -31,18 +32,6 @@ export async function openWallet(walletPath: string, rpc: string, deploymentPath
       disconnect(chain);
     },
   };
-}
-
-/** Commander parser: an amount of tokens ("1.5") in base units (18 decimals). */
-export function tokenAmount(value: string): bigint {
-  let v: bigint;
-  try {
-    v = parseUnits(value.trim(), 18);
-  } catch {
-    throw new InvalidArgumentError(`"${value}" is not an amount of tokens (a decimal number, e.g. 1.5).`);
-  }
-  if (v <= 0n) throw new InvalidArgumentError(`"${value}" must be a positive amount of tokens.`);
-  return v;
 }
 
 /** Commander parser: a 32-byte hex id. */

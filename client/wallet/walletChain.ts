@@ -1,4 +1,3 @@
-import { existsSync, readFileSync } from "node:fs";
 import { JsonRpcProvider, NonceManager, Signature, formatEther, type TransactionReceipt, type Wallet } from "ethers";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { PERMIT_TYPES, voucherDomain } from "../../protocol/eip712.js";
@@ -10,28 +9,9 @@ import {
   type PaymentChannels,
   type Staking,
 } from "../../types/ethers-contracts/index.js";
+import type { ClientDeployment } from "../route/deploymentFile.js";
 import type { Ledger, LedgerChannel } from "./ledger.js";
 import { WalletError } from "./walletError.js";
-
-/** The contract addresses a client trusts: its own deployment file, never what a server announces. */
-export interface ClientDeployment {
-  chainId: bigint;
-  token: string;
-  staking: string;
-  commitments: string;
-  channels: string;
-}
-
-/** Reads a deployment file as `npm run deploy` writes it. */
-export function readClientDeployment(path: string): ClientDeployment {
-  if (!existsSync(path)) throw new InvalidArgumentError(`no deployment file ${path}: pass --deployment FILE (written by npm run deploy)`);
-  const d = JSON.parse(readFileSync(path, "utf8")) as { chainId?: string; contracts?: Record<string, string> };
-  const c = d.contracts ?? {};
-  for (const name of ["token", "staking", "commitments", "channels"]) {
-    if (typeof c[name] !== "string") throw new InvalidArgumentError(`deployment file ${path} has no contracts.${name} address`);
-  }
-  return { chainId: BigInt(d.chainId ?? "0"), token: c.token!, staking: c.staking!, commitments: c.commitments!, channels: c.channels! };
-}
 
 /** The wallet's key on a chain, with the contracts it pays through. */
 export interface WalletChain {

@@ -55,6 +55,8 @@ const LIMIT_FLAGS: readonly [flag: string, limit: keyof ServerLimits, what: stri
   ["--connection-idle-ms <ms>", "connectionIdleMs", "close a connection with no session and no request for this long"],
   ["--fetches-per-second <n>", "fetchesPerSecond", "FetchStep requests per second per connection"],
   ["--fetch-burst <n>", "fetchBurst", "FetchStep requests at once after a pause"],
+  ["--binds-per-second <n>", "bindsPerSecond", "BindChannel requests per second per connection"],
+  ["--bind-burst <n>", "bindBurst", "BindChannel requests at once after a pause"],
   ["--max-parked-forwards-per-session <n>", "maxParkedForwardsPerSession", "forwarded steps of one session waiting for their route"],
   ["--max-parked-forwards-per-client <n>", "maxParkedForwardsPerClient", "forwarded steps of one connection's sessions waiting for their routes"],
   ["--max-steps-in-flight-per-address <n>", "maxStepsInFlightPerAddress", "steps in flight from one IP address"],
@@ -121,7 +123,7 @@ export function serverCommand(): Command {
     )
     .option("--forward-private", "also forward to loopback, private, link-local and other non-public addresses (tests, private clusters); default: public only")
     .option("--commit-every-seconds <n>", "post a commitment batch this often (with --rpc)", positiveInt(), 60)
-    .option("--credit-steps <n>", "with --rpc and a price: steps of a channel served before a voucher covers them", positiveInt(), DEFAULT_CREDIT_STEPS)
+    .option("--credit-steps <n>", "with --rpc and a price: steps of each session served before a voucher covers them", positiveInt(), DEFAULT_CREDIT_STEPS)
     .option("--redeem-threshold <tokens>", "with --rpc and a price: redeem a channel once its unredeemed vouchers reach this many tokens (closing channels and shutdown: always)", "1")
     .option("--redeem-poll-ms <ms>", "with --rpc and a price: how often to look for closing channels and due redemptions", positiveInt(), 5_000)
     .action(async (flags: ServerFlags) => {

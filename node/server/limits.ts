@@ -38,6 +38,10 @@ export interface ServerLimits {
   fetchesPerSecond: number;
   /** FetchStep requests one connection may make at once after a pause (token bucket size). Default 100. */
   fetchBurst: number;
+  /** BindChannel requests (a signature check and a chain read each) one connection may make per second, sustained. Default 10. */
+  bindsPerSecond: number;
+  /** BindChannel requests one connection may make at once after a pause (token bucket size; a gateway binds one session per request). Default 32. */
+  bindBurst: number;
   /**
    * Forwarded steps of one session whose local work is done but whose route has not answered yet
    * (the client may already have the output and send the next step). Default 4.
@@ -71,6 +75,8 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   connectionIdleMs: 30_000,
   fetchesPerSecond: 50,
   fetchBurst: 100,
+  bindsPerSecond: 10,
+  bindBurst: 32,
   maxParkedForwardsPerSession: 4,
   maxParkedForwardsPerClient: 64,
   maxStepsInFlightPerAddress: 16,

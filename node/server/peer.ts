@@ -27,6 +27,8 @@ export class Peer implements SessionOwner {
   parked = 0;
   lastActivityMs: number;
   readonly fetches: TokenBucket;
+  /** BindChannel requests (each costs the server a signature recovery and a chain read). */
+  readonly binds: TokenBucket;
   /** New next-hop connections this connection's forwarded steps may cause. */
   readonly newPeers: TokenBucket;
   /** Answered the last ping. */
@@ -45,6 +47,7 @@ export class Peer implements SessionOwner {
     this.serverLink = new InboundPeer(me, this.challenge);
     this.lastActivityMs = nowMs;
     this.fetches = new TokenBucket(limits.fetchesPerSecond, limits.fetchBurst, nowMs);
+    this.binds = new TokenBucket(limits.bindsPerSecond, limits.bindBurst, nowMs);
     this.newPeers = new TokenBucket(limits.newPeersPerClientPerSecond, limits.newPeersPerClientPerSecond, nowMs);
   }
 

@@ -355,6 +355,9 @@ export class ShardServer {
         return;
       case MessageType.BindChannel:
         this.sessions.get(m.sessionId, peer); // only a session's owner binds it
+        if (!peer.binds.take(Date.now())) {
+          throw new WireError(ErrorCode.RateLimited, `at most ${this.limits.bindsPerSecond} channel bindings per second per connection (burst ${this.limits.bindBurst})`);
+        }
         peer.send(await this.payments().bind(m, peer.challenge));
         return;
       case MessageType.Pay:

@@ -8,6 +8,7 @@ import { readManifest, variantIdOf } from "../../engine/model/manifest.js";
 import { EFedToken__factory, PaymentChannels__factory, Staking__factory, type EFedToken, type Staking } from "../../types/ethers-contracts/index.js";
 import { scratchDir } from "../engine/helpers.js";
 import { startAnvil } from "../support/anvilNode.js";
+import { DEV_KEYS } from "../support/devKeys.js";
 import { runEfed } from "../support/efedProcess.js";
 import { startHardhatNode, type LocalChain } from "../support/hardhatNode.js";
 
@@ -15,12 +16,11 @@ const run = promisify(execFile);
 const root = new URL("../..", import.meta.url).pathname;
 const MODEL = join(root, "models/kjv-llama-6m");
 const VARIANT = variantIdOf(readManifest(MODEL)!);
-// Development accounts #0–#3 of Hardhat's and anvil's shared mnemonic: public test keys, funded only on local nodes.
 const KEYS = {
-  registrar: "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-  server1: "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-  server2: "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-  verifier: "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+  registrar: DEV_KEYS[0],
+  server1: DEV_KEYS[1],
+  server2: DEV_KEYS[2],
+  verifier: DEV_KEYS[3],
 } as const;
 type Who = keyof typeof KEYS;
 const address = (who: Who): string => new Wallet(KEYS[who]).address;

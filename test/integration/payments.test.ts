@@ -2,7 +2,7 @@ import { execFile, type ChildProcess } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { JsonRpcProvider, NonceManager, Wallet, formatEther, hexlify, parseEther, randomBytes, type Signer } from "ethers";
+import { JsonRpcProvider, NonceManager, Wallet, formatEther, hexlify, parseEther, randomBytes, type Signer, type TypedDataDomain } from "ethers";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest, writeManifest } from "../../engine/model/manifest.js";
@@ -13,7 +13,8 @@ import { Shard } from "../../engine/runtime/shard.js";
 import { encodeActivations } from "../../protocol/activations.js";
 import { voucherDomain } from "../../protocol/eip712.js";
 import { signBinding } from "../../protocol/payment.js";
-import { ErrorCode } from "../../protocol/wire.js";
+import { signVoucherSync } from "../../protocol/voucher.js";
+import { ErrorCode, type ChannelBound } from "../../protocol/wire.js";
 import { FailoverPipeline, type FailoverEvent } from "../../client/failover.js";
 import { generate } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
@@ -23,9 +24,10 @@ import { RemotePipeline } from "../../client/remotePipeline.js";
 import { CandidatePool } from "../../client/route/candidatePool.js";
 import { ShardConnection } from "../../client/shardClient.js";
 import { Ledger } from "../../client/wallet/ledger.js";
-import { closeChannel, connectWalletChain, disconnect, readClientDeployment, type WalletChain } from "../../client/wallet/walletChain.js";
+import { readClientDeployment } from "../../client/route/deploymentFile.js";
+import { closeChannel, connectWalletChain, disconnect, type WalletChain } from "../../client/wallet/walletChain.js";
 import { Redeemer, channelReader } from "../../node/chain/redeemer.js";
-import { DEFAULT_SERVER_LIMITS } from "../../node/server/limits.js";
+import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "../../node/server/limits.js";
 import { PaymentGate } from "../../node/server/paymentGate.js";
 import { ShardServer } from "../../node/server/shardServer.js";
 import { ActivationStore } from "../../node/store/activationStore.js";
@@ -61,6 +63,7 @@ let ledger: Ledger;
 
 interface PricedServer {
   server: ShardServer;
+  gate: PaymentGate;
   redeemer: Redeemer;
   channels: PaymentChannels;
   /** Stops serving; `redeem`: as on shutdown (everything held is redeemed), else as a crash (nothing is). */
@@ -69,7 +72,7 @@ interface PricedServer {
 const running = new Set<PricedServer>();
 
 /** A priced server in this process, paid through channels and redeeming with `key`; its stores live at `storePath`. */
-async function startPricedServer(key: Wallet, first: number, last: number, storePath: string, pollMs = 100): Promise<PricedServer> {
+async function startPricedServer(key: Wallet, first: number, last: number, storePath: string, pollMs = 100, limits: Partial<ServerLimits> = {}): Promise<PricedServer> {
   const shard = await Shard.load(model, first, last);
   const store = ActivationStore.open(storePath, { retentionMs: 3_600_000, maxBytes: 1 << 30 });
   const vouchers = VoucherStore.open(storePath);
@@ -84,7 +87,7 @@ async function startPricedServer(key: Wallet, first: number, last: number, store
     chainId: 31337n,
     commitments: contracts.commitments!,
     pricePerToken: PRICE,
-    limits: DEFAULT_SERVER_LIMITS,
+    limits: { ...DEFAULT_SERVER_LIMITS, ...limits },
     forwarding: { allowPrivateAddresses: true },
     store,
     payments: gate,
@@ -92,6 +95,7 @@ async function startPricedServer(key: Wallet, first: number, last: number, store
   redeemer.start();
   const p: PricedServer = {
     server,
+    gate,
     redeemer,
     channels,
     stop: async (redeem) => {
@@ -168,6 +172,16 @@ afterAll(async () => {
 
 const channelTo = (server: string): string => ledger.list(31337n, contracts.channels!).find((c) => c.server === server)!.channelId;
 
+/** Opens a session on `conn` (a connection to A) and binds it to the client's channel to A. */
+async function bindToA(conn: ShardConnection): Promise<{ sessionId: string; channelId: string; domain: TypedDataDomain; bound: ChannelBound }> {
+  const sessionId = hexlify(randomBytes(32));
+  const channelId = channelTo(keyA.address);
+  const domain = voucherDomain(31337n, contracts.channels!);
+  await conn.openSession(sessionId, 16);
+  const bound = await conn.bindChannel(sessionId, channelId, signBinding(clientKey.signingKey, domain, { channelId, sessionId, server: keyA.address, challenge: conn.info.challenge }));
+  return { sessionId, channelId, domain, bound };
+}
+
 /** A generation of `maxTokens` after a 3-token prompt over both servers, paid by a new payer (one query). */
 async function paidGeneration(forward: boolean, maxTokens: number): Promise<Payer> {
   const payer = new Payer({ chain: client, ledger, channelTokens: 1000 });
@@ -208,11 +222,7 @@ describe("paying per token", () => {
   it("refuses a client that stops paying at its next step with PaymentRequired, keeps its session, and serves it once paid", async () => {
     const conn = await ShardConnection.connect(a.server.url);
     try {
-      const sessionId = hexlify(randomBytes(32));
-      const channelId = channelTo(keyA.address);
-      const domain = voucherDomain(31337n, contracts.channels!);
-      await conn.openSession(sessionId, 16);
-      const bound = await conn.bindChannel(sessionId, channelId, signBinding(clientKey.signingKey, domain, { channelId, sessionId, server: keyA.address, challenge: conn.info.challenge }));
+      const { sessionId, channelId, domain, bound } = await bindToA(conn);
       expect([bound.deposit, bound.owed, bound.covered]).toEqual([1000n * PRICE, 12n * PRICE, 12n * PRICE]);
       const hidden = conn.info.hiddenSize;
       const step = (n: bigint, position: number, rows: number) =>
@@ -383,6 +393,132 @@ describe("paying per token", () => {
       for (const s of [failing, spare]) if (running.has(s)) await s.stop(false);
     }
   }, 120_000);
+
+  it("runs concurrent paid sequences over one channel per server: each progresses on its own credit, and each server redeems exactly price × tokens", async () => {
+    const payer = new Payer({ chain: client, ledger, channelTokens: 1000 });
+    // the third sequence binds while the first's step is running: that step is no gap to pay
+    let firstStepSent: () => void = () => undefined;
+    const stepSent = new Promise<void>((resolve) => (firstStepSent = resolve));
+    let sequences = 0;
+    const payment: RoutePayment = {
+      openSequence: async (connections, ids, maxLength) => {
+        const inner = await payer.openSequence(connections, ids, maxLength);
+        const first = sequences++ === 0;
+        return {
+          ...inner,
+          beforeStep: (tokens) => {
+            inner.beforeStep(tokens);
+            if (first) firstStepSent();
+          },
+        };
+      },
+    };
+    // an earlier test left a step owed on B's channel, which a binding pays: settle it, and redeem, so only this test's work counts
+    const settling = await RemotePipeline.connect([a.server.url, b.server.url], 4, { payment: new Payer({ chain: client, ledger, channelTokens: 1000 }) });
+    await (await settling.openSequence(16)).close();
+    settling.close();
+    for (const s of [a, b]) await s.redeemer.pass(true);
+    const channels = [a, b].map((s, i) => ({ s, channelId: ledger.findOpen(31337n, contracts.channels!, [keyA, keyB][i]!.address, 0n)!.channelId }));
+    const signedBefore = channels.map((c) => ledger.get(c.channelId)!.cumulative);
+    const paidBefore = await Promise.all(channels.map(async (c) => (await c.s.channels.channel(c.channelId)).paid));
+    expect(paidBefore).toEqual(signedBefore);
+    const pipeline = await RemotePipeline.connect([a.server.url, b.server.url], 4, { forward: true, payment });
+    try {
+      const first = await pipeline.openSequence(16);
+      const second = await pipeline.openSequence(16);
+      const prefill = first.compute(head.embed([1, 2, 3]));
+      await stepSent;
+      const third = await pipeline.openSequence(16);
+      await prefill;
+      // every round, all three sequences' steps are at the servers at once (credit per channel refused the later ones)
+      await Promise.all([second.compute(head.embed([4, 5])), third.compute(head.embed([6]))]);
+      for (let i = 0; i < 3; i++) await Promise.all([first, second, third].map((q, j) => q.compute(head.embed([7 + j]))));
+      expect([first, second, third].map((q) => payer.costOf(q.sessionIds))).toEqual([2n * 6n * PRICE, 2n * 5n * PRICE, 2n * 4n * PRICE]);
+      expect(payer.total).toBe(2n * 15n * PRICE); // no gap paid at the third binding
+      await Promise.all([first, second, third].map((q) => q.close()));
+    } finally {
+      pipeline.close();
+    }
+    for (const [i, { s, channelId }] of channels.entries()) {
+      expect(ledger.get(channelId)!.cumulative - signedBefore[i]!).toBe(15n * PRICE);
+      expect(await s.redeemer.pass(true)).toBe(1);
+      expect((await s.channels.channel(channelId)).paid - paidBefore[i]!).toBe(15n * PRICE);
+    }
+  }, 120_000);
+
+  it("refuses a stranger's flood of channel bindings with RateLimited, forgets ended sessions' bindings, and serves an honest client", async () => {
+    const domain = voucherDomain(31337n, contracts.channels!);
+    const bindOn = (conn: ShardConnection, key: Wallet, sessionId: string, channelId: string) =>
+      conn.bindChannel(sessionId, channelId, signBinding(key.signingKey, domain, { channelId, sessionId, server: conn.info.server, challenge: conn.info.challenge }));
+    const keyLimited = new Wallet(hexlify(randomBytes(32)));
+    const limited = await startPricedServer(keyLimited, 0, 2, join(scratch.dir, "limited.sqlite"), 100, { bindsPerSecond: 1, bindBurst: 3 });
+    const stranger = await ShardConnection.connect(limited.server.url);
+    try {
+      const sessionId = hexlify(randomBytes(32));
+      await stranger.openSession(sessionId, 16);
+      const strangerKey = new Wallet(hexlify(randomBytes(32)));
+      // each binding costs the server a signature recovery and a chain read: a burst of 3, then 1 per second
+      const refusals: { code: string; message: string }[] = [];
+      for (let i = 0; i < 5; i++) {
+        const channelId = hexlify(randomBytes(32));
+        refusals.push(await bindOn(stranger, strangerKey, sessionId, channelId).then(() => ({ code: "bound", message: "" }), (e: { code: string; message: string }) => e));
+      }
+      expect(refusals.map((r) => r.code)).toEqual([...Array<string>(3).fill(`SERVER_${ErrorCode.PaymentRequired}`), ...Array<string>(2).fill(`SERVER_${ErrorCode.RateLimited}`)]);
+      expect(refusals[0]!.message).toMatch(/channel 0x[0-9a-f]{64} does not exist on chain/);
+      expect(refusals[4]!.message).toContain("at most 1 channel bindings per second per connection (burst 3)");
+      expect(limited.gate.boundSessions).toBe(0);
+    } finally {
+      stranger.close();
+      await limited.stop(false);
+    }
+    const boundBefore = a.gate.boundSessions;
+    // the gate keeps a binding only while its session lives
+    const conn = await ShardConnection.connect(a.server.url);
+    try {
+      const { sessionId: first } = await bindToA(conn);
+      await bindToA(conn);
+      expect(a.gate.boundSessions).toBe(boundBefore + 2);
+      await conn.closeSession(first);
+      expect(a.gate.boundSessions).toBe(boundBefore + 1);
+    } finally {
+      conn.close();
+    }
+    for (let i = 0; i < 50 && a.gate.boundSessions !== boundBefore; i++) await new Promise((r) => setTimeout(r, 20)); // the server sees the close
+    expect(a.gate.boundSessions).toBe(boundBefore);
+    const honest = await paidGeneration(true, 2);
+    expect(honest.total).toBe(2n * 4n * PRICE);
+  }, 60_000);
+
+  it("refuses a voucher signed for another chain, another contract or another channel over the wire, and no funds move", async () => {
+    const conn = await ShardConnection.connect(a.server.url);
+    try {
+      const { sessionId, channelId, domain } = await bindToA(conn);
+      await a.redeemer.pass(true); // what earlier tests left is redeemed first
+      const before = await a.channels.channel(channelId);
+      const amount = ledger.get(channelId)!.cumulative + PRICE;
+      const toB = ledger.findOpen(31337n, contracts.channels!, keyB.address, 0n)!.channelId;
+      for (const [what, d, signedFor] of [
+        ["chain 1", voucherDomain(1n, contracts.channels!), channelId],
+        ["the Staking contract", voucherDomain(31337n, contracts.staking!), channelId],
+        ["the channel to B", domain, toB],
+      ] as const) {
+        const signature = signVoucherSync(clientKey.signingKey, d, { channelId: signedFor, cumulativeAmount: amount });
+        const refused = await conn.pay(channelId, amount, signature, sessionId).then(
+          () => ({ code: "accepted", message: what }),
+          (e: { code: string; message: string }) => e,
+        );
+        expect(refused.code).toBe(`SERVER_${ErrorCode.Forbidden}`);
+        expect(refused.message).toMatch(
+          new RegExp(`voucher for ${amount} on channel ${channelId} recovers to 0x[0-9a-fA-F]{40}, not the channel's client ${clientKey.address} \\(signed by another key, or for another channel, chain or contract\\)`),
+        );
+      }
+      expect(await a.redeemer.pass(true)).toBe(0); // nothing new to redeem
+      const after = await a.channels.channel(channelId);
+      expect([after.paid, after.deposit]).toEqual([before.paid, before.deposit]);
+    } finally {
+      conn.close();
+    }
+  }, 60_000);
 });
 
 describe("efed wallet and a paid efed generate", () => {

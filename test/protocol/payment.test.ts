@@ -12,6 +12,7 @@ describe("payment messages", () => {
     { type: MessageType.BindChannel, requestId: 3, sessionId: id(), channelId: id(), signature: sig() },
     { type: MessageType.ChannelBound, requestId: 3, sessionId: id(), channelId: id(), deposit: 10n ** 20n, owed: 7n, covered: 5n },
     { type: MessageType.Pay, requestId: 4, channelId: id(), cumulativeAmount: (1n << 256n) - 1n, signature: sig() },
+    { type: MessageType.Pay, requestId: 4, channelId: id(), cumulativeAmount: 3n, signature: sig(), sessionId: id() },
     { type: MessageType.Paid, requestId: 4, channelId: id(), owed: 9n, covered: 9n },
     { type: MessageType.Error, requestId: 5, code: ErrorCode.PaymentRequired, hop: 1, message: "pay", payment: { channelId: id(), owed: 3n, covered: 1n } },
     { type: MessageType.Error, requestId: 5, code: ErrorCode.Busy, hop: 0, message: "busy" },
@@ -22,6 +23,7 @@ describe("payment messages", () => {
   it("refuses a truncated voucher and a bad payment flag, naming the field", () => {
     const pay = encodeMessage({ type: MessageType.Pay, requestId: 1, channelId: id(), cumulativeAmount: 5n, signature: sig() });
     expect(() => decodeMessage(pay.subarray(0, pay.length - 1))).toThrow(/frame ends inside voucher signature/);
+    expect(() => decodeMessage(new Uint8Array([...pay, 1, 2]))).toThrow(/frame ends inside paid session id/);
     const err = encodeMessage({ type: MessageType.Error, requestId: 1, code: ErrorCode.PaymentRequired, hop: 0, message: "x" });
     const bad = new Uint8Array([...err, 2]);
     expect(() => decodeMessage(bad)).toThrow(new WireError(ErrorCode.BadFrame, "payment flag 2 after an error message must be 1 (channel, owed, covered follow)"));

@@ -41,10 +41,14 @@ async function bind(sessionId: string, id = channelId, key: { signingKey: Wallet
   await gate.bind({ type: MessageType.BindChannel, requestId: 1, sessionId, channelId: id, signature }, challenge);
 }
 
-function voucher(cumulativeAmount: bigint, o: { id?: string; key?: { signingKey: Wallet["signingKey"] }; d?: typeof domain } = {}): Pay {
+/** A voucher on channel `id` (default the test's), signed for `signedFor` (default the same channel), paying a step of `session` when given. */
+function voucher(
+  cumulativeAmount: bigint,
+  o: { id?: string; key?: { signingKey: Wallet["signingKey"] }; d?: typeof domain; signedFor?: string; session?: string } = {},
+): Pay {
   const id = o.id ?? channelId;
-  const signature = signVoucherSync((o.key ?? client).signingKey, o.d ?? domain, { channelId: id, cumulativeAmount });
-  return { type: MessageType.Pay, requestId: 2, channelId: id, cumulativeAmount, signature };
+  const signature = signVoucherSync((o.key ?? client).signingKey, o.d ?? domain, { channelId: o.signedFor ?? id, cumulativeAmount });
+  return { type: MessageType.Pay, requestId: 2, channelId: id, cumulativeAmount, signature, ...(o.session === undefined ? {} : { sessionId: o.session }) };
 }
 
 /** The WireError `f` throws (or rejects with). */
@@ -73,7 +77,7 @@ describe("PaymentGate", () => {
     const err = await refusal(() => gate.charge(s, 1n, 1));
     expect(err.wireCode).toBe(ErrorCode.PaymentRequired);
     expect(err.payment).toEqual({ channelId, owed: 3_000n, covered: 0n });
-    expect(err.message).toContain(`step 1 of session ${s} needs payment first: channel ${channelId} owes 3000, its vouchers cover 0 (credit: 1 unpaid step)`);
+    expect(err.message).toContain(`step 1 of session ${s} needs payment first: channel ${channelId} owes 3000, its vouchers cover 0 (credit: 1 unpaid step per session)`);
     const paid = await gate.pay(voucher(3_000n), 1);
     expect([paid.owed, paid.covered]).toEqual([3_000n, 3_000n]);
     gate.charge(s, 1n, 1);
@@ -105,7 +109,7 @@ describe("PaymentGate", () => {
     gate.charge(s, 0n, 3);
     const err = await refusal(() => gate.pay(voucher(2_000n), 1));
     expect(err.wireCode).toBe(ErrorCode.PaymentRequired);
-    expect(err.message).toContain(`voucher for 2000 on channel ${channelId} is kept but covers less than the 3000 owed`);
+    expect(err.message).toContain(`voucher for 2000 on channel ${channelId} is kept but covers less than the 3000 owed in whole steps (the open sessions' unpaid steps come to 3000)`);
     expect(err.payment).toEqual({ channelId, owed: 3_000n, covered: 2_000n });
     expect(store.vouchers(channelId).map((v) => v.cumulative)).toEqual([2_000n]);
   });
@@ -127,6 +131,7 @@ describe("PaymentGate", () => {
     ["another chain", { d: voucherDomain(1n, CONTRACT) }],
     ["another contract", { d: voucherDomain(31337n, ZeroAddress.replace(/0$/, "1")) }],
     ["another key", { key: Wallet.createRandom() }],
+    ["another channel", { signedFor: hexlify(randomBytes(32)) }],
   ])("refuses a voucher signed for %s, naming the signer and the channel's client", async (_what, o) => {
     const s = hexlify(randomBytes(32));
     await bind(s);
@@ -178,11 +183,99 @@ describe("PaymentGate", () => {
     gate = newGate();
     await bind(hexlify(randomBytes(32)));
     expect(store.get(channelId)).toMatchObject({ owed: 4_000n, covered: 3_000n });
-    // the step owed from before the restart is the one unpaid step: the next waits for its voucher
+    // the step owed from before the restart is answered by no session: the next step waits for its voucher
     const s2 = hexlify(randomBytes(32));
     await bind(s2);
-    expect((await refusal(() => gate.charge(s2, 0n, 1))).payment).toEqual({ channelId, owed: 4_000n, covered: 3_000n });
+    const err = await refusal(() => gate.charge(s2, 0n, 1));
+    expect(err.payment).toEqual({ channelId, owed: 4_000n, covered: 3_000n });
+    expect(err.message).toContain(`step 0 of session ${s2} needs payment first: channel ${channelId} owes 1000 for work of no open session (owed 4000, its vouchers cover 3000)`);
     await gate.pay(voucher(4_000n), 2);
     gate.charge(s2, 0n, 1);
+  });
+
+  describe("sessions sharing a channel", () => {
+    const sessions = (): [string, string] => [hexlify(randomBytes(32)), hexlify(randomBytes(32))];
+
+    it("gives each session its own credit: a voucher naming the later session's step covers it, the earlier still waits", async () => {
+      const [s1, s2] = sessions();
+      await bind(s1);
+      await bind(s2);
+      gate.charge(s1, 0n, 3); // charged first
+      gate.charge(s2, 0n, 1); // the other session is not held up by s1's unpaid step
+      // s2's answer came back first: its voucher (1000) is signed before s1's
+      expect(await gate.pay(voucher(1_000n, { session: s2 }), 1)).toMatchObject({ owed: 4_000n, covered: 1_000n });
+      gate.charge(s2, 1n, 1); // s2's step is paid: its next runs
+      const err = await refusal(() => gate.charge(s1, 1n, 1));
+      expect(err.message).toContain(`step 1 of session ${s1} needs payment first: channel ${channelId} owes 5000, its vouchers cover 1000 (credit: 1 unpaid step per session)`);
+      expect(await gate.pay(voucher(4_000n, { session: s1 }), 2)).toMatchObject({ owed: 5_000n, covered: 4_000n }); // s2's second step is running
+      gate.charge(s1, 1n, 1);
+      expect(store.get(channelId)).toMatchObject({ owed: 6_000n, covered: 4_000n });
+    });
+
+    it("covers the oldest steps with a voucher that names no session", async () => {
+      const [s1, s2] = sessions();
+      await bind(s1);
+      await bind(s2);
+      gate.charge(s1, 0n, 2);
+      gate.charge(s2, 0n, 2);
+      await gate.pay(voucher(2_000n), 1);
+      gate.charge(s1, 1n, 1);
+      expect((await refusal(() => gate.charge(s2, 1n, 1))).payment).toEqual({ channelId, owed: 5_000n, covered: 2_000n });
+    });
+
+    it("keeps a voucher that pays part of a session's step, and says so though another session's step is running", async () => {
+      const [s1, s2] = sessions();
+      await bind(s1);
+      await bind(s2);
+      gate.charge(s1, 0n, 3);
+      gate.charge(s2, 0n, 2);
+      const err = await refusal(() => gate.pay(voucher(1_000n, { session: s1 }), 1));
+      expect(err.message).toContain(`voucher for 1000 on channel ${channelId} is kept but covers less than the 5000 owed in whole steps (the open sessions' unpaid steps come to 5000)`);
+      expect(err.payment).toEqual({ channelId, owed: 5_000n, covered: 1_000n });
+      expect((await refusal(() => gate.charge(s1, 1n, 1))).wireCode).toBe(ErrorCode.PaymentRequired);
+    });
+
+    it("bounds the whole channel by its deposit", async () => {
+      const [s1, s2] = sessions();
+      await bind(s1);
+      await bind(s2);
+      gate.charge(s1, 0n, 6);
+      const err = await refusal(() => gate.charge(s2, 0n, 5));
+      expect(err.message).toContain(`step 0 costs 5000: channel ${channelId}'s deposit 10000 cannot cover 11000 owed; top it up`);
+    });
+
+    it("forgets a session that ends; what it left unpaid holds the channel's other sessions until a voucher covers it", async () => {
+      const [s1, s2] = sessions();
+      await bind(s1);
+      await bind(s2);
+      gate.charge(s1, 0n, 2);
+      gate.unbind(s1);
+      expect(gate.boundSessions).toBe(1);
+      const err = await refusal(() => gate.charge(s2, 0n, 1));
+      expect(err.message).toContain(`channel ${channelId} owes 2000 for work of no open session (owed 2000, its vouchers cover 0)`);
+      await gate.pay(voucher(2_000n), 1);
+      gate.charge(s2, 0n, 1);
+      gate.unbind(s2);
+      expect(gate.boundSessions).toBe(0);
+      const late = await refusal(() => gate.pay(voucher(3_000n), 2));
+      expect(late.message).toContain(`channel ${channelId} is bound to no session on this server: send BindChannel first`);
+    });
+  });
+
+  it("binds at most maxBoundSessions sessions: past it Busy, and room again once one ends", async () => {
+    gate = new PaymentGate({ pricePerToken: PRICE, maxBoundSessions: 2, server, voucherDomain: domain, store, readChannel: async (id) => chain.get(id) });
+    const [s1, s2, s3] = [0, 1, 2].map(() => hexlify(randomBytes(32))) as [string, string, string];
+    await bind(s1);
+    await bind(s2);
+    await bind(s2); // binding a bound session again takes no more room
+    const err = await refusal(() => bind(s3));
+    expect(err.wireCode).toBe(ErrorCode.Busy);
+    expect(err.message).toBe("2 sessions are bound to payment channels on this server, its limit (maxBoundSessions): try again later");
+    gate.unbind(s1);
+    await bind(s3);
+    expect(gate.boundSessions).toBe(2);
+    expect(() => new PaymentGate({ pricePerToken: PRICE, maxBoundSessions: 0, server, voucherDomain: domain, store, readChannel: async () => undefined })).toThrow(
+      "payment gate maxBoundSessions must be a positive integer, got 0",
+    );
   });
 });
