@@ -22,12 +22,14 @@ import { receiptDomain, voucherDomain } from "../../protocol/eip712.js";
 import { MerkleTree, verifyMerkleProof } from "../../protocol/merkle.js";
 import { receiptLeaf, recoverReceiptSigner, signReceipt, type Receipt } from "../../protocol/receipt.js";
 import { signVoucher } from "../../protocol/voucher.js";
+import { isWinningTicket, recipientRandHash, signTicket, ticketDomain, ticketHash, type Ticket } from "../../protocol/tickets.js";
 import { isSampled } from "../../node/verifier/sample.js";
 import { DEVNET_PARAMS, deployProtocol } from "../lib/deployProtocol.js";
-import { WRITE_DOCS } from "./lib/docs.js";
+import { WRITE_DOCS, writeDocSections } from "./lib/docs.js";
 import { fmtInt, fmtNum, markdownTable } from "./lib/markdown.js";
 import { measureDataRequestGas, writeDataRequestSection } from "./lib/dataRequestGas.js";
 import { lifecycle, perQuery, serverQueriesPerSecond, type MeasuredCosts, type Scenario } from "./lib/model.js";
+import { ticketPerQuery, targetFaceValueWei, type TicketAssumptions, type TicketCosts, type TicketScenario } from "./lib/ticketModel.js";
 
 const startedAt = performance.now();
 const TARGET_GAS_PER_QUERY = 1_000;
@@ -408,6 +410,73 @@ const redeemAndCloseLater = await measure(
   check(c1.closed && c2.closed && c1.paid === parseEther("2") && c2.paid === parseEther("1"), "redeemAndClose paid and closed both channels");
 }
 
+// ------------------------------------------------------------------ probabilistic tickets
+// One client deposit in TicketBroker pays every server; servers redeem only winning tickets. A
+// background client funds and is redeemed against first (so the broker and the reward pool hold
+// balances); the measured client funds with a permit twice (first and later), its tickets are
+// redeemed from the deposit, then from the reserve, and it unlocks and withdraws.
+
+const TICKETS = "Ticket broker";
+const { ticketBroker } = p;
+const brokerAddr = await ticketBroker.getAddress();
+const tDomain = ticketDomain(chainId, brokerAddr);
+const ticketClient = signer(14);
+const warmTicketClient = signer(15);
+const TICKET_RAND = 0x7777_5555_3333_1111n; // no zero byte in calldata, fixed for reproducible gas
+// Win probability 2^-1: a power of two like every winProb ticketTerms chooses (one non-zero byte of
+// calldata), with the next winning nonce found off chain. Only winners reach the chain.
+const BENCH_WIN_PROB = 1n << 255n;
+let ticketNonce = 0x1111n;
+const winningTicket = (sender: HardhatEthersSigner, faceValue: bigint): Ticket => {
+  for (;;) {
+    const t: Ticket = {
+      recipient: server.address,
+      sender: sender.address,
+      faceValue,
+      winProb: BENCH_WIN_PROB,
+      senderNonce: ticketNonce++,
+      recipientRandHash: recipientRandHash(TICKET_RAND),
+      expiration: PERMIT_DEADLINE,
+      auxData: keccak256(toUtf8Bytes("eFed benchmark session")),
+    };
+    if (isWinningTicket(ticketHash(tDomain, t), TICKET_RAND, t.winProb)) return t;
+  }
+};
+const redeemTicket = async (t: Ticket, from: HardhatEthersSigner): Promise<ContractTransactionResponse> =>
+  ticketBroker.connect(server).redeemWinningTicket(t, await signTicket(from, tDomain, t), TICKET_RAND);
+const ticketDeposit = parseEther("100");
+const ticketReserve = parseEther("10");
+const ticketGas: Record<"fundFirst" | "fundLater" | "approveFund" | "redeem" | "redeemReserve" | "unlock" | "withdraw", bigint> = {
+  fundFirst: 0n, fundLater: 0n, approveFund: 0n, redeem: 0n, redeemReserve: 0n, unlock: 0n, withdraw: 0n,
+};
+{
+  for (const s of [ticketClient, warmTicketClient]) await gasOf(token.mint(s.address, parseEther("100000")));
+  const approve = await gasOf(token.connect(warmTicketClient).approve(brokerAddr, ticketDeposit + ticketReserve));
+  const fund = await measure(TICKETS, "fund", "client's first funding: deposit and reserve", ticketBroker.connect(warmTicketClient).fund(ticketDeposit, ticketReserve));
+  ticketGas.approveFund = record(TICKETS, "**approve + fund**", "client's first funding; two transactions", approve + fund);
+  await gasOf(redeemTicket(winningTicket(warmTicketClient, parseEther("1")), warmTicketClient));
+  for (const [i, conditions] of ["client's first funding and first permit", "client's later funding (top-up) and later permit"].entries()) {
+    const { deadline, sig } = await permit(ticketClient, brokerAddr, ticketDeposit + ticketReserve);
+    const gas = await measure(TICKETS, "**fundWithPermit**", `${conditions}: deposit and reserve; one transaction`, ticketBroker.connect(ticketClient).fundWithPermit(ticketDeposit, ticketReserve, deadline, sig.v, sig.r, sig.s));
+    if (i === 0) ticketGas.fundFirst = gas;
+    else ticketGas.fundLater = gas;
+  }
+  ticketGas.redeem = await measure(TICKETS, "**redeemWinningTicket**", "paid from the deposit; fee to pool; paid work recorded", redeemTicket(winningTicket(ticketClient, parseEther("1")), ticketClient));
+  await measure(TICKETS, "redeemWinningTicket", "a later winner of the same client and server", redeemTicket(winningTicket(ticketClient, parseEther("1")), ticketClient));
+  const info = await ticketBroker.senderInfo(ticketClient.address);
+  ticketGas.redeemReserve = await measure(
+    TICKETS,
+    "redeemWinningTicket",
+    "exceeds the deposit: empties it, freezes the reserve, draws this server's share",
+    redeemTicket(winningTicket(ticketClient, info.deposit + parseEther("1")), ticketClient),
+  );
+  check((await ticketBroker.senderInfo(ticketClient.address)).deposit === 0n, "the reserve redemption emptied the deposit");
+  ticketGas.unlock = await measure(TICKETS, "**unlock**", "client starts its exit", ticketBroker.connect(ticketClient).unlock());
+  await networkHelpers.time.increase(Number(DEVNET_PARAMS.tickets.unlockPeriod));
+  ticketGas.withdraw = await measure(TICKETS, "**withdraw**", `after the ${DEVNET_PARAMS.tickets.unlockPeriod / 3600n} h unlock period; deposit and reserve back`, ticketBroker.connect(ticketClient).withdraw());
+  record(TICKETS, "unlock + withdraw", "client takes its remainder back; two transactions", ticketGas.unlock + ticketGas.withdraw);
+}
+
 // ------------------------------------------------------------------ audit ledger
 // Passed audits on chain: three verifiers record their passes of one 10,000-receipt batch of the
 // measured server, sampled at the devnet rate (1 %): 1 pass, 10 passes, every sampled receipt.
@@ -515,7 +584,7 @@ const DATA_REQUESTS = "Data requests";
 
 // ------------------------------------------------------------------ output
 
-const sectionOrder = [STAKING, "Model registry", "Commitments", DISPUTES, AUDITS, DATA_REQUESTS, CHANNELS, BASELINE];
+const sectionOrder = [STAKING, "Model registry", "Commitments", DISPUTES, AUDITS, DATA_REQUESTS, CHANNELS, TICKETS, BASELINE];
 const opTable = markdownTable(
   ["Contract", "Operation", "Conditions", "Gas used"],
   sectionOrder.flatMap((section) =>
@@ -570,6 +639,57 @@ const amortTable = markdownTable(
     q.minChannelForTarget === undefined ? "none" : fmtInt(q.minChannelForTarget),
   ]),
   ["left", "right", "right", "right", "right", "right", "left", "right", "right", "right", "right", "right", "left", "right"],
+);
+
+// ------------------------------------------------------------------ tickets vs channels, per query
+
+const ticketCosts: TicketCosts = {
+  fund: Number(ticketGas.fundLater),
+  fundFirst: Number(ticketGas.fundFirst),
+  redeem: Number(ticketGas.redeem),
+  exit: Number(ticketGas.unlock + ticketGas.withdraw),
+  postBatch: costs.postBatch,
+};
+/** Money assumptions of the ticket model: stated in the docs section beside the table. */
+const TICKET_ASSUMPTIONS: TicketAssumptions = {
+  gasPriceGwei: 0.05,
+  ethPerEfed: 0.001,
+  pricePerTokenWei: PRICE_PER_TOKEN,
+  promptTokens: PROMPT_TOKENS,
+  decodeSteps: TOKENS_PER_QUERY - PROMPT_TOKENS,
+  redemptionsPerFace: 100,
+};
+const targetFace = targetFaceValueWei(ticketCosts.redeem, TICKET_ASSUMPTIONS);
+const ticketBase = { servers: 4, withExit: false, firstFunding: false } as const;
+const ticketScenarios: TicketScenario[] = [
+  ...[LIGHT, REGULAR, HEAVY].flatMap((c) =>
+    [1_000, 10_000].map((q) => ({ ...ticketBase, label: c === LIGHT ? "light" : c === REGULAR ? "regular" : "heavy", queriesPerBatch: q, queriesPerDeposit: c })),
+  ),
+  { ...ticketBase, label: "light, first funding, then exits", queriesPerBatch: 10_000, queriesPerDeposit: LIGHT, withExit: true, firstFunding: true },
+  { ...ticketBase, label: "regular, k = 8", servers: 8, queriesPerBatch: 10_000, queriesPerDeposit: REGULAR },
+];
+const ticketResults = ticketScenarios.map((t) => {
+  const channel = perQuery({ ...base, label: t.label, servers: t.servers, queriesPerBatch: t.queriesPerBatch, queriesPerChannel: t.queriesPerDeposit }, costs, T);
+  return { t, q: ticketPerQuery(t, ticketCosts, TICKET_ASSUMPTIONS), channel };
+});
+const ticketTable = markdownTable(
+  ["Client", "k", "Q", "C", "Channels: total gas / query", "Tickets: fund/C", "exit/C", "k·w·redeem", "k·post/Q", "**Tickets: total gas / query**", "Channels ÷ tickets", `Tickets < ${fmtInt(T)}?`, `Tickets, payment only (no commitments) < ${fmtInt(T)}?`],
+  ticketResults.map(({ t, q, channel }) => [
+    t.label,
+    String(t.servers),
+    fmtInt(t.queriesPerBatch),
+    fmtInt(t.queriesPerDeposit),
+    fmtInt(channel.total),
+    fmtInt(q.funding),
+    fmtInt(q.exit),
+    fmtInt(q.redemptions),
+    fmtInt(q.commitments),
+    `**${fmtInt(q.total)}**`,
+    `${fmtNum(channel.total / q.total, 1)}×`,
+    q.total < T ? "yes" : "no",
+    q.total - q.commitments < T ? "yes" : "no",
+  ]),
+  ["left", "right", "right", "right", "right", "right", "right", "right", "right", "right", "right", "left", "left"],
 );
 
 // One channel's whole life, per server, and what each choice adds.
@@ -843,6 +963,8 @@ console.log("\n## Amortized on-chain gas per paid query\n");
 console.log(amortTable);
 console.log();
 console.log(naiveTable);
+console.log("\n## Probabilistic tickets vs channels: gas per paid query\n");
+console.log(ticketTable);
 console.log(
   WRITE_DOCS
     ? `\nWrote ${outPath} in ${fmtNum((performance.now() - startedAt) / 1000, 1)} s.`
