@@ -21,6 +21,8 @@ export interface TicketCosts {
   fund: number;
   /** `fundWithPermit` of a client's first funding (fresh storage) or after a withdrawal. */
   fundFirst: number;
+  /** `fund` of a client that approved the broker once without limit (no permit in the call). */
+  fundApproved: number;
   /** `redeemWinningTicket` paid from the deposit. */
   redeem: number;
   /** `unlock` + `withdraw`. */
@@ -54,8 +56,9 @@ export interface TicketScenario {
   queriesPerDeposit: number;
   /** Whether the client also unlocks and withdraws after its C queries. */
   withExit: boolean;
-  /** Whether the funding is the client's first (or follows a withdrawal): fresh storage, dearer. */
-  firstFunding: boolean;
+  /** How the client funds: a later `fundWithPermit` top-up, its first one (fresh storage, after a
+   *  withdrawal too), or `fund` under a standing unlimited approval given once per wallet. */
+  funding: "permit" | "first" | "approved";
 }
 
 export interface TicketPerQuery {
@@ -92,7 +95,8 @@ export function ticketPerQuery(s: TicketScenario, g: TicketCosts, a: TicketAssum
   const targetFaceWei = targetFaceValueWei(g.redeem, a);
   const w = winnersPerQuery(targetFaceWei, a);
   const commitments = (s.servers * g.postBatch) / s.queriesPerBatch;
-  const funding = (s.firstFunding ? g.fundFirst : g.fund) / s.queriesPerDeposit;
+  const fundGas = s.funding === "first" ? g.fundFirst : s.funding === "approved" ? g.fundApproved : g.fund;
+  const funding = fundGas / s.queriesPerDeposit;
   const exit = s.withExit ? g.exit / s.queriesPerDeposit : 0;
   const redemptions = s.servers * w * g.redeem;
   return { targetFaceWei, winnersPerQuery: w, commitments, funding, exit, redemptions, total: commitments + funding + exit + redemptions };
