@@ -2,6 +2,7 @@ import {
   AbiCoder,
   TypedDataEncoder,
   getAddress,
+  zeroPadValue,
   isHexString,
   keccak256,
   recoverAddress,
@@ -148,4 +149,13 @@ export function ticketTerms(owed: bigint, targetFaceValue: bigint): { faceValue:
   while (j < 255 && owed << BigInt(j + 1) <= targetFaceValue) j++;
   if (j === 0) return { faceValue: owed, winProb: CERTAIN_WIN_PROB };
   return { faceValue: owed << BigInt(j), winProb: TWO_POW_256 >> BigInt(j) };
+}
+
+/**
+ * The id under which a client's broker deposit stands where a channel id would (the session binding,
+ * PaymentDue): the sender's address left-padded to 32 bytes. Bindings signed with it are under the
+ * ticket domain, so they can never be mistaken for a channel's.
+ */
+export function ticketAccountId(sender: string): string {
+  return zeroPadValue(getAddress(sender), 32).toLowerCase();
 }
