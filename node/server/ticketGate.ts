@@ -74,8 +74,9 @@ interface SessionTickets {
  * Per session the server keeps a secret random number and hands out only its hash. A ticket is
  * accepted when it pays this server, from the bound client, under the current hash, with a nonce not
  * seen under that hash, valid for `minLifetimeSeconds` more, signed by the client for this chain and
- * broker, with a face value the client's deposit (or this server's reserve share) can pay, and the
- * client not unlocking. A winner is handed to `onWinner` before the ticket is acknowledged, and the
+ * broker, with an expected value that brings what the tickets cover up to what is owed (a ticket
+ * worth less is refused and not counted, so the client keeps the commitment it knows), with a face
+ * value the client's deposit (or this server's reserve share) can pay, and the client not unlocking. A winner is handed to `onWinner` before the ticket is acknowledged, and the
  * server then picks a new random number (the old one becomes public when redeemed).
  */
 export class TicketGate {
@@ -140,6 +141,11 @@ export class TicketGate {
     if (signer !== s.sender) {
       throw new WireError(ErrorCode.Forbidden, `${what} recovers to ${signer}, not the client ${s.sender} (signed by another key, or for another chain or contract)`);
     }
+    const value = expectedValueScaled(t.faceValue, t.winProb);
+    if (s.coveredScaled + value < s.owed << 256n) {
+      const short = ((s.owed << 256n) - s.coveredScaled - value + TWO_POW_256 - 1n) / TWO_POW_256;
+      throw required(`${what} is refused: its expected value ${value / TWO_POW_256} leaves ${short} of the ${due.owed} owed uncovered (covered so far: ${due.covered})`, due);
+    }
     const funds = await this.o.readSender(s.sender);
     if (funds.withdrawableAt !== 0n) throw required(`${s.sender} is unlocking its ticket deposit: no more tickets are accepted`, due);
     if (t.faceValue > funds.deposit + funds.reserveShare) {
@@ -148,7 +154,7 @@ export class TicketGate {
 
     const hash = ticketHash(this.o.ticketDomain, t);
     s.nonces.add(t.senderNonce);
-    s.coveredScaled += expectedValueScaled(t.faceValue, t.winProb);
+    s.coveredScaled += value;
     if (isWinningTicket(hash, s.rand, t.winProb)) {
       await this.o.onWinner(hash, { ticket: t, signature: m.signature, recipientRand: s.rand });
       this.rotate(s);
@@ -157,9 +163,6 @@ export class TicketGate {
     }
     s.unpaid = s.unpaid.filter((owedAfter) => owedAfter << 256n > s.coveredScaled);
     const now = this.due(s);
-    if (s.coveredScaled < s.owed << 256n) {
-      throw required(`${what} is kept, but the tickets' expected value ${now.covered} covers less than the ${now.owed} owed (next commitment ${s.randHash})`, now);
-    }
     return { type: MessageType.TicketPaid, requestId: m.requestId, sessionId: m.sessionId, recipientRandHash: s.randHash, owed: now.owed, covered: now.covered };
   }
 
