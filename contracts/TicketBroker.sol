@@ -22,7 +22,10 @@ contract TicketBroker is ITicketBroker, EIP712, AccessControl {
     uint16 public constant MAX_FEE_BPS = 2_000;
     uint256 private constant BPS = 10_000;
     bytes32 private constant TICKET_TYPEHASH = keccak256(
-        "Ticket(address recipient,address sender,uint256 faceValue,uint256 winProb,uint256 senderNonce,bytes32 recipientRandHash,uint64 expiration,bytes32 auxData)"
+        abi.encodePacked(
+            "Ticket(address recipient,address sender,uint256 faceValue,uint256 winProb,uint256 senderNonce,",
+            "bytes32 recipientRandHash,uint64 expiration,bytes32 auxData)"
+        )
     );
 
     IERC20 public immutable token;

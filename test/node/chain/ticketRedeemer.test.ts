@@ -1,5 +1,5 @@
-import { Interface, ZeroHash } from "ethers";
-import { pino } from "pino";
+import { ZeroHash, type Interface } from "ethers";
+import { pino, type Logger } from "pino";
 import { afterAll, describe, expect, it } from "vitest";
 import { TicketRedeemer } from "../../../node/chain/ticketRedeemer.js";
 import { TicketStore, type WinningTicket } from "../../../node/store/ticketStore.js";
@@ -47,9 +47,9 @@ interface LogLine {
   err?: string;
 }
 
-function capture(): { logger: ReturnType<typeof pino>; lines: LogLine[] } {
+function capture(): { logger: Logger; lines: LogLine[] } {
   const lines: LogLine[] = [];
-  const logger = pino({ level: "info" }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
+  const logger: Logger = pino({ level: "info" }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
   return { logger, lines };
 }
 
