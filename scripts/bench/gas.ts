@@ -875,7 +875,7 @@ pipelines), and missed for occasional users, whose cost is almost all channel op
 **Probabilistic tickets** (section 3: one client deposit in \`TicketBroker\` shared by all servers, only
 winning tickets redeemed) remove the channel lifecycle: a light client at k = 4 pays ${tg("light", 10_000)} gas per query
 instead of ${fmtInt(ticketRow("light", 10_000).channel.total)} (Q = 10,000; ${tg("light, standing approval", 10_000)} when it approved the broker once), a regular client ${tg("regular", 10_000)} instead of ${fmtInt(ticketRow("regular", 10_000).channel.total)}. Heavy clients still do
-better with channels. Clients therefore pay with tickets by default and servers accept both.
+better with channels: tickets are the cheaper way to pay below a few thousand queries per client, channels above.
 
 Not counted anywhere on this page: staking and registration, top-ups, audits and disputes, withdrawals
 (see the assumptions in section 2). Gas is not money: the price per gas depends on the chain the
