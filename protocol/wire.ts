@@ -2,6 +2,7 @@ import { getAddress, hexlify } from "ethers";
 import { ACTIVATION_ENCODINGS, payloadBytes, type ActivationEncoding, type EncodedActivations } from "./activations.js";
 import { EFedError } from "./errors.js";
 import type { Receipt } from "./receipt.js";
+import type { Ticket } from "./tickets.js";
 
 /**
  * The binary protocol between clients and shard servers, one WebSocket binary message per frame.
@@ -33,6 +34,12 @@ import type { Receipt } from "./receipt.js";
  * connection's challenge (answered ChannelBound); Pay carries a cumulative EIP-712 voucher
  * (answered Paid). A server refuses unpaid work with error code PaymentRequired, whose Error frame
  * carries what is owed: the channel, the amount owed and the amount the vouchers cover.
+ *
+ * Tickets (protocol/tickets.ts), also within version 3: BindTickets ties a session to a client's
+ * TicketBroker deposit, signed like BindChannel under the ticket domain with the account id
+ * `ticketAccountId(sender)` in place of the channel (answered TicketsBound, which carries the
+ * server's commitment to its secret random number); PayTicket carries one signed ticket (answered
+ * TicketPaid, with the commitment the next ticket must use). PaymentDue then names the account id.
  */
 export const PROTOCOL_VERSION = 3;
 
@@ -65,6 +72,12 @@ export const MessageType = {
   /** A cumulative voucher on a bound channel. */
   Pay: 22,
   Paid: 23,
+  /** The client names the TicketBroker deposit that pays for a session (protocol/tickets.ts). */
+  BindTickets: 24,
+  TicketsBound: 25,
+  /** One signed probabilistic ticket for a bound session. */
+  PayTicket: 26,
+  TicketPaid: 27,
 } as const;
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
 
@@ -408,6 +421,51 @@ export interface Paid {
   covered: bigint;
 }
 
+/**
+ * The client ties session `sessionId` to its TicketBroker deposit: `sender` signs (protocol/payment.ts
+ * bindingDigest under the ticket domain, channelId = ticketAccountId(sender)) the session, the server
+ * and the connection's challenge.
+ */
+export interface BindTickets {
+  type: typeof MessageType.BindTickets;
+  requestId: number;
+  sessionId: string;
+  sender: string;
+  signature: string;
+}
+
+/**
+ * Tickets for the session must name this server's commitment `recipientRandHash`; `owed` is what the
+ * server is owed on the session, `covered` the expected value of the tickets it accepted (base units).
+ */
+export interface TicketsBound {
+  type: typeof MessageType.TicketsBound;
+  requestId: number;
+  sessionId: string;
+  recipientRandHash: string;
+  owed: bigint;
+  covered: bigint;
+}
+
+/** One signed ticket (protocol/tickets.ts) for session `sessionId`. */
+export interface PayTicket {
+  type: typeof MessageType.PayTicket;
+  requestId: number;
+  sessionId: string;
+  ticket: Ticket;
+  signature: string;
+}
+
+/** The ticket is accepted; the next one must name `recipientRandHash` (new after a winner). */
+export interface TicketPaid {
+  type: typeof MessageType.TicketPaid;
+  requestId: number;
+  sessionId: string;
+  recipientRandHash: string;
+  owed: bigint;
+  covered: bigint;
+}
+
 export type Message =
   | ServerInfo
   | OpenSession
@@ -431,7 +489,11 @@ export type Message =
   | BindChannel
   | ChannelBound
   | Pay
-  | Paid;
+  | Paid
+  | BindTickets
+  | TicketsBound
+  | PayTicket
+  | TicketPaid;
 
 /** Bounds applied while parsing, before anything is allocated. */
 export interface WireLimits {
@@ -591,6 +653,21 @@ export function encodeMessage(m: Message): Uint8Array {
     case MessageType.Paid:
       w.hex(m.channelId, 32).u256(m.owed).u256(m.covered);
       break;
+    case MessageType.BindTickets:
+      w.hex(m.sessionId, 32).hex(m.sender, 20).hex(m.signature, 65);
+      break;
+    case MessageType.TicketsBound:
+      w.hex(m.sessionId, 32).hex(m.recipientRandHash, 32).u256(m.owed).u256(m.covered);
+      break;
+    case MessageType.PayTicket: {
+      const t = m.ticket;
+      w.hex(m.sessionId, 32).hex(t.recipient, 20).hex(t.sender, 20).u256(t.faceValue).u256(t.winProb).u256(t.senderNonce);
+      w.hex(t.recipientRandHash, 32).u64(t.expiration).hex(t.auxData, 32).hex(m.signature, 65);
+      break;
+    }
+    case MessageType.TicketPaid:
+      w.hex(m.sessionId, 32).hex(m.recipientRandHash, 32).u256(m.owed).u256(m.covered);
+      break;
     case MessageType.FetchStep:
       w.hex(m.leaf, 32);
       if (m.ownerProof === undefined) w.u8(0);
@@ -643,6 +720,11 @@ export function encodeRoute(route: readonly Hop[]): Uint8Array {
 }
 
 // ------------------------------------------------------------------ decoding
+
+/** The fields TicketsBound and TicketPaid share, in wire order. */
+function ticketState(r: Reader): { sessionId: string; recipientRandHash: string; owed: bigint; covered: bigint } {
+  return { sessionId: r.hex(32, "session id"), recipientRandHash: r.hex(32, "recipient rand hash"), owed: r.u256("amount owed"), covered: r.u256("amount covered") };
+}
 
 class Reader {
   private at = 0;
@@ -927,6 +1009,30 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
     case MessageType.Paid:
       m = { type, requestId, channelId: r.hex(32, "channel id"), owed: r.u256("amount owed"), covered: r.u256("amount covered") };
       break;
+    case MessageType.BindTickets:
+      m = { type, requestId, sessionId: r.hex(32, "session id"), sender: getAddress(r.hex(20, "ticket sender")), signature: r.hex(65, "binding signature") };
+      break;
+    case MessageType.TicketsBound:
+      m = { type, requestId, ...ticketState(r) };
+      break;
+    case MessageType.TicketPaid:
+      m = { type, requestId, ...ticketState(r) };
+      break;
+    case MessageType.PayTicket: {
+      const sessionId = r.hex(32, "session id");
+      const ticket: Ticket = {
+        recipient: getAddress(r.hex(20, "ticket recipient")),
+        sender: getAddress(r.hex(20, "ticket sender")),
+        faceValue: r.u256("ticket face value"),
+        winProb: r.u256("ticket win probability"),
+        senderNonce: r.u256("ticket sender nonce"),
+        recipientRandHash: r.hex(32, "ticket recipient rand hash"),
+        expiration: r.u64("ticket expiration"),
+        auxData: r.hex(32, "ticket aux data"),
+      };
+      m = { type, requestId, sessionId, ticket, signature: r.hex(65, "ticket signature") };
+      break;
+    }
     default:
       throw new WireError(ErrorCode.UnknownType, `unknown message type ${type}`);
   }

@@ -19,6 +19,8 @@ export interface Deployment {
     dataRequests?: string;
     /** Absent in deployments made before the audit ledger existed (passes are then not recorded on chain). */
     auditLedger?: string;
+    /** Absent in deployments made before the ticket broker existed (clients then pay through channels only). */
+    ticketBroker?: string;
   };
 }
 

@@ -8,6 +8,7 @@ import {
   ModelRegistry__factory,
   PaymentChannels__factory,
   Staking__factory,
+  TicketBroker__factory,
   TrustScores__factory,
   VerifierRewards__factory,
   type AuditLedger,
@@ -18,6 +19,7 @@ import {
   type ModelRegistry,
   type PaymentChannels,
   type Staking,
+  type TicketBroker,
   type TrustScores,
   type VerifierRewards,
 } from "../../types/ethers-contracts/index.js";
@@ -69,6 +71,13 @@ export interface ProtocolParams {
   feeBps: bigint;
   /** Seconds a client waits between starting and finishing a channel close. */
   closeTimeoutSeconds: bigint;
+  /** TicketBroker (probabilistic payments); its fee is `feeBps`, like the channels'. */
+  tickets: {
+    /** Seconds between a client's unlock and its withdrawal: how long servers have to redeem winners. */
+    unlockPeriod: bigint;
+    /** How many servers a client's frozen reserve is split among (each may draw reserve / this). */
+    reservePoolSize: bigint;
+  };
 }
 
 /** Parameters for a local devnet: short enough to exercise, shaped like production. */
@@ -107,6 +116,7 @@ export const DEVNET_PARAMS: ProtocolParams = {
   },
   feeBps: 500n,
   closeTimeoutSeconds: DAY,
+  tickets: { unlockPeriod: DAY, reservePoolSize: 8n },
 };
 
 export interface Protocol {
@@ -120,6 +130,7 @@ export interface Protocol {
   disputes: Disputes;
   dataRequests: DataRequests;
   auditLedger: AuditLedger;
+  ticketBroker: TicketBroker;
 }
 
 export type ProtocolAddresses = Record<keyof Protocol, string>;
@@ -127,7 +138,7 @@ export type ProtocolAddresses = Record<keyof Protocol, string>;
 /**
  * Deploys every contract with `deployer` as admin and wires them: staking reads trust scores from
  * TrustScores; Commitments extends how long a server's stake stays slashable (COMMITMENTS_ROLE);
- * channels pay fees into VerifierRewards and record redemptions as paid work (PAYMENTS_ROLE);
+ * channels and the ticket broker pay fees into VerifierRewards and record redemptions as paid work (PAYMENTS_ROLE);
  * Disputes holds the dispute roles (SLASHER_ROLE, AUDITOR_ROLE, REWARDER_ROLE). The same roles are
  * also granted to `disputeOperator` when given, so other dispute logic (an exact one-step proof, a
  * test harness) can plug in later without redeploying the rest.
@@ -178,7 +189,32 @@ export async function deployProtocol(
   }
   const dataRequests = await deployDataRequests(deployer, { token, staking, trust, commitments, rewards, disputes }, params.dataRequests);
   const auditLedger = await deployAuditLedger(deployer, params, { staking, commitments, disputes, trust, rewards });
-  return { token, registry, staking, trust, commitments, rewards, channels, disputes, dataRequests, auditLedger };
+  const ticketBroker = await deployTicketBroker(deployer, params, { token, staking, trust, rewards });
+  return { token, registry, staking, trust, commitments, rewards, channels, disputes, dataRequests, auditLedger, ticketBroker };
+}
+
+/**
+ * Probabilistic payments (issue 11, gas): TicketBroker, with the channels' fee and reward pool, and
+ * PAYMENTS_ROLE in TrustScores so that redeemed winning tickets count as paid work.
+ */
+async function deployTicketBroker(
+  deployer: Signer,
+  params: ProtocolParams,
+  c: Pick<Protocol, "token" | "staking" | "trust" | "rewards">,
+): Promise<TicketBroker> {
+  const broker = await new TicketBroker__factory(deployer).deploy(
+    await deployer.getAddress(),
+    await c.token.getAddress(),
+    await c.staking.getAddress(),
+    await c.rewards.getAddress(),
+    params.feeBps,
+    params.tickets.unlockPeriod,
+    params.tickets.reservePoolSize,
+  );
+  const address = await broker.getAddress();
+  await (await c.trust.grantRole(await c.trust.PAYMENTS_ROLE(), address)).wait();
+  await (await broker.setTrustRecorder(await c.trust.getAddress())).wait();
+  return broker;
 }
 
 /**
