@@ -35,7 +35,7 @@ describe("npm run deploy", () => {
       contracts: Record<string, string>;
     };
     expect(record.chainId).toBe("31337");
-    expect(Object.keys(record.contracts).sort()).toEqual(["auditLedger", "channels", "commitments", "dataRequests", "disputes", "registry", "rewards", "staking", "token", "trust"]);
+    expect(Object.keys(record.contracts).sort()).toEqual(["auditLedger", "channels", "commitments", "dataRequests", "disputes", "registry", "rewards", "staking", "ticketBroker", "token", "trust"]);
 
     const provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true });
     const token = EFedToken__factory.connect(record.contracts.token!, provider);
@@ -49,6 +49,7 @@ describe("npm run deploy", () => {
     expect(await channels.trustRecorder()).toBe(record.contracts.trust);
     const trust = TrustScores__factory.connect(record.contracts.trust!, provider);
     expect(await trust.hasRole(await trust.PAYMENTS_ROLE(), record.contracts.channels!)).toBe(true);
+    expect(await trust.hasRole(await trust.PAYMENTS_ROLE(), record.contracts.ticketBroker!)).toBe(true);
     expect(await trust.hasRole(await trust.AUDITOR_ROLE(), dispute)).toBe(true);
     expect(await staking.hasRole(await staking.SLASHER_ROLE(), record.contracts.disputes!)).toBe(true);
     expect(await trust.hasRole(await trust.AUDITOR_ROLE(), record.contracts.disputes!)).toBe(true);
