@@ -15,6 +15,7 @@ import {
   EFedToken__factory,
   ModelRegistry__factory,
   PaymentChannels__factory,
+  TicketBroker__factory,
   Staking__factory,
   type Commitments,
   type DataRequests,
@@ -27,8 +28,12 @@ import { DataResponder, blockSecondsAgo } from "../chain/dataResponder.js";
 import { RegisteredEndpoints } from "../chain/registeredEndpoints.js";
 import { Redeemer, channelReader } from "../chain/redeemer.js";
 import { DEFAULT_CREDIT_STEPS, PaymentGate } from "../server/paymentGate.js";
+import { TicketRedeemer, senderReader } from "../chain/ticketRedeemer.js";
+import { TicketGate } from "../server/ticketGate.js";
+import { TicketStore } from "../store/ticketStore.js";
 import { VoucherStore } from "../store/voucherStore.js";
 import { voucherDomain } from "../../protocol/eip712.js";
+import { ticketDomain } from "../../protocol/tickets.js";
 import { DEFAULT_BATCH_POLICY } from "../server/engineScheduler.js";
 import { DEFAULT_SERVER_LIMITS, serverLimits, type ServerLimits } from "../server/limits.js";
 import { ShardServer } from "../server/shardServer.js";
@@ -148,7 +153,7 @@ export function serverCommand(): Command {
       else logger.info({ keyFile: keyPath ?? "$EFED_SERVER_KEY", address: wallet.address }, "server key loaded");
       const price = parseUnits(flags.price, 18);
       let chainId = 0n;
-      let chain: { signer: Signer; staking: Staking; token: EFedToken; commitments: Commitments; channels: string } | undefined;
+      let chain: { signer: Signer; staking: Staking; token: EFedToken; commitments: Commitments; channels: string; ticketBroker?: string } | undefined;
       let isVerifier: ((address: string) => Promise<boolean>) | undefined;
       let endpointAllowed: ((url: string, firstLayer: number) => Promise<boolean>) | undefined;
       let dataRequests: DataRequests | undefined;
@@ -167,6 +172,7 @@ export function serverCommand(): Command {
           token: EFedToken__factory.connect(d.contracts.token, signer),
           commitments: Commitments__factory.connect(d.contracts.commitments, signer),
           channels: d.contracts.channels,
+          ...(d.contracts.ticketBroker === undefined ? {} : { ticketBroker: d.contracts.ticketBroker }),
         };
         const staking = chain.staking;
         if (d.contracts.dataRequests !== undefined) dataRequests = DataRequests__factory.connect(d.contracts.dataRequests, signer);
@@ -202,6 +208,22 @@ export function serverCommand(): Command {
         });
         payments = { gate, redeemer, vouchers };
       }
+      // a deployment with a TicketBroker: the server also takes probabilistic tickets, and redeems each winner at once
+      let tickets: { gate: TicketGate; redeemer: TicketRedeemer; store: TicketStore } | undefined;
+      if (chain?.ticketBroker !== undefined && price > 0n) {
+        const ticketStore = TicketStore.open(storePath);
+        const broker = TicketBroker__factory.connect(chain.ticketBroker, chain.signer);
+        const redeemer = new TicketRedeemer({ broker, store: ticketStore, pollMs: flags.redeemPollMs, logger });
+        const gate = new TicketGate({
+          pricePerToken: price,
+          creditSteps: flags.creditSteps,
+          server: wallet.address,
+          ticketDomain: ticketDomain(chainId, chain.ticketBroker),
+          readSender: senderReader(broker, wallet.address),
+          onWinner: (hash, w) => redeemer.add(hash, w),
+        });
+        tickets = { gate, redeemer, store: ticketStore };
+      }
       const shard = await Shard.load(model, first, last, { threads: flags.threads });
       const server = await ShardServer.start({
         shard,
@@ -224,6 +246,7 @@ export function serverCommand(): Command {
         ...(tls === undefined ? {} : { tls }),
         ...(isVerifier === undefined ? {} : { isVerifier }),
         ...(payments === undefined ? {} : { payments: payments.gate }),
+        ...(tickets === undefined ? {} : { tickets: tickets.gate }),
         ...(chain === undefined ? {} : { commitments: await chain.commitments.getAddress() }),
       });
 
@@ -241,12 +264,14 @@ export function serverCommand(): Command {
         } catch (err) {
           await server.stop();
           payments?.vouchers.close();
+          tickets?.store.close();
           store.close();
           await shard.release();
           throw err;
         }
         committer = new Committer({ commitments: chain.commitments, store, maxReceiptsPerBatch: 100_000, logger });
         payments?.redeemer.start();
+        tickets?.redeemer.start();
       }
       // answers audits that escalated on chain (withheld data); requests older than the longest dispute are past answering
       const provider = chain?.signer.provider;
@@ -290,6 +315,12 @@ export function serverCommand(): Command {
       if (payments !== undefined) {
         await payments.redeemer.stop().catch((err: unknown) => logger.error({ err }, "redeeming on shutdown failed"));
         payments.vouchers.close();
+      }
+      if (tickets !== undefined) {
+        // winners still pending get one more try before the process goes; what fails stays stored for the next run
+        await tickets.redeemer.pass().catch((err: unknown) => logger.error({ err }, "redeeming tickets on shutdown failed"));
+        await tickets.redeemer.stop();
+        tickets.store.close();
       }
       store.close();
       await shard.release();

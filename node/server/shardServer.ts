@@ -32,6 +32,7 @@ import { DEFAULT_FORWARDING, Forwarder, type ForwardingOptions } from "./forward
 import { validateLimits, type ServerLimits } from "./limits.js";
 import { ClientLoads } from "./clientLoad.js";
 import type { PaymentGate } from "./paymentGate.js";
+import type { TicketGate } from "./ticketGate.js";
 import { Peer, remoteAddressOf } from "./peer.js";
 import { SessionTable, type Session } from "./sessions.js";
 
@@ -65,6 +66,11 @@ export interface ShardServerOptions {
   isVerifier?: (address: string) => Promise<boolean>;
   /** Charges every step to a payment channel (node/server/paymentGate.ts). Absent: the server works for free. */
   payments?: PaymentGate;
+  /**
+   * Charges steps of sessions bound to a TicketBroker deposit (node/server/ticketGate.ts). A session
+   * bound to tickets is charged there; any other to `payments` when given, else here (PaymentRequired).
+   */
+  tickets?: TicketGate;
   logger?: Logger;
 }
 
@@ -117,7 +123,12 @@ export class ShardServer {
     this.wss = wss;
     this.limits = limits;
     this.sessions = new SessionTable<Peer>(limits, o.shard.kvBytesPerToken);
-    if (o.payments !== undefined) this.sessions.onRemove = (id) => o.payments!.unbind(id);
+    if (o.payments !== undefined || o.tickets !== undefined) {
+      this.sessions.onRemove = (id) => {
+        o.payments?.unbind(id);
+        o.tickets?.unbind(id);
+      };
+    }
     this.clientLoads = new ClientLoads(limits);
     this.engine = new EngineScheduler(o.shard, { ...DEFAULT_BATCH_POLICY, ...o.batching });
     this.logger = o.logger ?? pino({ level: "silent" });
@@ -353,15 +364,25 @@ export class ShardServer {
       case MessageType.PeerHello:
         await this.closeOnFailure(peer, m.requestId, async () => peer.send(peer.serverLink.welcome(m)));
         return;
-      case MessageType.BindChannel:
-        this.sessions.get(m.sessionId, peer); // only a session's owner binds it
-        if (!peer.binds.take(Date.now())) {
-          throw new WireError(ErrorCode.RateLimited, `at most ${this.limits.bindsPerSecond} channel bindings per second per connection (burst ${this.limits.bindBurst})`);
-        }
-        peer.send(await this.payments().bind(m, peer.challenge));
+      case MessageType.BindChannel: {
+        const payments = this.payments();
+        this.admitBinding(peer, m.sessionId);
+        peer.send(await payments.bind(m, peer.challenge));
+        this.o.tickets?.unbind(m.sessionId); // a session pays one way at a time: the latest binding
         return;
+      }
       case MessageType.Pay:
         peer.send(await this.payments().pay(m, Date.now()));
+        return;
+      case MessageType.BindTickets: {
+        const tickets = this.tickets();
+        this.admitBinding(peer, m.sessionId);
+        peer.send(await tickets.bind(m, peer.challenge));
+        this.o.payments?.unbind(m.sessionId);
+        return;
+      }
+      case MessageType.PayTicket:
+        peer.send(await this.tickets().pay(m));
         return;
       default:
         throw new WireError(ErrorCode.UnknownType, `message type ${m.type} is not a request a server accepts`);
@@ -369,8 +390,35 @@ export class ShardServer {
   }
 
   private payments(): PaymentGate {
-    if (this.o.payments === undefined) throw new WireError(ErrorCode.UnknownType, "this server charges nothing: it takes no channels or vouchers");
+    if (this.o.payments === undefined) {
+      const why = this.o.tickets === undefined ? "this server charges nothing: it takes no channels or vouchers" : "this server takes tickets (BindTickets), not channels or vouchers";
+      throw new WireError(ErrorCode.UnknownType, why);
+    }
     return this.o.payments;
+  }
+
+  private tickets(): TicketGate {
+    if (this.o.tickets === undefined) {
+      const why = this.o.payments === undefined ? "this server charges nothing: it takes no tickets" : "this server takes payment channels (BindChannel), not tickets";
+      throw new WireError(ErrorCode.UnknownType, why);
+    }
+    return this.o.tickets;
+  }
+
+  /** Only a session's owner binds it (to a channel or a ticket deposit), at a bounded rate per connection. */
+  private admitBinding(peer: Peer, sessionId: string): void {
+    this.sessions.get(sessionId, peer);
+    if (!peer.binds.take(Date.now())) {
+      throw new WireError(ErrorCode.RateLimited, `at most ${this.limits.bindsPerSecond} channel bindings per second per connection (burst ${this.limits.bindBurst})`);
+    }
+  }
+
+  /** Charges a step to the gate its session is bound to: its ticket deposit, else its channel; the undo of the charge. */
+  private charge(sessionId: string, step: bigint, tokens: number): () => void {
+    const { tickets, payments } = this.o;
+    if (tickets !== undefined && (payments === undefined || tickets.commitment(sessionId) !== undefined)) return tickets.charge(sessionId, step, tokens);
+    if (payments !== undefined) return payments.charge(sessionId, step, tokens);
+    return () => undefined;
   }
 
   /**
@@ -471,8 +519,8 @@ export class ShardServer {
     const release = this.clientLoads.take(session.owner.address, nextKey);
     let refund = (): void => undefined;
     try {
-      // charged to the session's channel (a step refused for any reason is not)
-      if (this.o.payments !== undefined) refund = this.o.payments.charge(session.id, m.step, m.input.rows);
+      // charged to the session's channel or ticket deposit (a step refused for any reason is not)
+      refund = this.charge(session.id, m.step, m.input.rows);
       this.sessions.admit(session, m.input.rows);
     } catch (err) {
       release();
