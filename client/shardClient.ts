@@ -2,7 +2,7 @@ import type { SigningKey } from "ethers";
 import type { WebSocket } from "ws";
 import { ownerProof, sessionStepTarget, signAuth } from "../protocol/fetchAuth.js";
 import { Link, LinkError, LinkFailure, dialServer, validateTiming, type LinkTiming } from "../protocol/link.js";
-import { DEFAULT_LIMITS, MAX_BATCH_PAGE, MessageType, type BatchReceipts, type ChannelBound, type Paid, type Message, type ServerInfo, type Step, type StepReceipt, type StepResult, type StoredStep } from "../protocol/wire.js";
+import { DEFAULT_LIMITS, MAX_BATCH_PAGE, MessageType, type BatchReceipts, type ChannelBound, type Paid, type Message, type ServerInfo, type Step, type StepReceipt, type StepResult, type StoredStep, type BindTickets, type PayTicket, type TicketPaid, type TicketsBound } from "../protocol/wire.js";
 
 /**
  * A request to a shard server failed (protocol/link.ts LinkError): the server's error code and
@@ -125,6 +125,16 @@ export class ShardConnection {
   /** Ties a session to the payment channel that pays for it (`signature`: protocol/payment.ts signBinding over this connection's challenge). */
   bindChannel(sessionId: string, channelId: string, signature: string): Promise<ChannelBound> {
     return this.link.request({ type: MessageType.BindChannel, sessionId, channelId, signature }, MessageType.ChannelBound);
+  }
+
+  /** Binds `sessionId` to the client's TicketBroker deposit (client/payment/ticketPayer.ts builds `m`). */
+  bindTickets(m: Omit<BindTickets, "requestId">): Promise<TicketsBound> {
+    return this.link.request(m, MessageType.TicketsBound);
+  }
+
+  /** Sends one ticket for a step; resolves with what the server is owed, what tickets cover, and its next commitment. */
+  payTicket(m: Omit<PayTicket, "requestId">): Promise<TicketPaid> {
+    return this.link.request(m, MessageType.TicketPaid);
   }
 
   /**

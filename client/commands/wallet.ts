@@ -6,6 +6,7 @@ import { InvalidArgumentError } from "../../protocol/errors.js";
 import { DEFAULT_SCRYPT_N, keystoreAddress, writeKeystore } from "../wallet/keystore.js";
 import { DEFAULT_WALLET_PATH, bytes32, openWallet, type OpenWallet } from "../wallet/openWallet.js";
 import { askSecret, readPassword } from "../wallet/password.js";
+import { fundTickets, ticketDeposit, unlockTickets, withdrawTickets, type TicketDeposit } from "../wallet/ticketDeposit.js";
 import { balances, channelViews, closeChannel, openChannel, topUpChannel } from "../wallet/walletChain.js";
 import { integer, positiveTokenAmount } from "./options.js";
 
@@ -38,6 +39,12 @@ async function withWallet<T>(f: ChainFlags, body: (w: OpenWallet) => Promise<T>)
   }
 }
 
+/** The ticket deposit as `balance` and the ticket commands print it. */
+function depositText(d: TicketDeposit): string {
+  const unlock = d.withdrawableAt === 0n ? "" : ` (unlocking: withdrawable after ${new Date(Number(d.withdrawableAt) * 1000).toISOString()})`;
+  return `ticket deposit: ${formatEther(d.deposit)} EFED, reserve ${formatEther(d.reserve)} EFED${unlock}`;
+}
+
 function print(json: boolean | undefined, value: Record<string, unknown>, text: string): void {
   console.log(json === true ? JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)) : text);
 }
@@ -63,7 +70,7 @@ export function walletCommand(): Command {
       });
 
   return new Command("wallet")
-    .description("a client's wallet: encrypted key, balances, payment channels (password: prompt or $EFED_WALLET_PASSWORD)")
+    .description("a client's wallet: encrypted key, balances, payment channels, ticket deposit (password: prompt or $EFED_WALLET_PASSWORD)")
     .addCommand(create("create", "create a new key in an encrypted keystore", false))
     .addCommand(create("import", `import a private key (asked for, or $${IMPORT_KEY_ENV}) into an encrypted keystore`, true))
     .addCommand(
@@ -75,7 +82,9 @@ export function walletCommand(): Command {
       chainCommand("balance", "token and gas balances").action((f: ChainFlags) =>
         withWallet(f, async ({ chain }) => {
           const b = await balances(chain);
-          print(f.json, { address: chain.address, tokens: b.tokens, gas: b.gas }, `${chain.address}\ntokens: ${formatEther(b.tokens)} EFED\ngas: ${formatEther(b.gas)}`);
+          const d = chain.deployment.ticketBroker === undefined ? undefined : await ticketDeposit(chain);
+          const text = `${chain.address}\ntokens: ${formatEther(b.tokens)} EFED\ngas: ${formatEther(b.gas)}${d === undefined ? "" : `\n${depositText(d)}`}`;
+          print(f.json, { address: chain.address, tokens: b.tokens, gas: b.gas, ...(d === undefined ? {} : { tickets: d }) }, text);
         }),
       ),
     )
@@ -111,6 +120,33 @@ export function walletCommand(): Command {
             print(f.json, { channelId: f.channel, state: r.state, readyAt: r.readyAt }, text);
           }),
         ),
+    )
+    .addCommand(
+      chainCommand("fund", "add to the ticket deposit (what tickets are paid from) and its reserve, in one transaction with a permit")
+        .requiredOption("--amount <tokens>", "tokens to add to the deposit", positiveTokenAmount)
+        .option("--reserve <tokens>", "tokens to add to the reserve (servers draw on it when the deposit runs short; default none)", positiveTokenAmount)
+        .action((f: ChainFlags & { amount: bigint; reserve?: bigint }) =>
+          withWallet(f, async ({ chain }) => {
+            const d = await fundTickets(chain, f.amount, f.reserve ?? 0n);
+            print(f.json, { ...d }, depositText(d));
+          }),
+        ),
+    )
+    .addCommand(
+      chainCommand("unlock", "start taking the ticket deposit back: servers stop accepting tickets; withdraw after the broker's unlock period").action((f: ChainFlags) =>
+        withWallet(f, async ({ chain }) => {
+          const d = await unlockTickets(chain);
+          print(f.json, { ...d }, depositText(d));
+        }),
+      ),
+    )
+    .addCommand(
+      chainCommand("withdraw", "take the whole ticket deposit and reserve back (after unlock and its period)").action((f: ChainFlags) =>
+        withWallet(f, async ({ chain }) => {
+          const amount = await withdrawTickets(chain);
+          print(f.json, { withdrawn: amount }, `withdrew ${formatEther(amount)} EFED from the ticket deposit`);
+        }),
+      ),
     )
     .addCommand(
       chainCommand("channels", "list the wallet's channels: deposit, signed, paid (redeemed by the server), owed (signed, not redeemed)").action((f: ChainFlags) =>

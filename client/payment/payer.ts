@@ -1,4 +1,4 @@
-import { formatEther, getAddress } from "ethers";
+import { formatEther } from "ethers";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { signBinding, stepCost } from "../../protocol/payment.js";
 import type { ShardConnection } from "../shardClient.js";
@@ -6,6 +6,7 @@ import type { Ledger } from "../wallet/ledger.js";
 import { channelsDomain, openChannel, type WalletChain } from "../wallet/walletChain.js";
 import { WalletError } from "../wallet/walletError.js";
 import type { RoutePayment, SequencePayment } from "./routePayment.js";
+import { checkServer } from "./serverCheck.js";
 
 export interface PayerOptions {
   chain: WalletChain;
@@ -78,7 +79,7 @@ export class Payer implements RoutePayment {
     const priced: PricedServer[] = [];
     for (let i = 0; i < connections.length; i++) {
       const c = connections[i]!;
-      const price = await this.checkServer(c);
+      const price = await checkServer(this.o.chain, c);
       if (price === 0n) continue;
       const channelId = await this.channelFor(c, price, maxLength);
       await this.bind(c, sessionIds[i]!, channelId, price);
@@ -94,28 +95,6 @@ export class Payer implements RoutePayment {
         for (const p of priced) if (this.stopRunning(p)) this.unpaidStepOf.set(p.channelId, p.sessionId);
       },
     };
-  }
-
-  /** The server's registered price, once the chain confirms it is who and what it says. */
-  private async checkServer(c: ShardConnection): Promise<bigint> {
-    const { chain } = this.o;
-    const d = chain.deployment;
-    const info = c.info;
-    const mismatch = (what: string): WalletError => new WalletError("WALLET_SERVER_MISMATCH", `${c.url} (${info.server}) ${what}: not paid`);
-    if (info.chainId !== d.chainId) throw mismatch(`signs receipts for chain ${info.chainId}, the deployment is chain ${d.chainId}`);
-    if (getAddress(info.commitments) !== getAddress(d.commitments)) {
-      throw mismatch(`signs receipts for contract ${info.commitments}, the deployment's Commitments is ${d.commitments}`);
-    }
-    const s = await chain.staking.server(info.server);
-    if (s.registrationId === 0n) throw new WalletError("WALLET_SERVER_NOT_ELIGIBLE", `${c.url} (${info.server}) is not a registered server: not paid`);
-    if (s.variant !== info.variantId || Number(s.firstLayer) !== info.firstLayer || Number(s.lastLayer) !== info.lastLayer) {
-      throw mismatch(`announces variant ${info.variantId} layers ${info.firstLayer}:${info.lastLayer}, it is registered for ${s.variant} layers ${s.firstLayer}:${s.lastLayer}`);
-    }
-    if (!(await chain.staking.isEligible(info.server))) {
-      throw new WalletError("WALLET_SERVER_NOT_ELIGIBLE", `${c.url} (${info.server}) is not eligible (deregistered, in probation, or trusted below the threshold): not paid`);
-    }
-    if (s.pricePerToken !== info.pricePerToken) throw mismatch(`announces ${info.pricePerToken} per token, its registered price is ${s.pricePerToken}`);
-    return s.pricePerToken;
   }
 
   /** An open channel to the server with room for the session, or a new one. */

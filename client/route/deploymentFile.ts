@@ -15,6 +15,8 @@ export interface ClientDeployment {
   trust: string;
   commitments: string;
   channels: string;
+  /** The TicketBroker clients may pay with tickets through; absent in deployments made before it. */
+  ticketBroker?: string;
 }
 
 const CONTRACTS = ["token", "staking", "trust", "commitments", "channels"] as const;
@@ -44,5 +46,15 @@ export function readClientDeployment(path: string, chainId?: bigint): ClientDepl
     if (typeof value !== "string" || !isAddress(value)) throw new InvalidArgumentError(`${path}: contracts.${name} must be an address, got ${String(value)}`);
   }
   const address = (name: (typeof CONTRACTS)[number]): string => c[name] as string;
-  return { chainId: fileChainId, token: address("token"), staking: address("staking"), trust: address("trust"), commitments: address("commitments"), channels: address("channels") };
+  const broker = c.ticketBroker;
+  if (broker !== undefined && (typeof broker !== "string" || !isAddress(broker))) throw new InvalidArgumentError(`${path}: contracts.ticketBroker must be an address, got ${String(broker)}`);
+  return {
+    chainId: fileChainId,
+    token: address("token"),
+    staking: address("staking"),
+    trust: address("trust"),
+    commitments: address("commitments"),
+    channels: address("channels"),
+    ...(broker === undefined ? {} : { ticketBroker: broker }),
+  };
 }

@@ -57,7 +57,7 @@ export function channelsDomain(c: WalletChain): ReturnType<typeof voucherDomain>
  * Sends a transaction and waits for it to be mined. A send that fails resets the nonce manager (it
  * counted the nonce already): the wallet's next transaction must not skip one.
  */
-async function mined(c: WalletChain, send: () => Promise<{ wait(): Promise<TransactionReceipt | null> }>): Promise<TransactionReceipt> {
+export async function mined(c: WalletChain, send: () => Promise<{ wait(): Promise<TransactionReceipt | null> }>): Promise<TransactionReceipt> {
   try {
     const receipt = await (await send()).wait();
     if (receipt === null) throw new Error("the transaction was dropped");
@@ -74,12 +74,22 @@ export async function balances(c: WalletChain): Promise<{ tokens: bigint; gas: b
   return { tokens, gas };
 }
 
-async function requireTokens(c: WalletChain, amount: bigint, what: string): Promise<void> {
+export async function requireTokens(c: WalletChain, amount: bigint, what: string): Promise<void> {
   const { tokens, gas } = await balances(c);
   if (tokens < amount) {
     throw new WalletError("WALLET_INSUFFICIENT_BALANCE", `${c.address} has ${formatEther(tokens)} EFED, ${what} needs ${formatEther(amount)}`);
   }
   if (gas === 0n) throw new WalletError("WALLET_INSUFFICIENT_BALANCE", `${c.address} has no gas (native currency) to send the transaction`);
+}
+
+/** An EIP-2612 permit letting `spender` take `amount` of the wallet's tokens, valid an hour by the chain's clock. */
+export async function signPermit(c: WalletChain, spender: string, amount: bigint): Promise<{ deadline: bigint; permit: Signature }> {
+  const [name, nonce, provider] = [await c.token.name(), await c.token.nonces(c.address), c.wallet.provider!];
+  const block = await provider.getBlock("latest");
+  const deadline = BigInt(block!.timestamp) + 3600n;
+  const domain = { name, version: "1", chainId: c.deployment.chainId, verifyingContract: c.deployment.token };
+  const permit = Signature.from(await c.wallet.signTypedData(domain, PERMIT_TYPES, { owner: c.address, spender, value: amount, nonce, deadline }));
+  return { deadline, permit };
 }
 
 /**
@@ -93,11 +103,7 @@ export async function openChannel(c: WalletChain, ledger: Ledger, server: string
     throw new WalletError("WALLET_SERVER_NOT_ELIGIBLE", `${server} is not an eligible server (not registered or deregistered, in probation, or trusted below the threshold): no channel opened`);
   }
   await requireTokens(c, amount, "the channel's deposit");
-  const [name, nonce, provider] = [await c.token.name(), await c.token.nonces(c.address), c.wallet.provider!];
-  const block = await provider.getBlock("latest");
-  const deadline = BigInt(block!.timestamp) + 3600n;
-  const domain = { name, version: "1", chainId: c.deployment.chainId, verifyingContract: c.deployment.token };
-  const permit = Signature.from(await c.wallet.signTypedData(domain, PERMIT_TYPES, { owner: c.address, spender: c.deployment.channels, value: amount, nonce, deadline }));
+  const { deadline, permit } = await signPermit(c, c.deployment.channels, amount);
   const receipt = await mined(c, () => c.channels.openWithPermit(server, amount, deadline, permit.v, permit.r, permit.s));
   const opened = receipt.logs.map((l) => c.channels.interface.parseLog(l)).find((e) => e?.name === "ChannelOpened");
   if (opened === undefined || opened === null) throw new Error(`transaction ${receipt.hash} opened no channel`);
