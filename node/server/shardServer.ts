@@ -365,9 +365,8 @@ export class ShardServer {
         await this.closeOnFailure(peer, m.requestId, async () => peer.send(peer.serverLink.welcome(m)));
         return;
       case MessageType.BindChannel: {
-        const payments = this.payments();
         this.admitBinding(peer, m.sessionId);
-        peer.send(await payments.bind(m, peer.challenge));
+        peer.send(await this.payments().bind(m, peer.challenge));
         this.o.tickets?.unbind(m.sessionId); // a session pays one way at a time: the latest binding
         return;
       }
@@ -375,9 +374,8 @@ export class ShardServer {
         peer.send(await this.payments().pay(m, Date.now()));
         return;
       case MessageType.BindTickets: {
-        const tickets = this.tickets();
         this.admitBinding(peer, m.sessionId);
-        peer.send(await tickets.bind(m, peer.challenge));
+        peer.send(await this.tickets().bind(m, peer.challenge));
         this.o.payments?.unbind(m.sessionId);
         return;
       }
