@@ -1,8 +1,6 @@
-import { execFile, type ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
-import { promisify } from "node:util";
-import { JsonRpcProvider, Wallet, formatEther, hexlify, keccak256, parseEther, randomBytes, toUtf8Bytes } from "ethers";
+import { type JsonRpcProvider, Wallet, formatEther, hexlify, keccak256, parseEther, randomBytes, toUtf8Bytes } from "ethers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TicketLedger } from "../../client/payment/ticketLedger.js";
 import { TicketPayer } from "../../client/payment/ticketPayer.js";
@@ -12,9 +10,9 @@ import { ticketAccountId, ticketDomain } from "../../protocol/tickets.js";
 import { ErrorCode } from "../../protocol/wire.js";
 import { EFedToken__factory, TicketBroker__factory, type EFedToken, type TicketBroker } from "../../types/ethers-contracts/index.js";
 import { scratchDir } from "../engine/helpers.js";
-import { DEV_KEYS } from "../support/devKeys.js";
-import { EFED_BIN, spawnEfedServer, stopProcess } from "../support/efedProcess.js";
-import { freePort, startHardhatNode, type LocalChain } from "../support/hardhatNode.js";
+import { stopProcess } from "../support/efedProcess.js";
+import { startHardhatNode, type LocalChain } from "../support/hardhatNode.js";
+import { KEYS, SERVERS, SHIPPED_MODEL, address, runPricedServers, startPricedServers, type PricedServers, type Who } from "../support/pricedServers.js";
 
 /**
  * Tickets end to end as a user runs them: two priced `efed server`s on a deployment with a
@@ -23,18 +21,8 @@ import { freePort, startHardhatNode, type LocalChain } from "../support/hardhatN
  * unit: probability 1), so each server's redemptions equal price × tokens exactly; a client that
  * stops paying is refused with PaymentRequired at its next step.
  */
-const run = promisify(execFile);
-const root = new URL("../..", import.meta.url).pathname;
-const MODEL = join(root, "models/kjv-llama-6m");
 const PRICE = parseEther("0.001");
 const FEE_BPS = 500n; // the devnet fee
-const KEYS = { registrar: DEV_KEYS[0], server1: DEV_KEYS[1], server2: DEV_KEYS[2], client: DEV_KEYS[3] } as const;
-type Who = keyof typeof KEYS;
-const address = (who: Who): string => new Wallet(KEYS[who]).address;
-const SERVERS = [
-  { who: "server1", layers: "0:4" },
-  { who: "server2", layers: "4:8" },
-] as const;
 
 describe("a generation paid with tickets over two priced servers, on a Hardhat node", () => {
   const scratch = scratchDir();
@@ -42,19 +30,13 @@ describe("a generation paid with tickets over two priced servers, on a Hardhat n
   const children: ChildProcess[] = [];
   let chain: LocalChain;
   let provider: JsonRpcProvider;
-  let deployment: string;
   let token: EFedToken;
   let broker: TicketBroker;
-  const urls: string[] = [];
-  const serverBalances: bigint[] = [];
+  let urls: string[];
+  let efed: PricedServers["efed"];
+  let onChain: () => string[];
+  let serverBalances: bigint[];
 
-  const dataDir = (who: Who): string => join(scratch.dir, who);
-  const efed = (...args: string[]) =>
-    run(process.execPath, [EFED_BIN, ...args], { env: { ...process.env, EFED_WALLET_PASSWORD: "pw", EFED_WALLET_IMPORT_KEY: KEYS.client } }).then(
-      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-    );
-  const onChain = (): string[] => ["--rpc", chain.url, "--deployment", deployment];
   /** What `who` was paid by the broker for the client's tickets (to it plus the fee), from its events. */
   const redeemedFor = async (who: Who): Promise<bigint> => {
     const events = await broker.queryFilter(broker.filters.WinningTicketRedeemed(undefined, address("client"), address(who)));
@@ -63,38 +45,11 @@ describe("a generation paid with tickets over two priced servers, on a Hardhat n
 
   beforeAll(async () => {
     chain = await startHardhatNode();
-    const out = join(scratch.dir, "deployments");
-    const holders = (["server1", "server2", "client"] as const).map(address).join(",");
-    await run(process.execPath, ["--import", "tsx", join(root, "scripts/deploy.ts"), "--rpc", chain.url, "--out-dir", out, "--mint-to", holders, "--mint", "10000"], { cwd: root });
-    deployment = join(out, "31337.json");
-    const contracts = (JSON.parse(readFileSync(deployment, "utf8")) as { contracts: Record<string, string> }).contracts;
-    provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true, cacheTimeout: -1 });
-    token = EFedToken__factory.connect(contracts.token!, provider);
-    broker = TicketBroker__factory.connect(contracts.ticketBroker!, provider);
-    for (const who of Object.keys(KEYS) as Who[]) {
-      mkdirSync(dataDir(who), { recursive: true });
-      writeFileSync(join(dataDir(who), "efed-server.key"), `${KEYS[who]}\n`, { mode: 0o600 });
-    }
-    const model = await efed("model", "register", MODEL, ...onChain(), "--data-dir", dataDir("registrar"));
-    expect(model.stderr).toBe("");
-    for (const { who, layers } of SERVERS) {
-      const url = `ws://127.0.0.1:${await freePort()}`;
-      const registered = await efed("operator", "register-server", "--model", MODEL, "--layers", layers, "--endpoint", url, "--price", "0.001", "--stake", "1400", ...onChain(), "--data-dir", dataDir(who));
-      expect([registered.code, registered.stderr]).toEqual([0, ""]);
-      urls.push(url);
-    }
-    await provider.send("evm_increaseTime", [601]); // past the devnet probation
-    await provider.send("evm_mine", []);
-    for (const [i, { who, layers }] of SERVERS.entries()) {
-      serverBalances.push(await token.balanceOf(address(who)));
-      await spawnEfedServer(
-        ["--model", MODEL, "--layers", layers, "--port", new URL(urls[i]!).port, ...onChain(), "--key", join(dataDir(who), "efed-server.key"), "--price", "0.001",
-          "--forward-private", "--store", join(dataDir(who), "store.sqlite")],
-        children,
-      );
-    }
-    const imported = await efed("wallet", "import", "--wallet", walletFile, "--kdf-cost", "1024");
-    expect(imported.stdout).toContain(address("client"));
+    const servers = await startPricedServers(chain, scratch.dir);
+    ({ provider, urls, efed, onChain } = servers);
+    token = EFedToken__factory.connect(servers.contracts.token!, provider);
+    broker = TicketBroker__factory.connect(servers.contracts.ticketBroker!, provider);
+    serverBalances = await runPricedServers(servers, children, walletFile);
   }, 300_000);
 
   afterAll(async () => {
@@ -150,7 +105,7 @@ describe("a generation paid with tickets over two priced servers, on a Hardhat n
 
     const perGeneration = `cost: ${formatEther(10n * PRICE)} EFED\n  ${address("server1")}: ${formatEther(5n * PRICE)} EFED\n  ${address("server2")}: ${formatEther(5n * PRICE)} EFED`;
     for (const relay of [[], ["--no-forward"]]) {
-      const gen = await efed("generate", "--model", MODEL, "--ids", "1,2,3", "--max-tokens", "3", "--route", urls.join(","), "--wallet", walletFile, ...onChain(),
+      const gen = await efed("generate", "--model", SHIPPED_MODEL, "--ids", "1,2,3", "--max-tokens", "3", "--route", urls.join(","), "--wallet", walletFile, ...onChain(),
         "--pay", "tickets", "--ticket-face-value", "0.000000000000000001", ...relay);
       expect([gen.code, gen.stderr.includes(perGeneration)]).toEqual([0, true]); // 3 + 1 + 1 tokens on each server
     }
