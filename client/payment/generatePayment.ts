@@ -54,6 +54,7 @@ export interface GenerationPayment {
 export async function paymentFor(f: PaymentFlags): Promise<GenerationPayment | undefined> {
   if (f.wallet === undefined) {
     if (f.maxCostPerQuery !== undefined || f.maxCostPerDay !== undefined) throw new InvalidArgumentError("--max-cost-per-query and --max-cost-per-day limit a wallet: give --wallet too");
+    if (f.pay === "tickets" || f.ticketFaceValue !== undefined) throw new InvalidArgumentError("--pay tickets and --ticket-face-value pay from a wallet's ticket deposit: give --wallet too");
     return undefined;
   }
   if (f.rpc === undefined) throw new InvalidArgumentError("--wallet pays servers checked on chain: give --rpc too");
