@@ -95,6 +95,30 @@ describe("a generation paid with tickets over two priced servers, on a Hardhat n
       ledger.close();
     }
   }, 120_000);
+  it("rate-limits BindTickets per connection like BindChannel, and refuses a binding signed by another key", async () => {
+    const conn = await ShardConnection.connect(urls[1]!);
+    const ledger = TicketLedger.open(join(scratch.dir, "flood.sqlite"));
+    try {
+      const sessionId = keccak256(toUtf8Bytes("flood"));
+      await conn.openSession(sessionId, 16);
+      // bindings for the CLI client's deposit, signed by a stranger's key: each is refused, and past the burst not even read
+      const stranger = new TicketPayer({ key: new Wallet(hexlify(randomBytes(32))).signingKey, domain: ticketDomain(31337n, await broker.getAddress()), ledger, targetFaceValueWei: 1n });
+      const forged = { ...stranger.bindMessage(0, conn.info.server, sessionId, conn.info.challenge), sender: address("client") };
+      const refusals = await Promise.all(
+        Array.from({ length: 40 }, () => conn.bindTickets(forged).then(() => undefined, (e: unknown) => e as { code: string; message: string })),
+      );
+      const rateLimited = refusals.filter((r) => r?.code === `SERVER_${ErrorCode.RateLimited}`);
+      const forbidden = refusals.filter((r) => r?.code === `SERVER_${ErrorCode.Forbidden}`);
+      expect(forbidden.length + rateLimited.length).toBe(40);
+      expect(forbidden.length).toBeLessThan(40); // the burst is 32, refilled at 10 per second
+      expect(rateLimited[0]?.message).toContain("at most 10 channel bindings per second per connection (burst 32)");
+      expect(forbidden[0]?.message).toMatch(new RegExp(`the binding of session ${sessionId} to ${address("client")}'s ticket deposit is signed by 0x[0-9a-fA-F]{40}`));
+    } finally {
+      conn.close();
+      ledger.close();
+    }
+  }, 120_000);
+
   it("efed wallet fund, then a forwarded and a relayed efed generate --pay tickets: each server redeems exactly price × tokens", async () => {
     const funded = await efed("wallet", "fund", "--wallet", walletFile, ...onChain(), "--amount", "5", "--reserve", "1");
     expect([funded.code, funded.stdout.trim()]).toEqual([0, "ticket deposit: 5.0 EFED, reserve 1.0 EFED"]);
