@@ -119,7 +119,7 @@ describe("a generation paid with tickets over two priced servers, on a Hardhat n
     }
   }, 120_000);
 
-  it("efed wallet fund, then a forwarded and a relayed efed generate --pay tickets: each server redeems exactly price × tokens", async () => {
+  it("efed wallet fund, a forwarded and a relayed efed generate --pay tickets (each server redeems exactly price × tokens), then unlock and withdraw", async () => {
     const funded = await efed("wallet", "fund", "--wallet", walletFile, ...onChain(), "--amount", "5", "--reserve", "1");
     expect([funded.code, funded.stdout.trim()]).toEqual([0, "ticket deposit: 5.0 EFED, reserve 1.0 EFED"]);
     const balance = JSON.parse((await efed("wallet", "balance", "--wallet", walletFile, ...onChain(), "--json")).stdout) as { tokens: string; tickets: Record<string, string> };
@@ -142,6 +142,19 @@ describe("a generation paid with tickets over two priced servers, on a Hardhat n
       expect((await token.balanceOf(address(who))) - serverBalances[i]!).toBe(earned - (earned * FEE_BPS) / 10_000n);
     }
     expect((await broker.senderInfo(address("client"))).deposit).toBe(parseEther("5") - 20n * PRICE);
+
+    // leaving: unlock, a withdrawal before the unlock period is refused by name, after it everything comes back
+    const unlocked = await efed("wallet", "unlock", "--wallet", walletFile, ...onChain(), "--json");
+    const withdrawableAt = BigInt((JSON.parse(unlocked.stdout) as { withdrawableAt: string }).withdrawableAt);
+    expect([unlocked.code, withdrawableAt > 0n]).toEqual([0, true]);
+    const early = await efed("wallet", "withdraw", "--wallet", walletFile, ...onChain());
+    expect([early.code === 0, early.stderr.includes("TicketUnlockNotReady")]).toEqual([false, true]);
+    await provider.send("evm_increaseTime", [86_400]); // the devnet unlock period: a day
+    await provider.send("evm_mine", []);
+    const back = parseEther("6") - 20n * PRICE;
+    const withdrawn = await efed("wallet", "withdraw", "--wallet", walletFile, ...onChain());
+    expect([withdrawn.code, withdrawn.stdout.trim()]).toEqual([0, `withdrew ${formatEther(back)} EFED from the ticket deposit`]);
+    expect(await token.balanceOf(address("client"))).toBe(parseEther("9993") + back);
   }, 240_000);
 
 });
