@@ -45,22 +45,20 @@ export function mountDashboard(app: FastifyInstance, dashboard: Dashboard, asset
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive" });
+    const off = dashboard.subscribe((e) => raw.write(`data: ${JSON.stringify(e)}\n\n`));
+    if (off === undefined) {
+      raw.end(`event: refused\ndata: ${JSON.stringify({ error: "too many dashboard pages are open" })}\n\n`);
+      return;
+    }
     const heartbeat = setInterval(() => raw.write(": alive\n\n"), HEARTBEAT_MS);
-    let unsubscribe: (() => void) | undefined;
     const end = (): void => {
       clearInterval(heartbeat);
-      unsubscribe?.();
+      off();
       streams.delete(end);
       if (!raw.writableEnded) raw.end();
     };
     raw.once("close", end);
     raw.on("error", end);
-    unsubscribe = dashboard.subscribe((e) => raw.write(`data: ${JSON.stringify(e)}\n\n`));
-    if (unsubscribe === undefined) {
-      raw.write(`event: refused\ndata: ${JSON.stringify({ error: "too many dashboard pages are open" })}\n\n`);
-      end();
-      return;
-    }
     streams.add(end);
   });
 }
