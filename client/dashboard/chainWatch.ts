@@ -144,7 +144,7 @@ export function variantName(manifestURI: string, id: string): string {
   return last === "" ? id.slice(0, 10) : last.slice(0, 64);
 }
 
-/** A WAD value as a fraction of 1. */
+/** A WAD value as a fraction of 1 (a double: plenty for a page that shows three digits). */
 export function fromWad(x: bigint): number {
-  return Number((x * 1_000_000n) / WAD) / 1_000_000;
+  return Number(x) / Number(WAD);
 }
