@@ -29,13 +29,13 @@ export function dashboardCommand(): Command {
     .description("serve a live web dashboard of the network: coverage, stakes, trust, work, payments, disputes")
     .requiredOption("--rpc <url>", "JSON-RPC URL of the chain")
     .option("--deployment <file>", "the deployment file (default deployments/<chainId>.json in the working directory)")
-    .option("--gateway <url>", "an efed gateway (http://host:port) the chat box talks to")
+    .option("--gateway <url>", "an efed gateway (http://host:port) the chat box talks to", httpUrl)
     .option("--port <port>", "TCP port to listen on (0: any free port)", integer(0, 65535), 8090)
     .option("--host <host>", "address to listen on", "127.0.0.1")
     .option("--poll-interval-ms <ms>", "time between reads of the chain", integer(100, 3_600_000), 2_000)
     .option("--measure-interval-ms <ms>", "time between measurements of the servers (0: never)", integer(0, 3_600_000), 15_000)
     .action(async (flags: DashboardFlags) => {
-      const gateway = flags.gateway === undefined ? undefined : httpUrl(flags.gateway);
+      const gateway = flags.gateway;
       const { default: Fastify } = await import("fastify");
       const { attachDashboard } = await import("../dashboard/open.js");
       const app = Fastify({ bodyLimit: PROXY_BODY_LIMIT_BYTES });

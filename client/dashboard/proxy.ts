@@ -13,7 +13,7 @@ const PASSED_HEADERS = ["content-type", "retry-after", "x-efed-servers", "x-efed
 export function proxyTo(app: FastifyInstance, target: string, prefix: string): void {
   const handler = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const abort = new AbortController();
-    request.raw.once("close", () => abort.abort());
+    reply.raw.once("close", () => abort.abort()); // the page left: the gateway stops generating for it
     const timer = setTimeout(() => abort.abort(), CONNECT_TIMEOUT_MS);
     let answer: Response;
     try {

@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { TextTokenizer } from "../../engine/model/tokenizer.js";
 import { Head } from "../../engine/runtime/head.js";
@@ -94,11 +94,9 @@ describe("the dashboard in Chromium", () => {
 
     // the chat: count the assistant message's text changes while the answer streams in
     await expect.poll(() => page.getByTestId("chat-input").isEnabled(), { timeout: WAIT_MS }).toBe(true);
-    await page.evaluate(() => {
-      const w = window as unknown as { textChanges: number };
-      w.textChanges = 0;
-      new MutationObserver(() => w.textChanges++).observe(document.querySelector('[data-testid="chat-messages"]')!, { subtree: true, characterData: true, childList: true });
-    });
+    // (page code as a string: the test's TypeScript has no DOM types)
+    await page.evaluate(`window.textChanges = 0;
+      new MutationObserver(() => window.textChanges++).observe(document.querySelector('[data-testid="chat-messages"]'), { subtree: true, characterData: true, childList: true });`);
     await page.getByTestId("chat-input").fill("And God said");
     await page.getByRole("button", { name: "Send" }).click();
     await expect.poll(() => text(page, "chat-user")).toEqual(["And God said"]);
@@ -106,7 +104,7 @@ describe("the dashboard in Chromium", () => {
     expect(await text(page, "chat-error")).toEqual([]);
     const [reply] = await text(page, "chat-assistant");
     expect(reply!.length).toBeGreaterThan(0);
-    expect(await page.evaluate(() => (window as unknown as { textChanges: number }).textChanges)).toBeGreaterThan(2); // more than the message's creation: it grew
+    expect(await page.evaluate("window.textChanges")).toBeGreaterThan(2); // more than the message's creation: it grew
     await expect.poll(() => text(page, "stat-sessions"), { timeout: WAIT_MS }).toEqual(["1\nsessions (gateway)"]);
 
     // the cheater: served, committed, challenged, voted at fault and slashed while the page is open
@@ -134,4 +132,3 @@ describe("the dashboard in Chromium", () => {
   }, 240_000);
 });
 
-afterAll(() => undefined);
