@@ -1,6 +1,6 @@
-import { existsSync, readFileSync } from "node:fs";
 import { isAddress } from "ethers";
 import { InvalidArgumentError } from "../../protocol/errors.js";
+import { readDeploymentRecord } from "../route/deploymentFile.js";
 
 /** The contracts the dashboard reads; the optional ones are absent from older deployments. */
 export interface DashboardDeployment {
@@ -24,16 +24,7 @@ const OPTIONAL = ["disputes", "auditLedger"] as const;
 
 /** Reads a deployment file (`npm run deploy` writes it) and checks it is for chain `chainId`. */
 export function readDashboardDeployment(path: string, chainId: bigint): DashboardDeployment {
-  if (!existsSync(path)) throw new InvalidArgumentError(`no deployment file ${path}: run npm run deploy, or pass --deployment FILE`);
-  let d: { chainId?: unknown; block?: unknown; contracts?: Record<string, unknown> };
-  try {
-    d = JSON.parse(readFileSync(path, "utf8")) as typeof d;
-  } catch (err) {
-    throw new InvalidArgumentError(`${path} is not JSON: ${(err as Error).message}`);
-  }
-  if (String(d.chainId) !== chainId.toString()) {
-    throw new InvalidArgumentError(`${path} is for chain ${String(d.chainId)}, the RPC endpoint is chain ${chainId}`);
-  }
+  const d = readDeploymentRecord(path, chainId);
   const given = d.contracts ?? {};
   const contracts: Record<string, string> = {};
   for (const name of [...REQUIRED, ...OPTIONAL]) {

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -12,11 +12,10 @@ import { attachDashboard } from "../../client/dashboard/open.js";
 import { GatewayModel } from "../../client/gateway/models.js";
 import { buildGateway } from "../../client/gateway/server.js";
 import { RemotePipeline } from "../../client/remotePipeline.js";
-import { FAULT_FROM, useVerifierChain, type StakedServer, type VerifierChain } from "../node/verifier/chainHarness.js";
+import { useVerifierChain, type StakedServer, type VerifierChain } from "../node/verifier/chainHarness.js";
 import type { RunningServer } from "../node/support.js";
 import { KJV } from "../client/support/shippedModel.js";
-import { faultyShard } from "../support/faultyShard.js";
-import { serveShippedModel } from "./shippedModelServers.js";
+import { dashboardScene, serveShippedModel } from "./scene.js";
 
 /**
  * The dashboard in a real browser (Debian's Chromium driven by playwright-core), mounted on a
@@ -43,14 +42,11 @@ let a: StakedServer, b: StakedServer, c: StakedServer;
 
 beforeAll(async () => {
   net = env.net;
-  a = await net.stakedServer({ first: 0, last: 2 });
-  b = await net.stakedServer({ first: 2, last: 4 });
-  c = await net.stakedServer({ first: 2, last: 4, wrap: (shard) => faultyShard(shard, { kind: "noise", amplitude: 0.5 }, FAULT_FROM) });
+  let deploymentFile: string;
+  ({ a, b, c, deploymentFile } = await dashboardScene(net, env.scratch));
   const kjv = ModelDirectory.open(KJV);
   const { servers } = await serveShippedModel(net, kjv, env.scratch, [[0, 4], [4, 8]]);
   shippedServers.push(...servers);
-  const deploymentFile = join(env.scratch, "deployment.json");
-  writeFileSync(deploymentFile, JSON.stringify({ chainId: "31337", block: 0, contracts: net.addresses }));
 
   // the gateway: the shipped model over its two servers, its receipts counted for the dashboard
   const head = await Head.load(kjv);

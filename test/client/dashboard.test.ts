@@ -1,5 +1,3 @@
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { Wallet, parseEther } from "ethers";
 import Fastify from "fastify";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -11,8 +9,8 @@ import { voucherDomain } from "../../protocol/eip712.js";
 import { signVoucher } from "../../protocol/voucher.js";
 import { DEVNET_PARAMS } from "../../scripts/lib/deployProtocol.js";
 import { AuditLedger__factory, EFedToken__factory, PaymentChannels__factory, VerifierRewards__factory } from "../../types/ethers-contracts/index.js";
-import { DEV_KEYS, FAULT_FROM, SERVER_STAKE, useVerifierChain, type StakedServer, type VerifierChain } from "../node/verifier/chainHarness.js";
-import { faultyShard } from "../support/faultyShard.js";
+import { DEV_KEYS, SERVER_STAKE, useVerifierChain, type StakedServer, type VerifierChain } from "../node/verifier/chainHarness.js";
+import { dashboardScene } from "../browser/scene.js";
 
 /**
  * The dashboard's state on a real chain (test/node/verifier/chainHarness.ts): three staked servers
@@ -28,11 +26,8 @@ let a: StakedServer, b: StakedServer, c: StakedServer;
 
 beforeAll(async () => {
   net = env.net;
-  a = await net.stakedServer({ first: 0, last: 2 });
-  b = await net.stakedServer({ first: 2, last: 4 });
-  c = await net.stakedServer({ first: 2, last: 4, wrap: (shard) => faultyShard(shard, { kind: "noise", amplitude: 0.5 }, FAULT_FROM) });
-  const file = join(env.scratch, "deployment.json");
-  writeFileSync(file, JSON.stringify({ chainId: "31337", block: 0, contracts: net.addresses }));
+  let file: string;
+  ({ a, b, c, deploymentFile: file } = await dashboardScene(net, env.scratch));
   dashboard = new Dashboard(await ChainWatch.connect(net.chain.url, file), { measureIntervalMs: 0, txUrl: "https://explorer.example/tx/" });
 }, 120_000);
 

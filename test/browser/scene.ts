@@ -1,8 +1,11 @@
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { NonceManager, parseEther } from "ethers";
 import { readManifest, variantIdOf } from "../../engine/model/manifest.js";
 import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { ModelRegistry__factory } from "../../types/ethers-contracts/index.js";
-import { SERVER_STAKE, type VerifierChain } from "../node/verifier/chainHarness.js";
+import { FAULT_FROM, SERVER_STAKE, type StakedServer, type VerifierChain } from "../node/verifier/chainHarness.js";
+import { faultyShard } from "../support/faultyShard.js";
 import { startServer, type RunningServer } from "../node/support.js";
 
 /**
@@ -29,4 +32,18 @@ export async function serveShippedModel(net: VerifierChain, model: ModelDirector
     await (await c.staking.registerServer(variantId, first, last, running.server.url, 0n)).wait();
   }
   return { variantId, servers };
+}
+
+/**
+ * What the dashboard tests watch on the harness's model: honest servers A (layers 0:2) and B (2:4),
+ * and C (2:4), which adds noise from decode step 3 on; plus the deployment file the dashboard
+ * reads (in `scratch`).
+ */
+export async function dashboardScene(net: VerifierChain, scratch: string): Promise<{ a: StakedServer; b: StakedServer; c: StakedServer; deploymentFile: string }> {
+  const a = await net.stakedServer({ first: 0, last: 2 });
+  const b = await net.stakedServer({ first: 2, last: 4 });
+  const c = await net.stakedServer({ first: 2, last: 4, wrap: (shard) => faultyShard(shard, { kind: "noise", amplitude: 0.5 }, FAULT_FROM) });
+  const deploymentFile = join(scratch, "deployment.json");
+  writeFileSync(deploymentFile, JSON.stringify({ chainId: "31337", block: 0, contracts: net.addresses }));
+  return { a, b, c, deploymentFile };
 }
