@@ -154,7 +154,8 @@ export class Dashboard {
     const now = new Map(counters.tokens());
     const before = this.previousTokens;
     if (before !== undefined && at > before.at) {
-      for (const [server, tokens] of now) rates.set(server, Math.round(((tokens - (before.tokens.get(server) ?? 0)) * 1000 * 10) / (at - before.at)) / 10);
+      const seconds = (at - before.at) / 1000;
+      for (const [server, tokens] of now) rates.set(server, roundTenth((tokens - (before.tokens.get(server) ?? 0)) / seconds));
     }
     this.previousTokens = { at, tokens: now };
     return rates;
@@ -176,4 +177,8 @@ export class Dashboard {
   private publish(e: DashboardEvent): void {
     for (const listener of this.listeners) listener(e);
   }
+}
+
+function roundTenth(x: number): number {
+  return Math.round(x * 10) / 10;
 }

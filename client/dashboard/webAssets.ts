@@ -1,6 +1,8 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { extname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { build as viteBuild } from "vite";
+import { DashboardError } from "./errors.js";
 
 /** The page's sources (client/dashboard/web) and where vite builds them (gitignored). */
 export const WEB_DIR = fileURLToPath(new URL("./web", import.meta.url));
@@ -39,6 +41,11 @@ export async function loadDashboardAssets(distDir = WEB_DIST_DIR): Promise<Map<s
 
 /** Builds the page with vite into `outDir` (vite is a devDependency: loaded only when a build is needed). */
 export async function buildDashboardPage(outDir = WEB_DIST_DIR): Promise<void> {
-  const { build } = await import("vite");
+  let build: typeof viteBuild;
+  try {
+    ({ build } = await import("vite"));
+  } catch (cause) {
+    throw new DashboardError(`the dashboard page is not built (${outDir}) and vite, which builds it, is not installed: run npm ci and npm run build`, { cause: String(cause) });
+  }
   await build({ configFile: join(WEB_DIR, "vite.config.ts"), build: { outDir, emptyOutDir: true }, logLevel: "warn" });
 }

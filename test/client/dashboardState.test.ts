@@ -5,6 +5,7 @@ import { ChainLog, type ChainEvent } from "../../client/dashboard/chainLog.js";
 import { variantName } from "../../client/dashboard/chainWatch.js";
 import { readDashboardDeployment } from "../../client/dashboard/deployment.js";
 import { GatewayCounters } from "../../client/dashboard/gatewayCounters.js";
+import { loadDashboardAssets } from "../../client/dashboard/webAssets.js";
 import type { Receipt } from "../../protocol/receipt.js";
 import { scratchDir } from "../engine/helpers.js";
 
@@ -79,4 +80,16 @@ describe("deployment file and names", () => {
       "0x12345678",
     ]);
   });
+});
+
+describe("the page", () => {
+  it("is built with vite when its directory has no index.html, and every file is served with its type", async () => {
+    const dist = join(scratch.dir, "dist");
+    const assets = await loadDashboardAssets(dist);
+    const index = assets.get("index.html")!.body.toString();
+    const script = /src="\.\/(assets\/index-[\w-]+\.js)"/.exec(index)?.[1];
+    const style = /href="\.\/(assets\/index-[\w-]+\.css)"/.exec(index)?.[1];
+    expect([assets.get(script!)?.contentType, assets.get(style!)?.contentType]).toEqual(["text/javascript; charset=utf-8", "text/css; charset=utf-8"]);
+    expect([...assets.keys()].sort()).toEqual([script, style, "index.html"].sort());
+  }, 60_000);
 });
