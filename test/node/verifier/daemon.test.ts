@@ -26,7 +26,7 @@ import {
 } from "../../../types/ethers-contracts/index.js";
 import { DEVNET_PARAMS, deployProtocol, protocolAddresses, type ProtocolAddresses } from "../../../scripts/lib/deployProtocol.js";
 import { randomModel, scratchDir } from "../../engine/helpers.js";
-import { faultyShard } from "../../support/faultyShard.js";
+import { faultyShard } from "../../../scripts/devnet/faultyShard.js";
 import { startHardhatNode, type LocalChain } from "../../support/hardhatNode.js";
 import { EFED_BIN, runEfed, stopProcess } from "../../support/efedProcess.js";
 import { startServer, type RunningServer } from "../support.js";

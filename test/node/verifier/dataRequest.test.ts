@@ -23,7 +23,7 @@ import {
 } from "../../../types/ethers-contracts/index.js";
 import { DEVNET_DATA_REQUEST_PARAMS, DEVNET_PARAMS, deployProtocol, protocolAddresses, type ProtocolAddresses } from "../../../scripts/lib/deployProtocol.js";
 import { randomModel, scratchDir } from "../../engine/helpers.js";
-import { faultyShard } from "../../support/faultyShard.js";
+import { faultyShard } from "../../../scripts/devnet/faultyShard.js";
 import { startHardhatNode, type LocalChain } from "../../support/hardhatNode.js";
 import { startServer, type RunningServer } from "../support.js";
 import { DEV_KEYS, FULL_BOND, PROMPT, SERVER_STAKE, silent } from "./chainHarness.js";
