@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { JsonRpcProvider, formatEther, parseUnits } from "ethers";
 import { writeKeystore } from "../../client/wallet/keystore.js";
@@ -31,6 +31,8 @@ export const DEVNET_WALLET_PASSWORD = "devnet";
 const DEVNET_SCRYPT_N = 1024;
 /** Seconds between a server's commitment batches: an audit follows a generation within seconds. */
 const COMMIT_EVERY_SECONDS = 5;
+/** A server redeems its vouchers once they owe it this much: less than one token's price, so every step is redeemed within a poll. */
+const REDEEM_THRESHOLD_TOKENS = "0.0001";
 /** Milliseconds between a verifier's rounds. */
 const VERIFIER_POLL_MS = 1_000;
 /** Stages in which the processes stop: the gateway first, then servers and verifiers, the chain last. */
@@ -101,7 +103,8 @@ export async function startDevnet(options: Partial<DevnetOptions> = {}): Promise
         ? startLocalChain(children, { kind: chainKind, port: chainPort!, timeoutMs: o.startTimeoutMs, ...(o.state === undefined ? {} : { stateFile: join(dataDir, "chain-state.json") }) })
         : undefined;
     chain?.catch(() => undefined); // awaited below; a failure must not surface as unhandled while compressing
-    const compressedDir = await ensureCompressedVariant(join(dataDir, "variants", `${basename(SHIPPED_MODEL)}-int8`));
+    const variantsDir = temporary ? join(root, "node_modules", ".cache", "efed-devnet") : join(dataDir, "variants");
+    const compressedDir = await ensureCompressedVariant(join(variantsDir, `${basename(SHIPPED_MODEL)}-int8`));
     const rpc = o.rpc ?? (await chain!).url;
     mark("chain");
     say(`  chain      ${o.rpc === undefined ? `${chainKind} node` : "external node"} ${rpc} (chain 31337)`);
@@ -225,13 +228,25 @@ export async function startDevnet(options: Partial<DevnetOptions> = {}): Promise
   }
 }
 
-/** The int8 variant of the shipped model in `dir`, written the first time (about 2 s). */
+/**
+ * The int8 variant of the shipped model in `dir`, written the first time (about 2 s of CPU) into a
+ * scratch directory beside it and renamed into place, so two devnets starting at once never see
+ * half of one. Without --state, `dir` is in node_modules/.cache: kept across runs, like a build cache.
+ */
 async function ensureCompressedVariant(dir: string): Promise<string> {
-  const manifest = existsSync(dir) ? readManifest(dir) : undefined;
-  if (manifest !== undefined) return dir;
-  rmSync(dir, { recursive: true, force: true });
-  const report = await compressModel(SHIPPED_MODEL, dir, { method: "int8" });
-  if (variantIdOf(readManifest(dir)!) !== report.variantId) throw new Error(`${dir}: the written manifest is not the compressed variant's`);
+  if (existsSync(dir) && readManifest(dir) !== undefined) return dir;
+  mkdirSync(dirname(dir), { recursive: true });
+  const scratch = mkdtempSync(`${dir}.partial-`);
+  try {
+    const report = await compressModel(SHIPPED_MODEL, scratch, { method: "int8" });
+    if (variantIdOf(readManifest(scratch)!) !== report.variantId) throw new Error(`${scratch}: the written manifest is not the compressed variant's`);
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(scratch, dir);
+  } catch (err) {
+    if (!(existsSync(dir) && readManifest(dir) !== undefined)) throw err; // else another devnet wrote it first
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
   return dir;
 }
 
@@ -248,7 +263,7 @@ function startServer(children: ChildSet, s: ServerPlan, o: NodeStart & { port: n
   const serverFlags = [
     ...["--model", SHIPPED_MODEL, "--layers", `${s.first}:${s.last}`, "--port", String(o.port), "--public-url", o.endpoint],
     ...["--key", o.keyFile, "--data-dir", o.dataDir, ...o.chainFlags, "--price", s.priceTokens, "--forward-private"],
-    ...["--commit-every-seconds", String(COMMIT_EVERY_SECONDS), "--redeem-threshold", "0.01", "--redeem-poll-ms", "2000"],
+    ...["--commit-every-seconds", String(COMMIT_EVERY_SECONDS), "--redeem-threshold", REDEEM_THRESHOLD_TOKENS, "--redeem-poll-ms", "2000"],
   ];
   mkdirSync(o.dataDir, { recursive: true });
   const args =
