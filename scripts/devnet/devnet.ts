@@ -165,7 +165,7 @@ export async function startDevnet(options: Partial<DevnetOptions> = {}): Promise
       await stakeServer(c, { variantId: modelVariant!, first: s.first, last: s.last, endpoint: endpoints[i]!, priceWei: parseUnits(s.priceTokens, 18) }).finally(() => c.provider.destroy());
       return startServer(children, s, { port: ports[i]!, endpoint: endpoints[i]!, keyFile: keyFile(s.name), dataDir: join(dataDir, "servers", s.name), chainFlags, env, compressedDir, timeoutMs: o.startTimeoutMs });
     });
-    await Promise.all([...servers, ...verifiers]);
+    await Promise.all(servers);
     mark("servers");
     for (const [i, s] of plan.entries()) {
       say(`  ${s.name.padEnd(10)} layers ${s.first}:${s.last}, ${s.priceTokens} EFED/token, ${endpoints[i]}, ${serverKeys[i]!.address}${s.cheat === undefined ? "" : ` CHEATS (${s.cheat})`}`);
@@ -174,7 +174,9 @@ export async function startDevnet(options: Partial<DevnetOptions> = {}): Promise
     say(`  verifier-2 committee duty (votes on disputes), ${verifierKeys[1]!.address}`);
     say(`  wallet     ${walletKey.address}: ${formatEther(WALLET_TOKENS)} EFED, keystore ${walletPath} (password: $${PASSWORD_ENV} or "${DEVNET_WALLET_PASSWORD}")`);
 
+    // the gateway needs the servers only: it starts while the verifiers may still be registering
     const gateway = await startGateway(children, { port: gatewayPort, modelId, walletPath, chainFlags, env, timeoutMs: o.startTimeoutMs });
+    await Promise.all(verifiers);
     mark("gateway");
     say(`  gateway    ${gateway.url}/v1 (OpenAI-compatible, model "${modelId}", pays with the wallet)`);
 
@@ -198,7 +200,7 @@ export async function startDevnet(options: Partial<DevnetOptions> = {}): Promise
       say(`  > ${demo.prompt}`);
       say(`  < ${demo.answer.trim()}`);
       say(`  route ${demo.servers.map((url) => serverNames.get(url) ?? url).join(" -> ")}; cost ${demo.cost}`);
-      for (const [server, r] of demo.paid) {
+      for (const [server, r] of [...demo.paid].sort(([a], [b]) => (names.get(a.toLowerCase()) ?? a).localeCompare(names.get(b.toLowerCase()) ?? b))) {
         say(`  ${names.get(server.toLowerCase()) ?? server}: ${r.steps} receipts checked (${r.tokens} tokens), vouchers for ${formatEther(r.vouchersWei)} EFED signed`);
       }
       say("  the servers post these receipts on chain within seconds, verifier-1 audits them, the servers redeem the vouchers: watch the chain: lines");
