@@ -97,7 +97,7 @@ async function firstToken(gateway: string, model: string, t0: number): Promise<n
 async function measure(chain: "hardhat" | "anvil", scratch: string, run: number): Promise<Measured> {
   const readyFile = join(scratch, `${chain}-${run}.json`);
   const t0 = performance.now();
-  const child = spawn(process.execPath, [START, "--chain", chain, "--chain-port", "0", "--gateway-port", "0", "--no-demo", "--ready-file", readyFile], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", START, "--chain", chain, "--chain-port", "0", "--gateway-port", "0", "--no-demo", "--ready-file", readyFile], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr.on("data", (d: Buffer) => (out += d.toString()));

@@ -27,12 +27,6 @@ if (!existsSync(`${root}types/ethers-contracts/index.ts`)) {
     process.exit(1);
   }
 }
-// node:sqlite (stores, the wallet's ledger) is flagged experimental in Node 22; its warning would only confuse
-const emitWarning = process.emitWarning.bind(process);
-process.emitWarning = (warning, ...rest) => {
-  if (String(warning).includes("SQLite is an experimental feature")) return;
-  emitWarning(warning, ...rest);
-};
 const { register } = await import("tsx/esm/api");
 register();
 const { main } = await import("./main.ts");

@@ -62,7 +62,7 @@ function alive(pid: number): boolean {
 /** Starts `npm start -- ARGS` (the same entry point) and resolves once it says it is ready. */
 async function startDevnet(name: string, args: string[]): Promise<Running> {
   const readyFile = join(scratch.dir, `${name}.json`);
-  const child = spawn(process.execPath, [START, "--chain-port", "0", "--gateway-port", "0", "--ready-file", readyFile, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", START, "--chain-port", "0", "--gateway-port", "0", "--ready-file", readyFile, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr.on("data", (d: Buffer) => (out += d.toString()));
@@ -112,14 +112,13 @@ async function eventually<T>(read: () => Promise<T>, expected: T, timeoutMs = 90
 }
 const big = (_k: string, v: unknown): unknown => (typeof v === "bigint" ? v.toString() : v);
 
-function openai(run: Running): OpenAI {
-  return new OpenAI({ baseURL: `${run.ready.urls.gateway}/v1`, apiKey: "unused", maxRetries: 0, timeout: 60_000 });
-}
-
-/** Names of the route's servers, from the gateway's x-efed-servers header. */
-function routeNames(run: Running, header: string | null): string[] {
+/** A greedy chat completion through the gateway with the official openai client: the answer, and its route by server name (x-efed-servers). */
+async function chat(run: Running, content: string, maxTokens: number): Promise<{ answer: OpenAI.ChatCompletion; route: string[] }> {
+  const client = new OpenAI({ baseURL: `${run.ready.urls.gateway}/v1`, apiKey: "unused", maxRetries: 0, timeout: 60_000 });
+  const { data, response } = await client.chat.completions.create({ model: run.ready.modelId, messages: [{ role: "user", content }], max_tokens: maxTokens, temperature: 0 }).withResponse();
   const byUrl = new Map(Object.entries(run.ready.urls.servers).map(([n, u]) => [u, n]));
-  return (header ?? "").split(",").map((u) => byUrl.get(u.trim()) ?? `unknown ${u}`);
+  const route = (response.headers.get("x-efed-servers") ?? "").split(",").map((u) => byUrl.get(u.trim()) ?? `unknown ${u}`);
+  return { answer: data, route };
 }
 
 describe("npm start", () => {
@@ -129,12 +128,9 @@ describe("npm start", () => {
     expect(run.stdout()).toMatch(/^demo: a paid, verified generation/m);
     expect(ready.processes.map((p) => p.name).sort()).toEqual(["chain", "gateway", "server-1", "server-2", "server-3", "server-4", "verifier-1", "verifier-2"]);
 
-    const { data: answer, response } = await openai(run)
-      .chat.completions.create({ model: ready.modelId, messages: [{ role: "user", content: "And God said" }], max_tokens: 16, temperature: 0 })
-      .withResponse();
+    const { answer, route } = await chat(run, "And God said", 16);
     expect([answer.choices[0]!.finish_reason, answer.usage!.completion_tokens, answer.choices[0]!.message.content!.length > 0]).toEqual(["length", 16, true]);
-    // the cheaper pair is the route (--prefer price)
-    expect(routeNames(run, response.headers.get("x-efed-servers"))).toEqual(["server-1", "server-2"]);
+    expect(route).toEqual(["server-1", "server-2"]); // the cheaper pair (--prefer price)
 
     const provider = new JsonRpcProvider(ready.urls.chain, undefined, { staticNetwork: true, cacheTimeout: -1 });
     try {
@@ -176,10 +172,7 @@ describe("npm start", () => {
     const run = await startDevnet("cheater", ["--cheater", "noise", "--no-demo"]);
     const { ready } = run;
     const cheater = ready.accounts["cheater-noise"]!;
-    const { response } = await openai(run)
-      .chat.completions.create({ model: ready.modelId, messages: [{ role: "user", content: "In the beginning" }], max_tokens: 8, temperature: 0 })
-      .withResponse();
-    expect(routeNames(run, response.headers.get("x-efed-servers"))).toEqual(["server-1", "cheater-noise"]);
+    expect((await chat(run, "In the beginning", 8)).route).toEqual(["server-1", "cheater-noise"]);
 
     const provider = new JsonRpcProvider(ready.urls.chain, undefined, { staticNetwork: true, cacheTimeout: -1 });
     try {
