@@ -1,5 +1,5 @@
 import { formatEther, type JsonRpcProvider } from "ethers";
-import { AuditLedger__factory, Commitments__factory, Disputes__factory, PaymentChannels__factory } from "../../types/ethers-contracts/index.js";
+import { AuditLedger__factory, Commitments__factory, DataRequests__factory, Disputes__factory, PaymentChannels__factory } from "../../types/ethers-contracts/index.js";
 import type { ProtocolAddresses } from "../lib/deployProtocol.js";
 
 /** Disputes' Outcome enum (contracts/interfaces/IDisputes.sol). */
@@ -19,6 +19,7 @@ export function followChainEvents(
   const ledger = AuditLedger__factory.connect(addresses.auditLedger, provider);
   const channels = PaymentChannels__factory.connect(addresses.channels, provider);
   const disputes = Disputes__factory.connect(addresses.disputes, provider);
+  const requests = DataRequests__factory.connect(addresses.dataRequests, provider);
   const name = o.nameOf;
   let next = o.fromBlock;
   let stopped = false;
@@ -45,6 +46,15 @@ export function followChainEvents(
         at: at(e),
         text: `DISPUTE ${e.args.disputeId} settled: ${outcome} (${e.args.faultVotes} fault, ${e.args.correctVotes} correct); ${server} slashed ${formatEther(e.args.slashed)} EFED, ${formatEther(e.args.toChallenger)} to the challenger`,
       });
+    }
+    for (const e of await requests.queryFilter(requests.filters.DataRequested(), next, to)) {
+      lines.push({ at: at(e), text: `DATA REQUEST ${e.args.requestId}: ${name(e.args.requester)} asks ${name(e.args.server)} on chain for a step it withheld (batch ${e.args.batchId})` });
+    }
+    for (const e of await requests.queryFilter(requests.filters.DataPosted(), next, to)) {
+      lines.push({ at: at(e), text: `DATA REQUEST ${e.args.requestId}: ${name(e.args.server)} posted the step` });
+    }
+    for (const e of await requests.queryFilter(requests.filters.RequestSlashed(), next, to)) {
+      lines.push({ at: at(e), text: `DATA REQUEST ${e.args.requestId} unanswered: ${name(e.args.server)} slashed ${formatEther(e.args.slashed)} EFED, ${formatEther(e.args.toRequester)} to the requester` });
     }
     return lines.sort((a, b) => a.at - b.at).map((l) => l.text);
   };

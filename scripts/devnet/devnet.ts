@@ -121,9 +121,9 @@ export async function startDevnet(options: Partial<DevnetOptions> = {}): Promise
     const registrar = await operatorOn(rpc, deploymentFile, deployer);
     const [modelVariant, compressedVariant] = await registerVariants(registrar, [SHIPPED_MODEL, compressedDir]).finally(() => registrar.provider.destroy());
     const modelId = basename(SHIPPED_MODEL);
-    const numLayers = ModelDirectory.open(SHIPPED_MODEL);
-    const plan = serverPlan(numLayers.config.numLayers, o.cheater);
-    numLayers.close();
+    const shipped = ModelDirectory.open(SHIPPED_MODEL);
+    const plan = serverPlan(shipped.config.numLayers, o.cheater);
+    shipped.close();
     say(`  model      ${modelId}: variant ${modelVariant} (registered, served)`);
     say(`  variant    ${basename(compressedDir)}: variant ${compressedVariant} (int8, registered)`);
 

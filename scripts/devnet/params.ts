@@ -1,18 +1,20 @@
 import { parseEther } from "ethers";
-import { DEVNET_PARAMS, type ProtocolParams } from "../lib/deployProtocol.js";
+import { DEVNET_DATA_REQUEST_PARAMS, DEVNET_PARAMS, type ProtocolParams } from "../lib/deployProtocol.js";
 import type { CheatKind } from "./options.js";
 
 /**
  * The devnet's protocol: the devnet parameters (scripts/lib/deployProtocol.ts) with periods short
  * enough to watch a whole dispute in a minute: a new server may be paid after 1 s of probation,
  * a committee of one (the contract never seats the challenger on its own dispute) votes within
- * 15 s and reveals within 30 s, and every audited receipt counts on chain (AuditLedger samples 100 %).
+ * 15 s and reveals within 30 s, a server asked on chain for a step it withheld has 20 s to post
+ * it, and every audited receipt counts on chain (AuditLedger samples 100 %).
  */
 export const DEVNET_RUN_PARAMS: ProtocolParams = {
   ...DEVNET_PARAMS,
   timing: { ...DEVNET_PARAMS.timing, probationPeriod: 1n },
   disputes: { ...DEVNET_PARAMS.disputes, committeeSize: 1n, commitPeriod: 15n, revealPeriod: 30n },
   audits: { ...DEVNET_PARAMS.audits, sampleRatePpb: 1_000_000_000n },
+  dataRequests: { ...DEVNET_DATA_REQUEST_PARAMS, responsePeriod: 20n },
 };
 
 /** A server of the devnet: its name (key and data directory), layers [first, last), price per token. */
