@@ -83,15 +83,14 @@ async function firstToken(gateway: string, model: string, t0: number): Promise<n
   if (!res.ok || res.body === null) throw new Error(`the gateway answered HTTP ${res.status}: ${await res.text()}`);
   const decoder = new TextDecoder();
   let text = "";
+  let at: number | undefined;
   for await (const chunk of res.body) {
     text += decoder.decode(chunk as Uint8Array, { stream: true });
-    if (/"content":"[^"]/.test(text)) {
-      const at = performance.now() - t0;
-      await res.body.cancel().catch(() => undefined); // the rest of the answer is not measured
-      return at;
-    }
+    if (at === undefined && /"content":"[^"]/.test(text)) at = performance.now() - t0;
   }
-  throw new Error(`the stream ended without a token:\n${text}`);
+  // read to the end: a stream the client abandons keeps the gateway's connection open past SIGTERM
+  if (at === undefined) throw new Error(`the stream ended without a token:\n${text}`);
+  return at;
 }
 
 async function measure(chain: "hardhat" | "anvil", scratch: string, run: number): Promise<Measured> {

@@ -93,11 +93,13 @@ export class ChildSet {
     });
   }
 
-  /** Stops every process, highest stage first (one stage at a time, its processes together). */
-  async stopAll(graceMs: number): Promise<void> {
+  /** Stops every process, highest stage first (one stage at a time, its processes together); `onKilled` names each that needed SIGKILL. */
+  async stopAll(graceMs: number, onKilled: (name: string) => void = () => undefined): Promise<void> {
     this.closed = true;
     const stages = [...new Set(this.children.map((c) => c.stage))].sort((a, b) => b - a);
-    for (const stage of stages) await Promise.all(this.children.filter((c) => c.stage === stage).map((c) => stopChild(c.process, graceMs)));
+    for (const stage of stages) {
+      await Promise.all(this.children.filter((c) => c.stage === stage).map((c) => stopChild(c.process, graceMs, () => onKilled(c.name))));
+    }
     process.off("exit", this.killLeftovers);
   }
 }
@@ -107,10 +109,13 @@ function running(p: ChildProcess): boolean {
 }
 
 /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited. */
-function stopChild(p: ChildProcess, graceMs: number): Promise<void> {
+function stopChild(p: ChildProcess, graceMs: number, onKilled: () => void): Promise<void> {
   return new Promise((resolve) => {
     if (!running(p)) return resolve();
-    const timer = setTimeout(() => p.kill("SIGKILL"), graceMs);
+    const timer = setTimeout(() => {
+      onKilled();
+      p.kill("SIGKILL");
+    }, graceMs);
     p.once("exit", () => {
       clearTimeout(timer);
       resolve();

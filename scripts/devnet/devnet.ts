@@ -85,7 +85,7 @@ export async function startDevnet(options: Partial<DevnetOptions> = {}): Promise
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       for (const c of cleanups.reverse()) c();
-      await children.stopAll(o.stopGraceMs);
+      await children.stopAll(o.stopGraceMs, (name) => say(`  ${name} did not exit within ${o.stopGraceMs} ms of SIGTERM: killed (its log: ${join(dataDir, "logs", `${name}.log`)})`));
       provider?.destroy();
       if (temporary) rmSync(dataDir, { recursive: true, force: true });
     })());
