@@ -179,7 +179,8 @@ async function main(): Promise<void> {
       `${table}\n\n` +
       "Start → first token: from spawning `npm start -- --no-demo` to the first token of a streamed chat completion sent the moment it says ready " +
       "(the gateway opens the wallet's two channels on that request). The phases are when each was up, from the devnet's own start. " +
-      "Peak RSS sums every process of the tree (the devnet, the chain, 4 servers, 2 verifiers, the gateway), sampled every 200 ms.";
+      "Peak RSS sums every process of the tree (the devnet, the chain, 4 servers, 2 verifiers, the gateway), sampled every 200 ms. " +
+      "A load average above the core count means other work shared the machine: the times are then upper bounds (seven processes start at once, CPU-bound).";
     writeDocSections(DOC, "The devnet (`npm start`): measured", { "Startup, memory, shutdown": body });
   } finally {
     rmSync(scratch, { recursive: true, force: true });
