@@ -92,8 +92,20 @@ interface ServerFlags extends Partial<Record<keyof ServerLimits, number>> {
   redeemPollMs: number;
 }
 
+/**
+ * Ways a program that embeds the command changes what the server runs, never reachable from the
+ * command line: the devnet's cheating server (scripts/devnet/cheatingServer.ts) swaps the loaded
+ * shard for a faulty one, or makes the store withhold steps, to show the verifiers catch it.
+ */
+export interface ServerHooks {
+  /** What the server runs instead of the shard loaded for `layers` of `model`. */
+  shard?: (loaded: Shard, model: ModelDirectory, layers: { first: number; last: number }) => Promise<Shard>;
+  /** Called once the receipt store is open, before anything is served. */
+  store?: (store: ActivationStore) => void;
+}
+
 /** `efed server`: serve a layer range of a model over WebSockets, registered and committing on chain when --rpc is given. */
-export function serverCommand(): Command {
+export function serverCommand(hooks: ServerHooks = {}): Command {
   const command = new Command("server");
   for (const [flag, limit, what] of LIMIT_FLAGS) command.option(flag, `${what} (default ${DEFAULT_SERVER_LIMITS[limit]})`, positiveInt());
   return command
@@ -179,6 +191,7 @@ export function serverCommand(): Command {
       const storePath = flags.store ?? join(flags.dataDir, `efed-store-${wallet.address}.sqlite`);
       const store = ActivationStore.open(storePath, { retentionMs: flags.storeRetentionHours * 3600_000, maxBytes: flags.storeMaxBytes });
       logger.info({ store: storePath, steps: store.count(), bytes: store.bytes() }, "receipt store opened");
+      hooks.store?.(store);
       // a priced server on a chain is paid per step through channels; standalone or free, it serves as before
       let payments: { gate: PaymentGate; redeemer: Redeemer; vouchers: VoucherStore } | undefined;
       if (chain !== undefined && price > 0n) {
@@ -202,7 +215,8 @@ export function serverCommand(): Command {
         });
         payments = { gate, redeemer, vouchers };
       }
-      const shard = await Shard.load(model, first, last, { threads: flags.threads });
+      const loaded = await Shard.load(model, first, last, { threads: flags.threads });
+      const shard = hooks.shard === undefined ? loaded : await hooks.shard(loaded, model, flags.layers);
       const server = await ShardServer.start({
         shard,
         variantId,

@@ -5,7 +5,7 @@ import { readManifest, variantIdOf } from "../../engine/model/manifest.js";
 import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { ModelRegistry__factory } from "../../types/ethers-contracts/index.js";
 import { FAULT_FROM, SERVER_STAKE, type StakedServer, type VerifierChain } from "../node/verifier/chainHarness.js";
-import { faultyShard } from "../support/faultyShard.js";
+import { faultyShard } from "../../scripts/devnet/faultyShard.js";
 import { startServer, type RunningServer } from "../node/support.js";
 
 /**
