@@ -41,7 +41,7 @@ const GATEWAY_STAGE = NODE_STAGE + 1;
 
 /** A running devnet, as `startDevnet` returns it. */
 export interface Devnet {
-  urls: { chain: string; gateway: string; servers: Record<string, string> };
+  urls: { chain: string; gateway: string; dashboard: string; servers: Record<string, string> };
   addresses: ProtocolAddresses;
   /** Devnet accounts by role: deployer, server-1…4 (and the cheater), verifier-1 (auditor), verifier-2 (committee), wallet. */
   accounts: Record<string, string>;
@@ -179,6 +179,7 @@ export async function startDevnet(options: Partial<DevnetOptions> = {}): Promise
     await Promise.all(verifiers);
     mark("gateway");
     say(`  gateway    ${gateway.url}/v1 (OpenAI-compatible, model "${modelId}", pays with the wallet)`);
+    say(`  dashboard  ${gateway.dashboard} (servers, layers, trust, money, disputes, chat; live)`);
 
     const names = new Map(Object.entries(accounts).map(([n, a]) => [a.toLowerCase(), n]));
     const serverNames = new Map(plan.map((s, i) => [endpoints[i]!, s.name]));
@@ -210,7 +211,7 @@ export async function startDevnet(options: Partial<DevnetOptions> = {}): Promise
     if (chainPort !== undefined) portOf.set("chain", chainPort);
     const processes = children.children.map((c: DevnetChild) => ({ name: c.name, pid: c.pid, ...(portOf.has(c.name) ? { port: portOf.get(c.name)! } : {}) }));
     const devnet: Devnet = {
-      urls: { chain: rpc, gateway: gateway.url, servers: Object.fromEntries(plan.map((s, i) => [s.name, endpoints[i]!])) },
+      urls: { chain: rpc, gateway: gateway.url, dashboard: gateway.dashboard, servers: Object.fromEntries(plan.map((s, i) => [s.name, endpoints[i]!])) },
       addresses,
       accounts,
       variants: { model: modelVariant!, compressed: compressedVariant! },
@@ -292,15 +293,15 @@ function startVerifier(children: ChildSet, name: string, o: NodeStart & { auditi
 async function startGateway(
   children: ChildSet,
   o: { port: number; modelId: string; walletPath: string; chainFlags: string[]; env: NodeJS.ProcessEnv; timeoutMs: number },
-): Promise<{ url: string }> {
+): Promise<{ url: string; dashboard: string }> {
   const args = [
     ...[EFED_BIN, "gateway", "--model", SHIPPED_MODEL, "--model-name", o.modelId, "--port", String(o.port), ...o.chainFlags],
-    ...["--wallet", o.walletPath, "--prefer", "price", "--measure-budget-ms", "1000"],
+    ...["--wallet", o.walletPath, "--prefer", "price", "--measure-budget-ms", "1000", "--dashboard"],
   ];
   const { line } = await children.start({ name: "gateway", command: process.execPath, args, env: o.env, stage: GATEWAY_STAGE, timeoutMs: o.timeoutMs, ready: (l) => l.includes('"event":"listening"') });
-  const listening = JSON.parse(line) as { url: string; covered: boolean };
+  const listening = JSON.parse(line) as { url: string; covered: boolean; dashboard?: string };
   if (!listening.covered) throw new Error(`the gateway found no route covering ${o.modelId}'s layers (see its log)`);
-  return { url: listening.url };
+  return { url: listening.url, dashboard: listening.dashboard ?? `${listening.url}/dashboard/` };
 }
 
 export type { DevnetOptions } from "./options.js";

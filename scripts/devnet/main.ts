@@ -44,7 +44,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const g = devnet.urls.gateway;
   console.log(`ready in ${(devnet.timings.ready! / 1000).toFixed(1)} s (chain ${sec(devnet.timings.chain)}, contracts ${sec(devnet.timings.deploy)}, servers ${sec(devnet.timings.servers)}, gateway ${sec(devnet.timings.gateway)}${devnet.timings.demo === undefined ? "" : `, demo answered ${sec(devnet.timings.demo)}`}). Try:`);
   console.log(`  curl -s ${g}/v1/chat/completions -H 'content-type: application/json' -d '{"model":"${devnet.modelId}","messages":[{"role":"user","content":"And God said"}],"max_tokens":32}'`);
-  console.log(`  OpenAI clients: base URL ${g}/v1, any API key. Ctrl-C stops everything.`);
+  console.log(`  OpenAI clients: base URL ${g}/v1, any API key. Dashboard: ${devnet.urls.dashboard}. Ctrl-C stops everything.`);
   const signal = await stopped;
   const t = performance.now();
   console.log(`${signal}: stopping ${devnet.processes.length} processes…`);

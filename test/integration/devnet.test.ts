@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { JsonRpcProvider } from "ethers";
+import type { Snapshot } from "../../client/dashboard/snapshot.js";
 import OpenAI from "openai";
 import { afterEach, describe, expect, it } from "vitest";
 import { Ledger } from "../../client/wallet/ledger.js";
@@ -131,6 +132,17 @@ describe("npm start", () => {
     const { answer, route } = await chat(run, "And God said", 16);
     expect([answer.choices[0]!.finish_reason, answer.usage!.completion_tokens, answer.choices[0]!.message.content!.length > 0]).toEqual(["length", 16, true]);
     expect(route).toEqual(["server-1", "server-2"]); // the cheaper pair (--prefer price)
+
+    // the gateway serves the dashboard: both variants, every server by its layer range
+    const layout = async (): Promise<string[]> => {
+      const response = await fetch(`${ready.urls.dashboard}state`);
+      if (response.status !== 200) return [`status ${response.status}`];
+      const snapshot = (await response.json()) as Snapshot;
+      return snapshot.models.flatMap((m) => m.servers.map((s) => `${s.operator.toLowerCase()} ${s.firstLayer}-${s.lastLayer}`)).sort();
+    };
+    const servers = ["server-1", "server-2", "server-3", "server-4"];
+    const expectedLayout = servers.map((n, i) => `${ready.accounts[n]!.toLowerCase()} ${i % 2 === 0 ? "0-4" : "4-8"}`).sort();
+    expect(await eventually(layout, expectedLayout, 30_000)).toEqual(expectedLayout);
 
     const provider = new JsonRpcProvider(ready.urls.chain, undefined, { staticNetwork: true, cacheTimeout: -1 });
     try {
