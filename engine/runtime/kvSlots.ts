@@ -31,11 +31,11 @@ export interface KvSlotPoolOptions {
   maxSlots?: number;
   /** Positions one row holds at most, default 2,048 (and at most the shard's limit). A longer sequence leaves the pool. */
   maxSlotTokens?: number;
-  /** Rows grow (and shrink) in steps of this many positions, default 64: a step of growth copies every row once. */
+  /** Rows grow (and shrink) in steps of this many positions, default 32: a step of growth copies every row once. */
   chunkTokens?: number;
 }
 
-export const DEFAULT_KV_SLOT_POOL: Required<KvSlotPoolOptions> = { maxSlots: 16, maxSlotTokens: 2048, chunkTokens: 64 };
+export const DEFAULT_KV_SLOT_POOL: Required<KvSlotPoolOptions> = { maxSlots: 16, maxSlotTokens: 2048, chunkTokens: 32 };
 
 /**
  * The caches of many sequences in one buffer per layer and kind: keys[layer] and values[layer] are

@@ -1,5 +1,5 @@
 import { EngineError } from "../../engine/errors.js";
-import type { KvSlotPool } from "../../engine/runtime/kvSlots.js";
+import { DEFAULT_KV_SLOT_POOL, type KvSlotPool } from "../../engine/runtime/kvSlots.js";
 import type { KvCache, Shard } from "../../engine/runtime/shard.js";
 import { concatFloat32 } from "../../protocol/floats.js";
 
@@ -46,9 +46,9 @@ export const DEFAULT_BATCH_POLICY: BatchPolicy = {
   maxBatch: 16,
   maxCopyShare: 0.5,
   maxRunTokens: 64,
-  slots: 16,
-  maxSlotTokens: 2048,
-  slotChunkTokens: 64,
+  slots: DEFAULT_KV_SLOT_POOL.maxSlots,
+  maxSlotTokens: DEFAULT_KV_SLOT_POOL.maxSlotTokens,
+  slotChunkTokens: DEFAULT_KV_SLOT_POOL.chunkTokens,
 };
 
 /**
