@@ -150,7 +150,7 @@ export class EngineScheduler {
   private place(job: Job): boolean {
     const pool = this.pool;
     if (pool === undefined) return false;
-    const after = job.cache.length + this.rowsOf(job);
+    const after = job.cache.length + this.rowsOf(job) - job.done;
     if (job.cache.slot !== undefined && !pool.fits(after)) pool.moveOut(job.cache);
     else if (job.cache.slot === undefined && pool.fits(after)) pool.admit(job.cache);
     return job.cache.slot !== undefined;
