@@ -98,7 +98,11 @@ async function routeRows(label: string, dir: string, prompts: number[][], tokens
   const plainHead = await Head.load(model, { threads: 1 });
   const head = new BatchingHead(plainHead);
   try {
-    for (const c of configs) servers.push(await Promise.all(evenSplit(L, 2).map(([f, l]) => startServer(REPO_ROOT, dir, f, l, storeDir, 300_000, c.args))));
+    // each server signs with its own throwaway key (created in the scratch directory, never in the data dir)
+    for (const [i, c] of configs.entries()) {
+      const started = evenSplit(L, 2).map(([f, l]) => startServer(REPO_ROOT, dir, f, l, storeDir, 300_000, [...c.args, "--key", join(storeDir, `key-${i}-${f}`)]));
+      servers.push(await Promise.all(started));
+    }
     const pipes = await Promise.all(servers.map((s) => RemotePipeline.connect(s.map((x) => x.url), L, { encoding: "fp32", maxLength: 512, forward: true })));
     const run = async (p: number, sessions: number): Promise<number> => {
       const t = performance.now();
