@@ -1,19 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ModelDirectory } from "../../engine/model/modelDir.js";
-import { Head } from "../../engine/runtime/head.js";
+import type { Head } from "../../engine/runtime/head.js";
 import type { KvCache } from "../../engine/runtime/kvSlots.js";
 import { Shard } from "../../engine/runtime/shard.js";
-import { bitsEqual, randomModel, scratchDir } from "./helpers.js";
+import { bitsEqual, fusedModel, randomModel, scratchDir } from "./helpers.js";
 
 const scratch = scratchDir();
 let model: ModelDirectory;
 let shard: Shard;
 let head: Head;
-beforeAll(async () => {
-  model = randomModel(scratch.dir, "slots", { hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2 }); // head_dim 16: fused attention
-  shard = await Shard.load(model, 0, model.config.numLayers);
-  head = await Head.load(model);
-});
+beforeAll(async () => ({ model, shard, head } = await fusedModel(scratch.dir, "slots")));
 afterAll(() => scratch.cleanup());
 
 const prompt = (b: number, length: number): number[] => Array.from({ length }, (_, i) => (i * 7 + b) % model.config.vocabSize);

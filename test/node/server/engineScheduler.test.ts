@@ -1,19 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ModelDirectory } from "../../../engine/model/modelDir.js";
-import { Head } from "../../../engine/runtime/head.js";
-import { Shard, type KvCache } from "../../../engine/runtime/shard.js";
+import type { Head } from "../../../engine/runtime/head.js";
+import type { KvCache, Shard } from "../../../engine/runtime/shard.js";
 import { DEFAULT_BATCH_POLICY, EngineScheduler } from "../../../node/server/engineScheduler.js";
-import { bitsEqual, maxAbsDiff, randomModel, scratchDir } from "../../engine/helpers.js";
+import { bitsEqual, fusedModel, maxAbsDiff, scratchDir } from "../../engine/helpers.js";
 
 const scratch = scratchDir();
 let model: ModelDirectory;
 let shard: Shard;
 let head: Head;
-beforeAll(async () => {
-  model = randomModel(scratch.dir, "sched", { hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2 }); // head_dim 16: fused attention
-  shard = await Shard.load(model, 0, model.config.numLayers);
-  head = await Head.load(model);
-});
+beforeAll(async () => ({ model, shard, head } = await fusedModel(scratch.dir, "sched")));
 afterAll(() => scratch.cleanup());
 
 /** Two copies of four sequences with prompts of different lengths. */
