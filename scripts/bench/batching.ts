@@ -28,7 +28,7 @@ import { median } from "./lib/stats.js";
 
 const BATCHES = [1, 2, 4, 8];
 const CONTEXTS = [64, 256];
-const REPS = 11;
+const REPS = 9;
 const ROUTE = process.argv.includes("--route");
 
 async function filledCache(shard: Shard, tokens: number, seed: number): Promise<KvCache> {
@@ -98,9 +98,9 @@ async function routeRows(label: string, dir: string, prompts: number[][], tokens
   const plainHead = await Head.load(model, { threads: 1 });
   const head = new BatchingHead(plainHead);
   try {
-    // each server signs with its own throwaway key (created in the scratch directory, never in the data dir)
+    // each server creates a throwaway key in its own data directory under the scratch directory
     for (const [i, c] of configs.entries()) {
-      const started = evenSplit(L, 2).map(([f, l]) => startServer(REPO_ROOT, dir, f, l, storeDir, 300_000, [...c.args, "--key", join(storeDir, `key-${i}-${f}`)]));
+      const started = evenSplit(L, 2).map(([f, l]) => startServer(REPO_ROOT, dir, f, l, storeDir, 300_000, [...c.args, "--data-dir", join(storeDir, `server-${i}-${f}`)]));
       servers.push(await Promise.all(started));
     }
     const pipes = await Promise.all(servers.map((s) => RemotePipeline.connect(s.map((x) => x.url), L, { encoding: "fp32", maxLength: 512, forward: true })));
@@ -146,7 +146,7 @@ if (ROUTE) {
   const vocab = PUBLIC_SHAPES["smollm2-135m"]!.vocab_size as number;
   for (const promptTokens of [12, 200]) {
     const prompts = Array.from({ length: 8 }, (_, p) => Array.from({ length: promptTokens }, (_, i) => (1 + p * 977 + i * 7919) % vocab));
-    route.push(...(await routeRows(models[1][0], models[1][1], prompts, 32, 3)));
+    route.push(...(await routeRows(models[1][0], models[1][1], prompts, 32, 2)));
   }
 }
 const loadEnd = loadavg()[0]!;
