@@ -28,7 +28,7 @@ import { median } from "./lib/stats.js";
 
 const BATCHES = [1, 2, 4, 8];
 const CONTEXTS = [64, 256];
-const REPS = 9;
+const REPS = 7;
 const ROUTE = process.argv.includes("--route");
 
 async function filledCache(shard: Shard, tokens: number, seed: number): Promise<KvCache> {
@@ -103,15 +103,20 @@ async function routeRows(label: string, dir: string, prompts: number[][], tokens
       const started = evenSplit(L, 2).map(([f, l]) => startServer(REPO_ROOT, dir, f, l, storeDir, 300_000, [...c.args, "--data-dir", join(storeDir, `server-${i}-${f}`)]));
       servers.push(await Promise.all(started));
     }
-    const pipes = await Promise.all(servers.map((s) => RemotePipeline.connect(s.map((x) => x.url), L, { encoding: "fp32", maxLength: 512, forward: true })));
+    // a fresh connection per measurement: a server closes a connection that holds no session for 30 s
     const run = async (p: number, sessions: number): Promise<number> => {
-      const t = performance.now();
-      const results = await Promise.all(
-        Array.from({ length: sessions }, (_, i) => generate(head, pipes[p]!, prompts[i % prompts.length]!, { maxTokens: tokens, temperature: 0 })),
-      );
-      return results.reduce((n, r) => n + r.generatedIds.length, 0) / ((performance.now() - t) / 1000);
+      const pipe = await RemotePipeline.connect(servers[p]!.map((x) => x.url), L, { encoding: "fp32", maxLength: 512, forward: true });
+      try {
+        const t = performance.now();
+        const results = await Promise.all(
+          Array.from({ length: sessions }, (_, i) => generate(head, pipe, prompts[i % prompts.length]!, { maxTokens: tokens, temperature: 0 })),
+        );
+        return results.reduce((n, r) => n + r.generatedIds.length, 0) / ((performance.now() - t) / 1000);
+      } finally {
+        pipe.close();
+      }
     };
-    for (let p = 0; p < pipes.length; p++) await run(p, 2); // warm-up
+    for (let p = 0; p < configs.length; p++) await run(p, 2); // warm-up
     const tps = configs.map(() => ({ one: [] as number[], eight: [] as number[] }));
     for (let r = 0; r < rounds; r++) {
       for (let i = 0; i < configs.length; i++) {
@@ -121,7 +126,6 @@ async function routeRows(label: string, dir: string, prompts: number[][], tokens
       }
       console.error(`   round ${r + 1}/${rounds}: ` + configs.map((c, p) => `${c.name} 1: ${median(tps[p]!.one).toFixed(1)}, 8: ${median(tps[p]!.eight).toFixed(1)} tok/s`).join("; "));
     }
-    for (const p of pipes) p.close();
     return configs.map((c, p) => {
       const [one, eight] = [median(tps[p]!.one), median(tps[p]!.eight)];
       return [label, c.name, String(prompts[0]!.length), String(tokens), one.toFixed(1), eight.toFixed(1), `**${ratio(eight / one)}**`];
