@@ -35,8 +35,6 @@ export class Shard {
   readonly attention: AttentionKind;
   private readonly session: ort.InferenceSession;
   private readonly probes: boolean | undefined;
-  /** Pools made by `slotPool`: only those hold caches of this shard's shape. */
-  private readonly pools = new WeakSet<KvSlotPool>();
   /** Bytes of weights one step reads (as the graph holds them). */
   readonly weightBytes: number;
 
@@ -112,9 +110,7 @@ export class Shard {
    */
   slotPool(options: KvSlotPoolOptions = {}): KvSlotPool {
     if (!this.batches) throw new EngineError("UNSUPPORTED_ATTENTION", `KV slots need the fused-attention graph; this shard uses "${this.attention}"`);
-    const pool = new KvSlotPool({ numLayers: this.numLayers, kvHeads: this.config.numKvHeads, headDim: this.config.headDim }, this.maxLength, options);
-    this.pools.add(pool);
-    return pool;
+    return new KvSlotPool({ numLayers: this.numLayers, kvHeads: this.config.numKvHeads, headDim: this.config.headDim }, this.maxLength, options);
   }
 
   /**
@@ -243,8 +239,14 @@ export class Shard {
   private async runSlots(hiddens: readonly Float32Array[], caches: readonly KvCache[], T: number): Promise<Float32Array[]> {
     const H = this.config.hiddenSize;
     const pool = caches[0]!.slot?.pool;
-    if (pool === undefined || !this.pools.has(pool) || caches.some((k) => k.slot?.pool !== pool)) {
-      throw new EngineError("BAD_BATCH", "a batch mixes caches of different KV slot pools, or of none, or of another shard's pool");
+    if (pool === undefined || caches.some((k) => k.slot?.pool !== pool)) {
+      throw new EngineError("BAD_BATCH", "a batch mixes caches of different KV slot pools, or of none");
+    }
+    // a pool is only memory: any pool with (at least) this shard's layers and head shape will do, as
+    // a cache with its own tensors does (this shard uses its first numLayers layers)
+    const { numLayers, kvHeads, headDim } = pool.shape;
+    if (numLayers < this.numLayers || kvHeads !== this.config.numKvHeads || headDim !== this.config.headDim) {
+      throw new EngineError("BAD_SLOT", `a KV slot pool of ${numLayers} layers × ${kvHeads} heads × ${headDim} does not fit this shard's ${this.numLayers} × ${this.config.numKvHeads} × ${this.config.headDim}`);
     }
     if (T > 1 && caches.length > 1) throw new EngineError("BAD_BATCH", "a batched step takes one token per sequence");
     for (const cache of caches) {
