@@ -34,7 +34,7 @@ import { DEFAULT_SERVER_LIMITS, serverLimits, type ServerLimits } from "../serve
 import { ShardServer } from "../server/shardServer.js";
 import { ActivationStore } from "../store/activationStore.js";
 import { loadOrCreateKey } from "./keyFile.js";
-import { layerRange, port, positiveInt } from "./options.js";
+import { layerRange, nonNegativeInt, port, positiveInt } from "./options.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -84,6 +84,7 @@ interface ServerFlags extends Partial<Record<keyof ServerLimits, number>> {
   tlsCert?: string;
   tlsKey?: string;
   maxBatch: number;
+  kvSlots: number;
   forwardHosts: string;
   forwardPrivate?: boolean;
   commitEverySeconds: number;
@@ -128,6 +129,12 @@ export function serverCommand(hooks: ServerHooks = {}): Command {
     .option("--tls-cert <file>", "serve wss:// with this PEM certificate (with --tls-key)")
     .option("--tls-key <file>", "PEM private key of --tls-cert")
     .option("--max-batch <n>", "concurrent sessions' decode steps run together in one engine run, at most", positiveInt(256), DEFAULT_BATCH_POLICY.maxBatch)
+    .option(
+      "--kv-slots <n>",
+      `sessions whose KV caches live in the shared batch buffer (batched steps run in place; each slot up to ${DEFAULT_BATCH_POLICY.maxSlotTokens} tokens); 0 turns it off`,
+      nonNegativeInt(1024),
+      DEFAULT_BATCH_POLICY.slots,
+    )
     .option(
       "--forward-hosts <hosts>",
       'hosts a client may name as the next hop of a forwarded step, comma-separated, "*" for any, "none" to refuse forwarding',
@@ -232,7 +239,7 @@ export function serverCommand(hooks: ServerHooks = {}): Command {
           allowPrivateAddresses: flags.forwardPrivate === true,
           ...(endpointAllowed === undefined ? {} : { endpointAllowed }),
         },
-        batching: { maxBatch: flags.maxBatch },
+        batching: { maxBatch: flags.maxBatch, slots: flags.kvSlots },
         store,
         logger,
         ...(tls === undefined ? {} : { tls }),
@@ -317,3 +324,4 @@ function forwardHosts(value: string): readonly string[] | "*" {
   if (v === "none") return [];
   return v.split(",").map((h) => h.trim());
 }
+
