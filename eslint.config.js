@@ -3,7 +3,7 @@ import eslint from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "artifacts/", "cache/", "types/", "coverage/", "deployments/"] },
+  { ignores: ["node_modules/", "artifacts/", "cache/", "types/", "coverage/", "deployments/", "client/dashboard/web/dist/"] },
   eslint.configs.recommended,
   ...tseslint.configs.strict,
   {

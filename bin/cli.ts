@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { chatCommand } from "../client/commands/chat.js";
+import { dashboardCommand } from "../client/commands/dashboard.js";
 import { gatewayCommand } from "../client/commands/gateway.js";
 import { generateCommand } from "../client/commands/generate.js";
 import { walletCommand } from "../client/commands/wallet.js";
@@ -31,7 +32,7 @@ export function buildProgram(): Command {
     .version(version, "-V, --version", "print the eFed version")
     .showHelpAfterError()
     .exitOverride();
-  const commands = [generateCommand(), chatCommand(), gatewayCommand(), walletCommand(), serverCommand(), verifierCommand(), operatorCommand(), modelCommand(), manifestCommand(), compressCommand(), convertCommand(), evalCommand()];
+  const commands = [generateCommand(), chatCommand(), gatewayCommand(), dashboardCommand(), walletCommand(), serverCommand(), verifierCommand(), operatorCommand(), modelCommand(), manifestCommand(), compressCommand(), convertCommand(), evalCommand()];
   for (const sub of commands) program.addCommand(inheritSettings(sub, program));
   return program;
 }

@@ -3,7 +3,7 @@ import { concatFloat32 } from "../protocol/floats.js";
 import { BanList } from "./failoverBans.js";
 import { failedServerUrl } from "./failoverErrors.js";
 import type { LayerPipeline, LayerSequence } from "./generate.js";
-import { RemotePipeline, type RemotePipelineOptions } from "./remotePipeline.js";
+import { RemotePipeline, type RemotePipelineOptions, type RemoteSequence } from "./remotePipeline.js";
 import { ReceiptError } from "./routeError.js";
 
 /**
@@ -92,7 +92,7 @@ export class FailoverPipeline implements LayerPipeline {
     return this.current.route;
   }
 
-  async openSequence(maxLength?: number): Promise<LayerSequence> {
+  async openSequence(maxLength?: number): Promise<RemoteSequence> {
     let { use, inner } = await this.opened(this.acquire(), maxLength);
     /** The sequence failed for good and gave its route back: `close` has nothing to release. */
     let released = false;
@@ -102,7 +102,13 @@ export class FailoverPipeline implements LayerPipeline {
     let steps = 0; // steps of this sequence (what generate counts)
     let stepOf = (innerStep: bigint): bigint => innerStep; // this sequence's step of a step of `inner`
     const hiddenSize = (): number => use.pipeline.connections[0]!.info.hiddenSize;
+    /** Sessions of the routes this sequence ran on, earlier routes first (what cost accounting names). */
+    const earlierSessions: string[] = [];
+    const sessionsOf = (sequence: LayerSequence): readonly string[] => (sequence as Partial<RemoteSequence>).sessionIds ?? [];
     return {
+      get sessionIds(): readonly string[] {
+        return [...earlierSessions, ...sessionsOf(inner)];
+      },
       compute: async (hidden) => {
         const started = performance.now();
         let pending: Omit<FailoverEvent, "stallMs"> | undefined;
@@ -126,6 +132,7 @@ export class FailoverPipeline implements LayerPipeline {
             const earlier = err instanceof ReceiptError && Number(err.step) < steps;
             if (url === undefined || earlier || failovers >= this.maxFailoversPerStep) throw err;
             await inner.close().catch(() => undefined); // its failure is the one just caught
+            earlierSessions.push(...sessionsOf(inner));
             const banMs = this.bans.ban(url);
             try {
               ({ use, inner } = await this.opened(await this.replaced(use, err), maxLength));

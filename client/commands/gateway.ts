@@ -1,12 +1,14 @@
 import { basename, resolve } from "node:path";
 import { Command } from "commander";
 import { formatEther } from "ethers";
+import { InvalidArgumentError } from "../../protocol/errors.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { TextTokenizer } from "../../engine/model/tokenizer.js";
 import { Head } from "../../engine/runtime/head.js";
 import { BatchingHead } from "../batchingHead.js";
 import { ChatTemplate } from "../chat/template.js";
 import { GatewayModel } from "../gateway/models.js";
+import { GatewayCounters } from "../dashboard/gatewayCounters.js";
 import type { GatewayAccounting } from "../gateway/server.js";
 import { integer } from "./options.js";
 import { addPipelineFlags, openPipeline, type OpenedPipeline, type PipelineFlags } from "./pipelineFlags.js";
@@ -22,6 +24,7 @@ interface GatewayFlags extends PipelineFlags {
   maxActiveSequences: number;
   maxStepsInFlight: number;
   retryAfterS: number;
+  dashboard?: boolean;
 }
 
 /**
@@ -37,8 +40,12 @@ export function gatewayCommand(): Command {
     .option("--host <host>", "address to listen on", "127.0.0.1")
     .option("--max-active-sequences <n>", "sequences (choices of all requests) running at once; more get 429", integer(1, 4096), 64)
     .option("--max-steps-in-flight <n>", "steps of all requests sent to the layers at once; more wait (at most half the servers' --max-steps-in-flight-per-address)", integer(1, 4096), 8)
-    .option("--retry-after-s <s>", "seconds between tries to open a route after a failure (told to clients as Retry-After)", integer(1, 3600), 5);
+    .option("--retry-after-s <s>", "seconds between tries to open a route after a failure (told to clients as Retry-After)", integer(1, 3600), 5)
+    .option("--dashboard", "also serve the live dashboard of the network at /dashboard/ (needs --rpc; reads --deployment)");
   return addPipelineFlags(command).action(async (flags: GatewayFlags) => {
+    if (flags.dashboard === true && flags.rpc === undefined) throw new InvalidArgumentError("--dashboard needs --rpc: the dashboard shows the chain's servers, stakes and disputes");
+    // the dashboard counts the work of the route from the receipts its servers sign
+    const counters = flags.dashboard === true ? new GatewayCounters() : undefined;
     const model = ModelDirectory.open(flags.model);
     const head = await Head.load(model, { threads: 1 });
     let opened: OpenedPipeline | undefined; // the route now in use (opened again after a failure)
@@ -48,7 +55,7 @@ export function gatewayCommand(): Command {
       tokenizer: TextTokenizer.load(flags.model),
       template: ChatTemplate.forModel(flags.model),
       eosTokenIds: model.config.eosTokenIds,
-      openLayers: async () => (opened = await openPipeline(model, flags)),
+      openLayers: async () => (opened = await openPipeline(model, flags, counters?.record)),
       retryAfterS: flags.retryAfterS,
       maxStepsInFlight: flags.maxStepsInFlight,
     });
@@ -56,8 +63,13 @@ export function gatewayCommand(): Command {
     const { buildGateway } = await import("../gateway/server.js");
     const app = buildGateway({ models: [served], maxActiveSequences: flags.maxActiveSequences, accounting: walletAccounting(() => opened) });
     try {
+      if (counters !== undefined) {
+        const { attachDashboard } = await import("../dashboard/open.js");
+        await attachDashboard(app, { rpcUrl: flags.rpc!, ...(flags.deployment === undefined ? {} : { deploymentFile: flags.deployment }), counters });
+      }
       const url = await app.listen({ port: flags.port, host: flags.host });
-      console.log(JSON.stringify({ event: "listening", url, model: served.id, covered: await served.covered() }));
+      const dashboard = counters === undefined ? {} : { dashboard: `${url}/dashboard/` };
+      console.log(JSON.stringify({ event: "listening", url, model: served.id, ...dashboard, covered: await served.covered() }));
       await new Promise<void>((done) => {
         process.once("SIGINT", done);
         process.once("SIGTERM", done);

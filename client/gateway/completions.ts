@@ -118,11 +118,12 @@ export async function runRequest(
   signal: { aborted: boolean },
   onText?: (index: number, text: string, logprobs: TokenLogprob[]) => void,
 ): Promise<RequestRun> {
-  const sessionIds: string[] = [];
+  // read when the request ends: a sequence that failed over has sessions on more than one route
+  const sequences: (LayerSequence & { sessionIds?: readonly string[] })[] = [];
   const recording: LayerPipeline = {
     openSequence: async (maxLength) => {
-      const sequence: LayerSequence & { sessionIds?: readonly string[] } = await pipeline.openSequence(maxLength);
-      sessionIds.push(...(sequence.sessionIds ?? []));
+      const sequence = await pipeline.openSequence(maxLength);
+      sequences.push(sequence);
       return sequence;
     },
   };
@@ -147,7 +148,7 @@ export async function runRequest(
   return {
     choices,
     usage: { prompt_tokens: request.promptIds.length, completion_tokens: completion, total_tokens: request.promptIds.length + completion },
-    sessionIds,
+    sessionIds: sequences.flatMap((s) => s.sessionIds ?? []),
   };
 }
 

@@ -164,6 +164,12 @@ export class Ledger {
     this.db.prepare(`INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?)`).run(r.sessionId, r.step.toString(), r.server, r.tokens, r.signature, r.receipt);
   }
 
+  /** Per server: the receipts paid for (steps) and the tokens they cover. */
+  receiptTotals(): Map<string, { steps: number; tokens: number }> {
+    const rows = this.db.prepare(`SELECT server, COUNT(*) AS steps, SUM(tokens) AS tokens FROM receipts GROUP BY server`).all() as { server: string; steps: number; tokens: number }[];
+    return new Map(rows.map((r) => [r.server, { steps: r.steps, tokens: r.tokens }]));
+  }
+
   receiptCount(): number {
     return (this.db.prepare(`SELECT COUNT(*) AS n FROM receipts`).get() as { n: number }).n;
   }

@@ -4,8 +4,11 @@ import type { ModelDirectory } from "../model/modelDir.js";
 import { accuracyLevelOf } from "../model/compression.js";
 import { layerWeightBytes, loadLayerWeights, type LayerWeights } from "../model/weights.js";
 import { PROBE_POINTS, ShardIO, buildShardGraph, gqaMaxPositions, type AttentionKind } from "../onnx/shardGraph.js";
+import { KvSlotPool, type KvCache, type KvSlotPoolOptions } from "./kvSlots.js";
 import { causalMask, ropeTables } from "./rope.js";
 import { createSession, ort, type RuntimeOptions } from "./session.js";
+
+export type { KvCache } from "./kvSlots.js";
 
 /** Options of a shard: runtime settings plus how attention is expressed (see AttentionKind). */
 export interface ShardOptions extends RuntimeOptions {
@@ -13,13 +16,6 @@ export interface ShardOptions extends RuntimeOptions {
   attention?: AttentionKind;
   /** Also compute every projection's input (see `computeWithProbes`); for calibrating compression. */
   probes?: boolean;
-}
-
-/** The keys and values one sequence has accumulated in a shard: per layer ([1,] kvHeads, length, headDim). */
-export interface KvCache {
-  length: number;
-  keys: ort.Tensor[];
-  values: ort.Tensor[];
 }
 
 /**
@@ -109,10 +105,20 @@ export class Shard {
   }
 
   /**
+   * A pool of KV slots for this shard's sequences (needs the fused-attention graph): a cache admitted
+   * to it (`KvSlotPool.admit`) runs in place there, in `compute` and `computeBatch` alike.
+   */
+  slotPool(options: KvSlotPoolOptions = {}): KvSlotPool {
+    if (!this.batches) throw new EngineError("UNSUPPORTED_ATTENTION", `KV slots need the fused-attention graph; this shard uses "${this.attention}"`);
+    return new KvSlotPool({ numLayers: this.numLayers, kvHeads: this.config.numKvHeads, headDim: this.config.headDim }, this.maxLength, options);
+  }
+
+  /**
    * Runs T new tokens at positions cache.length … cache.length+T-1 through the shard: `hidden` is
    * (T, hiddenSize); returns the output hidden states and appends to `cache`.
    */
   async compute(hidden: Float32Array, cache: KvCache): Promise<Float32Array> {
+    if (cache.slot !== undefined) return (await this.runSlots([hidden], [cache], this.rowsOf(hidden)))[0]!;
     const out = await this.run(hidden, cache);
     return out[ShardIO.hiddenOut]!.data as Float32Array;
   }
@@ -123,6 +129,7 @@ export class Shard {
    */
   async computeWithProbes(hidden: Float32Array, cache: KvCache): Promise<{ hidden: Float32Array; probes: Map<string, Float32Array> }> {
     if (this.probes !== true) throw new EngineError("NO_PROBES", "this shard was loaded without probes: true");
+    if (cache.slot !== undefined) throw new EngineError("NO_PROBES", "probes are computed only for a cache with its own tensors, not one in a KV slot");
     const out = await this.run(hidden, cache);
     const probes = new Map<string, Float32Array>();
     for (let layer = this.first; layer < this.last; layer++) {
@@ -144,10 +151,12 @@ export class Shard {
   /**
    * The next token of several independent sequences at once: `hiddens[i]` is (1, hiddenSize) for
    * the sequence of `caches[i]`. With the fused-attention graph this is one engine run: the
-   * weights are read once for all sequences (decode is memory-bound, so B tokens cost about one),
-   * at the price of copying each cache into a batch padded to the longest and back. Results equal
-   * separate `compute` calls up to float rounding (a B-row matrix product may round differently
-   * from B one-row products). Without the fused graph the sequences run one after another.
+   * weights are read once for all sequences (decode is memory-bound, so B tokens cost about one).
+   * When the caches live in one KvSlotPool the run reads and appends them in place; caches with
+   * their own tensors are copied into a batch padded to the longest and back. Either way the
+   * results equal separate `compute` calls bit for bit on the shapes tested (test/engine/batch*.test.ts:
+   * the fused kernel attends per sequence, and the row-wise products round alike for 1 or B rows).
+   * Without the fused graph the sequences run one after another.
    */
   async computeBatch(hiddens: readonly Float32Array[], caches: readonly KvCache[]): Promise<Float32Array[]> {
     const c = this.config;
@@ -162,6 +171,7 @@ export class Shard {
         throw new EngineError("SEQUENCE_TOO_LONG", `sequence would reach ${cache.length + 1} tokens, over this shard's limit of ${this.maxLength}`);
       }
     }
+    if (caches.some((k) => k.slot !== undefined)) return this.runSlots(hiddens, caches, 1);
     if (B === 1 || !this.batches) {
       const out: Float32Array[] = [];
       for (let i = 0; i < B; i++) out.push(await this.compute(hiddens[i]!, caches[i]!));
@@ -211,12 +221,68 @@ export class Shard {
     return Array.from({ length: B }, (_, b) => hidden.slice(b * H, (b + 1) * H));
   }
 
+  private rowsOf(hidden: Float32Array): number {
+    const T = hidden.length / this.config.hiddenSize;
+    if (!Number.isInteger(T) || T < 1) {
+      throw new EngineError("BAD_HIDDEN", `hidden states of ${hidden.length} floats are not a whole number of ${this.config.hiddenSize}-wide rows`);
+    }
+    return T;
+  }
+
+  /**
+   * T new tokens for each of `caches` (all in one pool; T > 1 only for one sequence), as one run over
+   * the pool's rows [lo, hi) that hold them: each row's past is read in place and the fused kernel
+   * appends the new keys and values in place (past and present are the same memory). Rows in the
+   * range that are not in the batch get a zero input; their new key lands one past their length,
+   * which their own next step overwrites.
+   */
+  private async runSlots(hiddens: readonly Float32Array[], caches: readonly KvCache[], T: number): Promise<Float32Array[]> {
+    const H = this.config.hiddenSize;
+    const pool = caches[0]!.slot?.pool;
+    if (pool === undefined || caches.some((k) => k.slot?.pool !== pool)) {
+      throw new EngineError("BAD_BATCH", "a batch mixes caches of different KV slot pools, or of none");
+    }
+    // a pool is only memory: any pool with (at least) this shard's layers and head shape will do, as
+    // a cache with its own tensors does (this shard uses its first numLayers layers)
+    const { numLayers, kvHeads, headDim } = pool.shape;
+    if (numLayers < this.numLayers || kvHeads !== this.config.numKvHeads || headDim !== this.config.headDim) {
+      throw new EngineError("BAD_SLOT", `a KV slot pool of ${numLayers} layers × ${kvHeads} heads × ${headDim} does not fit this shard's ${this.numLayers} × ${this.config.numKvHeads} × ${this.config.headDim}`);
+    }
+    if (T > 1 && caches.length > 1) throw new EngineError("BAD_BATCH", "a batched step takes one token per sequence");
+    for (const cache of caches) {
+      if (cache.length + T > pool.maxSlotTokens) {
+        throw new EngineError("SLOT_TOO_LONG", `sequence would reach ${cache.length + T} tokens, over its KV slot's limit of ${pool.maxSlotTokens}`);
+      }
+    }
+    const rows = caches.map((k) => k.slot!.row);
+    const lo = Math.min(...rows);
+    const n = Math.max(...rows) - lo + 1;
+    pool.prepareRun(lo, n, T);
+    const input = new Float32Array(n * T * H);
+    hiddens.forEach((h, i) => input.set(h, (rows[i]! - lo) * T * H));
+    const lengths = Array.from({ length: n }, (_, b) => pool.lengthOf(lo + b));
+    const feeds: Record<string, ort.Tensor> = {
+      [ShardIO.hidden]: new ort.Tensor("float32", input, [n * T, H]),
+      [ShardIO.seqlensK]: new ort.Tensor("int32", Int32Array.from(lengths, (len) => len + T - 1), [n]),
+      [ShardIO.totalLength]: new ort.Tensor("int32", Int32Array.of(Math.max(...lengths) + T), []),
+      [ShardIO.batchShape]: new ort.Tensor("int64", BigInt64Array.of(BigInt(n), BigInt(T), -1n), [3]),
+    };
+    // the same tensors as past (input) and present (pre-allocated output): the kernel sees one buffer
+    const fetches: Record<string, ort.Tensor | null> = { [ShardIO.hiddenOut]: null };
+    const view = pool.view(lo, n);
+    for (let i = 0; i < this.numLayers; i++) {
+      feeds[ShardIO.pastKey(this.first + i)] = fetches[ShardIO.presentKey(this.first + i)] = view.keys[i]!;
+      feeds[ShardIO.pastValue(this.first + i)] = fetches[ShardIO.presentValue(this.first + i)] = view.values[i]!;
+    }
+    const out = await pool.pinned(() => this.session.run(feeds, fetches));
+    for (const cache of caches) cache.length += T;
+    const hidden = out[ShardIO.hiddenOut]!.data as Float32Array;
+    return rows.map((r) => hidden.slice((r - lo) * T * H, (r - lo + 1) * T * H));
+  }
+
   private async run(hidden: Float32Array, cache: KvCache): Promise<ort.InferenceSession.ReturnType> {
     const c = this.config;
-    const T = hidden.length / c.hiddenSize;
-    if (!Number.isInteger(T) || T < 1) {
-      throw new EngineError("BAD_HIDDEN", `hidden states of ${hidden.length} floats are not a whole number of ${c.hiddenSize}-wide rows`);
-    }
+    const T = this.rowsOf(hidden);
     const past = cache.length;
     const maxLength = this.maxLength;
     if (past + T > maxLength) {

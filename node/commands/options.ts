@@ -18,6 +18,14 @@ export function positiveInt(max = Number.MAX_SAFE_INTEGER): (value: string) => n
   };
 }
 
+export function nonNegativeInt(max = Number.MAX_SAFE_INTEGER): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isInteger(n) || n < 0 || n > max) throw new InvalidArgumentError(`"${value}" is not an integer in 0..${max}.`);
+    return n;
+  };
+}
+
 export function port(value: string): number {
   const n = Number(value);
   if (value.trim() === "" || !Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`"${value}" is not a port in 0..65535.`);

@@ -39,7 +39,7 @@ import { DEFAULT_SERVER_LIMITS, serverLimits, type ServerLimits } from "../serve
 import { ShardServer } from "../server/shardServer.js";
 import { ActivationStore } from "../store/activationStore.js";
 import { loadOrCreateKey } from "./keyFile.js";
-import { layerRange, port, positiveInt } from "./options.js";
+import { layerRange, nonNegativeInt, port, positiveInt } from "./options.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -89,6 +89,7 @@ interface ServerFlags extends Partial<Record<keyof ServerLimits, number>> {
   tlsCert?: string;
   tlsKey?: string;
   maxBatch: number;
+  kvSlots: number;
   forwardHosts: string;
   forwardPrivate?: boolean;
   commitEverySeconds: number;
@@ -97,8 +98,20 @@ interface ServerFlags extends Partial<Record<keyof ServerLimits, number>> {
   redeemPollMs: number;
 }
 
+/**
+ * Ways a program that embeds the command changes what the server runs, never reachable from the
+ * command line: the devnet's cheating server (scripts/devnet/cheatingServer.ts) swaps the loaded
+ * shard for a faulty one, or makes the store withhold steps, to show the verifiers catch it.
+ */
+export interface ServerHooks {
+  /** What the server runs instead of the shard loaded for `layers` of `model`. */
+  shard?: (loaded: Shard, model: ModelDirectory, layers: { first: number; last: number }) => Promise<Shard>;
+  /** Called once the receipt store is open, before anything is served. */
+  store?: (store: ActivationStore) => void;
+}
+
 /** `efed server`: serve a layer range of a model over WebSockets, registered and committing on chain when --rpc is given. */
-export function serverCommand(): Command {
+export function serverCommand(hooks: ServerHooks = {}): Command {
   const command = new Command("server");
   for (const [flag, limit, what] of LIMIT_FLAGS) command.option(flag, `${what} (default ${DEFAULT_SERVER_LIMITS[limit]})`, positiveInt());
   return command
@@ -121,6 +134,12 @@ export function serverCommand(): Command {
     .option("--tls-cert <file>", "serve wss:// with this PEM certificate (with --tls-key)")
     .option("--tls-key <file>", "PEM private key of --tls-cert")
     .option("--max-batch <n>", "concurrent sessions' decode steps run together in one engine run, at most", positiveInt(256), DEFAULT_BATCH_POLICY.maxBatch)
+    .option(
+      "--kv-slots <n>",
+      `sessions whose KV caches live in the shared batch buffer (batched steps run in place; each slot up to ${DEFAULT_BATCH_POLICY.maxSlotTokens} tokens); 0 turns it off`,
+      nonNegativeInt(1024),
+      DEFAULT_BATCH_POLICY.slots,
+    )
     .option(
       "--forward-hosts <hosts>",
       'hosts a client may name as the next hop of a forwarded step, comma-separated, "*" for any, "none" to refuse forwarding',
@@ -185,6 +204,7 @@ export function serverCommand(): Command {
       const storePath = flags.store ?? join(flags.dataDir, `efed-store-${wallet.address}.sqlite`);
       const store = ActivationStore.open(storePath, { retentionMs: flags.storeRetentionHours * 3600_000, maxBytes: flags.storeMaxBytes });
       logger.info({ store: storePath, steps: store.count(), bytes: store.bytes() }, "receipt store opened");
+      hooks.store?.(store);
       // a priced server on a chain is paid per step through channels; standalone or free, it serves as before
       let payments: { gate: PaymentGate; redeemer: Redeemer; vouchers: VoucherStore } | undefined;
       if (chain !== undefined && price > 0n) {
@@ -224,7 +244,8 @@ export function serverCommand(): Command {
         });
         tickets = { gate, redeemer, store: ticketStore };
       }
-      const shard = await Shard.load(model, first, last, { threads: flags.threads });
+      const loaded = await Shard.load(model, first, last, { threads: flags.threads });
+      const shard = hooks.shard === undefined ? loaded : await hooks.shard(loaded, model, flags.layers);
       const server = await ShardServer.start({
         shard,
         variantId,
@@ -240,7 +261,7 @@ export function serverCommand(): Command {
           allowPrivateAddresses: flags.forwardPrivate === true,
           ...(endpointAllowed === undefined ? {} : { endpointAllowed }),
         },
-        batching: { maxBatch: flags.maxBatch },
+        batching: { maxBatch: flags.maxBatch, slots: flags.kvSlots },
         store,
         logger,
         ...(tls === undefined ? {} : { tls }),
@@ -334,3 +355,4 @@ function forwardHosts(value: string): readonly string[] | "*" {
   if (v === "none") return [];
   return v.split(",").map((h) => h.trim());
 }
+

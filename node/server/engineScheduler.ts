@@ -1,3 +1,5 @@
+import { EngineError } from "../../engine/errors.js";
+import { DEFAULT_KV_SLOT_POOL, type KvSlotPool } from "../../engine/runtime/kvSlots.js";
 import type { KvCache, Shard } from "../../engine/runtime/shard.js";
 import { concatFloat32 } from "../../protocol/floats.js";
 
@@ -18,8 +20,9 @@ export interface BatchPolicy {
   /** Sequences in one run at most. */
   maxBatch: number;
   /**
-   * A batch's padded caches are copied in and out once per run; it grows only while those copies
-   * stay under this fraction of the shard's weight bytes, so batching saves more reads than it adds.
+   * Caches outside the slot pool are copied into a padded batch and back once per run; such a batch
+   * grows only while those copies stay under this fraction of the shard's weight bytes, so batching
+   * saves more reads than it adds. (Caches in the pool are not copied: no limit applies to them.)
    */
   maxCopyShare: number;
   /**
@@ -27,9 +30,26 @@ export interface BatchPolicy {
    * engine run each, so no client holds the engine for longer than one chunk while others wait.
    */
   maxRunTokens: number;
+  /**
+   * Sessions whose caches live in the shard's KV slot pool (`Shard.slotPool`), where batched steps
+   * run in place; 0 turns the pool off. A session that finds every slot taken runs with its own
+   * cache (batched with padding copies, or alone) and moves into a slot when one frees.
+   */
+  slots: number;
+  /** Tokens one slot holds at most (and at most the shard's limit); a longer session leaves its slot. */
+  maxSlotTokens: number;
+  /** Slots grow and shrink by this many tokens at a time (each time is one copy of the pool). */
+  slotChunkTokens: number;
 }
 
-export const DEFAULT_BATCH_POLICY: BatchPolicy = { maxBatch: 16, maxCopyShare: 0.5, maxRunTokens: 64 };
+export const DEFAULT_BATCH_POLICY: BatchPolicy = {
+  maxBatch: 16,
+  maxCopyShare: 0.5,
+  maxRunTokens: 64,
+  slots: DEFAULT_KV_SLOT_POOL.maxSlots,
+  maxSlotTokens: DEFAULT_KV_SLOT_POOL.maxSlotTokens,
+  slotChunkTokens: DEFAULT_KV_SLOT_POOL.chunkTokens,
+};
 
 /**
  * Runs a shard's steps one engine run at a time, fairly between clients: clients take turns (round
@@ -38,6 +58,11 @@ export const DEFAULT_BATCH_POLICY: BatchPolicy = { maxBatch: 16, maxCopyShare: 0
  * server. Decode steps (one token) of different sessions that wait together run as one batch
  * (`Shard.computeBatch`): decode reads every weight once per run, so a batch of B costs little more
  * than one step; a batch takes one step per client per pass, so it is shared fairly too.
+ *
+ * Sessions' caches live in one KV slot pool (the policy's `slots`): a session takes a free slot at
+ * its first step (or, if it ran outside the pool before, with one copy of its cache when a slot
+ * frees), and a batch of slotted sessions reads and appends their caches in place. `release` frees
+ * a finished session's slot for the next session. Slotted and separate steps give the same bits.
  *
  * Chunking is part of how a step is computed: a prefill of more than `maxRunTokens` rows runs as
  * chunks whose sizes depend only on its row count, so the same step always computes the same bits.
@@ -52,11 +77,33 @@ export class EngineScheduler {
   private running: Promise<void> | undefined;
   /** Sizes of the runs so far (how much batching happened), most recent last, bounded. */
   readonly recentBatchSizes: number[] = [];
+  /** Where sessions' caches live while they fit (undefined: pool off, or a shard that cannot batch). */
+  readonly pool: KvSlotPool | undefined;
 
   constructor(
     private readonly shard: Shard,
     private readonly policy: BatchPolicy = DEFAULT_BATCH_POLICY,
-  ) {}
+  ) {
+    if (!Number.isInteger(policy.slots) || policy.slots < 0) throw new EngineError("BAD_POLICY", `batch policy slots must be an integer ≥ 0, got ${policy.slots}`);
+    this.pool =
+      shard.batches === true && policy.slots > 0
+        ? shard.slotPool({ maxSlots: policy.slots, maxSlotTokens: policy.maxSlotTokens, chunkTokens: policy.slotChunkTokens })
+        : undefined;
+  }
+
+  /**
+   * The session of `cache` is over: its queued steps are rejected and its slot (if any) is freed for
+   * the next session. Its cache must not be used again.
+   */
+  release(cache: KvCache): void {
+    for (const queue of [...this.queues.values()]) {
+      for (const job of queue.filter((j) => j.cache === cache)) {
+        this.removeJob(job);
+        job.reject(new EngineError("SEQUENCE_RELEASED", "the session of this step was closed before the step ran"));
+      }
+    }
+    if (cache.slot !== undefined) cache.slot.pool.free(cache);
+  }
 
   /** Runs `hidden` (T, hidden) through the shard for the sequence of `cache`, on behalf of `client`. */
   compute(hidden: Float32Array, cache: KvCache, client = ""): Promise<Float32Array> {
@@ -85,6 +132,7 @@ export class EngineScheduler {
     try {
       while (this.queues.size > 0) {
         const first = this.queues.values().next().value![0]!;
+        this.place(first);
         if (this.rowsOf(first) > 1) await this.runChunk(first);
         else await this.runDecodes(this.decodeBatch(first));
         this.endTurn(first.client);
@@ -92,6 +140,20 @@ export class EngineScheduler {
     } finally {
       this.running = undefined;
     }
+  }
+
+  /**
+   * Puts the job's cache where its next run will be: into a free slot when it fits one (a copy only
+   * if it ran outside the pool before), out of its slot when the session grows past the slot limit.
+   * Returns whether the cache is in the pool.
+   */
+  private place(job: Job): boolean {
+    const pool = this.pool;
+    if (pool === undefined) return false;
+    const after = job.cache.length + this.rowsOf(job) - job.done;
+    if (job.cache.slot !== undefined && !pool.fits(after)) pool.moveOut(job.cache);
+    else if (job.cache.slot === undefined && pool.fits(after)) pool.admit(job.cache);
+    return job.cache.slot !== undefined;
   }
 
   private rowsOf(job: Job): number {
@@ -141,6 +203,7 @@ export class EngineScheduler {
     this.removeJob(first);
     const batch = [first];
     if (!this.shard.batches || first.hidden.length !== this.shard.config.hiddenSize) return batch;
+    const slotted = first.cache.slot !== undefined;
     const budget = this.policy.maxCopyShare * this.shard.weightBytes;
     let longest = first.cache.length + 1;
     for (let added = true; added && batch.length < this.policy.maxBatch; ) {
@@ -149,9 +212,11 @@ export class EngineScheduler {
         if (batch.length >= this.policy.maxBatch) break;
         const job = queue.find((j) => this.rowsOf(j) === 1 && !batch.some((b) => b.cache === j.cache));
         if (job === undefined) continue;
+        // one kind per run: slotted steps in place, the others padded (within the copy budget)
+        if (this.place(job) !== slotted) continue;
         const padded = Math.max(longest, job.cache.length + 1);
         const copyBytes = 2 * (batch.length + 1) * padded * this.shard.kvBytesPerToken; // in and out
-        if (copyBytes > budget) continue;
+        if (!slotted && copyBytes > budget) continue;
         batch.push(job);
         longest = padded;
         this.removeJob(job);

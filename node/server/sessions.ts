@@ -35,8 +35,8 @@ export class SessionTable<Owner extends SessionOwner = SessionOwner> {
   private readonly sessions = new Map<string, Session<Owner>>();
   private readonly perOwner = new Map<Owner, number>();
   private readonly perAddress = new Map<string, number>();
-  /** Called with the id of every session that ends, however it ends (payments drop its channel binding). */
-  onRemove: ((id: string) => void) | undefined;
+  /** Called with every session that ends, however it ends (payments drop its channel binding, the engine frees its KV slot). */
+  onRemove: ((id: string, cache: KvCache) => void) | undefined;
 
   constructor(
     private readonly limits: ServerLimits,
@@ -154,7 +154,7 @@ export class SessionTable<Owner extends SessionOwner = SessionOwner> {
 
   private remove(s: Session<Owner>): void {
     if (!this.sessions.delete(s.id)) return;
-    this.onRemove?.(s.id);
+    this.onRemove?.(s.id, s.cache);
     const owned = this.countOf(s.owner) - 1;
     if (owned === 0) this.perOwner.delete(s.owner);
     else this.perOwner.set(s.owner, owned);

@@ -123,14 +123,13 @@ export class ShardServer {
     this.wss = wss;
     this.limits = limits;
     this.sessions = new SessionTable<Peer>(limits, o.shard.kvBytesPerToken);
-    if (o.payments !== undefined || o.tickets !== undefined) {
-      this.sessions.onRemove = (id) => {
-        o.payments?.unbind(id);
-        o.tickets?.unbind(id);
-      };
-    }
     this.clientLoads = new ClientLoads(limits);
     this.engine = new EngineScheduler(o.shard, { ...DEFAULT_BATCH_POLICY, ...o.batching });
+    this.sessions.onRemove = (id, cache) => {
+      o.payments?.unbind(id);
+      o.tickets?.unbind(id);
+      this.engine.release(cache);
+    };
     this.logger = o.logger ?? pino({ level: "silent" });
     const identity = { signingKey: o.signingKey, address: o.address };
     this.forwarder = new Forwarder({ ...DEFAULT_FORWARDING, ...o.forwarding }, { variantId: o.variantId, firstLayer: o.shard.last }, identity, this.logger);

@@ -8,7 +8,7 @@
  * replays each session in ONE prefill pass (node/verifier/audit.ts does the same) and scores every
  * step with compareOutput. Measured:
  * - honest noise (step scores: p50 / p99.9 / max) per model, variant, threads, serving mode, wire;
- * - per fault kind (test/support/faultyShard.ts) the share of faulty steps an audit flags;
+ * - per fault kind (scripts/devnet/faultyShard.ts) the share of faulty steps an audit flags;
  * - the verifier's CPU time for the replay as a fraction of the server's for the same steps;
  * - the detection probability 1-(1-p·f)^k and the sample rate that catches f = 5% within 10,000 tokens;
  * - simulated batches: a cheater's receipts sampled with the daemon's isSampled, caught through the
@@ -31,7 +31,7 @@ import { compressModel } from "../../node/compress/compressModel.js";
 import { EngineScheduler, DEFAULT_BATCH_POLICY } from "../../node/server/engineScheduler.js";
 import { compareOutput, toleranceFor } from "../../node/verifier/compareOutput.js";
 import { isSampled } from "../../node/verifier/sample.js";
-import { faultyShard, type Fault } from "../../test/support/faultyShard.js";
+import { faultyShard, type Fault } from "../devnet/faultyShard.js";
 import { DEVNET_PARAMS } from "../lib/deployProtocol.js";
 import { REPO_ROOT } from "./lib/benchModels.js";
 import { replaceSection } from "./lib/docs.js";

@@ -2,6 +2,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
+import { Head } from "../../engine/runtime/head.js";
+import { Shard } from "../../engine/runtime/shard.js";
 import { tinyConfig, writeRandomModel, type HfConfig, type RandomModelOptions } from "../../engine/model/randomModel.js";
 
 /** A scratch directory removed by `cleanup()`. */
@@ -15,6 +17,12 @@ export function randomModel(root: string, name: string, overrides: HfConfig = {}
   const dir = join(root, name);
   writeRandomModel(dir, tinyConfig(overrides), { seed: 7, dtype: "F32", std: 0.15, ...options });
   return ModelDirectory.open(dir);
+}
+
+/** A tiny random model with head_dim 16 (so its shard uses the fused attention kernel and batches), all its layers and its head. */
+export async function fusedModel(root: string, name: string): Promise<{ model: ModelDirectory; shard: Shard; head: Head }> {
+  const model = randomModel(root, name, { hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2 });
+  return { model, shard: await Shard.load(model, 0, model.config.numLayers), head: await Head.load(model) };
 }
 
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

@@ -5,7 +5,7 @@ import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
 import { Shard } from "../../engine/runtime/shard.js";
 import { DEVNET_PARAMS } from "../../scripts/lib/deployProtocol.js";
-import { faultyShard, withholdSteps, type Fault } from "../support/faultyShard.js";
+import { faultyShard, withholdSteps, type Fault } from "../../scripts/devnet/faultyShard.js";
 import { DEV_KEYS, FAULT_FROM, FULL_BOND, SERVER_STAKE, useVerifierChain, type StakedServer, type VerifierChain } from "../node/verifier/chainHarness.js";
 
 /**
@@ -13,7 +13,7 @@ import { DEV_KEYS, FAULT_FROM, FULL_BOND, SERVER_STAKE, useVerifierChain, type S
  * verifiers (a challenger auditing every receipt, three committee members) and an honest route:
  * server A for layers 0:2, server B for 2:4. A client generates over A → B, and over A → each
  * cheater, a server registered for layers 2:4 under its own key that cheats from decode step 3 on
- * (test/support/faultyShard.ts: a test-only wrapper, no production flag): noise ±0.01, skipped
+ * (scripts/devnet/faultyShard.ts: a wrapper for tests and the devnet, no production flag): noise ±0.01, skipped
  * layers, 1 of its 2 layers, another model's weights, fp16 inside, or withholding its stored steps
  * from FetchStep. Every server posts its receipts. Then one audit round, one committee round: each
  * cheater is challenged once, found at fault by all three members, slashed, its trust falls

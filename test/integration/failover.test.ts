@@ -1,8 +1,9 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FailoverPipeline, type FailoverEvent } from "../../client/failover.js";
-import { generate, type GenerateOptions } from "../../client/generate.js";
+import { generate, type GenerateOptions, type LayerPipeline } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
+import type { RemoteSequence } from "../../client/remotePipeline.js";
 import { CandidatePool } from "../../client/route/candidatePool.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Head } from "../../engine/runtime/head.js";
@@ -48,7 +49,7 @@ async function uninterrupted(options: GenerateOptions): Promise<number[]> {
  * step, the server of the route that serves the next span in turn is stopped (its connections drop)
  * and a fresh spare for that span joins the pool: the route always has exactly one spare per span.
  */
-async function generateWithKills(options: GenerateOptions, forward: boolean): Promise<{ ids: number[]; events: FailoverEvent[]; killed: string[] }> {
+async function generateWithKills(options: GenerateOptions, forward: boolean): Promise<{ ids: number[]; events: FailoverEvent[]; killed: string[]; sessionIds: readonly string[] }> {
   const servers = new Map<string, RunningServer>();
   const pool = new CandidatePool();
   const addServer = async (span: (typeof SPANS)[number]): Promise<void> => {
@@ -64,7 +65,9 @@ async function generateWithKills(options: GenerateOptions, forward: boolean): Pr
     const killed: string[] = [];
     const route = pool.plan(plan).servers.map((c) => c.url);
     const failover = await FailoverPipeline.connect(route, model.config.numLayers, pool.replanner(plan), { forward, onFailover: (e) => events.push(e) });
-    const killing = beforeEachStep(failover, async (step) => {
+    let sequence: RemoteSequence | undefined;
+    const recorded: LayerPipeline = { openSequence: async (maxLength) => (sequence = await failover.openSequence(maxLength)) };
+    const killing = beforeEachStep(recorded, async (step) => {
       if (step === 0 || step % KILL_EVERY !== 0) return;
       const span = (step / KILL_EVERY - 1) % SPANS.length;
       const victim = failover.route[span]!;
@@ -74,7 +77,7 @@ async function generateWithKills(options: GenerateOptions, forward: boolean): Pr
     });
     try {
       const ids = (await generate(head, killing, PROMPT, options)).generatedIds;
-      return { ids, events, killed };
+      return { ids, events, killed, sessionIds: sequence!.sessionIds };
     } finally {
       failover.close();
     }
@@ -93,8 +96,11 @@ describe("failover: a route that loses a server every 64 tokens", () => {
     it(`${name}: completes all ${options.maxTokens} tokens, equal to an uninterrupted run`, async () => {
       const expected = await uninterrupted(options);
       expect(expected.length).toBe(options.maxTokens);
-      const { ids, events, killed } = await generateWithKills(options, forward);
+      const { ids, events, killed, sessionIds } = await generateWithKills(options, forward);
       expect(ids).toEqual(expected);
+      // the sequence names its sessions on every route it ran on (what the gateway's cost headers add up)
+      expect(sessionIds.length).toBe(SPANS.length * (1 + killed.length));
+      expect(new Set(sessionIds).size).toBe(sessionIds.length);
 
       // one failover per kill, blaming the killed server, replaying the prompt and every token up to the failed step
       const kills = Math.floor((options.maxTokens - 1) / KILL_EVERY);

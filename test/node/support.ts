@@ -27,7 +27,7 @@ export async function startServer(
   forwarding: Partial<ForwardingOptions> = {},
   /** Any other server option (batching, isVerifier, tls, …). */
   extra: Partial<ShardServerOptions> = {},
-  /** What the server runs instead of the loaded shard (a test's faulty wrapper, test/support/faultyShard.ts). */
+  /** What the server runs instead of the loaded shard (a test's faulty wrapper, scripts/devnet/faultyShard.ts). */
   wrapShard: (shard: Shard) => Shard = (shard) => shard,
 ): Promise<RunningServer> {
   const wallet = Wallet.createRandom();

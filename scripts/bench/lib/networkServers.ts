@@ -42,10 +42,19 @@ export function evenSplit(layers: number, parts: number): [number, number][] {
  * Starts `efed server --model DIR --layers FIRST:LAST --port 0` and resolves once it prints its
  * {"event":"listening"} line; rejects with its stderr if it exits first or takes over `timeoutMs`.
  */
-export async function startServer(root: string, modelDir: string, first: number, last: number, storeDir: string, timeoutMs = 300_000): Promise<RunningServer> {
+export async function startServer(
+  root: string,
+  modelDir: string,
+  first: number,
+  last: number,
+  storeDir: string,
+  timeoutMs = 300_000,
+  /** More `efed server` flags, e.g. ["--kv-slots", "0"]. */
+  extraArgs: readonly string[] = [],
+): Promise<RunningServer> {
   const bin = join(root, "bin", "efed.mjs");
   const store = join(storeDir, `store-${first}-${last}-${serial++}.sqlite`);
-  const args = [bin, "server", "--model", modelDir, "--layers", `${first}:${last}`, "--port", "0", "--store", store, "--forward-private"];
+  const args = [bin, "server", "--model", modelDir, "--layers", `${first}:${last}`, "--port", "0", "--store", store, "--forward-private", ...extraArgs];
   const { url, child } = await spawnListening(root, args, `efed server --layers ${first}:${last}`, timeoutMs);
   return { url, first, last, child };
 }

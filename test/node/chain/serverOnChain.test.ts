@@ -92,22 +92,35 @@ describe("efed server on a chain", () => {
     const domain = receiptDomain(31337n, contracts.commitments!);
     for (const r of receipts) expect(recoverReceiptSigner(domain, r.receipt, r.signature)).toBe(address);
 
-    // wait for the committer to post them
+    // wait for the committer to post them: one batch, or several when a post fell inside the generation
+    // (it commits every second), each holding the next receipts in the order they were served
     const commitments = Commitments__factory.connect(contracts.commitments!, provider);
-    for (let i = 0; i < 100 && (await commitments.serverBatchCount(address)) === 0n; i++) await new Promise((r) => setTimeout(r, 200));
-    const [batchId] = await commitments.serverBatchIds(address, 0, 1);
-    const batch = await commitments.batch(batchId!);
-    expect(batch.receiptCount).toBe(6n);
-    // the batch is bound to the registration the server made at start: its variant and layers
-    expect([batch.registrationId, batch.firstLayer, batch.lastLayer]).toEqual([1n, 0n, 4n]);
-    expect(await commitments.batchVariant(batchId!)).toBe(variantId);
-    expect(batch.challengeDeadline).toBe(batch.postedAt + 3600n); // the devnet challenge window
+    const postedBatches = async (): Promise<bigint[]> => commitments.serverBatchIds(address, 0, await commitments.serverBatchCount(address));
+    const committed = async (): Promise<bigint> => {
+      let total = 0n;
+      for (const id of await postedBatches()) total += (await commitments.batch(id)).receiptCount;
+      return total;
+    };
+    for (let i = 0; i < 100 && (await committed()) < 6n; i++) await new Promise((r) => setTimeout(r, 200));
+    expect(await committed()).toBe(6n);
     expect(receipts.reduce((sum, r) => sum + r.receipt.tokens, 0)).toBe(8); // a 3-token prefill + 5 decode steps
-    const tree = new MerkleTree(receipts.map((r) => receiptLeaf(r.receipt)));
-    expect(batch.root).toBe(tree.root);
-    for (let i = 0; i < receipts.length; i++) {
-      expect(await commitments.verifyReceipt(batchId!, receipts[i]!.receipt, tree.proof(i))).toBe(true);
-      expect(await commitments.receiptSigner(receipts[i]!.receipt, receipts[i]!.signature)).toBe(address);
+    let next = 0;
+    const batchOf: { batchId: bigint; root: string }[] = []; // by receipt index
+    for (const batchId of await postedBatches()) {
+      const batch = await commitments.batch(batchId);
+      // the batch is bound to the registration the server made at start: its variant and layers
+      expect([batch.registrationId, batch.firstLayer, batch.lastLayer]).toEqual([1n, 0n, 4n]);
+      expect(await commitments.batchVariant(batchId)).toBe(variantId);
+      expect(batch.challengeDeadline).toBe(batch.postedAt + 3600n); // the devnet challenge window
+      const held = receipts.slice(next, next + Number(batch.receiptCount));
+      next += held.length;
+      batchOf.push(...held.map(() => ({ batchId, root: batch.root })));
+      const tree = new MerkleTree(held.map((r) => receiptLeaf(r.receipt)));
+      expect(batch.root).toBe(tree.root);
+      for (let i = 0; i < held.length; i++) {
+        expect(await commitments.verifyReceipt(batchId, held[i]!.receipt, tree.proof(i))).toBe(true);
+        expect(await commitments.receiptSigner(held[i]!.receipt, held[i]!.signature)).toBe(address);
+      }
     }
 
     // a stranger holding a receipt's leaf is refused the step behind it (the activations are the client's data)
@@ -132,7 +145,8 @@ describe("efed server on a chain", () => {
     await (await verifierStaking.registerVerifier()).wait();
     await verifier.authenticate(verifierWallet.signingKey, verifierWallet.address);
     // the registered verifier fetches each step, with its proof against the posted root
-    for (const r of receipts) {
+    for (const [i, r] of receipts.entries()) {
+      const { batchId, root } = batchOf[i]!;
       const leaf = receiptLeaf(r.receipt);
       const stored = await verifier.fetchStep(leaf);
       expect(stored.receipt).toEqual(r.receipt);
@@ -140,8 +154,8 @@ describe("efed server on a chain", () => {
       expect(activationHash(stored.input)).toBe(r.receipt.inputHash);
       expect(activationHash(stored.output)).toBe(r.receipt.outputHash);
       expect(stored.batch?.batchId).toBe(batchId);
-      expect(verifyMerkleProof(batch.root, leaf, stored.batch!.proof)).toBe(true);
-      expect(await commitments.verifyReceipt(batchId!, stored.receipt, stored.batch!.proof)).toBe(true);
+      expect(verifyMerkleProof(root, leaf, stored.batch!.proof)).toBe(true);
+      expect(await commitments.verifyReceipt(batchId, stored.receipt, stored.batch!.proof)).toBe(true);
     }
     const unknown = "0x" + "00".repeat(32);
     await expect(verifier.fetchStep(unknown)).rejects.toMatchObject({

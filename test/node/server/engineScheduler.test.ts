@@ -1,19 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ModelDirectory } from "../../../engine/model/modelDir.js";
-import { Head } from "../../../engine/runtime/head.js";
-import { Shard, type KvCache } from "../../../engine/runtime/shard.js";
-import { EngineScheduler } from "../../../node/server/engineScheduler.js";
-import { bitsEqual, maxAbsDiff, randomModel, scratchDir } from "../../engine/helpers.js";
+import type { Head } from "../../../engine/runtime/head.js";
+import type { KvCache, Shard } from "../../../engine/runtime/shard.js";
+import { DEFAULT_BATCH_POLICY, EngineScheduler } from "../../../node/server/engineScheduler.js";
+import { bitsEqual, fusedModel, maxAbsDiff, scratchDir } from "../../engine/helpers.js";
 
 const scratch = scratchDir();
 let model: ModelDirectory;
 let shard: Shard;
 let head: Head;
-beforeAll(async () => {
-  model = randomModel(scratch.dir, "sched", { hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2 }); // head_dim 16: fused attention
-  shard = await Shard.load(model, 0, model.config.numLayers);
-  head = await Head.load(model);
-});
+beforeAll(async () => ({ model, shard, head } = await fusedModel(scratch.dir, "sched")));
 afterAll(() => scratch.cleanup());
 
 /** Two copies of four sequences with prompts of different lengths. */
@@ -45,9 +41,10 @@ describe("engine scheduler", () => {
     await scheduler.idle();
   });
 
-  it("does not batch when the padded cache copies would cost more than the policy allows", async () => {
+  it("does not batch caches outside the slot pool when their padded copies would cost more than the policy allows", async () => {
     const [, caches] = await sequences();
-    const scheduler = new EngineScheduler(shard, { maxBatch: 16, maxCopyShare: 1e-9, maxRunTokens: 64 });
+    const scheduler = new EngineScheduler(shard, { ...DEFAULT_BATCH_POLICY, maxCopyShare: 1e-9, slots: 0 });
+    expect(scheduler.pool).toBeUndefined();
     await Promise.all(caches.map((c, i) => scheduler.compute(head.embed([i]), c)));
     expect(scheduler.recentBatchSizes).toEqual([1, 1, 1, 1]);
   });
@@ -65,7 +62,7 @@ describe("engine scheduler", () => {
 
   it("serves clients in turn: one client's long prefills delay another's decode step by at most one chunk, with unchanged results", async () => {
     const [alone, scheduled] = await sequences();
-    const scheduler = new EngineScheduler(shard, { maxBatch: 16, maxCopyShare: 0.5, maxRunTokens: 8 });
+    const scheduler = new EngineScheduler(shard, { ...DEFAULT_BATCH_POLICY, maxRunTokens: 8 });
     const prompt = (i: number): number[] => Array.from({ length: 33 }, (_, t) => (t * 3 + i) % model.config.vocabSize); // 5 chunks of ≤ 8 rows
     const done: string[] = [];
     const track = (name: string, p: Promise<Float32Array>): Promise<Float32Array> => p.then((out) => (done.push(name), out));
@@ -81,15 +78,62 @@ describe("engine scheduler", () => {
 
   it("never runs a 1-row chunk of a prefill (that row would take the single-row kernel path): the last chunk takes the extra row", async () => {
     const [, caches] = await sequences();
-    const scheduler = new EngineScheduler(shard, { maxBatch: 16, maxCopyShare: 0.5, maxRunTokens: 4 });
+    const scheduler = new EngineScheduler(shard, { ...DEFAULT_BATCH_POLICY, maxRunTokens: 4 });
     const before = caches[0]!.length;
     const lengths: number[] = [];
     const compute = shard.compute.bind(shard);
     const spy = { ...shard, config: shard.config, compute: (h: Float32Array, c: KvCache) => (lengths.push(h.length / shard.config.hiddenSize), compute(h, c)) };
-    const spied = new EngineScheduler(spy as unknown as Shard, { maxBatch: 16, maxCopyShare: 0.5, maxRunTokens: 4 });
+    const spied = new EngineScheduler(spy as unknown as Shard, { ...DEFAULT_BATCH_POLICY, maxRunTokens: 4 });
     await spied.compute(head.embed([1, 2, 3, 4, 5, 6, 7, 8, 9]), caches[0]!); // 9 rows: 4 + 5, not 4 + 4 + 1
     expect(lengths).toEqual([4, 5]);
     expect(caches[0]!.length).toBe(before + 9);
     await scheduler.idle();
+  });
+
+  it("keeps sessions' caches in slots: batches run in place with the results of separate runs; a released slot goes to a waiting session", async () => {
+    const [alone, scheduled] = await sequences();
+    const scheduler = new EngineScheduler(shard, { ...DEFAULT_BATCH_POLICY, slots: 2 });
+    const step = async (which: number[], token: number): Promise<void> => {
+      const outputs = await Promise.all(which.map((i) => scheduler.compute(head.embed([token + i]), scheduled[i]!, `c${i}`)));
+      for (const [k, i] of which.entries()) expect(bitsEqual(outputs[k]!, await shard.compute(head.embed([token + i]), alone[i]!))).toBe(true);
+    };
+    await step([0, 1, 2], 10); // 0 runs at once, then 1 (slotted) and 2 (no slot left) cannot share a run
+    expect(scheduler.recentBatchSizes).toEqual([1, 1, 1]);
+    expect(scheduled.map((c) => c.slot?.row)).toEqual([0, 1, undefined, undefined]);
+    await step([0, 1], 20);
+    expect(scheduler.recentBatchSizes.slice(3)).toEqual([1, 1]); // the first starts alone; 1 waited for it
+    scheduler.release(scheduled[0]!);
+    expect(scheduled[0]!.slot).toBeUndefined();
+    await step([2, 1, 3], 30); // 2 takes the freed slot 0 (its cache copied in once); 1 and 3 queue behind it
+    expect(scheduled[2]!.slot?.row).toBe(0);
+    expect(scheduler.pool!.used).toBe(2);
+    expect(scheduled.slice(1).map((c) => c.length)).toEqual(alone.slice(1).map((c) => c.length));
+  });
+
+  it("release rejects the closed session's waiting steps and leaves the others to run", async () => {
+    const [, caches] = await sequences();
+    const scheduler = new EngineScheduler(shard, { ...DEFAULT_BATCH_POLICY, slots: 4 });
+    const before = caches.map((c) => c.length);
+    const running = scheduler.compute(head.embed([1]), caches[0]!, "a"); // starts at once
+    const waiting = scheduler.compute(head.embed([2]), caches[1]!, "b");
+    const other = scheduler.compute(head.embed([3]), caches[2]!, "c");
+    scheduler.release(caches[1]!);
+    await expect(waiting).rejects.toThrow("the session of this step was closed before the step ran");
+    await Promise.all([running, other]);
+    expect(caches.map((c) => c.length)).toEqual([before[0]! + 1, before[1], before[2]! + 1, before[3]]);
+    await scheduler.idle();
+  });
+
+  it("moves a session that outgrows its slot back to its own cache, with unchanged results", async () => {
+    const [alone, scheduled] = await sequences();
+    const scheduler = new EngineScheduler(shard, { ...DEFAULT_BATCH_POLICY, slots: 2, maxSlotTokens: 12, slotChunkTokens: 4 });
+    const c = scheduled[3]!; // 11 tokens of prompt
+    for (let t = 0; t < 3; t++) {
+      const out = await scheduler.compute(head.embed([t]), c);
+      expect(bitsEqual(out, await shard.compute(head.embed([t]), alone[3]!))).toBe(true);
+      expect(c.slot === undefined).toBe(t > 0); // 12 fits a slot, 13 does not
+    }
+    expect(c.length).toBe(14);
+    expect(scheduler.pool!.used).toBe(0);
   });
 });

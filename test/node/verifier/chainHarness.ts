@@ -164,7 +164,7 @@ export class VerifierChain {
 
   /**
    * An in-process server for layers [first, last), staked and registered on chain under its own
-   * (fresh, funded) key; `wrap` makes it compute wrongly (test/support/faultyShard.ts).
+   * (fresh, funded) key; `wrap` makes it compute wrongly (scripts/devnet/faultyShard.ts).
    */
   async stakedServer(options: { first?: number; last?: number; wrap?: (s: Shard) => Shard } = {}): Promise<StakedServer> {
     const { first = 0, last = this.model.config.numLayers, wrap } = options;

@@ -12,7 +12,7 @@ import { MerkleTree } from "../../../protocol/merkle.js";
 import { AuditLedger__factory, Staking__factory, TrustScores__factory } from "../../../types/ethers-contracts/index.js";
 import { DEVNET_PARAMS } from "../../../scripts/lib/deployProtocol.js";
 import { randomModel } from "../../engine/helpers.js";
-import { faultyShard } from "../../support/faultyShard.js";
+import { faultyShard } from "../../../scripts/devnet/faultyShard.js";
 import { EFED_BIN, runEfed, stopProcess } from "../../support/efedProcess.js";
 import { DEV_KEYS, FAULT_FROM, FULL_BOND, SERVER_STAKE, silent, useVerifierChain, type StakedServer, type VerifierChain } from "./chainHarness.js";
 

@@ -7,7 +7,7 @@ import { DataResponder, blockSecondsAgo } from "../../../node/chain/dataResponde
 import type { VerifierDaemon } from "../../../node/verifier/daemon.js";
 import { DataRequests__factory } from "../../../types/ethers-contracts/index.js";
 import { DEVNET_DATA_REQUEST_PARAMS } from "../../../scripts/lib/deployProtocol.js";
-import { faultyShard } from "../../support/faultyShard.js";
+import { faultyShard } from "../../../scripts/devnet/faultyShard.js";
 import { DEV_KEYS, FULL_BOND, PROMPT, SERVER_STAKE, silent, useVerifierChain, type StakedServer, type VerifierChain } from "./chainHarness.js";
 
 /**

@@ -14,12 +14,12 @@ import { compressModel } from "../../../node/compress/compressModel.js";
 import { auditSession, type AuditReport } from "../../../node/verifier/audit.js";
 import { DEFAULT_TOLERANCE } from "../../../node/verifier/compareOutput.js";
 import { randomModel, scratchDir } from "../../engine/helpers.js";
-import { faultyShard, type Fault } from "../../support/faultyShard.js";
+import { faultyShard, type Fault } from "../../../scripts/devnet/faultyShard.js";
 import type { RunningServer } from "../support.js";
 import { Replayers, VARIANT, auditAt, fetchFrom, generateOn, serveLayers, verifier } from "./harness.js";
 
 /**
- * Cheating servers (test/support/faultyShard.ts), honest for the prefill and the first decode
+ * Cheating servers (scripts/devnet/faultyShard.ts), honest for the prefill and the first decode
  * steps, then faulty from position FAULT_FROM on: the audit must pass the honest steps and fail
  * the first faulty one on the replay; tampered evidence fails its hash or signature check; a
  * withheld step is reported as withholding.

@@ -21,9 +21,10 @@ export type Fault =
   | { kind: "lowerPrecision" };
 
 /**
- * A test-only wrapper with the Shard interface (what ShardServer runs): `forward` and
- * `computeBatch` misbehave as `fault` says from `fromPosition` on; everything else is the real
- * shard's. Not a production flag: only tests construct it.
+ * A wrapper with the Shard interface (what ShardServer runs): `forward` and `computeBatch`
+ * misbehave as `fault` says from `fromPosition` on; everything else is the real shard's. Not a
+ * production flag: only tests and the devnet's cheating server (scripts/devnet/cheatingServer.ts)
+ * construct it, to show that the verifiers catch it.
  */
 export function faultyShard(real: Shard, fault: Fault, fromPosition = 0): Shard {
   const faulty = Object.create(real) as Shard;
@@ -73,7 +74,7 @@ function roundTensorF16(t: ort.Tensor): ort.Tensor {
  * A test-only hook on a server's activation store: from step `fromStep` of every session on, the
  * stored steps are no longer produced when asked for (FetchStep by leaf, FetchSessionStep by
  * session and step), while the receipts stay listed in their batches. A server that withholds
- * what an audit asks for. Not a production flag: only tests call it.
+ * what an audit asks for. Not a production flag: only tests and the devnet's cheating server call it.
  */
 export function withholdSteps(store: ActivationStore, fromStep: bigint): void {
   const get = store.get.bind(store);
