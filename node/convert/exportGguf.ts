@@ -6,7 +6,7 @@ import { quantize, type QuantBits } from "../../engine/model/projection.js";
 import { loadProjection } from "../../engine/model/projectionLoader.js";
 import { PROJECTIONS, projectionShapes, type ProjectionKey } from "../../engine/model/weights.js";
 import { GGUF_QUANT_BLOCK, toGgmlBlocks } from "../../engine/model/gguf/blocks.js";
-import { GgmlType } from "../../engine/model/gguf/format.js";
+import { GgmlType, GgufValueType } from "../../engine/model/gguf/format.js";
 import { writeGguf, type GgufTensorToWrite } from "../../engine/model/gguf/writer.js";
 import { float32ToBF16Bytes, float32ToF16Bytes, isDType, toFloat32, type DType } from "../../protocol/dtype.js";
 import { FILE_TYPES, ggufArchitectureOf, shapeMetadata } from "./ggufMetadata.js";
@@ -93,6 +93,8 @@ export function exportGguf(dir: string, file: string, type: ExportType = "keep")
     const metadata = shapeMetadata(config, basename(dir), FILE_TYPES[fileType]);
     const tokenizer = tokenizerMetadata(dir, { bosTokenId: config.bosTokenId, eosTokenIds: config.eosTokenIds });
     if (typeof tokenizer !== "string") for (const [k, v] of tokenizer) metadata.set(k, v);
+    // llama.cpp refuses a model without a vocabulary unless it says it has none (token ids only)
+    else metadata.set("tokenizer.ggml.model", { type: GgufValueType.STRING, value: "no_vocab" });
     writeGguf(file, metadata, tensors);
     return { file, tensors: tensors.length, fileType, maxScaleRounding, ...(typeof tokenizer === "string" ? { tokenizerLeftOut: tokenizer } : {}) };
   } finally {

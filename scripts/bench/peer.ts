@@ -6,7 +6,7 @@
  * Options: --rounds N (3), --models kjv,smol (both), --write (replace the section in docs/benchmarks.md).
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
@@ -37,6 +37,33 @@ interface Format {
   label: string;
   efedDir: string;
   gguf: string;
+}
+
+/**
+ * llama.cpp loads no model without a vocabulary; a random-weight model has none, so it gets a
+ * synthetic byte-level BPE one (the 256 byte symbols, then placeholders; no merges). Both engines
+ * run on token ids, so what the tokens spell does not matter.
+ */
+function ensureVocabulary(dir: string): void {
+  if (existsSync(join(dir, "tokenizer.json"))) return;
+  const vocabSize = ModelDirectory.open(dir).config.vocabSize;
+  const symbols = byteSymbols();
+  const vocab: Record<string, number> = {};
+  for (let id = 0; id < vocabSize; id++) vocab[id < 256 ? symbols[id]! : `<extra_${id}>`] = id;
+  const byteLevel = { add_prefix_space: false, trim_offsets: true, use_regex: true };
+  const tokenizer = {
+    version: "1.0", truncation: null, padding: null, added_tokens: [], normalizer: null,
+    pre_tokenizer: { type: "ByteLevel", ...byteLevel }, post_processor: null, decoder: { type: "ByteLevel", ...byteLevel },
+    model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab, merges: [] },
+  };
+  writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(tokenizer));
+}
+
+/** GPT-2's printable stand-ins for the 256 byte values (byte-level BPE's alphabet). */
+function byteSymbols(): string[] {
+  const printable = (b: number): boolean => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+  let next = 256;
+  return Array.from({ length: 256 }, (_, b) => String.fromCodePoint(printable(b) ? b : next++));
 }
 
 /** The model in every format, made once into the bench cache. */
@@ -87,6 +114,7 @@ for (const key of opts.models.split(",")) {
   if (entry === undefined) throw new Error(`--models: ${key} is not one of ${Object.keys(MODELS).join(", ")}`);
   const [label, dirOf] = entry;
   const dir = dirOf();
+  ensureVocabulary(dir);
   const vocab = ModelDirectory.open(dir).config.vocabSize;
   const formats = await formatsOf(key, dir);
   const runs = new Map<string, { efed: PeerRun[]; llama: PeerRun[] }>();
