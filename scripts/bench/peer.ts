@@ -154,6 +154,12 @@ const table = [
   "| model | eFed · llama.cpp format | threads | eFed decode tok/s | llama.cpp decode tok/s | ratio | eFed prefill tok/s | llama.cpp prefill tok/s | ratio | eFed peak RSS MB | llama.cpp peak RSS MB | greedy tokens alike |",
   "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
   ...rows,
+  "",
+  "Reading it: the 1-thread rows compare the engines; in the 2-thread rows llama.cpp's two threads share the 2 cores",
+  "with Node's own thread (node-llama-cpp drives it from JavaScript), which costs it more than it gains. eFed",
+  "widens 16-bit weights to f32 (no 16-bit kernel), so its F16 row reads twice llama.cpp's bytes; int8/int4 run",
+  "ONNX Runtime's MatMulNBits. On the 6M model per-token overheads dominate. Greedy tokens of an int4 row may part",
+  "after a while: llama.cpp multiplies Q4_0 by activations it rounds to Q8_0, eFed keeps them f32.",
 ].join("\n");
 console.log(table);
 writeDocSections(join(root, "docs", "benchmarks.md"), "Benchmarks", { "Against llama.cpp (npm run bench:peer)": table });
