@@ -17,7 +17,7 @@
  * With --write, replaces the measured sections of docs/verification.md. With --only simulation,
  * skips the honest noise and cost measurements and prints (writes) only the simulation's sections.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { accuracyLevelOf } from "../../engine/model/compression.js";
@@ -34,12 +34,11 @@ import { isSampled } from "../../node/verifier/sample.js";
 import { faultyShard, type Fault } from "../devnet/faultyShard.js";
 import { DEVNET_PARAMS } from "../lib/deployProtocol.js";
 import { REPO_ROOT } from "./lib/benchModels.js";
-import { replaceSection } from "./lib/docs.js";
+import { writeDocSections } from "./lib/docs.js";
 import { markdownTable } from "./lib/markdown.js";
 import { median, nearestRankPercentile, percentile as percentileOf } from "./lib/stats.js";
 import { formatEther } from "ethers";
 
-const WRITE = process.argv.includes("--write");
 /** `--only simulation`: measure the fault detection rates and run the simulation only; write only its sections. */
 const ONLY = process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1] : undefined;
 if (ONLY !== undefined && ONLY !== "simulation") throw new Error(`--only takes "simulation", got ${ONLY ?? "nothing"}`);
@@ -739,11 +738,5 @@ if (SIMULATION_ONLY) sections.length = 0;
 sections.push(...simulationSections);
 
 for (const [heading, body] of sections) console.log(`## ${heading}\n\n${body}\n`);
-if (WRITE) {
-  const path = join(REPO_ROOT, "docs", "verification.md");
-  let doc = existsSync(path) ? readFileSync(path, "utf8") : "# Verification\n";
-  for (const [heading, body] of sections) doc = replaceSection(doc, heading, body);
-  writeFileSync(path, doc);
-  console.error(`wrote ${path}`);
-}
+writeDocSections(join(REPO_ROOT, "docs", "verification.md"), "Verification", Object.fromEntries(sections));
 rmSync(scratch, { recursive: true, force: true });
