@@ -29,6 +29,9 @@ export const ShardIO = {
   pastValue: (layer: number) => `past_value_${layer}`,
   presentKey: (layer: number) => `present_key_${layer}`,
   presentValue: (layer: number) => `present_value_${layer}`,
+  /** "gqa": (B, kvHeads, 1, headDim) each sequence's key at its last position (seqlens_k), rotated as in the present. */
+  newKey: (layer: number) => `new_key_${layer}`,
+  newValue: (layer: number) => `new_value_${layer}`,
   /** With `probes`: the input of a layer's projections at `point` (calibration for compression). */
   probe: (layer: number, point: ProbePoint) => `probe_${layer}_${point}`,
 } as const;
@@ -213,6 +216,12 @@ function gqaAttention(g: GraphBuilder, c: ModelConfig): Attend {
   }
   const cosCache = g.floatInit("rope_cos_cache", [positions, D / 2], cosTable);
   const sinCache = g.floatInit("rope_sin_cache", [positions, D / 2], sinTable);
+  // Where each sequence's last key and value sit in the present, (B, kvH, 1, D): a runner that keeps
+  // caches elsewhere (Shard.runSlots over a KvSlotPool) fetches these rows instead of the whole present.
+  const lastIndex = g.op("Expand", [
+    g.op("Reshape", [g.op("Cast", [seqlensK], { to: ElemType.INT64 }), g.int64Init("shape_b_1_1_1", [-1, 1, 1, 1])]),
+    g.int64Init("shape_1_kv_1_d", [1, kvH, 1, D]),
+  ]);
 
   return (layer, q, k, v) => {
     const pastK = g.input(ShardIO.pastKey(layer), ElemType.FLOAT, ["B", kvH, "P", D]);
@@ -236,6 +245,8 @@ function gqaAttention(g: GraphBuilder, c: ModelConfig): Attend {
     );
     g.output(presentK!, ShardIO.presentKey(layer), ElemType.FLOAT, ["B", kvH, "S", D]);
     g.output(presentV!, ShardIO.presentValue(layer), ElemType.FLOAT, ["B", kvH, "S", D]);
+    g.output(g.op("GatherElements", [presentK!, lastIndex], { axis: 2 }), ShardIO.newKey(layer), ElemType.FLOAT, ["B", kvH, 1, D]);
+    g.output(g.op("GatherElements", [presentV!, lastIndex], { axis: 2 }), ShardIO.newValue(layer), ElemType.FLOAT, ["B", kvH, 1, D]);
     return g.op("Reshape", [out!, rowsShape]);
   };
 }

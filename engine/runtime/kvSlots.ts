@@ -39,16 +39,16 @@ export const DEFAULT_KV_SLOT_POOL: Required<KvSlotPoolOptions> = { maxSlots: 16,
 
 /**
  * The caches of many sequences in one buffer per layer and kind: keys[layer] and values[layer] are
- * (rows, kvHeads, capacity, headDim), a row per sequence. A batched step hands ONNX Runtime a view of
- * consecutive rows as its past and the same memory as its present, so the fused attention kernel
- * reads each row's past in place and writes only the new positions (see Shard.computeBatch); nothing
- * is padded or copied per step. Rows are taken lowest first and reused when a sequence leaves.
+ * (rows, kvHeads, capacity, headDim), a row per sequence. A batched decode step hands ONNX Runtime a
+ * view of consecutive rows as its past (no copy) and fetches only each sequence's new key and value,
+ * which `append` writes at the sequence's length (see Shard.runSlots); the kernel's own present is
+ * internal to the run, so nothing the size of the caches crosses into JavaScript. Rows are taken
+ * lowest first and reused when a sequence leaves; a freed row is zeroed, so positions past a row's
+ * length always read 0.
  *
  * Capacity (positions per row) is the same for every row: it grows by `chunkTokens` when the longest
  * sequence needs it and shrinks when the longest left, one copy of the valid positions each time. It
- * always keeps one position spare past every row's length: a batch over rows [lo, hi) also steps
- * the rows in between that are not in the batch (their new key lands one past their length, where
- * their own next step overwrites it), so those must have room too.
+ * always keeps room for every row's next position, so a step can append without moving the buffers.
  *
  * Memory is bounded by maxSlots × (maxSlotTokens + chunkTokens) positions × bytes per position.
  */
@@ -102,7 +102,7 @@ export class KvSlotPool {
     return 2 * this.shape.numLayers * this.rowCount * this.shape.kvHeads * this.cap * this.shape.headDim * 4;
   }
 
-  /** Length of the sequence in `row` (0 when free). */
+  /** Length of the sequence in `row` (0 when free or past the rows). */
   lengthOf(row: number): number {
     return this.owners[row]?.length ?? 0;
   }
@@ -172,6 +172,9 @@ export class KvSlotPool {
       this.deferredFrees.push(cache);
       return;
     }
+    // the next sequence in this row must not see this one's positions (nor would it read them: a
+    // run reads a row up to its length, but zeros keep that a property of the pool, not of the kernel)
+    for (const buffer of [...this.keys, ...this.values]) buffer.fill(0, this.offset(row, 0), this.offset(row + 1, 0));
     this.owners[row] = undefined;
     delete cache.slot;
     cache.keys = [];
@@ -187,6 +190,56 @@ export class KvSlotPool {
     let longest = 0;
     for (let r = lo; r < lo + n; r++) longest = Math.max(longest, this.lengthOf(r));
     this.reserve(this.rowCount, longest + tokens);
+  }
+
+  /**
+   * Writes the next position of each of `caches` from a run over rows [lo, lo + n): `keys[l]` and
+   * `values[l]` are (n, kvHeads, 1, headDim) for the first keys.length layers, row b belonging to
+   * pool row lo + b. Each cache's entry lands at its length, which then grows by one; rows of the run
+   * not in `caches` are left as they are. Checks everything before writing anything.
+   */
+  append(lo: number, caches: readonly KvCache[], keys: readonly Float32Array[], values: readonly Float32Array[]): void {
+    const { numLayers, kvHeads: kvH, headDim: D } = this.shape;
+    if (keys.length !== values.length || keys.length < 1 || keys.length > numLayers) {
+      throw new EngineError("BAD_KV", `append takes keys and values for 1 to ${numLayers} layers, got ${keys.length} and ${values.length}`);
+    }
+    const n = keys[0]!.length / (kvH * D);
+    if (!Number.isInteger(lo) || lo < 0 || !Number.isInteger(n) || n < 1 || lo + n > this.rowCount) {
+      throw new EngineError("BAD_KV", `new keys of ${keys[0]!.length} floats from row ${lo} are not whole rows of ${kvH}×${D} within the pool's ${this.rowCount} rows`);
+    }
+    for (const t of [...keys, ...values]) {
+      if (t.length !== n * kvH * D) throw new EngineError("BAD_KV", `new keys and values of one run must each be ${n * kvH * D} floats, got ${t.length}`);
+    }
+    if (new Set(caches).size !== caches.length) throw new EngineError("BAD_BATCH", "append names the same sequence twice");
+    for (const cache of caches) {
+      const row = this.rowOf(cache);
+      if (row < lo || row >= lo + n) throw new EngineError("BAD_SLOT", `the sequence in row ${row} is outside the run's rows ${lo}..${lo + n - 1}`);
+      if (cache.length + 1 > this.maxSlotTokens) {
+        throw new EngineError("SLOT_TOO_LONG", `the sequence in row ${row} has ${cache.length} tokens, the slot limit of ${this.maxSlotTokens}: no room for another`);
+      }
+      if (cache.length + 1 > this.cap) {
+        throw new EngineError("SLOT_FULL", `the sequence in row ${row} has ${cache.length} tokens and the rows hold ${this.cap}: prepareRun first`);
+      }
+    }
+    for (const cache of caches) {
+      const row = cache.slot!.row;
+      for (let l = 0; l < keys.length; l++) {
+        for (let h = 0; h < kvH; h++) {
+          const from = ((row - lo) * kvH + h) * D;
+          const to = this.offset(row, h) + cache.length * D;
+          this.keys[l]!.set(keys[l]!.subarray(from, from + D), to);
+          this.values[l]!.set(values[l]!.subarray(from, from + D), to);
+        }
+      }
+      cache.length += 1;
+    }
+  }
+
+  /** A copy of `row` as it is now, per layer (kvHeads, capacity, headDim): for tests and debugging. */
+  snapshot(row: number): { keys: Float32Array[]; values: Float32Array[] } {
+    if (!Number.isInteger(row) || row < 0 || row >= this.rowCount) throw new EngineError("BAD_SLOT", `row ${row} is not one of the pool's ${this.rowCount} rows`);
+    const copy = (b: Float32Array): Float32Array => b.slice(this.offset(row, 0), this.offset(row + 1, 0));
+    return { keys: this.keys.map(copy), values: this.values.map(copy) };
   }
 
   /** Views (no copy) of rows [lo, lo + n) per layer: (n, kvHeads, capacity, headDim). */
@@ -222,10 +275,10 @@ export class KvSlotPool {
     return (row * this.shape.kvHeads + head) * this.cap * this.shape.headDim;
   }
 
-  /** Grows to at least `rows` rows and `positions` positions per row (with one spare: see the class doc). */
+  /** Grows to at least `rows` rows and `positions` positions per row. */
   private reserve(rows: number, positions: number): void {
     const needRows = rows <= this.rowCount ? this.rowCount : Math.min(this.maxSlots, Math.max(rows, 2 * this.rowCount));
-    // the spare position of a row at maxSlotTokens is what the cap + 1 allows
+    // every row keeps room for a next position (see the class doc), one at maxSlotTokens too
     const limit = this.maxSlotTokens + 1;
     if (positions > limit) {
       throw new EngineError("SLOT_TOO_LONG", `a sequence in a KV slot would reach ${positions - 1} tokens, over the slot limit of ${this.maxSlotTokens}`);

@@ -152,8 +152,9 @@ export class Shard {
    * The next token of several independent sequences at once: `hiddens[i]` is (1, hiddenSize) for
    * the sequence of `caches[i]`. With the fused-attention graph this is one engine run: the
    * weights are read once for all sequences (decode is memory-bound, so B tokens cost about one).
-   * When the caches live in one KvSlotPool the run reads and appends them in place; caches with
-   * their own tensors are copied into a batch padded to the longest and back. Either way the
+   * When the caches live in one KvSlotPool the run reads them in place and the pool appends only the
+   * new keys and values; caches with their own tensors are copied into a batch padded to the longest
+   * and back. Either way the
    * results equal separate `compute` calls bit for bit on the shapes tested (test/engine/batch*.test.ts:
    * the fused kernel attends per sequence, and the row-wise products round alike for 1 or B rows).
    * Without the fused graph the sequences run one after another.
@@ -231,10 +232,12 @@ export class Shard {
 
   /**
    * T new tokens for each of `caches` (all in one pool; T > 1 only for one sequence), as one run over
-   * the pool's rows [lo, hi) that hold them: each row's past is read in place and the fused kernel
-   * appends the new keys and values in place (past and present are the same memory). Rows in the
-   * range that are not in the batch get a zero input; their new key lands one past their length,
-   * which their own next step overwrites.
+   * the pool's rows [lo, hi) that hold them, each row's past read in place. One token each (decode):
+   * the run fetches only the new keys and values (ShardIO.newKey), which the pool appends; the kernel's
+   * present stays inside ONNX Runtime (it copies each row's valid past there, which costs less than
+   * handing a present of every row's full capacity to JavaScript). Rows in the range that are not in
+   * the batch get a zero input and their new position is dropped. T tokens of one sequence (a prefill
+   * chunk): past and present are the same memory, so the kernel appends in place.
    */
   private async runSlots(hiddens: readonly Float32Array[], caches: readonly KvCache[], T: number): Promise<Float32Array[]> {
     const H = this.config.hiddenSize;
@@ -267,15 +270,29 @@ export class Shard {
       [ShardIO.totalLength]: new ort.Tensor("int32", Int32Array.of(Math.max(...lengths) + T), []),
       [ShardIO.batchShape]: new ort.Tensor("int64", BigInt64Array.of(BigInt(n), BigInt(T), -1n), [3]),
     };
-    // the same tensors as past (input) and present (pre-allocated output): the kernel sees one buffer
-    const fetches: Record<string, ort.Tensor | null> = { [ShardIO.hiddenOut]: null };
     const view = pool.view(lo, n);
     for (let i = 0; i < this.numLayers; i++) {
-      feeds[ShardIO.pastKey(this.first + i)] = fetches[ShardIO.presentKey(this.first + i)] = view.keys[i]!;
-      feeds[ShardIO.pastValue(this.first + i)] = fetches[ShardIO.presentValue(this.first + i)] = view.values[i]!;
+      feeds[ShardIO.pastKey(this.first + i)] = view.keys[i]!;
+      feeds[ShardIO.pastValue(this.first + i)] = view.values[i]!;
     }
-    const out = await pool.pinned(() => this.session.run(feeds, fetches));
-    for (const cache of caches) cache.length += T;
+    const layers = Array.from({ length: this.numLayers }, (_, i) => this.first + i);
+    const out = await pool.pinned(async () => {
+      if (T === 1) {
+        const fetched = await this.session.run(feeds, [ShardIO.hiddenOut, ...layers.flatMap((l) => [ShardIO.newKey(l), ShardIO.newValue(l)])]);
+        const rowsOf = (name: (l: number) => string): Float32Array[] => layers.map((l) => fetched[name(l)]!.data as Float32Array);
+        pool.append(lo, caches, rowsOf(ShardIO.newKey), rowsOf(ShardIO.newValue));
+        return fetched;
+      }
+      // the same tensors as past (input) and present (pre-allocated output): the kernel sees one buffer
+      const fetches: Record<string, ort.Tensor | null> = { [ShardIO.hiddenOut]: null };
+      for (const l of layers) {
+        fetches[ShardIO.presentKey(l)] = feeds[ShardIO.pastKey(l)]!;
+        fetches[ShardIO.presentValue(l)] = feeds[ShardIO.pastValue(l)]!;
+      }
+      const fetched = await this.session.run(feeds, fetches);
+      for (const cache of caches) cache.length += T;
+      return fetched;
+    });
     const hidden = out[ShardIO.hiddenOut]!.data as Float32Array;
     return rows.map((r) => hidden.slice((r - lo) * T * H, (r - lo + 1) * T * H));
   }

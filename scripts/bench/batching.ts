@@ -1,13 +1,14 @@
 /**
- * npm run bench:batching [-- --route] [-- --write] — what batching concurrent sessions' decode steps
+ * npm run bench:batching [-- --route | --route-only] [-- --write] — what batching concurrent sessions' decode steps
  * buys a server, old padded batches against the KV slot pool, in the same run:
  * - engine: for B sequences (each with its own cache of CONTEXT tokens), B separate `Shard.compute`
  *   steps, one `Shard.computeBatch` over caches with their own tensors (copied into a batch padded
- *   to the longest and back) and one over caches in a `KvSlotPool` (read and appended in place),
- *   alternating in one process, medians;
+ *   to the longest and back) and one over caches in a `KvSlotPool` (read in place, only the new
+ *   position appended), at 64 and 256 tokens of context, alternating in one process, medians;
  * - with --route: 1 and 8 concurrent sessions through a 2-server route (`efed server` processes,
  *   forwarded), servers with `--kv-slots 0` (padded batches) and with the default slot pool,
- *   interleaved rounds, medians.
+ *   interleaved rounds, medians;
+ * - with --route-only: the route part alone (a quick measurement; never written to docs/).
  * With --write, replaces the "Batched decode" section of docs/benchmarks.md.
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -29,7 +30,8 @@ import { median } from "./lib/stats.js";
 const BATCHES = [1, 2, 4, 8];
 const CONTEXTS = [64, 256];
 const REPS = 7;
-const ROUTE = process.argv.includes("--route");
+const ROUTE_ONLY = process.argv.includes("--route-only");
+const ROUTE = ROUTE_ONLY || process.argv.includes("--route");
 
 async function filledCache(shard: Shard, tokens: number, seed: number): Promise<KvCache> {
   const cache = shard.newCache();
@@ -144,7 +146,7 @@ const models = [
   ["SmolLM2-135M shape (random)", ensureGenerated("smollm2-135m")],
 ] as const;
 const engine: string[][] = [];
-for (const [label, dir] of models) engine.push(...(await engineRows(label, dir)));
+if (!ROUTE_ONLY) for (const [label, dir] of models) engine.push(...(await engineRows(label, dir)));
 const route: string[][] = [];
 if (ROUTE) {
   const vocab = PUBLIC_SHAPES["smollm2-135m"]!.vocab_size as number;
@@ -155,7 +157,7 @@ if (ROUTE) {
 }
 const loadEnd = loadavg()[0]!;
 
-const sections = [
+const sections = ROUTE_ONLY ? [] : [
   markdownTable(
     ["model", "context tokens", "sequences B", "B separate steps ms", "padded batch ms", "slot batch ms", "slot tok/s", "padded speed-up", "slot speed-up", "slot vs padded"],
     engine,
@@ -166,15 +168,15 @@ const sections = [
   "machine: compare the ratios, measured in one run). A batched run reads every weight once for B tokens. The padded",
   "batch copies each sequence's cache into a batch padded to the longest and back (and the fused kernel copies it once",
   "more into its output); the slot batch runs on caches in a `KvSlotPool` (engine/runtime/kvSlots.ts): one buffer per",
-  "layer with a row per sequence, handed to ONNX Runtime as both the past and the present, so the kernel reads each",
-  "row in place and writes only the new position. What it still pays per step: onnxruntime-node 1.30 copies every",
-  "fetched output into a fresh JavaScript buffer, the present included (rows × capacity, capacity = the longest",
-  "sequence + 1 rounded up to 32 tokens). Batched and separate steps give bit-identical outputs on both paths",
-  "(test/engine/batch.test.ts, test/engine/batchSlots.test.ts).",
+  "layer with a row per sequence, handed to ONNX Runtime as the past (no copy); the run fetches only each sequence's",
+  "new key and value, which the pool writes at its length. What it still pays per step: the fused kernel copies each",
+  "row's valid past into its own present inside ONNX Runtime (a present shared with the past would have to be fetched,",
+  "and onnxruntime-node 1.30 copies every fetched output into a fresh JavaScript buffer). Batched and separate steps",
+  "give bit-identical outputs on both paths (test/engine/batch.test.ts, test/engine/batchSlots.test.ts).",
 ];
 if (route.length > 0) {
   sections.push(
-    "",
+    ...(ROUTE_ONLY ? [] : [""]),
     markdownTable(["model", "servers", "prompt tokens", "tokens per session", "1 session tok/s", "8 sessions tok/s", "8 vs 1"], route, [
       "left",
       "left",
@@ -192,4 +194,5 @@ if (route.length > 0) {
 }
 const table = sections.join("\n");
 console.log(table);
-writeDocSections(join(REPO_ROOT, "docs", "benchmarks.md"), "Benchmarks", { "Batched decode (npm run bench:batching)": table });
+if (ROUTE_ONLY) console.error("(--route-only: docs/ not written, the section needs the engine table too)");
+else writeDocSections(join(REPO_ROOT, "docs", "benchmarks.md"), "Benchmarks", { "Batched decode (npm run bench:batching)": table });
