@@ -1,18 +1,17 @@
 import {
-  Signature,
-  SigningKey,
   TypedDataEncoder,
-  computeAddress,
   getAddress,
   getBytes,
   isHexString,
   keccak256,
   toBeHex,
   type Signer,
+  type SigningKey,
   type TypedDataDomain,
 } from "ethers";
 import { InvalidArgumentError } from "./errors.js";
 import { RECEIPT_TYPES, canonicalSignature } from "./eip712.js";
+import { recoverAddress, signDigest } from "./secp256k1.js";
 
 /** One step of work, signed by the server that did it. Mirrors `ReceiptLib.Receipt`. */
 export interface Receipt {
@@ -117,10 +116,10 @@ export async function signReceipt(signer: Signer, domain: TypedDataDomain, r: Re
 
 /** Signs `r` with a raw key, without ethers' generic typed-data encoder (the server's hot path). */
 export function signReceiptWithKey(key: SigningKey, domain: TypedDataDomain, r: Receipt): string {
-  return key.sign(receiptDigest(domain, r)).serialized;
+  return signDigest(key, receiptDigest(domain, r));
 }
 
 /** The address that signed `r`; the signature must be canonical (see `canonicalSignature`), as on chain. */
 export function recoverReceiptSigner(domain: TypedDataDomain, r: Receipt, signature: string): string {
-  return computeAddress(SigningKey.recoverPublicKey(receiptDigest(domain, r), Signature.from(canonicalSignature(signature))));
+  return recoverAddress(receiptDigest(domain, r), canonicalSignature(signature));
 }
