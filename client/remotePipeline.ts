@@ -10,7 +10,6 @@ import { ReceiptError, RouteError, StepTimeoutError, routePlace } from "./routeE
 import { routeTiming, stepDeadlineMs, type RouteTimingOptions } from "./routeOptions.js";
 import type { RoutePayment } from "./payment/routePayment.js";
 import { ShardConnection, ShardRequestError, type ConnectOptions } from "./shardClient.js";
-import { signerPool } from "./signerPool.js";
 
 export { ReceiptError, RouteError, StepTimeoutError, type VerifiedReceipt };
 
@@ -84,7 +83,6 @@ export class RemotePipeline implements LayerPipeline {
   static async connect(urls: readonly string[], numLayers: number, options: RemotePipelineOptions = {}): Promise<RemotePipeline> {
     if (urls.length === 0) throw new RouteError("the route has no servers");
     const { connectTimeoutMs } = routeTiming(options);
-    void signerPool.start(); // the worker loads while the route connects (recovery runs here until it has)
     const connecting = urls.map((u, i) =>
       ShardConnection.connect(u, { ...options, connectTimeoutMs }).catch((err: unknown) => {
         throw atServer(err, i, urls, "cannot be reached");

@@ -31,6 +31,21 @@ export interface ConnectOptions {
   ca?: string;
   /** Called once when the connection fails or closes, with the error its pending requests got. */
   onClose?: (err: LinkError) => void;
+  /** Called once per relayed step (`step`) whose result and receipt both came: where its time went (benchmarks). */
+  onStepTiming?: (t: StepTiming) => void;
+}
+
+/** The timing of one relayed step on one connection, as this client saw it (performance.now() differences). */
+export interface StepTiming {
+  sessionId: string;
+  step: bigint;
+  /** Step sent → its StepResult parsed: the server's round trip, the layers included. */
+  sendToResultMs: number;
+  /**
+   * StepResult parsed → its StepReceipt parsed (before the receipt's signature is checked); 0 when
+   * both came in one read (the receipt is then handled first, and counts in `sendToResultMs`).
+   */
+  resultToReceiptMs: number;
 }
 
 export const DEFAULT_CONNECT = {
@@ -40,6 +55,9 @@ export const DEFAULT_CONNECT = {
   heartbeatTimeoutMs: 3_500,
   maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes,
 } as const;
+
+/** Steps awaiting their receipt that `onStepTiming` keeps at most. */
+const MAX_TIMED_STEPS = 1024;
 
 interface ResultWaiter {
   resolve: (m: StepResult) => void;
@@ -57,11 +75,20 @@ export class ShardConnection {
   private readonly receiptListeners = new Map<string, (m: StepReceipt) => void>();
   /** Outputs of forwarded steps this server ends, awaited by "session:step". */
   private readonly resultWaiters = new Map<string, ResultWaiter>();
+  private readonly onStepTiming: ((t: StepTiming) => void) | undefined;
+  /** With `onStepTiming`: relayed steps sent whose result or receipt has not come, by "session:step". */
+  private readonly timed = new Map<string, { sentAt: number; resultAt?: number; receiptCame?: boolean }>();
 
-  private constructor(url: string, ws: WebSocket, info: ServerInfo, o: LinkTiming & { maxFrameBytes: number; onClose?: ((err: LinkError) => void) | undefined }) {
+  private constructor(
+    url: string,
+    ws: WebSocket,
+    info: ServerInfo,
+    o: LinkTiming & { maxFrameBytes: number; onClose?: ((err: LinkError) => void) | undefined; onStepTiming?: ((t: StepTiming) => void) | undefined },
+  ) {
     this.url = url;
     this.info = info;
     this.requestTimeoutMs = o.requestTimeoutMs;
+    this.onStepTiming = o.onStepTiming;
     this.link = new Link(url, ws, {
       requestTimeoutMs: o.requestTimeoutMs,
       heartbeatIntervalMs: o.heartbeatIntervalMs,
@@ -70,6 +97,7 @@ export class ShardConnection {
       maxSendBytes: info.maxFrameBytes,
       onUnsolicited: (m) => this.onUnsolicited(m),
       onClose: (err) => {
+        this.timed.clear();
         this.failWaiters(err);
         o.onClose?.(err);
       },
@@ -81,7 +109,7 @@ export class ShardConnection {
     const timing: LinkTiming = { requestTimeoutMs: o.requestTimeoutMs, heartbeatIntervalMs: o.heartbeatIntervalMs, heartbeatTimeoutMs: o.heartbeatTimeoutMs };
     validateTiming(timing);
     const { ws, info } = await dialServer(url, { connectTimeoutMs: o.connectTimeoutMs, maxFrameBytes: o.maxFrameBytes, ca: options.ca });
-    return new ShardConnection(url, ws, info, { ...timing, maxFrameBytes: o.maxFrameBytes, onClose: options.onClose });
+    return new ShardConnection(url, ws, info, { ...timing, maxFrameBytes: o.maxFrameBytes, onClose: options.onClose, onStepTiming: options.onStepTiming });
   }
 
   /** Opens a session; resolves with its forwarding key (only this client learns it). */
@@ -147,7 +175,23 @@ export class ShardConnection {
   }
 
   step(step: Omit<Step, "type" | "requestId">): Promise<StepResult> {
-    return this.link.request({ type: MessageType.Step, ...step }, MessageType.StepResult);
+    if (this.onStepTiming === undefined) return this.link.request({ type: MessageType.Step, ...step }, MessageType.StepResult);
+    const key = `${step.sessionId}:${step.step}`;
+    if (this.timed.size >= MAX_TIMED_STEPS) this.timed.clear(); // receipts that never came
+    const t: { sentAt: number; resultAt?: number; receiptCame?: boolean } = { sentAt: performance.now() };
+    this.timed.set(key, t);
+    // the receipt follows the result (node/server/shardServer.ts deliver, then attest), in a later read or the same one
+    return this.link.request({ type: MessageType.Step, ...step }, MessageType.StepResult).then(
+      (result) => {
+        t.resultAt = performance.now();
+        if (t.receiptCame === true) this.reportTiming(key, t, t.resultAt);
+        return result;
+      },
+      (err: unknown) => {
+        this.timed.delete(key);
+        throw err;
+      },
+    );
   }
 
   /**
@@ -198,8 +242,24 @@ export class ShardConnection {
     this.link.terminate();
   }
 
+  private receiptCame(m: StepReceipt): void {
+    const key = `${m.sessionId}:${m.step}`;
+    const t = this.timed.get(key);
+    if (t === undefined) return; // a forwarded step's receipt
+    if (t.resultAt === undefined) t.receiptCame = true; // with its result, which is handled after it
+    else this.reportTiming(key, t, performance.now());
+  }
+
+  private reportTiming(key: string, t: { sentAt: number; resultAt?: number }, receiptAt: number): void {
+    this.timed.delete(key);
+    const [sessionId, step] = key.split(":") as [string, string];
+    const resultAt = t.resultAt ?? receiptAt;
+    this.onStepTiming!({ sessionId, step: BigInt(step), sendToResultMs: resultAt - t.sentAt, resultToReceiptMs: receiptAt - resultAt });
+  }
+
   private onUnsolicited(m: Message): void {
     if (m.type === MessageType.StepReceipt) {
+      if (this.onStepTiming !== undefined) this.receiptCame(m);
       this.receiptListeners.get(m.sessionId)?.(m);
       return;
     }

@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { concat, getBytes, hexlify, keccak256, recoverAddress, hashMessage, toBeHex, type SigningKey } from "ethers";
+import { concat, getBytes, hexlify, keccak256, hashMessage, toBeHex, type SigningKey } from "ethers";
+import { recoverAddress, signDigest } from "./secp256k1.js";
 
 /**
  * Who may fetch the step behind a receipt (FetchStep). The activations are the client's data (a
@@ -48,7 +49,7 @@ export function authMessage(chainId: bigint, server: string, challenge: string):
 
 /** A verifier's Authenticate signature for this connection. */
 export function signAuth(key: SigningKey, chainId: bigint, server: string, challenge: string): string {
-  return key.sign(hashMessage(authMessage(chainId, server, challenge))).serialized;
+  return signDigest(key, hashMessage(authMessage(chainId, server, challenge)));
 }
 
 /** The address that signed an Authenticate for this connection, or undefined when the signature is malformed. */

@@ -1,5 +1,6 @@
-import { TypedDataEncoder, recoverAddress, type SigningKey, type TypedDataDomain, type TypedDataField } from "ethers";
+import { TypedDataEncoder, type SigningKey, type TypedDataDomain, type TypedDataField } from "ethers";
 import { canonicalSignature } from "./eip712.js";
+import { recoverAddress, signDigest } from "./secp256k1.js";
 
 /**
  * Ties a session on one server to the payment channel that pays for it. Signed by the channel's
@@ -31,7 +32,7 @@ export function bindingDigest(domain: TypedDataDomain, b: ChannelBinding): strin
 
 /** Signs a binding with the client's key (synchronously: no other signing may interleave). */
 export function signBinding(key: SigningKey, domain: TypedDataDomain, b: ChannelBinding): string {
-  return key.sign(bindingDigest(domain, b)).serialized;
+  return signDigest(key, bindingDigest(domain, b));
 }
 
 /** The address that signed binding `b`; the signature must be canonical. */

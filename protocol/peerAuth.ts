@@ -1,5 +1,6 @@
 import { createHmac, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, timingSafeEqual, type KeyObject } from "node:crypto";
-import { concat, getAddress, getBytes, hashMessage, hexlify, verifyMessage, type SigningKey } from "ethers";
+import { concat, getAddress, getBytes, hashMessage, hexlify, type SigningKey } from "ethers";
+import { recoverAddress, signDigest } from "./secp256k1.js";
 import { ErrorCode, WireError } from "./wire.js";
 
 /**
@@ -40,13 +41,13 @@ export function welcomeTranscript(t: { challenge: string; connecting: string; co
 }
 
 export function signTranscript(key: SigningKey, transcript: Uint8Array): string {
-  return key.sign(hashMessage(transcript)).serialized;
+  return signDigest(key, hashMessage(transcript));
 }
 
 /** Whether `signature` over `transcript` is by `address`; a malformed signature is simply not. */
 export function signedBy(transcript: Uint8Array, signature: string, address: string): boolean {
   try {
-    return verifyMessage(transcript, signature) === getAddress(address);
+    return recoverAddress(hashMessage(transcript), signature) === getAddress(address);
   } catch {
     return false;
   }

@@ -1,18 +1,18 @@
 import {
-  Signature,
-  SigningKey,
   TypedDataEncoder,
-  computeAddress,
   getAddress,
   getBytes,
   isHexString,
   keccak256,
   toBeHex,
   type Signer,
+  type SigningKey,
   type TypedDataDomain,
 } from "ethers";
 import { InvalidArgumentError } from "./errors.js";
 import { RECEIPT_TYPES, canonicalSignature } from "./eip712.js";
+import { keccak256Of } from "./keccak.js";
+import { recoverAddress, signDigest } from "./secp256k1.js";
 
 /** One step of work, signed by the server that did it. Mirrors `ReceiptLib.Receipt`. */
 export interface Receipt {
@@ -74,7 +74,8 @@ const RECEIPT_TYPEHASH = getBytes(keccak256(new TextEncoder().encode(TypedDataEn
 /**
  * The receipt's EIP-712 struct hash: the same bytes as `ReceiptLib.hash` and its Merkle leaf.
  * Encoded word by word (every field is a static type, so abi.encode is ten 32-byte words): a
- * server hashes one per step, and ethers' generic encoder costs ~0.4 ms.
+ * server hashes one per step, and ethers' generic encoder costs ~0.4 ms. Hashed with hash-wasm
+ * (protocol/keccak.ts): ~20 µs less than ethers' keccak256 per receipt, leaf and digest together.
  */
 export function receiptLeaf(r: Receipt): string {
   const v = validateReceipt(r);
@@ -89,7 +90,7 @@ export function receiptLeaf(r: Receipt): string {
   words.set(getBytes(v.outputHash), 224);
   words.set(getBytes(toBeHex(v.tokens, 32)), 256);
   words.set(getBytes(v.server), 300); // address: left-padded to 32 bytes
-  return keccak256(words);
+  return keccak256Of(words);
 }
 
 const domainSeparators = new Map<string, Uint8Array>();
@@ -107,7 +108,7 @@ export function receiptDigest(domain: TypedDataDomain, r: Receipt): string {
   bytes[1] = 0x01;
   bytes.set(separator, 2);
   bytes.set(getBytes(receiptLeaf(r)), 34);
-  return keccak256(bytes);
+  return keccak256Of(bytes);
 }
 
 /** Signs `r` with a wallet or any ethers signer (EIP-712 typed data). */
@@ -117,10 +118,10 @@ export async function signReceipt(signer: Signer, domain: TypedDataDomain, r: Re
 
 /** Signs `r` with a raw key, without ethers' generic typed-data encoder (the server's hot path). */
 export function signReceiptWithKey(key: SigningKey, domain: TypedDataDomain, r: Receipt): string {
-  return key.sign(receiptDigest(domain, r)).serialized;
+  return signDigest(key, receiptDigest(domain, r));
 }
 
 /** The address that signed `r`; the signature must be canonical (see `canonicalSignature`), as on chain. */
 export function recoverReceiptSigner(domain: TypedDataDomain, r: Receipt, signature: string): string {
-  return computeAddress(SigningKey.recoverPublicKey(receiptDigest(domain, r), Signature.from(canonicalSignature(signature))));
+  return recoverAddress(receiptDigest(domain, r), canonicalSignature(signature));
 }

@@ -5,7 +5,6 @@ import {
   zeroPadValue,
   isHexString,
   keccak256,
-  recoverAddress,
   type Signer,
   type SigningKey,
   type TypedDataDomain,
@@ -13,6 +12,7 @@ import {
 } from "ethers";
 import { DOMAIN_VERSION, canonicalSignature } from "./eip712.js";
 import { InvalidArgumentError } from "./errors.js";
+import { recoverAddress, signDigest } from "./secp256k1.js";
 
 /**
  * Probabilistic tickets (Livepeer's scheme) paid from one client deposit in the TicketBroker
@@ -104,7 +104,7 @@ export function ticketHash(domain: TypedDataDomain, t: Ticket): string {
 
 /** Signs `t` with the client's raw key, synchronously (inside the ledger's "reserve nonce, sign" step). */
 export function signTicketSync(key: SigningKey, domain: TypedDataDomain, t: Ticket): string {
-  return key.sign(ticketHash(domain, t)).serialized;
+  return signDigest(key, ticketHash(domain, t));
 }
 
 /** Signs `t` with any ethers signer (a wallet, a node's account). */

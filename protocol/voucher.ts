@@ -1,6 +1,7 @@
-import { TypedDataEncoder, recoverAddress, type Signer, type SigningKey, type TypedDataDomain } from "ethers";
+import { TypedDataEncoder, type Signer, type SigningKey, type TypedDataDomain } from "ethers";
 import { InvalidArgumentError } from "./errors.js";
 import { VOUCHER_TYPES, canonicalSignature } from "./eip712.js";
+import { recoverAddress, signDigest } from "./secp256k1.js";
 
 /** The client's promise: it owes `cumulativeAmount` in total on `channelId`. */
 export interface Voucher {
@@ -32,5 +33,5 @@ export function recoverVoucherSigner(domain: TypedDataDomain, v: Voucher, signat
 
 /** Signs `v` synchronously with a raw key: what a ledger does inside its "read last, sign next" transaction. */
 export function signVoucherSync(key: SigningKey, domain: TypedDataDomain, v: Voucher): string {
-  return key.sign(voucherDigest(domain, v)).serialized;
+  return signDigest(key, voucherDigest(domain, v));
 }

@@ -132,7 +132,7 @@ describe("ReceiptChecker", () => {
     const N = 2;
     const K = 3;
     const impostor = Wallet.createRandom();
-    // recoveries of step K and after wait until released: a slow signer pool
+    // recoveries of step K and after wait until released: a slow recovery
     let release: () => void = () => undefined;
     const released = new Promise<void>((resolve) => (release = resolve));
     const slow = async (digest: string, signature: string): Promise<string> => {

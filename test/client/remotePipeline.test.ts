@@ -11,6 +11,7 @@ import { LocalPipeline } from "../../client/localPipeline.js";
 import { ReceiptError, RemotePipeline, StepTimeoutError, type RemotePipelineOptions } from "../../client/remotePipeline.js";
 import { randomModel, scratchDir } from "../engine/helpers.js";
 import { startServer, type RunningServer } from "../node/support.js";
+import type { StepTiming } from "../../client/shardClient.js";
 import { DEFAULT_ROUTE_TIMING } from "../../client/routeOptions.js";
 import { freePort } from "../support/hardhatNode.js";
 import { faultRelay, type FaultHooks, type FaultRelay } from "./support/faultRelay.js";
@@ -224,5 +225,32 @@ describe("RemotePipeline: session length", () => {
       `a prompt of ${PROMPT.length} tokens and max tokens ${context - PROMPT.length + 1} make ${context + 1} tokens, over the model's context of ${context} (max_position_embeddings)`,
     );
     expect(r.relay.opened).toEqual([]);
+  });
+});
+
+describe("RemotePipeline: onStepTiming", () => {
+  it("reports each relayed step once per server, with its session and step, and nothing for forwarded steps", async () => {
+    const { servers } = await route(0);
+    const urls = servers.map((s) => s.server.url);
+    const seen: StepTiming[] = [];
+    const relayed = await RemotePipeline.connect(urls, model.config.numLayers, { forward: false, onStepTiming: (t) => seen.push(t) });
+    cleanups.push(() => relayed.close());
+    const r = await generate(head, relayed, PROMPT, { maxTokens: TOKENS, temperature: 0 });
+    expect(r.generatedIds).toEqual(expected);
+    // the prefill and TOKENS - 1 decode steps, on each of the 2 servers
+    expect(seen).toHaveLength(2 * TOKENS);
+    const steps = (sessionId: string): bigint[] => seen.filter((t) => t.sessionId === sessionId).map((t) => t.step);
+    const sessions = [...new Set(seen.map((t) => t.sessionId))];
+    expect(sessions).toHaveLength(2);
+    for (const s of sessions) expect(steps(s)).toEqual(Array.from({ length: TOKENS }, (_, i) => BigInt(i)));
+    for (const t of seen) {
+      expect(Number.isFinite(t.sendToResultMs) && t.sendToResultMs >= 0).toBe(true);
+      expect(Number.isFinite(t.resultToReceiptMs) && t.resultToReceiptMs >= 0).toBe(true);
+    }
+    const forwarded: unknown[] = [];
+    const pipeline = await RemotePipeline.connect(urls, model.config.numLayers, { forward: true, onStepTiming: (t) => forwarded.push(t) });
+    cleanups.push(() => pipeline.close());
+    expect((await generate(head, pipeline, PROMPT, { maxTokens: TOKENS, temperature: 0 })).generatedIds).toEqual(expected);
+    expect(forwarded).toEqual([]);
   });
 });
