@@ -36,6 +36,12 @@ import {
 } from "./types.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+/**
+ * Every route's connections are opened once and wait while the other configurations run: on a
+ * loaded machine a SmolLM2 round outlasts the servers' default 30 s idle limit for a connection
+ * without a session, which closed them mid-run.
+ */
+const HELD_CONNECTIONS = ["--connection-idle-ms", "600000"] as const;
 
 /**
  * Starts the routes' servers for `plan`'s model and measures the selected parts on them (a part not
@@ -53,7 +59,7 @@ export async function benchModel(plan: Plan, storeDir: string, echoUrl: string, 
   const routes: Record<number, RunningServer[]> = {};
   const started = await Promise.allSettled(
     ROUTE_SIZES.map(async (k) => {
-      routes[k] = await Promise.all(splits[k]!.map(([f, l]) => startServer(ROOT, plan.dir, f, l, storeDir)));
+      routes[k] = await Promise.all(splits[k]!.map(([f, l]) => startServer(ROOT, plan.dir, f, l, storeDir, undefined, HELD_CONNECTIONS)));
     }),
   );
   const failed = started.find((s) => s.status === "rejected");
