@@ -40,6 +40,13 @@ export interface BatchPolicy {
   maxSlotTokens: number;
   /** Slots grow and shrink by this many tokens at a time (each time is one copy of the pool). */
   slotChunkTokens: number;
+  /**
+   * Before a decode batch starts while fewer steps wait than sessions hold slots, the scheduler waits
+   * up to this many ms for another step to arrive, again after each arrival (0: never waits). The
+   * steps of one batch leave a server one after another and reach the next hop (or come back from the
+   * client) a little apart; a run started on the first would split the group for good.
+   */
+  gatherMs: number;
 }
 
 export const DEFAULT_BATCH_POLICY: BatchPolicy = {
@@ -49,6 +56,7 @@ export const DEFAULT_BATCH_POLICY: BatchPolicy = {
   slots: DEFAULT_KV_SLOT_POOL.maxSlots,
   maxSlotTokens: DEFAULT_KV_SLOT_POOL.maxSlotTokens,
   slotChunkTokens: DEFAULT_KV_SLOT_POOL.chunkTokens,
+  gatherMs: 2,
 };
 
 /**
@@ -57,7 +65,10 @@ export const DEFAULT_BATCH_POLICY: BatchPolicy = {
  * So a client that queues many long prefills delays another client's step by at most one chunk per
  * server. Decode steps (one token) of different sessions that wait together run as one batch
  * (`Shard.computeBatch`): decode reads every weight once per run, so a batch of B costs little more
- * than one step; a batch takes one step per client per pass, so it is shared fairly too.
+ * than one step; a batch takes one step per client per pass, so it is shared fairly too. A step that
+ * arrives while a run is under way joins the next run, whatever the sessions before it still have to
+ * do; and before a decode run starts, the scheduler waits briefly for steps still on their way
+ * (`gatherMs`), so a group of sessions that ran together at the previous hop stays together.
  *
  * Sessions' caches live in one KV slot pool (the policy's `slots`): a session takes a free slot at
  * its first step (or, if it ran outside the pool before, with one copy of its cache when a slot
@@ -85,6 +96,7 @@ export class EngineScheduler {
     private readonly policy: BatchPolicy = DEFAULT_BATCH_POLICY,
   ) {
     if (!Number.isInteger(policy.slots) || policy.slots < 0) throw new EngineError("BAD_POLICY", `batch policy slots must be an integer ≥ 0, got ${policy.slots}`);
+    if (!Number.isFinite(policy.gatherMs) || policy.gatherMs < 0) throw new EngineError("BAD_POLICY", `batch policy gatherMs must be a number ≥ 0, got ${policy.gatherMs}`);
     this.pool =
       shard.batches === true && policy.slots > 0
         ? shard.slotPool({ maxSlots: policy.slots, maxSlotTokens: policy.maxSlotTokens, chunkTokens: policy.slotChunkTokens })
@@ -131,6 +143,8 @@ export class EngineScheduler {
   private async drain(): Promise<void> {
     try {
       while (this.queues.size > 0) {
+        await this.gather();
+        if (this.queues.size === 0) break; // released while gathering
         const first = this.queues.values().next().value![0]!;
         this.place(first);
         if (this.rowsOf(first) > 1) await this.runChunk(first);
@@ -140,6 +154,30 @@ export class EngineScheduler {
     } finally {
       this.running = undefined;
     }
+  }
+
+  /**
+   * Waits (policy.gatherMs at a time) while decode steps keep arriving and fewer wait than sessions
+   * hold slots: the rest of a batch that left the previous hop together is probably on its way.
+   * Sessions that are idle (a user reading) cost one wait of gatherMs per run, no more.
+   */
+  private async gather(): Promise<void> {
+    const ms = this.policy.gatherMs;
+    const pool = this.pool;
+    if (ms === 0 || pool === undefined) return;
+    let waiting = this.decodesWaiting();
+    while (waiting > 0 && waiting < Math.min(pool.used, this.policy.maxBatch)) {
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      const now = this.decodesWaiting();
+      if (now <= waiting) return;
+      waiting = now;
+    }
+  }
+
+  private decodesWaiting(): number {
+    let n = 0;
+    for (const queue of this.queues.values()) for (const job of queue) if (this.rowsOf(job) === 1) n++;
+    return n;
   }
 
   /**

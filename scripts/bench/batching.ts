@@ -98,7 +98,6 @@ async function routeRows(label: string, dir: string, prompts: number[][], tokens
   ];
   const servers: RunningServer[][] = [];
   const plainHead = await Head.load(model, { threads: 1 });
-  const head = new BatchingHead(plainHead);
   try {
     // each server creates a throwaway key in its own data directory under the scratch directory
     for (const [i, c] of configs.entries()) {
@@ -108,6 +107,8 @@ async function routeRows(label: string, dir: string, prompts: number[][], tokens
     // a fresh connection per measurement: a server closes a connection that holds no session for 30 s
     const run = async (p: number, sessions: number): Promise<number> => {
       const pipe = await RemotePipeline.connect(servers[p]!.map((x) => x.url), L, { encoding: "fp32", maxLength: 512, forward: true });
+      // a fresh one per measurement: its gathering waits as long as the last runs were large (an 8-session run's batches would delay a 1-session run)
+      const head = new BatchingHead(plainHead);
       try {
         const t = performance.now();
         const results = await Promise.all(

@@ -32,10 +32,10 @@ describe("engine scheduler", () => {
     const [alone, scheduled] = await sequences();
     const scheduler = new EngineScheduler(shard);
     const inputs = [head.embed([7]), head.embed([8]), head.embed([9, 10, 11]), head.embed([12])];
-    // the first step starts at once; the other three queue behind it: decodes 1 and 3 batch, the prefill runs alone
+    // steps that arrive in one turn of the event loop wait together: the three decodes batch, the prefill runs alone
     const pending = inputs.map((h, i) => scheduler.compute(h, scheduled[i]!));
     const outputs = await Promise.all(pending);
-    expect(scheduler.recentBatchSizes).toEqual([1, 2, 1]);
+    expect(scheduler.recentBatchSizes).toEqual([3, 1]);
     for (let i = 0; i < 4; i++) expect(bitsEqual(outputs[i]!, await shard.compute(inputs[i]!, alone[i]!))).toBe(true);
     expect(scheduled.map((c) => c.length)).toEqual(alone.map((c) => c.length));
     await scheduler.idle();
@@ -97,11 +97,11 @@ describe("engine scheduler", () => {
       const outputs = await Promise.all(which.map((i) => scheduler.compute(head.embed([token + i]), scheduled[i]!, `c${i}`)));
       for (const [k, i] of which.entries()) expect(bitsEqual(outputs[k]!, await shard.compute(head.embed([token + i]), alone[i]!))).toBe(true);
     };
-    await step([0, 1, 2], 10); // 0 runs at once, then 1 (slotted) and 2 (no slot left) cannot share a run
-    expect(scheduler.recentBatchSizes).toEqual([1, 1, 1]);
+    await step([0, 1, 2], 10); // 0 and 1 take the slots and run together; 2 (no slot left) cannot share their run
+    expect(scheduler.recentBatchSizes).toEqual([2, 1]);
     expect(scheduled.map((c) => c.slot?.row)).toEqual([0, 1, undefined, undefined]);
     await step([0, 1], 20);
-    expect(scheduler.recentBatchSizes.slice(3)).toEqual([1, 1]); // the first starts alone; 1 waited for it
+    expect(scheduler.recentBatchSizes.slice(2)).toEqual([2]);
     scheduler.release(scheduled[0]!);
     expect(scheduled[0]!.slot).toBeUndefined();
     await step([2, 1, 3], 30); // 2 takes the freed slot 0 (its cache copied in once); 1 and 3 queue behind it
@@ -114,7 +114,7 @@ describe("engine scheduler", () => {
     const [, caches] = await sequences();
     const scheduler = new EngineScheduler(shard, { ...DEFAULT_BATCH_POLICY, slots: 4 });
     const before = caches.map((c) => c.length);
-    const running = scheduler.compute(head.embed([1]), caches[0]!, "a"); // starts at once
+    const running = scheduler.compute(head.embed([1]), caches[0]!, "a");
     const waiting = scheduler.compute(head.embed([2]), caches[1]!, "b");
     const other = scheduler.compute(head.embed([3]), caches[2]!, "c");
     scheduler.release(caches[1]!);
@@ -135,5 +135,33 @@ describe("engine scheduler", () => {
     }
     expect(c.length).toBe(14);
     expect(scheduler.pool!.used).toBe(0);
+  });
+
+  it("gathers: while fewer decode steps wait than sessions hold slots, a run waits for the next to arrive", async () => {
+    const [alone, scheduled] = await sequences();
+    const scheduler = new EngineScheduler(shard, { ...DEFAULT_BATCH_POLICY, slots: 4, gatherMs: 20 });
+    // the prefills put three sessions in slots
+    for (let i = 0; i < 3; i++) await scheduler.compute(head.embed([1, 2]), scheduled[i]!, `c${i}`);
+    for (let i = 0; i < 3; i++) await shard.compute(head.embed([1, 2]), alone[i]!);
+    expect(scheduler.pool!.used).toBe(3);
+    // three decode steps, each a turn of the event loop after the previous (as from a previous hop): one run
+    const pending: Promise<Float32Array>[] = [];
+    for (let i = 0; i < 3; i++) {
+      pending.push(scheduler.compute(head.embed([20 + i]), scheduled[i]!, `c${i}`));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const outputs = await Promise.all(pending);
+    expect(scheduler.recentBatchSizes.slice(3)).toEqual([3]);
+    for (let i = 0; i < 3; i++) expect(bitsEqual(outputs[i]!, await shard.compute(head.embed([20 + i]), alone[i]!))).toBe(true);
+    // a step that nobody joins runs alone once the wait is over
+    await scheduler.compute(head.embed([30]), scheduled[0]!, "c0");
+    expect(scheduler.recentBatchSizes.slice(4)).toEqual([1]);
+    // a step released while it waits is rejected, and the scheduler goes idle without running anything
+    const released = scheduler.compute(head.embed([31]), scheduled[1]!, "c1");
+    scheduler.release(scheduled[1]!);
+    await expect(released).rejects.toThrow("the session of this step was closed before the step ran");
+    await scheduler.idle();
+    expect(scheduler.recentBatchSizes).toHaveLength(5);
+    expect(() => new EngineScheduler(shard, { ...DEFAULT_BATCH_POLICY, gatherMs: -1 })).toThrow("batch policy gatherMs must be a number ≥ 0, got -1");
   });
 });
