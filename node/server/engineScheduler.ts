@@ -47,6 +47,11 @@ export interface BatchPolicy {
    * client) a little apart; a run started on the first would split the group for good.
    */
   gatherMs: number;
+  /**
+   * Only sessions that ran a step within this many ms are waited for when gathering: a session idle
+   * longer (a user reading, a client gone quiet) holds its slot but delays nobody's run.
+   */
+  activeMs: number;
 }
 
 export const DEFAULT_BATCH_POLICY: BatchPolicy = {
@@ -57,6 +62,7 @@ export const DEFAULT_BATCH_POLICY: BatchPolicy = {
   maxSlotTokens: DEFAULT_KV_SLOT_POOL.maxSlotTokens,
   slotChunkTokens: DEFAULT_KV_SLOT_POOL.chunkTokens,
   gatherMs: 2,
+  activeMs: 1000,
 };
 
 /**
@@ -90,13 +96,18 @@ export class EngineScheduler {
   readonly recentBatchSizes: number[] = [];
   /** Where sessions' caches live while they fit (undefined: pool off, or a shard that cannot batch). */
   readonly pool: KvSlotPool | undefined;
+  /** When each session's last run ended (clock ms), to tell active sessions from idle ones. */
+  private readonly lastRunAt = new Map<KvCache, number>();
 
+  /** `clock` (ms) is for tests; it defaults to the monotonic clock. */
   constructor(
     private readonly shard: Shard,
     private readonly policy: BatchPolicy = DEFAULT_BATCH_POLICY,
+    private readonly clock: () => number = () => performance.now(),
   ) {
     if (!Number.isInteger(policy.slots) || policy.slots < 0) throw new EngineError("BAD_POLICY", `batch policy slots must be an integer ≥ 0, got ${policy.slots}`);
     if (!Number.isFinite(policy.gatherMs) || policy.gatherMs < 0) throw new EngineError("BAD_POLICY", `batch policy gatherMs must be a number ≥ 0, got ${policy.gatherMs}`);
+    if (!Number.isFinite(policy.activeMs) || policy.activeMs < 0) throw new EngineError("BAD_POLICY", `batch policy activeMs must be a number ≥ 0, got ${policy.activeMs}`);
     this.pool =
       shard.batches === true && policy.slots > 0
         ? shard.slotPool({ maxSlots: policy.slots, maxSlotTokens: policy.maxSlotTokens, chunkTokens: policy.slotChunkTokens })
@@ -115,6 +126,7 @@ export class EngineScheduler {
       }
     }
     if (cache.slot !== undefined) cache.slot.pool.free(cache);
+    this.lastRunAt.delete(cache);
   }
 
   /** Runs `hidden` (T, hidden) through the shard for the sequence of `cache`, on behalf of `client`. */
@@ -157,21 +169,31 @@ export class EngineScheduler {
   }
 
   /**
-   * Waits (policy.gatherMs at a time) while decode steps keep arriving and fewer wait than sessions
-   * hold slots: the rest of a batch that left the previous hop together is probably on its way.
-   * Sessions that are idle (a user reading) cost one wait of gatherMs per run, no more.
+   * Waits (policy.gatherMs at a time) while decode steps keep arriving and fewer wait than active
+   * sessions hold slots: the rest of a batch that left the previous hop together is probably on its
+   * way. A session idle for longer than policy.activeMs is not waited for.
    */
   private async gather(): Promise<void> {
     const ms = this.policy.gatherMs;
-    const pool = this.pool;
-    if (ms === 0 || pool === undefined) return;
+    if (ms === 0 || this.pool === undefined) return;
     let waiting = this.decodesWaiting();
-    while (waiting > 0 && waiting < Math.min(pool.used, this.policy.maxBatch)) {
+    while (waiting > 0 && waiting < Math.min(this.activeSlottedSessions(), this.policy.maxBatch)) {
       await new Promise((resolve) => setTimeout(resolve, ms));
       const now = this.decodesWaiting();
       if (now <= waiting) return;
       waiting = now;
     }
+  }
+
+  /** Sessions in the pool whose last run ended within policy.activeMs; forgets the others. */
+  private activeSlottedSessions(): number {
+    const since = this.clock() - this.policy.activeMs;
+    let n = 0;
+    for (const [cache, at] of this.lastRunAt) {
+      if (at < since || cache.slot === undefined) this.lastRunAt.delete(cache);
+      else n++;
+    }
+    return n;
   }
 
   private decodesWaiting(): number {
@@ -224,6 +246,7 @@ export class EngineScheduler {
       const out = await this.shard.compute(job.hidden.subarray(job.done * H, (job.done + take) * H), job.cache);
       job.outputs.push(out);
       job.done += take;
+      if (job.cache.slot !== undefined) this.lastRunAt.set(job.cache, this.clock());
     } catch (err) {
       // A failed chunk leaves the cache as it was before that chunk; earlier chunks stay in it,
       // so the session cannot continue from a consistent state: the caller closes it.
@@ -274,7 +297,11 @@ export class EngineScheduler {
               batch.map((j) => j.hidden),
               batch.map((j) => j.cache),
             );
-      batch.forEach((j, i) => j.resolve(outputs[i]!));
+      const now = this.clock();
+      batch.forEach((j, i) => {
+        if (j.cache.slot !== undefined) this.lastRunAt.set(j.cache, now);
+        j.resolve(outputs[i]!);
+      });
     } catch (err) {
       for (const j of batch) j.reject(err); // no cache changed: a failed run updates none
     }

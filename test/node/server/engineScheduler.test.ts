@@ -163,5 +163,31 @@ describe("engine scheduler", () => {
     await scheduler.idle();
     expect(scheduler.recentBatchSizes).toHaveLength(5);
     expect(() => new EngineScheduler(shard, { ...DEFAULT_BATCH_POLICY, gatherMs: -1 })).toThrow("batch policy gatherMs must be a number ≥ 0, got -1");
+    expect(() => new EngineScheduler(shard, { ...DEFAULT_BATCH_POLICY, activeMs: Number.NaN })).toThrow("batch policy activeMs must be a number ≥ 0, got NaN");
+  });
+
+  it("waits only for sessions that ran within activeMs: an idle session in a slot delays nobody", async () => {
+    const [, scheduled] = await sequences();
+    let now = 0;
+    const scheduler = new EngineScheduler(shard, { ...DEFAULT_BATCH_POLICY, slots: 4, gatherMs: 50, activeMs: 1000 }, () => now);
+    for (let i = 0; i < 3; i++) await scheduler.compute(head.embed([1, 2]), scheduled[i]!, `c${i}`);
+    expect(scheduler.pool!.used).toBe(3);
+    /** Steps of sessions `who`, each a turn of the event loop after the previous (as from a previous hop). */
+    const step = async (who: number[]) => {
+      const pending: Promise<Float32Array>[] = [];
+      for (const i of who) {
+        pending.push(scheduler.compute(head.embed([40 + i]), scheduled[i]!, `c${i}`));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await Promise.all(pending);
+    };
+    await step([0, 1]); // all three ran just now: the first step waits for the second
+    expect(scheduler.recentBatchSizes.slice(3)).toEqual([2]);
+    now = 1500; // session 2 has been idle 1.5 s, 0 and 1 too
+    await step([0, 1]); // nobody active is expected: the first step runs at once, the second after it
+    expect(scheduler.recentBatchSizes.slice(4)).toEqual([1, 1]);
+    now = 1600; // 0 and 1 ran at 1500; 2 is still idle and not waited for
+    await step([0, 1]);
+    expect(scheduler.recentBatchSizes.slice(6)).toEqual([2]);
   });
 });
