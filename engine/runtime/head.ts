@@ -27,9 +27,9 @@ export class Head {
 
   /**
    * Reads only the final norm and LM head from `model` now, embedding rows as they are needed.
-   * `prepack` defaults to false here: the head's one product per token is a vector times the
-   * (hidden, vocab) matrix, measured no slower unpacked (SmolLM2-135M shape, 1 thread: 5.4–9.4 ms
-   * against 5.8–9.5 ms), while packing holds a second copy of the LM head during load.
+   * The LM head stays packed (ORT's default): unpacked, a single row takes the vector-matrix kernel
+   * and several rows the matrix kernel, whose sums round differently, and batched logits must
+   * equal one-at-a-time logits bit for bit (BatchingHead).
    */
   static async load(model: ModelDirectory, options: RuntimeOptions = {}): Promise<Head> {
     const c = model.config;
@@ -40,7 +40,7 @@ export class Head {
       const rows = (first: number, count: number): Float32Array => lmHead.readSpan(first, count);
       const { session, scratch } = await createFileSession(
         (data) => buildHeadGraph(c, model.tensor("model.norm.weight", [c.hiddenSize]), rows, data),
-        { prepack: false, ...options },
+        options,
       );
       return new Head(c, embedding, session, scratch);
     } catch (err) {
