@@ -81,7 +81,11 @@ export async function createFileSession(build: (data: ExternalDataFile) => Uint8
     }
     const modelPath = scratch.file("model.onnx");
     writeFileSync(modelPath, graph, { mode: 0o600, flag: "wx" });
-    return { session: await createSession(modelPath, options), scratch };
+    const session = await createSession(modelPath, options);
+    // ORT has read (or mapped) everything at session creation; removing the files now means a
+    // process killed later (no exit hook runs) leaves nothing behind. A mapping outlives the unlink.
+    scratch.remove();
+    return { session, scratch };
   } catch (err) {
     scratch.remove();
     throw err;
