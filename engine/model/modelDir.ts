@@ -5,6 +5,7 @@ import { NO_COMPRESSION, parseCompression, type CompressionSpec } from "./compre
 import { parseConfig, type ModelConfig } from "./config.js";
 import { MANIFEST_FILE, readManifest } from "./manifest.js";
 import { SafetensorsFile, type TensorInfo } from "./safetensors.js";
+import { TensorRows } from "./tensorRows.js";
 import type { TensorSource } from "./tensorSource.js";
 
 const SINGLE_FILE = "model.safetensors";
@@ -76,6 +77,11 @@ export class ModelDirectory implements TensorSource {
   /** Tensor `name` as float32 with its shape checked against `shape`. */
   tensor(name: string, shape: readonly number[]): Float32Array {
     return this.fileOf(name).readFloat32(name, shape);
+  }
+
+  openRows(name: string, shape: readonly [number, number]): TensorRows {
+    const file = this.fileOf(name);
+    return TensorRows.open(file.path, file.info(name), shape);
   }
 
   close(): void {

@@ -79,7 +79,11 @@ export class SafetensorsFile {
         dtype: info.dtype,
       });
     }
-    return toFloat32(this.readBytes(name), info.dtype);
+    const bytes = this.readBytes(name);
+    // A fresh buffer already holds float32: view it rather than copy it (a second copy of a large
+    // tensor, however brief, raises the load's peak memory).
+    if (info.dtype === "F32") return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    return toFloat32(bytes, info.dtype);
   }
 
   close(): void {

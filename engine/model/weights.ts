@@ -78,11 +78,18 @@ export function loadLayerWeights(model: TensorSource, layer: number): LayerWeigh
   };
 }
 
+export const EMBED_TOKENS = "model.embed_tokens.weight";
+
+/** The tensor the LM head reads: lm_head.weight, or the embeddings when tied. */
+export function lmHeadTensorName(c: ModelConfig): string {
+  // Some tied checkpoints still ship lm_head.weight; when tied, the embedding is authoritative.
+  return c.tieWordEmbeddings ? EMBED_TOKENS : "lm_head.weight";
+}
+
 export function loadHeadWeights(model: TensorSource): HeadWeights {
   const c = model.config;
-  const embed = model.tensor("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
-  // Some tied checkpoints still ship lm_head.weight; when tied, the embedding is authoritative.
-  const lmHead = c.tieWordEmbeddings ? embed : model.tensor("lm_head.weight", [c.vocabSize, c.hiddenSize]);
+  const embed = model.tensor(EMBED_TOKENS, [c.vocabSize, c.hiddenSize]);
+  const lmHead = c.tieWordEmbeddings ? embed : model.tensor(lmHeadTensorName(c), [c.vocabSize, c.hiddenSize]);
   return { embed, finalNorm: model.tensor("model.norm.weight", [c.hiddenSize]), lmHead };
 }
 

@@ -1,5 +1,6 @@
 import { createRequire } from "node:module";
 import type { onnx as OnnxTypes } from "onnx-proto";
+import { EXTERNAL_MIN_BYTES, type ExternalDataFile, type ExternalLocation } from "./externalData.js";
 
 // onnx-proto is CommonJS; load it through require so ESM interop cannot reshape its namespace.
 const require = createRequire(import.meta.url);
@@ -13,11 +14,16 @@ export type Dim = number | string;
 export type AttrValue = number | number[] | string | { float: number };
 
 const ATTR = { FLOAT: 1, INT: 2, STRING: 3, INTS: 7 } as const;
+const DATA_LOCATION_EXTERNAL = 1; // TensorProto.DataLocation.EXTERNAL
 
 /**
  * A small builder for ONNX graphs: named values, initializers and nodes, serialized with
  * onnx-proto. Node outputs get unique names from a prefix, so graph-building code reads like the
  * math it implements: `const y = g.op("MatMul", [x, w])`.
+ *
+ * With an `ExternalDataFile`, every initializer of EXTERNAL_MIN_BYTES or more is written to that
+ * file when it is added and the graph keeps only its location (ONNX external data), so the caller's
+ * array can be dropped at once: weights then exist once, in the file, until ONNX Runtime loads it.
  */
 export class GraphBuilder {
   private readonly nodes: OnnxTypes.INodeProto[] = [];
@@ -26,6 +32,11 @@ export class GraphBuilder {
   private readonly outputs: OnnxTypes.IValueInfoProto[] = [];
   private readonly names = new Set<string>();
   private counter = 0;
+  private readonly external: ExternalDataFile | undefined;
+
+  constructor(external?: ExternalDataFile) {
+    this.external = external;
+  }
 
   input(name: string, type: ElemType, shape: readonly Dim[]): string {
     this.claim(name);
@@ -42,23 +53,35 @@ export class GraphBuilder {
     this.outputs.push(valueInfo(name, type, shape));
   }
 
-  /** A float32 constant; `data` is referenced, not copied, until `serialize()`. */
+  /** A float32 constant; `data` is referenced, not copied, until `serialize()` (or written out now: see the class). */
   floatInit(name: string, dims: readonly number[], data: Float32Array): string {
+    return this.init(name, ElemType.FLOAT, dims, bytesOf(data));
+  }
+
+  /**
+   * A float32 constant of shape `dims` that `fill` writes piecewise: `write(at, values)` puts
+   * `values` at element `at` of the row-major data. With a data file the pieces go straight to it,
+   * so a large constant (the LM head's transpose) never exists whole in memory.
+   */
+  floatInitFilled(name: string, dims: readonly number[], fill: (write: (at: number, values: Float32Array) => void) => void): string {
     this.claim(name);
-    this.initializers.push({
-      name,
-      dataType: ElemType.FLOAT,
-      dims: [...dims],
-      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-    });
+    const count = dims.reduce((a, d) => a * d, 1);
+    if (this.external !== undefined && 4 * count >= EXTERNAL_MIN_BYTES) {
+      const external = this.external;
+      const where = external.reserve(4 * count);
+      fill((at, values) => external.writeAt(where, 4 * at, bytesOf(values)));
+      this.initializers.push({ name, dataType: ElemType.FLOAT, dims: [...dims], dataLocation: DATA_LOCATION_EXTERNAL, externalData: externalEntries(where) });
+      return name;
+    }
+    const data = new Float32Array(count);
+    fill((at, values) => data.set(values, at));
+    this.initializers.push({ name, dataType: ElemType.FLOAT, dims: [...dims], rawData: bytesOf(data) });
     return name;
   }
 
   /** A uint8 constant (packed quantized weights); `data` is referenced, not copied. */
   uint8Init(name: string, dims: readonly number[], data: Uint8Array): string {
-    this.claim(name);
-    this.initializers.push({ name, dataType: ElemType.UINT8, dims: [...dims], rawData: data });
-    return name;
+    return this.init(name, ElemType.UINT8, dims, data);
   }
 
   int64Init(name: string, values: readonly number[]): string {
@@ -110,10 +133,37 @@ export class GraphBuilder {
     return onnx.ModelProto.encode(model).finish();
   }
 
+  private init(name: string, dataType: ElemType, dims: readonly number[], rawData: Uint8Array): string {
+    this.claim(name);
+    const byteLength = dims.reduce((a, d) => a * d, 1) * (dataType === ElemType.FLOAT ? 4 : 1);
+    if (rawData.byteLength !== byteLength) {
+      throw new Error(`initializer ${name} has ${rawData.byteLength} bytes, its shape [${dims.join(", ")}] needs ${byteLength}`);
+    }
+    if (this.external !== undefined && byteLength >= EXTERNAL_MIN_BYTES) {
+      const where = this.external.append(rawData);
+      this.initializers.push({ name, dataType, dims: [...dims], dataLocation: DATA_LOCATION_EXTERNAL, externalData: externalEntries(where) });
+      return name;
+    }
+    this.initializers.push({ name, dataType, dims: [...dims], rawData });
+    return name;
+  }
+
   private claim(name: string): void {
     if (this.names.has(name)) throw new Error(`graph value ${name} is defined twice`);
     this.names.add(name);
   }
+}
+
+function bytesOf(data: Float32Array): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+function externalEntries(where: ExternalLocation): OnnxTypes.IStringStringEntryProto[] {
+  return [
+    { key: "location", value: where.location },
+    { key: "offset", value: String(where.offset) },
+    { key: "length", value: String(where.length) },
+  ];
 }
 
 function valueInfo(name: string, elemType: ElemType, shape: readonly Dim[]): OnnxTypes.IValueInfoProto {

@@ -1,17 +1,36 @@
 import type { ModelConfig } from "../model/config.js";
+import type { ExternalDataFile } from "./externalData.js";
 import { ElemType, GraphBuilder } from "./graphBuilder.js";
 import { transpose } from "./linalg.js";
 import { rmsNorm } from "./ops.js";
 
 export const HeadIO = { hidden: "hidden_in", logits: "logits" } as const;
 
-/** The client's output graph: final RMSNorm, then the LM head: (T, hidden) → (T, vocab) logits. */
-export function buildHeadGraph(c: ModelConfig, finalNorm: Float32Array, lmHead: Float32Array): Uint8Array {
-  const g = new GraphBuilder();
-  const x = g.input(HeadIO.hidden, ElemType.FLOAT, ["T", c.hiddenSize]);
+/** Rows [first, first+count) of the (vocab, hidden) LM head as float32: (count, hidden). */
+export type RowReader = (first: number, count: number) => Float32Array;
+
+/** LM-head rows transposed per block: the block's source and transposed copies are all that is held at once. */
+const LM_HEAD_BLOCK_ROWS = 4096;
+
+/**
+ * The client's output graph: final RMSNorm, then the LM head: (T, hidden) → (T, vocab) logits.
+ * The graph needs the head as (hidden, vocab); it is transposed a block of vocabulary rows at a
+ * time, and with `external` each block goes straight to the data file.
+ */
+export function buildHeadGraph(c: ModelConfig, finalNorm: Float32Array, lmHeadRows: RowReader, external?: ExternalDataFile): Uint8Array {
+  const g = new GraphBuilder(external);
+  const H = c.hiddenSize;
+  const V = c.vocabSize;
+  const x = g.input(HeadIO.hidden, ElemType.FLOAT, ["T", H]);
   const eps = g.floatInit("rms_eps", [], new Float32Array([c.rmsNormEps]));
-  const normed = rmsNorm(g, x, g.floatInit("final_norm", [c.hiddenSize], finalNorm), eps);
-  const w = g.floatInit("lm_head", [c.hiddenSize, c.vocabSize], transpose(lmHead, c.vocabSize, c.hiddenSize));
-  g.output(g.op("MatMul", [normed, w]), HeadIO.logits, ElemType.FLOAT, ["T", c.vocabSize]);
+  const normed = rmsNorm(g, x, g.floatInit("final_norm", [H], finalNorm), eps);
+  const w = g.floatInitFilled("lm_head", [H, V], (write) => {
+    for (let v0 = 0; v0 < V; v0 += LM_HEAD_BLOCK_ROWS) {
+      const n = Math.min(LM_HEAD_BLOCK_ROWS, V - v0);
+      const block = transpose(lmHeadRows(v0, n), n, H); // (H, n): columns v0…v0+n of each row of the result
+      for (let h = 0; h < H; h++) write(h * V + v0, block.subarray(h * n, (h + 1) * n));
+    }
+  });
+  g.output(g.op("MatMul", [normed, w]), HeadIO.logits, ElemType.FLOAT, ["T", V]);
   return g.serialize("efed_head");
 }

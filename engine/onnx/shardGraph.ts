@@ -2,6 +2,7 @@ import { ropeInverseFrequencies, type ModelConfig } from "../model/config.js";
 import { LEGACY_ACCURACY_LEVEL, type QuantAccuracyLevel } from "../model/compression.js";
 import type { Factor, Projection } from "../model/projection.js";
 import type { LayerWeights } from "../model/weights.js";
+import type { ExternalDataFile } from "./externalData.js";
 import { ElemType, GraphBuilder } from "./graphBuilder.js";
 import { transpose } from "./linalg.js";
 import { rmsNorm } from "./ops.js";
@@ -49,6 +50,8 @@ export interface ShardGraphOptions {
   probes?: boolean | undefined;
   /** MatMulNBits accuracy level of quantized factors: the variant's (`accuracyLevelOf`); default LEGACY_ACCURACY_LEVEL. */
   quantAccuracyLevel?: QuantAccuracyLevel | undefined;
+  /** Write the weights to this file (ONNX external data) as each layer is built, instead of into the protobuf. */
+  externalData?: ExternalDataFile | undefined;
 }
 
 /** Longest sequence the "gqa" graph precomputes rotary tables for. */
@@ -62,7 +65,7 @@ export function gqaMaxPositions(c: ModelConfig): number {
  * The ONNX graph of layers [first, last) of a Llama-family model, one sequence. Activations are
  * 2-D (tokens, hidden); the KV cache is carried as graph inputs and outputs. Layers are fetched
  * one at a time through `loadLayer`, so only one layer's checkpoint tensors are alive at once
- * beside the graph's own (transposed) copies.
+ * beside the graph's own (transposed) copies, and with `externalData` not even those.
  */
 export function buildShardGraph(
   c: ModelConfig,
@@ -72,7 +75,7 @@ export function buildShardGraph(
   options: ShardGraphOptions = {},
 ): Uint8Array {
   const attention = options.attention ?? "ops";
-  const g = new GraphBuilder();
+  const g = new GraphBuilder(options.externalData);
   const H = c.hiddenSize;
   const D = c.headDim;
   const nH = c.numHeads;

@@ -1,40 +1,64 @@
 import { EngineError } from "../errors.js";
 import type { ModelConfig } from "../model/config.js";
 import type { ModelDirectory } from "../model/modelDir.js";
-import { loadHeadWeights } from "../model/weights.js";
+import type { TensorRows } from "../model/tensorRows.js";
+import { EMBED_TOKENS, lmHeadTensorName } from "../model/weights.js";
 import { HeadIO, buildHeadGraph } from "../onnx/headGraph.js";
-import { createSession, ort, type RuntimeOptions } from "./session.js";
+import type { ScratchDir } from "./scratch.js";
+import { createFileSession, ort, type RuntimeOptions } from "./session.js";
 
-/** What a client runs locally: the token embeddings in, the final norm and LM head out. */
+/**
+ * What a client runs locally: the token embeddings in, the final norm and LM head out. The LM head
+ * lives in ONNX Runtime; embedding rows are read from the model file when asked for, so the
+ * (vocab, hidden) table is not held a second time in JS memory.
+ */
 export class Head {
   readonly config: ModelConfig;
-  private readonly embedding: Float32Array; // (vocab, hidden)
+  private readonly embedding: TensorRows; // (vocab, hidden), on disk
   private readonly session: ort.InferenceSession;
+  private readonly scratch: ScratchDir;
 
-  private constructor(config: ModelConfig, embedding: Float32Array, session: ort.InferenceSession) {
+  private constructor(config: ModelConfig, embedding: TensorRows, session: ort.InferenceSession, scratch: ScratchDir) {
     this.config = config;
     this.embedding = embedding;
     this.session = session;
+    this.scratch = scratch;
   }
 
-  /** Reads only the embeddings, final norm and LM head from `model`. */
+  /**
+   * Reads only the final norm and LM head from `model` now, embedding rows as they are needed.
+   * The LM head stays packed (ORT's default): unpacked, a single row takes the vector-matrix kernel
+   * and several rows the matrix kernel, whose sums round differently, and batched logits must
+   * equal one-at-a-time logits bit for bit (BatchingHead).
+   */
   static async load(model: ModelDirectory, options: RuntimeOptions = {}): Promise<Head> {
-    const w = loadHeadWeights(model);
-    const session = await createSession(buildHeadGraph(model.config, w.finalNorm, w.lmHead), options);
-    return new Head(model.config, w.embed, session);
+    const c = model.config;
+    const embedding = model.openRows(EMBED_TOKENS, [c.vocabSize, c.hiddenSize]);
+    // The LM head is read a block of rows at a time too: it is transposed on its way to the graph.
+    const lmHead = c.tieWordEmbeddings ? embedding : model.openRows(lmHeadTensorName(c), [c.vocabSize, c.hiddenSize]);
+    try {
+      const rows = (first: number, count: number): Float32Array => lmHead.readSpan(first, count);
+      const { session, scratch } = await createFileSession(
+        (data) => buildHeadGraph(c, model.tensor("model.norm.weight", [c.hiddenSize]), rows, data),
+        options,
+      );
+      return new Head(c, embedding, session, scratch);
+    } catch (err) {
+      embedding.close();
+      throw err;
+    } finally {
+      if (lmHead !== embedding) lmHead.close();
+    }
   }
 
   /** Embedding rows of `ids`: (ids.length, hidden). */
   embed(ids: readonly number[]): Float32Array {
-    const H = this.config.hiddenSize;
-    const out = new Float32Array(ids.length * H);
-    ids.forEach((id, t) => {
+    for (const id of ids) {
       if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
         throw new EngineError("BAD_TOKEN", `token id ${id} is outside the vocabulary 0..${this.config.vocabSize - 1}`);
       }
-      out.set(this.embedding.subarray(id * H, (id + 1) * H), t * H);
-    });
-    return out;
+    }
+    return this.embedding.read(ids);
   }
 
   /** Logits (T, vocab) for hidden states (T, hidden). */
@@ -45,6 +69,11 @@ export class Head {
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    try {
+      await this.session.release();
+    } finally {
+      this.embedding.close();
+      this.scratch.remove();
+    }
   }
 }

@@ -6,7 +6,8 @@ import { layerWeightBytes, loadLayerWeights, type LayerWeights } from "../model/
 import { PROBE_POINTS, ShardIO, buildShardGraph, gqaMaxPositions, type AttentionKind } from "../onnx/shardGraph.js";
 import { KvSlotPool, type KvCache, type KvSlotPoolOptions } from "./kvSlots.js";
 import { causalMask, ropeTables } from "./rope.js";
-import { createSession, ort, type RuntimeOptions } from "./session.js";
+import type { ScratchDir } from "./scratch.js";
+import { createFileSession, ort, type RuntimeOptions } from "./session.js";
 
 export type { KvCache } from "./kvSlots.js";
 
@@ -46,6 +47,7 @@ export class Shard {
     session: ort.InferenceSession,
     probes: boolean | undefined,
     weightBytes: number,
+    private readonly scratch: ScratchDir,
   ) {
     this.weightBytes = weightBytes;
     this.config = config;
@@ -76,12 +78,17 @@ export class Shard {
       weightBytes += layerWeightBytes(w);
       return w;
     };
-    const graph = buildShardGraph(c, first, last, loadLayer, {
-      attention,
-      probes: options.probes,
-      quantAccuracyLevel: accuracyLevelOf(model.compression),
-    });
-    return new Shard(c, first, last, attention, await createSession(graph, options), options.probes, weightBytes);
+    const { session, scratch } = await createFileSession(
+      (externalData) =>
+        buildShardGraph(c, first, last, loadLayer, {
+          attention,
+          probes: options.probes,
+          quantAccuracyLevel: accuracyLevelOf(model.compression),
+          externalData,
+        }),
+      options,
+    );
+    return new Shard(c, first, last, attention, session, options.probes, weightBytes, scratch);
   }
 
   get numLayers(): number {
@@ -330,6 +337,10 @@ export class Shard {
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    try {
+      await this.session.release();
+    } finally {
+      this.scratch.remove();
+    }
   }
 }

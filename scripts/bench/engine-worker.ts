@@ -21,6 +21,7 @@ const t0 = performance.now();
 const shard = await Shard.load(model, 0, c.numLayers, { threads });
 const head = await Head.load(model, { threads: 1 }); // as efed generate runs it (see there)
 const loadSeconds = (performance.now() - t0) / 1000;
+const loadPeakRssBytes = process.resourceUsage().maxRSS * 1024; // nothing has run yet: the peak of loading
 const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919) % c.vocabSize);
 
 const prefillSeconds: number[] = [];
@@ -48,6 +49,7 @@ console.log(
     loadSeconds,
     prefillTokensPerSecond: PROMPT / median(prefillSeconds),
     decodeTokensPerSecond: 1 / median(stepSeconds),
+    loadPeakRssBytes,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
     weightBytesPerToken,
   }),

@@ -19,6 +19,9 @@ interface Measurement {
   loadSeconds: number;
   prefillTokensPerSecond: number;
   decodeTokensPerSecond: number;
+  /** Peak RSS when both are loaded, before anything has run. */
+  loadPeakRssBytes: number;
+  /** Peak RSS over the whole run (loading and serving). */
   peakRssBytes: number;
   weightBytesPerToken: number;
 }
@@ -49,7 +52,8 @@ for (const [name, dir] of models) {
     rows.push(
       `| ${name} | ${threads} | ${m.prefillTokensPerSecond.toFixed(0)} | ${m.decodeTokensPerSecond.toFixed(1)} | ` +
         `${(m.weightBytesPerToken / 1e6).toFixed(1)} | ${limit.toFixed(1)} | **${((100 * m.decodeTokensPerSecond) / limit).toFixed(0)}%** | ` +
-        `${(m.peakRssBytes / 1e6).toFixed(0)} | ${m.loadSeconds.toFixed(1)} |`,
+        `${(m.loadPeakRssBytes / 1e6).toFixed(0)} | ${(m.loadPeakRssBytes / m.weightBytesPerToken).toFixed(2)}× | ` +
+        `${(m.peakRssBytes / 1e6).toFixed(0)} | ${m.loadSeconds.toFixed(1)} | ${(m.loadSeconds / (m.weightBytesPerToken / GB)).toFixed(1)} |`,
     );
     console.error(rows[rows.length - 1]);
   }
@@ -69,8 +73,8 @@ const table = [
   `Machine: ${cpus().length} × ${cpus()[0]?.model ?? "unknown CPU"}; copy bandwidth (read + write) ` +
     `${(bandwidth[1]! / GB).toFixed(1)} GB/s with 1 thread, ${(bandwidth[2]! / GB).toFixed(1)} GB/s with 2.`,
   "",
-  "| model | threads | prefill tok/s (128-token prompt) | decode tok/s (median step) | weight MB read per token | bandwidth limit tok/s | decode as % of limit | peak RSS MB | load s |",
-  "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+  "| model | threads | prefill tok/s (128-token prompt) | decode tok/s (median step) | weight MB read per token | bandwidth limit tok/s | decode as % of limit | load peak RSS MB | load peak ÷ weights | peak RSS MB (load + serve) | load s | load s per GB |",
+  "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
   ...rows,
   "",
   "Weights are float32 in the graphs (F16/BF16 checkpoints are widened on load), so a decode step reads",
@@ -78,6 +82,13 @@ const table = [
   "A decode step here includes the embedding lookup and the LM head (what a client does per token);",
   "the layers run with the given threads, the head with one (as `efed generate` does: two spinning",
   "thread pools in one process steal each other's cores; measured 31 vs 53 tok/s for the 135M shape).",
+  "",
+  "Memory: one process holds all layers and the head; \"weights\" is the weight MB read per token (what",
+  "the graphs hold), and the ratio includes the ~105 MB of Node.js and ONNX Runtime themselves, which",
+  "dominate for the small model. Graph weights are written to a private scratch file as each layer is",
+  "built and ONNX Runtime loads them from there; the layers' MatMul weights are then repacked into its",
+  "kernels' layout (a private copy; unpacked, a decode step measured 1.6–1.7× slower, and one row",
+  "and many rows would round differently), and embedding rows are read from the model file per step.",
   "",
   "### How the KV cache is carried (SmolLM2-135M shape, layers only, 1 thread, median decode step)",
   "",
