@@ -15,6 +15,8 @@ export class TensorRows {
   readonly cols: number;
   readonly dtype: DType;
   private fd: number | undefined;
+  /** The whole tensor as float32 once `keepInMemory()` has read it (the file is then closed). */
+  private table: Float32Array | undefined;
   private readonly offset: number;
   private readonly rowBytes: number;
 
@@ -54,8 +56,28 @@ export class TensorRows {
     return new TensorRows(path, info, info.dtype, fd);
   }
 
+  /**
+   * Reads the whole tensor once and serves every later read from memory, closing the file: for
+   * small tables one read per row (a system call each, ~17 µs) costs more than the memory saves.
+   */
+  keepInMemory(): void {
+    if (this.table !== undefined) return;
+    const table = this.readSpan(0, this.rows);
+    this.close();
+    this.table = table;
+  }
+
   /** Rows `indices` as float32, one after another: (indices.length, cols). */
   read(indices: readonly number[]): Float32Array {
+    const table = this.table;
+    if (table !== undefined) {
+      const out = new Float32Array(indices.length * this.cols);
+      indices.forEach((row, i) => {
+        this.checkRows(row, 1);
+        out.set(table.subarray(row * this.cols, (row + 1) * this.cols), i * this.cols);
+      });
+      return out;
+    }
     const bytes = new Uint8Array(indices.length * this.rowBytes);
     indices.forEach((row, i) => {
       this.checkRows(row, 1);
@@ -67,6 +89,7 @@ export class TensorRows {
   /** Rows first … first+count-1 as float32 (one read): (count, cols). */
   readSpan(first: number, count: number): Float32Array {
     this.checkRows(first, count);
+    if (this.table !== undefined) return this.table.slice(first * this.cols, (first + count) * this.cols);
     const bytes = new Uint8Array(count * this.rowBytes);
     this.readInto(bytes, 0, first, count);
     return toFloat32(bytes, this.dtype);
@@ -93,5 +116,6 @@ export class TensorRows {
   close(): void {
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
+    this.table = undefined;
   }
 }

@@ -7,6 +7,9 @@ import { HeadIO, buildHeadGraph } from "../onnx/headGraph.js";
 import type { ScratchDir } from "./scratch.js";
 import { createFileSession, ort, type RuntimeOptions } from "./session.js";
 
+/** Embedding tables up to this many bytes (as float32) are held in memory; larger ones are read per row. */
+export const RESIDENT_EMBEDDING_BYTES = 32 * 1024 * 1024;
+
 /**
  * What a client runs locally: the token embeddings in, the final norm and LM head out. The LM head
  * lives in ONNX Runtime; embedding rows are read from the model file when asked for, so the
@@ -14,7 +17,7 @@ import { createFileSession, ort, type RuntimeOptions } from "./session.js";
  */
 export class Head {
   readonly config: ModelConfig;
-  private readonly embedding: TensorRows; // (vocab, hidden), on disk
+  private readonly embedding: TensorRows; // (vocab, hidden), on disk unless small
   private readonly session: ort.InferenceSession;
   private readonly scratch: ScratchDir;
 
@@ -42,6 +45,8 @@ export class Head {
         (data) => buildHeadGraph(c, model.tensor("model.norm.weight", [c.hiddenSize]), rows, data),
         options,
       );
+      // A small table stays in memory: reading it row by row would slow a prefill more than it saves.
+      if (c.vocabSize * c.hiddenSize * 4 <= RESIDENT_EMBEDDING_BYTES) embedding.keepInMemory();
       return new Head(c, embedding, session, scratch);
     } catch (err) {
       embedding.close();

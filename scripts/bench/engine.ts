@@ -73,7 +73,7 @@ const table = [
   `Machine: ${cpus().length} × ${cpus()[0]?.model ?? "unknown CPU"}; copy bandwidth (read + write) ` +
     `${(bandwidth[1]! / GB).toFixed(1)} GB/s with 1 thread, ${(bandwidth[2]! / GB).toFixed(1)} GB/s with 2.`,
   "",
-  "| model | threads | prefill tok/s (128-token prompt) | decode tok/s (median step) | weight MB read per token | bandwidth limit tok/s | decode as % of limit | load peak RSS MB | load peak ÷ weights | peak RSS MB (load + serve) | load s | load s per GB |",
+  "| model | threads | prefill tok/s (128-token prompt, median of 7 after 3 warm-up) | decode tok/s (median step) | weight MB read per token | bandwidth limit tok/s | decode as % of limit | load peak RSS MB | load peak ÷ weights | peak RSS MB (load + serve) | load s | load s per GB |",
   "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
   ...rows,
   "",

@@ -58,6 +58,25 @@ describe("embedding rows read from the model file on demand", () => {
     });
   }
 
+  it("kept in memory: the same bits from one read of the file, the same refusals, nothing after close", () => {
+    const model = tableDir("BF16");
+    const table = model.tensor("model.embed_tokens.weight", [ROWS, COLS]);
+    const rows = model.openRows("model.embed_tokens.weight", [ROWS, COLS]);
+    rows.keepInMemory();
+    const ids = [ROWS - 1, 0, 9, 9];
+    const expected = new Float32Array(ids.length * COLS);
+    ids.forEach((id, t) => expected.set(table.subarray(id * COLS, (id + 1) * COLS), t * COLS));
+    expect(bitsEqual(rows.read(ids), expected)).toBe(true);
+    expect(bitsEqual(rows.readSpan(2, 4), table.subarray(2 * COLS, 6 * COLS))).toBe(true);
+    const first = rows.read([3]);
+    first.fill(0); // a caller's copy: the table is not changed through it
+    expect(bitsEqual(rows.read([3]), table.subarray(3 * COLS, 4 * COLS))).toBe(true);
+    expect(() => rows.read([ROWS])).toThrow(`rows ${ROWS}…${ROWS} of model.embed_tokens.weight are outside 0..${ROWS - 1}`);
+    rows.close();
+    expect(() => rows.read([0])).toThrow("rows of model.embed_tokens.weight were read after close()");
+    model.close();
+  });
+
   it("refuses rows outside the table, reads after close, a wrong shape and a non-float dtype, naming them", () => {
     const model = tableDir("F32");
     const rows = model.openRows("model.embed_tokens.weight", [ROWS, COLS]);
