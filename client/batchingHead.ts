@@ -1,5 +1,6 @@
 import { EngineError } from "../engine/errors.js";
 import type { Head } from "../engine/runtime/head.js";
+import { gatherArrivals } from "../protocol/gather.js";
 
 /** What a generation loop needs of the LM head side: embeddings in, logits out. */
 export type TokenHead = Pick<Head, "config" | "embed" | "logits">;
@@ -62,12 +63,7 @@ export class BatchingHead implements TokenHead {
 
   private async gather(): Promise<void> {
     const expected = Math.max(0, ...this.recentBatchSizes);
-    let waiting = this.queue.length;
-    while (this.gatherMs > 0 && waiting > 0 && waiting < expected) {
-      await new Promise((resolve) => setTimeout(resolve, this.gatherMs));
-      if (this.queue.length <= waiting) return;
-      waiting = this.queue.length;
-    }
+    await gatherArrivals(() => this.queue.length, () => expected, this.gatherMs);
   }
 
   private async drain(): Promise<void> {

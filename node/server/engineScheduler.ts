@@ -2,6 +2,7 @@ import { EngineError } from "../../engine/errors.js";
 import { DEFAULT_KV_SLOT_POOL, type KvSlotPool } from "../../engine/runtime/kvSlots.js";
 import type { KvCache, Shard } from "../../engine/runtime/shard.js";
 import { concatFloat32 } from "../../protocol/floats.js";
+import { gatherArrivals } from "../../protocol/gather.js";
 
 interface Job {
   /** Whose turn this counts against (fairness key: the client's remote address). */
@@ -174,16 +175,11 @@ export class EngineScheduler {
    * way. A session idle for longer than policy.activeMs is not waited for.
    */
   private async gather(): Promise<void> {
-    const ms = this.policy.gatherMs;
-    if (ms === 0 || this.pool === undefined) return;
-    let waiting = this.decodesWaiting();
-    while (waiting > 0 && waiting < Math.min(this.activeSlottedSessions(), this.policy.maxBatch)) {
-      await new Promise((resolve) => setTimeout(resolve, ms));
-      const now = this.decodesWaiting();
-      if (now <= waiting) return;
-      waiting = now;
-    }
+    if (this.pool === undefined) return;
+    const expected = () => Math.min(this.activeSlottedSessions(), this.policy.maxBatch);
+    await gatherArrivals(() => this.decodesWaiting(), expected, this.policy.gatherMs);
   }
+
 
   /** Sessions in the pool whose last run ended within policy.activeMs; forgets the others. */
   private activeSlottedSessions(): number {
