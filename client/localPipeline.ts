@@ -31,7 +31,7 @@ export class LocalPipeline implements LayerPipeline {
   }
 
   async openSequence(): Promise<LayerSequence> {
-    const caches = this.shards.map((s) => s.newCache());
+    const caches = this.shards.map((s) => s.newInPlaceCache());
     return {
       compute: async (hidden) => {
         let h = hidden;

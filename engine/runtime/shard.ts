@@ -112,6 +112,19 @@ export class Shard {
   }
 
   /**
+   * A cache for one sequence that runs in place: a row of a one-row KvSlotPool of its own where the
+   * fused-attention graph allows (else `newCache()`). A cache with its own tensors gets its whole
+   * present back from every step (copied out of ONNX Runtime: work that grows with the context); in
+   * a slot a decode step fetches only the new keys and values. Same results bit for bit
+   * (test/engine/batchSlots.test.ts). Nothing to release: the pool goes with the cache.
+   */
+  newInPlaceCache(): KvCache {
+    const cache = this.newCache();
+    if (this.batches) this.slotPool({ maxSlots: 1, maxSlotTokens: this.maxLength }).admit(cache);
+    return cache;
+  }
+
+  /**
    * A pool of KV slots for this shard's sequences (needs the fused-attention graph): a cache admitted
    * to it (`KvSlotPool.admit`) runs in place there, in `compute` and `computeBatch` alike.
    */
@@ -260,6 +273,9 @@ export class Shard {
     }
     if (T > 1 && caches.length > 1) throw new EngineError("BAD_BATCH", "a batched step takes one token per sequence");
     for (const cache of caches) {
+      if (cache.length + T > this.maxLength) {
+        throw new EngineError("SEQUENCE_TOO_LONG", `sequence would reach ${cache.length + T} tokens, over this shard's limit of ${this.maxLength}`);
+      }
       if (cache.length + T > pool.maxSlotTokens) {
         throw new EngineError("SLOT_TOO_LONG", `sequence would reach ${cache.length + T} tokens, over its KV slot's limit of ${pool.maxSlotTokens}`);
       }

@@ -40,7 +40,7 @@ async function runEfed(dir: string, threads: number): Promise<PeerRun> {
   const loadSeconds = (performance.now() - t0) / 1000;
   const prompt = promptIds(c.vocabSize);
   const a = performance.now();
-  const cache = shard.newCache();
+  const cache = shard.newInPlaceCache(); // as efed generate runs it
   const prefill = await shard.compute(head.embed(prompt), cache);
   let next = argmax(await head.logits(prefill.subarray(prefill.length - c.hiddenSize)));
   const prefillSeconds = (performance.now() - a) / 1000;

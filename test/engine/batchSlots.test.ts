@@ -208,6 +208,24 @@ describe("KV slot pool (sequences' caches in one buffer, batched steps in place)
     expect(pool.admit(Object.assign(shard.newCache(), { length: 20 }))).toBe(false); // no room for its next token
   });
 
+  it("an in-place cache (a one-row pool of its own) runs a sequence as its own tensors do, bit for bit, up to the shard's limit", async () => {
+    expect(shard.maxLength).toBe(256);
+    const inPlace = shard.newInPlaceCache();
+    const own = shard.newCache();
+    expect([inPlace.slot?.row, own.slot]).toEqual([0, undefined]);
+    const first = prompt(2, 200);
+    expect(bitsEqual(await shard.compute(head.embed(first), inPlace), await shard.compute(head.embed(first), own))).toBe(true);
+    // 40 decode steps cross the pool's growth in chunks of 32 positions
+    for (let step = 0; step < 40; step++) {
+      const h = head.embed([(step * 13) % model.config.vocabSize]);
+      expect(bitsEqual(await shard.compute(h, inPlace), await shard.compute(h, own))).toBe(true);
+    }
+    expect([inPlace.length, inPlace.slot?.pool.capacity]).toEqual([240, 256]);
+    await shard.compute(head.embed(prompt(3, 16)), inPlace); // to the limit exactly
+    await expect(shard.compute(head.embed([1]), inPlace)).rejects.toThrow("sequence would reach 257 tokens, over this shard's limit of 256");
+    expect(inPlace.length).toBe(256);
+  });
+
   it("rejects batches that mix pools or standalone caches, and shards without the fused kernel", async () => {
     const [p1, p2] = [shard.slotPool(), shard.slotPool()];
     const [x, y, z] = [shard.newCache(), shard.newCache(), shard.newCache()];
@@ -221,6 +239,7 @@ describe("KV slot pool (sequences' caches in one buffer, batched steps in place)
     const opsModel = randomModel(scratch.dir, "ops", { hidden_size: 48, num_attention_heads: 4, num_key_value_heads: 2 });
     const ops = await Shard.load(opsModel, 0, opsModel.config.numLayers);
     expect(() => ops.slotPool()).toThrow('KV slots need the fused-attention graph; this shard uses "ops"');
+    expect(ops.newInPlaceCache().slot).toBeUndefined(); // its own tensors, as newCache()
     await ops.release();
   });
 });
