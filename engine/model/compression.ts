@@ -18,7 +18,10 @@ export interface CompressionSpec {
   accuracy_level?: QuantAccuracyLevel;
   /**
    * Per projection (e.g. "model.layers.3.mlp.up_proj"): a rank when it is stored as two SVD
-   * factors, bits when its factors are quantized. Projections not listed are dense float.
+   * factors, bits when its factors are quantized. Projections not listed are dense float. The
+   * embedding and LM head ("model.embed_tokens", "lm_head") may be listed with bits only: the
+   * client's LM head then runs MatMulNBits at HEAD_ACCURACY_LEVEL, and embedding rows are
+   * dequantized as they are read.
    */
   matrices?: Record<string, MatrixCompression>;
   /** Anything else the compressor records (ratio, energy, calibration, …). */
@@ -41,6 +44,17 @@ export const NO_COMPRESSION: CompressionSpec = { method: "none" };
  */
 export const QUANT_ACCURACY_LEVELS = [0, 4] as const;
 export type QuantAccuracyLevel = (typeof QUANT_ACCURACY_LEVELS)[number];
+/**
+ * The level a quantized LM head runs at, whatever `accuracy_level` says of the layers: the head runs
+ * at the client, which no verifier replays, and level 4 is its fast kernel (int8 at level 0 has
+ * none) and gives a row the same logits alone or in a batch (BatchingHead needs that; level 0
+ * int4 does not, measured on a 49152×576 head).
+ */
+export const HEAD_ACCURACY_LEVEL: QuantAccuracyLevel = 4;
+
+/** The (vocab, hidden) matrices outside the layers that a compression may list (quantized only, never factored). */
+export const HEAD_MATRICES: readonly string[] = ["model.embed_tokens", "lm_head"];
+
 /** The level of a quantized manifest without `accuracy_level`: its variant id stands for these numerics. */
 export const LEGACY_ACCURACY_LEVEL: QuantAccuracyLevel = 4;
 
@@ -81,6 +95,7 @@ export function parseCompression(raw: unknown, file: string): CompressionSpec {
     if (m.rank !== undefined && !(Number.isSafeInteger(m.rank) && m.rank > 0)) {
       fail(`rank of ${name} is ${JSON.stringify(m.rank)}, expected a positive integer`);
     }
+    if (HEAD_MATRICES.includes(name) && (m.rank !== undefined || m.bits === undefined)) fail(`of ${name} must give bits and no rank (it can be quantized, not factored)`);
     if (m.bits !== undefined) quantized = true;
     if (m.rank === undefined && m.bits === undefined) fail(`of ${name} has neither rank nor bits`);
   }

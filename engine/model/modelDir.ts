@@ -1,11 +1,11 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ModelFormatError } from "../errors.js";
-import { NO_COMPRESSION, parseCompression, type CompressionSpec } from "./compression.js";
+import { FactorNames, NO_COMPRESSION, parseCompression, type CompressionSpec } from "./compression.js";
 import { parseConfig, type ModelConfig } from "./config.js";
 import { MANIFEST_FILE, readManifest } from "./manifest.js";
 import { SafetensorsFile, type TensorInfo } from "./safetensors.js";
-import { TensorRows } from "./tensorRows.js";
+import { QuantizedRows, TensorRows, type MatrixRows } from "./tensorRows.js";
 import type { TensorSource } from "./tensorSource.js";
 
 const SINGLE_FILE = "model.safetensors";
@@ -79,9 +79,19 @@ export class ModelDirectory implements TensorSource {
     return this.fileOf(name).readFloat32(name, shape);
   }
 
-  openRows(name: string, shape: readonly [number, number]): TensorRows {
-    const file = this.fileOf(name);
-    return TensorRows.open(file.path, file.info(name), shape);
+  openRows(name: string, shape: readonly [number, number]): MatrixRows {
+    const bits = this.compression.matrices?.[name.replace(/\.weight$/, "")]?.bits;
+    if (bits === undefined) {
+      const file = this.fileOf(name);
+      return TensorRows.open(file.path, file.info(name), shape);
+    }
+    const located = (tensor: string): TensorInfo & { path: string } => {
+      const file = this.fileOf(tensor);
+      return { ...file.info(tensor), path: file.path };
+    };
+    const codes = located(FactorNames.packed(name));
+    const scales = located(FactorNames.scales(name));
+    return QuantizedRows.open({ codes, scales, bits, blockSize: this.compression.block_size! }, shape);
   }
 
   close(): void {

@@ -1,7 +1,7 @@
 import type { CompressionSpec } from "./compression.js";
 import type { ModelConfig } from "./config.js";
 import type { TensorInfo } from "./safetensors.js";
-import type { TensorRows } from "./tensorRows.js";
+import type { MatrixRows } from "./tensorRows.js";
 
 /**
  * Where a model's tensors come from, as the manifest and the weight loaders see it: names, stored
@@ -21,6 +21,9 @@ export interface TensorSource {
   info(name: string): TensorInfo;
   /** Tensor `name` as float32 with its shape checked against `shape`. */
   tensor(name: string, shape: readonly number[]): Float32Array;
-  /** The 2-D tensor `name`, checked against `shape`, for reading rows on demand (close it when done). */
-  openRows(name: string, shape: readonly [number, number]): TensorRows;
+  /**
+   * The 2-D tensor `name` (dense, or quantized when the compression lists it by its name without
+   * ".weight"), checked against `shape`, for reading rows on demand as float32 (close it when done).
+   */
+  openRows(name: string, shape: readonly [number, number]): MatrixRows;
 }

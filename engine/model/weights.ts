@@ -1,7 +1,7 @@
 import { loadProjection } from "./projectionLoader.js";
 import type { ModelConfig } from "./config.js";
 import type { TensorSource } from "./tensorSource.js";
-import { projectionBytes, type Projection } from "./projection.js";
+import { blocksOf, projectionBytes, type Projection } from "./projection.js";
 
 /** Names of the seven projections of a layer, in Hugging Face naming (without ".weight"). */
 export const PROJECTIONS = {
@@ -86,10 +86,31 @@ export function lmHeadTensorName(c: ModelConfig): string {
   return c.tieWordEmbeddings ? EMBED_TOKENS : "lm_head.weight";
 }
 
+/** Compression name of a weight tensor: "model.embed_tokens.weight" → "model.embed_tokens". */
+export function matrixBase(tensorName: string): string {
+  return tensorName.replace(/\.weight$/, "");
+}
+
+/** Bits of the LM head when it is stored quantized (compression HEAD_MATRICES), else undefined. */
+export function lmHeadBits(model: TensorSource): 4 | 8 | undefined {
+  return model.compression.matrices?.[matrixBase(lmHeadTensorName(model.config))]?.bits;
+}
+
+/** A (vocab, hidden) matrix of the head as float32: as stored, or dequantized. */
+export function readHeadMatrix(model: TensorSource, tensorName: string): Float32Array {
+  const c = model.config;
+  const rows = model.openRows(tensorName, [c.vocabSize, c.hiddenSize]);
+  try {
+    return rows.readSpan(0, c.vocabSize);
+  } finally {
+    rows.close();
+  }
+}
+
 export function loadHeadWeights(model: TensorSource): HeadWeights {
   const c = model.config;
-  const embed = model.tensor(EMBED_TOKENS, [c.vocabSize, c.hiddenSize]);
-  const lmHead = c.tieWordEmbeddings ? embed : model.tensor(lmHeadTensorName(c), [c.vocabSize, c.hiddenSize]);
+  const embed = readHeadMatrix(model, EMBED_TOKENS);
+  const lmHead = c.tieWordEmbeddings ? embed : readHeadMatrix(model, lmHeadTensorName(c));
   return { embed, finalNorm: model.tensor("model.norm.weight", [c.hiddenSize]), lmHead };
 }
 
@@ -128,7 +149,10 @@ export function expectedTensors(c: ModelConfig): Map<string, number[]> {
  */
 export function decodeWeightBytes(model: TensorSource): number {
   const c = model.config;
-  let bytes = 4 * (c.vocabSize * c.hiddenSize + 2 * c.hiddenSize); // LM head, final norm, one embedding row
+  const bits = lmHeadBits(model);
+  const blocks = c.vocabSize * blocksOf(c.hiddenSize, model.compression.block_size ?? 1);
+  const lmHead = bits === undefined ? 4 * c.vocabSize * c.hiddenSize : (blocks * model.compression.block_size! * bits) / 8 + 4 * blocks;
+  let bytes = lmHead + 4 * 2 * c.hiddenSize; // LM head, final norm, one embedding row (as float32)
   for (let l = 0; l < c.numLayers; l++) bytes += layerWeightBytes(loadLayerWeights(model, l));
   return bytes;
 }

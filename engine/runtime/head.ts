@@ -1,8 +1,10 @@
 import { EngineError } from "../errors.js";
 import type { ModelConfig } from "../model/config.js";
 import type { ModelDirectory } from "../model/modelDir.js";
-import type { TensorRows } from "../model/tensorRows.js";
-import { EMBED_TOKENS, lmHeadTensorName } from "../model/weights.js";
+import { loadProjection } from "../model/projectionLoader.js";
+import type { QuantizedFactor } from "../model/projection.js";
+import type { MatrixRows } from "../model/tensorRows.js";
+import { EMBED_TOKENS, lmHeadBits, lmHeadTensorName, matrixBase } from "../model/weights.js";
 import { HeadIO, buildHeadGraph } from "../onnx/headGraph.js";
 import type { ScratchDir } from "./scratch.js";
 import { createFileSession, ort, type RuntimeOptions } from "./session.js";
@@ -17,11 +19,11 @@ export const RESIDENT_EMBEDDING_BYTES = 32 * 1024 * 1024;
  */
 export class Head {
   readonly config: ModelConfig;
-  private readonly embedding: TensorRows; // (vocab, hidden), on disk unless small
+  private readonly embedding: MatrixRows; // (vocab, hidden), on disk unless small
   private readonly session: ort.InferenceSession;
   private readonly scratch: ScratchDir;
 
-  private constructor(config: ModelConfig, embedding: TensorRows, session: ort.InferenceSession, scratch: ScratchDir) {
+  private constructor(config: ModelConfig, embedding: MatrixRows, session: ort.InferenceSession, scratch: ScratchDir) {
     this.config = config;
     this.embedding = embedding;
     this.session = session;
@@ -37,12 +39,16 @@ export class Head {
   static async load(model: ModelDirectory, options: RuntimeOptions = {}): Promise<Head> {
     const c = model.config;
     const embedding = model.openRows(EMBED_TOKENS, [c.vocabSize, c.hiddenSize]);
-    // The LM head is read a block of rows at a time too: it is transposed on its way to the graph.
-    const lmHead = c.tieWordEmbeddings ? embedding : model.openRows(lmHeadTensorName(c), [c.vocabSize, c.hiddenSize]);
+    // A dense LM head is read a block of rows at a time too: it is transposed on its way to the graph.
+    // A quantized one goes in as stored.
+    const quantized = lmHeadBits(model) !== undefined;
+    const lmHead = c.tieWordEmbeddings || quantized ? embedding : model.openRows(lmHeadTensorName(c), [c.vocabSize, c.hiddenSize]);
     try {
-      const rows = (first: number, count: number): Float32Array => lmHead.readSpan(first, count);
+      const weights = quantized
+        ? (loadProjection(model, matrixBase(lmHeadTensorName(c)), c.vocabSize, c.hiddenSize).factors[0] as QuantizedFactor)
+        : (first: number, count: number): Float32Array => lmHead.readSpan(first, count);
       const { session, scratch } = await createFileSession(
-        (data) => buildHeadGraph(c, model.tensor("model.norm.weight", [c.hiddenSize]), rows, data),
+        (data) => buildHeadGraph(c, model.tensor("model.norm.weight", [c.hiddenSize]), weights, data),
         options,
       );
       // A small table stays in memory: reading it row by row would slow a prefill more than it saves.

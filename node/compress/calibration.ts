@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { TextTokenizer } from "../../engine/model/tokenizer.js";
+import { EMBED_TOKENS, readHeadMatrix } from "../../engine/model/weights.js";
 import { Head } from "../../engine/runtime/head.js";
 import { Shard } from "../../engine/runtime/shard.js";
 import { SeededRandom } from "../../engine/random.js";
@@ -144,7 +145,7 @@ export class LayerCalibrator {
     this.model = model;
     this.gemm = gemm;
     const c = model.config;
-    const embed = model.tensor("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
+    const embed = readHeadMatrix(model, EMBED_TOKENS);
     this.hidden = sequences.map((ids) => {
       const out = new Float32Array(ids.length * c.hiddenSize);
       ids.forEach((id, t) => out.set(embed.subarray(id * c.hiddenSize, (id + 1) * c.hiddenSize), t * c.hiddenSize));

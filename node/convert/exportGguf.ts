@@ -4,7 +4,7 @@ import { FactorNames } from "../../engine/model/compression.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { quantize, type QuantBits } from "../../engine/model/projection.js";
 import { loadProjection } from "../../engine/model/projectionLoader.js";
-import { PROJECTIONS, projectionShapes, type ProjectionKey } from "../../engine/model/weights.js";
+import { EMBED_TOKENS, lmHeadTensorName, matrixBase, PROJECTIONS, projectionShapes, type ProjectionKey } from "../../engine/model/weights.js";
 import { GGUF_QUANT_BLOCK, toGgmlBlocks } from "../../engine/model/gguf/blocks.js";
 import { GgmlType, GgufValueType } from "../../engine/model/gguf/format.js";
 import { writeGguf, type GgufTensorToWrite } from "../../engine/model/gguf/writer.js";
@@ -80,7 +80,7 @@ export function exportGguf(dir: string, file: string, type: ExportType = "keep")
       if (info.shape.length === 1) {
         add(name, 1, cols, GgmlType.F32, asBytes(model.tensor(name, info.shape)));
       } else if (projection !== undefined && (type === "q8_0" || type === "q4_0")) {
-        const bits: QuantBits = type === "q8_0" ? 8 : 4;
+        const bits = exportBits(type, name, config);
         const blocks = toGgmlBlocks(quantize(model.tensor(name, info.shape), rows, cols, bits, GGUF_QUANT_BLOCK));
         add(name, rows, cols, blocks.type, blocks.data);
       } else {
@@ -102,10 +102,24 @@ export function exportGguf(dir: string, file: string, type: ExportType = "keep")
   }
 }
 
-/** Dense weight name → its projection, for the layers' seven projections. */
+/**
+ * Bits of matrix `name` in a `type` export: Q4_0 keeps the LM head (lm_head, or the embeddings when
+ * tied) at Q8_0, as llama.cpp's quantizer keeps its output matrix at 6 bits or more (Q8_0 when the
+ * hidden size is not a multiple of 256; eFed has no Q6_K).
+ */
+function exportBits(type: "q8_0" | "q4_0", name: string, config: ModelDirectory["config"]): QuantBits {
+  return type === "q8_0" || name === lmHeadTensorName(config) ? 8 : 4;
+}
+
+/** Dense weight name → its matrix, for the layers' seven projections, the embeddings and the LM head. */
 function projectionIndex(config: ModelDirectory["config"]): Map<string, { base: string; rows: number; cols: number }> {
   const shapes = projectionShapes(config);
   const index = new Map<string, { base: string; rows: number; cols: number }>();
+  for (const name of new Set([EMBED_TOKENS, lmHeadTensorName(config)])) {
+    const base = matrixBase(name);
+    index.set(name, { base, rows: config.vocabSize, cols: config.hiddenSize });
+    index.set(FactorNames.packed(name), { base, rows: config.vocabSize, cols: config.hiddenSize });
+  }
   for (let layer = 0; layer < config.numLayers; layer++) {
     for (const key of Object.keys(PROJECTIONS) as ProjectionKey[]) {
       const base = `model.layers.${layer}.${PROJECTIONS[key]}`;

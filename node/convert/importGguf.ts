@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ModelFormatError } from "../../engine/errors.js";
-import { accuracyLevelFor, FactorNames, type CompressionSpec, type MatrixCompression } from "../../engine/model/compression.js";
+import { accuracyLevelFor, FactorNames, HEAD_MATRICES, type CompressionSpec, type MatrixCompression } from "../../engine/model/compression.js";
 import { parseConfig } from "../../engine/model/config.js";
 import { buildManifest, writeManifest } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
@@ -19,18 +19,19 @@ export interface ImportReport {
   tensors: number;
   /** ggml type → how many matrices were stored as it. */
   types: Record<string, number>;
-  /** Matrices outside the layers' projections that were dequantized to F32 (eFed keeps embeddings and head dense). */
+  /** Quantized matrices eFed cannot hold in their type, dequantized to F32. */
   dequantized: string[];
   tokenizerLeftOut?: string;
 }
 
 const PROJECTION_WEIGHT = /^model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/;
+const HEAD_WEIGHT = /^(model\.embed_tokens|lm_head)\.weight$/;
 const FLOAT_DTYPES: Partial<Record<GgmlType, TensorToWrite["dtype"]>> = { [GgmlType.F32]: "F32", [GgmlType.F16]: "F16", [GgmlType.BF16]: "BF16" };
 
 /**
  * Writes the llama-family GGUF `file` as a model directory eFed serves: float tensors byte for byte
- * (rows of q/k reordered back to Hugging Face's rotary layout), Q8_0/Q4_0 projections as int8/int4
- * blocks of 32 without re-quantizing, other quantized tensors dequantized to F32; config, generation
+ * (rows of q/k reordered back to Hugging Face's rotary layout), Q8_0/Q4_0 projections, embeddings
+ * and LM head as int8/int4 blocks of 32 without re-quantizing; config, generation
  * settings, tokenizer (byte-level BPE) and a manifest whose hash is the variant id.
  */
 export function importGguf(file: string, outDir: string): ImportReport {
@@ -64,7 +65,7 @@ export function importGguf(file: string, outDir: string): ImportReport {
         continue;
       }
       const quantType = info.type as GgmlType.Q8_0 | GgmlType.Q4_0;
-      if (PROJECTION_WEIGHT.test(hfName)) {
+      if (PROJECTION_WEIGHT.test(hfName) || HEAD_WEIGHT.test(hfName)) {
         const f = fromGgmlBlocks(quantType, bytes, rows, cols);
         const blocks = cols / GGUF_QUANT_BLOCK;
         out.set(FactorNames.packed(hfName), { dtype: "U8", shape: [rows, blocks, f.packed.length / (rows * blocks)], data: f.packed });
@@ -96,15 +97,16 @@ export function importGguf(file: string, outDir: string): ImportReport {
   }
 }
 
-/** The manifest's compression for the projections that stayed quantized. */
+/**
+ * The manifest's compression for the matrices that stayed quantized. The accuracy level is the
+ * layers' (the head has its own, HEAD_ACCURACY_LEVEL); the method names the layers' widths, then
+ * the head's when it is quantized ("int4+head-int8").
+ */
 function compressionOf(matrices: Record<string, MatrixCompression>): CompressionSpec {
-  const bits = new Set(Object.values(matrices).map((m) => m.bits!));
-  if (bits.size === 0) return { method: "none" };
-  const widest = bits.has(8) ? 8 : 4;
-  return {
-    method: [...bits].sort().map((b) => `int${b}`).join("+"),
-    block_size: GGUF_QUANT_BLOCK,
-    accuracy_level: accuracyLevelFor(widest),
-    matrices,
-  };
+  const widths = (head: boolean): number[] => [...new Set(Object.entries(matrices).filter(([name]) => HEAD_MATRICES.includes(name) === head).map(([, m]) => m.bits!))].sort();
+  const [layers, head] = [widths(false), widths(true)];
+  if (layers.length + head.length === 0) return { method: "none" };
+  const method = [...layers.map((b) => `int${b}`), ...head.map((b) => `head-int${b}`)].join("+");
+  const widest = layers.includes(8) || layers.length === 0 ? 8 : 4;
+  return { method, block_size: GGUF_QUANT_BLOCK, accuracy_level: accuracyLevelFor(widest), matrices };
 }

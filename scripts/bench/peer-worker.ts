@@ -1,6 +1,8 @@
 /**
  * One side of bench:peer in its own process (so peak RSS is this run's alone): greedy generation of
- * DECODE tokens after a fixed PROMPT-token prompt, with eFed's engine or llama.cpp.
+ * DECODE tokens after a fixed PROMPT-token prompt, with eFed's engine or llama.cpp. Each engine first
+ * prefills the prompt once and drops it: a fresh process's first run pays first-touch allocations
+ * (eFed's first prefill measured up to 2× slower), which a serving process pays once, not per prompt.
  * Usage: peer-worker.ts efed MODEL_DIR THREADS | peer-worker.ts llama FILE.gguf THREADS → one JSON line.
  */
 import { ModelDirectory } from "../../engine/model/modelDir.js";
@@ -39,6 +41,7 @@ async function runEfed(dir: string, threads: number): Promise<PeerRun> {
   const head = await Head.load(model, { threads: 1 }); // as efed generate runs it
   const loadSeconds = (performance.now() - t0) / 1000;
   const prompt = promptIds(c.vocabSize);
+  await head.logits(await shard.compute(head.embed(prompt), shard.newInPlaceCache())); // warm-up, dropped
   const a = performance.now();
   const cache = shard.newInPlaceCache(); // as efed generate runs it
   const prefill = await shard.compute(head.embed(prompt), cache);
@@ -69,6 +72,8 @@ async function runLlama(file: string, threads: number, vocabSize: number): Promi
   const context = await model.createContext({ contextSize: PROMPT + DECODE + 16, batchSize: PROMPT, threads });
   const loadSeconds = (performance.now() - t0) / 1000;
   const sequence = context.getSequence();
+  await sequence.evaluateWithoutGeneratingNewTokens(promptIds(vocabSize) as never); // warm-up, dropped
+  await sequence.clearHistory();
   const generatedIds: number[] = [];
   const steps: number[] = [];
   const a = performance.now();

@@ -6,6 +6,9 @@ import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { tinyConfig } from "../../engine/model/randomModel.js";
 import { writeSafetensors } from "../../engine/model/safetensorsWriter.js";
 import { loadHeadWeights } from "../../engine/model/weights.js";
+import { parseCompression } from "../../engine/model/compression.js";
+import { buildManifest, writeManifest } from "../../engine/model/manifest.js";
+import { dequantize, quantize } from "../../engine/model/projection.js";
 import { Head } from "../../engine/runtime/head.js";
 import { float32ToBF16Bytes, float32ToF16Bytes, type DType } from "../../protocol/dtype.js";
 import { bitsEqual, randomModel, scratchDir } from "./helpers.js";
@@ -91,6 +94,45 @@ describe("embedding rows read from the model file on demand", () => {
     expect(() => model.openRows("codes", [2, 2])).toThrow("tensor codes has unsupported dtype U8 (expected F32, F16 or BF16)");
     expect(() => model.openRows("nope", [1, 1])).toThrow("tensor nope is missing");
     model.close();
+  });
+
+  for (const bits of [8, 4] as const) {
+    it(`int${bits} blocks: rows are the quantized table's rows dequantized, bit for bit, from the file or kept in memory`, () => {
+      const factor = quantize(values, ROWS, COLS, bits, 16); // COLS = 24: the second block of each row is padded
+      const dir = join(scratch.dir, `q${bits}-${counter++}`);
+      mkdirSync(dir);
+      writeFileSync(join(dir, "config.json"), JSON.stringify(tinyConfig({ vocab_size: ROWS, hidden_size: COLS })));
+      writeSafetensors(
+        join(dir, "model.safetensors"),
+        new Map([
+          ["model.embed_tokens.weight.qweight", { dtype: "U8" as const, shape: [ROWS, 2, (16 * bits) / 8], data: factor.packed }],
+          ["pad", { dtype: "U8" as const, shape: [3], data: Uint8Array.of(1, 2, 3) }],
+          ["model.embed_tokens.weight.scales", { dtype: "F32" as const, shape: [ROWS, 2], data: new Uint8Array(factor.scales.buffer) }],
+        ]),
+      );
+      const compression = { method: `head-int${bits}`, block_size: 16, accuracy_level: 0, matrices: { "model.embed_tokens": { bits } } };
+      writeManifest(dir, buildManifest(ModelDirectory.open(dir), compression));
+      const model = ModelDirectory.open(dir);
+      const table = dequantize(factor);
+      const ids = [ROWS - 1, 0, 9, 9];
+      const expected = new Float32Array(ids.length * COLS);
+      ids.forEach((id, t) => expected.set(table.subarray(id * COLS, (id + 1) * COLS), t * COLS));
+      const rows = model.openRows("model.embed_tokens.weight", [ROWS, COLS]);
+      for (const inMemory of [false, true]) {
+        if (inMemory) rows.keepInMemory();
+        expect(bitsEqual(rows.read(ids), expected)).toBe(true);
+        expect(bitsEqual(rows.readSpan(2, 30), table.subarray(2 * COLS, 32 * COLS))).toBe(true);
+        expect(() => rows.read([ROWS])).toThrow(`rows ${ROWS}…${ROWS} of model.embed_tokens.weight.qweight are outside 0..${ROWS - 1}`);
+      }
+      rows.close();
+      expect(() => rows.read([0])).toThrow("rows of model.embed_tokens.weight.qweight were read after close()");
+      expect(() => model.openRows("model.embed_tokens.weight", [ROWS, 40])).toThrow(`tensor model.embed_tokens.weight.qweight has shape [${ROWS}, 2, ${2 * bits}], expected [${ROWS}, 3, ${2 * bits}]`);
+      model.close();
+    });
+  }
+
+  it("a head matrix in a compression may be quantized, not factored", () => {
+    expect(() => parseCompression({ method: "svd", matrices: { lm_head: { rank: 4 } } }, "m.json")).toThrow("m.json: compression of lm_head must give bits and no rank (it can be quantized, not factored)");
   });
 
   it("a Head embeds exactly the rows of the in-memory table, and keeps reading after its ModelDirectory is closed", async () => {

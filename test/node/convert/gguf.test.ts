@@ -7,7 +7,7 @@ import { readManifest } from "../../../engine/model/manifest.js";
 import { GgmlType, GgufValueType, type GgufValue } from "../../../engine/model/gguf/format.js";
 import { GgufFile } from "../../../engine/model/gguf/reader.js";
 import { writeGguf } from "../../../engine/model/gguf/writer.js";
-import { fromGgmlBlocks, toGgmlBlocks } from "../../../engine/model/gguf/blocks.js";
+import { dequantizeGgmlBlocks, fromGgmlBlocks, toGgmlBlocks } from "../../../engine/model/gguf/blocks.js";
 import { compressModel } from "../../../node/compress/compressModel.js";
 import { exportGguf } from "../../../node/convert/exportGguf.js";
 import { importGguf } from "../../../node/convert/importGguf.js";
@@ -99,12 +99,51 @@ describe("efed convert: GGUF both ways", () => {
       exportGguf(MODEL, gguf, type);
       const file = GgufFile.open(gguf);
       expect(file.info("blk.3.ffn_down.weight").type).toBe(ggml);
-      expect(file.info("token_embd.weight").type).toBe(type === "q8_0" ? GgmlType.F16 : ggml); // embeddings stay dense
+      expect(file.info("token_embd.weight").type).toBe(ggml);
       file.close();
     }
     const imported = importGguf(join(scratch, "kjv-f32.gguf"), join(scratch, "kjv-f32"));
     expect(imported.types).toEqual({ F32: 57 });
     expect(differingTensors(tensorsOf(join(scratch, "kjv-f32")), tensorsOf(MODEL))).toEqual([]); // F16 → F32 is exact
+  });
+
+  it("keeps a quantized LM head quantized both ways: Q8_0 embeddings import as int8 blocks, run in MatMulNBits and export unchanged", async () => {
+    for (const type of ["q8_0", "q4_0"] as const) {
+      const gguf = join(scratch, `kjv-${type}-head.gguf`);
+      exportGguf(MODEL, gguf, type);
+      const file = GgufFile.open(gguf);
+      // tied embeddings are the LM head: Q8_0 even in a Q4_0 file, as llama.cpp's quantizer keeps its output matrix
+      expect([file.info("token_embd.weight").type, file.info("blk.0.attn_q.weight").type]).toEqual([GgmlType.Q8_0, type === "q8_0" ? GgmlType.Q8_0 : GgmlType.Q4_0]);
+      const embdBlocks = file.readBytes("token_embd.weight");
+      file.close();
+      const imported = join(scratch, `kjv-${type}-head`);
+      const report = importGguf(gguf, imported);
+      expect([report.types, report.dequantized]).toEqual([{ Q8_0: type === "q8_0" ? 57 : 1, ...(type === "q4_0" ? { Q4_0: 56 } : {}) }, []]);
+      const compression = readManifest(imported)!.compression as Record<string, unknown>;
+      expect(compression).toMatchObject({ method: type === "q8_0" ? "int8+head-int8" : "int4+head-int8", block_size: 32, accuracy_level: type === "q8_0" ? 4 : 0 });
+      expect((compression.matrices as Record<string, unknown>)["model.embed_tokens"]).toEqual({ bits: 8 });
+      const model = ModelDirectory.open(imported);
+      expect(model.has("model.embed_tokens.weight")).toBe(false);
+      const head = await Head.load(model);
+      // embedding rows are the Q8_0 blocks dequantized, bit for bit
+      const table = dequantizeGgmlBlocks(GgmlType.Q8_0, embdBlocks, 2048 * 256);
+      expect(Buffer.from(head.embed([7, 2047, 7]).buffer)).toEqual(Buffer.from(Float32Array.of(...table.subarray(7 * 256, 8 * 256), ...table.subarray(2047 * 256), ...table.subarray(7 * 256, 8 * 256)).buffer));
+      // a row's logits are the same alone and in a batch (BatchingHead relies on it)
+      const rows = head.embed([5, 6, 7]);
+      const batch = await head.logits(rows);
+      for (let i = 0; i < 3; i++) expect(Buffer.from((await head.logits(rows.subarray(i * 256, (i + 1) * 256))).buffer)).toEqual(Buffer.from(batch.slice(i * 2048, (i + 1) * 2048).buffer));
+      await head.release();
+      model.close();
+      const again = join(scratch, `kjv-${type}-head-again.gguf`);
+      exportGguf(imported, again);
+      const [a, b] = [GgufFile.open(gguf), GgufFile.open(again)];
+      expect([...b.tensors.values()].map((t) => [t.name, t.type])).toEqual([...a.tensors.values()].map((t) => [t.name, t.type]));
+      expect([...a.tensors.keys()].filter((name) => !Buffer.from(a.readBytes(name)).equals(b.readBytes(name)))).toEqual([]);
+      a.close();
+      b.close();
+    }
+    // the 8-bit model generates what the dense one does on this prompt
+    expect(await greedy(join(scratch, "kjv-q8_0-head"))).toEqual(await greedy(MODEL));
   });
 
   it("refuses what GGUF cannot hold, naming it: SVD factors, blocks other than 32, an existing quantization given another type", async () => {
