@@ -23,7 +23,7 @@ export function convertCommand(): Command {
         if (flags.json === true) return console.log(JSON.stringify(report, null, 1));
         const types = Object.entries(report.types).map(([t, n]) => `${n} ${t}`).join(", ");
         console.log(`${output}: ${report.tensors} tensors (matrices: ${types}), variant ${report.variantId}`);
-        if (report.dequantized.length > 0) console.log(`dequantized to F32 (eFed keeps them dense): ${report.dequantized.join(", ")}`);
+        if (report.dequantized.length > 0) console.log(`dequantized to F32 (eFed quantizes only matrices): ${report.dequantized.join(", ")}`);
         if (report.tokenizerLeftOut !== undefined) console.log(`no tokenizer written: ${report.tokenizerLeftOut}`);
         return;
       }
