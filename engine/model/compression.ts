@@ -66,6 +66,11 @@ export function accuracyLevelFor(bits: QuantBits): QuantAccuracyLevel {
   return bits === 4 ? 0 : 4;
 }
 
+/** Whether any of the layers' projections is stored quantized (the head's matrices do not count: no verifier replays them). */
+export function layersQuantized(spec: CompressionSpec): boolean {
+  return Object.entries(spec.matrices ?? {}).some(([name, m]) => m.bits !== undefined && !HEAD_MATRICES.includes(name));
+}
+
 /** The level the quantized factors of a variant with this compression run at. */
 export function accuracyLevelOf(spec: CompressionSpec): QuantAccuracyLevel {
   return spec.accuracy_level ?? LEGACY_ACCURACY_LEVEL;

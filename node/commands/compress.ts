@@ -1,7 +1,8 @@
 import { Command, Option } from "commander";
 import { compressModel, DEFAULTS, ranksOf } from "../compress/compressModel.js";
 import { METHODS } from "../compress/method.js";
-import { fraction, positiveInt } from "./options.js";
+import { accuracyLevel, fraction, positiveInt } from "./options.js";
+import type { QuantAccuracyLevel } from "../../engine/model/compression.js";
 import { phaseProgress } from "./progress.js";
 
 interface CompressFlags {
@@ -16,6 +17,7 @@ interface CompressFlags {
   calibIds?: string;
   calibTokens: number;
   blockSize: number;
+  accuracyLevel?: QuantAccuracyLevel;
   json?: boolean;
 }
 
@@ -34,6 +36,7 @@ export function compressCommand(): Command {
     .option("--calib-ids <file>", "calibration token ids for svd-whiten (integers separated by spaces or commas); without a tokenizer and without this, calibration is sampled from the model")
     .option("--calib-tokens <n>", "calibration tokens", positiveInt(), DEFAULTS.calibTokens)
     .option("--block-size <n>", "quantization block size (16, 32, 64, 128 or 256)", positiveInt(), DEFAULTS.blockSize)
+    .option("--accuracy-level <level>", "MatMulNBits accuracy level of the quantized layers: 0 = float activations (audited at the dense tolerance; int4 default), 4 = activations rounded to int8 per block (faster, audited at 0.25; int8 default)", accuracyLevel)
     .option("--json", "print the report as JSON")
     .action(async (flags: CompressFlags) => {
       const progress = phaseProgress();
@@ -48,6 +51,7 @@ export function compressCommand(): Command {
         calibIds: flags.calibIds,
         calibTokens: flags.calibTokens,
         blockSize: flags.blockSize,
+        accuracyLevel: flags.accuracyLevel,
         onProgress: progress.update,
       }).finally(progress.stop);
       if (flags.json === true) {

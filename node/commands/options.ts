@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from "commander";
+import { QUANT_ACCURACY_LEVELS, type QuantAccuracyLevel } from "../../engine/model/compression.js";
 
 /** Commander parser for "FIRST:LAST" layer ranges. */
 export function layerRange(value: string): { first: number; last: number } {
@@ -39,4 +40,13 @@ export function fraction(value: string): number {
     throw new InvalidArgumentError(`"${value}" is not a fraction strictly between 0 and 1.`);
   }
   return n;
+}
+
+/** A MatMulNBits accuracy level a quantized variant may pin (engine/model/compression.ts QUANT_ACCURACY_LEVELS). */
+export function accuracyLevel(value: string): QuantAccuracyLevel {
+  const n = Number(value);
+  if (value.trim() === "" || !(QUANT_ACCURACY_LEVELS as readonly number[]).includes(n)) {
+    throw new InvalidArgumentError(`"${value}" is not an accuracy level: give ${QUANT_ACCURACY_LEVELS.join(" or ")}.`);
+  }
+  return n as QuantAccuracyLevel;
 }

@@ -1,6 +1,6 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { FactorNames, accuracyLevelFor, type CompressionSpec, type MatrixCompression } from "../../engine/model/compression.js";
+import { FactorNames, QUANT_ACCURACY_LEVELS, accuracyLevelFor, type CompressionSpec, type MatrixCompression, type QuantAccuracyLevel } from "../../engine/model/compression.js";
 import { buildManifest, MANIFEST_FILE, writeManifest } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { quantize, type QuantBits } from "../../engine/model/projection.js";
@@ -37,6 +37,8 @@ export interface CompressOptions {
   calibTokens?: number | undefined;
   calibSeqLength?: number | undefined;
   blockSize?: number | undefined;
+  /** MatMulNBits accuracy level of the quantized layers (default: accuracyLevelFor their bits); quantized methods only. */
+  accuracyLevel?: QuantAccuracyLevel | undefined;
   /** Added to the calibration Gram's diagonal, relative to its mean diagonal, so it is positive definite. */
   damping?: number | undefined;
   /** Per-matrix ranks to use as they are (e.g. another variant's, to compare methods at the same ranks). */
@@ -283,7 +285,7 @@ async function writeVariant(
   const spec: CompressionSpec = { method: method.name, matrices };
   if (bits !== undefined) {
     spec.block_size = blockSize;
-    spec.accuracy_level = accuracyLevelFor(bits);
+    spec.accuracy_level = options.accuracyLevel ?? accuracyLevelFor(bits);
   }
   if (options.ratio !== undefined) spec.ratio = options.ratio;
   if (options.energy !== undefined) spec.energy = options.energy;
@@ -315,6 +317,12 @@ function checkOptions(method: CompressionMethod, o: CompressOptions): void {
   }
   if (o.damping !== undefined && !(Number.isFinite(o.damping) && o.damping >= 0)) {
     throw new InvalidArgumentError(`damping must be a non-negative number, got ${o.damping}`);
+  }
+  if (o.accuracyLevel !== undefined) {
+    if (method.bits === undefined) throw new InvalidArgumentError(`--accuracy-level applies to quantized methods, not ${method.name}`);
+    if (!(QUANT_ACCURACY_LEVELS as readonly number[]).includes(o.accuracyLevel)) {
+      throw new InvalidArgumentError(`--accuracy-level must be one of ${QUANT_ACCURACY_LEVELS.join(", ")}, got ${o.accuracyLevel}`);
+    }
   }
   for (const [flag, value] of [["--calib", o.calibFile], ["--calib-ids", o.calibIds]] as const) {
     if (value !== undefined && method.svd !== "svd-whiten") throw new InvalidArgumentError(`${flag} applies to svd-whiten methods, not ${method.name}`);

@@ -1,7 +1,8 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ModelFormatError } from "../../engine/errors.js";
-import { accuracyLevelFor, FactorNames, HEAD_MATRICES, type CompressionSpec, type MatrixCompression } from "../../engine/model/compression.js";
+import { accuracyLevelFor, FactorNames, HEAD_MATRICES, type CompressionSpec, type MatrixCompression, type QuantAccuracyLevel } from "../../engine/model/compression.js";
+import { InvalidArgumentError } from "../../protocol/errors.js";
 import { parseConfig } from "../../engine/model/config.js";
 import { buildManifest, writeManifest } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
@@ -34,7 +35,12 @@ const FLOAT_DTYPES: Partial<Record<GgmlType, TensorToWrite["dtype"]>> = { [GgmlT
  * and LM head as int8/int4 blocks of 32 without re-quantizing; config, generation
  * settings, tokenizer (byte-level BPE) and a manifest whose hash is the variant id.
  */
-export function importGguf(file: string, outDir: string): ImportReport {
+export interface ImportOptions {
+  /** MatMulNBits accuracy level of the quantized layers (default: accuracyLevelFor their widest bits). */
+  accuracyLevel?: QuantAccuracyLevel | undefined;
+}
+
+export function importGguf(file: string, outDir: string, options: ImportOptions = {}): ImportReport {
   const gguf = GgufFile.open(file);
   try {
     const r = new MetadataReader(gguf.metadata, file);
@@ -87,7 +93,10 @@ export function importGguf(file: string, outDir: string): ImportReport {
       writeFileSync(join(outDir, "tokenizer_config.json"), `${JSON.stringify(tokenizer.tokenizerConfig, null, 2)}\n`);
     }
     writeSafetensors(join(outDir, "model.safetensors"), out);
-    const spec = compressionOf(matrices);
+    const spec = compressionOf(matrices, options.accuracyLevel);
+    if (options.accuracyLevel !== undefined && spec.accuracy_level === undefined) {
+      throw new InvalidArgumentError(`${file}: --accuracy-level applies to quantized layers; this model's layers are not quantized`);
+    }
     const model = ModelDirectory.open(outDir);
     const variantId = writeManifest(outDir, buildManifest(model, spec));
     model.close();
@@ -102,11 +111,12 @@ export function importGguf(file: string, outDir: string): ImportReport {
  * layers' (the head has its own, HEAD_ACCURACY_LEVEL); the method names the layers' widths, then
  * the head's when it is quantized ("int4+head-int8").
  */
-function compressionOf(matrices: Record<string, MatrixCompression>): CompressionSpec {
+function compressionOf(matrices: Record<string, MatrixCompression>, level: QuantAccuracyLevel | undefined): CompressionSpec {
   const widths = (head: boolean): number[] => [...new Set(Object.entries(matrices).filter(([name]) => HEAD_MATRICES.includes(name) === head).map(([, m]) => m.bits!))].sort();
   const [layers, head] = [widths(false), widths(true)];
   if (layers.length + head.length === 0) return { method: "none" };
   const method = [...layers.map((b) => `int${b}`), ...head.map((b) => `head-int${b}`)].join("+");
-  const widest = layers.includes(8) || layers.length === 0 ? 8 : 4;
-  return { method, block_size: GGUF_QUANT_BLOCK, accuracy_level: accuracyLevelFor(widest), matrices };
+  const spec: CompressionSpec = { method, block_size: GGUF_QUANT_BLOCK, matrices };
+  if (layers.length > 0) spec.accuracy_level = level ?? accuracyLevelFor(layers.includes(8) ? 8 : 4);
+  return spec;
 }

@@ -1,4 +1,4 @@
-import { accuracyLevelOf, type CompressionSpec } from "../../engine/model/compression.js";
+import { accuracyLevelOf, layersQuantized, type CompressionSpec } from "../../engine/model/compression.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { INT8_BLOCK, decodeActivations, encodeActivations, type EncodedActivations } from "../../protocol/activations.js";
 
@@ -30,8 +30,7 @@ export const QUANTIZED_TOLERANCE = 0.25;
 
 /** The tolerance for a variant with this compression (its manifest's): looser only where the kernels force it. */
 export function toleranceFor(compression: CompressionSpec): number {
-  const quantized = Object.values(compression.matrices ?? {}).some((m) => m.bits !== undefined);
-  return quantized && accuracyLevelOf(compression) !== 0 ? QUANTIZED_TOLERANCE : DEFAULT_TOLERANCE;
+  return layersQuantized(compression) && accuracyLevelOf(compression) !== 0 ? QUANTIZED_TOLERANCE : DEFAULT_TOLERANCE;
 }
 
 export interface OutputComparison {

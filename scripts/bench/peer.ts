@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { exportGguf, type ExportType } from "../../node/convert/exportGguf.js";
+import type { QuantAccuracyLevel } from "../../engine/model/compression.js";
 import { importGguf } from "../../node/convert/importGguf.js";
 import { cacheDir, ensureGenerated } from "./lib/benchModels.js";
 import { writeDocSections } from "./lib/docs.js";
@@ -76,10 +77,10 @@ function formatsOf(key: string, dir: string): Format[] {
   };
   // Quantized as llama.cpp's quantizer does it: every matrix, the LM head at Q8_0 in a Q4_0 file too.
   // eFed runs the import of the very GGUF llama.cpp runs (blocks with F16 scales), so both read the same weights.
-  const quantized = (type: "q8_0" | "q4_0"): { efedDir: string; gguf: string } => {
+  const quantized = (type: "q8_0" | "q4_0", accuracyLevel?: QuantAccuracyLevel): { efedDir: string; gguf: string } => {
     const file = gguf(`${type}-head`, dir, type);
-    const efedDir = join(out, `${type}-head-from-gguf`);
-    if (!existsSync(join(efedDir, "model.safetensors"))) importGguf(file, efedDir);
+    const efedDir = join(out, `${type}-head-from-gguf${accuracyLevel === undefined ? "" : `-level${accuracyLevel}`}`);
+    if (!existsSync(join(efedDir, "model.safetensors"))) importGguf(file, efedDir, { accuracyLevel });
     return { efedDir, gguf: file };
   };
   return [
@@ -87,6 +88,7 @@ function formatsOf(key: string, dir: string): Format[] {
     { label: "f32 (16-bit weights widened) · F16", efedDir: dir, gguf: gguf("f16", dir, "f16") },
     { label: "int8 · Q8_0", ...quantized("q8_0") },
     { label: "int4, head int8 · Q4_0, head Q8_0", ...quantized("q4_0") },
+    { label: "int4 at level 4, head int8 · Q4_0, head Q8_0", ...quantized("q4_0", 4) },
   ];
 }
 
@@ -159,7 +161,8 @@ const table = [
   "bytes; int8/int4 run ONNX Runtime's MatMulNBits (int8 layers and every LM head with activations rounded to int8",
   "per block, as llama.cpp does; int4 layers at float accuracy, which verifiers audit at the dense tolerance). On the",
   "6M model per-token overheads dominate. Greedy tokens of an int4 row may part after a while: llama.cpp multiplies",
-  "Q4_0 by activations it rounds to Q8_0, eFed's int4 layers keep them f32.",
+  "Q4_0 by activations it rounds to Q8_0, eFed's int4 layers keep them f32 (at the default accuracy level 0; the",
+  "level-4 row is the variant `--accuracy-level 4` makes, which rounds them as llama.cpp does and is audited for gross faults only).",
 ].join("\n");
 console.log(table);
 writeDocSections(join(root, "docs", "benchmarks.md"), "Benchmarks", { "Against llama.cpp (npm run bench:peer)": table });

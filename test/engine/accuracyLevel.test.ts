@@ -44,6 +44,19 @@ describe("MatMulNBits accuracy level", () => {
     }
   });
 
+  it("can be chosen at compression (--accuracy-level): int4 at 4 is another variant, its graph at 4; refused for unquantized methods", async () => {
+    const out = join(scratch.dir, "accuracy-int4-at-4");
+    const report = await compressModel(dense.dir, out, { method: "int4", accuracyLevel: 4 });
+    expect(readManifest(out)?.compression.accuracy_level).toBe(4);
+    const levelZero = await compressModel(dense.dir, join(scratch.dir, "accuracy-int4-at-0"), { method: "int4" });
+    expect(report.variantId).not.toBe(levelZero.variantId); // same weights, other numerics: another variant
+    const model = ModelDirectory.open(out);
+    expect(levelsInGraph(model, accuracyLevelOf(model.compression))).toEqual(Array.from({ length: 7 }, () => 4));
+    model.close();
+    await expect(compressModel(dense.dir, join(scratch.dir, "x"), { method: "svd", rank: 4, accuracyLevel: 4 })).rejects.toThrow("--accuracy-level applies to quantized methods, not svd");
+    await expect(compressModel(dense.dir, join(scratch.dir, "x"), { method: "int8", accuracyLevel: 2 as QuantAccuracyLevel })).rejects.toThrow("--accuracy-level must be one of 0, 4, got 2");
+  });
+
   it("is 4 for a manifest without it (written before it was recorded), in the graph too", () => {
     const legacy = { method: "int4", block_size: 32, matrices: { "model.layers.0.mlp.up_proj": { bits: 4 } } };
     expect(accuracyLevelOf(parseCompression(legacy, "manifest.json"))).toBe(4);

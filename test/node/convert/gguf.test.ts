@@ -15,6 +15,7 @@ import { reorderRotaryRows } from "../../../node/convert/llamaTensors.js";
 import { Head } from "../../../engine/runtime/head.js";
 import { generate } from "../../../client/generate.js";
 import { LocalPipeline } from "../../../client/localPipeline.js";
+import { runEfed } from "../../support/efedProcess.js";
 
 const MODEL = new URL("../../../models/kjv-llama-6m", import.meta.url).pathname;
 const scratch = mkdtempSync(join(tmpdir(), "efed-gguf-"));
@@ -144,6 +145,18 @@ describe("efed convert: GGUF both ways", () => {
     }
     // the 8-bit model generates what the dense one does on this prompt
     expect(await greedy(join(scratch, "kjv-q8_0-head"))).toEqual(await greedy(MODEL));
+  });
+
+  it("imports quantized layers at a chosen accuracy level (another variant), and refuses one for a model without quantized layers", async () => {
+    const gguf = join(scratch, "kjv-q4_0-head.gguf"); // written by the test above
+    const atFour = importGguf(gguf, join(scratch, "kjv-q4_0-level4"), { accuracyLevel: 4 });
+    expect(readManifest(join(scratch, "kjv-q4_0-level4"))!.compression).toMatchObject({ method: "int4+head-int8", accuracy_level: 4 });
+    expect(atFour.variantId).not.toBe(importGguf(gguf, join(scratch, "kjv-q4_0-level0")).variantId);
+    expect(() => importGguf(join(scratch, "kjv-f32.gguf"), join(scratch, "kjv-f32-level4"), { accuracyLevel: 4 })).toThrow(
+      "kjv-f32.gguf: --accuracy-level applies to quantized layers; this model's layers are not quantized",
+    );
+    const cli = await runEfed("convert", gguf, join(scratch, "x"), "--accuracy-level", "2");
+    expect([cli.code, cli.stderr]).toEqual([1, expect.stringContaining('"2" is not an accuracy level: give 0 or 4.')]);
   });
 
   it("refuses what GGUF cannot hold, naming it: SVD factors, blocks other than 32, an existing quantization given another type", async () => {
