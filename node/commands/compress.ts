@@ -1,7 +1,8 @@
 import { Command, Option } from "commander";
 import { compressModel, DEFAULTS, ranksOf } from "../compress/compressModel.js";
 import { METHODS } from "../compress/method.js";
-import { accuracyLevel, fraction, positiveInt } from "./options.js";
+import { accuracyLevel, fraction, positiveInt, quantBits } from "./options.js";
+import type { QuantBits } from "../../engine/model/projection.js";
 import type { QuantAccuracyLevel } from "../../engine/model/compression.js";
 import { phaseProgress } from "./progress.js";
 
@@ -18,6 +19,7 @@ interface CompressFlags {
   calibTokens: number;
   blockSize: number;
   accuracyLevel?: QuantAccuracyLevel;
+  headBits?: QuantBits;
   json?: boolean;
 }
 
@@ -37,6 +39,7 @@ export function compressCommand(): Command {
     .option("--calib-tokens <n>", "calibration tokens", positiveInt(), DEFAULTS.calibTokens)
     .option("--block-size <n>", "quantization block size (16, 32, 64, 128 or 256)", positiveInt(), DEFAULTS.blockSize)
     .option("--accuracy-level <level>", "MatMulNBits accuracy level of the quantized layers: 0 = float activations (audited at the dense tolerance; int4 default), 4 = activations rounded to int8 per block (faster, audited at 0.25; int8 default)", accuracyLevel)
+    .option("--head-bits <bits>", "also quantize the embeddings and LM head (8 or 4; the client's side: faster decode, fewer bytes)", quantBits)
     .option("--json", "print the report as JSON")
     .action(async (flags: CompressFlags) => {
       const progress = phaseProgress();
@@ -52,6 +55,7 @@ export function compressCommand(): Command {
         calibTokens: flags.calibTokens,
         blockSize: flags.blockSize,
         accuracyLevel: flags.accuracyLevel,
+        headBits: flags.headBits,
         onProgress: progress.update,
       }).finally(progress.stop);
       if (flags.json === true) {

@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from "commander";
 import { QUANT_ACCURACY_LEVELS, type QuantAccuracyLevel } from "../../engine/model/compression.js";
+import { QUANT_BITS, type QuantBits } from "../../engine/model/projection.js";
 
 /** Commander parser for "FIRST:LAST" layer ranges. */
 export function layerRange(value: string): { first: number; last: number } {
@@ -49,4 +50,11 @@ export function accuracyLevel(value: string): QuantAccuracyLevel {
     throw new InvalidArgumentError(`"${value}" is not an accuracy level: give ${QUANT_ACCURACY_LEVELS.join(" or ")}.`);
   }
   return n as QuantAccuracyLevel;
+}
+
+/** Bits of quantized weights (engine/model/projection.ts QUANT_BITS). */
+export function quantBits(value: string): QuantBits {
+  const n = Number(value);
+  if (value.trim() === "" || !(QUANT_BITS as readonly number[]).includes(n)) throw new InvalidArgumentError(`"${value}" is not a weight width: give ${QUANT_BITS.join(" or ")}.`);
+  return n as QuantBits;
 }

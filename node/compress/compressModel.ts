@@ -3,9 +3,9 @@ import { join, resolve } from "node:path";
 import { FactorNames, QUANT_ACCURACY_LEVELS, accuracyLevelFor, type CompressionSpec, type MatrixCompression, type QuantAccuracyLevel } from "../../engine/model/compression.js";
 import { buildManifest, MANIFEST_FILE, writeManifest } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
-import { quantize, type QuantBits } from "../../engine/model/projection.js";
+import { QUANT_BITS, quantize, type QuantBits } from "../../engine/model/projection.js";
 import { writeSafetensors, type TensorToWrite } from "../../engine/model/safetensorsWriter.js";
-import { layerPrefix, PROJECTIONS, projectionShapes, type ProjectionKey } from "../../engine/model/weights.js";
+import { EMBED_TOKENS, layerPrefix, lmHeadTensorName, matrixBase, PROJECTIONS, projectionShapes, type ProjectionKey } from "../../engine/model/weights.js";
 import type { ProbePoint } from "../../engine/onnx/shardGraph.js";
 import { float32ToBF16Bytes, float32ToF16Bytes, isDType } from "../../protocol/dtype.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
@@ -37,6 +37,8 @@ export interface CompressOptions {
   calibTokens?: number | undefined;
   calibSeqLength?: number | undefined;
   blockSize?: number | undefined;
+  /** Also quantize the embeddings and LM head to this many bits (the client's side: faster decode, a quarter of the bytes at 8). */
+  headBits?: QuantBits | undefined;
   /** MatMulNBits accuracy level of the quantized layers (default: accuracyLevelFor their bits); quantized methods only. */
   accuracyLevel?: QuantAccuracyLevel | undefined;
   /** Added to the calibration Gram's diagonal, relative to its mean diagonal, so it is positive definite. */
@@ -232,10 +234,19 @@ async function writeVariant(
   const projectionNames = new Map(projections.map((p) => [FactorNames.dense(p.name), p]));
   let denseParameters = 0;
   let storedParameterCount = 0;
+  const headTensors = new Set([EMBED_TOKENS, lmHeadTensorName(source.config)]);
   for (const name of source.tensorNames()) {
     const p = projectionNames.get(name);
     const info = source.info(name);
     if (p === undefined) {
+      if (options.headBits !== undefined && headTensors.has(name)) {
+        const [rows, cols] = [source.config.vocabSize, source.config.hiddenSize];
+        const q = quantize(source.tensor(name, [rows, cols]), rows, cols, options.headBits, blockSize);
+        out.set(FactorNames.packed(name), { dtype: "U8", shape: [rows, q.scales.length / rows, q.packed.length / q.scales.length], data: q.packed });
+        out.set(FactorNames.scales(name), { dtype: "F32", shape: [rows, q.scales.length / rows], data: bytesOf(q.scales) });
+        matrices[matrixBase(name)] = { bits: options.headBits };
+        continue;
+      }
       out.set(name, { dtype: info.dtype as TensorToWrite["dtype"], shape: info.shape, data: source.rawBytes(name) });
       continue;
     }
@@ -282,11 +293,9 @@ async function writeVariant(
   mkdirSync(outDir, { recursive: true });
   copyCompanionFiles(source.dir, outDir);
   writeSafetensors(join(outDir, "model.safetensors"), out);
-  const spec: CompressionSpec = { method: method.name, matrices };
-  if (bits !== undefined) {
-    spec.block_size = blockSize;
-    spec.accuracy_level = options.accuracyLevel ?? accuracyLevelFor(bits);
-  }
+  const spec: CompressionSpec = { method: options.headBits === undefined ? method.name : `${method.name}+head-int${options.headBits}`, matrices };
+  if (bits !== undefined || options.headBits !== undefined) spec.block_size = blockSize;
+  if (bits !== undefined) spec.accuracy_level = options.accuracyLevel ?? accuracyLevelFor(bits);
   if (options.ratio !== undefined) spec.ratio = options.ratio;
   if (options.energy !== undefined) spec.energy = options.energy;
   if (options.rank !== undefined) spec.rank = options.rank;
@@ -317,6 +326,9 @@ function checkOptions(method: CompressionMethod, o: CompressOptions): void {
   }
   if (o.damping !== undefined && !(Number.isFinite(o.damping) && o.damping >= 0)) {
     throw new InvalidArgumentError(`damping must be a non-negative number, got ${o.damping}`);
+  }
+  if (o.headBits !== undefined && !(QUANT_BITS as readonly number[]).includes(o.headBits)) {
+    throw new InvalidArgumentError(`--head-bits must be one of ${QUANT_BITS.join(", ")}, got ${o.headBits}`);
   }
   if (o.accuracyLevel !== undefined) {
     if (method.bits === undefined) throw new InvalidArgumentError(`--accuracy-level applies to quantized methods, not ${method.name}`);

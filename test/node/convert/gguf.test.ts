@@ -9,6 +9,7 @@ import { GgufFile } from "../../../engine/model/gguf/reader.js";
 import { writeGguf } from "../../../engine/model/gguf/writer.js";
 import { dequantizeGgmlBlocks, fromGgmlBlocks, toGgmlBlocks } from "../../../engine/model/gguf/blocks.js";
 import { compressModel } from "../../../node/compress/compressModel.js";
+import { dequantize, quantize } from "../../../engine/model/projection.js";
 import { exportGguf } from "../../../node/convert/exportGguf.js";
 import { importGguf } from "../../../node/convert/importGguf.js";
 import { reorderRotaryRows } from "../../../node/convert/llamaTensors.js";
@@ -145,6 +146,30 @@ describe("efed convert: GGUF both ways", () => {
     }
     // the 8-bit model generates what the dense one does on this prompt
     expect(await greedy(join(scratch, "kjv-q8_0-head"))).toEqual(await greedy(MODEL));
+  });
+
+  it("efed compress --head-bits quantizes the embeddings (the tied LM head): rows are the quantized table's, and export writes Q8_0", async () => {
+    const dir = join(scratch, "kjv-int8-head8");
+    await compressModel(MODEL, dir, { method: "int8", headBits: 8 });
+    const compression = readManifest(dir)!.compression as Record<string, unknown>;
+    expect(compression).toMatchObject({ method: "int8+head-int8", block_size: 32, accuracy_level: 4 });
+    expect((compression.matrices as Record<string, unknown>)["model.embed_tokens"]).toEqual({ bits: 8 });
+    const model = ModelDirectory.open(dir);
+    const head = await Head.load(model);
+    const dense = ModelDirectory.open(MODEL);
+    const table = dequantize(quantize(dense.tensor("model.embed_tokens.weight", [2048, 256]), 2048, 256, 8, 32));
+    dense.close();
+    expect(Buffer.from(head.embed([3, 2047]).buffer)).toEqual(Buffer.from(Float32Array.of(...table.subarray(3 * 256, 4 * 256), ...table.subarray(2047 * 256)).buffer));
+    await head.release();
+    model.close();
+    const file = join(scratch, "kjv-int8-head8.gguf");
+    exportGguf(dir, file);
+    const gguf = GgufFile.open(file);
+    expect([gguf.info("token_embd.weight").type, gguf.info("blk.0.ffn_up.weight").type]).toEqual([GgmlType.Q8_0, GgmlType.Q8_0]);
+    gguf.close();
+    await expect(compressModel(MODEL, join(scratch, "x"), { method: "int4", headBits: 3 as 8 })).rejects.toThrow("--head-bits must be one of 4, 8, got 3");
+    const cli = await runEfed("compress", "--model", MODEL, "--out", join(scratch, "x"), "--method", "int4", "--head-bits", "16");
+    expect([cli.code, cli.stderr]).toEqual([1, expect.stringContaining('"16" is not a weight width: give 4 or 8.')]);
   });
 
   it("imports quantized layers at a chosen accuracy level (another variant), and refuses one for a model without quantized layers", async () => {
