@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import { FactorNames, QUANT_ACCURACY_LEVELS, accuracyLevelFor, type CompressionSpec, type MatrixCompression, type QuantAccuracyLevel } from "../../engine/model/compression.js";
 import { buildManifest, MANIFEST_FILE, writeManifest } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
-import { QUANT_BITS, quantize, type QuantBits } from "../../engine/model/projection.js";
+import { QUANT_BITS, quantize, type QuantBits, type QuantizedFactor } from "../../engine/model/projection.js";
 import { writeSafetensors, type TensorToWrite } from "../../engine/model/safetensorsWriter.js";
 import { EMBED_TOKENS, layerPrefix, lmHeadTensorName, matrixBase, PROJECTIONS, projectionShapes, type ProjectionKey } from "../../engine/model/weights.js";
 import type { ProbePoint } from "../../engine/onnx/shardGraph.js";
@@ -241,9 +241,7 @@ async function writeVariant(
     if (p === undefined) {
       if (options.headBits !== undefined && headTensors.has(name)) {
         const [rows, cols] = [source.config.vocabSize, source.config.hiddenSize];
-        const q = quantize(source.tensor(name, [rows, cols]), rows, cols, options.headBits, blockSize);
-        out.set(FactorNames.packed(name), { dtype: "U8", shape: [rows, q.scales.length / rows, q.packed.length / q.scales.length], data: q.packed });
-        out.set(FactorNames.scales(name), { dtype: "F32", shape: [rows, q.scales.length / rows], data: bytesOf(q.scales) });
+        putQuantized(out, name, quantize(source.tensor(name, [rows, cols]), rows, cols, options.headBits, blockSize));
         matrices[matrixBase(name)] = { bits: options.headBits };
         continue;
       }
@@ -255,9 +253,7 @@ async function writeVariant(
     const choice = ranks.get(p.name) ?? "dense";
     const encode = (factorName: string, m: Float32Array, r: number, k: number): void => {
       if (bits !== undefined) {
-        const q = quantize(m, r, k, bits, blockSize);
-        out.set(FactorNames.packed(factorName), { dtype: "U8", shape: [r, q.scales.length / r, q.packed.length / q.scales.length], data: q.packed });
-        out.set(FactorNames.scales(factorName), { dtype: "F32", shape: [r, q.scales.length / r], data: bytesOf(q.scales) });
+        putQuantized(out, factorName, quantize(m, r, k, bits, blockSize));
       } else {
         out.set(factorName, { dtype: sourceDtype(info.dtype), shape: [r, k], data: encodeFloats(m, info.dtype) });
       }
@@ -305,6 +301,13 @@ async function writeVariant(
   const variantId = writeManifest(outDir, buildManifest(compressed, spec));
   compressed.close();
   return { variantId, parameterReduction: 1 - storedParameterCount / denseParameters, reports };
+}
+
+/** A quantized factor's codes and scales as the tensors `loadProjection` reads back. */
+function putQuantized(out: Map<string, TensorToWrite>, factorName: string, q: QuantizedFactor): void {
+  const blocks = q.scales.length / q.rows;
+  out.set(FactorNames.packed(factorName), { dtype: "U8", shape: [q.rows, blocks, q.packed.length / q.scales.length], data: q.packed });
+  out.set(FactorNames.scales(factorName), { dtype: "F32", shape: [q.rows, blocks], data: bytesOf(q.scales) });
 }
 
 function checkOptions(method: CompressionMethod, o: CompressOptions): void {
