@@ -81,6 +81,9 @@ export function exportGguf(dir: string, file: string, type: ExportType = "keep")
         add(name, 1, cols, GgmlType.F32, asBytes(model.tensor(name, info.shape)));
       } else if (projection !== undefined && (type === "q8_0" || type === "q4_0")) {
         const bits = exportBits(type, name, config);
+        if (cols % GGUF_QUANT_BLOCK !== 0) {
+          throw new ModelFormatError(`${dir}: ${name} has ${cols} columns; ${bits === 8 ? "Q8_0" : "Q4_0"} needs a multiple of ${GGUF_QUANT_BLOCK} (export it as f16 or f32)`, { dir, tensor: name });
+        }
         const blocks = toGgmlBlocks(quantize(model.tensor(name, info.shape), rows, cols, bits, GGUF_QUANT_BLOCK));
         add(name, rows, cols, blocks.type, blocks.data);
       } else {

@@ -17,6 +17,7 @@ import { Head } from "../../../engine/runtime/head.js";
 import { generate } from "../../../client/generate.js";
 import { LocalPipeline } from "../../../client/localPipeline.js";
 import { runEfed } from "../../support/efedProcess.js";
+import { randomModel } from "../../engine/helpers.js";
 
 const MODEL = new URL("../../../models/kjv-llama-6m", import.meta.url).pathname;
 const scratch = mkdtempSync(join(tmpdir(), "efed-gguf-"));
@@ -170,6 +171,38 @@ describe("efed convert: GGUF both ways", () => {
     await expect(compressModel(MODEL, join(scratch, "x"), { method: "int4", headBits: 3 as 8 })).rejects.toThrow("--head-bits must be one of 4, 8, got 3");
     const cli = await runEfed("compress", "--model", MODEL, "--out", join(scratch, "x"), "--method", "int4", "--head-bits", "16");
     expect([cli.code, cli.stderr]).toEqual([1, expect.stringContaining('"16" is not a weight width: give 4 or 8.')]);
+  });
+
+  it("an untied model: embeddings and LM head are quantized apart (Q4_0 export: embeddings Q4_0, output Q8_0) and run as such", async () => {
+    const odd = randomModel(scratch, "untied-80", { hidden_size: 64, vocab_size: 96 }); // intermediate 80: not whole blocks of 32
+    expect(() => exportGguf(odd.dir, join(scratch, "odd.gguf"), "q4_0")).toThrow("model.layers.0.mlp.down_proj.weight has 80 columns; Q4_0 needs a multiple of 32 (export it as f16 or f32)");
+    const dense = randomModel(scratch, "untied", { hidden_size: 64, intermediate_size: 96, vocab_size: 96 });
+    expect(dense.config.tieWordEmbeddings).toBe(false);
+    const H = 64;
+    const hidden = Float32Array.from({ length: 3 * H }, (_, i) => Math.sin(i));
+    const denseHead = await Head.load(dense);
+    const reference = await denseHead.logits(hidden);
+    await denseHead.release();
+    const file = join(scratch, "untied-q4.gguf");
+    exportGguf(dense.dir, file, "q4_0");
+    const gguf = GgufFile.open(file);
+    expect([gguf.info("token_embd.weight").type, gguf.info("output.weight").type]).toEqual([GgmlType.Q4_0, GgmlType.Q8_0]);
+    const embdBlocks = gguf.readBytes("token_embd.weight");
+    gguf.close();
+    const imported = join(scratch, "untied-q4");
+    importGguf(file, imported);
+    expect((readManifest(imported)!.compression as { matrices: Record<string, unknown> }).matrices).toMatchObject({ "model.embed_tokens": { bits: 4 }, lm_head: { bits: 8 } });
+    const model = ModelDirectory.open(imported);
+    const head = await Head.load(model);
+    const table = dequantizeGgmlBlocks(GgmlType.Q4_0, embdBlocks, 96 * H);
+    expect(Buffer.from(head.embed([95, 4]).buffer)).toEqual(Buffer.from(Float32Array.of(...table.subarray(95 * H), ...table.subarray(4 * H, 5 * H)).buffer));
+    const logits = await head.logits(hidden);
+    // an 8-bit head with 8-bit activations: within 2% of the float head's largest logit, and alone = batched
+    const scale = Math.max(...reference.map(Math.abs));
+    expect(Math.max(...logits.map((v, i) => Math.abs(v - reference[i]!)))).toBeLessThan(0.02 * scale);
+    expect(Buffer.from((await head.logits(hidden.subarray(H, 2 * H))).buffer)).toEqual(Buffer.from(logits.slice(96, 192).buffer));
+    await head.release();
+    model.close();
   });
 
   it("imports quantized layers at a chosen accuracy level (another variant), and refuses one for a model without quantized layers", async () => {
