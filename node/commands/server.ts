@@ -90,6 +90,8 @@ interface ServerFlags extends Partial<Record<keyof ServerLimits, number>> {
   tlsKey?: string;
   maxBatch: number;
   kvSlots: number;
+  batchGatherMs: number;
+  batchActiveMs: number;
   forwardHosts: string;
   forwardPrivate?: boolean;
   commitEverySeconds: number;
@@ -139,6 +141,18 @@ export function serverCommand(hooks: ServerHooks = {}): Command {
       `sessions whose KV caches live in the shared batch buffer (batched steps run in place; each slot up to ${DEFAULT_BATCH_POLICY.maxSlotTokens} tokens); 0 turns it off`,
       nonNegativeInt(1024),
       DEFAULT_BATCH_POLICY.slots,
+    )
+    .option(
+      "--batch-gather-ms <ms>",
+      "a decode run waits up to this long (again after each arrival) for the steps of sessions that ran recently, so they run as one batch; 0 runs at once",
+      nonNegativeInt(100),
+      DEFAULT_BATCH_POLICY.gatherMs,
+    )
+    .option(
+      "--batch-active-ms <ms>",
+      "a session counts as running (worth waiting for) this long after its last step; 0 never waits",
+      nonNegativeInt(3_600_000),
+      DEFAULT_BATCH_POLICY.activeMs,
     )
     .option(
       "--forward-hosts <hosts>",
@@ -261,7 +275,7 @@ export function serverCommand(hooks: ServerHooks = {}): Command {
           allowPrivateAddresses: flags.forwardPrivate === true,
           ...(endpointAllowed === undefined ? {} : { endpointAllowed }),
         },
-        batching: { maxBatch: flags.maxBatch, slots: flags.kvSlots },
+        batching: { maxBatch: flags.maxBatch, slots: flags.kvSlots, gatherMs: flags.batchGatherMs, activeMs: flags.batchActiveMs },
         store,
         logger,
         ...(tls === undefined ? {} : { tls }),

@@ -20,8 +20,8 @@ const modelDir = join(scratch.dir, "tiny");
 const children: ChildProcess[] = [];
 
 /** Starts `efed server` and resolves with the URL it prints once listening. */
-const startServer = async (layers: string, store: string): Promise<string> =>
-  (await spawnEfedServer(["--model", modelDir, "--layers", layers, "--port", "0", "--store", store, "--forward-private"], children)).url;
+const startServer = async (layers: string, store: string, extra: string[] = []): Promise<string> =>
+  (await spawnEfedServer(["--model", modelDir, "--layers", layers, "--port", "0", "--store", store, "--forward-private", ...extra], children)).url;
 
 beforeAll(() => writeRandomModel(modelDir, tinyConfig(), { seed: 4, dtype: "F32", std: 0.15 }));
 afterAll(async () => {
@@ -31,7 +31,11 @@ afterAll(async () => {
 
 describe("efed server + efed generate --route", () => {
   it("two server processes produce the tokens of the local engine, forwarded or relayed", async () => {
-    const urls = await Promise.all([startServer("0:2", join(scratch.dir, "a.sqlite")), startServer("2:4", join(scratch.dir, "b.sqlite"))]);
+    // batching that waits for nothing, and the default: the tokens are the same
+    const urls = await Promise.all([
+      startServer("0:2", join(scratch.dir, "a.sqlite"), ["--batch-gather-ms", "0", "--batch-active-ms", "0"]),
+      startServer("2:4", join(scratch.dir, "b.sqlite")),
+    ]);
     const args = ["generate", "--model", modelDir, "--ids", "3,1,4,1,5", "--max-tokens", "16", "--json"];
     const forwarded = await run(process.execPath, [bin, ...args, "--route", urls.join(",")]);
     const relayed = await run(process.execPath, [bin, ...args, "--route", urls.join(","), "--no-forward"]);
@@ -61,6 +65,11 @@ describe("efed server + efed generate --route", () => {
     );
     expect(zero).toMatchObject({ code: 1 });
     expect((zero as { stderr: string }).stderr).toContain('"0" is not an integer in 1..');
+    const gather = await run(process.execPath, [bin, "server", "--model", modelDir, "--layers", "0:4", "--batch-gather-ms", "1000"]).catch(
+      (e: unknown) => e as { stderr: string; code: number },
+    );
+    expect(gather).toMatchObject({ code: 1 });
+    expect((gather as { stderr: string }).stderr).toContain("option '--batch-gather-ms <ms>' argument '1000' is invalid. \"1000\" is not an integer in 0..100.");
     const tls = await run(process.execPath, [bin, "server", "--model", modelDir, "--layers", "0:4", "--tls-cert", "x.pem"]).catch(
       (e: unknown) => e as { stderr: string; code: number },
     );
