@@ -79,6 +79,7 @@ export function accuracyLevelOf(spec: CompressionSpec): QuantAccuracyLevel {
 /** Tensor names of a projection's factors as stored in safetensors. */
 export const FactorNames = {
   dense: (base: string) => `${base}.weight`,
+  base: (dense: string) => dense.replace(/\.weight$/, ""), // the inverse of `dense`: the name `matrices` lists
   left: (base: string) => `${base}.svd_left`, // (out, rank)
   right: (base: string) => `${base}.svd_right`, // (rank, in)
   packed: (factor: string) => `${factor}.qweight`, // U8 (rows, blocks, blockSize·bits/8)

@@ -80,7 +80,7 @@ export class ModelDirectory implements TensorSource {
   }
 
   openRows(name: string, shape: readonly [number, number]): MatrixRows {
-    const bits = this.compression.matrices?.[name.replace(/\.weight$/, "")]?.bits;
+    const bits = this.compression.matrices?.[FactorNames.base(name)]?.bits;
     if (bits === undefined) {
       const file = this.fileOf(name);
       return TensorRows.open(file.path, file.info(name), shape);

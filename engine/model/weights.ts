@@ -1,7 +1,8 @@
 import { loadProjection } from "./projectionLoader.js";
 import type { ModelConfig } from "./config.js";
 import type { TensorSource } from "./tensorSource.js";
-import { blocksOf, projectionBytes, type Projection } from "./projection.js";
+import { blocksOf, projectionBytes, type Projection, type QuantBits } from "./projection.js";
+import { FactorNames } from "./compression.js";
 
 /** Names of the seven projections of a layer, in Hugging Face naming (without ".weight"). */
 export const PROJECTIONS = {
@@ -86,14 +87,9 @@ export function lmHeadTensorName(c: ModelConfig): string {
   return c.tieWordEmbeddings ? EMBED_TOKENS : "lm_head.weight";
 }
 
-/** Compression name of a weight tensor: "model.embed_tokens.weight" → "model.embed_tokens". */
-export function matrixBase(tensorName: string): string {
-  return tensorName.replace(/\.weight$/, "");
-}
-
 /** Bits of the LM head when it is stored quantized (compression HEAD_MATRICES), else undefined. */
-export function lmHeadBits(model: TensorSource): 4 | 8 | undefined {
-  return model.compression.matrices?.[matrixBase(lmHeadTensorName(model.config))]?.bits;
+export function lmHeadBits(model: TensorSource): QuantBits | undefined {
+  return model.compression.matrices?.[FactorNames.base(lmHeadTensorName(model.config))]?.bits;
 }
 
 /** A (vocab, hidden) matrix of the head as float32: as stored, or dequantized. */

@@ -4,7 +4,8 @@ import type { ModelDirectory } from "../model/modelDir.js";
 import { loadProjection } from "../model/projectionLoader.js";
 import type { QuantizedFactor } from "../model/projection.js";
 import type { MatrixRows } from "../model/tensorRows.js";
-import { EMBED_TOKENS, lmHeadBits, lmHeadTensorName, matrixBase } from "../model/weights.js";
+import { FactorNames } from "../model/compression.js";
+import { EMBED_TOKENS, lmHeadBits, lmHeadTensorName } from "../model/weights.js";
 import { HeadIO, buildHeadGraph } from "../onnx/headGraph.js";
 import type { ScratchDir } from "./scratch.js";
 import { createFileSession, ort, type RuntimeOptions } from "./session.js";
@@ -45,7 +46,7 @@ export class Head {
     const lmHead = c.tieWordEmbeddings || quantized ? embedding : model.openRows(lmHeadTensorName(c), [c.vocabSize, c.hiddenSize]);
     try {
       const weights = quantized
-        ? (loadProjection(model, matrixBase(lmHeadTensorName(c)), c.vocabSize, c.hiddenSize).factors[0] as QuantizedFactor)
+        ? (loadProjection(model, FactorNames.base(lmHeadTensorName(c)), c.vocabSize, c.hiddenSize).factors[0] as QuantizedFactor)
         : (first: number, count: number): Float32Array => lmHead.readSpan(first, count);
       const { session, scratch } = await createFileSession(
         (data) => buildHeadGraph(c, model.tensor("model.norm.weight", [c.hiddenSize]), weights, data),

@@ -5,7 +5,7 @@ import { buildManifest, MANIFEST_FILE, writeManifest } from "../../engine/model/
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { QUANT_BITS, quantize, type QuantBits, type QuantizedFactor } from "../../engine/model/projection.js";
 import { writeSafetensors, type TensorToWrite } from "../../engine/model/safetensorsWriter.js";
-import { EMBED_TOKENS, layerPrefix, lmHeadTensorName, matrixBase, PROJECTIONS, projectionShapes, type ProjectionKey } from "../../engine/model/weights.js";
+import { EMBED_TOKENS, layerPrefix, lmHeadTensorName, PROJECTIONS, projectionShapes, type ProjectionKey } from "../../engine/model/weights.js";
 import type { ProbePoint } from "../../engine/onnx/shardGraph.js";
 import { float32ToBF16Bytes, float32ToF16Bytes, isDType } from "../../protocol/dtype.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
@@ -242,7 +242,7 @@ async function writeVariant(
       if (options.headBits !== undefined && headTensors.has(name)) {
         const [rows, cols] = [source.config.vocabSize, source.config.hiddenSize];
         putQuantized(out, name, quantize(source.tensor(name, [rows, cols]), rows, cols, options.headBits, blockSize));
-        matrices[matrixBase(name)] = { bits: options.headBits };
+        matrices[FactorNames.base(name)] = { bits: options.headBits };
         continue;
       }
       out.set(name, { dtype: info.dtype as TensorToWrite["dtype"], shape: info.shape, data: source.rawBytes(name) });

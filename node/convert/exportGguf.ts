@@ -4,7 +4,7 @@ import { FactorNames } from "../../engine/model/compression.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { quantize, type QuantBits } from "../../engine/model/projection.js";
 import { loadProjection } from "../../engine/model/projectionLoader.js";
-import { EMBED_TOKENS, lmHeadTensorName, matrixBase, PROJECTIONS, projectionShapes, type ProjectionKey } from "../../engine/model/weights.js";
+import { EMBED_TOKENS, lmHeadTensorName, PROJECTIONS, projectionShapes, type ProjectionKey } from "../../engine/model/weights.js";
 import { GGUF_QUANT_BLOCK, toGgmlBlocks } from "../../engine/model/gguf/blocks.js";
 import { GgmlType, GgufValueType } from "../../engine/model/gguf/format.js";
 import { writeGguf, type GgufTensorToWrite } from "../../engine/model/gguf/writer.js";
@@ -119,7 +119,7 @@ function projectionIndex(config: ModelDirectory["config"]): Map<string, { base: 
   const shapes = projectionShapes(config);
   const index = new Map<string, { base: string; rows: number; cols: number }>();
   for (const name of new Set([EMBED_TOKENS, lmHeadTensorName(config)])) {
-    const base = matrixBase(name);
+    const base = FactorNames.base(name);
     index.set(name, { base, rows: config.vocabSize, cols: config.hiddenSize });
     index.set(FactorNames.packed(name), { base, rows: config.vocabSize, cols: config.hiddenSize });
   }
