@@ -160,11 +160,14 @@ export class Forwarder {
   /**
    * Sends `step` to the next hop and waits until it and the hops after it are done, at most
    * hopTimeoutMs + HOP_SLACK_MS per hop left after it (the route length is bounded at the edge, and
-   * clamped here too, so the wait has a fixed cap).
+   * clamped here too, so the wait has a fixed cap). On an open link the step is sent before this
+   * returns: what the caller does next (sign and store the receipt) must not hold up the next hop.
    */
-  async forward(key: string, step: Omit<Step, "type" | "requestId">): Promise<void> {
-    const link = await this.link(key);
-    await link.forward(step, hopWaitMs(this.o.hopTimeoutMs, step.route.length));
+  forward(key: string, step: Omit<Step, "type" | "requestId">): Promise<void> {
+    const waitMs = hopWaitMs(this.o.hopTimeoutMs, step.route.length);
+    const open = this.links.get(key)?.link;
+    if (open !== undefined) return open.forward(step, waitMs);
+    return this.link(key).then((link) => link.forward(step, waitMs));
   }
 
   /** Whether a connection to `key` is open or opening (a step to it costs no new connection). */

@@ -76,6 +76,18 @@ describe("Forwarder (the pool of next-hop connections)", () => {
     expect((err as Error).message).toMatch(/^next hop: connection to ws:\/\/127\.0\.0\.1:\d+ closed by this side \(server shutting down\); step 0 of session 0x[0-9a-f]{64} was in flight$/);
   });
 
+  it("sends a step on an open link before forward() returns, so the caller's receipt work does not delay the next hop", async () => {
+    const p = await peer();
+    const f = forwarder({ hopTimeoutMs: 60_000 });
+    const link = await f.link(f.check(p.url));
+    const pending = f.forward(f.check(p.url), step());
+    pending.catch(() => undefined);
+    // synchronously after the call: the request is on the link (not queued behind a microtask)
+    expect(link.busy).toBe(1);
+    while (p.steps() < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(p.steps()).toBe(1);
+  });
+
   it("does not send a frame over the peer's announced limit (it would drop the shared link), and the link goes on", async () => {
     const p = await peer();
     const f = forwarder();
