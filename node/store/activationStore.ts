@@ -1,4 +1,4 @@
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { EncodedActivations, ActivationEncoding } from "../../protocol/activations.js";
 import { MerkleTree } from "../../protocol/merkle.js";
 import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
@@ -58,6 +58,8 @@ export class ActivationStore {
   /** Activation bytes held, kept up to date by put and prune (summed once at open). */
   private heldBytes: number;
   private closed = false;
+  /** Prepared once: compiling a statement costs about as much as the insert of a decode step. */
+  private readonly prepared = new Map<string, StatementSync>();
 
   private constructor(
     db: DatabaseSync,
@@ -112,12 +114,12 @@ export class ActivationStore {
    * refuses a session id this store has seen (a session id names one session forever).
    */
   putSessionKey(sessionId: string, forwardKey: string, nowMs: number): boolean {
-    const result = this.db.prepare(`INSERT OR IGNORE INTO session_keys VALUES (?, ?, ?)`).run(sessionId, forwardKey, nowMs);
+    const result = this.statement(`INSERT OR IGNORE INTO session_keys VALUES (?, ?, ?)`).run(sessionId, forwardKey, nowMs);
     return Number(result.changes) === 1;
   }
 
   sessionKey(sessionId: string): string | undefined {
-    const row = this.db.prepare(`SELECT forward_key FROM session_keys WHERE session_id = ?`).get(sessionId) as { forward_key: string } | undefined;
+    const row = this.statement(`SELECT forward_key FROM session_keys WHERE session_id = ?`).get(sessionId) as { forward_key: string } | undefined;
     return row?.forward_key;
   }
 
@@ -125,11 +127,7 @@ export class ActivationStore {
   put(s: StoredStep): string {
     const r = s.receipt;
     const leaf = receiptLeaf(r);
-    this.db
-      .prepare(
-        `INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
-      )
-      .run(
+    this.statement(`INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`).run(
         leaf,
         r.sessionId,
         r.step.toString(),
@@ -156,13 +154,13 @@ export class ActivationStore {
   }
 
   get(leaf: string): StoredStep | undefined {
-    const row = this.db.prepare(`SELECT * FROM steps WHERE leaf = ?`).get(leaf) as Row | undefined;
+    const row = this.statement(`SELECT * FROM steps WHERE leaf = ?`).get(leaf) as Row | undefined;
     return row === undefined ? undefined : fromRow(row);
   }
 
   /** Step `step` of session `sessionId`, as signed here. */
   getBySession(sessionId: string, step: bigint): StoredStep | undefined {
-    const row = this.db.prepare(`SELECT * FROM steps WHERE session_id = ? AND step = ?`).get(sessionId, step.toString()) as Row | undefined;
+    const row = this.statement(`SELECT * FROM steps WHERE session_id = ? AND step = ?`).get(sessionId, step.toString()) as Row | undefined;
     return row === undefined ? undefined : fromRow(row);
   }
 
@@ -179,7 +177,7 @@ export class ActivationStore {
    * server must be able to show a verifier.
    */
   markCommitted(batchId: number, root: string, leaves: readonly string[], nowMs: number, protectUntilMs = nowMs + this.options.retentionMs): void {
-    const update = this.db.prepare(`UPDATE steps SET batch_id = ? WHERE leaf = ?`);
+    const update = this.statement(`UPDATE steps SET batch_id = ? WHERE leaf = ?`);
     this.db.exec("BEGIN");
     try {
       for (const leaf of leaves) update.run(batchId, leaf);
@@ -253,6 +251,16 @@ export class ActivationStore {
     this.db.prepare(`DELETE FROM session_keys WHERE created_at_ms < ?`).run(cutoff);
     this.db.prepare(`DELETE FROM batches WHERE protect_until_ms <= ? AND batch_id NOT IN (SELECT DISTINCT batch_id FROM steps WHERE batch_id IS NOT NULL)`).run(nowMs);
     return dropped;
+  }
+
+  /** The prepared statement of a fixed SQL text (never one built from values: the cache would grow without bound). */
+  private statement(sql: string): StatementSync {
+    let prepared = this.prepared.get(sql);
+    if (prepared === undefined) {
+      prepared = this.db.prepare(sql);
+      this.prepared.set(sql, prepared);
+    }
+    return prepared;
   }
 
   private deleteSteps(sql: string, ...params: number[]): number {
