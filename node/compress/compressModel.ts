@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import { FactorNames, QUANT_ACCURACY_LEVELS, accuracyLevelFor, type CompressionSpec, type MatrixCompression, type QuantAccuracyLevel } from "../../engine/model/compression.js";
 import { buildManifest, MANIFEST_FILE, writeManifest } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
-import { QUANT_BITS, quantize, type QuantBits, type QuantizedFactor } from "../../engine/model/projection.js";
+import { QUANT_BITS, quantize, type QuantBits } from "../../engine/model/projection.js";
 import { writeSafetensors, type TensorToWrite } from "../../engine/model/safetensorsWriter.js";
 import { EMBED_TOKENS, layerPrefix, lmHeadTensorName, PROJECTIONS, projectionShapes, type ProjectionKey } from "../../engine/model/weights.js";
 import type { ProbePoint } from "../../engine/onnx/shardGraph.js";
@@ -21,6 +21,7 @@ import {
 } from "./calibration.js";
 import { dampedCholesky, fromFloat32, Gemm, multiplyByLowerInverse, Svd, type Mat } from "./linalg.js";
 import { parseMethod, type CompressionMethod } from "./method.js";
+import { putQuantized } from "./quantizedTensors.js";
 
 export interface CompressOptions {
   method: string;
@@ -301,13 +302,6 @@ async function writeVariant(
   const variantId = writeManifest(outDir, buildManifest(compressed, spec));
   compressed.close();
   return { variantId, parameterReduction: 1 - storedParameterCount / denseParameters, reports };
-}
-
-/** A quantized factor's codes and scales as the tensors `loadProjection` reads back. */
-function putQuantized(out: Map<string, TensorToWrite>, factorName: string, q: QuantizedFactor): void {
-  const blocks = q.scales.length / q.rows;
-  out.set(FactorNames.packed(factorName), { dtype: "U8", shape: [q.rows, blocks, q.packed.length / q.scales.length], data: q.packed });
-  out.set(FactorNames.scales(factorName), { dtype: "F32", shape: [q.rows, blocks], data: bytesOf(q.scales) });
 }
 
 function checkOptions(method: CompressionMethod, o: CompressOptions): void {

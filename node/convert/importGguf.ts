@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ModelFormatError } from "../../engine/errors.js";
-import { accuracyLevelFor, FactorNames, HEAD_MATRICES, type CompressionSpec, type MatrixCompression, type QuantAccuracyLevel } from "../../engine/model/compression.js";
+import { accuracyLevelFor, HEAD_MATRICES, type CompressionSpec, type MatrixCompression, type QuantAccuracyLevel } from "../../engine/model/compression.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { parseConfig } from "../../engine/model/config.js";
 import { buildManifest, writeManifest } from "../../engine/model/manifest.js";
@@ -11,6 +11,7 @@ import { bitsOf, dequantizeGgmlBlocks, fromGgmlBlocks, GGUF_QUANT_BLOCK } from "
 import { GgmlType, ggmlTypeName } from "../../engine/model/gguf/format.js";
 import { GgufFile } from "../../engine/model/gguf/reader.js";
 import { configFromMetadata, MetadataReader } from "./ggufMetadata.js";
+import { putQuantized } from "../compress/quantizedTensors.js";
 import { tokenizerFiles } from "./ggufTokenizer.js";
 import { hfNameOf, reorderRotaryRows, rotaryHeadsOf } from "./llamaTensors.js";
 
@@ -72,10 +73,7 @@ export function importGguf(file: string, outDir: string, options: ImportOptions 
       }
       const quantType = info.type as GgmlType.Q8_0 | GgmlType.Q4_0;
       if (PROJECTION_WEIGHT.test(hfName) || HEAD_WEIGHT.test(hfName)) {
-        const f = fromGgmlBlocks(quantType, bytes, rows, cols);
-        const blocks = cols / GGUF_QUANT_BLOCK;
-        out.set(FactorNames.packed(hfName), { dtype: "U8", shape: [rows, blocks, f.packed.length / (rows * blocks)], data: f.packed });
-        out.set(FactorNames.scales(hfName), { dtype: "F32", shape: [rows, blocks], data: new Uint8Array(f.scales.buffer) });
+        putQuantized(out, hfName, fromGgmlBlocks(quantType, bytes, rows, cols));
         matrices[hfName.slice(0, -".weight".length)] = { bits: bitsOf(quantType)! };
       } else {
         const values = dequantizeGgmlBlocks(quantType, bytes, rows * cols);
