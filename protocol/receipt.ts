@@ -1,16 +1,14 @@
 import {
-  TypedDataEncoder,
   getAddress,
   getBytes,
   isHexString,
-  keccak256,
   toBeHex,
   type Signer,
   type SigningKey,
   type TypedDataDomain,
 } from "ethers";
 import { InvalidArgumentError } from "./errors.js";
-import { RECEIPT_TYPES, canonicalSignature } from "./eip712.js";
+import { RECEIPT_TYPES, canonicalSignature, typeHashOf, typedDataDigest } from "./eip712.js";
 import { keccak256Of } from "./keccak.js";
 import { recoverAddress, signDigest } from "./secp256k1.js";
 
@@ -69,7 +67,7 @@ export function validateReceipt(r: Receipt): Receipt {
   return { ...r, server };
 }
 
-const RECEIPT_TYPEHASH = getBytes(keccak256(new TextEncoder().encode(TypedDataEncoder.from(RECEIPT_TYPES).encodeType("Receipt"))));
+const RECEIPT_TYPEHASH = typeHashOf(RECEIPT_TYPES, "Receipt");
 
 /**
  * The receipt's EIP-712 struct hash: the same bytes as `ReceiptLib.hash` and its Merkle leaf.
@@ -93,22 +91,9 @@ export function receiptLeaf(r: Receipt): string {
   return keccak256Of(words);
 }
 
-const domainSeparators = new Map<string, Uint8Array>();
-
 /** The EIP-712 digest the server signs: keccak256(0x1901 ‖ domain separator ‖ struct hash). */
 export function receiptDigest(domain: TypedDataDomain, r: Receipt): string {
-  const key = `${String(domain.chainId)}:${String(domain.verifyingContract)}:${String(domain.name)}:${String(domain.version)}`;
-  let separator = domainSeparators.get(key);
-  if (separator === undefined) {
-    separator = getBytes(TypedDataEncoder.hashDomain(domain));
-    domainSeparators.set(key, separator);
-  }
-  const bytes = new Uint8Array(66);
-  bytes[0] = 0x19;
-  bytes[1] = 0x01;
-  bytes.set(separator, 2);
-  bytes.set(getBytes(receiptLeaf(r)), 34);
-  return keccak256Of(bytes);
+  return typedDataDigest(domain, receiptLeaf(r));
 }
 
 /** Signs `r` with a wallet or any ethers signer (EIP-712 typed data). */

@@ -1,7 +1,8 @@
 import {
   AbiCoder,
-  TypedDataEncoder,
   getAddress,
+  getBytes,
+  toBeHex,
   zeroPadValue,
   isHexString,
   keccak256,
@@ -10,8 +11,9 @@ import {
   type TypedDataDomain,
   type TypedDataField,
 } from "ethers";
-import { DOMAIN_VERSION, canonicalSignature } from "./eip712.js";
+import { DOMAIN_VERSION, canonicalSignature, typeHashOf, typedDataDigest } from "./eip712.js";
 import { InvalidArgumentError } from "./errors.js";
+import { keccak256Of } from "./keccak.js";
 import { recoverAddress, signDigest } from "./secp256k1.js";
 
 /**
@@ -97,9 +99,26 @@ export function checkedTicket(t: Ticket): Ticket {
   return { ...t, recipient, sender };
 }
 
-/** The ticket hash: its EIP-712 digest, equal to `TicketBroker.ticketHash`. */
+const TICKET_TYPEHASH = typeHashOf(TICKET_TYPES, "Ticket");
+
+/**
+ * The ticket hash: its EIP-712 digest, equal to `TicketBroker.ticketHash` (and to ethers'
+ * TypedDataEncoder.hash). Encoded word by word, every field being a static type: a client signs,
+ * and each priced server checks, one ticket per server and step.
+ */
 export function ticketHash(domain: TypedDataDomain, t: Ticket): string {
-  return TypedDataEncoder.hash(domain, TICKET_TYPES, checkedTicket(t));
+  const v = checkedTicket(t);
+  const words = new Uint8Array(9 * 32);
+  words.set(TICKET_TYPEHASH, 0);
+  words.set(getBytes(v.recipient), 32 + 12); // addresses: left-padded to 32 bytes
+  words.set(getBytes(v.sender), 64 + 12);
+  words.set(getBytes(toBeHex(v.faceValue, 32)), 96);
+  words.set(getBytes(toBeHex(v.winProb, 32)), 128);
+  words.set(getBytes(toBeHex(v.senderNonce, 32)), 160);
+  words.set(getBytes(v.recipientRandHash), 192);
+  words.set(getBytes(toBeHex(v.expiration, 32)), 224);
+  words.set(getBytes(v.auxData), 256);
+  return typedDataDigest(domain, keccak256Of(words));
 }
 
 /** Signs `t` with the client's raw key, synchronously (inside the ledger's "reserve nonce, sign" step). */

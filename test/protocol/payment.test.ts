@@ -1,6 +1,7 @@
-import { Wallet, hexlify, randomBytes } from "ethers";
+import { TypedDataEncoder, Wallet, ZeroHash, hexlify, randomBytes } from "ethers";
 import { describe, expect, it } from "vitest";
-import { voucherDomain } from "../../protocol/eip712.js";
+import { VOUCHER_TYPES, voucherDomain } from "../../protocol/eip712.js";
+import { voucherDigest } from "../../protocol/voucher.js";
 import { recoverBindingSigner, signBinding, stepCost } from "../../protocol/payment.js";
 import { ErrorCode, MessageType, WireError, decodeMessage, encodeMessage, type Message } from "../../protocol/wire.js";
 
@@ -41,5 +42,24 @@ describe("payment messages", () => {
 
   it("costs exactly price × tokens", () => {
     expect(stepCost(10n ** 15n, 7)).toBe(7n * 10n ** 15n);
+  });
+});
+
+describe("voucherDigest", () => {
+  it("hashes as ethers' generic EIP-712 encoder does, at the extremes of the amount and under two domains", () => {
+    const ids = [ZeroHash, "0x" + "ff".repeat(32), "0x" + "0123456789abcdef".repeat(4)];
+    for (const domain of [voucherDomain(31337n, "0x00000000000000000000000000000000000000C0"), voucherDomain(1n, "0x00000000000000000000000000000000000000C1")]) {
+      for (const channelId of ids) {
+        for (const cumulativeAmount of [1n, 10n ** 18n, (1n << 256n) - 1n]) {
+          expect(voucherDigest(domain, { channelId, cumulativeAmount })).toBe(TypedDataEncoder.hash(domain, VOUCHER_TYPES, { channelId, cumulativeAmount }));
+        }
+      }
+    }
+  });
+
+  it("refuses a channel id that is not 32 bytes of hex and an amount out of range, naming them", () => {
+    const domain = voucherDomain(31337n, "0x00000000000000000000000000000000000000C0");
+    expect(() => voucherDigest(domain, { channelId: "0x12", cumulativeAmount: 1n })).toThrow("voucher.channelId must be 32 bytes of hex, got 0x12");
+    expect(() => voucherDigest(domain, { channelId: ZeroHash, cumulativeAmount: 0n })).toThrow("voucher.cumulativeAmount 0 must be in (0, 2^256)");
   });
 });

@@ -1,8 +1,9 @@
-import { SigningKey, ZeroHash, computeAddress, keccak256, toUtf8Bytes } from "ethers";
+import { SigningKey, TypedDataEncoder, ZeroHash, computeAddress, keccak256, toUtf8Bytes } from "ethers";
 import { describe, expect, it } from "vitest";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import {
   CERTAIN_WIN_PROB,
+  TICKET_TYPES,
   TWO_POW_256,
   expectedValueScaled,
   isWinningTicket,
@@ -67,6 +68,21 @@ describe("win check", () => {
 });
 
 describe("tickets", () => {
+  it("hash as ethers' generic EIP-712 encoder does, field for field at the extremes of each type and under two domains", () => {
+    const variants: Partial<Ticket>[] = [
+      {},
+      { faceValue: TWO_POW_256 - 1n, winProb: CERTAIN_WIN_PROB, senderNonce: TWO_POW_256 - 1n, expiration: (1n << 64n) - 1n },
+      { faceValue: 1n, winProb: 1n, senderNonce: 0n, expiration: 0n, recipientRandHash: keccak256(toUtf8Bytes("r")), auxData: keccak256(toUtf8Bytes("a")) },
+      { recipient: "0xffffffffffffffffffffffffffffffffffffffff", sender: "0x0000000000000000000000000000000000000001" },
+    ];
+    for (const d of [domain, ticketDomain(1n, "0x00000000000000000000000000000000000000F1")]) {
+      for (const v of variants) {
+        const t = ticket(v);
+        expect(ticketHash(d, t)).toBe(TypedDataEncoder.hash(d, TICKET_TYPES, t));
+      }
+    }
+  });
+
   it("recover their signer under their own domain only", () => {
     const t = ticket();
     const sig = signTicketSync(key, domain, t);
