@@ -34,6 +34,14 @@ export interface TicketGateOptions {
   ticketDomain: TypedDataDomain;
   /** The client's funds in the broker. */
   readSender: (sender: string) => Promise<ChainSender>;
+  /**
+   * How long a client's funds as last read are trusted for its tickets (ms, default 5,000); a binding
+   * always reads them afresh. Reading them for every ticket was two chain calls per step (~12 ms per
+   * priced server and step against a local node). Within this window a ticket may be accepted against
+   * a deposit other servers' redemptions have just drawn down, or just after the client began to unlock
+   * (redemption stays open for the whole unlock period, so such a ticket still pays).
+   */
+  senderInfoMaxAgeMs?: number;
   /** A ticket must stay redeemable this many seconds after it is accepted (default 3600). */
   minLifetimeSeconds?: number;
   /** Tickets accepted under one commitment before the server picks a new random number (default 65,536). */
@@ -44,11 +52,16 @@ export interface TicketGateOptions {
   randomRand?: () => bigint;
   /** Unix seconds now (default: the wall clock). */
   nowSeconds?: () => number;
+  /** Monotonic ms, for the age of funds read (default performance.now); tests pass their own. */
+  clockMs?: () => number;
 }
 
 export const DEFAULT_TICKET_CREDIT_STEPS = 1;
 export const DEFAULT_MIN_TICKET_LIFETIME_SECONDS = 3_600;
 export const DEFAULT_MAX_TICKETS_PER_RAND = 65_536;
+export const DEFAULT_SENDER_INFO_MAX_AGE_MS = 5_000;
+/** Clients whose funds are remembered at most (the oldest reads are forgotten first). */
+const MAX_SENDERS_REMEMBERED = 4_096;
 
 interface SessionTickets {
   sender: string;
@@ -87,6 +100,10 @@ export class TicketGate {
   private readonly random: () => bigint;
   private readonly now: () => number;
   private readonly sessions = new Map<string, SessionTickets>();
+  private readonly maxFundsAge: number;
+  private readonly clock: () => number;
+  /** Per client: its funds as last read (or being read), and when the read began. */
+  private readonly funds = new Map<string, { at: number; read: Promise<ChainSender> }>();
 
   constructor(private readonly o: TicketGateOptions) {
     this.pricePerToken = o.pricePerToken;
@@ -95,6 +112,11 @@ export class TicketGate {
     this.maxPerRand = o.maxTicketsPerRand ?? DEFAULT_MAX_TICKETS_PER_RAND;
     this.random = o.randomRand ?? ((): bigint => toBigInt(randomBytes(32)));
     this.now = o.nowSeconds ?? ((): number => Math.floor(Date.now() / 1000));
+    this.maxFundsAge = o.senderInfoMaxAgeMs ?? DEFAULT_SENDER_INFO_MAX_AGE_MS;
+    this.clock = o.clockMs ?? ((): number => performance.now());
+    if (!Number.isSafeInteger(this.maxFundsAge) || this.maxFundsAge < 0) {
+      throw new InvalidArgumentError(`ticket gate senderInfoMaxAgeMs must be an integer ≥ 0, got ${this.maxFundsAge}`);
+    }
     if (o.pricePerToken <= 0n) throw new InvalidArgumentError(`ticket gate pricePerToken must be > 0, got ${o.pricePerToken}`);
     for (const [name, v] of [["creditSteps", this.creditSteps], ["minLifetimeSeconds", this.minLifetime], ["maxTicketsPerRand", this.maxPerRand]] as const) {
       if (!Number.isSafeInteger(v) || v < 1) throw new InvalidArgumentError(`ticket gate ${name} must be a positive integer, got ${v}`);
@@ -109,7 +131,7 @@ export class TicketGate {
     if (signer !== sender) {
       throw new WireError(ErrorCode.Forbidden, `the binding of session ${m.sessionId} to ${sender}'s ticket deposit is signed by ${signer}`);
     }
-    const funds = await this.o.readSender(sender);
+    const funds = await this.senderFunds(sender, true);
     const due: PaymentDue = { channelId: account, owed: 0n, covered: 0n };
     if (funds.withdrawableAt !== 0n) throw required(`${sender} is unlocking its ticket deposit (withdrawable at ${funds.withdrawableAt}): cancel the unlock or fund again`, due);
     if (funds.deposit + funds.reserveShare < this.pricePerToken) {
@@ -146,7 +168,7 @@ export class TicketGate {
       const short = ((s.owed << 256n) - s.coveredScaled - value + TWO_POW_256 - 1n) / TWO_POW_256;
       throw required(`${what} is refused: its expected value ${value / TWO_POW_256} leaves ${short} of the ${due.owed} owed uncovered (covered so far: ${due.covered})`, due);
     }
-    const funds = await this.o.readSender(s.sender);
+    const funds = await this.senderFunds(s.sender, false);
     if (funds.withdrawableAt !== 0n) throw required(`${s.sender} is unlocking its ticket deposit: no more tickets are accepted`, due);
     if (t.faceValue > funds.deposit + funds.reserveShare) {
       throw required(`${what} has face value ${t.faceValue}; ${s.sender}'s deposit ${funds.deposit} and reserve share ${funds.reserveShare} cannot pay it`, due);
@@ -201,6 +223,24 @@ export class TicketGate {
   /** A session ended: its ticket state goes. */
   unbind(sessionId: string): void {
     this.sessions.delete(sessionId);
+  }
+
+  /**
+   * `sender`'s funds: as read within senderInfoMaxAgeMs (one read shared by concurrent callers), else
+   * read now; `fresh` always reads. A failed read is not remembered.
+   */
+  private senderFunds(sender: string, fresh: boolean): Promise<ChainSender> {
+    const now = this.clock();
+    const known = this.funds.get(sender);
+    if (!fresh && known !== undefined && now - known.at <= this.maxFundsAge) return known.read;
+    const read = this.o.readSender(sender);
+    this.funds.delete(sender); // re-inserted last: the map stays in order of reads
+    this.funds.set(sender, { at: now, read });
+    read.catch(() => {
+      if (this.funds.get(sender)?.read === read) this.funds.delete(sender);
+    });
+    if (this.funds.size > MAX_SENDERS_REMEMBERED) this.funds.delete(this.funds.keys().next().value!);
+    return read;
   }
 
   private rotate(s: SessionTickets): void {

@@ -3,7 +3,6 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { JsonRpcProvider, Wallet } from "ethers";
-import { expect } from "vitest";
 import { EFedToken__factory } from "../../types/ethers-contracts/index.js";
 import { DEV_KEYS } from "./devKeys.js";
 import { EFED_BIN, spawnEfedServer } from "./efedProcess.js";
@@ -65,12 +64,12 @@ export async function startPricedServers(chain: LocalChain, dir: string): Promis
     writeFileSync(join(dataDir(who), "efed-server.key"), `${KEYS[who]}\n`, { mode: 0o600 });
   }
   const model = await efed("model", "register", SHIPPED_MODEL, ...onChain(), "--data-dir", dataDir("registrar"));
-  expect(model.stderr).toBe("");
+  succeeded("efed model register", model);
   const urls: string[] = [];
   for (const { who, layers } of SERVERS) {
     const url = `ws://127.0.0.1:${await freePort()}`;
     const registered = await efed("operator", "register-server", "--model", SHIPPED_MODEL, "--layers", layers, "--endpoint", url, "--price", "0.001", "--stake", "1400", ...onChain(), "--data-dir", dataDir(who));
-    expect([registered.code, registered.stderr]).toEqual([0, ""]);
+    succeeded(`efed operator register-server (${who})`, registered);
     urls.push(url);
   }
   await provider.send("evm_increaseTime", [601]); // past the devnet probation
@@ -94,6 +93,12 @@ export async function runPricedServers(s: PricedServers, children: ChildProcess[
     );
   }
   const imported = await s.efed("wallet", "import", "--wallet", walletFile, "--kdf-cost", "1024");
-  expect(imported.stdout).toContain(address("client"));
+  succeeded("efed wallet import", imported);
+  if (!imported.stdout.includes(address("client"))) throw new Error(`efed wallet import did not name the client's address ${address("client")}:\n${imported.stdout}`);
   return balances;
+}
+
+/** Throws with what the command printed unless it exited 0 and wrote nothing to stderr (a setup step, not what a test checks). */
+export function succeeded(what: string, r: EfedResult): void {
+  if (r.code !== 0 || r.stderr !== "") throw new Error(`${what} failed (exit ${r.code}):\n${r.stderr}${r.stdout}`);
 }

@@ -92,4 +92,58 @@ describe("TicketGate", () => {
       { channelId: ticketAccountId(CLIENT), owed: 10n, covered: 0n },
     ]);
   });
+
+  it("trusts a client's funds as read for senderInfoMaxAgeMs, reads them afresh after it and at every binding, and forgets a failed read", async () => {
+    let clock = 0;
+    let reads = 0;
+    const answers: (ChainSender | Error)[] = [funded, funded, { ...funded, withdrawableAt: 9n }, new Error("node down"), funded];
+    const g = new TicketGate({
+      pricePerToken: PRICE,
+      server: SERVER,
+      ticketDomain: domain,
+      readSender: () => {
+        const a = answers[reads++]!;
+        return a instanceof Error ? Promise.reject(a) : Promise.resolve(a);
+      },
+      onWinner: () => undefined,
+      nowSeconds: () => NOW,
+      clockMs: () => clock,
+      senderInfoMaxAgeMs: 5_000,
+    });
+    let randHash = (await g.bind(bindMsg, CHALLENGE)).recipientRandHash;
+    let nonce = 0n;
+    /** Charges a 1-token step and pays it with a certain ticket (which wins: the commitment rotates); a refused ticket undoes the charge. */
+    const payStep = async (): Promise<void> => {
+      const undo = g.charge(SESSION, nonce, 1);
+      const t: Ticket = { recipient: SERVER, sender: CLIENT, ...ticketTerms(10n, 1n), senderNonce: ++nonce, recipientRandHash: randHash, expiration: BigInt(NOW + 7_200), auxData: SESSION };
+      try {
+        randHash = (await g.pay({ type: MessageType.PayTicket, requestId: 2, sessionId: SESSION, ticket: t, signature: signTicketSync(clientKey, domain, t) })).recipientRandHash;
+      } catch (err) {
+        undo();
+        throw err;
+      }
+    };
+    await payStep(); // at 0: the binding's read
+    clock = 5_000;
+    await payStep(); // 5 s after it: still trusted
+    expect(reads).toBe(1);
+    clock = 5_001;
+    await payStep(); // past 5 s: read again
+    expect(reads).toBe(2);
+    // a binding reads afresh, within the window too; what it read (the client began to unlock) holds for the tickets after it
+    const rebind = await failure(g.bind(bindMsg, CHALLENGE));
+    expect(rebind.message).toBe(`${CLIENT} is unlocking its ticket deposit (withdrawable at 9): cancel the unlock or fund again`);
+    const unlocking = await failure(payStep());
+    expect([unlocking.wireCode, unlocking.message, reads]).toEqual([ErrorCode.PaymentRequired, `${CLIENT} is unlocking its ticket deposit: no more tickets are accepted`, 3]);
+    clock = 10_002;
+    await expect(payStep()).rejects.toThrow("node down");
+    await payStep(); // the failed read was not kept: read once more, funded
+    expect(reads).toBe(5);
+  });
+
+  it("refuses a negative senderInfoMaxAgeMs by name", () => {
+    expect(() => new TicketGate({ pricePerToken: PRICE, server: SERVER, ticketDomain: domain, readSender: () => Promise.resolve(funded), onWinner: () => undefined, senderInfoMaxAgeMs: -1 })).toThrow(
+      "ticket gate senderInfoMaxAgeMs must be an integer ≥ 0, got -1",
+    );
+  });
 });

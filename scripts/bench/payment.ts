@@ -1,0 +1,132 @@
+/**
+ * npm run bench:payment [-- --write] — what paying per step costs a generation, measured end to end
+ * as a user runs it: a Hardhat node with the protocol deployed, the shipped model split over two
+ * priced `efed server` processes (0.001 EFED per token, registered and staked with `efed operator`),
+ * and the same split over two free servers. The client (this process, 1 thread) decodes through
+ * each route with nothing to pay, with a payment channel per server (`--pay channels`: a durable
+ * voucher per server and step) and with probabilistic tickets (`--pay tickets`, default face
+ * value), relayed and forwarded; configurations alternate in rounds, and medians are compared.
+ *
+ * With --write, replaces the "Paying per step" section of docs/benchmarks.md. The chain and every
+ * server are stopped at the end, also on error.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ChildProcess } from "node:child_process";
+import type { LayerPipeline } from "../../client/generate.js";
+import { paymentFor, type GenerationPayment, type PayMethod } from "../../client/payment/generatePayment.js";
+import { RemotePipeline } from "../../client/remotePipeline.js";
+import { ModelDirectory } from "../../engine/model/modelDir.js";
+import { Head } from "../../engine/runtime/head.js";
+import { stopProcess } from "../../test/support/efedProcess.js";
+import { startHardhatNode, type LocalChain } from "../../test/support/hardhatNode.js";
+import { SERVERS, SHIPPED_MODEL, runPricedServers, startPricedServers, succeeded } from "../../test/support/pricedServers.js";
+import { writeDocSections } from "./lib/docs.js";
+import { markdownTable } from "./lib/markdown.js";
+import { startServer, stopServers, type RunningServer } from "./lib/networkServers.js";
+import { median } from "./lib/stats.js";
+import { decodeRun } from "./network/decode.js";
+
+const ROUNDS = 4;
+const STEPS = 64;
+const PROMPTS = [
+  [1, 15, 27, 3, 99, 42, 7, 61],
+  [5, 8, 13, 21, 34, 55, 89, 144],
+];
+const MAX_LENGTH = 256;
+
+interface Config {
+  name: string;
+  pay: PayMethod | "free";
+  forward: boolean;
+  pipeline: LayerPipeline;
+}
+
+async function main(): Promise<void> {
+  const load0 = loadavg();
+  const t0 = performance.now();
+  const dir = mkdtempSync(join(tmpdir(), "efed-bench-payment-"));
+  const children: ChildProcess[] = [];
+  const payments: GenerationPayment[] = [];
+  const pipelines: RemotePipeline[] = [];
+  let free: RunningServer[] = [];
+  let chain: LocalChain | undefined;
+  try {
+    console.error("starting a Hardhat node, deploying, registering two priced servers …");
+    chain = await startHardhatNode();
+    const priced = await startPricedServers(chain, dir);
+    const walletFile = join(dir, "wallet.json");
+    await runPricedServers(priced, children, walletFile);
+    process.env.EFED_WALLET_PASSWORD = "pw"; // the imported wallet's password (startPricedServers)
+    succeeded("efed wallet fund", await priced.efed("wallet", "fund", "--wallet", walletFile, ...priced.onChain(), "--amount", "50", "--reserve", "5"));
+    free = await Promise.all(SERVERS.map(({ layers }) => startServer(process.cwd(), SHIPPED_MODEL, Number(layers.split(":")[0]), Number(layers.split(":")[1]), dir)));
+
+    const model = ModelDirectory.open(SHIPPED_MODEL);
+    const L = model.config.numLayers;
+    const head = await Head.load(model, { threads: 1 });
+    const configs: Config[] = [];
+    for (const forward of [false, true]) {
+      const connect = async (urls: readonly string[], options: Partial<Parameters<typeof RemotePipeline.connect>[2]> = {}): Promise<RemotePipeline> => {
+        const p = await RemotePipeline.connect(urls, L, { encoding: "fp32", maxLength: MAX_LENGTH, forward, ...options });
+        pipelines.push(p);
+        return p;
+      };
+      configs.push({ name: "free", pay: "free", forward, pipeline: await connect(free.map((s) => s.url)) });
+      for (const pay of ["channels", "tickets"] as const) {
+        const payment = (await paymentFor({ wallet: walletFile, rpc: chain.url, deployment: priced.deployment, pay, channelTokens: 100_000 }))!;
+        payments.push(payment);
+        configs.push({ name: pay, pay, forward, pipeline: await connect(priced.urls, payment.pipelineOptions) });
+      }
+    }
+    const label = (c: Config): string => `${c.name}, ${c.forward ? "forwarded" : "relayed"}`;
+    for (const c of configs) await decodeRun(head, c.pipeline, PROMPTS[0]!, 4); // warm-up: channels opened, sessions bound, links up
+    const steps = new Map<Config, number[]>(configs.map((c) => [c, []]));
+    for (let r = 0; r < ROUNDS; r++) {
+      for (let i = 0; i < configs.length; i++) {
+        const c = configs[(i + r) % configs.length]!;
+        steps.get(c)!.push(...(await decodeRun(head, c.pipeline, PROMPTS[r % PROMPTS.length]!, STEPS)).stepMs);
+      }
+      console.error(`round ${r + 1}/${ROUNDS}: ` + configs.map((c) => `${label(c)} ${median(steps.get(c)!).toFixed(2)} ms`).join(", "));
+    }
+
+    const rows = configs.map((c) => {
+      const ms = median(steps.get(c)!);
+      const base = median(steps.get(configs.find((b) => b.pay === "free" && b.forward === c.forward)!)!);
+      const added = c.pay === "free" ? "—" : (ms - base).toFixed(2);
+      const perServer = c.pay === "free" ? "—" : `**${((ms - base) / SERVERS.length).toFixed(2)}**`;
+      return [c.forward ? "forwarded" : "relayed", c.pay === "free" ? "nothing (free servers)" : c.pay, ms.toFixed(2), (1000 / ms).toFixed(1), `${((base / ms) * 100).toFixed(0)}%`, added, perServer, String(steps.get(c)!.length)];
+    });
+    const table = markdownTable(
+      ["route (2 servers)", "paid with", "median step ms", "decode tok/s", "% of free", "added ms per step", "added ms per priced server", "steps timed"],
+      rows,
+      ["left", "left", "right", "right", "right", "right", "right", "right"],
+    );
+    const load1 = loadavg();
+    const body = [
+      `Machine: ${load0.map((l) => l.toFixed(1)).join(" / ")} load (1/5/15 min) at the start, ${load1.map((l) => l.toFixed(1)).join(" / ")} at the end; the run took ${((performance.now() - t0) / 60_000).toFixed(1)} min.`,
+      "The shipped model (kjv-llama-6m) split 0:4 / 4:8 over two `efed server` processes priced at 0.001 EFED per token on a",
+      "Hardhat node (registered and staked with `efed operator`), and over two free ones (no chain). The client is this",
+      "process (1 thread), paying from a wallet as `efed generate --wallet` does: `channels` signs a voucher per priced server",
+      "and step (stored durably in the wallet's ledger, then sent, and the server's acknowledgement awaited); `tickets`",
+      "signs a ticket per priced server and step (default face value 1 EFED, so most tickets do not win; nonces reserved",
+      `durably in blocks). ${STEPS} greedy decode steps after an 8-token prompt per run, configurations alternating over ${ROUNDS} rounds; medians.`,
+      "",
+      table,
+      "",
+      "A paid step waits for every priced server's acknowledgement of its payment before the next step starts (a server",
+      "admits a session's step only while at most `--credit-steps`, default 1, earlier steps are unpaid).",
+    ].join("\n");
+    console.log(`\n${body}\n`);
+    writeDocSections(join(process.cwd(), "docs", "benchmarks.md"), "Benchmarks", { "Paying per step (npm run bench:payment)": body });
+  } finally {
+    for (const p of pipelines) p.close();
+    for (const p of payments) p.close();
+    await stopServers(free);
+    await Promise.all(children.map((c) => stopProcess(c)));
+    await chain?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
