@@ -51,6 +51,8 @@ interface RouteSessions {
   failure?: Error;
   /** Called when a receipt of step `step` arrives (a forwarded step's deadline restarts on it). */
   progress?: ((step: bigint) => void) | undefined;
+  /** The last step's payment, until its servers have acknowledged it (awaited before the next step, and at close). */
+  paying?: Promise<void> | undefined;
 }
 
 /**
@@ -155,6 +157,8 @@ export class RemotePipeline implements LayerPipeline {
       compute: async (hidden) => {
         if (s.failure !== undefined) throw s.failure;
         try {
+          // a priced server takes a session's step only once the one before it is paid
+          await s.paying;
           const cols = this.connections[0]!.info.hiddenSize;
           const rows = hidden.length / cols;
           const input = encodeActivations(hidden, rows, cols, this.options.encoding ?? "fp32");
@@ -163,7 +167,10 @@ export class RemotePipeline implements LayerPipeline {
           payment?.beforeStep(rows);
           const output = this.forwarding ? await this.forwarded(s, input) : await this.relayed(s, input);
           checker.throwIfFailed();
-          await payment?.afterStep(rows);
+          // paid while the caller works on this output (LM head, sampling): its vouchers or tickets
+          // leave now, their acknowledgements are awaited before the next step or at close
+          s.paying = payment?.afterStep(rows);
+          s.paying?.catch(() => undefined);
           s.step++;
           s.position += rows;
           return decodeActivations(output);
@@ -174,6 +181,7 @@ export class RemotePipeline implements LayerPipeline {
       },
       close: async () => {
         try {
+          if (s.failure === undefined) await s.paying;
           if (s.failure === undefined) await checker.settle(this.timing.stepTimeoutMs);
         } catch (err) {
           throw this.failed(s, err);

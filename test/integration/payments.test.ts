@@ -66,6 +66,8 @@ interface PricedServer {
   gate: PaymentGate;
   redeemer: Redeemer;
   channels: PaymentChannels;
+  /** The vouchers it holds. */
+  vouchers: VoucherStore;
   /** Stops serving; `redeem`: as on shutdown (everything held is redeemed), else as a crash (nothing is). */
   stop(redeem: boolean): Promise<void>;
 }
@@ -98,6 +100,7 @@ async function startPricedServer(key: Wallet, first: number, last: number, store
     gate,
     redeemer,
     channels,
+    vouchers,
     stop: async (redeem) => {
       running.delete(p);
       await server.stop();
@@ -362,9 +365,12 @@ describe("paying per token", () => {
       const route = [a.server.url, failingUrl];
       // relayed: A has computed the failed step before the client reaches B, so what A is owed is known
       const failover = await FailoverPipeline.connect(route, 4, pool.replanner({ numLayers: 4 }), { forward: false, payment, onFailover: (e) => events.push(e) });
-      // steps: 0 the 3-token prompt, 1..5 one token each; B stops before step 3
+      // steps: 0 the 3-token prompt, 1..5 one token each; B stops before step 3, once it holds step 2's
+      // voucher (a step's payment is acknowledged while the client works on its output)
       const killing = beforeEachStep(failover, async (step) => {
-        if (step === 3) await failing.stop(false);
+        if (step !== 3) return;
+        while (failing.vouchers.get(channelTo(keyFailing.address))?.covered !== 5n * PRICE) await new Promise((resolve) => setTimeout(resolve, 5));
+        await failing.stop(false);
       });
       const ids = await generate(head, killing, prompt, options).finally(() => failover.close());
       expect(ids.generatedIds).toEqual(expected.generatedIds);
