@@ -144,9 +144,12 @@ export class Payer implements RoutePayment {
     }
   }
 
+  /** The step's vouchers to every priced server, signed in one ledger transaction, then sent. */
   private async payStep(priced: readonly PricedServer[], tokens: number): Promise<void> {
     for (const p of priced) this.stopRunning(p);
-    await Promise.all(priced.map((p) => this.pay(p.connection, p.channelId, stepCost(p.pricePerToken, tokens), p.sessionId, p.sessionId)));
+    const costs = priced.map((p) => stepCost(p.pricePerToken, tokens));
+    const vouchers = this.sign(priced.map((p, i) => ({ channelId: p.channelId, amount: costs[i]! })));
+    await Promise.all(priced.map((p, i) => this.send(p.connection, p.channelId, costs[i]!, vouchers[i]!, p.sessionId, p.sessionId)));
   }
 
   private runningOn(channelId: string): Map<string, bigint> {
@@ -169,8 +172,24 @@ export class Payer implements RoutePayment {
    * sent as paying a step of `paidSession` (absent for a gap: the server covers its oldest debt).
    */
   private async pay(c: ShardConnection, channelId: string, amount: bigint, costSession: string | undefined, paidSession: string | undefined): Promise<void> {
+    await this.send(c, channelId, amount, this.sign([{ channelId, amount }])[0]!, costSession, paidSession);
+  }
+
+  /** The next vouchers on these channels, in one ledger transaction (all or none). */
+  private sign(items: readonly { channelId: string; amount: bigint }[]): { cumulativeAmount: bigint; signature: string }[] {
     const { chain, ledger } = this.o;
-    const v = ledger.signNext(channelId, amount, chain.wallet.signingKey, channelsDomain(chain), { day: this.day(), maxPerDayWei: this.o.maxPerDayWei });
+    return ledger.signNextAll(items, chain.wallet.signingKey, channelsDomain(chain), { day: this.day(), maxPerDayWei: this.o.maxPerDayWei });
+  }
+
+  /** Counts a signed voucher to its server (and session) and sends it; resolves once the server holds it. */
+  private async send(
+    c: ShardConnection,
+    channelId: string,
+    amount: bigint,
+    v: { cumulativeAmount: bigint; signature: string },
+    costSession: string | undefined,
+    paidSession: string | undefined,
+  ): Promise<void> {
     this.spent.set(c.info.server, (this.spent.get(c.info.server) ?? 0n) + amount);
     if (costSession !== undefined) {
       this.bySession.set(costSession, (this.bySession.get(costSession) ?? 0n) + amount);

@@ -136,24 +136,43 @@ export class Ledger {
     domain: TypedDataDomain,
     o: { day: string; maxPerDayWei?: bigint | undefined },
   ): { cumulativeAmount: bigint; signature: string } {
-    if (amount <= 0n) throw new WalletError("WALLET_INSUFFICIENT_DEPOSIT", `a voucher must add a positive amount, got ${amount}`);
+    return this.signNextAll([{ channelId, amount }], key, domain, o)[0]!;
+  }
+
+  /**
+   * Signs the next voucher on each channel, each `amount` above its last one, in one transaction that
+   * waits for the disk once: a step's vouchers to every priced server of its route (an fsync per
+   * voucher was ~1.3 ms each here). All or none: a channel without the deposit, or a day's limit
+   * broken by the sum, signs nothing. Returns the vouchers in `items`' order.
+   */
+  signNextAll(
+    items: readonly { channelId: string; amount: bigint }[],
+    key: SigningKey,
+    domain: TypedDataDomain,
+    o: { day: string; maxPerDayWei?: bigint | undefined },
+  ): { cumulativeAmount: bigint; signature: string }[] {
+    for (const { amount } of items) if (amount <= 0n) throw new WalletError("WALLET_INSUFFICIENT_DEPOSIT", `a voucher must add a positive amount, got ${amount}`);
     this.db.exec("BEGIN IMMEDIATE");
     try {
-      const c = this.get(channelId);
-      if (c === undefined) throw new WalletError("WALLET_UNKNOWN_CHANNEL", `channel ${channelId} is not in this wallet's ledger`);
-      const cumulativeAmount = c.cumulative + amount;
-      if (cumulativeAmount > c.deposit) {
-        throw new WalletError("WALLET_INSUFFICIENT_DEPOSIT", `channel ${channelId} to ${c.server} has ${c.deposit - c.cumulative} left of its deposit ${c.deposit}, ${amount} is owed: top it up`);
-      }
-      const spent = this.spentOn(o.day) + amount;
-      if (o.maxPerDayWei !== undefined && spent > o.maxPerDayWei) {
-        throw new WalletError("WALLET_SPENDING_LIMIT", `paying ${amount} would bring ${o.day}'s spending to ${spent}, over the daily limit of ${o.maxPerDayWei}`);
-      }
-      const signature = signVoucherSync(key, domain, { channelId, cumulativeAmount });
-      this.db.prepare(`UPDATE channels SET cumulative = ?, signature = ? WHERE channel_id = ?`).run(cumulativeAmount.toString(), signature, channelId);
+      let spent = this.spentOn(o.day);
+      const vouchers = items.map(({ channelId, amount }) => {
+        const c = this.get(channelId);
+        if (c === undefined) throw new WalletError("WALLET_UNKNOWN_CHANNEL", `channel ${channelId} is not in this wallet's ledger`);
+        const cumulativeAmount = c.cumulative + amount;
+        if (cumulativeAmount > c.deposit) {
+          throw new WalletError("WALLET_INSUFFICIENT_DEPOSIT", `channel ${channelId} to ${c.server} has ${c.deposit - c.cumulative} left of its deposit ${c.deposit}, ${amount} is owed: top it up`);
+        }
+        spent += amount;
+        if (o.maxPerDayWei !== undefined && spent > o.maxPerDayWei) {
+          throw new WalletError("WALLET_SPENDING_LIMIT", `paying ${amount} would bring ${o.day}'s spending to ${spent}, over the daily limit of ${o.maxPerDayWei}`);
+        }
+        const signature = signVoucherSync(key, domain, { channelId, cumulativeAmount });
+        this.db.prepare(`UPDATE channels SET cumulative = ?, signature = ? WHERE channel_id = ?`).run(cumulativeAmount.toString(), signature, channelId);
+        return { cumulativeAmount, signature };
+      });
       this.db.prepare(`INSERT INTO spending VALUES (?, ?) ON CONFLICT(day) DO UPDATE SET amount = excluded.amount`).run(o.day, spent.toString());
       this.db.exec("COMMIT");
-      return { cumulativeAmount, signature };
+      return vouchers;
     } catch (err) {
       this.db.exec("ROLLBACK");
       throw err;

@@ -35,6 +35,28 @@ describe("ledger", () => {
   const key = Wallet.createRandom();
   const server = Wallet.createRandom().address;
 
+  it("signs a step's vouchers to several channels in one transaction, all or none", () => {
+    const ledger = Ledger.open(join(scratch.dir, "many.sqlite"));
+    const [c1, c2] = [hexlify(randomBytes(32)), hexlify(randomBytes(32))];
+    const other = Wallet.createRandom().address;
+    ledger.addChannel({ channelId: c1, chainId: 31337n, contract: domain.verifyingContract!, server, deposit: 100n });
+    ledger.addChannel({ channelId: c2, chainId: 31337n, contract: domain.verifyingContract!, server: other, deposit: 40n });
+    const day = { day: "2026-12-01", maxPerDayWei: 100n };
+    const [v1, v2] = ledger.signNextAll([{ channelId: c1, amount: 30n }, { channelId: c2, amount: 20n }], key.signingKey, domain, day);
+    expect([v1!.cumulativeAmount, v2!.cumulativeAmount, ledger.spentOn("2026-12-01")]).toEqual([30n, 20n, 50n]);
+    expect(recoverVoucherSigner(domain, { channelId: c2, cumulativeAmount: 20n }, v2!.signature)).toBe(key.address);
+    // c2 has 20 left: nothing is signed, c1's voucher included
+    expect(() => ledger.signNextAll([{ channelId: c1, amount: 10n }, { channelId: c2, amount: 21n }], key.signingKey, domain, day)).toThrow(
+      `channel ${c2} to ${other} has 20 left of its deposit 40, 21 is owed: top it up`,
+    );
+    // the day's limit counts the sum: 50 spent + 30 + 20 + 10 > 105
+    expect(() => ledger.signNextAll([{ channelId: c1, amount: 30n }, { channelId: c2, amount: 20n }, { channelId: c1, amount: 10n }], key.signingKey, domain, { day: "2026-12-01", maxPerDayWei: 105n })).toThrow(
+      "paying 10 would bring 2026-12-01's spending to 110, over the daily limit of 105",
+    );
+    expect([ledger.get(c1)!.cumulative, ledger.get(c2)!.cumulative, ledger.spentOn("2026-12-01")]).toEqual([30n, 20n, 50n]);
+    ledger.close();
+  });
+
   it("signs cumulative vouchers within the deposit and the day's limit, and keeps them across a reopen", () => {
     const path = join(scratch.dir, "a.sqlite");
     const ledger = Ledger.open(path);
