@@ -60,7 +60,8 @@ function ticketServer(key: Wallet, storePath: string, seed: bigint): TicketServe
 
 beforeAll(async () => {
   chain = await startHardhatNode();
-  provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true, pollingInterval: 50 });
+  // no request cache: two NonceManagers of one key (the tests' servers) must each read the current count
+  provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true, pollingInterval: 50, cacheTimeout: -1 });
   const admin: Signer = new NonceManager(await provider.getSigner(0));
   protocol = await deployProtocol(admin);
   brokerAddress = await protocol.ticketBroker.getAddress();
