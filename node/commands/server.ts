@@ -191,7 +191,9 @@ export function serverCommand(hooks: ServerHooks = {}): Command {
       let endpointAllowed: ((url: string, firstLayer: number) => Promise<boolean>) | undefined;
       let dataRequests: DataRequests | undefined;
       if (flags.rpc !== undefined) {
-        const provider = new JsonRpcProvider(flags.rpc, undefined, { staticNetwork: true });
+        // no request cache: ethers answers a repeated call from the last 250 ms with the old result, and
+        // the server's reads (a client's ticket funds, a transaction count after a failed redemption) must be current
+        const provider = new JsonRpcProvider(flags.rpc, undefined, { staticNetwork: true, cacheTimeout: -1 });
         chainId = (await provider.getNetwork()).chainId;
         // one NonceManager per key: back-to-back transactions must not reuse a cached nonce
         const signer = new NonceManager(wallet.connect(provider));
