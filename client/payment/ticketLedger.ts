@@ -1,6 +1,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { computeAddress, getAddress, type SigningKey, type TypedDataDomain } from "ethers";
 import { InvalidArgumentError } from "../../protocol/errors.js";
+import { statementCache } from "../../protocol/sqlite.js";
 import { expectedValueScaled, signTicketSync, type Ticket } from "../../protocol/tickets.js";
 
 /** What the wallet has handed one server in tickets on one broker. */
@@ -34,9 +35,11 @@ export class TicketLedger {
   /** Per "chain|broker|sender": the nonces of the block this handle reserved and has not used yet. */
   private readonly reserved = new Map<string, { next: bigint; end: bigint }>();
   private readonly senders = new WeakMap<SigningKey, string>();
-  private readonly prepared = new Map<string, StatementSync>();
+  private readonly statement: (sql: string) => StatementSync;
 
-  private constructor(private readonly db: DatabaseSync) {}
+  private constructor(private readonly db: DatabaseSync) {
+    this.statement = statementCache(db);
+  }
 
   static open(path: string): TicketLedger {
     const db = new DatabaseSync(path);
@@ -133,12 +136,6 @@ export class TicketLedger {
     } finally {
       this.db.exec("PRAGMA synchronous = NORMAL");
     }
-  }
-
-  private statement(sql: string): StatementSync {
-    let prepared = this.prepared.get(sql);
-    if (prepared === undefined) this.prepared.set(sql, (prepared = this.db.prepare(sql)));
-    return prepared;
   }
 
   private count(chainId: string, broker: string, recipient: string, scaled: bigint): void {

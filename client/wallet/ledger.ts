@@ -1,4 +1,5 @@
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { statementCache } from "../../protocol/sqlite.js";
 import type { SigningKey, TypedDataDomain } from "ethers";
 import { signVoucherSync } from "../../protocol/voucher.js";
 import { WalletError } from "./walletError.js";
@@ -62,7 +63,11 @@ export interface LedgerReceipt {
  * two different vouchers for the same cumulative amount.
  */
 export class Ledger {
-  private constructor(private readonly db: DatabaseSync) {}
+  private readonly statement: (sql: string) => StatementSync;
+
+  private constructor(private readonly db: DatabaseSync) {
+    this.statement = statementCache(db);
+  }
 
   /** The ledger of the keystore `walletPath`: `walletPath`.ledger.sqlite. */
   static pathFor(walletPath: string): string {
@@ -89,19 +94,18 @@ export class Ledger {
   }
 
   addChannel(c: Omit<LedgerChannel, "cumulative" | "signature" | "state">): void {
-    this.db
-      .prepare(`INSERT INTO channels VALUES (?, ?, ?, ?, ?, '0', '', 'open')`)
+    this.statement(`INSERT INTO channels VALUES (?, ?, ?, ?, ?, '0', '', 'open')`)
       .run(c.channelId, c.chainId.toString(), c.contract, c.server, c.deposit.toString());
   }
 
   get(channelId: string): LedgerChannel | undefined {
-    const row = this.db.prepare(`SELECT * FROM channels WHERE channel_id = ?`).get(channelId) as Row | undefined;
+    const row = this.statement(`SELECT * FROM channels WHERE channel_id = ?`).get(channelId) as Row | undefined;
     return row === undefined ? undefined : fromRow(row);
   }
 
   /** The wallet's channels on one chain's PaymentChannels contract. */
   list(chainId: bigint, contract: string): LedgerChannel[] {
-    const rows = this.db.prepare(`SELECT * FROM channels WHERE chain_id = ? AND contract = ? ORDER BY rowid`).all(chainId.toString(), contract) as unknown as Row[];
+    const rows = this.statement(`SELECT * FROM channels WHERE chain_id = ? AND contract = ? ORDER BY rowid`).all(chainId.toString(), contract) as unknown as Row[];
     return rows.map(fromRow);
   }
 
@@ -112,16 +116,16 @@ export class Ledger {
   }
 
   setDeposit(channelId: string, deposit: bigint): void {
-    this.db.prepare(`UPDATE channels SET deposit = ? WHERE channel_id = ?`).run(deposit.toString(), channelId);
+    this.statement(`UPDATE channels SET deposit = ? WHERE channel_id = ?`).run(deposit.toString(), channelId);
   }
 
   setState(channelId: string, state: ChannelState): void {
-    this.db.prepare(`UPDATE channels SET state = ? WHERE channel_id = ?`).run(state, channelId);
+    this.statement(`UPDATE channels SET state = ? WHERE channel_id = ?`).run(state, channelId);
   }
 
   /** What the wallet spent on `day` (YYYY-MM-DD, UTC). */
   spentOn(day: string): bigint {
-    const row = this.db.prepare(`SELECT amount FROM spending WHERE day = ?`).get(day) as { amount: string } | undefined;
+    const row = this.statement(`SELECT amount FROM spending WHERE day = ?`).get(day) as { amount: string } | undefined;
     return BigInt(row?.amount ?? "0");
   }
 
@@ -167,10 +171,10 @@ export class Ledger {
           throw new WalletError("WALLET_SPENDING_LIMIT", `paying ${amount} would bring ${o.day}'s spending to ${spent}, over the daily limit of ${o.maxPerDayWei}`);
         }
         const signature = signVoucherSync(key, domain, { channelId, cumulativeAmount });
-        this.db.prepare(`UPDATE channels SET cumulative = ?, signature = ? WHERE channel_id = ?`).run(cumulativeAmount.toString(), signature, channelId);
+        this.statement(`UPDATE channels SET cumulative = ?, signature = ? WHERE channel_id = ?`).run(cumulativeAmount.toString(), signature, channelId);
         return { cumulativeAmount, signature };
       });
-      this.db.prepare(`INSERT INTO spending VALUES (?, ?) ON CONFLICT(day) DO UPDATE SET amount = excluded.amount`).run(o.day, spent.toString());
+      this.statement(`INSERT INTO spending VALUES (?, ?) ON CONFLICT(day) DO UPDATE SET amount = excluded.amount`).run(o.day, spent.toString());
       this.db.exec("COMMIT");
       return vouchers;
     } catch (err) {
@@ -188,7 +192,7 @@ export class Ledger {
   recordReceipt(r: LedgerReceipt): void {
     this.db.exec("PRAGMA synchronous = NORMAL");
     try {
-      this.db.prepare(`INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?)`).run(r.sessionId, r.step.toString(), r.server, r.tokens, r.signature, r.receipt);
+      this.statement(`INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?)`).run(r.sessionId, r.step.toString(), r.server, r.tokens, r.signature, r.receipt);
     } finally {
       this.db.exec("PRAGMA synchronous = FULL");
     }
@@ -196,12 +200,12 @@ export class Ledger {
 
   /** Per server: the receipts paid for (steps) and the tokens they cover. */
   receiptTotals(): Map<string, { steps: number; tokens: number }> {
-    const rows = this.db.prepare(`SELECT server, COUNT(*) AS steps, SUM(tokens) AS tokens FROM receipts GROUP BY server`).all() as { server: string; steps: number; tokens: number }[];
+    const rows = this.statement(`SELECT server, COUNT(*) AS steps, SUM(tokens) AS tokens FROM receipts GROUP BY server`).all() as { server: string; steps: number; tokens: number }[];
     return new Map(rows.map((r) => [r.server, { steps: r.steps, tokens: r.tokens }]));
   }
 
   receiptCount(): number {
-    return (this.db.prepare(`SELECT COUNT(*) AS n FROM receipts`).get() as { n: number }).n;
+    return (this.statement(`SELECT COUNT(*) AS n FROM receipts`).get() as { n: number }).n;
   }
 
   close(): void {

@@ -1,4 +1,5 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { statementCache } from "../../protocol/sqlite.js";
 import type { EncodedActivations, ActivationEncoding } from "../../protocol/activations.js";
 import { MerkleTree } from "../../protocol/merkle.js";
 import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
@@ -58,8 +59,8 @@ export class ActivationStore {
   /** Activation bytes held, kept up to date by put and prune (summed once at open). */
   private heldBytes: number;
   private closed = false;
-  /** Prepared once: compiling a statement costs about as much as the insert of a decode step. */
-  private readonly prepared = new Map<string, StatementSync>();
+  /** Per-step statements, prepared once. */
+  private readonly statement: (sql: string) => StatementSync;
 
   private constructor(
     db: DatabaseSync,
@@ -67,6 +68,7 @@ export class ActivationStore {
     readonly options: StoreOptions,
   ) {
     this.db = db;
+    this.statement = statementCache(db);
     this.heldBytes = (db.prepare(`SELECT COALESCE(SUM(LENGTH(input) + LENGTH(output)), 0) AS b FROM steps`).get() as { b: number }).b;
   }
 
@@ -251,16 +253,6 @@ export class ActivationStore {
     this.db.prepare(`DELETE FROM session_keys WHERE created_at_ms < ?`).run(cutoff);
     this.db.prepare(`DELETE FROM batches WHERE protect_until_ms <= ? AND batch_id NOT IN (SELECT DISTINCT batch_id FROM steps WHERE batch_id IS NOT NULL)`).run(nowMs);
     return dropped;
-  }
-
-  /** The prepared statement of a fixed SQL text (never one built from values: the cache would grow without bound). */
-  private statement(sql: string): StatementSync {
-    let prepared = this.prepared.get(sql);
-    if (prepared === undefined) {
-      prepared = this.db.prepare(sql);
-      this.prepared.set(sql, prepared);
-    }
-    return prepared;
   }
 
   private deleteSteps(sql: string, ...params: number[]): number {

@@ -1,4 +1,5 @@
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { statementCache } from "../../protocol/sqlite.js";
 
 /** A payment channel as this server keeps it: what the chain said, what it is owed, the best voucher it holds. */
 export interface ChannelRecord {
@@ -48,7 +49,11 @@ const fromRow = (r: Row): ChannelRecord => ({
 export class VoucherStore {
   private closed = false;
 
-  private constructor(private readonly db: DatabaseSync) {}
+  private readonly statement: (sql: string) => StatementSync;
+
+  private constructor(private readonly db: DatabaseSync) {
+    this.statement = statementCache(db);
+  }
 
   static open(path: string): VoucherStore {
     const db = new DatabaseSync(path);
@@ -69,31 +74,28 @@ export class VoucherStore {
   }
 
   get(channelId: string): ChannelRecord | undefined {
-    const row = this.db.prepare(`SELECT * FROM payment_channels WHERE channel_id = ?`).get(channelId) as Row | undefined;
+    const row = this.statement(`SELECT * FROM payment_channels WHERE channel_id = ?`).get(channelId) as Row | undefined;
     return row === undefined ? undefined : fromRow(row);
   }
 
   /** Records a channel first seen (its chain state), keeping what is already known of it. */
   track(channelId: string, client: string, deposit: bigint, redeemed: bigint, closeReadyAt: number): ChannelRecord {
-    this.db
-      .prepare(
-        `INSERT INTO payment_channels VALUES (?, ?, ?, '0', '0', '', ?, ?)
-         ON CONFLICT(channel_id) DO UPDATE SET deposit = excluded.deposit, close_ready_at = excluded.close_ready_at`,
-      )
+    this.statement(`INSERT INTO payment_channels VALUES (?, ?, ?, '0', '0', '', ?, ?)
+         ON CONFLICT(channel_id) DO UPDATE SET deposit = excluded.deposit, close_ready_at = excluded.close_ready_at`)
       .run(channelId, client, deposit.toString(), redeemed.toString(), closeReadyAt);
     return this.get(channelId)!;
   }
 
   setOwed(channelId: string, owed: bigint): void {
-    this.db.prepare(`UPDATE payment_channels SET owed = ? WHERE channel_id = ?`).run(owed.toString(), channelId);
+    this.statement(`UPDATE payment_channels SET owed = ? WHERE channel_id = ?`).run(owed.toString(), channelId);
   }
 
   /** Stores an accepted voucher (the caller checked it covers more than before). */
   accept(channelId: string, cumulative: bigint, signature: string, nowMs: number): void {
     this.db.exec("BEGIN IMMEDIATE");
     try {
-      this.db.prepare(`UPDATE payment_channels SET covered = ?, signature = ? WHERE channel_id = ?`).run(cumulative.toString(), signature, channelId);
-      this.db.prepare(`INSERT OR IGNORE INTO payment_vouchers VALUES (?, ?, ?, ?)`).run(channelId, cumulative.toString(), signature, nowMs);
+      this.statement(`UPDATE payment_channels SET covered = ?, signature = ? WHERE channel_id = ?`).run(cumulative.toString(), signature, channelId);
+      this.statement(`INSERT OR IGNORE INTO payment_vouchers VALUES (?, ?, ?, ?)`).run(channelId, cumulative.toString(), signature, nowMs);
       this.db.exec("COMMIT");
     } catch (err) {
       this.db.exec("ROLLBACK");
@@ -102,22 +104,22 @@ export class VoucherStore {
   }
 
   markRedeemed(channelId: string, redeemed: bigint): void {
-    this.db.prepare(`UPDATE payment_channels SET redeemed = ? WHERE channel_id = ?`).run(redeemed.toString(), channelId);
+    this.statement(`UPDATE payment_channels SET redeemed = ? WHERE channel_id = ?`).run(redeemed.toString(), channelId);
   }
 
   markClosing(channelId: string, closeReadyAt: number): void {
-    this.db.prepare(`UPDATE payment_channels SET close_ready_at = ? WHERE channel_id = ?`).run(closeReadyAt, channelId);
+    this.statement(`UPDATE payment_channels SET close_ready_at = ? WHERE channel_id = ?`).run(closeReadyAt, channelId);
   }
 
   /** Channels holding a voucher not yet redeemed in full. */
   unredeemed(): ChannelRecord[] {
-    const rows = this.db.prepare(`SELECT * FROM payment_channels WHERE signature != ''`).all() as unknown as Row[];
+    const rows = this.statement(`SELECT * FROM payment_channels WHERE signature != ''`).all() as unknown as Row[];
     return rows.map(fromRow).filter((c) => c.covered > c.redeemed);
   }
 
   /** Every voucher accepted on `channelId`, oldest first. */
   vouchers(channelId: string): { cumulative: bigint; signature: string }[] {
-    const rows = this.db.prepare(`SELECT cumulative, signature FROM payment_vouchers WHERE channel_id = ?`).all(channelId) as { cumulative: string; signature: string }[];
+    const rows = this.statement(`SELECT cumulative, signature FROM payment_vouchers WHERE channel_id = ?`).all(channelId) as { cumulative: string; signature: string }[];
     return rows.map((r) => ({ cumulative: BigInt(r.cumulative), signature: r.signature })).sort((a, b) => (a.cumulative < b.cumulative ? -1 : 1));
   }
 
