@@ -133,7 +133,12 @@ export async function signTicket(signer: Signer, domain: TypedDataDomain, t: Tic
 
 /** The address that signed `t`; the signature must be canonical, as on chain. */
 export function recoverTicketSigner(domain: TypedDataDomain, t: Ticket, signature: string): string {
-  return recoverAddress(ticketHash(domain, t), canonicalSignature(signature));
+  return recoverTicketHashSigner(ticketHash(domain, t), signature);
+}
+
+/** The address that signed the ticket of hash `hash` (its `ticketHash`), for a caller that needs the hash too. */
+export function recoverTicketHashSigner(hash: string, signature: string): string {
+  return recoverAddress(hash, canonicalSignature(signature));
 }
 
 /** The commitment a server gives before tickets are signed: keccak256(abi.encode(uint256 rand)). */

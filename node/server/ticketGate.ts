@@ -7,7 +7,7 @@ import {
   expectedValueScaled,
   isWinningTicket,
   recipientRandHash,
-  recoverTicketSigner,
+  recoverTicketHashSigner,
   ticketAccountId,
   ticketHash,
 } from "../../protocol/tickets.js";
@@ -159,7 +159,8 @@ export class TicketGate {
     const latestOk = BigInt(this.now() + this.minLifetime);
     if (t.expiration < latestOk) throw required(`${what} expires at ${t.expiration}; it must stay valid until at least ${latestOk}`, due);
     if (t.faceValue <= 0n || t.winProb <= 0n) throw required(`${what} has face value ${t.faceValue} and win probability ${t.winProb}: it can never pay`, due);
-    const signer = recoverTicketSigner(this.o.ticketDomain, t, m.signature);
+    const hash = ticketHash(this.o.ticketDomain, t);
+    const signer = recoverTicketHashSigner(hash, m.signature);
     if (signer !== s.sender) {
       throw new WireError(ErrorCode.Forbidden, `${what} recovers to ${signer}, not the client ${s.sender} (signed by another key, or for another chain or contract)`);
     }
@@ -174,7 +175,6 @@ export class TicketGate {
       throw required(`${what} has face value ${t.faceValue}; ${s.sender}'s deposit ${funds.deposit} and reserve share ${funds.reserveShare} cannot pay it`, due);
     }
 
-    const hash = ticketHash(this.o.ticketDomain, t);
     s.nonces.add(t.senderNonce);
     s.coveredScaled += value;
     if (isWinningTicket(hash, s.rand, t.winProb)) {
