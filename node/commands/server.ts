@@ -29,7 +29,7 @@ import { RegisteredEndpoints } from "../chain/registeredEndpoints.js";
 import { Redeemer, channelReader } from "../chain/redeemer.js";
 import { DEFAULT_CREDIT_STEPS, PaymentGate } from "../server/paymentGate.js";
 import { TicketRedeemer, senderReader } from "../chain/ticketRedeemer.js";
-import { TicketGate } from "../server/ticketGate.js";
+import { DEFAULT_SENDER_INFO_MAX_AGE_MS, TicketGate } from "../server/ticketGate.js";
 import { TicketStore } from "../store/ticketStore.js";
 import { VoucherStore } from "../store/voucherStore.js";
 import { voucherDomain } from "../../protocol/eip712.js";
@@ -98,6 +98,7 @@ interface ServerFlags extends Partial<Record<keyof ServerLimits, number>> {
   creditSteps: number;
   redeemThreshold: string;
   redeemPollMs: number;
+  ticketFundsMaxAgeMs: number;
 }
 
 /**
@@ -164,6 +165,12 @@ export function serverCommand(hooks: ServerHooks = {}): Command {
     .option("--credit-steps <n>", "with --rpc and a price: steps of each session served before a voucher covers them", positiveInt(), DEFAULT_CREDIT_STEPS)
     .option("--redeem-threshold <tokens>", "with --rpc and a price: redeem a channel once its unredeemed vouchers reach this many tokens (closing channels and shutdown: always)", "1")
     .option("--redeem-poll-ms <ms>", "with --rpc and a price: how often to look for closing channels and due redemptions", positiveInt(), 5_000)
+    .option(
+      "--ticket-funds-max-age-ms <ms>",
+      "with tickets: how long a client's deposit, reserve share and unlock state as read from the broker are trusted (0: read for every ticket)",
+      nonNegativeInt(60_000),
+      DEFAULT_SENDER_INFO_MAX_AGE_MS,
+    )
     .action(async (flags: ServerFlags) => {
       const logger = pino({ level: process.env.EFED_LOG_LEVEL ?? "info" });
       const limits = serverLimits(Object.fromEntries(LIMIT_FLAGS.flatMap(([, l]) => (flags[l] === undefined ? [] : [[l, flags[l]]]))));
@@ -256,6 +263,7 @@ export function serverCommand(hooks: ServerHooks = {}): Command {
           server: wallet.address,
           ticketDomain: ticketDomain(chainId, chain.ticketBroker),
           readSender: senderReader(broker, wallet.address),
+          senderInfoMaxAgeMs: flags.ticketFundsMaxAgeMs,
           onWinner: (hash, w) => redeemer.add(hash, w),
         });
         tickets = { gate, redeemer, store: ticketStore };

@@ -70,6 +70,11 @@ describe("efed server + efed generate --route", () => {
     );
     expect(gather).toMatchObject({ code: 1 });
     expect((gather as { stderr: string }).stderr).toContain("option '--batch-gather-ms <ms>' argument '1000' is invalid. \"1000\" is not an integer in 0..100.");
+    const funds = await run(process.execPath, [bin, "server", "--model", modelDir, "--layers", "0:4", "--ticket-funds-max-age-ms", "-1"]).catch(
+      (e: unknown) => e as { stderr: string; code: number },
+    );
+    expect(funds).toMatchObject({ code: 1 });
+    expect((funds as { stderr: string }).stderr).toContain("option '--ticket-funds-max-age-ms <ms>' argument '-1' is invalid. \"-1\" is not an integer in 0..60000.");
     const tls = await run(process.execPath, [bin, "server", "--model", modelDir, "--layers", "0:4", "--tls-cert", "x.pem"]).catch(
       (e: unknown) => e as { stderr: string; code: number },
     );
