@@ -108,13 +108,13 @@ async function main(): Promise<void> {
       "The shipped model (kjv-llama-6m) split 0:4 / 4:8 over two `efed server` processes priced at 0.001 EFED per token on a",
       "Hardhat node (registered and staked with `efed operator`), and over two free ones (no chain). The client is this",
       "process (1 thread), paying from a wallet as `efed generate --wallet` does: `channels` signs a voucher per priced server",
-      "and step (stored durably in the wallet's ledger, then sent, and the server's acknowledgement awaited); `tickets`",
+      "and step (a step's vouchers stored in one durable ledger transaction, then sent); `tickets`",
       "signs a ticket per priced server and step (default face value 1 EFED, so most tickets do not win; nonces reserved",
       `durably in blocks). ${STEPS} greedy decode steps after an 8-token prompt per run, configurations alternating over ${ROUNDS} rounds; medians.`,
       "",
       table,
       "",
-      "A paid step waits for every priced server's acknowledgement of its payment before the next step starts (a server",
+      "The acknowledgements come while the client samples the next token; the next step waits for all of them (a server",
       "admits a session's step only while at most `--credit-steps`, default 1, earlier steps are unpaid).",
     ].join("\n");
     console.log(`\n${body}\n`);
