@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { Wallet, decryptKeystoreJsonSync, encryptKeystoreJson, isKeystoreJson } from "ethers";
 import { InvalidArgumentError } from "../../protocol/errors.js";
@@ -33,9 +34,28 @@ export function loadOrCreateKey(
   if (existsSync(path)) return { wallet: parseKey(readFileSync(path, "utf8"), path, password), created: false, path };
   mkdirSync(dirname(path), { recursive: true });
   const wallet = Wallet.createRandom();
-  // "wx": never overwrite a key another process created a moment ago
-  writeFileSync(path, `${wallet.privateKey}\n`, { mode: 0o600, flag: "wx" });
+  if (!createOnce(path, `${wallet.privateKey}\n`)) return { wallet: parseKey(readFileSync(path, "utf8"), path, password), created: false, path };
   return { wallet: new Wallet(wallet.privateKey), created: true, path };
+}
+
+/**
+ * Creates `path` holding `text` (mode 0600) unless it exists; false when another process created it
+ * first. The file appears whole or not at all (written aside, then hard-linked into place, which
+ * never replaces a file): servers started together in a fresh data directory all get the one key,
+ * and none reads a half-written file.
+ */
+function createOnce(path: string, text: string): boolean {
+  const aside = `${path}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
+  writeFileSync(aside, text, { mode: 0o600, flag: "wx" });
+  try {
+    linkSync(aside, path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw err;
+  } finally {
+    rmSync(aside, { force: true });
+  }
 }
 
 function parseKey(text: string, source: string, password: string | undefined): Wallet {
