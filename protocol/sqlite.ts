@@ -13,3 +13,19 @@ export function statementCache(db: DatabaseSync): (sql: string) => StatementSync
     return statement;
   };
 }
+
+/**
+ * Runs `fn` in a write transaction (BEGIN IMMEDIATE: processes sharing the file take turns, and what
+ * `fn` reads cannot change before it writes); commits its result, or rolls back and rethrows.
+ */
+export function writeTransaction<T>(db: DatabaseSync, fn: () => T): T {
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    const result = fn();
+    db.exec("COMMIT");
+    return result;
+  } catch (err) {
+    db.exec("ROLLBACK");
+    throw err;
+  }
+}

@@ -1,7 +1,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { computeAddress, getAddress, type SigningKey, type TypedDataDomain } from "ethers";
 import { InvalidArgumentError } from "../../protocol/errors.js";
-import { statementCache } from "../../protocol/sqlite.js";
+import { statementCache, writeTransaction } from "../../protocol/sqlite.js";
 import { expectedValueScaled, signTicketSync, type Ticket } from "../../protocol/tickets.js";
 
 /** What the wallet has handed one server in tickets on one broker. */
@@ -72,7 +72,7 @@ export class TicketLedger {
     const ticket = build(block.next);
     const signature = signTicketSync(key, domain, ticket);
     block.next++; // used once the ticket is signed: a build or signature that fails leaves it for the next ticket
-    this.transaction(() => this.count(chainId, broker.toLowerCase(), getAddress(ticket.recipient), expectedValueScaled(ticket.faceValue, ticket.winProb)));
+    writeTransaction(this.db, () => this.count(chainId, broker.toLowerCase(), getAddress(ticket.recipient), expectedValueScaled(ticket.faceValue, ticket.winProb)));
     return { ticket, signature };
   }
 
@@ -93,7 +93,7 @@ export class TicketLedger {
     const held = this.reserved.get(key);
     if (held !== undefined && held.next < held.end) return held;
     const fresh = this.durably(() =>
-      this.transaction(() => {
+      writeTransaction(this.db, () => {
         const row = this.statement("SELECT next_nonce FROM ticket_nonces WHERE chain_id = ? AND broker = ? AND sender = ?").get(chainId, broker, sender) as
           | { next_nonce: string }
           | undefined;
@@ -113,19 +113,6 @@ export class TicketLedger {
     let sender = this.senders.get(key);
     if (sender === undefined) this.senders.set(key, (sender = computeAddress(key.publicKey)));
     return sender;
-  }
-
-  /** Runs `fn` in a write transaction (BEGIN IMMEDIATE: processes sharing the file take turns). */
-  private transaction<T>(fn: () => T): T {
-    this.db.exec("BEGIN IMMEDIATE");
-    try {
-      const result = fn();
-      this.db.exec("COMMIT");
-      return result;
-    } catch (err) {
-      this.db.exec("ROLLBACK");
-      throw err;
-    }
   }
 
   /** Runs `fn` with commits that wait for the disk (synchronous = FULL), as nonce reservations must. */

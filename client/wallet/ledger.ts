@@ -1,5 +1,5 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { statementCache } from "../../protocol/sqlite.js";
+import { statementCache, writeTransaction } from "../../protocol/sqlite.js";
 import type { SigningKey, TypedDataDomain } from "ethers";
 import { signVoucherSync } from "../../protocol/voucher.js";
 import { WalletError } from "./walletError.js";
@@ -156,8 +156,7 @@ export class Ledger {
     o: { day: string; maxPerDayWei?: bigint | undefined },
   ): { cumulativeAmount: bigint; signature: string }[] {
     for (const { amount } of items) if (amount <= 0n) throw new WalletError("WALLET_INSUFFICIENT_DEPOSIT", `a voucher must add a positive amount, got ${amount}`);
-    this.db.exec("BEGIN IMMEDIATE");
-    try {
+    return writeTransaction(this.db, () => {
       let spent = this.spentOn(o.day);
       const vouchers = items.map(({ channelId, amount }) => {
         const c = this.get(channelId);
@@ -175,12 +174,8 @@ export class Ledger {
         return { cumulativeAmount, signature };
       });
       this.statement(`INSERT INTO spending VALUES (?, ?) ON CONFLICT(day) DO UPDATE SET amount = excluded.amount`).run(o.day, spent.toString());
-      this.db.exec("COMMIT");
       return vouchers;
-    } catch (err) {
-      this.db.exec("ROLLBACK");
-      throw err;
-    }
+    });
   }
 
   /**

@@ -31,11 +31,13 @@ export function loadOrCreateKey(
   if (fromEnv !== undefined && fromEnv.trim() !== "") return { wallet: parseKey(fromEnv, "EFED_SERVER_KEY", password), created: false, path: undefined };
   if (stakedKeyRequired) throw new InvalidArgumentError("a staked key is needed with --rpc: pass --key FILE or set EFED_SERVER_KEY");
   const path = resolve(join(dataDir, DEFAULT_KEY_FILE));
-  if (existsSync(path)) return { wallet: parseKey(readFileSync(path, "utf8"), path, password), created: false, path };
-  mkdirSync(dirname(path), { recursive: true });
-  const wallet = Wallet.createRandom();
-  if (!createOnce(path, `${wallet.privateKey}\n`)) return { wallet: parseKey(readFileSync(path, "utf8"), path, password), created: false, path };
-  return { wallet: new Wallet(wallet.privateKey), created: true, path };
+  if (!existsSync(path)) {
+    mkdirSync(dirname(path), { recursive: true });
+    const wallet = Wallet.createRandom();
+    if (createOnce(path, `${wallet.privateKey}\n`)) return { wallet: new Wallet(wallet.privateKey), created: true, path };
+  }
+  // there already, or another server starting beside this one created it a moment ago
+  return { wallet: parseKey(readFileSync(path, "utf8"), path, password), created: false, path };
 }
 
 /**

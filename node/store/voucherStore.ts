@@ -1,5 +1,5 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { statementCache } from "../../protocol/sqlite.js";
+import { statementCache, writeTransaction } from "../../protocol/sqlite.js";
 
 /** A payment channel as this server keeps it: what the chain said, what it is owed, the best voucher it holds. */
 export interface ChannelRecord {
@@ -92,15 +92,10 @@ export class VoucherStore {
 
   /** Stores an accepted voucher (the caller checked it covers more than before). */
   accept(channelId: string, cumulative: bigint, signature: string, nowMs: number): void {
-    this.db.exec("BEGIN IMMEDIATE");
-    try {
+    writeTransaction(this.db, () => {
       this.statement(`UPDATE payment_channels SET covered = ?, signature = ? WHERE channel_id = ?`).run(cumulative.toString(), signature, channelId);
       this.statement(`INSERT OR IGNORE INTO payment_vouchers VALUES (?, ?, ?, ?)`).run(channelId, cumulative.toString(), signature, nowMs);
-      this.db.exec("COMMIT");
-    } catch (err) {
-      this.db.exec("ROLLBACK");
-      throw err;
-    }
+    });
   }
 
   markRedeemed(channelId: string, redeemed: bigint): void {
