@@ -29,3 +29,19 @@ export function writeTransaction<T>(db: DatabaseSync, fn: () => T): T {
     throw err;
   }
 }
+
+/** SQLite's `synchronous` settings used here: FULL waits for the disk at every commit, NORMAL (in WAL mode) does not. */
+export type Synchronous = "FULL" | "NORMAL";
+
+/**
+ * Runs `fn` with the connection's commits at `during`, then sets them back to `after` (the
+ * connection's usual setting): a store that is mostly one kind writes its few other writes this way.
+ */
+export function withSynchronous<T>(db: DatabaseSync, during: Synchronous, after: Synchronous, fn: () => T): T {
+  db.exec(`PRAGMA synchronous = ${during}`);
+  try {
+    return fn();
+  } finally {
+    db.exec(`PRAGMA synchronous = ${after}`);
+  }
+}

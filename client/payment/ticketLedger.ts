@@ -1,7 +1,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { computeAddress, getAddress, type SigningKey, type TypedDataDomain } from "ethers";
 import { InvalidArgumentError } from "../../protocol/errors.js";
-import { statementCache, writeTransaction } from "../../protocol/sqlite.js";
+import { statementCache, withSynchronous, writeTransaction } from "../../protocol/sqlite.js";
 import { expectedValueScaled, signTicketSync, type Ticket } from "../../protocol/tickets.js";
 
 /** What the wallet has handed one server in tickets on one broker. */
@@ -92,7 +92,8 @@ export class TicketLedger {
     const key = `${chainId}|${broker}|${sender}`;
     const held = this.reserved.get(key);
     if (held !== undefined && held.next < held.end) return held;
-    const fresh = this.durably(() =>
+    // durable before any nonce of the block is used
+    const fresh = withSynchronous(this.db, "FULL", "NORMAL", () =>
       writeTransaction(this.db, () => {
         const row = this.statement("SELECT next_nonce FROM ticket_nonces WHERE chain_id = ? AND broker = ? AND sender = ?").get(chainId, broker, sender) as
           | { next_nonce: string }
@@ -113,16 +114,6 @@ export class TicketLedger {
     let sender = this.senders.get(key);
     if (sender === undefined) this.senders.set(key, (sender = computeAddress(key.publicKey)));
     return sender;
-  }
-
-  /** Runs `fn` with commits that wait for the disk (synchronous = FULL), as nonce reservations must. */
-  private durably<T>(fn: () => T): T {
-    this.db.exec("PRAGMA synchronous = FULL");
-    try {
-      return fn();
-    } finally {
-      this.db.exec("PRAGMA synchronous = NORMAL");
-    }
   }
 
   private count(chainId: string, broker: string, recipient: string, scaled: bigint): void {

@@ -1,5 +1,5 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { statementCache, writeTransaction } from "../../protocol/sqlite.js";
+import { statementCache, withSynchronous, writeTransaction } from "../../protocol/sqlite.js";
 import type { SigningKey, TypedDataDomain } from "ethers";
 import { signVoucherSync } from "../../protocol/voucher.js";
 import { WalletError } from "./walletError.js";
@@ -185,12 +185,9 @@ export class Ledger {
    * written durably.
    */
   recordReceipt(r: LedgerReceipt): void {
-    this.db.exec("PRAGMA synchronous = NORMAL");
-    try {
-      this.statement(`INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?)`).run(r.sessionId, r.step.toString(), r.server, r.tokens, r.signature, r.receipt);
-    } finally {
-      this.db.exec("PRAGMA synchronous = FULL");
-    }
+    withSynchronous(this.db, "NORMAL", "FULL", () =>
+      this.statement(`INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?)`).run(r.sessionId, r.step.toString(), r.server, r.tokens, r.signature, r.receipt),
+    );
   }
 
   /** Per server: the receipts paid for (steps) and the tokens they cover. */
