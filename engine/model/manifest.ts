@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { keccak256 } from "ethers";
+import { keccak256Of } from "../../protocol/keccak.js";
 import { ModelFormatError } from "../errors.js";
 import type { TensorSource } from "./tensorSource.js";
 
@@ -43,7 +44,7 @@ export function buildManifest(model: TensorSource, compression: Record<string, u
   const tensors: Manifest["tensors"] = {};
   for (const name of [...model.tensorNames()].sort()) {
     const info = model.info(name);
-    tensors[name] = { dtype: info.dtype, shape: info.shape, keccak256: keccak256(model.rawBytes(name)) };
+    tensors[name] = { dtype: info.dtype, shape: info.shape, keccak256: keccak256Of(model.rawBytes(name)) };
   }
   return { version: MANIFEST_VERSION, config, compression, tensors };
 }
@@ -76,7 +77,7 @@ export function verifyTensors(model: TensorSource, manifest: Manifest, names: It
   for (const name of names) {
     const expected = manifest.tensors[name];
     if (expected === undefined) throw new ModelFormatError(`manifest has no tensor ${name}`, { tensor: name });
-    const actual = keccak256(model.rawBytes(name));
+    const actual = keccak256Of(model.rawBytes(name));
     if (actual !== expected.keccak256) {
       throw new ModelFormatError(`${model.dir}: tensor ${name} hashes to ${actual}, the manifest says ${expected.keccak256}`, {
         tensor: name,
