@@ -22,7 +22,7 @@
  * measured section of docs/reliability.md. Every child process is stopped at the end, also on error.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -36,6 +36,7 @@ import { ATTACKS, serverFailsMidGeneration, type Attack, type AttackOutcome } fr
 import { writeDocSections } from "./lib/docs.js";
 import { fmtNum, markdownTable } from "./lib/markdown.js";
 import { startServer, stopAll, stopServers, type RunningServer } from "./lib/networkServers.js";
+import { memoryOf } from "./lib/procMemory.js";
 import { median } from "./lib/stats.js";
 
 const SELF = fileURLToPath(import.meta.url);
@@ -170,18 +171,6 @@ async function stopTimed(servers: readonly RunningServer[]): Promise<number> {
   const t0 = performance.now();
   await stopServers(servers, SHUTDOWN_GRACE_MS);
   return performance.now() - t0;
-}
-
-/** VmRSS and VmHWM (peak) of a process, bytes; 0 when it is gone. */
-function memoryOf(pid: number): { rss: number; peak: number } {
-  let status: string;
-  try {
-    status = readFileSync(`/proc/${pid}/status`, "utf8");
-  } catch {
-    return { rss: 0, peak: 0 };
-  }
-  const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0) * 1024;
-  return { rss: kib("VmRSS"), peak: kib("VmHWM") };
 }
 
 /** Peak RSS of processes from now on: VmHWM reset through clear_refs where allowed, and VmRSS sampled. */
