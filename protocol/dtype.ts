@@ -27,23 +27,33 @@ function halfTable(): Float32Array {
 /** Decodes little-endian `bytes` of `dtype` into a new Float32Array (exact: F16 and BF16 embed in F32). */
 export function toFloat32(bytes: Uint8Array, dtype: DType): Float32Array {
   const n = bytes.byteLength / DTYPE_BYTES[dtype];
+  const out = new Float32Array(n);
   if (dtype === "F32") {
-    const out = new Float32Array(n);
     new Uint8Array(out.buffer).set(bytes);
     return out;
   }
-  const halves = new Uint16Array(n);
-  new Uint8Array(halves.buffer).set(bytes);
+  new Uint8Array(out.buffer, 2 * n, 2 * n).set(bytes);
+  return widenInPlace(out, dtype);
+}
+
+/**
+ * Widens the n 16-bit values of `dtype` held in the upper half of `buffer`'s bytes (bytes 2n…4n) into
+ * its n float32 values, in place, and returns `buffer`. Value i is written to bytes 4i…4i+4 only after
+ * it is read from bytes 2n+2i…2n+2i+2, which no earlier write reached: one allocation holds both, so a
+ * large tensor is read from disk straight into the array it ends up in.
+ */
+export function widenInPlace(buffer: Float32Array, dtype: "F16" | "BF16"): Float32Array {
+  const n = buffer.length;
+  const halves = new Uint16Array(buffer.buffer, buffer.byteOffset + 2 * n, n);
   if (dtype === "F16") {
     const table = halfTable();
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = table[halves[i]!]!;
-    return out;
+    for (let i = 0; i < n; i++) buffer[i] = table[halves[i]!]!;
+    return buffer;
   }
-  // BF16 is the top half of an F32.
-  const bits = new Uint32Array(n);
+  // BF16 is the top half of an F32 (an Int32Array: a shifted value stays a small integer, no boxing).
+  const bits = new Int32Array(buffer.buffer, buffer.byteOffset, n);
   for (let i = 0; i < n; i++) bits[i] = halves[i]! << 16;
-  return new Float32Array(bits.buffer);
+  return buffer;
 }
 
 /** Rounds float32 values to the nearest F16 (round-half-even), little-endian bytes. */

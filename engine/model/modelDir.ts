@@ -75,8 +75,8 @@ export class ModelDirectory implements TensorSource {
   }
 
   /** Tensor `name` as float32 with its shape checked against `shape`. */
-  tensor(name: string, shape: readonly number[]): Float32Array {
-    return this.fileOf(name).readFloat32(name, shape);
+  tensor(name: string, shape: readonly number[], into?: Float32Array): Float32Array {
+    return this.fileOf(name).readFloat32(name, shape, into);
   }
 
   openRows(name: string, shape: readonly [number, number]): MatrixRows {

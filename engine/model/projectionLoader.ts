@@ -3,13 +3,19 @@ import { FactorNames } from "./compression.js";
 import { dense, type Factor, type Projection, type QuantBits } from "./projection.js";
 import type { TensorSource } from "./tensorSource.js";
 
+/** A float32 buffer of `length` values for dense factor `factor` of a projection, to read it into. */
+export type FactorBuffer = (factor: number, length: number) => Float32Array;
+
 /**
  * Reads projection `base` (e.g. "model.layers.0.self_attn.q_proj"), which stands for a (rows, cols)
- * matrix, in whatever form the model directory's compression stores it.
+ * matrix, in whatever form the model directory's compression stores it; dense factors into
+ * `bufferFor`'s buffers when given.
  */
-export function loadProjection(model: TensorSource, base: string, rows: number, cols: number): Projection {
+export function loadProjection(model: TensorSource, base: string, rows: number, cols: number, bufferFor?: FactorBuffer): Projection {
   const spec = model.compression.matrices?.[base];
-  if (spec?.rank === undefined) return { factors: [loadFactor(model, FactorNames.dense(base), rows, cols, spec?.bits)] };
+  // quantized factors are read as stored: only dense ones take a buffer
+  const buffer = (factor: number, length: number): Float32Array | undefined => (spec?.bits === undefined ? bufferFor?.(factor, length) : undefined);
+  if (spec?.rank === undefined) return { factors: [loadFactor(model, FactorNames.dense(base), rows, cols, spec?.bits, buffer(0, rows * cols))] };
   const r = spec.rank;
   if (r * (rows + cols) >= rows * cols) {
     throw new ModelFormatError(
@@ -18,12 +24,15 @@ export function loadProjection(model: TensorSource, base: string, rows: number, 
     );
   }
   return {
-    factors: [loadFactor(model, FactorNames.left(base), rows, r, spec.bits), loadFactor(model, FactorNames.right(base), r, cols, spec.bits)],
+    factors: [
+      loadFactor(model, FactorNames.left(base), rows, r, spec.bits, buffer(0, rows * r)),
+      loadFactor(model, FactorNames.right(base), r, cols, spec.bits, buffer(1, r * cols)),
+    ],
   };
 }
 
-function loadFactor(model: TensorSource, name: string, rows: number, cols: number, bits: QuantBits | undefined): Factor {
-  if (bits === undefined) return dense(rows, cols, model.tensor(name, [rows, cols]));
+function loadFactor(model: TensorSource, name: string, rows: number, cols: number, bits: QuantBits | undefined, into?: Float32Array): Factor {
+  if (bits === undefined) return dense(rows, cols, model.tensor(name, [rows, cols], into));
   const blockSize = model.compression.block_size!;
   const blocks = Math.ceil(cols / blockSize);
   const packedName = FactorNames.packed(name);

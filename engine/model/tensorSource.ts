@@ -19,8 +19,11 @@ export interface TensorSource {
   /** The tensor's bytes exactly as stored (for hashing). */
   rawBytes(name: string): Uint8Array;
   info(name: string): TensorInfo;
-  /** Tensor `name` as float32 with its shape checked against `shape`. */
-  tensor(name: string, shape: readonly number[]): Float32Array;
+  /**
+   * Tensor `name` as float32 with its shape checked against `shape`; read into `into` (which must
+   * hold exactly its element count, and is returned) instead of a new array when given.
+   */
+  tensor(name: string, shape: readonly number[], into?: Float32Array): Float32Array;
   /**
    * The 2-D tensor `name` (dense, or quantized when the compression lists it by its name without
    * ".weight"), checked against `shape`, for reading rows on demand as float32 (close it when done).

@@ -4,7 +4,7 @@ import type { Factor, Projection } from "../model/projection.js";
 import type { LayerWeights } from "../model/weights.js";
 import type { ExternalDataFile } from "./externalData.js";
 import { ElemType, GraphBuilder } from "./graphBuilder.js";
-import { transpose } from "./linalg.js";
+import { transposeInChunks } from "./linalg.js";
 import { rmsNorm } from "./ops.js";
 
 /**
@@ -135,7 +135,10 @@ function applyProjection(g: GraphBuilder, x: string, name: string, w: Projection
 }
 
 function applyFactor(g: GraphBuilder, x: string, name: string, f: Factor, accuracyLevel: QuantAccuracyLevel): string {
-  if (f.kind === "dense") return g.op("MatMul", [x, g.floatInit(`${name}.w`, [f.cols, f.rows], transpose(f.data, f.rows, f.cols))]);
+  if (f.kind === "dense") {
+    const w = g.floatInitFilled(`${name}.w`, [f.cols, f.rows], (write) => transposeInChunks(f.data, f.rows, f.cols, write));
+    return g.op("MatMul", [x, w]);
+  }
   const blocks = Math.ceil(f.cols / f.blockSize);
   const packed = g.uint8Init(`${name}.qw`, [f.rows, blocks, (f.blockSize * f.bits) / 8], f.packed);
   const scales = g.floatInit(`${name}.qs`, [f.rows * blocks], f.scales);

@@ -2,7 +2,7 @@ import { EngineError } from "../errors.js";
 import type { ModelConfig } from "../model/config.js";
 import type { ModelDirectory } from "../model/modelDir.js";
 import { accuracyLevelOf } from "../model/compression.js";
-import { layerWeightBytes, loadLayerWeights, type LayerWeights } from "../model/weights.js";
+import { LayerBuffers, layerWeightBytes, loadLayerWeights, type LayerWeights } from "../model/weights.js";
 import { PROBE_POINTS, ShardIO, buildShardGraph, gqaMaxPositions, type AttentionKind } from "../onnx/shardGraph.js";
 import { KvSlotPool, type KvCache, type KvSlotPoolOptions } from "./kvSlots.js";
 import { causalMask, ropeTables } from "./rope.js";
@@ -73,8 +73,11 @@ export class Shard {
       throw new EngineError("UNSUPPORTED_ATTENTION", `fused GroupQueryAttention needs head_dim a multiple of 16, this model has ${c.headDim}`);
     }
     let weightBytes = 0;
+    // buildShardGraph writes (or copies) each layer's projections before it loads the next one, so
+    // one layer's buffers serve them all
+    const buffers = new LayerBuffers();
     const loadLayer = (layer: number): LayerWeights => {
-      const w = loadLayerWeights(model, layer);
+      const w = loadLayerWeights(model, layer, buffers);
       weightBytes += layerWeightBytes(w);
       return w;
     };

@@ -3,11 +3,12 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ModelFormatError } from "../../engine/errors.js";
 import { ropeInverseFrequencies, parseConfig } from "../../engine/model/config.js";
-import { float32ToBF16Bytes, float32ToF16Bytes, toFloat32 } from "../../protocol/dtype.js";
+import { float32ToBF16Bytes, float32ToF16Bytes, toFloat32, widenInPlace } from "../../protocol/dtype.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
 import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
 import { writeSafetensors } from "../../engine/model/safetensorsWriter.js";
-import { expectedTensors } from "../../engine/model/weights.js";
+import type { DenseFactor } from "../../engine/model/projection.js";
+import { LayerBuffers, expectedTensors, loadLayerWeights } from "../../engine/model/weights.js";
 import { Head } from "../../engine/runtime/head.js";
 import { Shard } from "../../engine/runtime/shard.js";
 import { scratchDir } from "./helpers.js";
@@ -184,6 +185,49 @@ describe("a broken model directory gets a clear error naming the file and tensor
     const model = ModelDirectory.open(freshModel());
     await expect(Shard.load(model, 2, 2)).rejects.toThrow("layer range 2:2 is not within 0:4 or is empty");
     await expect(Shard.load(model, 0, 5)).rejects.toThrow("layer range 0:5 is not within 0:4 or is empty");
+  });
+});
+
+describe("reading tensors into float32", () => {
+  it("F16 and BF16 widen in place from the upper half of one buffer, as toFloat32 decodes them", () => {
+    const values = new Float32Array([0, -0, 1, -2.5, 65504, 2 ** -24, 0.333251953125, Infinity]);
+    for (const [dtype, encode] of [["F16", float32ToF16Bytes], ["BF16", float32ToBF16Bytes]] as const) {
+      const bytes = encode(values);
+      const buffer = new Float32Array(values.length);
+      new Uint8Array(buffer.buffer, 2 * values.length).set(bytes);
+      expect(widenInPlace(buffer, dtype)).toBe(buffer);
+      expect(buffer, dtype).toEqual(toFloat32(bytes, dtype));
+    }
+  });
+
+  it("a tensor is read into a given buffer of its size, and a buffer of another size is refused", () => {
+    for (const dtype of ["F32", "F16", "BF16"] as const) {
+      const dir = join(scratch.dir, `into-${dtype}`);
+      writeRandomModel(dir, tinyConfig(), { seed: 5, dtype });
+      const model = ModelDirectory.open(dir);
+      const name = "model.layers.1.mlp.up_proj.weight";
+      const shape = [80, 48];
+      const fresh = model.tensor(name, shape);
+      const buffer = new Float32Array(80 * 48).fill(7);
+      expect(model.tensor(name, shape, buffer)).toBe(buffer);
+      expect(buffer, dtype).toEqual(fresh);
+      expect(() => model.tensor(name, shape, new Float32Array(80 * 48 - 1))).toThrow(`${join(dir, "model.safetensors")}: tensor ${name} has 3840 elements, the buffer given for it 3839`);
+      model.close();
+    }
+  });
+
+  it("layers loaded into LayerBuffers reuse one layer's arrays and read each layer's own weights", () => {
+    const model = ModelDirectory.open(freshModel());
+    const buffers = new LayerBuffers();
+    const first = loadLayerWeights(model, 0, buffers);
+    const firstUp = (first.up.factors[0] as DenseFactor).data;
+    const firstUpValues = Float32Array.from(firstUp);
+    const second = loadLayerWeights(model, 1, buffers);
+    expect((second.up.factors[0] as DenseFactor).data).toBe(firstUp); // the same array, overwritten
+    expect((second.up.factors[0] as DenseFactor).data).toEqual((loadLayerWeights(model, 1).up.factors[0] as DenseFactor).data);
+    expect(firstUp).not.toEqual(firstUpValues);
+    expect((second.q.factors[0] as DenseFactor).data).not.toBe((second.o.factors[0] as DenseFactor).data); // same shape, own slot
+    model.close();
   });
 });
 
