@@ -13,3 +13,10 @@ export function keccak256Of(...parts: Uint8Array[]): string {
   for (const p of parts) hasher.update(p);
   return `0x${hasher.digest("hex")}`;
 }
+
+/** keccak256 of everything `feed` passes to its `update` (in order, each part consumed at once), as 0x-prefixed hex. */
+export function keccak256Streamed(feed: (update: (part: Uint8Array) => void) => void): string {
+  hasher.init();
+  feed((part) => hasher.update(part));
+  return `0x${hasher.digest("hex")}`;
+}

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { keccak256 } from "ethers";
-import { keccak256Of } from "../../protocol/keccak.js";
+import { keccak256Streamed } from "../../protocol/keccak.js";
 import { ModelFormatError } from "../errors.js";
 import type { TensorSource } from "./tensorSource.js";
 
@@ -44,7 +44,7 @@ export function buildManifest(model: TensorSource, compression: Record<string, u
   const tensors: Manifest["tensors"] = {};
   for (const name of [...model.tensorNames()].sort()) {
     const info = model.info(name);
-    tensors[name] = { dtype: info.dtype, shape: info.shape, keccak256: keccak256Of(model.rawBytes(name)) };
+    tensors[name] = { dtype: info.dtype, shape: info.shape, keccak256: tensorHash(model, name) };
   }
   return { version: MANIFEST_VERSION, config, compression, tensors };
 }
@@ -77,11 +77,25 @@ export function verifyTensors(model: TensorSource, manifest: Manifest, names: It
   for (const name of names) {
     const expected = manifest.tensors[name];
     if (expected === undefined) throw new ModelFormatError(`manifest has no tensor ${name}`, { tensor: name });
-    const actual = keccak256Of(model.rawBytes(name));
+    const actual = tensorHash(model, name);
     if (actual !== expected.keccak256) {
       throw new ModelFormatError(`${model.dir}: tensor ${name} hashes to ${actual}, the manifest says ${expected.keccak256}`, {
         tensor: name,
       });
     }
   }
+}
+
+/** Bytes of a tensor hashed at a time: one reused buffer, not a fresh copy of every tensor. */
+const HASH_CHUNK_BYTES = 8 << 20;
+let hashChunk: Uint8Array | undefined;
+
+/** keccak256 of tensor `name`'s stored bytes, read a chunk at a time. */
+function tensorHash(model: TensorSource, name: string): string {
+  const total = model.info(name).byteLength;
+  hashChunk ??= new Uint8Array(HASH_CHUNK_BYTES);
+  const chunk = hashChunk;
+  return keccak256Streamed((update) => {
+    for (let at = 0; at < total; at += chunk.byteLength) update(model.rawBytesInto(name, at, chunk.subarray(0, Math.min(chunk.byteLength, total - at))));
+  });
 }

@@ -70,6 +70,10 @@ export class ModelDirectory implements TensorSource {
     return this.fileOf(name).readBytes(name);
   }
 
+  rawBytesInto(name: string, at: number, into: Uint8Array): Uint8Array {
+    return this.fileOf(name).readBytesInto(name, at, into);
+  }
+
   info(name: string): TensorInfo {
     return this.fileOf(name).info(name);
   }

@@ -63,6 +63,16 @@ export class SafetensorsFile {
     return readRange(this.fd, info.offset, info.byteLength, this.path, name);
   }
 
+  /** Bytes [at, at + into.length) of `name` as stored, read into `into` (returned). */
+  readBytesInto(name: string, at: number, into: Uint8Array): Uint8Array {
+    const info = this.info(name);
+    if (this.fd === undefined) throw new ModelFormatError(`${this.path} is closed`, { path: this.path });
+    if (!Number.isSafeInteger(at) || at < 0 || at + into.byteLength > info.byteLength) {
+      throw new RangeError(`${this.path}: bytes ${at}…${at + into.byteLength} are not within tensor ${name}'s ${info.byteLength}`);
+    }
+    return readRangeInto(this.fd, info.offset + at, into, this.path, name);
+  }
+
   /**
    * Tensor `name` as float32, checking its shape when `expectedShape` is given, into `into` when
    * given (exactly the tensor's element count; returned) or a new array.

@@ -18,6 +18,8 @@ export interface TensorSource {
   tensorNames(): IterableIterator<string>;
   /** The tensor's bytes exactly as stored (for hashing). */
   rawBytes(name: string): Uint8Array;
+  /** Bytes [at, at + into.length) of the tensor as stored, read into `into` (returned). */
+  rawBytesInto(name: string, at: number, into: Uint8Array): Uint8Array;
   info(name: string): TensorInfo;
   /**
    * Tensor `name` as float32 with its shape checked against `shape`; read into `into` (which must

@@ -69,6 +69,24 @@ export class LayerBuffers {
     if (b?.length !== length) this.buffers.set(slot, (b = new Float32Array(length)));
     return b;
   }
+
+  /**
+   * Frees every buffer now (they read as empty afterwards), rather than whenever the garbage
+   * collector would: ONNX Runtime's copy of the weights is about to be allocated.
+   */
+  release(): void {
+    for (const b of this.buffers.values()) detach(b.buffer);
+    this.buffers.clear();
+  }
+}
+
+/**
+ * Detaches `buffer`, releasing its memory at once (ES2024 ArrayBuffer.prototype.transfer, in the
+ * Node.js 22 efed runs on); where the runtime lacks it, the garbage collector frees it later.
+ */
+function detach(buffer: ArrayBufferLike): void {
+  const transfer = (buffer as ArrayBuffer & { transfer?: (length: number) => ArrayBuffer }).transfer;
+  if (typeof transfer === "function") transfer.call(buffer, 0);
 }
 
 /**

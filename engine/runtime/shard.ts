@@ -82,13 +82,18 @@ export class Shard {
       return w;
     };
     const { session, scratch } = await createFileSession(
-      (externalData) =>
-        buildShardGraph(c, first, last, loadLayer, {
-          attention,
-          probes: options.probes,
-          quantAccuracyLevel: accuracyLevelOf(model.compression),
-          externalData,
-        }),
+      (externalData) => {
+        try {
+          return buildShardGraph(c, first, last, loadLayer, {
+            attention,
+            probes: options.probes,
+            quantAccuracyLevel: accuracyLevelOf(model.compression),
+            externalData,
+          });
+        } finally {
+          buffers.release();
+        }
+      },
       options,
     );
     return new Shard(c, first, last, attention, session, options.probes, weightBytes, scratch);

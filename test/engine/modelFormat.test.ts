@@ -4,7 +4,10 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ModelFormatError } from "../../engine/errors.js";
 import { ropeInverseFrequencies, parseConfig } from "../../engine/model/config.js";
 import { float32ToBF16Bytes, float32ToF16Bytes, toFloat32, widenInPlace } from "../../protocol/dtype.js";
+import { keccak256 } from "ethers";
+import { buildManifest, verifyTensors } from "../../engine/model/manifest.js";
 import { ModelDirectory } from "../../engine/model/modelDir.js";
+import { SafetensorsFile } from "../../engine/model/safetensors.js";
 import { tinyConfig, writeRandomModel } from "../../engine/model/randomModel.js";
 import { writeSafetensors } from "../../engine/model/safetensorsWriter.js";
 import type { DenseFactor } from "../../engine/model/projection.js";
@@ -216,6 +219,28 @@ describe("reading tensors into float32", () => {
     }
   });
 
+  it("a tensor larger than a hashing chunk hashes as its bytes do, and a flipped byte past the first chunk is caught", () => {
+    const dir = join(scratch.dir, "big-embedding");
+    writeRandomModel(dir, tinyConfig({ vocab_size: 50_000 }), { seed: 9, dtype: "F32" }); // embedding: 9.6 MB, two 8 MiB chunks
+    const name = "model.embed_tokens.weight";
+    let model = ModelDirectory.open(dir);
+    const manifest = buildManifest(model);
+    expect(manifest.tensors[name]!.keccak256).toBe(keccak256(model.rawBytes(name)));
+    verifyTensors(model, manifest, [name]);
+    expect(() => model.rawBytesInto(name, 9_600_000 - 3, new Uint8Array(4))).toThrow(`tensor ${name}'s 9600000`);
+    model.close();
+    const file = join(dir, "model.safetensors");
+    const st = SafetensorsFile.open(file);
+    const offset = st.info(name).offset;
+    st.close();
+    const bytes = readFileSync(file);
+    bytes[offset + 9_000_000] = bytes[offset + 9_000_000]! ^ 1;
+    writeFileSync(file, bytes);
+    model = ModelDirectory.open(dir);
+    expectFormatError(() => verifyTensors(model, manifest, [name]), `tensor ${name} hashes to`);
+    model.close();
+  });
+
   it("layers loaded into LayerBuffers reuse one layer's arrays and read each layer's own weights", () => {
     const model = ModelDirectory.open(freshModel());
     const buffers = new LayerBuffers();
@@ -227,6 +252,10 @@ describe("reading tensors into float32", () => {
     expect((second.up.factors[0] as DenseFactor).data).toEqual((loadLayerWeights(model, 1).up.factors[0] as DenseFactor).data);
     expect(firstUp).not.toEqual(firstUpValues);
     expect((second.q.factors[0] as DenseFactor).data).not.toBe((second.o.factors[0] as DenseFactor).data); // same shape, own slot
+    buffers.release(); // freed at once: the arrays read as empty, and the next layer gets new ones
+    expect(firstUp.length).toBe(0);
+    const third = loadLayerWeights(model, 2, buffers);
+    expect((third.up.factors[0] as DenseFactor).data).toEqual((loadLayerWeights(model, 2).up.factors[0] as DenseFactor).data);
     model.close();
   });
 });
