@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { copyBandwidth } from "./lib/bandwidth.js";
 import { ensureGenerated } from "./lib/benchModels.js";
 import { writeDocSections } from "./lib/docs.js";
+import { modelCommandEnv } from "./lib/procMemory.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -30,6 +31,7 @@ function measure(dir: string, threads: number): Measurement {
   const out = execFileSync(process.execPath, ["--import", "tsx", join(root, "scripts/bench/engine-worker.ts"), dir, String(threads)], {
     encoding: "utf8",
     stdio: ["ignore", "pipe", "inherit"],
+    env: modelCommandEnv(), // as `efed generate` loads a model
   });
   return JSON.parse(out.trim().split("\n").pop()!) as Measurement;
 }

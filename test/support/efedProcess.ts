@@ -7,12 +7,12 @@ import { promisify } from "node:util";
 
 export const EFED_BIN = fileURLToPath(new URL("../../bin/efed.mjs", import.meta.url));
 
-/** `efed server ARGS` in a child process; resolves with what it prints once listening. */
-export function spawnEfedServer(args: readonly string[], children: ChildProcess[]): Promise<{ url: string; address: string }> {
+/** `efed server ARGS` in a child process (with `env` added to this one's); resolves with what it prints once listening. */
+export function spawnEfedServer(args: readonly string[], children: ChildProcess[], env: Readonly<Record<string, string>> = {}): Promise<{ url: string; address: string }> {
   // each server gets its own data directory (its key file and default store), removed when it exits
   const dataDir = mkdtempSync(join(tmpdir(), "efed-server-"));
   const child = spawn(process.execPath, [EFED_BIN, "server", ...args], {
-    env: { ...process.env, EFED_LOG_LEVEL: "warn", EFED_DATA_DIR: dataDir },
+    env: { ...process.env, EFED_LOG_LEVEL: "warn", EFED_DATA_DIR: dataDir, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   child.once("exit", () => rmSync(dataDir, { recursive: true, force: true }));

@@ -59,6 +59,17 @@ describe("efed server + efed generate --route", () => {
     expect(existsSync(join(dataDir, `efed-store-${first.address}.sqlite`))).toBe(true);
   });
 
+  it("runs on transparent huge pages (glibc's malloc tunable); EFED_HUGEPAGES=0 leaves it off", async () => {
+    const tunables = (c: ChildProcess): string | undefined =>
+      readFileSync(`/proc/${c.pid}/environ`, "utf8").split("\0").find((e) => e.startsWith("GLIBC_TUNABLES="));
+    const args = (name: string): string[] => ["--model", modelDir, "--layers", "0:4", "--port", "0", "--store", join(scratch.dir, `${name}.sqlite`)];
+    await spawnEfedServer(args("huge"), children, { GLIBC_TUNABLES: "" });
+    expect(tunables(children.at(-1)!)).toBe("GLIBC_TUNABLES=glibc.malloc.hugetlb=1");
+    await spawnEfedServer(args("off"), children, { GLIBC_TUNABLES: "", EFED_HUGEPAGES: "0" });
+    expect(tunables(children.at(-1)!)).toBe("GLIBC_TUNABLES=");
+    await Promise.all(children.splice(-2).map((c) => stopProcess(c)));
+  });
+
   it("refuses bad limits and half a TLS configuration before loading anything", async () => {
     const zero = await run(process.execPath, [bin, "server", "--model", modelDir, "--layers", "0:4", "--max-connections", "0"]).catch(
       (e: unknown) => e as { stderr: string; code: number },
