@@ -191,7 +191,10 @@ async function main(): Promise<void> {
       "loader, hashing the served tensors against the manifest, building each layer's graph and ONNX Runtime loading",
       "and repacking it. Peak RSS is the kernel's high-water mark (VmHWM) when the server starts listening and after",
       `the route has served ${ROUNDS + 1} sequences of ${PROMPT_TOKENS} prompt and up to ${DECODE_TOKENS} decode tokens; it includes the ~100 MB of`,
-      "Node.js and ONNX Runtime themselves, the server's SQLite store and its KV slots. The single process (in a process",
+      "Node.js and ONNX Runtime themselves (their code alone is ~75 MB of it), the server's SQLite store and its KV slots;",
+      "the peak comes while ONNX Runtime repacks a weight (its mapped file pages and its packed copy both resident), and",
+      "the RSS the server keeps afterwards is lower. Servers run as `bin/efed.mjs` starts them, with glibc's malloc on",
+      "transparent huge pages (`EFED_HUGEPAGES=0` turns it off); the single process gets the same. The single process (in a process",
       "of its own, measured first, alone) holds every layer, the LM head and the final norm (its weights column adds the",
       `LM head); greedy tokens are compared position by position over ${DECODE_TOKENS + 1} tokens; decode times are medians of ${ROUNDS} rounds of ${DECODE_TOKENS} steps.`,
     ].join("\n");
