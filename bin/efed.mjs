@@ -24,7 +24,11 @@ if (
   typeof process.execve === "function"
 ) {
   const env = { ...process.env, GLIBC_TUNABLES: tunables === "" ? "glibc.malloc.hugetlb=1" : `${tunables}:glibc.malloc.hugetlb=1` };
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], env);
+  try {
+    process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], env);
+  } catch {
+    // not replaced (e.g. a sandbox forbids execve): run as we are, only slower to load
+  }
 }
 // node:sqlite (the server's receipt store) is stable enough for us but still flagged experimental
 // in Node 22; its one-line warning on every start would only confuse operators.
