@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { copyBandwidth } from "./lib/bandwidth.js";
 import { ensureGenerated } from "./lib/benchModels.js";
 import { writeDocSections } from "./lib/docs.js";
-import { modelCommandEnv } from "./lib/procMemory.js";
+import { modelCommandEnv } from "./lib/modelCommandEnv.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 

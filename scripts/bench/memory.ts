@@ -20,7 +20,8 @@ import { REPO_ROOT, ensureGenerated } from "./lib/benchModels.js";
 import { writeDocSections } from "./lib/docs.js";
 import { fmtNum, markdownTable } from "./lib/markdown.js";
 import { evenSplit, startServer, stopAll, type RunningServer } from "./lib/networkServers.js";
-import { memoryOf, modelCommandEnv } from "./lib/procMemory.js";
+import { modelCommandEnv } from "./lib/modelCommandEnv.js";
+import { memoryOf } from "./lib/procMemory.js";
 import { median } from "./lib/stats.js";
 import { connect, decodeRun } from "./network/decode.js";
 

@@ -11,11 +11,3 @@ export function memoryOf(pid: number): { rss: number; peak: number } {
   const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0) * 1024;
   return { rss: kib("VmRSS"), peak: kib("VmHWM") };
 }
-
-/**
- * The environment of a worker process that stands for an efed command loading a model: bin/efed.mjs
- * runs those with glibc's malloc on transparent huge pages (EFED_HUGEPAGES=0 turns it off there).
- */
-export function modelCommandEnv(): NodeJS.ProcessEnv {
-  return process.env.EFED_HUGEPAGES === "0" ? process.env : { ...process.env, GLIBC_TUNABLES: "glibc.malloc.hugetlb=1" };
-}
