@@ -182,6 +182,8 @@ export class RemotePipeline implements LayerPipeline {
       close: async () => {
         try {
           if (s.failure === undefined) await s.paying;
+          // what the servers' credit left unpaid is paid before their sessions close
+          if (s.failure === undefined) await payment?.settle();
           if (s.failure === undefined) await checker.settle(this.timing.stepTimeoutMs);
         } catch (err) {
           throw this.failed(s, err);

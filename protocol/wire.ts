@@ -40,8 +40,11 @@ import type { Ticket } from "./tickets.js";
  * `ticketAccountId(sender)` in place of the channel (answered TicketsBound, which carries the
  * server's commitment to its secret random number); PayTicket carries one signed ticket (answered
  * TicketPaid, with the commitment the next ticket must use). PaymentDue then names the account id.
+ *
+ * Version 4 added the server's credit to ServerInfo (`creditSteps`): a client pays a priced server
+ * once every that many steps, not after every step.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 export const MessageType = {
   ServerInfo: 1,
@@ -162,6 +165,11 @@ export interface ServerInfo {
   commitments: string; // address of the Commitments contract (receipt EIP-712 domain); zero when standalone
   /** 32 random bytes (0x-hex), fresh for each connection: what a peer signs or MACs to prove who it is on this connection. */
   challenge: string;
+  /**
+   * A priced server's credit: how many steps of a session it runs before payment covers them (the
+   * client pays at most this often, for all of them at once); 0 for a server that charges nothing.
+   */
+  creditSteps: number;
 }
 
 /**
@@ -601,7 +609,7 @@ export function encodeMessage(m: Message): Uint8Array {
     case MessageType.ServerInfo:
       w.u16(m.protocolVersion).u64(m.chainId).hex(m.server, 20).hex(m.variantId, 32).u16(m.firstLayer).u16(m.lastLayer);
       w.u32(m.hiddenSize).u32(m.maxSessions).u32(m.maxSessionTokens).u32(m.maxStepTokens).u32(m.maxFrameBytes);
-      w.u256(m.pricePerToken).hex(m.commitments, 20).hex(m.challenge, 32);
+      w.u256(m.pricePerToken).hex(m.commitments, 20).hex(m.challenge, 32).u32(m.creditSteps);
       break;
     case MessageType.PeerHello:
       w.hex(m.server, 20).hex(m.ephemeralKey, 32).hex(m.signature, 65);
@@ -864,6 +872,7 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
         pricePerToken: r.u256("price per token"),
         commitments: r.address("commitments"),
         challenge: r.hex(32, "challenge"),
+        creditSteps: r.u32("credit steps"),
       };
       break;
     case MessageType.PeerHello:

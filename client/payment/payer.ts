@@ -5,7 +5,7 @@ import type { ShardConnection } from "../shardClient.js";
 import type { Ledger } from "../wallet/ledger.js";
 import { channelsDomain, openChannel, type WalletChain } from "../wallet/walletChain.js";
 import { WalletError } from "../wallet/walletError.js";
-import type { RoutePayment, SequencePayment } from "./routePayment.js";
+import { payEvery, type RoutePayment, type SequencePayment } from "./routePayment.js";
 import { checkServer } from "./serverCheck.js";
 
 export interface PayerOptions {
@@ -33,21 +33,27 @@ interface PricedServer {
   channelId: string;
   /** This sequence's session at the server, to which its payments are counted (see costOf). */
   sessionId: string;
+  /** What the session's steps since its last voucher cost, how many they are, and how many the server lets run (payEvery). */
+  unpaid: bigint;
+  unpaidSteps: number;
+  every: number;
 }
 
 /**
  * The wallet paying a route: before the first step it checks each server on chain (a registered,
  * eligible server for the variant and layer range it announces, at the price it announces, and a
  * receipt domain that is the client's deployment's, not what the server says), opens or reuses a
- * channel to it, and binds the session to that channel. After each step it signs, per priced
- * server, the cumulative voucher for exactly price × tokens more (client/wallet/ledger.ts) and
- * waits until every server has stored it. `spent` says what this payer paid, per server.
+ * channel to it, and binds the session to that channel. Once a server's credit is used up (payEvery:
+ * after every step, or every few steps) it signs the cumulative voucher for exactly what the steps
+ * since the last one cost (client/wallet/ledger.ts; a step's vouchers to several servers in one
+ * ledger transaction) and waits until the server has stored it; at the end, what is left.
+ * `spent` says what this payer paid, per server.
  */
 export class Payer implements RoutePayment {
   readonly spent = new Map<string, bigint>();
   /** What was paid for each session (a sequence's sessions, one per priced server). */
   private readonly bySession = new Map<string, bigint>();
-  /** Per channel: the steps sent and not yet paid, by session (other sessions' are no gap at binding). */
+  /** Per channel: what each session's steps sent and not yet paid cost (other sessions' are no gap at binding). */
   private readonly running = new Map<string, Map<string, bigint>>();
   /** Per channel: the session whose last step failed unpaid (a gap at binding pays it, counted to that session). */
   private readonly unpaidStepOf = new Map<string, string>();
@@ -83,14 +89,21 @@ export class Payer implements RoutePayment {
       if (price === 0n) continue;
       const channelId = await this.channelFor(c, price, maxLength);
       await this.bind(c, sessionIds[i]!, channelId, price);
-      priced.push({ connection: c, server: c.info.server, pricePerToken: price, channelId, sessionId: sessionIds[i]! });
+      priced.push({ connection: c, server: c.info.server, pricePerToken: price, channelId, sessionId: sessionIds[i]!, unpaid: 0n, unpaidSteps: 0, every: payEvery(c.info) });
     }
     return {
       beforeStep: (tokens) => {
         this.checkLimits(priced, tokens);
-        for (const p of priced) this.runningOn(p.channelId).set(p.sessionId, stepCost(p.pricePerToken, tokens));
+        for (const p of priced) this.runningOn(p.channelId).set(p.sessionId, p.unpaid + stepCost(p.pricePerToken, tokens));
       },
-      afterStep: (tokens) => this.payStep(priced, tokens),
+      afterStep: (tokens) => {
+        for (const p of priced) {
+          p.unpaid += stepCost(p.pricePerToken, tokens);
+          p.unpaidSteps++;
+        }
+        return this.payDue(priced.filter((p) => p.unpaidSteps >= p.every));
+      },
+      settle: () => this.payDue(priced.filter((p) => p.unpaid > 0n)),
       stepFailed: () => {
         for (const p of priced) if (this.stopRunning(p)) this.unpaidStepOf.set(p.channelId, p.sessionId);
       },
@@ -109,9 +122,9 @@ export class Payer implements RoutePayment {
 
   /**
    * Binds the session to the channel. A server owed more than the ledger signed and this payer's
-   * other sessions on the channel have running (a step that failed before its voucher, here or in a
-   * process that stopped) is paid the difference if it is at most one step of the server's largest;
-   * more than that is refused.
+   * other sessions on the channel have running (steps that failed before their voucher, here or in a
+   * process that stopped) is paid the difference if it is at most the server's credit (payEvery) in
+   * steps of its largest; more than that is refused.
    */
   private async bind(c: ShardConnection, sessionId: string, channelId: string, price: bigint): Promise<void> {
     const { chain, ledger } = this.o;
@@ -123,8 +136,12 @@ export class Payer implements RoutePayment {
     for (const cost of this.running.get(channelId)?.values() ?? []) running += cost;
     if (bound.owed <= signed + running) return;
     const gap = bound.owed - signed - running;
-    if (gap > stepCost(price, c.info.maxStepTokens)) {
-      throw new WalletError("WALLET_SERVER_MISMATCH", `${c.url} claims ${bound.owed} owed on channel ${channelId}, this wallet signed ${signed}: more than one step apart, not paid`);
+    const credit = payEvery(c.info);
+    if (gap > BigInt(credit) * stepCost(price, c.info.maxStepTokens)) {
+      throw new WalletError(
+        "WALLET_SERVER_MISMATCH",
+        `${c.url} claims ${bound.owed} owed on channel ${channelId}, this wallet signed ${signed}: more than ${credit} step${credit === 1 ? "" : "s"} apart, not paid`,
+      );
     }
     // the step that failed is counted to its session, when it was this payer's (a failover's old route)
     const failedSession = this.unpaidStepOf.get(channelId);
@@ -132,24 +149,32 @@ export class Payer implements RoutePayment {
     await this.pay(c, channelId, gap, failedSession, undefined);
   }
 
+  /** Refuses a step whose cost, with what the sequence's earlier steps still owe unpaid, would break a limit. */
   private checkLimits(priced: readonly PricedServer[], tokens: number): void {
-    const cost = priced.reduce((sum, p) => sum + stepCost(p.pricePerToken, tokens), 0n);
+    const step = priced.reduce((sum, p) => sum + stepCost(p.pricePerToken, tokens), 0n);
+    const cost = priced.reduce((sum, p) => sum + p.unpaid, step);
+    const what = `the next step costs ${formatEther(step)} EFED${cost === step ? "" : ` (${formatEther(cost)} with the steps not yet paid)`}`;
     const { maxPerQueryWei, maxPerDayWei, ledger } = this.o;
     if (maxPerQueryWei !== undefined && this.total + cost > maxPerQueryWei) {
-      throw new WalletError("WALLET_SPENDING_LIMIT", `the next step costs ${formatEther(cost)} EFED: the query would cost ${formatEther(this.total + cost)}, over its limit of ${formatEther(maxPerQueryWei)}`);
+      throw new WalletError("WALLET_SPENDING_LIMIT", `${what}: the query would cost ${formatEther(this.total + cost)}, over its limit of ${formatEther(maxPerQueryWei)}`);
     }
     const day = this.day();
     if (maxPerDayWei !== undefined && ledger.spentOn(day) + cost > maxPerDayWei) {
-      throw new WalletError("WALLET_SPENDING_LIMIT", `the next step costs ${formatEther(cost)} EFED: ${day}'s spending would be ${formatEther(ledger.spentOn(day) + cost)}, over the daily limit of ${formatEther(maxPerDayWei)}`);
+      throw new WalletError("WALLET_SPENDING_LIMIT", `${what}: ${day}'s spending would be ${formatEther(ledger.spentOn(day) + cost)}, over the daily limit of ${formatEther(maxPerDayWei)}`);
     }
   }
 
-  /** The step's vouchers to every priced server, signed in one ledger transaction, then sent. */
-  private async payStep(priced: readonly PricedServer[], tokens: number): Promise<void> {
-    for (const p of priced) this.stopRunning(p);
-    const costs = priced.map((p) => stepCost(p.pricePerToken, tokens));
-    const vouchers = this.sign(priced.map((p, i) => ({ channelId: p.channelId, amount: costs[i]! })));
-    await Promise.all(priced.map((p, i) => this.send(p.connection, p.channelId, costs[i]!, vouchers[i]!, p.sessionId, p.sessionId)));
+  /** Vouchers for what the `due` servers' unpaid steps cost, signed in one ledger transaction, then sent. */
+  private async payDue(due: readonly PricedServer[]): Promise<void> {
+    if (due.length === 0) return;
+    const amounts = due.map((p) => p.unpaid);
+    for (const p of due) {
+      this.stopRunning(p);
+      p.unpaid = 0n;
+      p.unpaidSteps = 0;
+    }
+    const vouchers = this.sign(due.map((p, i) => ({ channelId: p.channelId, amount: amounts[i]! })));
+    await Promise.all(due.map((p, i) => this.send(p.connection, p.channelId, amounts[i]!, vouchers[i]!, p.sessionId, p.sessionId)));
   }
 
   private runningOn(channelId: string): Map<string, bigint> {

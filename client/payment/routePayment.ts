@@ -1,11 +1,17 @@
+import type { ServerInfo } from "../../protocol/wire.js";
 import type { ShardConnection } from "../shardClient.js";
 
 /** Pays for one sequence's steps on a route (client/payment/payer.ts is the wallet's). */
 export interface SequencePayment {
   /** Throws (and nothing is sent) when a step of `tokens` tokens would break a spending limit. */
   beforeStep(tokens: number): void;
-  /** Pays every priced server of the route for the step of `tokens` tokens that just ran. */
+  /**
+   * Counts the step of `tokens` tokens that just ran, and pays every priced server whose credit it
+   * used up (see payEvery) for all its steps not yet paid.
+   */
   afterStep(tokens: number): Promise<void>;
+  /** Pays every priced server what the sequence's steps still owe it (before the sequence closes). */
+  settle(): Promise<void>;
   /** The step begun by `beforeStep` failed (it may have run on some servers, unpaid). */
   stepFailed?(): void;
 }
@@ -14,4 +20,19 @@ export interface SequencePayment {
 export interface RoutePayment {
   /** Called once the sessions are open (`sessionIds[i]` on `connections[i]`), before the first step. */
   openSequence(connections: readonly ShardConnection[], sessionIds: readonly string[], maxLength: number): Promise<SequencePayment>;
+}
+
+/**
+ * Most steps a payer lets run unpaid on one server, whatever credit the server announces: it bounds
+ * what a server may later claim was left unpaid (Payer's binding).
+ */
+export const MAX_PAY_EVERY_STEPS = 64;
+
+/**
+ * How many steps of a session a payer lets a priced server run before paying it, for all of them in
+ * one voucher or ticket: the credit the server announces (a server takes a session's next step only
+ * while fewer of its steps are unpaid), at least 1 and at most MAX_PAY_EVERY_STEPS.
+ */
+export function payEvery(info: Pick<ServerInfo, "creditSteps">): number {
+  return Math.min(MAX_PAY_EVERY_STEPS, Math.max(1, info.creditSteps));
 }

@@ -5,7 +5,7 @@ import { ticketDomain } from "../../protocol/tickets.js";
 import type { ShardConnection } from "../shardClient.js";
 import type { WalletChain } from "../wallet/walletChain.js";
 import { WalletError } from "../wallet/walletError.js";
-import type { RoutePayment, SequencePayment } from "./routePayment.js";
+import { payEvery, type RoutePayment, type SequencePayment } from "./routePayment.js";
 import { checkServer } from "./serverCheck.js";
 import type { TicketLedger } from "./ticketLedger.js";
 import { TicketPayer } from "./ticketPayer.js";
@@ -30,16 +30,22 @@ interface PricedServer {
   server: string;
   pricePerToken: bigint;
   sessionId: string;
-  /** What this session owes the server so far, and what the tickets sent cover. */
+  /** What this session owes the server so far. */
   owed: bigint;
+  /** What the tickets sent so far are worth (in expectation). */
+  paid: bigint;
+  /** Steps run since the last ticket, and how many the server lets run before one (payEvery). */
+  unpaidSteps: number;
+  every: number;
 }
 
 /**
  * The wallet paying a route with probabilistic tickets drawn on its TicketBroker deposit (the
  * alternative to Payer's channels; no transaction per server): before the first step it checks each
- * server on chain (client/payment/serverCheck.ts) and binds the session to the deposit; after each
- * step it sends every priced server one ticket whose expected value is exactly price × tokens, and
- * waits until each says the tickets cover what it is owed. `spent` counts expected value per server.
+ * server on chain (client/payment/serverCheck.ts) and binds the session to the deposit; once a
+ * server's credit is used up (payEvery: every step, or every few steps) it sends it one ticket whose
+ * expected value is exactly what the steps since the last one cost, and waits until it says the
+ * tickets cover what it is owed; at the end what is left. `spent` counts expected value per server.
  */
 export class TicketRoutePayer implements RoutePayment {
   readonly spent = new Map<string, bigint>();
@@ -79,33 +85,48 @@ export class TicketRoutePayer implements RoutePayment {
       const sessionId = sessionIds[i]!;
       const bound = await c.bindTickets(this.payer.bindMessage(0, c.info.server, sessionId, c.info.challenge));
       this.payer.accepted(c.info.server, bound);
-      priced.push({ connection: c, server: c.info.server, pricePerToken: price, sessionId, owed: 0n });
+      priced.push({ connection: c, server: c.info.server, pricePerToken: price, sessionId, owed: 0n, paid: 0n, unpaidSteps: 0, every: payEvery(c.info) });
     }
+    const payAll = (due: readonly PricedServer[]): Promise<void> => Promise.all(due.map((p) => this.pay(p))).then(() => undefined);
     return {
       beforeStep: (tokens) => this.checkLimit(priced, tokens),
-      afterStep: (tokens) => Promise.all(priced.map((p) => this.pay(p, stepCost(p.pricePerToken, tokens)))).then(() => undefined),
+      afterStep: (tokens) => {
+        for (const p of priced) {
+          p.owed += stepCost(p.pricePerToken, tokens);
+          p.unpaidSteps++;
+        }
+        return payAll(priced.filter((p) => p.unpaidSteps >= p.every));
+      },
+      settle: () => payAll(priced.filter((p) => p.owed > p.paid)),
     };
   }
 
+  /** Refuses a step that would bring what the query costs (paid, owed unpaid, and the step) over its limit. */
   private checkLimit(priced: readonly PricedServer[], tokens: number): void {
-    const cost = priced.reduce((sum, p) => sum + stepCost(p.pricePerToken, tokens), 0n);
+    const step = priced.reduce((sum, p) => sum + stepCost(p.pricePerToken, tokens), 0n);
+    const cost = priced.reduce((sum, p) => sum + p.owed - p.paid, step);
+    const what = `the next step costs ${formatEther(step)} EFED${cost === step ? "" : ` (${formatEther(cost)} with the steps not yet paid)`}`;
     const max = this.o.maxPerQueryWei;
     if (max !== undefined && this.total + cost > max) {
-      throw new WalletError("WALLET_SPENDING_LIMIT", `the next step costs ${formatEther(cost)} EFED: the query would cost ${formatEther(this.total + cost)}, over its limit of ${formatEther(max)}`);
+      throw new WalletError("WALLET_SPENDING_LIMIT", `${what}: the query would cost ${formatEther(this.total + cost)}, over its limit of ${formatEther(max)}`);
     }
   }
 
-  private async pay(p: PricedServer, amount: bigint): Promise<void> {
+  /** One ticket worth what `p`'s steps since the last one cost; resolves once the server says the tickets cover what it is owed. */
+  private async pay(p: PricedServer): Promise<void> {
     const { connection: c } = p;
-    p.owed += amount;
+    const amount = p.owed - p.paid;
+    const target = p.owed;
+    p.paid = target;
+    p.unpaidSteps = 0;
     this.spent.set(p.server, (this.spent.get(p.server) ?? 0n) + amount);
     this.bySession.set(p.sessionId, (this.bySession.get(p.sessionId) ?? 0n) + amount);
     // a long-running gateway opens sessions without end: the oldest are forgotten
     if (this.bySession.size > MAX_SESSIONS_COSTED) this.bySession.delete(this.bySession.keys().next().value!);
     const paid = await c.payTicket(this.payer.payStep(0, p.server, p.sessionId, amount));
     this.payer.accepted(p.server, paid);
-    if (paid.covered < p.owed) {
-      throw new WalletError("WALLET_SERVER_MISMATCH", `${c.url} says tickets cover ${paid.covered} of session ${p.sessionId} after tickets worth ${p.owed}`);
+    if (paid.covered < target) {
+      throw new WalletError("WALLET_SERVER_MISMATCH", `${c.url} says tickets cover ${paid.covered} of session ${p.sessionId} after tickets worth ${target}`);
     }
   }
 }

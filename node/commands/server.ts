@@ -162,7 +162,12 @@ export function serverCommand(hooks: ServerHooks = {}): Command {
     )
     .option("--forward-private", "also forward to loopback, private, link-local and other non-public addresses (tests, private clusters); default: public only")
     .option("--commit-every-seconds <n>", "post a commitment batch this often (with --rpc)", positiveInt(), 60)
-    .option("--credit-steps <n>", "with --rpc and a price: steps of each session served before a voucher covers them", positiveInt(), DEFAULT_CREDIT_STEPS)
+    .option(
+      "--credit-steps <n>",
+      "with --rpc and a price: steps of each session served before payment covers them (announced: clients pay once every that many steps)",
+      positiveInt(),
+      DEFAULT_CREDIT_STEPS,
+    )
     .option("--redeem-threshold <tokens>", "with --rpc and a price: redeem a channel once its unredeemed vouchers reach this many tokens (closing channels and shutdown: always)", "1")
     .option("--redeem-poll-ms <ms>", "with --rpc and a price: how often to look for closing channels and due redemptions", positiveInt(), 5_000)
     .option(

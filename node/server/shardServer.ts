@@ -285,6 +285,13 @@ export class ShardServer {
     if (dropped > 0) this.logger.debug({ dropped }, "connection closed, sessions dropped");
   }
 
+  /** The credit announced in ServerInfo: the smaller of the gates' (they share --credit-steps); 0 when free. */
+  private get creditSteps(): number {
+    const { payments, tickets } = this.o;
+    const credits = [payments?.creditSteps, tickets?.creditSteps].filter((c) => c !== undefined);
+    return credits.length === 0 ? 0 : Math.min(...credits);
+  }
+
   private infoFor(peer: Peer): ServerInfo {
     const { o, limits } = this;
     return {
@@ -304,6 +311,7 @@ export class ShardServer {
       pricePerToken: o.pricePerToken ?? 0n,
       commitments: o.commitments ?? ZeroAddress,
       challenge: peer.challenge,
+      creditSteps: this.creditSteps,
     };
   }
 

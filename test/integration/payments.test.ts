@@ -28,7 +28,7 @@ import { readClientDeployment } from "../../client/route/deploymentFile.js";
 import { closeChannel, connectWalletChain, disconnect, type WalletChain } from "../../client/wallet/walletChain.js";
 import { Redeemer, channelReader } from "../../node/chain/redeemer.js";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "../../node/server/limits.js";
-import { PaymentGate } from "../../node/server/paymentGate.js";
+import { PaymentGate, type PaymentGateOptions } from "../../node/server/paymentGate.js";
 import { ShardServer } from "../../node/server/shardServer.js";
 import { ActivationStore } from "../../node/store/activationStore.js";
 import { VoucherStore } from "../../node/store/voucherStore.js";
@@ -74,12 +74,20 @@ interface PricedServer {
 const running = new Set<PricedServer>();
 
 /** A priced server in this process, paid through channels and redeeming with `key`; its stores live at `storePath`. */
-async function startPricedServer(key: Wallet, first: number, last: number, storePath: string, pollMs = 100, limits: Partial<ServerLimits> = {}): Promise<PricedServer> {
+async function startPricedServer(
+  key: Wallet,
+  first: number,
+  last: number,
+  storePath: string,
+  pollMs = 100,
+  limits: Partial<ServerLimits> = {},
+  gateOptions: Pick<PaymentGateOptions, "creditSteps" | "onVoucher"> = {},
+): Promise<PricedServer> {
   const shard = await Shard.load(model, first, last);
   const store = ActivationStore.open(storePath, { retentionMs: 3_600_000, maxBytes: 1 << 30 });
   const vouchers = VoucherStore.open(storePath);
   const channels = PaymentChannels__factory.connect(contracts.channels!, new NonceManager(key.connect(provider)));
-  const gate = new PaymentGate({ pricePerToken: PRICE, server: key.address, voucherDomain: voucherDomain(31337n, contracts.channels!), store: vouchers, readChannel: channelReader(channels) });
+  const gate = new PaymentGate({ pricePerToken: PRICE, server: key.address, voucherDomain: voucherDomain(31337n, contracts.channels!), store: vouchers, readChannel: channelReader(channels), ...gateOptions });
   const redeemer = new Redeemer({ channels, store: vouchers, thresholdWei: NEVER, pollMs, onCloseStarted: (id, at) => gate.closing(id, at), logger: pino({ level: "silent" }) });
   const server = await ShardServer.start({
     shard,
@@ -302,6 +310,7 @@ describe("paying per token", () => {
             const v = ledger.signNext(channelA, BigInt(tokens) * PRICE, clientKey.signingKey, domain, { day: "2026-12-01" });
             await connections[0]!.pay(channelA, v.cumulativeAmount, v.signature);
           },
+          settle: async () => undefined,
         };
       },
     };
@@ -525,6 +534,49 @@ describe("paying per token", () => {
       conn.close();
     }
   }, 60_000);
+
+  it("pays servers that give credit once every few steps and what is left at the end, exactly price × tokens", async () => {
+    const vouchers = new Map<string, number>();
+    const count = (server: string) => () => vouchers.set(server, (vouchers.get(server) ?? 0) + 1);
+    /** Restarts both servers, with `creditSteps` (vouchers counted) or as the other tests run them. */
+    const restart = async (creditSteps?: number): Promise<void> => {
+      await Promise.all([a, b].map((s) => s.stop(false)));
+      const options = (k: Wallet) => (creditSteps === undefined ? {} : { creditSteps, onVoucher: count(k.address) });
+      [a, b] = await Promise.all([
+        startPricedServer(keyA, 0, 2, join(scratch.dir, "a.sqlite"), 100, {}, options(keyA)),
+        startPricedServer(keyB, 2, 4, join(scratch.dir, "b.sqlite"), 100, {}, options(keyB)),
+      ]);
+    };
+    await restart(3);
+    try {
+      // what earlier tests left owed is paid at binding: settle it first, so only this generation counts
+      const settling = await RemotePipeline.connect([a.server.url, b.server.url], 4, { payment: new Payer({ chain: client, ledger, channelTokens: 1000 }) });
+      await (await settling.openSequence(16)).close();
+      settling.close();
+      vouchers.clear();
+      const channels = [keyA, keyB].map((k) => ledger.findOpen(31337n, contracts.channels!, k.address, 0n)!.channelId);
+      const signedBefore = channels.map((id) => ledger.get(id)!.cumulative);
+      const payer = new Payer({ chain: client, ledger, channelTokens: 1000 });
+      const pipeline = await RemotePipeline.connect([a.server.url, b.server.url], 4, { forward: true, payment: payer });
+      expect(pipeline.connections.map((c) => c.info.creditSteps)).toEqual([3, 3]);
+      let tokens: number[];
+      try {
+        // a 3-token prefill and 7 decode steps: 10 tokens, 8 steps per server
+        tokens = (await generate(head, pipeline, [1, 2, 3], { maxTokens: 8, temperature: 0 })).generatedIds;
+      } finally {
+        pipeline.close();
+      }
+      expect(tokens).toHaveLength(8);
+      // after steps 3 and 6, and the last 2 when the sequence closed: 3 vouchers per server, not 8
+      expect([...vouchers].sort()).toEqual([[keyA.address, 3], [keyB.address, 3]].sort());
+      expect([...payer.spent]).toEqual([[keyA.address, 10n * PRICE], [keyB.address, 10n * PRICE]]);
+      expect(channels.map((id, i) => ledger.get(id)!.cumulative - signedBefore[i]!)).toEqual([10n * PRICE, 10n * PRICE]);
+      const owed = await Promise.all([a, b].map(async (s, i) => s.vouchers.get(channels[i]!)!));
+      expect(owed.map((r) => r.owed - r.covered)).toEqual([0n, 0n]);
+    } finally {
+      await restart(); // as later tests expect them: credit 1
+    }
+  }, 120_000);
 });
 
 describe("efed wallet and a paid efed generate", () => {

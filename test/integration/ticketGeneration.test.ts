@@ -36,6 +36,7 @@ describe("a generation paid with tickets over two priced servers, on a Hardhat n
   let efed: PricedServers["efed"];
   let onChain: () => string[];
   let serverBalances: bigint[];
+  let priced: PricedServers;
 
   /** What `who` was paid by the broker for the client's tickets (to it plus the fee), from its events. */
   const redeemedFor = async (who: Who): Promise<bigint> => {
@@ -45,11 +46,11 @@ describe("a generation paid with tickets over two priced servers, on a Hardhat n
 
   beforeAll(async () => {
     chain = await startHardhatNode();
-    const servers = await startPricedServers(chain, scratch.dir);
-    ({ provider, urls, efed, onChain } = servers);
-    token = EFedToken__factory.connect(servers.contracts.token!, provider);
-    broker = TicketBroker__factory.connect(servers.contracts.ticketBroker!, provider);
-    serverBalances = await runPricedServers(servers, children, walletFile);
+    priced = await startPricedServers(chain, scratch.dir);
+    ({ provider, urls, efed, onChain } = priced);
+    token = EFedToken__factory.connect(priced.contracts.token!, provider);
+    broker = TicketBroker__factory.connect(priced.contracts.ticketBroker!, provider);
+    serverBalances = await runPricedServers(priced, children, walletFile);
   }, 300_000);
 
   afterAll(async () => {
@@ -129,6 +130,11 @@ describe("a generation paid with tickets over two priced servers, on a Hardhat n
 
     const perGeneration = `cost: ${formatEther(10n * PRICE)} EFED\n  ${address("server1")}: ${formatEther(5n * PRICE)} EFED\n  ${address("server2")}: ${formatEther(5n * PRICE)} EFED`;
     for (const relay of [[], ["--no-forward"]]) {
+      if (relay.length > 0) {
+        // the relayed generation's servers give 2 steps of credit: a ticket for the first 2 steps, the last one's at close
+        for (const child of children.splice(0)) await stopProcess(child);
+        await runPricedServers(priced, children, walletFile, ["--credit-steps", "2"]);
+      }
       const gen = await efed("generate", "--model", SHIPPED_MODEL, "--ids", "1,2,3", "--max-tokens", "3", "--route", urls.join(","), "--wallet", walletFile, ...onChain(),
         "--pay", "tickets", "--ticket-face-value", "0.000000000000000001", ...relay);
       expect([gen.code, gen.stderr.includes(perGeneration)]).toEqual([0, true]); // 3 + 1 + 1 tokens on each server

@@ -35,6 +35,7 @@ const samples: Message[] = [
     pricePerToken: (1n << 200n) + 12345n,
     commitments: Wallet.createRandom().address,
     challenge: hexlify(randomBytes(32)),
+    creditSteps: 8,
   },
   { type: MessageType.OpenSession, requestId: 7, sessionId: session, maxLength: 300 },
   { type: MessageType.SessionOpened, requestId: 7, sessionId: session, forwardKey: hexlify(randomBytes(32)) },
@@ -211,8 +212,8 @@ describe("wire protocol", () => {
     expect(wireError(() => decodeMessage(lying, limits))).toMatchObject({ wireCode: ErrorCode.BadShape });
   });
 
-  it("speaks protocol version 3 (hostile-network hardening changed ServerInfo and FetchStep; authenticated server links added PeerHello and PeerWelcome)", () => {
-    expect(PROTOCOL_VERSION).toBe(3);
+  it("speaks protocol version 4 (ServerInfo carries the server's credit in steps)", () => {
+    expect(PROTOCOL_VERSION).toBe(4);
   });
 
   it("rejects an unknown encoding, a bad tag flag and a route longer than allowed", () => {

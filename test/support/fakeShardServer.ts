@@ -22,6 +22,7 @@ export function serverInfo(overrides: Partial<ServerInfo> = {}): ServerInfo {
     pricePerToken: 0n,
     commitments: ZeroAddress,
     challenge: hexlify(randomBytes(32)),
+    creditSteps: 0,
     ...overrides,
   };
 }

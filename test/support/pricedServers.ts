@@ -1,5 +1,5 @@
 import { execFile, type ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { JsonRpcProvider, Wallet } from "ethers";
@@ -79,7 +79,8 @@ export async function startPricedServers(chain: LocalChain, dir: string): Promis
 
 /**
  * Runs the registered servers (`efed server` re-registers the same work in place) with `serverArgs`,
- * and imports the client's key into `walletFile`. Returns the servers' token balances before they ran.
+ * and imports the client's key into `walletFile` unless it exists (servers run again). Returns the
+ * servers' token balances before they ran.
  */
 export async function runPricedServers(s: PricedServers, children: ChildProcess[], walletFile: string, serverArgs: readonly string[] = []): Promise<bigint[]> {
   const token = EFedToken__factory.connect(s.contracts.token!, s.provider);
@@ -92,6 +93,7 @@ export async function runPricedServers(s: PricedServers, children: ChildProcess[
       children,
     );
   }
+  if (existsSync(walletFile)) return balances;
   const imported = await s.efed("wallet", "import", "--wallet", walletFile, "--kdf-cost", "1024");
   succeeded("efed wallet import", imported);
   if (!imported.stdout.includes(address("client"))) throw new Error(`efed wallet import did not name the client's address ${address("client")}:\n${imported.stdout}`);
