@@ -31,3 +31,9 @@ export function nearestRankPercentile(values: readonly number[], p: number): num
   // (p · n) / 100, not p / 100 · n: 99.9 / 100 · 1000 rounds to just above 999 and would take the next rank
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p * sorted.length) / 100) - 1))]!;
 }
+
+/** The arithmetic mean of `values`; throws on an empty list. For a cost that comes every few samples, which a median hides. */
+export function mean(values: readonly number[]): number {
+  if (values.length === 0) throw new RangeError("mean of no values");
+  return values.reduce((a, v) => a + v, 0) / values.length;
+}
