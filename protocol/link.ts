@@ -4,6 +4,7 @@ import { EFedError, InvalidArgumentError } from "./errors.js";
 import {
   MessageType,
   PROTOCOL_VERSION,
+  announcedVersion,
   decodeMessage,
   encodeMessage,
   type ErrorCodeValue,
@@ -281,17 +282,19 @@ export async function dialServer(url: string, o: DialOptions): Promise<{ ws: Web
       failWith(new LinkError(LinkFailure.ConnectFailed, `${url} closed the connection (${code} ${reason.toString()}) before its server info`, { url })),
     );
     ws.once("message", (data) => {
+      const frame = toBytes(data);
+      const version = announcedVersion(frame);
+      if (version !== undefined && version !== PROTOCOL_VERSION) {
+        return failWith(new LinkError(LinkFailure.BadHandshake, `${url}: server speaks protocol ${version}, this side ${PROTOCOL_VERSION}`, { url }));
+      }
       let m: Message;
       try {
-        m = decodeMessage(toBytes(data), { maxFrameBytes: o.maxFrameBytes, maxStepTokens: 1, maxRouteHops: 0 });
+        m = decodeMessage(frame, { maxFrameBytes: o.maxFrameBytes, maxStepTokens: 1, maxRouteHops: 0 });
       } catch (err) {
         return failWith(new LinkError(LinkFailure.BadHandshake, `${url}: ${(err as Error).message}`, { url }));
       }
       if (m.type === MessageType.Error) return failWith(new LinkError(`SERVER_${m.code}`, `${url} refused the connection: ${m.message}`, { url, code: m.code, message: m.message }));
       if (m.type !== MessageType.ServerInfo) return failWith(new LinkError(LinkFailure.BadHandshake, `${url}: expected server info, got message type ${m.type}`, { url }));
-      if (m.protocolVersion !== PROTOCOL_VERSION) {
-        return failWith(new LinkError(LinkFailure.BadHandshake, `${url}: server speaks protocol ${m.protocolVersion}, this side ${PROTOCOL_VERSION}`, { url }));
-      }
       clearTimeout(timer);
       ws.removeAllListeners();
       ws.pause(); // frames after the hello wait for the Link's listener

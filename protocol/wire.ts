@@ -845,6 +845,16 @@ class Reader {
 }
 
 /** Parses one frame into a typed message, or throws a `WireError` saying what is wrong. */
+/**
+ * The protocol version a ServerInfo frame announces, read before the rest of it (whose layout depends
+ * on the version: a peer of another version gets told so, not that its hello is malformed);
+ * undefined for any other frame.
+ */
+export function announcedVersion(frame: Uint8Array): number | undefined {
+  if (frame.byteLength < 7 || frame[0] !== MessageType.ServerInfo) return undefined;
+  return new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint16(5, true);
+}
+
 export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LIMITS): Message {
   if (frame.byteLength > limits.maxFrameBytes) {
     throw new WireError(ErrorCode.TooLarge, `frame of ${frame.byteLength} bytes exceeds the limit of ${limits.maxFrameBytes}`);
