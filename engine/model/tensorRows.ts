@@ -1,6 +1,6 @@
 import { closeSync, openSync, readSync } from "node:fs";
 import { ModelFormatError } from "../errors.js";
-import { DTYPE_BYTES, isDType, toFloat32, type DType } from "../../protocol/dtype.js";
+import { DTYPE_BYTES, isDType, toFloat32, widenInPlace, type DType } from "../../protocol/dtype.js";
 import { blocksOf, dequantize, type QuantBits } from "./projection.js";
 import { sameShape, type TensorInfo } from "./safetensors.js";
 
@@ -15,8 +15,12 @@ export interface MatrixRows {
   readonly cols: number;
   /** Rows `indices` as float32, one after another: (indices.length, cols). */
   read(indices: readonly number[]): Float32Array;
-  /** Rows first … first+count-1 as float32: (count, cols). */
-  readSpan(first: number, count: number): Float32Array;
+  /**
+   * Rows first … first+count-1 as float32: (count, cols). A float tensor's rows are read into `into`
+   * when given (it must hold at least count × cols values; the rows are a view of its start); use
+   * what is returned, which may be a new array.
+   */
+  readSpan(first: number, count: number, into?: Float32Array): Float32Array;
   /**
    * Reads the whole matrix once (as stored) and serves every later read from memory, closing the
    * file: for small tables one read per row (a system call each, ~17 µs) costs more than the memory saves.
@@ -57,10 +61,16 @@ class ByteRows {
   }
 
   span(first: number, count: number): Uint8Array {
+    return this.spanInto(first, count, new Uint8Array(count * this.rowBytes));
+  }
+
+  /** Rows first … first+count-1 as stored, into the start of `bytes` (returned as a view of it). */
+  spanInto(first: number, count: number, bytes: Uint8Array): Uint8Array {
     this.checkRows(first, count);
-    const bytes = new Uint8Array(count * this.rowBytes);
+    const length = count * this.rowBytes;
+    if (bytes.byteLength < length) throw new RangeError(`rows ${first}…${first + count - 1} of ${this.name} need ${length} bytes, the buffer holds ${bytes.byteLength}`);
     this.readInto(bytes, 0, first, count);
-    return bytes;
+    return bytes.subarray(0, length);
   }
 
   gather(indices: readonly number[]): Uint8Array {
@@ -151,10 +161,19 @@ export class TensorRows implements MatrixRows {
     return out;
   }
 
-  readSpan(first: number, count: number): Float32Array {
-    if (this.table === undefined) return toFloat32(this.file.span(first, count), this.dtype);
-    this.file.checkRows(first, count);
-    return this.table.slice(first * this.cols, (first + count) * this.cols);
+  readSpan(first: number, count: number, into?: Float32Array): Float32Array {
+    if (this.table !== undefined) {
+      this.file.checkRows(first, count);
+      return this.table.slice(first * this.cols, (first + count) * this.cols);
+    }
+    if (into === undefined) return toFloat32(this.file.span(first, count), this.dtype);
+    // as SafetensorsFile.readFloat32: 16-bit rows read into the upper half of the values, widened in place
+    const n = count * this.cols;
+    if (into.length < n) throw new RangeError(`rows ${first}…${first + count - 1} of ${this.name} are ${n} values, the buffer holds ${into.length}`);
+    const out = into.subarray(0, n);
+    const raw = new Uint8Array(out.buffer, out.byteOffset + (this.dtype === "F32" ? 0 : 2 * n), n * DTYPE_BYTES[this.dtype]);
+    this.file.spanInto(first, count, raw);
+    return this.dtype === "F32" ? out : widenInPlace(out, this.dtype);
   }
 
   close(): void {

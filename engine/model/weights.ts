@@ -1,3 +1,4 @@
+import { detach } from "../memory.js";
 import { loadProjection } from "./projectionLoader.js";
 import type { ModelConfig } from "./config.js";
 import type { TensorSource } from "./tensorSource.js";
@@ -78,15 +79,6 @@ export class LayerBuffers {
     for (const b of this.buffers.values()) detach(b.buffer);
     this.buffers.clear();
   }
-}
-
-/**
- * Detaches `buffer`, releasing its memory at once (ES2024 ArrayBuffer.prototype.transfer, in the
- * Node.js 22 efed runs on); where the runtime lacks it, the garbage collector frees it later.
- */
-function detach(buffer: ArrayBufferLike): void {
-  const transfer = (buffer as ArrayBuffer & { transfer?: (length: number) => ArrayBuffer }).transfer;
-  if (typeof transfer === "function") transfer.call(buffer, 0);
 }
 
 /**

@@ -3,13 +3,14 @@ import type { ModelConfig } from "../model/config.js";
 import type { QuantizedFactor } from "../model/projection.js";
 import type { ExternalDataFile } from "./externalData.js";
 import { ElemType, GraphBuilder } from "./graphBuilder.js";
-import { transpose } from "./linalg.js";
+import { detach } from "../memory.js";
+import { transposeColumns } from "./linalg.js";
 import { rmsNorm } from "./ops.js";
 
 export const HeadIO = { hidden: "hidden_in", logits: "logits" } as const;
 
-/** Rows [first, first+count) of the (vocab, hidden) LM head as float32: (count, hidden). */
-export type RowReader = (first: number, count: number) => Float32Array;
+/** Rows [first, first+count) of the (vocab, hidden) LM head as float32: (count, hidden), read into `into` where the reader can. */
+export type RowReader = (first: number, count: number, into: Float32Array) => Float32Array;
 
 /** LM-head rows transposed per block: the block's source and transposed copies are all that is held at once. */
 const LM_HEAD_BLOCK_ROWS = 4096;
@@ -38,11 +39,18 @@ export function buildHeadGraph(c: ModelConfig, finalNorm: Float32Array, lmHead: 
     return g.serialize("efed_head", { "": 17, "com.microsoft": 1 });
   }
   const w = g.floatInitFilled("lm_head", [H, V], (write) => {
+    // one block's source and transposed buffers serve every block: fresh pages cost more than the
+    // transpose, and blocks dropped for the garbage collector raised the load's peak
+    const rows = new Float32Array(Math.min(LM_HEAD_BLOCK_ROWS, V) * H);
+    const transposed = new Float32Array(rows.length);
     for (let v0 = 0; v0 < V; v0 += LM_HEAD_BLOCK_ROWS) {
       const n = Math.min(LM_HEAD_BLOCK_ROWS, V - v0);
-      const block = transpose(lmHead(v0, n), n, H); // (H, n): columns v0…v0+n of each row of the result
+      const block = transposeColumns(lmHead(v0, n, rows), n, H, 0, H, transposed); // (H, n): columns v0…v0+n of each row of the result
       for (let h = 0; h < H; h++) write(h * V + v0, block.subarray(h * n, (h + 1) * n));
     }
+    // freed now, not when the garbage collector gets to them: ONNX Runtime's copy of the head comes next
+    detach(rows.buffer);
+    detach(transposed.buffer);
   });
   g.output(g.op("MatMul", [normed, w]), HeadIO.logits, ElemType.FLOAT, ["T", V]);
   return g.serialize("efed_head");

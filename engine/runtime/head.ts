@@ -47,7 +47,7 @@ export class Head {
     try {
       const weights = quantized
         ? (loadProjection(model, FactorNames.base(lmHeadTensorName(c)), c.vocabSize, c.hiddenSize).factors[0] as QuantizedFactor)
-        : (first: number, count: number): Float32Array => lmHead.readSpan(first, count);
+        : (first: number, count: number, into: Float32Array): Float32Array => lmHead.readSpan(first, count, into);
       const { session, scratch } = await createFileSession(
         (data) => buildHeadGraph(c, model.tensor("model.norm.weight", [c.hiddenSize]), weights, data),
         options,

@@ -55,6 +55,13 @@ describe("embedding rows read from the model file on demand", () => {
       ids.forEach((id, t) => expected.set(table.subarray(id * COLS, (id + 1) * COLS), t * COLS));
       expect(bitsEqual(rows.read(ids), expected)).toBe(true);
       expect(bitsEqual(rows.readSpan(3, 30), table.subarray(3 * COLS, 33 * COLS))).toBe(true);
+      // into a buffer larger than the span: the rows are a view of its start, the rest untouched
+      const into = new Float32Array(31 * COLS).fill(7);
+      const span = rows.readSpan(3, 30, into);
+      expect([span.buffer === into.buffer, span.length]).toEqual([true, 30 * COLS]);
+      expect(bitsEqual(span, table.subarray(3 * COLS, 33 * COLS))).toBe(true);
+      expect([...into.subarray(30 * COLS)]).toEqual(Array(COLS).fill(7));
+      expect(() => rows.readSpan(3, 30, new Float32Array(30 * COLS - 1))).toThrow(`rows 3…32 of model.embed_tokens.weight are ${30 * COLS} values, the buffer holds ${30 * COLS - 1}`);
       expect(rows.read([]).length).toBe(0);
       rows.close();
       model.close();
