@@ -26,14 +26,18 @@ function halfTable(): Float32Array {
 
 /** Decodes little-endian `bytes` of `dtype` into a new Float32Array (exact: F16 and BF16 embed in F32). */
 export function toFloat32(bytes: Uint8Array, dtype: DType): Float32Array {
-  const n = bytes.byteLength / DTYPE_BYTES[dtype];
-  const out = new Float32Array(n);
-  if (dtype === "F32") {
-    new Uint8Array(out.buffer).set(bytes);
-    return out;
-  }
-  new Uint8Array(out.buffer, 2 * n, 2 * n).set(bytes);
-  return widenInPlace(out, dtype);
+  return fillAsFloat32(new Float32Array(bytes.byteLength / DTYPE_BYTES[dtype]), dtype, (stored) => stored.set(bytes));
+}
+
+/**
+ * Fills `out` with its `out.length` values stored as `dtype`: `fill` writes the stored bytes into the
+ * view it is given (all of `out` for F32, its upper half for F16/BF16, then widened in place), so a
+ * tensor read from disk lands in the array it ends up in. Returns `out`.
+ */
+export function fillAsFloat32(out: Float32Array, dtype: DType, fill: (stored: Uint8Array) => void): Float32Array {
+  const n = out.length;
+  fill(new Uint8Array(out.buffer, out.byteOffset + (dtype === "F32" ? 0 : 2 * n), n * DTYPE_BYTES[dtype]));
+  return dtype === "F32" ? out : widenInPlace(out, dtype);
 }
 
 /**

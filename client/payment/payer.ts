@@ -5,7 +5,7 @@ import type { ShardConnection } from "../shardClient.js";
 import type { Ledger } from "../wallet/ledger.js";
 import { channelsDomain, openChannel, type WalletChain } from "../wallet/walletChain.js";
 import { WalletError } from "../wallet/walletError.js";
-import { payEvery, type RoutePayment, type SequencePayment } from "./routePayment.js";
+import { nextStepCost, payEvery, type RoutePayment, type SequencePayment } from "./routePayment.js";
 import { checkServer } from "./serverCheck.js";
 
 export interface PayerOptions {
@@ -153,7 +153,7 @@ export class Payer implements RoutePayment {
   private checkLimits(priced: readonly PricedServer[], tokens: number): void {
     const step = priced.reduce((sum, p) => sum + stepCost(p.pricePerToken, tokens), 0n);
     const cost = priced.reduce((sum, p) => sum + p.unpaid, step);
-    const what = `the next step costs ${formatEther(step)} EFED${cost === step ? "" : ` (${formatEther(cost)} with the steps not yet paid)`}`;
+    const what = nextStepCost(step, cost);
     const { maxPerQueryWei, maxPerDayWei, ledger } = this.o;
     if (maxPerQueryWei !== undefined && this.total + cost > maxPerQueryWei) {
       throw new WalletError("WALLET_SPENDING_LIMIT", `${what}: the query would cost ${formatEther(this.total + cost)}, over its limit of ${formatEther(maxPerQueryWei)}`);

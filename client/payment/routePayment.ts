@@ -1,3 +1,4 @@
+import { formatEther } from "ethers";
 import type { ServerInfo } from "../../protocol/wire.js";
 import type { ShardConnection } from "../shardClient.js";
 
@@ -35,4 +36,9 @@ export const MAX_PAY_EVERY_STEPS = 64;
  */
 export function payEvery(info: Pick<ServerInfo, "creditSteps">): number {
   return Math.min(MAX_PAY_EVERY_STEPS, Math.max(1, info.creditSteps));
+}
+
+/** How a spending-limit refusal names the next step's cost, and its cost with the steps not yet paid when that is more. */
+export function nextStepCost(step: bigint, withUnpaid: bigint): string {
+  return `the next step costs ${formatEther(step)} EFED${withUnpaid === step ? "" : ` (${formatEther(withUnpaid)} with the steps not yet paid)`}`;
 }

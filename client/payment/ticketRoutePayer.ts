@@ -5,7 +5,7 @@ import { ticketDomain } from "../../protocol/tickets.js";
 import type { ShardConnection } from "../shardClient.js";
 import type { WalletChain } from "../wallet/walletChain.js";
 import { WalletError } from "../wallet/walletError.js";
-import { payEvery, type RoutePayment, type SequencePayment } from "./routePayment.js";
+import { nextStepCost, payEvery, type RoutePayment, type SequencePayment } from "./routePayment.js";
 import { checkServer } from "./serverCheck.js";
 import type { TicketLedger } from "./ticketLedger.js";
 import { TicketPayer } from "./ticketPayer.js";
@@ -105,7 +105,7 @@ export class TicketRoutePayer implements RoutePayment {
   private checkLimit(priced: readonly PricedServer[], tokens: number): void {
     const step = priced.reduce((sum, p) => sum + stepCost(p.pricePerToken, tokens), 0n);
     const cost = priced.reduce((sum, p) => sum + p.owed - p.paid, step);
-    const what = `the next step costs ${formatEther(step)} EFED${cost === step ? "" : ` (${formatEther(cost)} with the steps not yet paid)`}`;
+    const what = nextStepCost(step, cost);
     const max = this.o.maxPerQueryWei;
     if (max !== undefined && this.total + cost > max) {
       throw new WalletError("WALLET_SPENDING_LIMIT", `${what}: the query would cost ${formatEther(this.total + cost)}, over its limit of ${formatEther(max)}`);

@@ -1,7 +1,7 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { ModelFormatError } from "../errors.js";
 import { readRange, readRangeInto } from "./readRange.js";
-import { DTYPE_BYTES, isDType, widenInPlace, type DType } from "../../protocol/dtype.js";
+import { DTYPE_BYTES, fillAsFloat32, isDType, type DType } from "../../protocol/dtype.js";
 
 /** Where one tensor lives in a safetensors file. */
 export interface TensorInfo {
@@ -100,10 +100,8 @@ export class SafetensorsFile {
     if (into !== undefined && into.length !== n) {
       throw new RangeError(`${this.path}: tensor ${name} has ${n} elements, the buffer given for it ${into.length}`);
     }
-    const out = into ?? new Float32Array(n);
-    const raw = new Uint8Array(out.buffer, out.byteOffset + (info.dtype === "F32" ? 0 : 2 * n), info.byteLength);
-    readRangeInto(this.fd, info.offset, raw, this.path, name);
-    return info.dtype === "F32" ? out : widenInPlace(out, info.dtype);
+    const fd = this.fd;
+    return fillAsFloat32(into ?? new Float32Array(n), info.dtype, (stored) => readRangeInto(fd, info.offset, stored, this.path, name));
   }
 
   close(): void {

@@ -1,6 +1,6 @@
 import { closeSync, openSync, readSync } from "node:fs";
 import { ModelFormatError } from "../errors.js";
-import { DTYPE_BYTES, isDType, toFloat32, widenInPlace, type DType } from "../../protocol/dtype.js";
+import { DTYPE_BYTES, fillAsFloat32, isDType, toFloat32, type DType } from "../../protocol/dtype.js";
 import { blocksOf, dequantize, type QuantBits } from "./projection.js";
 import { sameShape, type TensorInfo } from "./safetensors.js";
 
@@ -167,13 +167,9 @@ export class TensorRows implements MatrixRows {
       return this.table.slice(first * this.cols, (first + count) * this.cols);
     }
     if (into === undefined) return toFloat32(this.file.span(first, count), this.dtype);
-    // as SafetensorsFile.readFloat32: 16-bit rows read into the upper half of the values, widened in place
     const n = count * this.cols;
     if (into.length < n) throw new RangeError(`rows ${first}…${first + count - 1} of ${this.name} are ${n} values, the buffer holds ${into.length}`);
-    const out = into.subarray(0, n);
-    const raw = new Uint8Array(out.buffer, out.byteOffset + (this.dtype === "F32" ? 0 : 2 * n), n * DTYPE_BYTES[this.dtype]);
-    this.file.spanInto(first, count, raw);
-    return this.dtype === "F32" ? out : widenInPlace(out, this.dtype);
+    return fillAsFloat32(into.subarray(0, n), this.dtype, (stored) => this.file.spanInto(first, count, stored));
   }
 
   close(): void {
