@@ -1,14 +1,14 @@
 import type { TypedDataDomain } from "ethers";
-import { canonicalSignature } from "../protocol/eip712.js";
-import { receiptDigest, type Receipt } from "../protocol/receipt.js";
-import { recoverAddress } from "../protocol/secp256k1.js";
+import { receiptLeaf, type Receipt } from "../protocol/receipt.js";
+import { ReceiptChainState, recoverReceiptChainSigner, type ReceiptChainHead, type SignedReceiptChain } from "../protocol/receiptChain.js";
 import type { ServerReceipt, StepReceipt } from "../protocol/wire.js";
 import { ReceiptError, RouteError, StepTimeoutError, routePlace } from "./routeError.js";
 
-/** A receipt the client checked: signed by the hop's server over exactly what was sent and received. */
+/** A receipt the client checked: its hashes are what was sent and received, and its server signed a chain that holds it. */
 export interface VerifiedReceipt {
   receipt: Receipt;
-  signature: string;
+  /** The signed chain head that covers the receipt (lastStep ≥ the receipt's step). */
+  chain: SignedReceiptChain;
 }
 
 /** One server of a route as the client knows it: what its receipts must say, and who must sign them. */
@@ -20,6 +20,8 @@ export interface ReceiptHop {
   lastLayer: number;
   variantId: string;
   sessionId: string;
+  /** The server signs its chain after every this many steps (ServerInfo.signEvery). */
+  signEvery: number;
 }
 
 /** Activation hashes of one hop that the client computed itself (relaying: all; forwarding: the route's ends). */
@@ -33,10 +35,14 @@ interface PendingStep {
   known?: KnownHashes[];
   receipts: (ServerReceipt | undefined)[];
   arrived: number;
-  /** Signature recovery of the step's receipts has started. */
-  recovering: boolean;
-  /** Set once every signature matched: reports the step's receipts (called in step order). */
-  report?: () => void;
+}
+
+/** One hop's chain as the client rebuilds it, and its receipts that no signature covers yet. */
+interface HopChain {
+  state: ReceiptChainState;
+  unsigned: Receipt[];
+  /** Every receipt through this step is covered by a verified signature. */
+  verifiedThrough: bigint;
 }
 
 /**
@@ -48,21 +54,26 @@ interface PendingStep {
  * every hop's hashes; forwarding, only the route's ends). A step's hashes are known once its output
  * is (`expect`) and its receipts have arrived (`arrive`), in either order.
  *
- * Signatures (each receipt signed by its hop's announced server over the step's session, step,
- * layers, variant, hashes and tokens) are recovered once a step's receipts are all in (~80 µs
- * each on libsecp256k1), and may lag behind the step. A step is verified once both parts pass; verified receipts
- * are reported to `onReceipt` in step order. When two hops' hashes do not chain and the client
- * knows neither (inside a forwarded route), it cannot tell which of the two lies: the error names
- * both, and blames the later.
+ * Signatures come a run at a time (protocol/receiptChain.ts): once a step is complete, each hop's
+ * receipt (session, step, layers, variant, hashes, tokens, server) extends that hop's chain, in step
+ * order; every `signEvery` steps the hop's receipt carries its server's signature over the chain,
+ * which is recovered (~80 µs on libsecp256k1, once per run) and must be the announced server's.
+ * A server that skips a signature it announced fails the route at once; `seal` checks the signature
+ * over the rest of a chain that a server gives when its session closes. Verified receipts are
+ * reported to `onReceipt`, each hop's in step order, as their runs are verified. When two hops'
+ * hashes do not chain and the client knows neither (inside a forwarded route), it cannot tell which
+ * of the two lies: the error names both, and blames the later.
  *
  * The caller bounds the lag with `waitFor` (see RemotePipeline: receipts at most one step behind,
- * signatures at most N). A failure is kept: `throwIfFailed`, `waitFor` and `settle` throw it.
+ * signatures at most a run and N steps). A failure is kept: `throwIfFailed`, `waitFor`, `settle` and
+ * `seal` throw it.
  */
 export class ReceiptChecker {
   private failure: Error | undefined;
   private readonly steps = new Map<bigint, PendingStep>();
-  /** Every step up to this one is verified. */
-  private verifiedThrough = -1n;
+  private readonly chains: HopChain[];
+  /** Every step up to this one is in the hops' chains (complete, hashes compared). */
+  private chainedThrough = -1n;
   /** The last step whose output the client has (`expect`). */
   private expectedThrough = -1n;
   /** Conditions waited for, re-evaluated on every change. */
@@ -71,9 +82,17 @@ export class ReceiptChecker {
   constructor(
     private readonly hops: readonly ReceiptHop[],
     private readonly onReceipt: ((r: VerifiedReceipt) => void) | undefined,
-    /** Recovers a digest's signer (default: protocol/secp256k1, on this thread; tests slow it down). */
-    private readonly recover: (digest: string, signature: string) => Promise<string> = async (d, sig) => recoverAddress(d, sig),
-  ) {}
+    /** Recovers a chain head's signer (default: protocol/receiptChain, on this thread; tests slow it down). */
+    private readonly recover: (domain: TypedDataDomain, head: ReceiptChainHead, signature: string) => Promise<string> = async (d, h, sig) =>
+      recoverReceiptChainSigner(d, h, sig),
+  ) {
+    this.chains = hops.map((h) => ({ state: new ReceiptChainState(h.sessionId, h.server), unsigned: [], verifiedThrough: -1n }));
+  }
+
+  /** The most steps a hop's signature may lag behind by its announced interval: the route's longest run. */
+  get longestRun(): number {
+    return Math.max(...this.hops.map((h) => h.signEvery));
+  }
 
   throwIfFailed(): void {
     if (this.failure !== undefined) throw this.failure;
@@ -90,12 +109,12 @@ export class ReceiptChecker {
     const place = routePlace(hop, this.hops.length, this.hops[hop]!.url);
     // at most one step is in flight: the one after the last output received
     if (m.step > this.expectedThrough + 1n) return this.fail(new RouteError(`${place} sent a receipt for step ${m.step}, which was never sent`));
-    const s = m.step <= this.verifiedThrough ? undefined : this.pending(m.step);
+    const s = m.step <= this.chainedThrough ? undefined : this.pending(m.step);
     if (s === undefined || s.receipts[hop] !== undefined) return this.fail(new RouteError(`${place} sent a second receipt for step ${m.step}`));
     s.receipts[hop] = m.signed;
     s.arrived++;
     this.compare(m.step, s, [hop]);
-    this.recoverIfComplete(m.step, s);
+    this.chainComplete();
     this.notify();
   }
 
@@ -118,13 +137,13 @@ export class ReceiptChecker {
     s.known = known;
     if (step > this.expectedThrough) this.expectedThrough = step;
     this.compare(step, s, this.hops.map((_, i) => i));
-    this.recoverIfComplete(step, s);
+    this.chainComplete();
     this.notify();
   }
 
   /** The first hop (route position) whose receipt for `step` has not arrived; undefined if all have. */
   firstMissingReceipt(step: bigint): number | undefined {
-    if (step <= this.verifiedThrough) return undefined;
+    if (step <= this.chainedThrough) return undefined;
     const s = this.steps.get(step);
     if (s === undefined) return 0;
     const i = s.receipts.findIndex((r) => r === undefined);
@@ -133,9 +152,9 @@ export class ReceiptChecker {
 
   /**
    * Resolves once every receipt of the steps up to `receivedThrough` has arrived (so its hashes were
-   * compared) and every step up to `verifiedThrough` is verified. Rejects with the failure as soon as
-   * there is one, or after `timeoutMs` with a StepTimeoutError naming the first server whose receipt
-   * is missing.
+   * compared) and every hop's signatures cover its receipts up to `verifiedThrough`. Rejects with the
+   * failure as soon as there is one, or after `timeoutMs` with a StepTimeoutError naming the first
+   * server whose receipt is missing.
    */
   waitFor(receivedThrough: bigint, verifiedThrough: bigint, timeoutMs: number): Promise<void> {
     const ready = (): boolean => this.allArrived(receivedThrough) && this.verifiedThrough >= verifiedThrough;
@@ -159,15 +178,56 @@ export class ReceiptChecker {
 
   /**
    * The lag bound, awaited before step `step` is sent: every receipt up to step - 2 has arrived (its
-   * hashes compared), and at most `maxUnverified` steps (the last ones) are still being verified.
+   * hashes compared), and no more than `maxUnverified` steps beyond the route's longest signed run are
+   * still without a verified signature (a server signs only at the end of a run).
    */
   beforeStep(step: bigint, maxUnverified: number, timeoutMs: number): Promise<void> {
-    return this.waitFor(step - 2n, step - 1n - BigInt(maxUnverified), timeoutMs);
+    return this.waitFor(step - 2n, step - 1n - BigInt(maxUnverified) - BigInt(this.longestRun - 1), timeoutMs);
   }
 
-  /** Waits (at most `timeoutMs`) until every step whose output came is verified, then throws the first failure, if any. */
+  /**
+   * Waits (at most `timeoutMs`) until every receipt of every step whose output came has arrived and
+   * the signatures of the runs they end are verified, then throws the first failure, if any. What is
+   * left unsigned is for `seal` (the servers sign it when their sessions close).
+   */
   async settle(timeoutMs: number): Promise<void> {
+    await this.waitFor(this.expectedThrough, this.lastSignedRunEnd(), timeoutMs);
+  }
+
+  /**
+   * Checks the signatures the servers gave when their sessions closed (per hop; undefined: none) over
+   * their chains through their last steps, and waits (at most `timeoutMs`) until every receipt is
+   * covered by a verified signature. A hop whose receipts no signature covers yet must give one.
+   * Call after `settle`.
+   */
+  async seal(chains: readonly ({ lastStep: bigint; signature: string } | undefined)[], timeoutMs: number): Promise<void> {
+    this.throwIfFailed();
+    this.hops.forEach((h, i) => {
+      const c = this.chains[i]!;
+      const chain = chains[i];
+      if (c.state.lastStep === c.state.signedThrough) return;
+      if (chain === undefined || chain.lastStep !== c.state.lastStep) {
+        const gave = chain === undefined ? "no signature" : `a signature through step ${chain.lastStep}`;
+        const from = c.state.signedThrough + 1n;
+        this.fail(new ReceiptError(`${h.url}: closing its session gave ${gave}, but its receipts of steps ${from}..${c.state.lastStep} are unsigned`, h.url, from));
+        return;
+      }
+      void this.verifyRun(i, c.state.current(), chain.signature);
+      c.state.signedThrough = c.state.lastStep;
+    });
     await this.waitFor(this.expectedThrough, this.expectedThrough, timeoutMs);
+  }
+
+  private get verifiedThrough(): bigint {
+    return this.chains.reduce((least, c) => (c.verifiedThrough < least ? c.verifiedThrough : least), this.chainedThrough);
+  }
+
+  /** The last step through which every hop's announced runs have ended (and so were signed). */
+  private lastSignedRunEnd(): bigint {
+    return this.hops.reduce((least, h) => {
+      const end = ((this.expectedThrough + 1n) / BigInt(h.signEvery)) * BigInt(h.signEvery) - 1n;
+      return end < least ? end : least;
+    }, this.expectedThrough);
   }
 
   private notify(): void {
@@ -192,7 +252,7 @@ export class ReceiptChecker {
   private pending(step: bigint): PendingStep {
     let s = this.steps.get(step);
     if (s === undefined) {
-      s = { receipts: this.hops.map(() => undefined), arrived: 0, recovering: false };
+      s = { receipts: this.hops.map(() => undefined), arrived: 0 };
       this.steps.set(step, s);
     }
     return s;
@@ -208,9 +268,9 @@ export class ReceiptChecker {
         if (k.inputHash !== undefined) this.claim(step, i, "input hash", r.inputHash, k.inputHash, "the client sent activations hashing to");
         if (k.outputHash !== undefined) this.claim(step, i, "output hash", r.outputHash, k.outputHash, "the client received activations hashing to");
         const before = s.receipts[i - 1];
-        if (before !== undefined) this.chain(step, i, before, r);
+        if (before !== undefined) this.link(step, i, before, r);
         const after = s.receipts[i + 1];
-        if (after !== undefined) this.chain(step, i + 1, r, after);
+        if (after !== undefined) this.link(step, i + 1, r, after);
       }
     } catch (err) {
       this.fail(err as Error);
@@ -218,48 +278,32 @@ export class ReceiptChecker {
   }
 
   /** Hop `i`'s input hash is hop `i - 1`'s output hash. */
-  private chain(step: bigint, i: number, before: ServerReceipt, r: ServerReceipt): void {
-    this.claim(step, i, "input hash", r.inputHash, before.outputHash, `the previous hop ${this.hops[i - 1]!.url} signed output hash`);
+  private link(step: bigint, i: number, before: ServerReceipt, r: ServerReceipt): void {
+    this.claim(step, i, "input hash", r.inputHash, before.outputHash, `the previous hop ${this.hops[i - 1]!.url} stated output hash`);
   }
 
-  private claim(step: bigint, i: number, what: string, signed: string, seen: string, source: string): void {
+  private claim(step: bigint, i: number, what: string, stated: string, seen: string, source: string): void {
     const url = this.hops[i]!.url;
-    if (signed !== seen) throw new ReceiptError(`${url}: receipt for step ${step} signs ${what} ${signed}, but ${source} ${seen}`, url, step);
-  }
-
-  /** Once a step's output and all its receipts are in, its signatures are recovered. */
-  private recoverIfComplete(step: bigint, s: PendingStep): void {
-    if (s.recovering || s.tokens === undefined || s.arrived < this.hops.length) return;
-    s.recovering = true;
-    const tokens = s.tokens;
-    const checks = this.hops.map((_, i) => this.checkSignature(step, tokens, i, s.receipts[i]!));
-    // all of a step's hops at once; the first failure in route order is the one reported
-    Promise.allSettled(checks).then((outcomes) => {
-      const failed = outcomes.find((o) => o.status === "rejected");
-      if (failed !== undefined) return this.fail(failed.reason as Error);
-      const reports = outcomes.map((o) => (o as PromiseFulfilledResult<() => void>).value);
-      s.report = () => reports.forEach((report) => report());
-      this.advance();
-    }, (err: unknown) => this.fail(err as Error));
-  }
-
-  /** Moves past every verified step in order, reporting its receipts. */
-  private advance(): void {
-    for (let s = this.steps.get(this.verifiedThrough + 1n); s?.report !== undefined; s = this.steps.get(this.verifiedThrough + 1n)) {
-      if (this.failure !== undefined) return;
-      s.report();
-      this.steps.delete(this.verifiedThrough + 1n);
-      this.verifiedThrough++;
-    }
-    this.notify();
+    if (stated !== seen) throw new ReceiptError(`${url}: receipt for step ${step} states ${what} ${stated}, but ${source} ${seen}`, url, step);
   }
 
   /**
-   * Hop `i`'s receipt is signed by its announced server over the step as the client knows it;
-   * resolves with the report of the verified receipt (made in step order by `advance`).
+   * Appends every complete step, in order, to the hops' chains (a step is complete once its output
+   * and all its receipts are in, their hashes compared), and checks the signatures that end runs.
    */
-  private async checkSignature(step: bigint, tokens: number, i: number, r: ServerReceipt): Promise<() => void> {
+  private chainComplete(): void {
+    for (let s = this.steps.get(this.chainedThrough + 1n); s !== undefined && this.failure === undefined; s = this.steps.get(this.chainedThrough + 1n)) {
+      if (s.tokens === undefined || s.arrived < this.hops.length) return;
+      const step = this.chainedThrough + 1n;
+      for (let i = 0; i < this.hops.length; i++) this.chainReceipt(i, step, s.tokens, s.receipts[i]!);
+      this.steps.delete(step);
+      this.chainedThrough = step;
+    }
+  }
+
+  private chainReceipt(i: number, step: bigint, tokens: number, r: ServerReceipt): void {
     const h = this.hops[i]!;
+    const c = this.chains[i]!;
     const receipt: Receipt = {
       sessionId: h.sessionId,
       step,
@@ -271,13 +315,37 @@ export class ReceiptChecker {
       tokens,
       server: h.server,
     };
+    c.state.append(step, receiptLeaf(receipt));
+    c.unsigned.push(receipt);
+    if (r.chainSignature !== undefined) {
+      void this.verifyRun(i, c.state.current(), r.chainSignature);
+      c.state.signedThrough = step;
+    } else if ((step + 1n) % BigInt(h.signEvery) === 0n) {
+      this.fail(new ReceiptError(`${h.url}: receipt for step ${step} carries no signature, but the server announced it signs its receipts every ${h.signEvery} steps`, h.url, step));
+    }
+  }
+
+  /** Recovers the signer of hop `i`'s chain through `head.lastStep`; once it is the hop's server, reports the receipts it covers. */
+  private async verifyRun(i: number, head: ReceiptChainHead, signature: string): Promise<void> {
+    const h = this.hops[i]!;
+    const c = this.chains[i]!;
     let signer: string;
     try {
-      signer = await this.recover(receiptDigest(h.domain, receipt), canonicalSignature(r.signature));
+      signer = await this.recover(h.domain, head, signature);
     } catch (err) {
-      throw new ReceiptError(`${h.url}: receipt for step ${step} carries an invalid signature: ${(err as Error).message}`, h.url, step);
+      this.fail(new ReceiptError(`${h.url}: the signature over its receipts through step ${head.lastStep} is invalid: ${(err as Error).message}`, h.url, head.lastStep));
+      return;
     }
-    if (signer !== h.server) throw new ReceiptError(`${h.url}: receipt for step ${step} is signed by ${signer}, not the server ${h.server}`, h.url, step);
-    return () => this.onReceipt?.({ receipt, signature: r.signature });
+    if (signer !== h.server) {
+      this.fail(new ReceiptError(`${h.url}: its receipts through step ${head.lastStep} are signed by ${signer}, not the server ${h.server}`, h.url, head.lastStep));
+      return;
+    }
+    if (this.failure !== undefined) return;
+    const chain: SignedReceiptChain = { ...head, signature };
+    const covered = c.unsigned.filter((r) => r.step <= head.lastStep);
+    c.unsigned = c.unsigned.filter((r) => r.step > head.lastStep);
+    if (head.lastStep > c.verifiedThrough) c.verifiedThrough = head.lastStep;
+    for (const receipt of covered) this.onReceipt?.({ receipt, chain });
+    this.notify();
   }
 }

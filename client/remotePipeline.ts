@@ -2,7 +2,7 @@ import { hexlify, randomBytes } from "ethers";
 import { activationHash, decodeActivations, encodeActivations, type ActivationEncoding, type EncodedActivations } from "../protocol/activations.js";
 import { receiptDomain } from "../protocol/eip712.js";
 import { buildRoute } from "../protocol/forwarding.js";
-import type { StepResult } from "../protocol/wire.js";
+import type { SessionClosed, StepResult } from "../protocol/wire.js";
 import { Deadline, unlessFirst, withDeadline } from "./deadline.js";
 import type { LayerPipeline, LayerSequence } from "./generate.js";
 import { ReceiptChecker, type KnownHashes, type VerifiedReceipt } from "./receiptChecker.js";
@@ -142,6 +142,7 @@ export class RemotePipeline implements LayerPipeline {
         lastLayer: c.info.lastLayer,
         variantId: c.info.variantId,
         sessionId: ids[i]!,
+        signEvery: c.info.signEvery,
       })),
       this.options.onReceipt,
     );
@@ -186,11 +187,17 @@ export class RemotePipeline implements LayerPipeline {
           if (s.failure === undefined) await payment?.settle();
           if (s.failure === undefined) await checker.settle(this.timing.stepTimeoutMs);
         } catch (err) {
-          throw this.failed(s, err);
-        } finally {
-          // a failed sequence's sessions end with the connection, or the server's idle timeout
-          if (s.failure === undefined) await this.closeSessions(ids);
           this.connections.forEach((c, i) => c.listenForReceipts(ids[i]!, undefined));
+          throw this.failed(s, err);
+        }
+        // a failed sequence's sessions end with the connection, or the server's idle timeout
+        this.connections.forEach((c, i) => c.listenForReceipts(ids[i]!, undefined));
+        // each server signs the receipts it has not signed yet as its session closes
+        const chains = await this.closeSessions(ids);
+        try {
+          await checker.seal(chains, this.timing.stepTimeoutMs);
+        } catch (err) {
+          throw this.failed(s, err);
         }
       },
     };
@@ -230,16 +237,18 @@ export class RemotePipeline implements LayerPipeline {
   }
 
   /**
-   * Closes session `ids[i]` on server i (those `which` selects), each within the step deadline. A
-   * session that does not close is the server's to drop (idle timeout, connection closed): not a
-   * reason to fail a generation that has its tokens and verified receipts.
+   * Closes session `ids[i]` on server i (those `which` selects), each within the step deadline;
+   * resolves with each server's signature over the rest of its receipt chain (undefined: none given).
+   * A session that does not close is the server's to drop (idle timeout, connection closed); what it
+   * leaves unsigned is the receipt checker's to judge.
    */
-  private async closeSessions(ids: readonly string[], which: (i: number) => boolean = () => true): Promise<void> {
+  private async closeSessions(ids: readonly string[], which: (i: number) => boolean = () => true): Promise<(SessionClosed["chain"] | undefined)[]> {
     const ms = this.timing.stepTimeoutMs;
     const closing = this.connections.map((c, i) =>
       which(i) ? withDeadline(c.closeSession(ids[i]!), ms, () => new StepTimeoutError(c.url, i, ids.length, "an answer to close a session", ms)) : undefined,
     );
-    await Promise.allSettled(closing);
+    const closed = await Promise.allSettled(closing);
+    return closed.map((c) => (c.status === "fulfilled" ? c.value : undefined));
   }
 
   private get urls(): string[] {

@@ -18,10 +18,11 @@ export interface RouteTimingOptions {
   /** Milliseconds added to a step's deadline per token in the step, for long prefills (default 20). */
   stepTimeoutPerTokenMs: number;
   /**
-   * Steps whose receipts' signatures may still be unrecovered when the next step is sent (default
-   * 4). Hashes are compared as receipts arrive, and receipts may be at most one step late; so a
-   * server whose receipts carry a wrong hash from step k gets no step after k + 1, and one whose
-   * signatures are wrong from step k gets no step after k + N.
+   * Steps beyond the route's longest signed run (the largest `signEvery` its servers announce) whose
+   * receipts may still lack a verified signature when the next step is sent (default 4). Hashes are
+   * compared as receipts arrive, and receipts may be at most one step late; so a server whose
+   * receipts carry a wrong hash from step k gets no step after k + 1, and one whose signature over
+   * a run ending at step k is wrong gets no step after k + N (a missing one: none after k + 1).
    */
   maxUnverifiedSteps: number;
 }

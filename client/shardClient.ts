@@ -2,7 +2,7 @@ import type { SigningKey } from "ethers";
 import type { WebSocket } from "ws";
 import { ownerProof, sessionStepTarget, signAuth } from "../protocol/fetchAuth.js";
 import { Link, LinkError, LinkFailure, dialServer, validateTiming, type LinkTiming } from "../protocol/link.js";
-import { DEFAULT_LIMITS, MAX_BATCH_PAGE, MessageType, type BatchReceipts, type ChannelBound, type Paid, type Message, type ServerInfo, type Step, type StepReceipt, type StepResult, type StoredStep, type BindTickets, type PayTicket, type TicketPaid, type TicketsBound } from "../protocol/wire.js";
+import { DEFAULT_LIMITS, MAX_BATCH_PAGE, MessageType, type BatchReceipts, type ChannelBound, type Paid, type Message, type ServerInfo, type SessionClosed, type Step, type StepReceipt, type StepResult, type StoredStep, type BindTickets, type PayTicket, type TicketPaid, type TicketsBound } from "../protocol/wire.js";
 
 /**
  * A request to a shard server failed (protocol/link.ts LinkError): the server's error code and
@@ -117,8 +117,10 @@ export class ShardConnection {
     return (await this.link.request({ type: MessageType.OpenSession, sessionId, maxLength }, MessageType.SessionOpened)).forwardKey;
   }
 
-  async closeSession(sessionId: string): Promise<void> {
-    await this.link.request({ type: MessageType.CloseSession, sessionId }, MessageType.SessionClosed);
+  /** Closes a session; resolves with the server's signature over the rest of its receipt chain, if steps ran since its last one. */
+  async closeSession(sessionId: string): Promise<SessionClosed["chain"]> {
+    const closed = await this.link.request({ type: MessageType.CloseSession, sessionId }, MessageType.SessionClosed);
+    return closed.chain;
   }
 
   /**

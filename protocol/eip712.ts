@@ -25,6 +25,19 @@ export const RECEIPT_TYPES: Record<string, TypedDataField[]> = {
   ],
 };
 
+/**
+ * Mirrors `ReceiptLib.RECEIPT_CHAIN_TYPEHASH`: a server's one signature over the hash chain of a
+ * session's receipts through `lastStep` (protocol/receiptChain.ts).
+ */
+export const RECEIPT_CHAIN_TYPES: Record<string, TypedDataField[]> = {
+  ReceiptChain: [
+    { name: "sessionId", type: "bytes32" },
+    { name: "server", type: "address" },
+    { name: "lastStep", type: "uint64" },
+    { name: "head", type: "bytes32" },
+  ],
+};
+
 /** Mirrors `PaymentChannels.VOUCHER_TYPEHASH`. */
 export const VOUCHER_TYPES: Record<string, TypedDataField[]> = {
   Voucher: [

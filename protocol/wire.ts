@@ -43,8 +43,18 @@ import type { Ticket } from "./tickets.js";
  *
  * Version 4 added the server's credit to ServerInfo (`creditSteps`): a client pays a priced server
  * once every that many steps, not after every step.
+ *
+ * Version 5 signs receipts a run at a time (protocol/receiptChain.ts): a StepReceipt carries the
+ * step's receipt unsigned, and every `signEvery`-th one (announced in ServerInfo) carries the
+ * server's signature over the hash chain of the session's receipts so far; SessionClosed carries the
+ * signature over the whole chain when its last steps were not signed yet. StoredStep and
+ * BatchReceipts carry receipts without signatures: on chain, a receipt is evidence once it is under
+ * a batch root its server posted.
  */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
+
+/** A server signs its receipt chains at least this often (in steps): a client holds this many unsigned receipts per server at most. */
+export const MAX_SIGN_EVERY = 256;
 
 export const MessageType = {
   ServerInfo: 1,
@@ -66,7 +76,7 @@ export const MessageType = {
   Authenticated: 16,
   /** Like FetchStep, by session and step index: how a verifier collects the prefix of a session it audits. */
   FetchSessionStep: 17,
-  /** A page of the receipts (with signatures) a server committed in one batch: what a verifier samples from. */
+  /** A page of the receipts a server committed in one batch: what a verifier samples from. */
   FetchBatch: 18,
   BatchReceipts: 19,
   /** The client names the payment channel that pays for a session (protocol/payment.ts). */
@@ -170,6 +180,11 @@ export interface ServerInfo {
    * client pays at most this often, for all of them at once); 0 for a server that charges nothing.
    */
   creditSteps: number;
+  /**
+   * The server signs a session's receipt chain after every step whose index + 1 is a multiple of
+   * this (and at close): 1..MAX_SIGN_EVERY.
+   */
+  signEvery: number;
 }
 
 /**
@@ -247,7 +262,11 @@ export interface StepForwarded {
   step: bigint;
 }
 
-/** One server's signature over its receipt for a step, with the activation hashes it signed. */
+/**
+ * One server's receipt for a step: the fields the client does not know itself (the activation hashes
+ * the server computed) and, every `signEvery` steps, its signature over the session's receipt chain
+ * through this step (protocol/receiptChain.ts).
+ */
 export interface ServerReceipt {
   server: string;
   firstLayer: number;
@@ -255,10 +274,11 @@ export interface ServerReceipt {
   /** What the server hashed: a forwarding client never sees the inner hops' activations, only these. */
   inputHash: string;
   outputHash: string;
-  signature: string; // 65-byte hex EIP-712 receipt signature
+  /** 65-byte hex EIP-712 ReceiptChain signature over the chain through this step, when this step closes a signed run. */
+  chainSignature?: string;
 }
 
-/** A step's output. Its signed receipt follows in a StepReceipt. */
+/** A step's output. Its receipt follows in a StepReceipt. */
 export interface StepResult {
   type: typeof MessageType.StepResult;
   requestId: number;
@@ -268,8 +288,8 @@ export interface StepResult {
 }
 
 /**
- * A server's signed receipt for a step, sent right after the StepResult: the output leaves as soon
- * as it is computed, and hashing, signing and storing happen while the client moves on.
+ * A server's receipt for a step, sent right after the StepResult: the output leaves as soon as it is
+ * computed, and hashing (and signing, at the end of a run) happen while the client moves on.
  */
 export interface StepReceipt {
   type: typeof MessageType.StepReceipt;
@@ -324,7 +344,7 @@ export interface BatchReceipts {
   /** Receipts in the batch in all. */
   total: number;
   offset: number;
-  receipts: { receipt: Receipt; signature: string }[];
+  receipts: Receipt[];
 }
 
 /** A verifier proves on this connection that it holds `address`'s key (protocol/fetchAuth.ts). */
@@ -343,14 +363,13 @@ export interface Authenticated {
 }
 
 /**
- * A stored step: the receipt (every signed field), its signature, the activations it hashes, and
- * — once the receipt is in a batch posted on chain — the batch id and the leaf's Merkle proof.
+ * A stored step: the receipt, the activations it hashes, and — once the receipt is in a batch posted
+ * on chain — the batch id and the leaf's Merkle proof (with which the receipt is evidence on chain).
  */
 export interface StoredStep {
   type: typeof MessageType.StoredStep;
   requestId: number;
   receipt: Receipt;
-  signature: string;
   input: EncodedActivations;
   output: EncodedActivations;
   batch?: { batchId: bigint; proof: string[] };
@@ -369,6 +388,11 @@ export interface SessionClosed {
   type: typeof MessageType.SessionClosed;
   requestId: number;
   sessionId: string;
+  /**
+   * The server's signature over the session's receipt chain through its last step, present when
+   * steps ran since the last signed one (protocol/receiptChain.ts).
+   */
+  chain?: { lastStep: bigint; signature: string };
 }
 
 export interface ErrorMessage {
@@ -609,7 +633,7 @@ export function encodeMessage(m: Message): Uint8Array {
     case MessageType.ServerInfo:
       w.u16(m.protocolVersion).u64(m.chainId).hex(m.server, 20).hex(m.variantId, 32).u16(m.firstLayer).u16(m.lastLayer);
       w.u32(m.hiddenSize).u32(m.maxSessions).u32(m.maxSessionTokens).u32(m.maxStepTokens).u32(m.maxFrameBytes);
-      w.u256(m.pricePerToken).hex(m.commitments, 20).hex(m.challenge, 32).u32(m.creditSteps);
+      w.u256(m.pricePerToken).hex(m.commitments, 20).hex(m.challenge, 32).u32(m.creditSteps).u16(m.signEvery);
       break;
     case MessageType.PeerHello:
       w.hex(m.server, 20).hex(m.ephemeralKey, 32).hex(m.signature, 65);
@@ -624,8 +648,12 @@ export function encodeMessage(m: Message): Uint8Array {
       w.hex(m.sessionId, 32).hex(m.forwardKey, 32);
       break;
     case MessageType.CloseSession:
+      w.hex(m.sessionId, 32);
+      break;
     case MessageType.SessionClosed:
       w.hex(m.sessionId, 32);
+      if (m.chain === undefined) w.u8(0);
+      else w.u8(1).u64(m.chain.lastStep).hex(m.chain.signature, 65);
       break;
     case MessageType.Step:
       w.hex(m.sessionId, 32).u64(m.step).u32(m.position).u8(ACTIVATION_ENCODINGS.indexOf(m.outputEncoding));
@@ -642,7 +670,9 @@ export function encodeMessage(m: Message): Uint8Array {
       break;
     case MessageType.StepReceipt:
       w.hex(m.sessionId, 32).u64(m.step).hex(m.signed.server, 20).u16(m.signed.firstLayer).u16(m.signed.lastLayer);
-      w.hex(m.signed.inputHash, 32).hex(m.signed.outputHash, 32).hex(m.signed.signature, 65);
+      w.hex(m.signed.inputHash, 32).hex(m.signed.outputHash, 32);
+      if (m.signed.chainSignature === undefined) w.u8(0);
+      else w.u8(1).hex(m.signed.chainSignature, 65);
       break;
     case MessageType.Error:
       w.u16(m.code).u8(m.hop).str(m.message);
@@ -699,10 +729,10 @@ export function encodeMessage(m: Message): Uint8Array {
     case MessageType.BatchReceipts:
       if (m.receipts.length > MAX_BATCH_PAGE) throw new WireError(ErrorCode.BadFrame, `batch page of ${m.receipts.length} receipts exceeds ${MAX_BATCH_PAGE}`);
       w.u64(m.batchId).u32(m.total).u32(m.offset).u16(m.receipts.length);
-      for (const r of m.receipts) w.receipt(r.receipt).hex(r.signature, 65);
+      for (const r of m.receipts) w.receipt(r);
       break;
     case MessageType.StoredStep: {
-      w.receipt(m.receipt).hex(m.signature, 65);
+      w.receipt(m.receipt);
       w.activations(m.input).activations(m.output);
       if (m.batch === undefined) w.u8(0);
       else {
@@ -834,6 +864,12 @@ class Reader {
     if (flag > 1) throw new WireError(ErrorCode.BadFrame, `owner proof flag ${flag} is neither 0 (none) nor 1 (a 32-byte proof follows)`);
     return flag === 1 ? { ownerProof: this.hex(32, "owner proof") } : {};
   }
+  /** An optional receipt chain signature: a flag byte, then 65 bytes when it is 1. */
+  chainSignature(): { chainSignature?: string } {
+    const flag = this.u8("chain signature flag");
+    if (flag > 1) throw new WireError(ErrorCode.BadFrame, `chain signature flag ${flag} is neither 0 (none) nor 1 (a 65-byte signature follows)`);
+    return flag === 1 ? { chainSignature: this.hex(65, "chain signature") } : {};
+  }
   atEnd(): boolean {
     return this.at === this.bytes.byteLength;
   }
@@ -883,7 +919,11 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
         commitments: r.address("commitments"),
         challenge: r.hex(32, "challenge"),
         creditSteps: r.u32("credit steps"),
+        signEvery: r.u16("sign every"),
       };
+      if (m.signEvery < 1 || m.signEvery > MAX_SIGN_EVERY) {
+        throw new WireError(ErrorCode.BadFrame, `a server signs its receipt chains every 1..${MAX_SIGN_EVERY} steps, this one announces ${m.signEvery}`);
+      }
       break;
     case MessageType.PeerHello:
       m = { type, requestId, server: r.address("server"), ephemeralKey: r.hex(32, "ephemeral key"), signature: r.hex(65, "signature") };
@@ -898,9 +938,15 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
       m = { type, requestId, sessionId: r.hex(32, "session id"), forwardKey: r.hex(32, "forward key") };
       break;
     case MessageType.CloseSession:
-    case MessageType.SessionClosed:
       m = { type, requestId, sessionId: r.hex(32, "session id") };
       break;
+    case MessageType.SessionClosed: {
+      const sessionId = r.hex(32, "session id");
+      const flag = r.u8("chain flag");
+      if (flag > 1) throw new WireError(ErrorCode.BadFrame, `chain flag ${flag} is neither 0 (nothing left to sign) nor 1 (a signed chain follows)`);
+      m = { type, requestId, sessionId, ...(flag === 1 ? { chain: { lastStep: r.u64("chain last step"), signature: r.hex(65, "chain signature") } } : {}) };
+      break;
+    }
     case MessageType.Step: {
       const sessionId = r.hex(32, "session id");
       const step = r.u64("step");
@@ -939,7 +985,7 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
           lastLayer: r.u16("last layer"),
           inputHash: r.hex(32, "input hash"),
           outputHash: r.hex(32, "output hash"),
-          signature: r.hex(65, "signature"),
+          ...r.chainSignature(),
         },
       };
       break;
@@ -974,13 +1020,12 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
       const offset = r.u32("offset");
       const n = r.u16("receipt count");
       if (n > MAX_BATCH_PAGE) throw new WireError(ErrorCode.BadFrame, `batch page of ${n} receipts exceeds ${MAX_BATCH_PAGE}`);
-      const receipts = Array.from({ length: n }, (_, i) => ({ receipt: r.receipt(`receipt ${i}`), signature: r.hex(65, `signature ${i}`) }));
+      const receipts = Array.from({ length: n }, (_, i) => r.receipt(`receipt ${i}`));
       m = { type, requestId, batchId, total, offset, receipts };
       break;
     }
     case MessageType.StoredStep: {
       const receipt = r.receipt("receipt");
-      const signature = r.hex(65, "signature");
       const input = r.activations(limits, "input");
       const output = r.activations(limits, "output");
       const batchFlag = r.u8("batch flag");
@@ -992,7 +1037,7 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
         if (n > MAX_PROOF_LENGTH) throw new WireError(ErrorCode.BadFrame, `proof of ${n} hashes exceeds ${MAX_PROOF_LENGTH}`);
         batch = { batchId, proof: Array.from({ length: n }, (_, i) => r.hex(32, `proof hash ${i}`)) };
       }
-      m = { type, requestId, receipt, signature, input, output, ...(batch === undefined ? {} : { batch }) };
+      m = { type, requestId, receipt, input, output, ...(batch === undefined ? {} : { batch }) };
       break;
     }
     case MessageType.Error: {

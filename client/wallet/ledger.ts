@@ -49,8 +49,14 @@ export interface LedgerReceipt {
   step: bigint;
   server: string;
   tokens: number;
-  /** The EIP-712 receipt signature. */
+  /**
+   * The server's EIP-712 ReceiptChain signature over its session's receipts through `chainLastStep`
+   * (protocol/receiptChain.ts): with the session's receipts 0..chainLastStep, proof the server signed this one.
+   */
   signature: string;
+  chainLastStep: bigint;
+  /** The chain head the signature is over. */
+  chainHead: string;
   /** The whole receipt as JSON (bigints as strings). */
   receipt: string;
 }
@@ -90,6 +96,11 @@ export class Ledger {
       );
       CREATE TABLE IF NOT EXISTS spending (day TEXT PRIMARY KEY, amount TEXT NOT NULL);
     `);
+    const receiptColumns = db.prepare(`PRAGMA table_info(receipts)`).all() as { name: string }[];
+    if (!receiptColumns.some((c) => c.name === "chain_last_step")) {
+      // a ledger from before receipt chains (protocol 5): its rows hold one signature per receipt, and no chain
+      db.exec(`ALTER TABLE receipts ADD COLUMN chain_last_step TEXT; ALTER TABLE receipts ADD COLUMN chain_head TEXT;`);
+    }
     return new Ledger(db);
   }
 
@@ -186,7 +197,8 @@ export class Ledger {
    */
   recordReceipt(r: LedgerReceipt): void {
     withSynchronous(this.db, "NORMAL", "FULL", () =>
-      this.statement(`INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?)`).run(r.sessionId, r.step.toString(), r.server, r.tokens, r.signature, r.receipt),
+      this.statement(`INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(r.sessionId, r.step.toString(), r.server, r.tokens, r.signature, r.receipt, r.chainLastStep.toString(), r.chainHead),
     );
   }
 

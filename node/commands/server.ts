@@ -36,6 +36,8 @@ import { voucherDomain } from "../../protocol/eip712.js";
 import { ticketDomain } from "../../protocol/tickets.js";
 import { DEFAULT_BATCH_POLICY } from "../server/engineScheduler.js";
 import { DEFAULT_SERVER_LIMITS, serverLimits, type ServerLimits } from "../server/limits.js";
+import { MAX_SIGN_EVERY } from "../../protocol/wire.js";
+import { DEFAULT_SIGN_EVERY } from "../server/attestation.js";
 import { ShardServer } from "../server/shardServer.js";
 import { ActivationStore } from "../store/activationStore.js";
 import { loadOrCreateKey } from "./keyFile.js";
@@ -96,6 +98,7 @@ interface ServerFlags extends Partial<Record<keyof ServerLimits, number>> {
   forwardPrivate?: boolean;
   commitEverySeconds: number;
   creditSteps: number;
+  signEvery: number;
   redeemThreshold: string;
   redeemPollMs: number;
   ticketFundsMaxAgeMs: number;
@@ -167,6 +170,12 @@ export function serverCommand(hooks: ServerHooks = {}): Command {
       "with --rpc and a price: steps of each session served before payment covers them (announced: clients pay once every that many steps)",
       positiveInt(),
       DEFAULT_CREDIT_STEPS,
+    )
+    .option(
+      "--sign-every <n>",
+      `sign each session's receipt chain after every n steps (and when the session closes): one signature per n steps, at most ${MAX_SIGN_EVERY}`,
+      positiveInt(MAX_SIGN_EVERY),
+      DEFAULT_SIGN_EVERY,
     )
     .option("--redeem-threshold <tokens>", "with --rpc and a price: redeem a channel once its unredeemed vouchers reach this many tokens (closing channels and shutdown: always)", "1")
     .option("--redeem-poll-ms <ms>", "with --rpc and a price: how often to look for closing channels and due redemptions", positiveInt(), 5_000)
@@ -293,6 +302,7 @@ export function serverCommand(hooks: ServerHooks = {}): Command {
         batching: { maxBatch: flags.maxBatch, slots: flags.kvSlots, gatherMs: flags.batchGatherMs, activeMs: flags.batchActiveMs },
         store,
         logger,
+        signEvery: flags.signEvery,
         ...(tls === undefined ? {} : { tls }),
         ...(isVerifier === undefined ? {} : { isVerifier }),
         ...(payments === undefined ? {} : { payments: payments.gate }),

@@ -71,6 +71,8 @@ export interface ShardServerOptions {
    * bound to tickets is charged there; any other to `payments` when given, else here (PaymentRequired).
    */
   tickets?: TicketGate;
+  /** A session's receipt chain is signed after every this many steps, and at close (default DEFAULT_SIGN_EVERY). */
+  signEvery?: number;
   logger?: Logger;
 }
 
@@ -129,6 +131,7 @@ export class ShardServer {
       o.payments?.unbind(id);
       o.tickets?.unbind(id);
       this.engine.release(cache);
+      this.attestor.forget(id);
     };
     this.logger = o.logger ?? pino({ level: "silent" });
     const identity = { signingKey: o.signingKey, address: o.address };
@@ -141,6 +144,8 @@ export class ShardServer {
       firstLayer: o.shard.first,
       lastLayer: o.shard.last,
       store: o.store,
+      ...(o.signEvery === undefined ? {} : { signEvery: o.signEvery }),
+      onFailure: (reason) => this.logger.error({ reason }, "receipt store failed: taking no more steps"),
     });
     this.wireLimits = { maxFrameBytes, maxStepTokens: limits.maxStepTokens, hiddenSize: o.shard.config.hiddenSize, maxRouteHops: 16 };
   }
@@ -220,6 +225,11 @@ export class ShardServer {
       await this.engine.idle();
     })();
     await Promise.race([drained, deadline]);
+    try {
+      this.attestor.flush();
+    } catch {
+      // logged when it failed (onFailure)
+    }
     this.forwarder.close();
     for (const ws of this.wss.clients) ws.close(1001, "server shutting down");
     const closed = new Promise<void>((resolve) => this.wss.close(() => resolve()));
@@ -312,6 +322,7 @@ export class ShardServer {
       commitments: o.commitments ?? ZeroAddress,
       challenge: peer.challenge,
       creditSteps: this.creditSteps,
+      signEvery: this.attestor.signEvery,
     };
   }
 
@@ -351,10 +362,14 @@ export class ShardServer {
       case MessageType.OpenSession:
         this.openSession(peer, m.sessionId, m.maxLength, m.requestId);
         return;
-      case MessageType.CloseSession:
+      case MessageType.CloseSession: {
+        this.sessions.get(m.sessionId, peer); // only its owner closes it
+        // the steps since the last signed run are signed now: the owner leaves with evidence of all of them
+        const chain = this.attestor.seal(m.sessionId);
         this.sessions.close(m.sessionId, peer);
-        peer.send({ type: MessageType.SessionClosed, requestId: m.requestId, sessionId: m.sessionId });
+        peer.send({ type: MessageType.SessionClosed, requestId: m.requestId, sessionId: m.sessionId, ...(chain === undefined ? {} : { chain }) });
         return;
+      }
       case MessageType.Step:
         await this.step(peer, m);
         return;
@@ -635,6 +650,7 @@ export class ShardServer {
       ErrorCode.NotFound,
       `no stored step has ${what} that this connection may fetch (not signed here, past retention, or the owner proof is not made with its session's key over this connection's challenge)`,
     );
+    this.attestor.flush(); // steps computed in the last few ms are in the store too
     const stored = byLeaf ? this.o.store.get(m.leaf) : this.o.store.getBySession(m.sessionId, m.step);
     if (stored === undefined) throw notFound;
     const leaf = receiptLeaf(stored.receipt);
@@ -648,7 +664,6 @@ export class ShardServer {
       type: MessageType.StoredStep,
       requestId: m.requestId,
       receipt: stored.receipt,
-      signature: stored.signature,
       input: stored.input,
       output: stored.output,
       ...(committed === undefined ? {} : { batch: { batchId: BigInt(committed.batchId), proof: committed.proof } }),

@@ -4,10 +4,9 @@ import type { EncodedActivations, ActivationEncoding } from "../../protocol/acti
 import { MerkleTree } from "../../protocol/merkle.js";
 import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
 
-/** A step as the server keeps it for the challenge window: what it signed and the bytes behind it. */
+/** A step as the server keeps it for the challenge window: its receipt and the bytes behind it. */
 export interface StoredStep {
   receipt: Receipt;
-  signature: string;
   input: EncodedActivations;
   output: EncodedActivations;
   createdAtMs: number;
@@ -36,7 +35,6 @@ interface Row {
   output_hash: string;
   tokens: number;
   server: string;
-  signature: string;
   input_encoding: string;
   input_rows: number;
   input_cols: number;
@@ -50,9 +48,10 @@ interface Row {
 }
 
 /**
- * The server's durable record of every step it signed, in SQLite (node:sqlite): receipts and the
+ * The server's durable record of every step it computed, in SQLite (node:sqlite): receipts and the
  * activations behind them, kept for the challenge window and bounded in bytes. A step is written
- * before its receipt leaves the server, so a restart never loses a receipt a client holds.
+ * before a signature over it (its session's receipt chain) leaves the server, so a restart never
+ * loses a step a client holds signed evidence of.
  */
 export class ActivationStore {
   private readonly db: DatabaseSync;
@@ -82,6 +81,7 @@ export class ActivationStore {
         session_id TEXT NOT NULL, step TEXT NOT NULL,
         first_layer INTEGER NOT NULL, last_layer INTEGER NOT NULL, variant_id TEXT NOT NULL,
         input_hash TEXT NOT NULL, output_hash TEXT NOT NULL, tokens INTEGER NOT NULL, server TEXT NOT NULL,
+        -- each receipt's signature, in stores written before receipts were signed as chains (protocol 5): now ''
         signature TEXT NOT NULL,
         input_encoding TEXT NOT NULL, input_rows INTEGER NOT NULL, input_cols INTEGER NOT NULL, input BLOB NOT NULL,
         output_encoding TEXT NOT NULL, output_rows INTEGER NOT NULL, output_cols INTEGER NOT NULL, output BLOB NOT NULL,
@@ -125,10 +125,27 @@ export class ActivationStore {
     return row?.forward_key;
   }
 
-  /** Records a signed step; returns its receipt leaf. */
-  put(s: StoredStep): string {
+  /** Records steps in one transaction (one commit for a run of steps); `leaves` are their receipt leaves, if the caller has them. */
+  putAll(steps: readonly StoredStep[], leaves?: readonly string[]): void {
+    if (steps.length === 1) {
+      this.put(steps[0]!, leaves?.[0]);
+      return;
+    }
+    const held = this.heldBytes;
+    this.db.exec("BEGIN");
+    try {
+      steps.forEach((s, i) => this.put(s, leaves?.[i]));
+      this.db.exec("COMMIT");
+    } catch (err) {
+      this.db.exec("ROLLBACK");
+      this.heldBytes = held;
+      throw err;
+    }
+  }
+
+  /** Records a step; returns its receipt leaf (`leaf`, when the caller computed it). */
+  put(s: StoredStep, leaf = receiptLeaf(s.receipt)): string {
     const r = s.receipt;
-    const leaf = receiptLeaf(r);
     this.statement(`INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`).run(
         leaf,
         r.sessionId,
@@ -140,7 +157,7 @@ export class ActivationStore {
         r.outputHash,
         r.tokens,
         r.server,
-        s.signature,
+        "",
         s.input.encoding,
         s.input.rows,
         s.input.cols,
@@ -160,7 +177,7 @@ export class ActivationStore {
     return row === undefined ? undefined : fromRow(row);
   }
 
-  /** Step `step` of session `sessionId`, as signed here. */
+  /** Step `step` of session `sessionId`, as computed here. */
   getBySession(sessionId: string, step: bigint): StoredStep | undefined {
     const row = this.statement(`SELECT * FROM steps WHERE session_id = ? AND step = ?`).get(sessionId, step.toString()) as Row | undefined;
     return row === undefined ? undefined : fromRow(row);
@@ -205,13 +222,13 @@ export class ActivationStore {
     return row === undefined ? undefined : (JSON.parse(row.leaves) as string[]);
   }
 
-  /** Receipts (with signatures) of batch `batchId` in tree order from `offset`, and how many it has; undefined for an unknown batch. */
-  batchReceipts(batchId: number, offset: number, limit: number): { total: number; receipts: { receipt: Receipt; signature: string }[] } | undefined {
+  /** Receipts of batch `batchId` in tree order from `offset`, and how many it has; undefined for an unknown batch. */
+  batchReceipts(batchId: number, offset: number, limit: number): { total: number; receipts: Receipt[] } | undefined {
     const leaves = this.batchLeaves(batchId);
     if (leaves === undefined) return undefined;
     const receipts = leaves.slice(offset, offset + limit).flatMap((leaf) => {
       const s = this.get(leaf);
-      return s === undefined ? [] : [{ receipt: s.receipt, signature: s.signature }];
+      return s === undefined ? [] : [s.receipt];
     });
     return { total: leaves.length, receipts };
   }
@@ -282,7 +299,6 @@ function fromRow(row: Row): StoredStep {
       tokens: row.tokens,
       server: row.server,
     },
-    signature: row.signature,
     input: { encoding: row.input_encoding as ActivationEncoding, rows: row.input_rows, cols: row.input_cols, payload: new Uint8Array(row.input) },
     output: { encoding: row.output_encoding as ActivationEncoding, rows: row.output_rows, cols: row.output_cols, payload: new Uint8Array(row.output) },
     createdAtMs: row.created_at_ms,

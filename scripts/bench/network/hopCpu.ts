@@ -3,7 +3,9 @@ import { join } from "node:path";
 import { SigningKey, ZeroAddress, computeAddress, hexlify, randomBytes } from "ethers";
 import { activationHash, decodeActivations, encodeActivations } from "../../../protocol/activations.js";
 import { receiptDomain } from "../../../protocol/eip712.js";
-import { recoverReceiptSigner, signReceiptWithKey, type Receipt } from "../../../protocol/receipt.js";
+import { receiptLeaf, type Receipt } from "../../../protocol/receipt.js";
+import { ReceiptChainState, recoverReceiptChainSigner, signReceiptChain } from "../../../protocol/receiptChain.js";
+import { DEFAULT_SIGN_EVERY } from "../../../node/server/attestation.js";
 import { MessageType, decodeMessage, encodeMessage, type Step, type StepReceipt, type StepResult } from "../../../protocol/wire.js";
 import { median } from "../lib/stats.js";
 import type { HopCpu } from "./types.js";
@@ -23,9 +25,11 @@ export function microseconds(n: number, f: () => void): number {
 /**
  * CPU a hop spends outside the layers for one fp32 decode step, measured in this process with the
  * same functions the server and client call: frame encode/decode on both sides, the four activation
- * hashes (server: input and output for the receipt; client: the same to check it), receipt signing,
- * signature recovery (protocol/secp256k1.ts, on the backend this process loaded), and the SQLite
- * insert of the activations.
+ * hashes (server: input and output for the receipt; client: the same to check it), the receipt's
+ * leaf and its step of the session's receipt chain (both sides), the chain's signing and signature
+ * recovery (protocol/secp256k1.ts, on the backend this process loaded) and the SQLite insert of the
+ * activations (one transaction per run), the last three per step of a run of the server's default
+ * DEFAULT_SIGN_EVERY steps.
  */
 export async function hopCpu(hiddenSize: number, storeDir: string): Promise<HopCpu> {
   // node:sqlite prints an "experimental" warning when loaded; bin/efed.mjs silences it the same way
@@ -52,7 +56,9 @@ export async function hopCpu(hiddenSize: number, storeDir: string): Promise<HopC
     tokens: 1,
     server: address,
   };
-  const signature = signReceiptWithKey(key, domain, receipt);
+  const chain = new ReceiptChainState(sessionId, address);
+  chain.append(0n, receiptLeaf({ ...receipt, step: 0n }));
+  const signature = signReceiptChain(key, domain, chain.current());
   const step: Step = { type: MessageType.Step, requestId: 1, sessionId, step: 7n, position: 20, outputEncoding: "fp32", input, route: [] };
   const result: StepResult = {
     type: MessageType.StepResult,
@@ -66,7 +72,7 @@ export async function hopCpu(hiddenSize: number, storeDir: string): Promise<HopC
     requestId: 1,
     sessionId,
     step: 7n,
-    signed: { server: address, firstLayer: 0, lastLayer: 4, inputHash: receipt.inputHash, outputHash: receipt.outputHash, signature },
+    signed: { server: address, firstLayer: 0, lastLayer: 4, inputHash: receipt.inputHash, outputHash: receipt.outputHash, chainSignature: signature },
   };
   const frames = microseconds(500, () => {
     decodeActivations((decodeMessage(encodeMessage(step)) as Step).input);
@@ -81,11 +87,18 @@ export async function hopCpu(hiddenSize: number, storeDir: string): Promise<HopC
       activationHash(output);
     }
   });
-  const sign = microseconds(200, () => signReceiptWithKey(key, domain, receipt));
-  const recover = microseconds(200, () => recoverReceiptSigner(domain, receipt, signature));
+  let next = 1n;
+  const leaves = microseconds(500, () => {
+    for (let i = 0; i < 2; i++) chain.append(next, receiptLeaf({ ...receipt, step: next }));
+    next++;
+  });
+  const K = DEFAULT_SIGN_EVERY;
+  const sign = microseconds(200, () => signReceiptChain(key, domain, chain.current())) / K;
+  const recover = microseconds(200, () => recoverReceiptChainSigner(domain, chain.current(), signReceiptChain(key, domain, chain.current()))) / K - sign;
   const store = ActivationStore.open(join(storeDir, `hop-cpu-${hiddenSize}.sqlite`), { retentionMs: 3600_000, maxBytes: 1024 ** 3 });
   let n = 0;
-  const storeUs = microseconds(300, () => store.put({ receipt: { ...receipt, step: BigInt(n++) }, signature, input, output, createdAtMs: Date.now() }));
+  const run = () => Array.from({ length: K }, () => ({ receipt: { ...receipt, step: BigInt(n++) }, input, output, createdAtMs: Date.now() }));
+  const storeUs = microseconds(60, () => store.putAll(run())) / K;
   store.close();
-  return { frames, hashes, sign, recover, store: storeUs };
+  return { frames, hashes, leaves, sign, recover, store: storeUs, signEvery: K };
 }

@@ -13,7 +13,7 @@ export function report(results: ModelResult[], hop: Map<number, HopCpu>, meta: {
   out.push(
     `Machine: ${cpu.length} × ${cpu[0]?.model ?? "unknown CPU"}; load average ${meta.loadStart.map((x) => x.toFixed(1)).join(" / ")} ` +
       `(1/5/15 min) at the start, ${meta.loadEnd.map((x) => x.toFixed(1)).join(" / ")} at the end; the run took ${(meta.seconds / 60).toFixed(1)} min.`,
-    "Every server is its own `efed server` process on 127.0.0.1 (1 intra-op thread, receipts signed and stored in SQLite as in",
+    "Every server is its own `efed server` process on 127.0.0.1 (1 intra-op thread, receipt chains signed and steps stored in SQLite as in",
     "production); the client (embedding, LM head, receipt checks) runs in the benchmark process with 1 thread. A decode step",
     "is timed as the client sees it: embed → every hop in turn → LM head → argmax. Baseline and routes run in interleaved",
     "rounds and are compared by median step time.",
@@ -97,13 +97,14 @@ function cpuSection(out: string[], results: ModelResult[], hop: Map<number, HopC
   const hopRows: string[][] = [];
   for (const r of results) {
     const h = hop.get(r.hiddenSize)!;
-    const total = h.frames + h.hashes + h.sign + h.recover + h.store;
+    const total = h.frames + h.hashes + h.leaves + h.sign + h.recover + h.store;
     const measured = r.speed.filter((s) => s.mode === "relay").map((s) => (s.medianStepMs - r.speed[0]!.medianStepMs) / s.hops);
     const range = measured.length === 0 ? "—" : `${Math.min(...measured).toFixed(2)}–${Math.max(...measured).toFixed(2)}`;
     hopRows.push([
       `${r.plan.label} (hidden ${r.hiddenSize})`,
       h.frames.toFixed(0),
       h.hashes.toFixed(0),
+      h.leaves.toFixed(0),
       h.sign.toFixed(0),
       h.recover.toFixed(0),
       h.store.toFixed(0),
@@ -119,22 +120,24 @@ function cpuSection(out: string[], results: ModelResult[], hop: Map<number, HopC
         "model",
         "frames encode+decode µs",
         "4 activation hashes µs",
-        "server: sign receipt µs",
-        "client: recover signer µs",
-        "server: SQLite put µs",
+        "receipt leaf + chain, both sides µs",
+        `server: sign chain ÷ ${[...hop.values()][0]?.signEvery ?? "K"} µs`,
+        `client: recover signer ÷ ${[...hop.values()][0]?.signEvery ?? "K"} µs`,
+        "server: SQLite put per step µs",
         "CPU sum ms",
         "echo round trip ms",
         "CPU + echo ms",
         "measured added ms per hop",
       ],
       hopRows,
-      ["left", "right", "right", "right", "right", "right", "right", "right", "right", "right"],
+      ["left", "right", "right", "right", "right", "right", "right", "right", "right", "right", "right"],
     ),
     "",
     "What a hop adds besides its layers, one item at a time with the functions the client and server call (median µs,",
     "fp32 decode row): both frames encoded and parsed, the activation hashes (the server's receipt and the client's check),",
-    `the server's ECDSA receipt signature and the client's signature recovery (receipt digest included; ${secp256k1.backend === "native" ? "libsecp256k1" : "ethers, the native binding did not load"}),`,
-    "and the server's SQLite insert of the step. The",
+    "the receipt's leaf and its step of the session's receipt chain (server and client), the server's ECDSA signature over",
+    `the chain and the client's recovery of it (digest included; ${secp256k1.backend === "native" ? "libsecp256k1" : "ethers, the native binding did not load"}) and the server's SQLite insert`,
+    "of the step (a run's steps in one transaction), these three per step of a run of the servers' default `--sign-every`. The",
     "echo round trip is a same-sized binary WebSocket message to a bare `ws` echo process and back (median, measured between",
     "the speed rounds): the floor of any hop on this machine. The measured range is over the relayed 1-, 2- and 4-server routes.",
     "",

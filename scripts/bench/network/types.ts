@@ -79,12 +79,16 @@ export interface AgreementRow {
 }
 
 /** CPU per hop outside the layers, µs (see hopCpu.ts). */
+/** Median µs per decode step and hop; sign, recover and store are a run's cost ÷ its `signEvery` steps. */
 export interface HopCpu {
   frames: number;
   hashes: number;
+  /** Receipt leaf and chain step, server and client. */
+  leaves: number;
   sign: number;
   recover: number;
   store: number;
+  signEvery: number;
 }
 
 export interface ModelResult {
