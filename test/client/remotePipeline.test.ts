@@ -4,11 +4,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Head } from "../../engine/runtime/head.js";
 import { receiptDomain } from "../../protocol/eip712.js";
-import { signReceiptWithKey } from "../../protocol/receipt.js";
+import { receiptLeaf } from "../../protocol/receipt.js";
+import { chainOf, recoverReceiptChainSigner, signReceiptChain } from "../../protocol/receiptChain.js";
 import type { StepReceipt } from "../../protocol/wire.js";
 import { GenerationError, generate } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
-import { ReceiptError, RemotePipeline, StepTimeoutError, type RemotePipelineOptions } from "../../client/remotePipeline.js";
+import { ReceiptError, RemotePipeline, StepTimeoutError, type RemotePipelineOptions, type VerifiedReceipt } from "../../client/remotePipeline.js";
 import { randomModel, scratchDir } from "../engine/helpers.js";
 import { startServer, type RunningServer } from "../node/support.js";
 import type { StepTiming } from "../../client/shardClient.js";
@@ -40,10 +41,14 @@ afterEach(async () => {
 });
 
 /** Two servers (layers 0:2 and 2:4), with a fault relay in front of server `faulty` (0 or 1). */
-async function route(faulty: number, hooks: (servers: RunningServer[]) => FaultHooks = () => ({})): Promise<{ servers: RunningServer[]; relay: FaultRelay; urls: string[] }> {
+async function route(
+  faulty: number,
+  hooks: (servers: RunningServer[]) => FaultHooks = () => ({}),
+  signEvery?: number,
+): Promise<{ servers: RunningServer[]; relay: FaultRelay; urls: string[] }> {
   const servers: RunningServer[] = [];
   for (const [first, last] of [[0, 2], [2, 4]] as const) {
-    const s = await startServer(model, first, last, scratch.dir, {}, VARIANT);
+    const s = await startServer(model, first, last, scratch.dir, {}, VARIANT, undefined, {}, signEvery === undefined ? {} : { signEvery });
     cleanups.push(() => s.stop());
     servers.push(s);
   }
@@ -69,21 +74,16 @@ async function failure(pipeline: RemotePipeline): Promise<GenerationError> {
   return err as GenerationError;
 }
 
-/** `m` with the hashes changed by `change`, signed by `key` as the server would sign it. */
-function resigned(m: StepReceipt, key: SigningKey, change: { outputHash?: string } = {}): StepReceipt {
-  const hop = { ...m.signed, ...change };
-  const signature = signReceiptWithKey(key, receiptDomain(31337n, ZeroAddress), {
-    sessionId: m.sessionId,
-    step: m.step,
-    firstLayer: hop.firstLayer,
-    lastLayer: hop.lastLayer,
-    variantId: VARIANT,
-    inputHash: hop.inputHash,
-    outputHash: hop.outputHash,
-    tokens: m.step === 0n ? PROMPT.length : 1,
-    server: hop.server,
-  });
-  return { ...m, signed: { ...hop, signature } };
+/** `m` with its output hash replaced: a receipt that misstates what the server sent. */
+function misstated(m: StepReceipt): StepReceipt {
+  return { ...m, signed: { ...m.signed, outputHash: hexlify(randomBytes(32)) } };
+}
+
+/** `m` with its chain signature (if any) replaced by `key`'s over a made-up chain head. */
+function forged(m: StepReceipt, key: SigningKey): StepReceipt {
+  if (m.signed.chainSignature === undefined) return m;
+  const chainSignature = signReceiptChain(key, receiptDomain(31337n, ZeroAddress), { sessionId: m.sessionId, server: m.signed.server, lastStep: m.step, head: hexlify(randomBytes(32)) });
+  return { ...m, signed: { ...m.signed, chainSignature } };
 }
 
 /** The highest step index the relay passed on. */
@@ -168,15 +168,15 @@ describe("RemotePipeline: receipts that do not check out stop generation within 
   for (const forward of [false, true]) {
     const mode = forward ? "forwarded" : "relayed";
     it(`${mode}: wrong hashes (validly signed) from step k, receipts held back: no step after k + 1 is sent`, async () => {
-      const r = await route(1, (servers) => ({
+      const r = await route(1, () => ({
         holdReceiptsUntilIdleMs: 150,
-        rewriteReceipt: (m) => (m.step < BigInt(BAD_FROM) ? m : resigned(m, servers[1]!.wallet.signingKey, { outputHash: hexlify(randomBytes(32)) })),
+        rewriteReceipt: (m) => (m.step < BigInt(BAD_FROM) ? m : misstated(m)),
       }));
       const pipeline = await connect(r.urls, { forward });
       const err = await failure(pipeline);
       expect(err.cause).toBeInstanceOf(ReceiptError);
       expect(err.cause).toMatchObject({ url: r.relay.url, step: BigInt(BAD_FROM) });
-      expect(err.message).toContain(`${r.relay.url}: receipt for step ${BAD_FROM} signs output hash`);
+      expect(err.message).toContain(`${r.relay.url}: receipt for step ${BAD_FROM} states output hash`);
       expect(lastStep(r.relay)).toBeGreaterThanOrEqual(BAD_FROM);
       expect(lastStep(r.relay)).toBeLessThanOrEqual(BAD_FROM + 1);
       // the tokens of the bad step and after are not reported
@@ -184,18 +184,48 @@ describe("RemotePipeline: receipts that do not check out stop generation within 
     });
   }
 
-  it("signatures by another key from step k: no step after k + N is sent (N = maxUnverifiedSteps)", async () => {
+  it("signatures by another key from step k (a server that signs every step): no step after k + N is sent (N = maxUnverifiedSteps)", async () => {
     const N = 2;
     const impostor = Wallet.createRandom().signingKey;
-    const r = await route(1, () => ({ rewriteReceipt: (m) => (m.step < BigInt(BAD_FROM) ? m : resigned(m, impostor)) }));
+    const r = await route(1, () => ({ rewriteReceipt: (m) => (m.step < BigInt(BAD_FROM) ? m : forged(m, impostor)) }), 1);
     const pipeline = await connect(r.urls, { maxUnverifiedSteps: N });
     const err = await failure(pipeline);
     expect(err.cause).toBeInstanceOf(ReceiptError);
     expect(err.cause).toMatchObject({ url: r.relay.url, step: BigInt(BAD_FROM) });
-    expect(err.message).toContain(`${r.relay.url}: receipt for step ${BAD_FROM} is signed by`);
+    expect(err.message).toContain(`${r.relay.url}: its receipts through step ${BAD_FROM} are signed by`);
     expect(lastStep(r.relay)).toBeGreaterThanOrEqual(BAD_FROM);
     expect(lastStep(r.relay)).toBeLessThanOrEqual(BAD_FROM + N);
     expect(err.partial.generatedIds).toEqual(expected.slice(0, BAD_FROM));
+  });
+});
+
+describe("RemotePipeline: receipt chains", () => {
+  it("reports every receipt once its server signed the chain holding it: every 4 steps, and the rest as the session closes", async () => {
+    const r = await route(1, () => ({}), 4);
+    const seen: VerifiedReceipt[] = [];
+    const pipeline = await connect(r.urls, { onReceipt: (v) => seen.push(v) });
+    expect((await generate(head, pipeline, PROMPT, { maxTokens: TOKENS, temperature: 0 })).generatedIds).toEqual(expected);
+    for (const s of r.servers) {
+      const mine = seen.filter((v) => v.receipt.server === s.wallet.address);
+      expect(mine.map((v) => [v.receipt.step, v.chain.lastStep])).toEqual(Array.from({ length: TOKENS }, (_, i) => [BigInt(i), BigInt(Math.min(4 * Math.floor(i / 4) + 3, TOKENS - 1))]));
+      // every chain recovers to the server, over the receipts it holds
+      const last = mine.at(-1)!.chain;
+      expect(last.head).toBe(chainOf(mine.map((v) => receiptLeaf(v.receipt))));
+      expect(recoverReceiptChainSigner(receiptDomain(31337n, ZeroAddress), last, last.signature)).toBe(s.wallet.address);
+    }
+  });
+
+  it("a server that closes its session without signing its last receipts fails the sequence's close, naming it", async () => {
+    const r = await route(1, () => ({ rewriteClosed: ({ chain: _dropped, ...m }) => m }), 16);
+    const pipeline = await connect(r.urls, {});
+    const err = await generate(head, pipeline, PROMPT, { maxTokens: TOKENS, temperature: 0 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GenerationError);
+    // the tokens came, but none is covered by the server's signature: none is reported
+    expect((err as GenerationError).partial.generatedIds).toEqual([]);
+    expect((err as GenerationError).cause).toBeInstanceOf(ReceiptError);
+    expect(((err as GenerationError).cause as Error).message).toBe(
+      `${r.relay.url}: closing its session gave no signature, but its receipts of steps 0..${TOKENS - 1} are unsigned`,
+    );
   });
 });
 

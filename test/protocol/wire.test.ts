@@ -5,6 +5,7 @@ import {
   DEFAULT_LIMITS,
   ErrorCode,
   MessageType,
+  MAX_SIGN_EVERY,
   PROTOCOL_VERSION,
   WireError,
   decodeMessage,
@@ -36,6 +37,7 @@ const samples: Message[] = [
     commitments: Wallet.createRandom().address,
     challenge: hexlify(randomBytes(32)),
     creditSteps: 8,
+    signEvery: 256,
   },
   { type: MessageType.OpenSession, requestId: 7, sessionId: session, maxLength: 300 },
   { type: MessageType.SessionOpened, requestId: 7, sessionId: session, forwardKey: hexlify(randomBytes(32)) },
@@ -82,7 +84,20 @@ const samples: Message[] = [
       lastLayer: 4,
       inputHash: hexlify(randomBytes(32)),
       outputHash: hexlify(randomBytes(32)),
-      signature: hexlify(randomBytes(65)),
+    },
+  },
+  {
+    type: MessageType.StepReceipt,
+    requestId: 0,
+    sessionId: session,
+    step: 15n,
+    signed: {
+      server,
+      firstLayer: 4,
+      lastLayer: 8,
+      inputHash: hexlify(randomBytes(32)),
+      outputHash: hexlify(randomBytes(32)),
+      chainSignature: hexlify(randomBytes(65)),
     },
   },
   { type: MessageType.FetchStep, requestId: 13, leaf: hexlify(randomBytes(32)) },
@@ -96,18 +111,15 @@ const samples: Message[] = [
     total: 1000,
     offset: 256,
     receipts: [0, 1].map((i) => ({
-      receipt: {
-        sessionId: session,
-        step: BigInt(i),
-        firstLayer: 0,
-        lastLayer: 4,
-        variantId: hexlify(randomBytes(32)),
-        inputHash: hexlify(randomBytes(32)),
-        outputHash: hexlify(randomBytes(32)),
-        tokens: 3 - i,
-        server,
-      },
-      signature: hexlify(randomBytes(65)),
+      sessionId: session,
+      step: BigInt(i),
+      firstLayer: 0,
+      lastLayer: 4,
+      variantId: hexlify(randomBytes(32)),
+      inputHash: hexlify(randomBytes(32)),
+      outputHash: hexlify(randomBytes(32)),
+      tokens: 3 - i,
+      server,
     })),
   },
   { type: MessageType.FetchSessionStep, requestId: 17, sessionId: session, step: (1n << 63n) + 1n, ownerProof: hexlify(randomBytes(32)) },
@@ -127,7 +139,6 @@ const samples: Message[] = [
       tokens: 1,
       server,
     },
-    signature: hexlify(randomBytes(65)),
     input: activations,
     output: activations,
   },
@@ -145,13 +156,13 @@ const samples: Message[] = [
       tokens: 3,
       server,
     },
-    signature: hexlify(randomBytes(65)),
     input: activations,
     output: activations,
     batch: { batchId: 42n, proof: [hexlify(randomBytes(32)), hexlify(randomBytes(32))] },
   },
   { type: MessageType.CloseSession, requestId: 9, sessionId: session },
   { type: MessageType.SessionClosed, requestId: 9, sessionId: session },
+  { type: MessageType.SessionClosed, requestId: 19, sessionId: session, chain: { lastStep: 20n, signature: hexlify(randomBytes(65)) } },
   { type: MessageType.Error, requestId: 10, code: ErrorCode.UnknownSession, hop: 0, message: "session 0x12… is not open on this connection" },
   { type: MessageType.Error, requestId: 12, code: ErrorCode.Upstream, hop: 2, message: "next hop ws://127.0.0.1:9 is unreachable" },
   { type: MessageType.PeerHello, requestId: 3, server, ephemeralKey: hexlify(randomBytes(32)), signature: hexlify(randomBytes(65)) },
@@ -212,8 +223,24 @@ describe("wire protocol", () => {
     expect(wireError(() => decodeMessage(lying, limits))).toMatchObject({ wireCode: ErrorCode.BadShape });
   });
 
-  it("speaks protocol version 4 (ServerInfo carries the server's credit in steps)", () => {
-    expect(PROTOCOL_VERSION).toBe(4);
+  it("speaks protocol version 5 (receipts signed as chains, every ServerInfo.signEvery steps)", () => {
+    expect(PROTOCOL_VERSION).toBe(5);
+  });
+
+  it("refuses a signing interval outside 1..256 and chain flags other than 0 or 1", () => {
+    const info = samples[0]! as Extract<Message, { type: 1 }>;
+    for (const signEvery of [0, MAX_SIGN_EVERY + 1]) {
+      expect(wireError(() => decodeMessage(encodeMessage({ ...info, signEvery }), limits)).message).toBe(
+        `a server signs its receipt chains every 1..256 steps, this one announces ${signEvery}`,
+      );
+    }
+    const receipt = samples.find((m) => m.type === MessageType.StepReceipt && m.signed.chainSignature === undefined)!;
+    const flagged = Uint8Array.from(encodeMessage(receipt));
+    flagged[flagged.byteLength - 1] = 2; // chain signature flag, the last byte when no signature follows
+    expect(wireError(() => decodeMessage(flagged, limits)).message).toBe("chain signature flag 2 is neither 0 (none) nor 1 (a 65-byte signature follows)");
+    const closed = Uint8Array.from(encodeMessage({ type: MessageType.SessionClosed, requestId: 1, sessionId: session }));
+    closed[closed.byteLength - 1] = 2;
+    expect(wireError(() => decodeMessage(closed, limits)).message).toBe("chain flag 2 is neither 0 (nothing left to sign) nor 1 (a signed chain follows)");
   });
 
   it("rejects an unknown encoding, a bad tag flag and a route longer than allowed", () => {

@@ -23,6 +23,7 @@ export function serverInfo(overrides: Partial<ServerInfo> = {}): ServerInfo {
     commitments: ZeroAddress,
     challenge: hexlify(randomBytes(32)),
     creditSteps: 0,
+    signEvery: 1,
     ...overrides,
   };
 }

@@ -1,6 +1,6 @@
 import { WebSocket, WebSocketServer, type RawData } from "ws";
 import { SEAL_BYTES } from "../../../protocol/peerAuth.js";
-import { MessageType, decodeMessage, encodeMessage, type Message, type OpenSession, type Step, type StepReceipt } from "../../../protocol/wire.js";
+import { MessageType, decodeMessage, encodeMessage, type Message, type OpenSession, type SessionClosed, type Step, type StepReceipt } from "../../../protocol/wire.js";
 
 /** What a test does with the frames through a relay. */
 export interface FaultHooks {
@@ -8,6 +8,8 @@ export interface FaultHooks {
   onStep?: (m: Step, relay: FaultRelay) => void;
   /** Rewrites the StepReceipt frames the server sends (a server that signs what it should not). */
   rewriteReceipt?: (m: StepReceipt) => StepReceipt;
+  /** Rewrites the SessionClosed frames the server sends (a server that does not sign the rest of its receipts). */
+  rewriteClosed?: (m: SessionClosed) => SessionClosed;
   /**
    * Holds the server's StepReceipt frames until no Step frame has come for this many milliseconds:
    * receipts that come late but come, however many steps the client sends meanwhile.
@@ -80,6 +82,9 @@ export async function faultRelay(target: string, hooks: FaultHooks = {}): Promis
   };
   /** Passes a frame from the server on through `send`, now or (a delayed receipt) later. */
   const upstream = (data: RawData, send: (f: RawData) => void): void => {
+    if ((data as Buffer)[0] === MessageType.SessionClosed && hooks.rewriteClosed !== undefined) {
+      return send(Buffer.from(encodeMessage(hooks.rewriteClosed(decode(data) as SessionClosed))));
+    }
     if ((data as Buffer)[0] !== MessageType.StepReceipt) return send(data);
     const m = decode(data) as StepReceipt;
     const f = hooks.rewriteReceipt === undefined ? data : Buffer.from(encodeMessage(hooks.rewriteReceipt(m)));
