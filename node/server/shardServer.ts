@@ -145,7 +145,7 @@ export class ShardServer {
       lastLayer: o.shard.last,
       store: o.store,
       ...(o.signEvery === undefined ? {} : { signEvery: o.signEvery }),
-      onFailure: (reason) => this.logger.error({ reason }, "receipt store failed: taking no more steps"),
+      onFailure: (reason) => this.storeFailed(reason),
     });
     this.wireLimits = { maxFrameBytes, maxStepTokens: limits.maxStepTokens, hiddenSize: o.shard.config.hiddenSize, maxRouteHops: 16 };
   }
@@ -585,19 +585,12 @@ export class ShardServer {
   }
 
   /**
-   * Signs and stores the receipt, then sends it to the owner. If the store cannot write, the owner
-   * learns at once: its connection is closed with the reason (the output it already has carries no
-   * receipt), and the server takes no more steps.
+   * The step's receipt extends its session's chain and goes to the owner (signed at the end of a
+   * run, once the run is stored). If the store cannot write, every client learns at once (their
+   * connections close with the reason: `storeFailed`), and the server takes no more steps.
    */
   private attest(session: Session<Peer>, m: Step, output: EncodedActivations): void {
-    let signed;
-    try {
-      signed = this.attestor.attest(m, m.input, output);
-    } catch (err) {
-      this.logger.error({ err: (err as Error).message }, "receipt store failed: taking no more steps");
-      session.owner.ws.close(1011, "receipt store failed: server takes no steps");
-      throw err;
-    }
+    const signed = this.attestor.attest(m, m.input, output);
     const requestId = m.tag === undefined ? m.requestId : 0;
     session.owner.send({ type: MessageType.StepReceipt, requestId, sessionId: m.sessionId, step: m.step, signed });
   }
@@ -705,6 +698,12 @@ export class ShardServer {
   }
 
   // ---------------------------------------------------------------- errors, timers
+
+  /** The store could not write computed steps: the server takes no more steps, and every client learns it at once. */
+  private storeFailed(reason: string): void {
+    this.logger.error({ reason }, "receipt store failed: taking no more steps");
+    for (const ws of this.wss.clients) ws.close(1011, "receipt store failed: server takes no steps");
+  }
 
   private reject(peer: Peer, requestId: number, err: unknown): void {
     if (err instanceof WireError) {

@@ -56,7 +56,7 @@ describe("GatewayCounters", () => {
       sessionId: "0x" + "11".repeat(32), step, firstLayer, lastLayer: firstLayer + 2, variantId: "0x" + "22".repeat(32), inputHash: "0x" + "33".repeat(32), outputHash: "0x" + "44".repeat(32), tokens, server,
     });
     for (const r of [receipt(SERVER, 0n, 0, 5), receipt("0xBB", 0n, 2, 5), receipt(SERVER, 1n, 0, 1), receipt("0xBB", 1n, 2, 1), receipt(SERVER, 0n, 0, 3)]) {
-      counters.record({ receipt: r, signature: "0x" });
+      counters.record({ receipt: r, chain: { sessionId: r.sessionId, server: r.server, lastStep: r.step, head: "0x" + "55".repeat(32), signature: "0x" } });
     }
     expect([...counters.tokens()]).toEqual([[SERVER.toLowerCase(), 9], ["0xbb", 6]]);
     expect([counters.sessions, counters.totalTokens]).toEqual([2, 15]);

@@ -4,7 +4,8 @@ import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Head } from "../../engine/runtime/head.js";
 import { activationHash, decodeActivations, encodeActivations } from "../../protocol/activations.js";
 import { receiptDomain } from "../../protocol/eip712.js";
-import { receiptLeaf, recoverReceiptSigner } from "../../protocol/receipt.js";
+import { receiptLeaf } from "../../protocol/receipt.js";
+import { chainOf, recoverReceiptChainSigner } from "../../protocol/receiptChain.js";
 import { generate, type LayerPipeline } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
 import { RemotePipeline, type VerifiedReceipt } from "../../client/remotePipeline.js";
@@ -54,22 +55,26 @@ describe("a route of shard servers on loopback", () => {
           pipeline.close();
           expect(result.generatedIds).toEqual(expected);
 
-          // one receipt per server per step, each signed by its server, chained hash to hash
+          // one receipt per server per step, each covered by a chain its server signed (every 16 steps and at close), chained hash to hash
           expect(receipts.length).toBe(TOKENS * servers.length);
-          for (let i = 0; i < receipts.length; i++) {
-            const { receipt, signature } = receipts[i]!;
-            const server = servers[i % servers.length]!;
-            expect(receipt.step).toBe(BigInt(Math.floor(i / servers.length)));
-            expect(recoverReceiptSigner(receiptDomain(31337n, ZeroAddress), receipt, signature)).toBe(server.wallet.address);
-            if (i % servers.length > 0) expect(receipt.inputHash).toBe(receipts[i - 1]!.receipt.outputHash);
+          const domain = receiptDomain(31337n, ZeroAddress);
+          const byServer = servers.map((s) => receipts.filter((r) => r.receipt.server === s.wallet.address));
+          for (const [k, mine] of byServer.entries()) {
+            expect(mine.map((r) => r.receipt.step)).toEqual(Array.from({ length: TOKENS }, (_, i) => BigInt(i)));
+            expect(mine.map((r) => r.chain.lastStep)).toEqual(Array.from({ length: TOKENS }, (_, i) => BigInt(Math.min(16 * Math.floor(i / 16) + 15, TOKENS - 1))));
+            for (const { receipt, chain } of mine) {
+              expect(chain.head).toBe(chainOf(mine.slice(0, Number(chain.lastStep) + 1).map((r) => receiptLeaf(r.receipt))));
+              expect(recoverReceiptChainSigner(domain, chain, chain.signature)).toBe(servers[k]!.wallet.address);
+              if (k > 0) expect(receipt.inputHash).toBe(byServer[k - 1]![Number(receipt.step)]!.receipt.outputHash);
+            }
           }
-          expect(receipts[0]!.receipt.tokens).toBe(PROMPT.length);
+          expect(byServer[0]![0]!.receipt.tokens).toBe(PROMPT.length);
 
           // the stored activations behind every receipt hash to what the receipt says
-          for (const { receipt, signature } of receipts) {
+          for (const { receipt } of receipts) {
             const server = servers.find((s) => s.wallet.address === receipt.server)!;
             const stored = server.store.get(receiptLeaf(receipt));
-            expect(stored?.signature).toBe(signature);
+            expect(stored?.receipt).toEqual(receipt);
             expect(activationHash(stored!.input)).toBe(receipt.inputHash);
             expect(activationHash(stored!.output)).toBe(receipt.outputHash);
           }
@@ -100,7 +105,7 @@ describe("a route of shard servers on loopback", () => {
     try {
       const pipeline = await RemotePipeline.connect([server.server.url], model.config.numLayers);
       await expect(generate(head, pipeline, PROMPT, { maxTokens: 3, temperature: 0 })).rejects.toThrow(
-        `receipt for step 0 is signed by`,
+        `its receipts through step 2 are signed by`,
       );
       pipeline.close();
     } finally {

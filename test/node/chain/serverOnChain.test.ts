@@ -2,7 +2,7 @@ import { execFile, type ChildProcess } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { JsonRpcProvider, NonceManager, Wallet, hexlify, keccak256, parseEther, toBeHex, toUtf8Bytes } from "ethers";
+import { JsonRpcProvider, NonceManager, Wallet, keccak256, parseEther, toBeHex, toUtf8Bytes } from "ethers";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildManifest, writeManifest } from "../../../engine/model/manifest.js";
@@ -12,7 +12,8 @@ import { Head } from "../../../engine/runtime/head.js";
 import { receiptDomain } from "../../../protocol/eip712.js";
 import { activationHash } from "../../../protocol/activations.js";
 import { MerkleTree, verifyMerkleProof } from "../../../protocol/merkle.js";
-import { receiptLeaf, recoverReceiptSigner } from "../../../protocol/receipt.js";
+import { receiptLeaf } from "../../../protocol/receipt.js";
+import { recoverReceiptChainSigner } from "../../../protocol/receiptChain.js";
 import { generate } from "../../../client/generate.js";
 import { RemotePipeline, type VerifiedReceipt } from "../../../client/remotePipeline.js";
 import { ShardConnection } from "../../../client/shardClient.js";
@@ -90,7 +91,7 @@ describe("efed server on a chain", () => {
     pipeline.close();
     expect(receipts.length).toBe(6);
     const domain = receiptDomain(31337n, contracts.commitments!);
-    for (const r of receipts) expect(recoverReceiptSigner(domain, r.receipt, r.signature)).toBe(address);
+    for (const r of receipts) expect(recoverReceiptChainSigner(domain, r.chain, r.chain.signature)).toBe(address);
 
     // wait for the committer to post them: one batch, or several when a post fell inside the generation
     // (it commits every second), each holding the next receipts in the order they were served
@@ -119,7 +120,8 @@ describe("efed server on a chain", () => {
       expect(batch.root).toBe(tree.root);
       for (let i = 0; i < held.length; i++) {
         expect(await commitments.verifyReceipt(batchId, held[i]!.receipt, tree.proof(i))).toBe(true);
-        expect(await commitments.receiptSigner(held[i]!.receipt, held[i]!.signature)).toBe(address);
+        const { sessionId, server, lastStep, head, signature } = held[i]!.chain;
+        expect(await commitments.receiptChainSigner({ sessionId, server, lastStep, head }, signature)).toBe(address);
       }
     }
 
@@ -150,7 +152,6 @@ describe("efed server on a chain", () => {
       const leaf = receiptLeaf(r.receipt);
       const stored = await verifier.fetchStep(leaf);
       expect(stored.receipt).toEqual(r.receipt);
-      expect(stored.signature).toBe(r.signature);
       expect(activationHash(stored.input)).toBe(r.receipt.inputHash);
       expect(activationHash(stored.output)).toBe(r.receipt.outputHash);
       expect(stored.batch?.batchId).toBe(batchId);
@@ -197,7 +198,7 @@ describe("efed server on a chain", () => {
         tokens: 1,
         server: address,
       };
-      return { receipt, signature: hexlify(new Uint8Array(65).fill(1)), input: a, output: a, createdAtMs: Date.now() - 10_000 + i };
+      return { receipt, input: a, output: a, createdAtMs: Date.now() - 10_000 + i };
     };
     const stale = [0, 1].map((i) => store.put(step(i, 2, 4)));
     const current = [2, 3, 4].map((i) => store.put(step(i, 0, 2)));

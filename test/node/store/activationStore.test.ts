@@ -27,7 +27,7 @@ function step(i: number, createdAtMs: number, cols = 8): StoredStep {
     server,
   };
   const a = encodeActivations(new Float32Array(cols).fill(i), 1, cols, "fp16");
-  return { receipt, signature: hexlify(new Uint8Array(65).fill(i)), input: a, output: a, createdAtMs };
+  return { receipt, input: a, output: a, createdAtMs };
 }
 
 describe("ActivationStore", () => {
@@ -103,6 +103,19 @@ describe("ActivationStore", () => {
     store.close();
   });
 
+  it("writes a run of steps in one transaction: all of them, or none and the bytes held unchanged", () => {
+    const store = ActivationStore.open(join(scratch.dir, "run.sqlite"), { retentionMs: 1000, maxBytes: 1 << 20 });
+    const run = [0, 1, 2].map((i) => step(i, 1000));
+    store.putAll(run, run.map((s) => receiptLeaf(s.receipt)));
+    expect(run.map((s) => store.get(receiptLeaf(s.receipt)))).toEqual(run);
+    const held = store.bytes();
+    const failing = [step(3, 1000), step(1, 1000)]; // step 1 is stored already: its leaf is taken
+    expect(() => store.putAll(failing)).toThrow("UNIQUE constraint failed: steps.leaf");
+    expect(store.get(receiptLeaf(failing[0]!.receipt))).toBeUndefined();
+    expect([store.count(), store.bytes()]).toEqual([3, held]);
+    store.close();
+  });
+
   it("keeps a session's key so its owner can fetch, and never takes a session id twice", () => {
     const store = ActivationStore.open(join(scratch.dir, "f.sqlite"), { retentionMs: 1000, maxBytes: 1 << 20 });
     const id = keccak256("0x05");
@@ -125,7 +138,7 @@ describe("ActivationStore", () => {
     await running.stop();
     const reopened = ActivationStore.open(path, { retentionMs: 3_600_000, maxBytes: 1 << 30 });
     expect(receipts.length).toBe(5);
-    for (const r of receipts) expect(reopened.get(receiptLeaf(r.receipt))?.signature).toBe(r.signature);
+    for (const r of receipts) expect(reopened.get(receiptLeaf(r.receipt))?.receipt).toEqual(r.receipt);
     reopened.close();
   });
 });
