@@ -99,13 +99,21 @@ contract Commitments is ICommitments, EIP712 {
     }
 
     /// @inheritdoc ICommitments
-    function receiptDigest(ReceiptLib.Receipt calldata receipt) public view returns (bytes32) {
-        return _hashTypedDataV4(receipt.hash());
+    function receiptChainNext(bytes32 head, bytes32 leaf) external pure returns (bytes32) {
+        return ReceiptLib.chainNext(head, leaf);
     }
 
     /// @inheritdoc ICommitments
-    function receiptSigner(ReceiptLib.Receipt calldata receipt, bytes calldata signature) external view returns (address) {
-        return ECDSA.recover(receiptDigest(receipt), signature);
+    function receiptChainDigest(ReceiptLib.ReceiptChain calldata chain) public view returns (bytes32) {
+        return _hashTypedDataV4(ReceiptLib.hashChain(chain));
+    }
+
+    /// @inheritdoc ICommitments
+    function receiptChainSigner(
+        ReceiptLib.ReceiptChain calldata chain,
+        bytes calldata signature
+    ) external view returns (address) {
+        return ECDSA.recover(receiptChainDigest(chain), signature);
     }
 
     /// @inheritdoc ICommitments

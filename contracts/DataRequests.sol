@@ -65,13 +65,12 @@ contract DataRequests is IDataRequests, AccessControl {
     function requestData(
         uint256 batchId,
         ReceiptLib.Receipt calldata receipt,
-        bytes calldata signature,
         bytes32[] calldata proof
     ) external returns (uint256 requestId) {
         if (!staking.isActiveVerifier(msg.sender)) revert DataRequestsNotVerifier(msg.sender);
         Params memory p = _params;
         if (receipt.tokens > p.maxTokens) revert DataRequestsStepTooLarge(receipt.tokens, p.maxTokens);
-        (address server, bytes32 leaf) = ReceiptLib.checkCommitted(commitments, batchId, receipt, signature, proof);
+        (address server, bytes32 leaf) = ReceiptLib.checkCommitted(commitments, batchId, receipt, proof);
         _checkUnrequested(leaf);
         uint256 toLock = _free(server);
         if (toLock > p.serverSlash) toLock = p.serverSlash;

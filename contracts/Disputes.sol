@@ -69,11 +69,10 @@ contract Disputes is IDisputes, AccessControl {
     function openDispute(
         uint256 batchId,
         ReceiptLib.Receipt calldata receipt,
-        bytes calldata signature,
         bytes32[] calldata proof
     ) external returns (uint256 disputeId) {
         if (!staking.isActiveVerifier(msg.sender)) revert DisputesNotVerifier(msg.sender);
-        (address server, bytes32 leaf) = ReceiptLib.checkCommitted(commitments, batchId, receipt, signature, proof);
+        (address server, bytes32 leaf) = ReceiptLib.checkCommitted(commitments, batchId, receipt, proof);
         _checkUnpunished(leaf);
         Params memory p = _params;
         // Never refused for lack of free stake: other open disputes (frivolous ones included) must not

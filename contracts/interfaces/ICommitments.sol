@@ -6,9 +6,12 @@ import {VariantId} from "./IModelRegistry.sol";
 
 /// @title Commitments
 /// @notice A registered server commits to the work it did by posting, per batch, the Merkle root of
-///         its signed step receipts. A batch is immutable and bound to the registration it was done
-///         under (variant, layer range, the stake behind it); it records its own challenge deadline,
-///         so later changes of the challenge window never shorten or stretch it.
+///         its step receipts. Posting is the server's attestation: only it can post its batches, so a
+///         receipt under one of its roots is evidence against it without a signature of its own (the
+///         receipt-chain signatures clients hold are for off-chain use). A batch is immutable and bound
+///         to the registration it was done under (variant, layer range, the stake behind it); it
+///         records its own challenge deadline, so later changes of the challenge window never shorten
+///         or stretch it.
 /// @dev Leaves are `ReceiptLib.hash(receipt)` (the EIP-712 struct hash); inner nodes hash the sorted
 ///      pair (OpenZeppelin `MerkleProof`), so a proof is just the list of siblings. Roots are unique per
 ///      server, not globally: one server cannot block another's batch by posting its root first.
@@ -95,11 +98,20 @@ interface ICommitments {
     /// @notice The receipt's Merkle leaf (its EIP-712 struct hash).
     function receiptLeaf(ReceiptLib.Receipt calldata receipt) external pure returns (bytes32);
 
-    /// @notice The EIP-712 digest the server signs for `receipt` (this contract is the verifying contract).
-    function receiptDigest(ReceiptLib.Receipt calldata receipt) external view returns (bytes32);
+    /// @notice The head of a receipt chain whose head was `head` after appending the receipt leaf `leaf`:
+    ///         keccak256(head ‖ leaf). A session's chain starts at bytes32(0) (see `ReceiptLib.ReceiptChain`).
+    function receiptChainNext(bytes32 head, bytes32 leaf) external pure returns (bytes32);
 
-    /// @notice The address that signed `receipt`; reverts on a malformed or malleable signature.
-    function receiptSigner(ReceiptLib.Receipt calldata receipt, bytes calldata signature) external view returns (address);
+    /// @notice The EIP-712 digest a server signs off chain for `chain` (this contract is the verifying
+    ///         contract, in the domain its receipts are hashed for). Not evidence on chain: a receipt is
+    ///         evidence once it is under a batch root its server posted (`verifyReceipt`).
+    function receiptChainDigest(ReceiptLib.ReceiptChain calldata chain) external view returns (bytes32);
+
+    /// @notice The address that signed `chain`; reverts on a malformed or malleable signature.
+    function receiptChainSigner(
+        ReceiptLib.ReceiptChain calldata chain,
+        bytes calldata signature
+    ) external view returns (address);
 
     /// @notice True when `receipt` is under `batchId`'s root and matches the batch: same server, the
     ///         variant and layer range of the registration it was posted under.

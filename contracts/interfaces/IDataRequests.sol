@@ -5,8 +5,8 @@ import {ReceiptLib} from "../libraries/ReceiptLib.sol";
 
 /// @title Data requests (withheld data on chain)
 /// @notice A server that will not produce a committed step's data when an audit asks off chain can be
-///         made to post it on chain. A registered verifier names the receipt (batch id, receipt, the
-///         server's signature, Merkle proof) inside the batch's challenge window and puts up a bond;
+///         made to post it on chain. A registered verifier names the receipt (batch id, receipt, Merkle
+///         proof under the batch's root) inside the batch's challenge window and puts up a bond;
 ///         the server's stake behind it is locked under this request alone. The server answers within
 ///         `responsePeriod` by posting the step's input and output activations in calldata; the contract
 ///         recomputes both activation hashes exactly as protocol/activations.ts does and checks them
@@ -33,8 +33,8 @@ import {ReceiptLib} from "../libraries/ReceiptLib.sol";
 ///      Only steps of at most `maxTokens` tokens can be requested: a large prefill does not fit in a
 ///      transaction (at hidden 4096, 64 tokens in fp16 is over Osaka's 2^24 gas cap), and an honest
 ///      server must never be slashed for data it could not post. Larger steps go to Disputes. The cap
-///      reads the receipt's signed `tokens`, which must equal the step's rows: a server that signs fewer
-///      tokens than it computed signed a false receipt, and cannot hide behind the cap.
+///      reads the receipt's committed `tokens`, which must equal the step's rows: a server that commits
+///      fewer tokens than it computed committed a false receipt, and cannot hide behind the cap.
 ///
 ///      One request per receipt, ever (a second request for the same receipt could slash it twice); a
 ///      receipt already under a dispute in Disputes cannot be requested either. The deadline may fall
@@ -45,7 +45,7 @@ import {ReceiptLib} from "../libraries/ReceiptLib.sol";
 ///      This contract holds SLASHER_ROLE in Staking and AUDITOR_ROLE in TrustScores.
 ///
 ///      Not covered (left open): a server that refuses to *list* a batch, so that no verifier holds a
-///      signed receipt to name. A request "for the receipt at leaf index i" cannot be enforced with
+///      committed receipt to name. A request "for the receipt at leaf index i" cannot be enforced with
 ///      Commitments' tree: inner nodes hash sorted pairs, so a proof does not bind a leaf's position,
 ///      and the server could answer every such request with the same one receipt.
 interface IDataRequests {
@@ -152,13 +152,12 @@ interface IDataRequests {
     event RequestSlashed(uint256 indexed requestId, address indexed server, uint256 slashed, uint256 toRequester);
     event ParamsSet(Params params);
 
-    /// @notice Requests the data of `receipt`, committed in `batchId` under `proof` and signed by its
-    ///         server with `signature`; pulls `requestBond` from the caller and locks up to `serverSlash`
-    ///         of the server's stake. Returns the request id (1, 2, …).
+    /// @notice Requests the data of `receipt`, committed in `batchId` under `proof` (the batch's server
+    ///         posted it, which is its attestation: no signature is needed); pulls `requestBond` from the
+    ///         caller and locks up to `serverSlash` of the server's stake. Returns the request id (1, 2, …).
     function requestData(
         uint256 batchId,
         ReceiptLib.Receipt calldata receipt,
-        bytes calldata signature,
         bytes32[] calldata proof
     ) external returns (uint256 requestId);
 

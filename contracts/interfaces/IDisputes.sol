@@ -190,16 +190,16 @@ interface IDisputes {
     /// @notice Disputes now refuses receipts whose step `dataRequests` slashed as withheld.
     event DataRequestsSet(address dataRequests);
 
-    /// @notice Challenges `receipt`, committed in `batchId` under `proof` and signed by its server with
-    ///         `signature`; locks up to `serverSlash` of the server's free stake (possibly nothing: the
-    ///         dispute is then settled against what is free at settlement) and pulls
-    ///         `bondFor(params(), locked)` from the caller. Returns the dispute id (1, 2, …).
+    /// @notice Challenges `receipt`, committed in `batchId` under `proof` (the batch's server posted it,
+    ///         which is its attestation: no signature is needed); locks up to `serverSlash` of the
+    ///         server's free stake (possibly nothing: the dispute is then settled against what is free
+    ///         at settlement) and pulls `bondFor(params(), locked)` from the caller. Returns the
+    ///         dispute id (1, 2, …).
     ///         Refuses a receipt already disputed, and one whose step `dataRequests()` slashed as
     ///         withheld (an answered or still open request does not stop a dispute).
     function openDispute(
         uint256 batchId,
         ReceiptLib.Receipt calldata receipt,
-        bytes calldata signature,
         bytes32[] calldata proof
     ) external returns (uint256 disputeId);
 

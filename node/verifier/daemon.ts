@@ -287,7 +287,7 @@ export class VerifierDaemon {
     if (balance < bond) throw new InvalidArgumentError(`the challenge bond is ${formatEther(bond)} tokens, ${this.o.address} holds ${formatEther(balance)}`);
     const disputesAddress = await disputes.getAddress();
     await chainCall("approving the challenge bond", async () => (await token.approve(disputesAddress, bond)).wait());
-    const receipt = await chainCall("opening a dispute", async () => (await disputes.openDispute(batchId, r.receipt, r.signature, proof)).wait());
+    const receipt = await chainCall("opening a dispute", async () => (await disputes.openDispute(batchId, r.receipt, proof)).wait());
     const opened = receipt?.logs.map((l) => disputes.interface.parseLog(l)).find((e) => e?.name === "DisputeOpened");
     if (opened === undefined || opened === null) throw new Error(`openDispute emitted no DisputeOpened event`);
     const disputeId = opened.args.disputeId as bigint;

@@ -17,10 +17,10 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import hre, { network } from "hardhat";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
-import { Signature, keccak256, parseEther, solidityPackedKeccak256, toUtf8Bytes, type ContractTransactionResponse } from "ethers";
+import { Signature, TypedDataEncoder, ZeroHash, concat, keccak256, parseEther, recoverAddress, solidityPackedKeccak256, toUtf8Bytes, type ContractTransactionResponse } from "ethers";
 import { receiptDomain, voucherDomain } from "../../protocol/eip712.js";
 import { MerkleTree, verifyMerkleProof } from "../../protocol/merkle.js";
-import { receiptLeaf, recoverReceiptSigner, signReceipt, type Receipt } from "../../protocol/receipt.js";
+import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
 import { signVoucher } from "../../protocol/voucher.js";
 import { isWinningTicket, recipientRandHash, signTicket, ticketDomain, ticketHash, ticketTerms, type Ticket } from "../../protocol/tickets.js";
 import { isSampled } from "../../node/verifier/sample.js";
@@ -206,7 +206,16 @@ const batchResults: BatchResult[] = [];
 const rDomain = receiptDomain(chainId, commitmentsAddr);
 let previousTo = 0n;
 let serverBatches = 0;
-let receiptSignerGas = 0n;
+let receiptChainSignerGas = 0n;
+/** ReceiptLib.ReceiptChain: what a server signs off chain for a session's receipts up to `lastStep`. */
+const RECEIPT_CHAIN_TYPES = {
+  ReceiptChain: [
+    { name: "sessionId", type: "bytes32" },
+    { name: "server", type: "address" },
+    { name: "lastStep", type: "uint64" },
+    { name: "head", type: "bytes32" },
+  ],
+};
 
 async function postReceipts(label: string, receipts: Receipt[]): Promise<{ gas: bigint; batchId: bigint; tree: MerkleTree }> {
   const tree = new MerkleTree(receipts.map(receiptLeaf));
@@ -242,12 +251,20 @@ for (const n of BATCH_SIZES) {
   check(!(await commitments.verifyReceipt(batchId, { ...receipt, tokens: receipt.tokens + 1 }, proof)), `tampered receipt rejected in ${label}`);
   const verifyGas = await commitments.verifyReceipt.estimateGas(batchId, receipt, proof);
   batchResults.push({ receipts: n, postGas: gas, proofLength: proof.length, verifyGas });
-  // Signing is off chain: sign only the audited receipt and check the contract recovers the server.
-  const signature = await signReceipt(server, rDomain, receipt);
-  check(recoverReceiptSigner(rDomain, receipt, signature) === server.address, "TS recovers the receipt signer");
-  check((await commitments.receiptSigner(receipt, signature)) === server.address, "contract recovers the receipt signer");
   check((await commitments.receiptLeaf(receipt)) === receiptLeaf(receipt), "TS and contract receipt leaves agree");
-  receiptSignerGas = await commitments.receiptSigner.estimateGas(receipt, signature);
+  // Signing is off chain: the server signs the chain of the audited receipt's session (its steps in
+  // this batch) once; check the contract's chain, digest and recovered signer agree with ethers'.
+  const session = receipts.filter((r) => r.sessionId === receipt.sessionId);
+  const heads = [ZeroHash]; // heads[n + 1] is the head after step n
+  for (const r of session) heads.push(keccak256(concat([heads.at(-1)!, receiptLeaf(r)])));
+  const head = heads.at(-1)!;
+  check((await commitments.receiptChainNext(heads.at(-2)!, receiptLeaf(session.at(-1)!))) === head, "TS and contract receipt chains agree");
+  const chain = { sessionId: receipt.sessionId, server: server.address, lastStep: session.at(-1)!.step, head };
+  const signature = await server.signTypedData(rDomain, RECEIPT_CHAIN_TYPES, chain);
+  check((await commitments.receiptChainDigest(chain)) === TypedDataEncoder.hash(rDomain, RECEIPT_CHAIN_TYPES, chain), "TS and contract chain digests agree");
+  check(recoverAddress(TypedDataEncoder.hash(rDomain, RECEIPT_CHAIN_TYPES, chain), signature) === server.address, "TS recovers the chain signer");
+  check((await commitments.receiptChainSigner(chain, signature)) === server.address, "contract recovers the chain signer");
+  receiptChainSignerGas = await commitments.receiptChainSigner.estimateGas(chain, signature);
 }
 
 // ------------------------------------------------------------------ disputes
@@ -281,27 +298,27 @@ const disputeGas: Record<"open" | "openUnlocked" | "draw" | "commit" | "reveal" 
   const batchId = await commitments.batchCount();
   const postedAt = CLOCK_START + BigInt(serverBatches);
   await gasOf(commitments.connect(cheater).postBatch(tree.root, variantId, SERVER_LAYERS[0], SERVER_LAYERS[1], receipts.length, postedAt, postedAt));
-  const a = { batchId, receipts: receipts.length, receipt: receipts[0]!, proof: tree.proof(0), signature: await signReceipt(cheater, rDomain, receipts[0]!) };
+  const a = { batchId, receipts: receipts.length, receipt: receipts[0]!, proof: tree.proof(0) };
   const pool = await staking.verifierCount();
   await gasOf(token.connect(challenger).approve(disputesAddr, parseEther("10000")));
   disputeGas.open = await measure(
     DISPUTES,
     "**openDispute**",
     `receipt of a ${a.receipts}-receipt batch (proof of ${a.proof.length}); locks the server's stake, takes the bond, keeps the stake slashable`,
-    disputes.connect(challenger).openDispute(a.batchId, a.receipt, a.signature, a.proof),
+    disputes.connect(challenger).openDispute(a.batchId, a.receipt, a.proof),
   );
   const id = await disputes.disputeCount();
   // Stake exhaustion: other disputes hold all of the server's stake, yet a challenge still opens (and
   // is settled against what is free at settlement). Opened inside the window, left open.
   for (let i = 1; (await staking.freeBonded(cheater.address)) > 0n; i++) {
-    await gasOf(disputes.connect(challenger).openDispute(a.batchId, receipts[i]!, await signReceipt(cheater, rDomain, receipts[i]!), tree.proof(i)));
+    await gasOf(disputes.connect(challenger).openDispute(a.batchId, receipts[i]!, tree.proof(i)));
   }
   const next = disputeVerifiers.length + 40;
   disputeGas.openUnlocked = await measure(
     DISPUTES,
     "openDispute",
     "all of the server's stake held by other disputes: locks nothing, base bond",
-    disputes.connect(challenger).openDispute(a.batchId, receipts[next]!, await signReceipt(cheater, rDomain, receipts[next]!), tree.proof(next)),
+    disputes.connect(challenger).openDispute(a.batchId, receipts[next]!, tree.proof(next)),
   );
   check((await disputes.dispute(await disputes.disputeCount())).serverLocked === 0n, "the last dispute locked nothing");
   await networkHelpers.mine(1);
@@ -530,7 +547,7 @@ const audited: { sampled: number } = { sampled: 0 };
   check((await p.rewards.owed(lazy.address)) > 0n, "the first recorder was rewarded");
   // the receipt the 1-pass verifier passed is disputed and found at fault; its pass is then slashed
   const i = one[0]!;
-  await gasOf(disputes.connect(challenger).openDispute(batchId, receipts[i]!, await signReceipt(server, rDomain, receipts[i]!), tree.proof(i)));
+  await gasOf(disputes.connect(challenger).openDispute(batchId, receipts[i]!, tree.proof(i)));
   const id = await disputes.disputeCount();
   await networkHelpers.mine(1);
   await gasOf(disputes.drawCommittee(id));
@@ -907,9 +924,11 @@ ${conclusion}
 Commitment batches hold real receipts
 (built with \`protocol/receipt.ts\`, one prefill step of ${PROMPT_TOKENS} prompt tokens then decode steps of one token,
 ${STEPS_PER_SESSION} steps per session) under a real Merkle root (\`protocol/merkle.ts\`); the benchmark checks
-on chain that a proof verifies, that a tampered receipt does not, and that the contract recovers the
-server from a receipt signed with \`signReceipt\`. Signing happens off chain, so only the audited
-receipts are signed.
+on chain that a proof verifies, that a tampered receipt does not, and that the contract's receipt
+chain, its EIP-712 digest and the signer it recovers agree with ethers' for a chain the server signs
+over the audited receipt's session. Signing happens off chain (one signature per session here), and
+no contract takes a signature as evidence: a receipt is evidence once it is under a root its server
+posted.
 
 Gas is a property of the bytecode, the hardfork's pricing and the chain state, not of the machine:
 re-running the script anywhere gives the same numbers. They change when the contracts, the compiler
@@ -935,8 +954,11 @@ falls as 1/B. Rows below are the same server's later batches (its first batch, a
 creates the server's batch list). \`verifyReceipt\` is a view, used by verifiers and disputes; its
 cost grows with the proof length, log2(B), and is paid only if a receipt is ever checked on chain.
 The figure is \`estimateGas\` of a transaction calling it (so it includes the 21,000 base and
-calldata) for the deepest leaf. Recovering a receipt's signer on chain (\`receiptSigner\`, also a
-view) estimates at ${fmtInt(receiptSignerGas)} gas.
+calldata) for the deepest leaf. No contract checks a receipt's signature: a receipt under a root its
+server posted is the server's own attestation. Clients hold the server's signed receipt chains off
+chain (one EIP-712 \`ReceiptChain\` signature every few steps and at session close); recovering one's
+signer on chain (\`receiptChainSigner\`, a view kept so off-chain code can be tested against it)
+estimates at ${fmtInt(receiptChainSignerGas)} gas.
 
 ${batchTable}
 
@@ -944,7 +966,7 @@ ${batchTable}
 
 A dispute is on chain only when a verifier challenges (rare in an honest network), so it is not part
 of the per-query cost below. One dispute with a committee of ${DEVNET_PARAMS.disputes.committeeSize} costs
-${fmtInt(disputeGas.open)} to open (Merkle proof and signature checked, the server's stake locked under
+${fmtInt(disputeGas.open)} to open (Merkle proof checked against the server's posted root, its stake locked under
 the dispute, the bond taken), ${fmtInt(disputeGas.draw)} to draw the committee (each member's stake locked),
 ${fmtInt(disputeGas.commit)} per committed vote, ${fmtInt(disputeGas.reveal)} per revealed vote and
 ${fmtInt(disputeGas.settle)} to settle with the server at fault (the most transfers a settlement makes).
@@ -967,7 +989,7 @@ dispute showed false costs ${fmtInt(auditGas.slash)}.
 **Model.** A query is one generation of N tokens through a pipeline of k servers, each with its own
 channel from the client. Two costs are spread over queries, both paid once per server:
 
-- **Commitments.** A server posts one Merkle root of its signed receipts per interval. \`postBatch\` gas
+- **Commitments.** A server posts one Merkle root of its receipts per interval. \`postBatch\` gas
   does not depend on how many receipts are under the root (table above), so what matters is Q, the
   queries the server serves between two posts, from all its clients.
 - **Channel lifecycle.** Per client and server: \`openWithPermit\` (the normal client path), R − 1 plain

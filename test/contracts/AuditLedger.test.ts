@@ -2,9 +2,8 @@ import { expect } from "chai";
 import { network } from "hardhat";
 import { ZeroHash, concat, keccak256, parseEther, toUtf8Bytes } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
-import { receiptDomain } from "../../protocol/eip712.js";
 import { MerkleTree } from "../../protocol/merkle.js";
-import { receiptLeaf, signReceipt, type Receipt } from "../../protocol/receipt.js";
+import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
 import { isSampled } from "../../node/verifier/sample.js";
 import { PARAMS, VARIANT, fundAudits, joinAsVerifiers, passesOf, registerServer, sessionReceipts, worldFixture, type World } from "./fixtures.js";
 
@@ -18,13 +17,12 @@ const SALT = keccak256(toUtf8Bytes("salt"));
 interface LedgerWorld extends World {
   verifiers: HardhatEthersSigner[];
   receipts: Receipt[];
-  signatures: string[];
   leaves: string[];
   tree: MerkleTree;
   batchId: bigint;
 }
 
-/** A server of layers [0, 4) with one batch of 16 signed receipts (its seed block mined), four verifiers, paid work and a funded pool. */
+/** A server of layers [0, 4) with one batch of 16 receipts (its seed block mined), four verifiers, paid work and a funded pool. */
 async function ledgerWorldFixture(): Promise<LedgerWorld> {
   const w = await world();
   const extra = (await ethers.getSigners()).slice(7, 10);
@@ -32,14 +30,12 @@ async function ledgerWorldFixture(): Promise<LedgerWorld> {
   await joinAsVerifiers(w, verifiers);
   await registerServer(w, w.server, 0, 4);
   const receipts = sessionReceipts(w.server.address, "ledger session", RECEIPTS);
-  const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
-  const signatures = await Promise.all(receipts.map((r) => signReceipt(w.server, domain, r)));
   const leaves = receipts.map(receiptLeaf);
   const tree = new MerkleTree(leaves);
   await w.commitments.connect(w.server).postBatch(tree.root, VARIANT, 0, 4, RECEIPTS, 0, 0);
   await fundAudits(w, w.server.address, parseEther("10000"), parseEther("1000"));
   await w.auditLedger.setParams(EVERY_RECEIPT); // also mines the seed block
-  return { ...w, verifiers, receipts, signatures, leaves, tree, batchId: 0n };
+  return { ...w, verifiers, receipts, leaves, tree, batchId: 0n };
 }
 
 function record(w: LedgerWorld, who: HardhatEthersSigner, indices: number[]) {
@@ -54,7 +50,7 @@ function record(w: LedgerWorld, who: HardhatEthersSigner, indices: number[]) {
 async function disputesSettled(w: LedgerWorld, verdicts: [number, boolean][]): Promise<bigint[]> {
   const ids: bigint[] = [];
   for (const [i] of verdicts) {
-    await w.disputes.connect(w.verifiers[3]!).openDispute(w.batchId, w.receipts[i]!, w.signatures[i]!, w.tree.proof(i));
+    await w.disputes.connect(w.verifiers[3]!).openDispute(w.batchId, w.receipts[i]!, w.tree.proof(i));
     ids.push(await w.disputes.disputeCount());
   }
   await networkHelpers.mine(2);
@@ -118,7 +114,7 @@ describe("AuditLedger", function () {
       await expect(w.auditLedger.connect(v).recordPasses(w.batchId, [ZeroHash], [w.tree.proof(0)]))
         .to.be.revertedWithCustomError(w.auditLedger, "ReceiptNotInBatch")
         .withArgs(w.batchId, ZeroHash);
-      await w.disputes.connect(w.verifiers[3]!).openDispute(w.batchId, w.receipts[5]!, w.signatures[5]!, w.tree.proof(5));
+      await w.disputes.connect(w.verifiers[3]!).openDispute(w.batchId, w.receipts[5]!, w.tree.proof(5));
       await expect(record(w, v, [5])).to.be.revertedWithCustomError(w.auditLedger, "AuditLedgerLeafDisputed").withArgs(w.leaves[5], 1n);
       // passes are taken in the first half of the window only: the second half is left for disputes
       const batch = await w.commitments.batch(w.batchId);

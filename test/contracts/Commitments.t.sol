@@ -253,10 +253,36 @@ contract CommitmentsFuzzTest is EFedFixture {
         return a < b ? keccak256(abi.encode(a, b)) : keccak256(abi.encode(b, a));
     }
 
-    function testFuzz_ReceiptLeafAndSigner(ReceiptLib.Receipt memory r) public view {
+    function testFuzz_ReceiptLeaf(ReceiptLib.Receipt memory r) public view {
+        assertEq(commitments.receiptLeaf(r), _structHash(r), "leaf is the EIP-712 struct hash");
+    }
+
+    /// @dev A chain over `steps` receipts of one session, built here from the spec's words: head 0 before
+    ///      step 0, head_n = keccak256(head_{n-1} ‖ leaf_n); the server's signature over its EIP-712
+    ///      digest (Commitments' domain) recovers to the server.
+    function testFuzz_ReceiptChainNextDigestAndSigner(ReceiptLib.Receipt memory r, uint8 steps) public view {
+        steps = uint8(bound(steps, 1, 8));
         r.server = server;
-        bytes32 leaf = _structHash(r);
-        assertEq(commitments.receiptLeaf(r), leaf, "leaf is the EIP-712 struct hash");
+        bytes32 head = bytes32(0);
+        for (uint64 n = 0; n < steps; ++n) {
+            r.step = n;
+            r.outputHash = keccak256(abi.encode(r.outputHash, n));
+            bytes32 leaf = _structHash(r);
+            bytes32 next = keccak256(bytes.concat(head, leaf));
+            assertEq(commitments.receiptChainNext(head, leaf), next, "chain next");
+            head = next;
+        }
+        ReceiptLib.ReceiptChain memory c =
+            ReceiptLib.ReceiptChain({sessionId: r.sessionId, server: server, lastStep: steps - 1, head: head});
+        bytes32 structHash = keccak256(
+            abi.encode(
+                keccak256("ReceiptChain(bytes32 sessionId,address server,uint64 lastStep,bytes32 head)"),
+                c.sessionId,
+                c.server,
+                c.lastStep,
+                c.head
+            )
+        );
         bytes32 domainSeparator = keccak256(
             abi.encode(
                 keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
@@ -266,9 +292,11 @@ contract CommitmentsFuzzTest is EFedFixture {
                 address(commitments)
             )
         );
-        bytes32 digest = keccak256(abi.encodePacked("\x19\x01", domainSeparator, leaf));
-        assertEq(commitments.receiptDigest(r), digest, "receipt digest");
-        assertEq(commitments.receiptSigner(r, signDigest(SERVER_PK, digest)), server, "receipt signer");
+        bytes32 digest = keccak256(abi.encodePacked("\x19\x01", domainSeparator, structHash));
+        assertEq(commitments.receiptChainDigest(c), digest, "chain digest");
+        assertEq(commitments.receiptChainSigner(c, signDigest(SERVER_PK, digest)), server, "chain signer");
+        c.lastStep += 1;
+        assertTrue(commitments.receiptChainDigest(c) != digest, "lastStep is signed");
     }
 
     /// @dev Two-leaf tree: each receipt proves with the other's leaf; tampering or a foreign server fails.

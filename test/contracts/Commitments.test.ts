@@ -1,16 +1,32 @@
 import { expect } from "chai";
 import { network } from "hardhat";
-import { Signature, Wallet, hexlify, keccak256, randomBytes, toBeHex } from "ethers";
+import { Signature, TypedDataEncoder, Wallet, ZeroHash, concat, hexlify, keccak256, randomBytes, recoverAddress, toBeHex, type Signer } from "ethers";
 import { canonicalSignature, receiptDomain } from "../../protocol/eip712.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { MerkleTree, verifyMerkleProof } from "../../protocol/merkle.js";
-import { receiptDigest, receiptLeaf, recoverReceiptSigner, signReceipt, type Receipt } from "../../protocol/receipt.js";
+import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import { PARAMS, VARIANT, registerServer, worldFixture, type World } from "./fixtures.js";
 
 const { ethers, networkHelpers } = await network.create();
 const world = worldFixture(ethers);
 const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+
+/** ReceiptLib.ReceiptChain, written out here: the contract is the definition off-chain code is tested against. */
+const RECEIPT_CHAIN_TYPES = {
+  ReceiptChain: [
+    { name: "sessionId", type: "bytes32" },
+    { name: "server", type: "address" },
+    { name: "lastStep", type: "uint64" },
+    { name: "head", type: "bytes32" },
+  ],
+};
+interface ReceiptChain {
+  sessionId: string;
+  server: string;
+  lastStep: bigint;
+  head: string;
+}
 
 function receipt(server: string, step: number, overrides: Partial<Receipt> = {}): Receipt {
   return {
@@ -147,50 +163,98 @@ describe("Commitments", function () {
   });
 
   describe("receipts: the TypeScript helpers build what the contract verifies", function () {
-    it("leaf and digest are the same bytes on both sides", async function () {
+    it("a receipt's leaf is the same bytes on both sides", async function () {
       const w = await serverWorld();
-      const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
       for (let step = 0; step < 5; step++) {
         const r = receipt(w.server.address, step, { sessionId: hexlify(randomBytes(32)), step: BigInt(step) * 1_000_000_007n });
         expect(await w.commitments.receiptLeaf(r)).to.equal(receiptLeaf(r));
-        expect(await w.commitments.receiptDigest(r)).to.equal(receiptDigest(domain, r));
+      }
+    });
+  });
+
+  describe("receipt chains: what a server signs off chain", function () {
+    /** A session's chain after each of `steps` receipts, as ethers computes it: heads[n] is the head after step n. */
+    function chainOf(server: string, steps: number): { receipts: Receipt[]; heads: string[] } {
+      const receipts = Array.from({ length: steps }, (_, i) => receipt(server, i));
+      const heads: string[] = [];
+      for (const r of receipts) heads.push(keccak256(concat([heads.at(-1) ?? ZeroHash, receiptLeaf(r)])));
+      return { receipts, heads };
+    }
+
+    async function signedChain(w: World, signer: Signer = w.server) {
+      const { receipts, heads } = chainOf(w.server.address, 4);
+      const chain: ReceiptChain = { sessionId: receipts[0]!.sessionId, server: w.server.address, lastStep: 3n, head: heads[3]! };
+      const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
+      return { chain, domain, signature: await signer.signTypedData(domain, RECEIPT_CHAIN_TYPES, chain) };
+    }
+
+    it("receiptChainNext is keccak256(head ‖ leaf), from bytes32(0) before step 0", async function () {
+      const w = await serverWorld();
+      // keccak256 of 64 zero bytes
+      expect(await w.commitments.receiptChainNext(ZeroHash, ZeroHash)).to.equal("0xad3228b676f7d3cd4284a5443f17f1962b36e491b30a40b2405849e597ba5fb5");
+      const { receipts, heads } = chainOf(w.server.address, 5);
+      let head = ZeroHash;
+      for (const [n, r] of receipts.entries()) {
+        head = await w.commitments.receiptChainNext(head, await w.commitments.receiptLeaf(r));
+        expect(head).to.equal(heads[n]);
+      }
+      expect(new Set(heads).size).to.equal(5);
+    });
+
+    it("receiptChainDigest is the EIP-712 digest ethers computes under Commitments' domain", async function () {
+      const w = await serverWorld();
+      const { chain, domain } = await signedChain(w);
+      const digest = TypedDataEncoder.hash(domain, RECEIPT_CHAIN_TYPES, chain);
+      expect(await w.commitments.receiptChainDigest(chain)).to.equal(digest);
+      // the domain is the receipts' one: name, version, chain id and Commitments as verifying contract
+      expect(domain).to.deep.equal({ name: "eFed Receipts", version: "1", chainId: w.chainId, verifyingContract: await w.commitments.getAddress() });
+      // every field is signed
+      for (const changed of [
+        { ...chain, sessionId: keccak256("0x01") },
+        { ...chain, server: w.server2.address },
+        { ...chain, lastStep: 4n },
+        { ...chain, head: keccak256("0x02") },
+      ]) {
+        const other = await w.commitments.receiptChainDigest(changed);
+        expect(other).to.equal(TypedDataEncoder.hash(domain, RECEIPT_CHAIN_TYPES, changed));
+        expect(other).to.not.equal(digest);
       }
     });
 
-    it("a signed receipt recovers to its server on chain and off chain", async function () {
+    it("receiptChainSigner recovers the server's signature, and a wallet's", async function () {
       const w = await serverWorld();
-      const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
-      const r = receipt(w.server.address, 0);
-      const sig = await signReceipt(w.server, domain, r);
-      expect(await w.commitments.receiptSigner(r, sig)).to.equal(w.server.address);
-      expect(recoverReceiptSigner(domain, r, sig)).to.equal(w.server.address);
+      const { chain, signature } = await signedChain(w);
+      expect(await w.commitments.receiptChainSigner(chain, signature)).to.equal(w.server.address);
+      const wallet = Wallet.createRandom();
+      const { signature: walletSignature } = await signedChain(w, wallet);
+      expect(await w.commitments.receiptChainSigner(chain, walletSignature)).to.equal(wallet.address);
     });
 
-    it("a receipt signed for another chain or contract recovers to someone else", async function () {
+    it("a chain signed for another chain id or contract recovers to someone else", async function () {
       const w = await serverWorld();
-      const r = receipt(w.server.address, 0);
-      const otherChain = await signReceipt(w.server, receiptDomain(w.chainId + 1n, await w.commitments.getAddress()), r);
-      const otherContract = await signReceipt(w.server, receiptDomain(w.chainId, await w.channels.getAddress()), r);
-      expect(await w.commitments.receiptSigner(r, otherChain)).to.not.equal(w.server.address);
-      expect(await w.commitments.receiptSigner(r, otherContract)).to.not.equal(w.server.address);
+      const { chain } = await signedChain(w);
+      const otherChain = await w.server.signTypedData(receiptDomain(w.chainId + 1n, await w.commitments.getAddress()), RECEIPT_CHAIN_TYPES, chain);
+      const otherContract = await w.server.signTypedData(receiptDomain(w.chainId, await w.channels.getAddress()), RECEIPT_CHAIN_TYPES, chain);
+      expect(await w.commitments.receiptChainSigner(chain, otherChain)).to.not.equal(w.server.address);
+      expect(await w.commitments.receiptChainSigner(chain, otherContract)).to.not.equal(w.server.address);
     });
 
-    it("rejects a malleable (high-s) receipt signature", async function () {
+    it("rejects a malleable (high-s) chain signature", async function () {
       const w = await serverWorld();
-      const r = receipt(w.server.address, 0);
-      const sig = Signature.from(await signReceipt(w.server, receiptDomain(w.chainId, await w.commitments.getAddress()), r));
+      const { chain, signature } = await signedChain(w);
+      const sig = Signature.from(signature);
       const highS = toBeHex(SECP256K1_N - BigInt(sig.s), 32);
       const flipped = ethers.concat([sig.r, highS, toBeHex(sig.v === 27 ? 28 : 27, 1)]);
-      await expect(w.commitments.receiptSigner(r, flipped))
+      await expect(w.commitments.receiptChainSigner(chain, flipped))
         .to.be.revertedWithCustomError(w.commitments, "ECDSAInvalidSignatureS")
         .withArgs(highS);
     });
 
     it("regression: TypeScript accepts a signature encoding exactly when OpenZeppelin's ECDSA does on chain", async function () {
       const w = await serverWorld();
-      const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
-      const r = receipt(w.server.address, 0);
-      const sig = Signature.from(await signReceipt(w.server, domain, r));
+      const { chain, domain, signature } = await signedChain(w);
+      const digest = TypedDataEncoder.hash(domain, RECEIPT_CHAIN_TYPES, chain);
+      const sig = Signature.from(signature);
       const encodings: Record<string, string> = {
         canonical: sig.serialized,
         compact64: sig.compactSerialized,
@@ -201,14 +265,13 @@ describe("Commitments", function () {
       };
       const verdicts: Record<string, [boolean, boolean]> = {};
       for (const [name, encoded] of Object.entries(encodings)) {
-        const onChain = await w.commitments.receiptSigner(r, encoded).then(
+        const onChain = await w.commitments.receiptChainSigner(chain, encoded).then(
           (a) => a === w.server.address,
           () => false,
         );
         let offChain = true;
         try {
-          canonicalSignature(encoded);
-          expect(recoverReceiptSigner(domain, r, encoded)).to.equal(w.server.address);
+          expect(recoverAddress(digest, canonicalSignature(encoded))).to.equal(w.server.address);
         } catch (err) {
           expect(err).to.be.instanceOf(InvalidArgumentError);
           offChain = false;
@@ -224,7 +287,9 @@ describe("Commitments", function () {
         zeroS: [false, false],
       });
     });
+  });
 
+  describe("receipt proofs: what the contract verifies", function () {
     for (const count of [1, 2, 3, 7, 64, 257]) {
       it(`Merkle proofs of a ${count}-receipt batch verify on chain`, async function () {
         const w = await serverWorld();

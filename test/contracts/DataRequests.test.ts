@@ -4,9 +4,8 @@ import { ZeroHash, keccak256, parseEther, toUtf8Bytes } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import { ENCODING_CODE, activationHash, encodeActivations, type EncodedActivations } from "../../protocol/activations.js";
 import { onChain } from "../../node/chain/dataResponder.js";
-import { receiptDomain } from "../../protocol/eip712.js";
 import { MerkleTree } from "../../protocol/merkle.js";
-import { receiptLeaf, signReceipt, type Receipt } from "../../protocol/receipt.js";
+import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
 import { DEVNET_DATA_REQUEST_PARAMS } from "../../scripts/lib/deployProtocol.js";
 import { MINTED, PARAMS, VARIANT, registerServer, stake, worldFixture, type World } from "./fixtures.js";
 
@@ -20,7 +19,6 @@ interface RequestWorld extends World {
   requester: HardhatEthersSigner;
   other: HardhatEthersSigner;
   receipts: Receipt[];
-  signatures: string[];
   /** Per receipt: the step's stored input and output (receipt i is step i, encoding ["fp32", "fp16", "int8", "fp32"][i]). */
   data: { input: EncodedActivations; output: EncodedActivations }[];
   tree: MerkleTree;
@@ -32,7 +30,7 @@ function values(rows: number, seed: number): Float32Array {
   return Float32Array.from({ length: rows * HIDDEN }, (_, i) => Math.sin(seed * 1000 + i) * 3);
 }
 
-/** A server of layers [0, 4) that committed four signed receipts (a 3-token prefill, then decode steps), and two registered verifiers. */
+/** A server of layers [0, 4) that committed four receipts (a 3-token prefill, then decode steps), and two registered verifiers. */
 async function requestWorldFixture(): Promise<RequestWorld> {
   const w = await world();
   const [requester, other] = [w.verifier, (await ethers.getSigners())[7]!];
@@ -60,15 +58,13 @@ async function requestWorldFixture(): Promise<RequestWorld> {
     tokens: input.rows,
     server: w.server.address,
   }));
-  const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
-  const signatures = await Promise.all(receipts.map((r) => signReceipt(w.server, domain, r)));
   const tree = new MerkleTree(receipts.map(receiptLeaf));
   await w.commitments.connect(w.server).postBatch(tree.root, VARIANT, 0, 4, receipts.length, 0, 0);
-  return { ...w, requester, other, receipts, signatures, data, tree, batchId: 0n };
+  return { ...w, requester, other, receipts, data, tree, batchId: 0n };
 }
 
 function requestOf(w: RequestWorld, by: HardhatEthersSigner, i = 0) {
-  return w.dataRequests.connect(by).requestData(w.batchId, w.receipts[i]!, w.signatures[i]!, w.tree.proof(i));
+  return w.dataRequests.connect(by).requestData(w.batchId, w.receipts[i]!, w.tree.proof(i));
 }
 
 function answer(w: RequestWorld, id: bigint, i: number, input = w.data[i]!.input, output = w.data[i]!.output, by = w.server) {
@@ -215,7 +211,7 @@ describe("DataRequests", function () {
     await expect(w.dataRequests.slashUnanswered(2n)).to.be.revertedWithCustomError(w.dataRequests, "DataRequestsUnknown").withArgs(2n);
   });
 
-  it("rejects a second request for one receipt, a non-verifier, a step over maxTokens, a receipt not in the batch, a foreign signature, a disputed receipt and a closed window", async function () {
+  it("rejects a second request for one receipt, a non-verifier, a step over maxTokens, a receipt not in the batch, a receipt naming the server under another server's root, a disputed receipt and a closed window", async function () {
     const w = await load();
     await requestOf(w, w.requester, 0);
     await expect(requestOf(w, w.other, 0))
@@ -227,14 +223,19 @@ describe("DataRequests", function () {
     await expect(requestOf(w, w.other, 0)).to.be.revertedWithCustomError(w.dataRequests, "DataRequestsStepTooLarge").withArgs(3n, 2n);
     await w.dataRequests.setParams(P);
     const wrong = { ...w.receipts[1]!, outputHash: ZeroHash };
-    await expect(w.dataRequests.connect(w.requester).requestData(0, wrong, w.signatures[1]!, w.tree.proof(1)))
+    await expect(w.dataRequests.connect(w.requester).requestData(0, wrong, w.tree.proof(1)))
       .to.be.revertedWithCustomError(w.dataRequests, "ReceiptNotInBatch")
       .withArgs(0n, receiptLeaf(wrong));
-    const foreign = await signReceipt(w.other, receiptDomain(w.chainId, await w.commitments.getAddress()), w.receipts[1]!);
-    await expect(w.dataRequests.connect(w.requester).requestData(0, w.receipts[1]!, foreign, w.tree.proof(1)))
-      .to.be.revertedWithCustomError(w.dataRequests, "ReceiptBadSignature")
-      .withArgs(w.other.address, w.server.address);
-    await w.disputes.connect(w.other).openDispute(0, w.receipts[1]!, w.signatures[1]!, w.tree.proof(1));
+    // no signature is asked for: only the server posts its roots, so another server cannot lock its
+    // stake by committing a receipt that names it
+    await registerServer(w, w.server2, 0, 4);
+    const framed = { ...w.receipts[3]!, step: 9n, outputHash: ZeroHash };
+    const framing = new MerkleTree([receiptLeaf(framed), receiptLeaf({ ...w.receipts[3]!, server: w.server2.address })]);
+    await w.commitments.connect(w.server2).postBatch(framing.root, VARIANT, 0, 4, 2, 0, 0);
+    await expect(w.dataRequests.connect(w.requester).requestData(1, framed, framing.proof(0)))
+      .to.be.revertedWithCustomError(w.dataRequests, "ReceiptNotInBatch")
+      .withArgs(1n, receiptLeaf(framed));
+    await w.disputes.connect(w.other).openDispute(0, w.receipts[1]!, w.tree.proof(1));
     await expect(requestOf(w, w.requester, 1))
       .to.be.revertedWithCustomError(w.dataRequests, "DataRequestsReceiptDisputed")
       .withArgs(receiptLeaf(w.receipts[1]!), 1n);
@@ -257,7 +258,7 @@ describe("DataRequests", function () {
     await networkHelpers.time.increase(601n);
     await w.dataRequests.slashUnanswered(3n);
     expect(await Promise.all(leaves.map((l) => w.dataRequests.slashedRequestOfReceipt(l)))).to.deep.equal([0n, 0n, 3n, 0n]);
-    const dispute = (i: number) => w.disputes.connect(w.other).openDispute(w.batchId, w.receipts[i]!, w.signatures[i]!, w.tree.proof(i));
+    const dispute = (i: number) => w.disputes.connect(w.other).openDispute(w.batchId, w.receipts[i]!, w.tree.proof(i));
     await expect(dispute(2)).to.be.revertedWithCustomError(w.disputes, "DisputesReceiptSlashedAsWithheld").withArgs(leaves[2]!, 3n);
     // the posted data of an answered request may show a wrong step; an open one may still be answered
     await expect(dispute(0)).to.emit(w.disputes, "DisputeOpened");
@@ -269,7 +270,7 @@ describe("DataRequests", function () {
     const w = await load();
     const args = [w.admin.address, w.token, w.staking, w.commitments, w.trust, w.rewards, PARAMS.disputes] as const;
     const fresh = await ethers.deployContract("Disputes", [...args]);
-    await expect(fresh.connect(w.requester).openDispute(w.batchId, w.receipts[0]!, w.signatures[0]!, w.tree.proof(0)))
+    await expect(fresh.connect(w.requester).openDispute(w.batchId, w.receipts[0]!, w.tree.proof(0)))
       .to.be.revertedWithCustomError(fresh, "DisputesDataRequestsNotSet");
     expect(await fresh.dataRequests()).to.equal(ethers.ZeroAddress);
     await expect(fresh.connect(w.stranger).setDataRequests(w.dataRequests))

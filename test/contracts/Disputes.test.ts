@@ -2,9 +2,8 @@ import { expect } from "chai";
 import { network } from "hardhat";
 import { ZeroHash, keccak256, parseEther, toBeHex, toUtf8Bytes } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
-import { receiptDomain } from "../../protocol/eip712.js";
 import { MerkleTree } from "../../protocol/merkle.js";
-import { receiptLeaf, signReceipt, type Receipt } from "../../protocol/receipt.js";
+import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
 import { PARAMS, VARIANT, joinAsVerifiers, registerServer, worldFixture, type World } from "./fixtures.js";
 
 const { ethers, networkHelpers } = await network.create();
@@ -21,7 +20,6 @@ const BOND = bondFor(D.serverSlash);
 interface DisputeWorld extends World {
   verifiers: HardhatEthersSigner[];
   receipts: Receipt[];
-  signatures: string[];
   tree: MerkleTree;
   batchId: bigint;
 }
@@ -40,7 +38,7 @@ function receiptOf(server: string, step: number): Receipt {
   };
 }
 
-/** A server of layers [0, 4) that committed four signed receipts, and five registered verifiers. */
+/** A server of layers [0, 4) that committed four receipts, and five registered verifiers. */
 async function disputeWorldFixture(): Promise<DisputeWorld> {
   const w = await world();
   const extra = (await ethers.getSigners()).slice(7, 11);
@@ -48,15 +46,13 @@ async function disputeWorldFixture(): Promise<DisputeWorld> {
   await joinAsVerifiers(w, verifiers);
   await registerServer(w, w.server, 0, 4);
   const receipts = [0, 1, 2, 3].map((i) => receiptOf(w.server.address, i));
-  const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
-  const signatures = await Promise.all(receipts.map((r) => signReceipt(w.server, domain, r)));
   const tree = new MerkleTree(receipts.map(receiptLeaf));
   await w.commitments.connect(w.server).postBatch(tree.root, VARIANT, 0, 4, 4, 0, 0);
-  return { ...w, verifiers, receipts, signatures, tree, batchId: 0n };
+  return { ...w, verifiers, receipts, tree, batchId: 0n };
 }
 
 function open(w: DisputeWorld, challenger: HardhatEthersSigner, i = 0) {
-  return w.disputes.connect(challenger).openDispute(w.batchId, w.receipts[i]!, w.signatures[i]!, w.tree.proof(i));
+  return w.disputes.connect(challenger).openDispute(w.batchId, w.receipts[i]!, w.tree.proof(i));
 }
 
 function signerOf(w: DisputeWorld, address: string): HardhatEthersSigner {
@@ -108,16 +104,26 @@ describe("Disputes", function () {
       expect(await w.disputes.disputeOfReceipt(leaf)).to.equal(1n);
     });
 
-    it("rejects a non-verifier, a closed window, a receipt not in the batch, a foreign signature and a second dispute of one receipt", async function () {
+    it("rejects a non-verifier, a closed window, a receipt not in the batch, a receipt naming the server under another server's root and a second dispute of one receipt", async function () {
       const w = await load();
       const challenger = w.verifiers[0]!;
       await expect(open(w, w.stranger)).to.be.revertedWithCustomError(w.disputes, "DisputesNotVerifier").withArgs(w.stranger.address);
       const wrong = { ...w.receipts[0]!, outputHash: ZeroHash };
-      await expect(w.disputes.connect(challenger).openDispute(0, wrong, w.signatures[0]!, w.tree.proof(0)))
+      await expect(w.disputes.connect(challenger).openDispute(0, wrong, w.tree.proof(0)))
         .to.be.revertedWithCustomError(w.disputes, "ReceiptNotInBatch")
         .withArgs(0n, receiptLeaf(wrong));
-      await expect(w.disputes.connect(challenger).openDispute(0, w.receipts[0]!, w.signatures[1]!, w.tree.proof(0)))
-        .to.be.revertedWithCustomError(w.disputes, "ReceiptBadSignature");
+      // no signature is asked for: only the server posts its roots, so another server cannot frame it
+      // by committing receipts that name it (under its own root they are not the poster's)
+      await registerServer(w, w.server2, 0, 4);
+      const framed = { ...receiptOf(w.server.address, 7), outputHash: ZeroHash };
+      const framing = new MerkleTree([receiptLeaf(framed), receiptLeaf(receiptOf(w.server2.address, 0))]);
+      await w.commitments.connect(w.server2).postBatch(framing.root, VARIANT, 0, 4, 2, 0, 0);
+      await expect(w.disputes.connect(challenger).openDispute(1, framed, framing.proof(0)))
+        .to.be.revertedWithCustomError(w.disputes, "ReceiptNotInBatch")
+        .withArgs(1n, receiptLeaf(framed));
+      await expect(w.disputes.connect(challenger).openDispute(0, framed, framing.proof(0)))
+        .to.be.revertedWithCustomError(w.disputes, "ReceiptNotInBatch")
+        .withArgs(0n, receiptLeaf(framed));
       await open(w, challenger, 0);
       // regression (double slashing of one receipt): one dispute per receipt, ever
       await expect(open(w, w.verifiers[1]!, 0))

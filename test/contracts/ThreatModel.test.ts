@@ -2,9 +2,8 @@ import { expect } from "chai";
 import { network } from "hardhat";
 import { keccak256, parseEther, toUtf8Bytes } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
-import { receiptDomain } from "../../protocol/eip712.js";
 import { MerkleTree } from "../../protocol/merkle.js";
-import { receiptLeaf, signReceipt, type Receipt } from "../../protocol/receipt.js";
+import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
 import { PARAMS, VARIANT, fundAudits, joinAsVerifiers, passesOf, registerServer, sessionReceipts, worldFixture, type World } from "./fixtures.js";
 
 // Attacks of docs/threat-model.md that Disputes answers and Disputes.test.ts does not already show.
@@ -18,50 +17,39 @@ const Outcome = { ServerAtFault: 1n, ServerCorrect: 2n, NoQuorum: 3n };
 const Status = { Open: 1n, Voting: 2n };
 const salt = (who: string) => keccak256(toUtf8Bytes(`salt of ${who}`));
 
-interface Committed {
-  receipt: Receipt;
-  signature: string;
-}
-
 interface ThreatWorld extends World {
   verifiers: HardhatEthersSigner[];
-  /** Receipts 0..4 of one session, signed by the server. */
-  signed: Committed[];
+  /** Receipts 0..4 of one session of the server. */
+  receipts: Receipt[];
 }
 
-/** Commits the receipts `indices` of `signed` in a new batch, mines its seed block; returns its id, tree, leaves and a dispute opener. */
+/** Commits the receipts `indices` of `receipts` in a new batch, mines its seed block; returns its id, tree, leaves and a dispute opener. */
 async function commitBatch(w: ThreatWorld, indices: number[], fromTime: number) {
-  const leaves = indices.map((i) => receiptLeaf(w.signed[i]!.receipt));
+  const leaves = indices.map((i) => receiptLeaf(w.receipts[i]!));
   const tree = new MerkleTree(leaves);
   await w.commitments.connect(w.server).postBatch(tree.root, VARIANT, 0, 4, indices.length, fromTime, fromTime);
   const batchId = (await w.commitments.batchCount()) - 1n;
   await networkHelpers.mine(1); // the block whose hash seeds the batch's sample
   const open = (challenger: HardhatEthersSigner, i: number) => {
     const at = indices.indexOf(i);
-    const { receipt, signature } = w.signed[i]!;
-    return w.disputes.connect(challenger).openDispute(batchId, receipt, signature, tree.proof(at));
+    return w.disputes.connect(challenger).openDispute(batchId, w.receipts[i]!, tree.proof(at));
   };
   return { batchId, tree, leaves, open };
 }
 
-/** Batch `batchId` commits the receipts `indices` of `signed`; returns a dispute opener for it. */
+/** Batch `batchId` commits the receipts `indices` of `receipts`; returns a dispute opener for it. */
 async function postBatch(w: ThreatWorld, indices: number[], fromTime: number) {
   return (await commitBatch(w, indices, fromTime)).open;
 }
 
-/** A server of layers [0, 4) with five signed receipts, five registered verifiers with their bond approved. */
+/** A server of layers [0, 4) with five receipts, five registered verifiers with their bond approved. */
 async function threatWorld(): Promise<ThreatWorld> {
   const w = await world();
   const extra = (await ethers.getSigners()).slice(7, 11);
   const verifiers = [w.verifier, ...extra];
   await joinAsVerifiers(w, verifiers);
   await registerServer(w, w.server, 0, 4);
-  const domain = receiptDomain(w.chainId, await w.commitments.getAddress());
-  const signed: Committed[] = [];
-  for (const receipt of sessionReceipts(w.server.address, "threat session", 5)) {
-    signed.push({ receipt, signature: await signReceipt(w.server, domain, receipt) });
-  }
-  return { ...w, verifiers, signed };
+  return { ...w, verifiers, receipts: sessionReceipts(w.server.address, "threat session", 5) };
 }
 
 function memberSigner(w: ThreatWorld, address: string): HardhatEthersSigner {
@@ -92,7 +80,7 @@ describe("Threat model (docs/threat-model.md)", function () {
     const openInFirst = await postBatch(w, [0, 1, 2, 3], 0);
     const openInSecond = await postBatch(w, [0, 4], 1);
     const [challenger, other] = [w.verifiers[0]!, w.verifiers[1]!];
-    const leaf = receiptLeaf(w.signed[0]!.receipt);
+    const leaf = receiptLeaf(w.receipts[0]!);
     const bonded = (await w.staking.operator(w.server.address)).bonded;
     // short phases, so the dispute settles while both batches can still be challenged
     await w.disputes.setParams({ ...D, commitPeriod: 60n, revealPeriod: 60n });

@@ -16,9 +16,8 @@ import type { NetworkManager } from "hardhat/types/network";
 import { keccak256, toUtf8Bytes, type TransactionResponse } from "ethers";
 import { activationHash, encodeActivations, type ActivationEncoding, type EncodedActivations } from "../../../protocol/activations.js";
 import { onChain } from "../../../node/chain/dataResponder.js";
-import { receiptDomain } from "../../../protocol/eip712.js";
 import { MerkleTree } from "../../../protocol/merkle.js";
-import { receiptLeaf, signReceipt, type Receipt } from "../../../protocol/receipt.js";
+import { receiptLeaf, type Receipt } from "../../../protocol/receipt.js";
 import { DEVNET_DATA_REQUEST_PARAMS, DEVNET_PARAMS, deployProtocol } from "../../lib/deployProtocol.js";
 import { REPO_ROOT } from "./benchModels.js";
 import { writeDocSections } from "./docs.js";
@@ -127,7 +126,6 @@ export async function measureDataRequestGas(network: NetworkManager): Promise<Da
   await (await token.mint(requester.address, bonds)).wait();
   await (await token.connect(requester).approve(requestsAddr, bonds)).wait();
 
-  const domain = receiptDomain((await ethers.provider.getNetwork()).chainId, await commitments.getAddress());
   const receiptOf = (owner: string, index: number, input: EncodedActivations, output: EncodedActivations): Receipt => ({
     sessionId: keccak256(toUtf8Bytes(`data-request bench session ${index}`)),
     step: 0n,
@@ -146,8 +144,7 @@ export async function measureDataRequestGas(network: NetworkManager): Promise<Da
   const cases: DataPostCase[] = [];
   let request = 0n;
   for (const [i, s] of steps.entries()) {
-    const signature = await signReceipt(server, domain, receipts[i]!);
-    const opened = await gasOf(dataRequests.connect(requester).requestData(0n, receipts[i]!, signature, tree.proof(i)));
+    const opened = await gasOf(dataRequests.connect(requester).requestData(0n, receipts[i]!, tree.proof(i)));
     if (i === 0) request = opened;
     const id = await dataRequests.requestCount();
     const payloadBytes = s.input.payload.byteLength + s.output.payload.byteLength;
@@ -169,7 +166,7 @@ export async function measureDataRequestGas(network: NetworkManager): Promise<Da
   const loneReceipt = receiptOf(other.address, 0, lone.input, lone.output);
   const loneLeaf = receiptLeaf(loneReceipt);
   await (await commitments.connect(other).postBatch(loneLeaf, variantId, 0, 16, 1, 0, 0)).wait();
-  await (await dataRequests.connect(requester).requestData(1n, loneReceipt, await signReceipt(other, domain, loneReceipt), [])).wait();
+  await (await dataRequests.connect(requester).requestData(1n, loneReceipt, [])).wait();
   await connection.networkHelpers.time.increase(DEVNET_DATA_REQUEST_PARAMS.responsePeriod + 1n);
   const slash = await gasOf(dataRequests.slashUnanswered(await dataRequests.requestCount()));
   await connection.close();
@@ -222,7 +219,7 @@ export function dataRequestSection(r: DataRequestGas): string {
 A server that lists a committed receipt but will not produce its step when an audit asks
 (\`FetchSessionStep\` answers NotFound, times out, or the connection drops) is asked again **on chain**
 (\`contracts/DataRequests.sol\`). The verifier (\`node/verifier/dataRequest.ts\`) names the receipt
-(batch id, receipt, the server's signature, Merkle proof) inside the batch's challenge window and
+(batch id, receipt, Merkle proof under the root its server posted) inside the batch's challenge window and
 puts up a bond (${eth(p.requestBond)} EFED on the devnet); up to ${eth(p.serverSlash)} EFED of the
 server's stake is locked under that request alone. The server (\`node/chain/dataResponder.ts\`, run
 by \`efed server --rpc\`) answers within ${p.responsePeriod / 3600n} h by posting the step's input and output
@@ -244,14 +241,14 @@ bond to the answering server makes a needless request cost its sender; governanc
 the posting cost of a typical step, so a server that withholds off chain only to collect bonds earns
 nothing beyond its gas, and every such answer is public.
 
-**What it does not cover.** A server that refuses to *list* a batch leaves no signed receipt to
+**What it does not cover.** A server that refuses to *list* a batch leaves no committed receipt to
 name. Requesting "the receipt at leaf index i" cannot be enforced with Commitments' tree: inner
 nodes hash sorted pairs, so a proof does not bind a position, and the server could answer every such
 request with the same receipt. That case stays open (docs/threat-model.md); it needs a
 position-binding tree or the listing published where the chain can see it.
 
-**Gas.** Opening a request costs ${fmtInt(r.request)} gas (a proof of ${r.proofLength} siblings, the
-signature, the lock and the bond); slashing an unanswered one ${fmtInt(r.slash)} (two transfers of
+**Gas.** Opening a request costs ${fmtInt(r.request)} gas (a proof of ${r.proofLength} siblings
+against the server's posted root, the lock and the bond); slashing an unanswered one ${fmtInt(r.slash)} (two transfers of
 stake, the unlock, the failed audit, the bond back). Posting the answer, per case (input and output
 of one step of the shipped model, hidden ${shipped}, and of a hidden size of 4096; pseudo-random values, so
 almost no zero bytes, like real activations; rows marked estimated cannot be mined at all and are

@@ -47,7 +47,7 @@ describe("efed verifier daemon on a chain", () => {
   it("decodes a reverted call to its custom error's name and arguments", async () => {
     const stranger = new NonceManager(new Wallet(DEV_KEYS[4]!, net.provider));
     const receipt = { sessionId: net.variantId, step: 0n, firstLayer: 0, lastLayer: 4, variantId: net.variantId, inputHash: net.variantId, outputHash: net.variantId, tokens: 1, server: await stranger.getAddress() };
-    const err = await chainCall("opening a dispute", () => net.contractsFor(stranger).disputes.openDispute.staticCall(1n, receipt, "0x", [])).catch((e: unknown) => e);
+    const err = await chainCall("opening a dispute", () => net.contractsFor(stranger).disputes.openDispute.staticCall(1n, receipt, [])).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "CHAIN_CALL_FAILED", errorName: "DisputesNotVerifier", message: `opening a dispute failed: DisputesNotVerifier: ${await stranger.getAddress()} is not an active verifier` });
   });
 

@@ -93,6 +93,16 @@ describe("withheld data on chain", () => {
     expect((await trust.record(s.running.wallet.address)).failedAudits).toBe(0n);
     expect((await staking.operator(s.running.wallet.address)).bonded).toBe(SERVER_STAKE);
     expect((await daemon.runOnce()).dataRequests).toEqual({ audited: [], slashed: [], disputed: [] }); // audited once
+
+    // restarted (same account and state file), the verifier reads its request back from the chain; the
+    // receipt's signature, which requestData does not take, comes from the server's listing of the batch
+    const { daemon: restarted } = await daemonFor(0, "answered", fromBlock);
+    expect((await restarted.runOnce()).dataRequests).toEqual({
+      audited: [{ requestId, audit: { leaf, verdict: "pass", reason: expect.stringMatching(new RegExp(`^step 3 of session ${s.sessionId} matches the replay`)) as string } }],
+      slashed: [],
+      disputed: [],
+    });
+    expect(await disputes.disputeOfReceipt(leaf)).toBe(0n);
   });
 
   it("posted data that fail the replay are disputed", async () => {
