@@ -1,16 +1,14 @@
-import { getAddress, type TypedDataDomain } from "ethers";
+import { getAddress } from "ethers";
 import type { Shard } from "../../engine/runtime/shard.js";
 import { activationHash, decodeActivations, type EncodedActivations } from "../../protocol/activations.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
-import { recoverReceiptSigner, type Receipt } from "../../protocol/receipt.js";
+import type { Receipt } from "../../protocol/receipt.js";
 import { DEFAULT_TOLERANCE, compareOutput } from "./compareOutput.js";
 
 /** What the verifier knows of the audited server, from the chain (its registration), not from the server. */
 export interface AuditedServer {
-  /** Staked address that signs the server's receipts. */
+  /** Staked address that posts the server's batches (its receipts name it). */
   server: string;
-  /** EIP-712 domain of its receipts (protocol/eip712.ts receiptDomain). */
-  domain: TypedDataDomain;
   /** Manifest hash of the registered variant. */
   variantId: string;
   firstLayer: number;
@@ -27,7 +25,6 @@ export interface Replayer {
 /** One step as the server stored it (a wire StoredStep or an ActivationStore row). */
 export interface StepEvidence {
   receipt: Receipt;
-  signature: string;
   input: EncodedActivations;
   output: EncodedActivations;
 }
@@ -46,7 +43,6 @@ export type AuditCheck =
   | "server" // the receipt names another server
   | "layers" // another layer range than registered
   | "variant" // another model variant than registered
-  | "signature" // not signed by the server over this receipt
   | "shape" // activations of the wrong width, or output rows ≠ input rows, or past the shard's context
   | "tokens" // tokens ≠ input rows
   | "inputHash" // the stored input is not what the receipt signs
@@ -155,13 +151,6 @@ function checkEvidence(
     return { check: "layers", reason: `receipt covers layers ${r.firstLayer}:${r.lastLayer}, registered ${server.firstLayer}:${server.lastLayer}` };
   }
   if (r.variantId.toLowerCase() !== server.variantId.toLowerCase()) return { check: "variant", reason: `receipt names variant ${r.variantId}, registered ${server.variantId}` };
-  let signer: string | undefined;
-  try {
-    signer = recoverReceiptSigner(server.domain, r, e.signature);
-  } catch (err) {
-    return { check: "signature", reason: `signature does not recover: ${(err as Error).message}` };
-  }
-  if (signer !== server.server) return { check: "signature", reason: `receipt is signed by ${signer}, not by the server ${server.server}` };
   if (e.input.cols !== H || e.output.cols !== H || e.output.rows !== e.input.rows) {
     return { check: "shape", reason: `input ${e.input.rows}×${e.input.cols} and output ${e.output.rows}×${e.output.cols}, expected equal shapes of width ${H}` };
   }

@@ -1,6 +1,5 @@
 import { formatEther, type Provider, type SigningKey } from "ethers";
 import type { Logger } from "pino";
-import { receiptDomain } from "../../protocol/eip712.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { MerkleTree } from "../../protocol/merkle.js";
 import { receiptLeaf } from "../../protocol/receipt.js";
@@ -79,7 +78,6 @@ export interface RoundSummary {
  */
 export class VerifierDaemon {
   private readonly maxBlocksPerQuery: number;
-  private readonly domain;
   private readonly disputes: DisputeDuty;
   private readonly dataRequests: DataRequestDuty | undefined;
   private readonly passes: PassRecorder | undefined;
@@ -90,7 +88,6 @@ export class VerifierDaemon {
     if (!Number.isSafeInteger(this.maxBlocksPerQuery) || this.maxBlocksPerQuery < 1) {
       throw new InvalidArgumentError(`maxBlocksPerQuery must be a positive integer, got ${this.maxBlocksPerQuery}`);
     }
-    this.domain = o.contracts.commitments.getAddress().then((a) => receiptDomain(o.chainId, a));
     this.disputes = new DisputeDuty(o, (server, first, last, batchId) => this.auditedServer(server, first, last, batchId));
     this.dataRequests = withDataRequests(o, (server, first, last, batchId) => this.auditedServer(server, first, last, batchId), (...a) => this.openDispute(...a));
     const ledger = o.contracts.auditLedger;
@@ -296,7 +293,7 @@ export class VerifierDaemon {
   }
 
   private async auditedServer(server: string, firstLayer: number, lastLayer: number, batchId: bigint): Promise<AuditedServer> {
-    return { server, domain: await this.domain, variantId: await this.o.contracts.commitments.batchVariant(batchId), firstLayer, lastLayer };
+    return { server, variantId: await this.o.contracts.commitments.batchVariant(batchId), firstLayer, lastLayer };
   }
 }
 

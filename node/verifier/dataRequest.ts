@@ -50,12 +50,7 @@ interface OwnRequest {
   /** Block of the request: the answer (DataPosted) is read from it on, within the response period. */
   block: number;
   batchId: bigint;
-  /**
-   * The receipt, with the server's signature when this process requested it; a request read back from
-   * the chain has none (requestData takes the receipt without it), so it is looked up in the server's
-   * listing of the batch before the audit.
-   */
-  listed: Omit<ListedReceipt, "signature"> & { signature?: string };
+  listed: ListedReceipt;
   proof: string[];
 }
 
@@ -70,8 +65,7 @@ interface OwnRequest {
  * - past the deadline unanswered: `slashUnanswered` (anyone may call it; a race lost to another
  *   caller is not an error).
  * The requests are found again from the chain (DataRequested events naming this requester, the
- * receipt and proof decoded from the request transaction, the receipt's signature from the server's
- * listing of the batch), so a restart loses nothing.
+ * receipt and proof decoded from the request transaction), so a restart loses nothing.
  */
 export class DataRequestDuty {
   private readonly maxBlocksPerQuery: number;
@@ -170,24 +164,21 @@ export class DataRequestDuty {
     const { dataRequests, commitments, disputes } = this.o.contracts;
     const [posted] = await dataRequests.queryFilter(dataRequests.filters.DataPosted(own.requestId), own.block);
     if (posted === undefined) throw new Error(`request ${own.requestId} is answered but its DataPosted event was not found`);
+    const step = { ...own.listed, input: fromChain(posted.args.input), output: fromChain(posted.args.output) };
     const r = own.listed.receipt;
     const batch = await commitments.batch(own.batchId);
     const server = await this.auditedServer(batch.server, Number(batch.firstLayer), Number(batch.lastLayer), own.batchId);
-    let source: PostedStepSource | undefined;
+    const source = new PostedStepSource(r.sessionId, r.step, step, () => this.connectTo(batch.server));
     let audit: ReceiptAudit;
-    let listed: ListedReceipt;
     try {
-      listed = own.listed.signature === undefined ? await this.listedByServer(batch.server, own.batchId, r) : { receipt: r, signature: own.listed.signature };
-      const step = { ...listed, input: fromChain(posted.args.input), output: fromChain(posted.args.output) };
-      source = new PostedStepSource(r.sessionId, r.step, step, () => this.connectTo(batch.server));
-      [audit] = (await auditReceipts(source, this.o.replayers, server, [listed], { tolerance: this.o.tolerance })) as [ReceiptAudit];
+      [audit] = (await auditReceipts(source, this.o.replayers, server, [own.listed], { tolerance: this.o.tolerance })) as [ReceiptAudit];
     } catch (err) {
       if (now <= batch.challengeDeadline) throw err;
       this.open.delete(own.requestId);
       log.warn({ err: (err as Error).message }, "posted data not audited before the challenge window closed: given up");
       return;
     } finally {
-      source?.close();
+      source.close();
     }
     round.audited.push({ requestId: own.requestId, audit });
     if (audit.verdict !== "fail") this.open.delete(own.requestId);
@@ -208,7 +199,7 @@ export class DataRequestDuty {
       return;
     }
     // a dispute that cannot be opened yet (no bond, an RPC error) keeps the request open: audited and tried again next round
-    const disputeId = await this.openDispute(own.batchId, listed, own.proof, audit.leaf);
+    const disputeId = await this.openDispute(own.batchId, own.listed, own.proof, audit.leaf);
     this.open.delete(own.requestId);
     round.disputed.push(disputeId);
     log.warn({ disputeId: disputeId.toString() }, "challenged the posted data");
@@ -225,19 +216,6 @@ export class DataRequestDuty {
       if (!(err instanceof ChainCallError && err.errorName === "DataRequestsNotOpen")) throw err;
     }
     this.open.delete(requestId);
-  }
-
-  /** `receipt` as `server` lists it in batch `batchId`, with its signature. */
-  private async listedByServer(server: string, batchId: bigint, receipt: Receipt): Promise<ListedReceipt> {
-    const connection = await this.connectTo(server);
-    try {
-      const leaf = receiptLeaf(receipt);
-      const listed = (await connection.listBatch(batchId)).find((l) => receiptLeaf(l.receipt) === leaf);
-      if (listed === undefined) throw new Error(`server ${server} does not list receipt ${leaf} in batch ${batchId}`);
-      return listed;
-    } finally {
-      connection.close();
-    }
   }
 
   private async connectTo(server: string): Promise<VerifierConnection> {

@@ -24,10 +24,9 @@ export const DEFAULT_VERIFIER_CONNECT = {
   maxBatchReceipts: 100_000,
 } as const;
 
-/** A receipt of a posted batch as the server lists it. */
+/** A receipt of a posted batch as the server lists it (evidence on chain with its batch's Merkle proof). */
 export interface ListedReceipt {
   receipt: Receipt;
-  signature: string;
 }
 
 /**
@@ -77,7 +76,7 @@ export class VerifierConnection implements StepSource {
       if (page.batchId !== batchId || page.offset !== receipts.length) {
         throw new InvalidArgumentError(`${this.url} answered with batch ${page.batchId} from ${page.offset}, asked batch ${batchId} from ${receipts.length}`);
       }
-      receipts.push(...page.receipts.map(({ receipt, signature }) => ({ receipt, signature })));
+      receipts.push(...page.receipts.map((receipt) => ({ receipt })));
       if (receipts.length >= page.total) return receipts.slice(0, page.total);
       if (page.receipts.length === 0) throw new InvalidArgumentError(`${this.url} sent an empty page of batch ${batchId} at ${receipts.length} of ${page.total}`);
     }

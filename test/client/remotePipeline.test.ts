@@ -216,7 +216,7 @@ describe("RemotePipeline: receipt chains", () => {
   });
 
   it("a server that closes its session without signing its last receipts fails the sequence's close, naming it", async () => {
-    const r = await route(1, () => ({ rewriteClosed: ({ chain: _dropped, ...m }) => m }), 16);
+    const r = await route(1, () => ({ rewriteClosed: (m) => ({ type: m.type, requestId: m.requestId, sessionId: m.sessionId }) }), 16);
     const pipeline = await connect(r.urls, {});
     const err = await generate(head, pipeline, PROMPT, { maxTokens: TOKENS, temperature: 0 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GenerationError);

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { Wallet, hexlify, keccak256, toBeHex } from "ethers";
+import { Wallet, keccak256, toBeHex } from "ethers";
 import { afterAll, describe, expect, it } from "vitest";
 import { encodeActivations } from "../../../protocol/activations.js";
 import { receiptLeaf, type Receipt } from "../../../protocol/receipt.js";

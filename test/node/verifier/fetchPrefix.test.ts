@@ -17,7 +17,6 @@ const evidence = (step: bigint): StepEvidence => ({
     tokens: 1,
     server: "0x" + "00".repeat(20),
   },
-  signature: "0x",
   input: encodeActivations(new Float32Array(8), 1, 8, "fp32"),
   output: encodeActivations(new Float32Array(8), 1, 8, "fp32"),
 });

@@ -1,9 +1,8 @@
-import { Wallet, ZeroAddress } from "ethers";
+import { Wallet } from "ethers";
 import type { ModelDirectory } from "../../../engine/model/modelDir.js";
 import type { Head } from "../../../engine/runtime/head.js";
 import { Shard } from "../../../engine/runtime/shard.js";
 import type { ActivationEncoding } from "../../../protocol/activations.js";
-import { receiptDomain } from "../../../protocol/eip712.js";
 import { generate, type LayerPipeline } from "../../../client/generate.js";
 import { RemotePipeline } from "../../../client/remotePipeline.js";
 import { ShardConnection } from "../../../client/shardClient.js";
@@ -104,6 +103,6 @@ export async function auditAt(
   variantId = VARIANT,
 ): Promise<AuditReport> {
   const shard = await replayers.get(model, first, last);
-  const server = { server: s.wallet.address, domain: receiptDomain(31337n, ZeroAddress), variantId, firstLayer: first, lastLayer: last };
+  const server = { server: s.wallet.address, variantId, firstLayer: first, lastLayer: last };
   return auditSession({ shard, variantId }, server, prefix, { tolerance: toleranceFor(model.compression) });
 }
