@@ -243,7 +243,6 @@ const SENTENCES: Record<string, (a: Result) => string> = {
   // ReceiptLib (Disputes, DataRequests, AuditLedger: a receipt taken as evidence)
   ReceiptWindowClosed: (a) => `batch ${num(a[0])}'s receipts could be challenged or requested until ${time(a[1])}; it is now ${time(a[2])}`,
   ReceiptNotInBatch: (a) => `receipt ${hex(a[1])} is not in batch ${num(a[0])} (the Merkle proof does not match its root)`,
-  ReceiptBadSignature: (a) => `the receipt was signed by ${addr(a[0])}, not by the batch's server ${addr(a[1])}`,
   // Disputes
   DisputesNotVerifier: (a) => `${addr(a[0])} is not an active verifier`,
   DisputesReceiptAlreadyDisputed: (a) => `receipt ${hex(a[0])} is already disputed in dispute ${num(a[1])}`,

@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 import hre, { network } from "hardhat";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import { Signature, TypedDataEncoder, ZeroHash, concat, keccak256, parseEther, recoverAddress, solidityPackedKeccak256, toUtf8Bytes, type ContractTransactionResponse } from "ethers";
-import { receiptDomain, voucherDomain } from "../../protocol/eip712.js";
+import { RECEIPT_CHAIN_TYPES, receiptDomain, voucherDomain } from "../../protocol/eip712.js";
 import { MerkleTree, verifyMerkleProof } from "../../protocol/merkle.js";
 import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
 import { signVoucher } from "../../protocol/voucher.js";
@@ -207,16 +207,6 @@ const rDomain = receiptDomain(chainId, commitmentsAddr);
 let previousTo = 0n;
 let serverBatches = 0;
 let receiptChainSignerGas = 0n;
-/** ReceiptLib.ReceiptChain: what a server signs off chain for a session's receipts up to `lastStep`. */
-const RECEIPT_CHAIN_TYPES = {
-  ReceiptChain: [
-    { name: "sessionId", type: "bytes32" },
-    { name: "server", type: "address" },
-    { name: "lastStep", type: "uint64" },
-    { name: "head", type: "bytes32" },
-  ],
-};
-
 async function postReceipts(label: string, receipts: Receipt[]): Promise<{ gas: bigint; batchId: bigint; tree: MerkleTree }> {
   const tree = new MerkleTree(receipts.map(receiptLeaf));
   // Each batch covers [previous batch's end, CLOCK_START + its index]; every block since moved the clock on.

@@ -1,7 +1,8 @@
 import { expect } from "chai";
 import { network } from "hardhat";
 import { Signature, TypedDataEncoder, Wallet, ZeroHash, concat, hexlify, keccak256, randomBytes, recoverAddress, toBeHex, type Signer } from "ethers";
-import { canonicalSignature, receiptDomain } from "../../protocol/eip712.js";
+import { RECEIPT_CHAIN_TYPES, canonicalSignature, receiptDomain } from "../../protocol/eip712.js";
+import { chainNext, chainOf as tsChainOf, receiptChainDigest, type ReceiptChainHead } from "../../protocol/receiptChain.js";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { MerkleTree, verifyMerkleProof } from "../../protocol/merkle.js";
 import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
@@ -12,21 +13,7 @@ const { ethers, networkHelpers } = await network.create();
 const world = worldFixture(ethers);
 const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 
-/** ReceiptLib.ReceiptChain, written out here: the contract is the definition off-chain code is tested against. */
-const RECEIPT_CHAIN_TYPES = {
-  ReceiptChain: [
-    { name: "sessionId", type: "bytes32" },
-    { name: "server", type: "address" },
-    { name: "lastStep", type: "uint64" },
-    { name: "head", type: "bytes32" },
-  ],
-};
-interface ReceiptChain {
-  sessionId: string;
-  server: string;
-  lastStep: bigint;
-  head: string;
-}
+type ReceiptChain = ReceiptChainHead;
 
 function receipt(server: string, step: number, overrides: Partial<Receipt> = {}): Receipt {
   return {
@@ -197,7 +184,9 @@ describe("Commitments", function () {
       for (const [n, r] of receipts.entries()) {
         head = await w.commitments.receiptChainNext(head, await w.commitments.receiptLeaf(r));
         expect(head).to.equal(heads[n]);
+        expect(chainNext(n === 0 ? ZeroHash : heads[n - 1]!, receiptLeaf(r))).to.equal(heads[n]); // protocol/receiptChain.ts
       }
+      expect(tsChainOf(receipts.map(receiptLeaf))).to.equal(heads[4]);
       expect(new Set(heads).size).to.equal(5);
     });
 
@@ -206,6 +195,7 @@ describe("Commitments", function () {
       const { chain, domain } = await signedChain(w);
       const digest = TypedDataEncoder.hash(domain, RECEIPT_CHAIN_TYPES, chain);
       expect(await w.commitments.receiptChainDigest(chain)).to.equal(digest);
+      expect(receiptChainDigest(domain, chain)).to.equal(digest); // protocol/receiptChain.ts, word by word
       // the domain is the receipts' one: name, version, chain id and Commitments as verifying contract
       expect(domain).to.deep.equal({ name: "eFed Receipts", version: "1", chainId: w.chainId, verifyingContract: await w.commitments.getAddress() });
       // every field is signed
