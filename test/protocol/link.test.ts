@@ -189,11 +189,11 @@ describe("dialServer (connect and read the server's hello)", () => {
   });
 
   it("refuses another protocol version, a first frame that is not a hello, and reports a refusal", async () => {
-    // a version-3 server's hello: the ServerInfo of today without the credit that version 4 added
-    const old = await server(() => undefined, { hello: encodeMessage(serverInfo({ protocolVersion: 3 })).subarray(0, -4) });
+    // a version-4 server's hello: the ServerInfo of today without the signing interval that version 5 added
+    const old = await server(() => undefined, { hello: encodeMessage(serverInfo({ protocolVersion: 4 })).subarray(0, -2) });
     await expect(dialServer(old.url, { connectTimeoutMs: 2_000, maxFrameBytes: 4096 })).rejects.toMatchObject({
       code: LinkFailure.BadHandshake,
-      message: `${old.url}: server speaks protocol 3, this side 4`,
+      message: `${old.url}: server speaks protocol 4, this side 5`,
     });
     const chatty = await server(() => undefined, { hello: encodeMessage({ type: MessageType.SessionClosed, requestId: 0, sessionId: SESSION }) });
     await expect(dialServer(chatty.url, { connectTimeoutMs: 2_000, maxFrameBytes: 4096 })).rejects.toMatchObject({
