@@ -182,16 +182,19 @@ export class RemotePipeline implements LayerPipeline {
       },
       close: async () => {
         try {
-          if (s.failure === undefined) await s.paying;
-          // what the servers' credit left unpaid is paid before their sessions close
-          if (s.failure === undefined) await payment?.settle();
-          if (s.failure === undefined) await checker.settle(this.timing.stepTimeoutMs);
+          if (s.failure === undefined) {
+            await s.paying;
+            // what the servers' credit left unpaid is paid before their sessions close
+            await payment?.settle();
+            await checker.settle(this.timing.stepTimeoutMs);
+          }
         } catch (err) {
-          this.connections.forEach((c, i) => c.listenForReceipts(ids[i]!, undefined));
           throw this.failed(s, err);
+        } finally {
+          this.connections.forEach((c, i) => c.listenForReceipts(ids[i]!, undefined));
         }
         // a failed sequence's sessions end with the connection, or the server's idle timeout
-        this.connections.forEach((c, i) => c.listenForReceipts(ids[i]!, undefined));
+        if (s.failure !== undefined) return;
         // each server signs the receipts it has not signed yet as its session closes
         const chains = await this.closeSessions(ids);
         try {

@@ -35,7 +35,8 @@ const RECEIPT_CHAIN_TYPEHASH = typeHashOf(RECEIPT_CHAIN_TYPES, "ReceiptChain");
 
 /** The chain head after the receipt with leaf `leaf`: keccak256(head ‖ leaf). */
 export function chainNext(head: string, leaf: string): string {
-  return keccak256Of(getBytes(head), getBytes(leaf));
+  if (!isHexString(head, 32) || !isHexString(leaf, 32)) throw new InvalidArgumentError(`receipt chain head and leaf must be 32 bytes of hex, got ${head} and ${leaf}`);
+  return keccak256Of(Buffer.from(head.slice(2), "hex"), Buffer.from(leaf.slice(2), "hex"));
 }
 
 /** The head of a chain over `leaves` (steps 0, 1, …). */
