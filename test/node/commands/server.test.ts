@@ -86,6 +86,11 @@ describe("efed server + efed generate --route", () => {
     );
     expect(funds).toMatchObject({ code: 1 });
     expect((funds as { stderr: string }).stderr).toContain("option '--ticket-funds-max-age-ms <ms>' argument '-1' is invalid. \"-1\" is not an integer in 0..60000.");
+    const signEvery = await run(process.execPath, [bin, "server", "--model", modelDir, "--layers", "0:4", "--sign-every", "257"]).catch(
+      (e: unknown) => e as { stderr: string; code: number },
+    );
+    expect(signEvery).toMatchObject({ code: 1 });
+    expect((signEvery as { stderr: string }).stderr).toContain("option '--sign-every <n>' argument '257' is invalid. \"257\" is not an integer in 1..256.");
     const tls = await run(process.execPath, [bin, "server", "--model", modelDir, "--layers", "0:4", "--tls-cert", "x.pem"]).catch(
       (e: unknown) => e as { stderr: string; code: number },
     );
