@@ -167,7 +167,7 @@ describe("RemotePipeline: receipts that do not check out stop generation within 
   const BAD_FROM = 3;
   for (const forward of [false, true]) {
     const mode = forward ? "forwarded" : "relayed";
-    it(`${mode}: wrong hashes (validly signed) from step k, receipts held back: no step after k + 1 is sent`, async () => {
+    it(`${mode}: receipts that misstate a hash from step k, receipts held back: no step after k + 1 is sent`, async () => {
       const r = await route(1, () => ({
         holdReceiptsUntilIdleMs: 150,
         rewriteReceipt: (m) => (m.step < BigInt(BAD_FROM) ? m : misstated(m)),
