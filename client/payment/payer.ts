@@ -57,6 +57,8 @@ export class Payer implements RoutePayment {
   private readonly running = new Map<string, Map<string, bigint>>();
   /** Per channel: the session whose last step failed unpaid (a gap at binding pays it, counted to that session). */
   private readonly unpaidStepOf = new Map<string, string>();
+  /** The priced servers of every open sequence: what they owe unpaid counts against the limits of every step. */
+  private readonly open = new Set<readonly PricedServer[]>();
   private readonly channelTokens: bigint;
   private readonly now: () => Date;
 
@@ -91,6 +93,7 @@ export class Payer implements RoutePayment {
       await this.bind(c, sessionIds[i]!, channelId, price);
       priced.push({ connection: c, server: c.info.server, pricePerToken: price, channelId, sessionId: sessionIds[i]!, unpaid: 0n, unpaidSteps: 0, every: payEvery(c.info) });
     }
+    this.open.add(priced);
     return {
       beforeStep: (tokens) => {
         this.checkLimits(priced, tokens);
@@ -103,8 +106,16 @@ export class Payer implements RoutePayment {
         }
         return this.payDue(priced.filter((p) => p.unpaidSteps >= p.every));
       },
-      settle: () => this.payDue(priced.filter((p) => p.unpaid > 0n)),
+      settle: async () => {
+        try {
+          await this.payDue(priced.filter((p) => p.unpaid > 0n));
+        } finally {
+          this.open.delete(priced);
+        }
+      },
       stepFailed: () => {
+        // what the sequence owes is the next binding's gap now (paid then, and counted then)
+        this.open.delete(priced);
         for (const p of priced) if (this.stopRunning(p)) this.unpaidStepOf.set(p.channelId, p.sessionId);
       },
     };
@@ -149,10 +160,14 @@ export class Payer implements RoutePayment {
     await this.pay(c, channelId, gap, failedSession, undefined);
   }
 
-  /** Refuses a step whose cost, with what the sequence's earlier steps still owe unpaid, would break a limit. */
+  /**
+   * Refuses a step whose cost, with what the open sequences' earlier steps (this one's and any other
+   * running at the same time) still owe unpaid, would break a limit.
+   */
   private checkLimits(priced: readonly PricedServer[], tokens: number): void {
     const step = priced.reduce((sum, p) => sum + stepCost(p.pricePerToken, tokens), 0n);
-    const cost = priced.reduce((sum, p) => sum + p.unpaid, step);
+    let cost = step;
+    for (const sequence of this.open) for (const p of sequence) cost += p.unpaid;
     const what = nextStepCost(step, cost);
     const { maxPerQueryWei, maxPerDayWei, ledger } = this.o;
     if (maxPerQueryWei !== undefined && this.total + cost > maxPerQueryWei) {

@@ -50,6 +50,8 @@ interface PricedServer {
 export class TicketRoutePayer implements RoutePayment {
   readonly spent = new Map<string, bigint>();
   private readonly bySession = new Map<string, bigint>();
+  /** The priced servers of every open sequence: what they owe unpaid counts against the limit of every step. */
+  private readonly open = new Set<readonly PricedServer[]>();
   private readonly payer: TicketPayer;
 
   constructor(private readonly o: TicketRoutePayerOptions) {
@@ -88,6 +90,7 @@ export class TicketRoutePayer implements RoutePayment {
       priced.push({ connection: c, server: c.info.server, pricePerToken: price, sessionId, owed: 0n, paid: 0n, unpaidSteps: 0, every: payEvery(c.info) });
     }
     const payAll = (due: readonly PricedServer[]): Promise<void> => Promise.all(due.map((p) => this.pay(p))).then(() => undefined);
+    this.open.add(priced);
     return {
       beforeStep: (tokens) => this.checkLimit(priced, tokens),
       afterStep: (tokens) => {
@@ -97,14 +100,26 @@ export class TicketRoutePayer implements RoutePayment {
         }
         return payAll(priced.filter((p) => p.unpaidSteps >= p.every));
       },
-      settle: () => payAll(priced.filter((p) => p.owed > p.paid)),
+      settle: async () => {
+        try {
+          await payAll(priced.filter((p) => p.owed > p.paid));
+        } finally {
+          this.open.delete(priced);
+        }
+      },
+      // a failed sequence's unpaid steps are lost to their servers (tickets are not owed across bindings)
+      stepFailed: () => this.open.delete(priced),
     };
   }
 
-  /** Refuses a step that would bring what the query costs (paid, owed unpaid, and the step) over its limit. */
+  /**
+   * Refuses a step that would bring what the query costs (paid, owed unpaid by this and every other
+   * open sequence, and the step) over its limit.
+   */
   private checkLimit(priced: readonly PricedServer[], tokens: number): void {
     const step = priced.reduce((sum, p) => sum + stepCost(p.pricePerToken, tokens), 0n);
-    const cost = priced.reduce((sum, p) => sum + p.owed - p.paid, step);
+    let cost = step;
+    for (const sequence of this.open) for (const p of sequence) cost += p.owed - p.paid;
     const what = nextStepCost(step, cost);
     const max = this.o.maxPerQueryWei;
     if (max !== undefined && this.total + cost > max) {

@@ -573,6 +573,23 @@ describe("paying per token", () => {
       expect(channels.map((id, i) => ledger.get(id)!.cumulative - signedBefore[i]!)).toEqual([10n * PRICE, 10n * PRICE]);
       const owed = await Promise.all([a, b].map(async (s, i) => s.vouchers.get(channels[i]!)!));
       expect(owed.map((r) => r.owed - r.covered)).toEqual([0n, 0n]);
+
+      // a query's limit counts what every open sequence owes unpaid, not only the stepping one's: two
+      // sequences of one token per step (2 servers: 2 × PRICE a step) each owe a step when the first steps again
+      const limited = new Payer({ chain: client, ledger, channelTokens: 1000, maxPerQueryWei: 5n * PRICE });
+      const both = await RemotePipeline.connect([a.server.url, b.server.url], 4, { forward: true, payment: limited });
+      try {
+        const [q1, q2] = [await both.openSequence(16), await both.openSequence(16)];
+        await q1.compute(head.embed([1]));
+        await q2.compute(head.embed([2]));
+        await expect(q1.compute(head.embed([3]))).rejects.toThrow(
+          `the query would cost ${formatEther(6n * PRICE)}, over its limit of ${formatEther(5n * PRICE)}`,
+        );
+        await q2.close(); // pays its step
+        expect(limited.total).toBe(2n * PRICE);
+      } finally {
+        both.close();
+      }
     } finally {
       await restart(); // as later tests expect them: credit 1
     }
