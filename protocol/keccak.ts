@@ -20,3 +20,22 @@ export function keccak256Streamed(feed: (update: (part: Uint8Array) => void) => 
   feed((part) => hasher.update(part));
   return `0x${hasher.digest("hex")}`;
 }
+
+/**
+ * The EIP-55 checksummed form of a 20-byte address given as 0x-hex (either case; not validated
+ * here), as ethers' `getAddress` gives it for well-formed input, on hash-wasm's keccak: ~2 µs
+ * against ~20 µs, and every receipt a client parses names its server.
+ */
+export function checksumAddress(hex: string): string {
+  const lower = hex.slice(2).toLowerCase();
+  hasher.init();
+  hasher.update(lower);
+  const hash = hasher.digest("hex");
+  let out = "0x";
+  for (let i = 0; i < 40; i++) {
+    const c = lower[i]!;
+    // a letter is upper-cased when its nibble of the hash of the lower-case address is >= 8
+    out += c > "9" && parseInt(hash[i]!, 16) >= 8 ? c.toUpperCase() : c;
+  }
+  return out;
+}

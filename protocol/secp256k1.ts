@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import { Signature, recoverAddress as ethersRecoverAddress, type SigningKey } from "ethers";
 import { createKeccak } from "hash-wasm";
+import { checksumAddress } from "./keccak.js";
 
 /**
  * Signing of 32-byte digests and recovery of the signer's address, byte-identical to ethers'
@@ -45,17 +46,7 @@ const HEX_65 = /^0x[0-9a-fA-F]{130}$/;
 function addressOf(publicKey: Uint8Array): string {
   keccak.init();
   keccak.update(publicKey.subarray(1));
-  const lower = (keccak.digest("hex") as string).slice(24);
-  keccak.init();
-  keccak.update(lower);
-  const hash = keccak.digest("hex") as string;
-  let out = "0x";
-  for (let i = 0; i < 40; i++) {
-    const c = lower[i]!;
-    // EIP-55: a letter is upper-cased when its nibble of the hash of the lower-case address is >= 8
-    out += c > "9" && parseInt(hash[i]!, 16) >= 8 ? c.toUpperCase() : c;
-  }
-  return out;
+  return checksumAddress(`0x${(keccak.digest("hex") as string).slice(24)}`);
 }
 
 /**

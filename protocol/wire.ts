@@ -1,6 +1,7 @@
-import { getAddress, hexlify } from "ethers";
+import { hexlify } from "ethers";
 import { ACTIVATION_ENCODINGS, payloadBytes, type ActivationEncoding, type EncodedActivations } from "./activations.js";
 import { EFedError } from "./errors.js";
+import { checksumAddress } from "./keccak.js";
 import type { Receipt } from "./receipt.js";
 import type { Ticket } from "./tickets.js";
 
@@ -814,7 +815,7 @@ class Reader {
     return hexlify(this.raw(n, what));
   }
   address(what: string): string {
-    return getAddress(this.hex(20, what));
+    return checksumAddress(this.hex(20, what)); // 20 bytes read: always a well-formed address
   }
   str(what: string): string {
     const n = this.u16(`${what} length`);
@@ -1074,7 +1075,7 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
       m = { type, requestId, channelId: r.hex(32, "channel id"), owed: r.u256("amount owed"), covered: r.u256("amount covered") };
       break;
     case MessageType.BindTickets:
-      m = { type, requestId, sessionId: r.hex(32, "session id"), sender: getAddress(r.hex(20, "ticket sender")), signature: r.hex(65, "binding signature") };
+      m = { type, requestId, sessionId: r.hex(32, "session id"), sender: r.address("ticket sender"), signature: r.hex(65, "binding signature") };
       break;
     case MessageType.TicketsBound:
       m = { type, requestId, ...ticketState(r) };
@@ -1085,8 +1086,8 @@ export function decodeMessage(frame: Uint8Array, limits: WireLimits = DEFAULT_LI
     case MessageType.PayTicket: {
       const sessionId = r.hex(32, "session id");
       const ticket: Ticket = {
-        recipient: getAddress(r.hex(20, "ticket recipient")),
-        sender: getAddress(r.hex(20, "ticket sender")),
+        recipient: r.address("ticket recipient"),
+        sender: r.address("ticket sender"),
         faceValue: r.u256("ticket face value"),
         winProb: r.u256("ticket win probability"),
         senderNonce: r.u256("ticket sender nonce"),

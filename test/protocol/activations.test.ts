@@ -1,8 +1,8 @@
-import { concat, keccak256, toUtf8Bytes } from "ethers";
+import { ZeroAddress, concat, getAddress, hexlify, keccak256, randomBytes, toUtf8Bytes } from "ethers";
 import { describe, expect, it } from "vitest";
 import { INT8_BLOCK, activationHash, decodeActivations, encodeActivations, payloadBytes } from "../../protocol/activations.js";
 import { SeededRandom } from "../../engine/random.js";
-import { keccak256Of } from "../../protocol/keccak.js";
+import { checksumAddress, keccak256Of } from "../../protocol/keccak.js";
 
 function randomValues(n: number, seed = 1): Float32Array {
   const rng = new SeededRandom(seed);
@@ -74,5 +74,16 @@ describe("keccak256Of (WebAssembly Keccak)", () => {
       const cut = Math.floor(n / 3);
       expect(keccak256Of(data.subarray(0, cut), data.subarray(cut))).toBe(keccak256(data));
     }
+  });
+});
+
+describe("checksumAddress (EIP-55 on the WebAssembly Keccak)", () => {
+  it("equals ethers' getAddress for random addresses in lower, upper and checksummed case", () => {
+    for (let i = 0; i < 200; i++) {
+      const address = hexlify(randomBytes(20));
+      const expected = getAddress(address);
+      for (const form of [address, `0x${address.slice(2).toUpperCase()}`, expected]) expect(checksumAddress(form)).toBe(expected);
+    }
+    expect(checksumAddress(ZeroAddress)).toBe(ZeroAddress);
   });
 });
