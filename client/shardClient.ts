@@ -42,7 +42,7 @@ export interface StepTiming {
   /** Step sent → its StepResult parsed: the server's round trip, the layers included. */
   sendToResultMs: number;
   /**
-   * StepResult parsed → its StepReceipt parsed (before the receipt's signature is checked); 0 when
+   * StepResult parsed → its StepReceipt parsed (before the receipt is checked); 0 when
    * both came in one read (the receipt is then handled first, and counts in `sendToResultMs`).
    */
   resultToReceiptMs: number;
@@ -71,7 +71,7 @@ export class ShardConnection {
   readonly info: ServerInfo;
   private readonly link: Link;
   private readonly requestTimeoutMs: number;
-  /** Per session: who receives the signed receipts that follow its step results. */
+  /** Per session: who receives the receipts that follow its step results. */
   private readonly receiptListeners = new Map<string, (m: StepReceipt) => void>();
   /** Outputs of forwarded steps this server ends, awaited by "session:step". */
   private readonly resultWaiters = new Map<string, ResultWaiter>();

@@ -7,8 +7,8 @@ import { checksumAddress } from "./keccak.js";
  * Signing of 32-byte digests and recovery of the signer's address, byte-identical to ethers'
  * `SigningKey.sign(digest).serialized` and `recoverAddress(digest, signature)`, on libsecp256k1
  * when its N-API binding loads (sign ~40 µs, recover ~75 µs against ethers' ~300 µs and ~1,800 µs
- * of JavaScript), on ethers otherwise. Every server signs, and every client and verifier recovers,
- * one receipt per hop per step, so these are on each step's critical path.
+ * of JavaScript), on ethers otherwise. Every server signs, and every client recovers, a receipt chain
+ * per run of steps (protocol/receiptChain.ts), and vouchers and tickets are signed per payment.
  *
  * Identical, input for input: both sign with RFC 6979 nonces and low s, so the signatures are the
  * same bytes. Whatever the fast path does not handle itself (a signature in another encoding than

@@ -83,8 +83,8 @@ const HOUSEKEEPING_MS = 1_000;
 
 /**
  * Serves one layer range over WebSockets to peers it does not trust: sessions with server-side KV
- * caches, one signed receipt per step, the activations behind each receipt stored before the receipt
- * leaves. Every frame is parsed at the edge against limits derived from the served model; a bad one
+ * caches, a receipt per step signed a run at a time (a session's receipt chain), the activations
+ * behind each receipt stored before a signature over it leaves. Every frame is parsed at the edge against limits derived from the served model; a bad one
  * gets an Error reply and the server keeps serving everyone else. Everything a peer controls is
  * bounded (node/server/limits.ts): connections in all and per address, sessions per connection and
  * per address, requests in flight and bytes queued per connection (past them the connection is not
@@ -92,7 +92,8 @@ const HOUSEKEEPING_MS = 1_000;
  *
  * A step goes through named stages: admit (who may drive the session, is it its turn, does it fit),
  * run (the engine), deliver (the output to the owner, or forwarded to the next server), attest
- * (receipt signed and stored, node/server/attestation.ts) and acknowledge (StepForwarded once the
+ * (the receipt extends the session's chain; at the end of a run, the run is stored and the chain
+ * signed: node/server/attestation.ts) and acknowledge (StepForwarded once the
  * rest of the route is done). A session runs one step at a time.
  */
 export class ShardServer {
