@@ -1,6 +1,6 @@
 import type { TypedDataDomain } from "ethers";
 import { receiptLeaf, type Receipt } from "../protocol/receipt.js";
-import { ReceiptChainState, recoverReceiptChainSigner, type ReceiptChainHead, type SignedReceiptChain } from "../protocol/receiptChain.js";
+import { ReceiptChainState, endsRun, recoverReceiptChainSigner, type ReceiptChainHead, type SignedReceiptChain } from "../protocol/receiptChain.js";
 import type { ServerReceipt, StepReceipt } from "../protocol/wire.js";
 import { ReceiptError, RouteError, StepTimeoutError, routePlace } from "./routeError.js";
 
@@ -320,7 +320,7 @@ export class ReceiptChecker {
     if (r.chainSignature !== undefined) {
       void this.verifyRun(i, c.state.current(), r.chainSignature);
       c.state.signedThrough = step;
-    } else if ((step + 1n) % BigInt(h.signEvery) === 0n) {
+    } else if (endsRun(step, h.signEvery)) {
       this.fail(new ReceiptError(`${h.url}: receipt for step ${step} carries no signature, but the server announced it signs its receipts every ${h.signEvery} steps`, h.url, step));
     }
   }

@@ -7,6 +7,11 @@ import { createKeccak } from "hash-wasm";
  */
 const hasher = await createKeccak(256);
 
+/** The bytes of 0x-prefixed hex to hash, through Node's native decoder (the caller checked the format). */
+export function hexBytes(hex: string): Uint8Array {
+  return Buffer.from(hex.slice(2), "hex");
+}
+
 /** keccak256 of the concatenation of `parts`, as 0x-prefixed hex. */
 export function keccak256Of(...parts: Uint8Array[]): string {
   hasher.init();

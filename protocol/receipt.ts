@@ -7,7 +7,7 @@ import {
 } from "ethers";
 import { InvalidArgumentError } from "./errors.js";
 import { RECEIPT_TYPES, canonicalSignature, typeHashOf, typedDataDigest } from "./eip712.js";
-import { keccak256Of } from "./keccak.js";
+import { hexBytes, keccak256Of } from "./keccak.js";
 import { recoverAddress, signDigest } from "./secp256k1.js";
 
 /** One step of work, signed by the server that did it. Mirrors `ReceiptLib.Receipt`. */
@@ -94,11 +94,6 @@ export function receiptLeaf(r: Receipt): string {
   view.setUint32(256 + 28, r.tokens);
   words.set(hexBytes(r.server), 300); // address: left-padded to 32 bytes
   return keccak256Of(words);
-}
-
-/** The bytes of 0x-prefixed hex, through Node's native decoder (format checked by the caller). */
-function hexBytes(hex: string): Uint8Array {
-  return Buffer.from(hex.slice(2), "hex");
 }
 
 /** `validateReceipt`'s checks but the address checksum: what hashing a receipt needs. */

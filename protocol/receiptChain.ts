@@ -1,7 +1,7 @@
 import { ZeroHash, getAddress, getBytes, isHexString, toBeHex, type SigningKey, type TypedDataDomain } from "ethers";
 import { RECEIPT_CHAIN_TYPES, canonicalSignature, typeHashOf, typedDataDigest } from "./eip712.js";
 import { InvalidArgumentError } from "./errors.js";
-import { keccak256Of } from "./keccak.js";
+import { hexBytes, keccak256Of } from "./keccak.js";
 import { recoverAddress, signDigest } from "./secp256k1.js";
 
 /**
@@ -36,7 +36,12 @@ const RECEIPT_CHAIN_TYPEHASH = typeHashOf(RECEIPT_CHAIN_TYPES, "ReceiptChain");
 /** The chain head after the receipt with leaf `leaf`: keccak256(head ‖ leaf). */
 export function chainNext(head: string, leaf: string): string {
   if (!isHexString(head, 32) || !isHexString(leaf, 32)) throw new InvalidArgumentError(`receipt chain head and leaf must be 32 bytes of hex, got ${head} and ${leaf}`);
-  return keccak256Of(Buffer.from(head.slice(2), "hex"), Buffer.from(leaf.slice(2), "hex"));
+  return keccak256Of(hexBytes(head), hexBytes(leaf));
+}
+
+/** Whether step `step`'s receipt ends a run of a server that signs every `signEvery` steps: it carries the chain's signature. */
+export function endsRun(step: bigint, signEvery: number): boolean {
+  return (step + 1n) % BigInt(signEvery) === 0n;
 }
 
 /** The head of a chain over `leaves` (steps 0, 1, …). */

@@ -1,7 +1,7 @@
 import type { SigningKey, TypedDataDomain } from "ethers";
 import { activationHash, type EncodedActivations } from "../../protocol/activations.js";
 import { receiptLeaf, type Receipt } from "../../protocol/receipt.js";
-import { ReceiptChainState, signReceiptChain } from "../../protocol/receiptChain.js";
+import { ReceiptChainState, endsRun, signReceiptChain } from "../../protocol/receiptChain.js";
 import { ErrorCode, MAX_SIGN_EVERY, WireError, type ServerReceipt } from "../../protocol/wire.js";
 import type { ActivationStore, StoredStep } from "../store/activationStore.js";
 
@@ -103,7 +103,7 @@ export class Attestor {
     this.pendingBytes += input.payload.byteLength + output.payload.byteLength;
     this.flushTimer ??= setTimeout(() => this.flushQuietly(), this.o.flushMs ?? DEFAULT_FLUSH_MS).unref();
     const signed = { server: this.o.address, firstLayer: this.o.firstLayer, lastLayer: this.o.lastLayer, inputHash: receipt.inputHash, outputHash: receipt.outputHash };
-    if (chain === undefined || (step.step + 1n) % BigInt(this.signEvery) !== 0n) return signed;
+    if (chain === undefined || !endsRun(step.step, this.signEvery)) return signed;
     return { ...signed, chainSignature: this.seal(step.sessionId)!.signature };
   }
 
