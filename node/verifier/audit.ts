@@ -27,6 +27,8 @@ export interface StepEvidence {
   receipt: Receipt;
   input: EncodedActivations;
   output: EncodedActivations;
+  /** Where the receipt is committed on chain, as the server says (a wire StoredStep's batch and Merkle proof). */
+  batch?: { batchId: bigint; proof: readonly string[] };
 }
 
 /** Steps 0..n of one session at one server, as fetched; `withheld` is the first step the server did not produce. */
@@ -43,6 +45,7 @@ export type AuditCheck =
   | "server" // the receipt names another server
   | "layers" // another layer range than registered
   | "variant" // another model variant than registered
+  | "commitment" // the receipt is in no batch the server posted (commitmentCheck.ts)
   | "shape" // activations of the wrong width, or output rows ≠ input rows, or past the shard's context
   | "tokens" // tokens ≠ input rows
   | "inputHash" // the stored input is not what the receipt signs
@@ -80,14 +83,19 @@ export interface AuditReport {
 export interface AuditOptions {
   /** Largest step score that passes (default DEFAULT_TOLERANCE; see compareOutput.ts). */
   tolerance?: number;
+  /**
+   * Steps whose receipts the server did not commit on chain, with the reason (commitmentCheck.ts);
+   * they fail the "commitment" check. Absent: the receipts are taken as committed.
+   */
+  uncommitted?: ReadonlyMap<bigint, string>;
 }
 
 /**
  * Audits the prefix of a session that one server computed.
  *
- * First the evidence: every receipt must be signed by the server over this session, consecutive
- * steps from 0, its registered layers and variant, tokens = input rows, and hash to the stored
- * activations. Then the arithmetic: the inputs of all steps, concatenated, run through the
+ * First the evidence: every receipt must name the server and this session, consecutive steps from
+ * 0, its registered layers and variant, be committed by the server (`uncommitted` names those that
+ * are not), claim tokens = input rows, and hash to the stored activations. Then the arithmetic: the inputs of all steps, concatenated, run through the
  * registered weights in ONE prefill pass from an empty cache (a decode step depends on every earlier
  * step of its session through the KV cache, and one pass over n rows costs far less than n decode
  * steps: this is what makes auditing cheaper than serving), and each step's rows of that output are
@@ -115,7 +123,7 @@ export async function auditSession(replayer: Replayer, server: AuditedServer, pr
     const rows = evidence.input.rows;
     const audit: StepAudit = { step: BigInt(i), position, rows, status: "unchecked" };
     if (!broken) {
-      const problem = checkEvidence(evidence, prefix.sessionId, BigInt(i), position, expected, shard);
+      const problem = checkEvidence(evidence, prefix.sessionId, BigInt(i), position, expected, shard, options.uncommitted?.get(BigInt(i)));
       if (problem !== undefined) {
         Object.assign(audit, { status: "fail", failed: problem.check, reason: problem.reason });
         broken = true;
@@ -141,6 +149,7 @@ function checkEvidence(
   position: number,
   server: AuditedServer,
   shard: Shard,
+  uncommitted: string | undefined,
 ): { check: AuditCheck; reason: string } | undefined {
   const r = e.receipt;
   const H = shard.config.hiddenSize;
@@ -151,6 +160,7 @@ function checkEvidence(
     return { check: "layers", reason: `receipt covers layers ${r.firstLayer}:${r.lastLayer}, registered ${server.firstLayer}:${server.lastLayer}` };
   }
   if (r.variantId.toLowerCase() !== server.variantId.toLowerCase()) return { check: "variant", reason: `receipt names variant ${r.variantId}, registered ${server.variantId}` };
+  if (uncommitted !== undefined) return { check: "commitment", reason: uncommitted };
   if (e.input.cols !== H || e.output.cols !== H || e.output.rows !== e.input.rows) {
     return { check: "shape", reason: `input ${e.input.rows}×${e.input.cols} and output ${e.output.rows}×${e.output.cols}, expected equal shapes of width ${H}` };
   }

@@ -8,6 +8,7 @@ import type { AuditedServer } from "./audit.js";
 import { RETRY, type AuditState } from "./auditState.js";
 import { chainCall } from "./chainErrors.js";
 import { chainTime } from "./chainTime.js";
+import { ChainPostedBatches, type PostedBatches } from "./commitmentCheck.js";
 import { DataRequestDuty, type DataRequestRound } from "./dataRequest.js";
 import { DisputeDuty } from "./disputeDuty.js";
 import { AuditTooLargeError } from "./fetchPrefix.js";
@@ -81,6 +82,8 @@ export class VerifierDaemon {
   private readonly disputes: DisputeDuty;
   private readonly dataRequests: DataRequestDuty | undefined;
   private readonly passes: PassRecorder | undefined;
+  /** Posted batches read from the chain, shared by every audit: a session's earlier steps must be committed. */
+  private readonly batches: ChainPostedBatches;
 
   constructor(private readonly o: VerifierDaemonOptions) {
     checkSampleRate(o.sampleRate);
@@ -88,8 +91,9 @@ export class VerifierDaemon {
     if (!Number.isSafeInteger(this.maxBlocksPerQuery) || this.maxBlocksPerQuery < 1) {
       throw new InvalidArgumentError(`maxBlocksPerQuery must be a positive integer, got ${this.maxBlocksPerQuery}`);
     }
-    this.disputes = new DisputeDuty(o, (server, first, last, batchId) => this.auditedServer(server, first, last, batchId));
-    this.dataRequests = withDataRequests(o, (server, first, last, batchId) => this.auditedServer(server, first, last, batchId), (...a) => this.openDispute(...a));
+    this.batches = new ChainPostedBatches(o.contracts.commitments);
+    this.disputes = new DisputeDuty(o, (server, first, last, batchId) => this.auditedServer(server, first, last, batchId), this.batches);
+    this.dataRequests = withDataRequests({ ...o, batches: this.batches }, (server, first, last, batchId) => this.auditedServer(server, first, last, batchId), (...a) => this.openDispute(...a));
     const ledger = o.contracts.auditLedger;
     this.passes = ledger === undefined ? undefined : new PassRecorder({ ledger, disputes: o.contracts.disputes, provider: o.provider, state: o.state, logger: o.logger });
   }
@@ -172,7 +176,7 @@ export class VerifierDaemon {
       }
       const sampled = listed.filter((_, i) => isSampled(seed, leaves[i]!, this.o.sampleRate) && this.o.state.audit(leaves[i]!) === undefined);
       const server = await this.auditedServer(batch.server, Number(batch.firstLayer), Number(batch.lastLayer), batchId);
-      const audits = await this.audit(connection, server, sampled, log);
+      const audits = await this.audit(connection, server, sampled, leaves, log);
       for (const a of audits) {
         this.o.state.recordAudit({ leaf: a.leaf, batchId, server: batch.server, verdict: a.verdict, reason: a.reason, auditedAtMs: Date.now() });
         summary.audited++;
@@ -196,10 +200,17 @@ export class VerifierDaemon {
     }
   }
 
-  private async audit(connection: VerifierConnection, server: AuditedServer, receipts: readonly ListedReceipt[], log: Logger): Promise<ReceiptAudit[]> {
+  /** Audits `receipts` of a batch whose listing (`committed`, every leaf of it) makes its posted root. */
+  private async audit(
+    connection: VerifierConnection,
+    server: AuditedServer,
+    receipts: readonly ListedReceipt[],
+    committed: readonly string[],
+    log: Logger,
+  ): Promise<ReceiptAudit[]> {
     if (receipts.length === 0) return [];
     try {
-      return await auditReceipts(connection, this.o.replayers, server, receipts, { tolerance: this.o.tolerance });
+      return await auditReceipts(connection, this.o.replayers, server, receipts, { tolerance: this.o.tolerance, batches: this.batches, committed });
     } catch (err) {
       if (!(err instanceof AuditTooLargeError)) throw err;
       log.warn({ err: err.message }, "receipts not audited: over the audit limits");
@@ -299,7 +310,7 @@ export class VerifierDaemon {
 
 /** The data-request duty when the deployment has DataRequests (dataRequest.ts). */
 function withDataRequests(
-  o: VerifierDaemonOptions,
+  o: VerifierDaemonOptions & { batches: PostedBatches },
   auditedServer: ConstructorParameters<typeof DataRequestDuty>[1],
   openDispute: ConstructorParameters<typeof DataRequestDuty>[2],
 ): DataRequestDuty | undefined {

@@ -8,6 +8,7 @@ import type { AuditedServer } from "./audit.js";
 import { ChainCallError, chainCall } from "./chainErrors.js";
 import { chainTime } from "./chainTime.js";
 import type { StepSource } from "./fetchPrefix.js";
+import type { PostedBatches } from "./commitmentCheck.js";
 import { auditReceipts, type ReceiptAudit, type ReplayShards } from "./receiptAudit.js";
 import { VerifierConnection, type ListedReceipt, type VerifierConnectOptions } from "./serverConnection.js";
 
@@ -22,6 +23,8 @@ export interface DataRequestDutyOptions {
   provider: Provider;
   contracts: { staking: Staking; commitments: Commitments; disputes: Disputes; token: EFedToken; dataRequests: DataRequests };
   replayers: ReplayShards;
+  /** Posted batches, for the commitments of the session's earlier steps (the daemon's, shared). */
+  batches: PostedBatches;
   tolerance: number;
   logger: Logger;
   /** First block read for this verifier's DataRequested events (default 0). */
@@ -171,7 +174,7 @@ export class DataRequestDuty {
     const source = new PostedStepSource(r.sessionId, r.step, step, () => this.connectTo(batch.server));
     let audit: ReceiptAudit;
     try {
-      [audit] = (await auditReceipts(source, this.o.replayers, server, [own.listed], { tolerance: this.o.tolerance })) as [ReceiptAudit];
+      [audit] = (await auditReceipts(source, this.o.replayers, server, [own.listed], { tolerance: this.o.tolerance, batches: this.o.batches })) as [ReceiptAudit];
     } catch (err) {
       if (now <= batch.challengeDeadline) throw err;
       this.open.delete(own.requestId);

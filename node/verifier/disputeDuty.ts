@@ -7,6 +7,7 @@ import { ChainCallError, chainCall } from "./chainErrors.js";
 import { chainTime } from "./chainTime.js";
 import { slashFalsePasses } from "./falsePasses.js";
 import type { RoundSummary, VerifierDaemonOptions } from "./daemon.js";
+import type { PostedBatches } from "./commitmentCheck.js";
 import { auditReceipts } from "./receiptAudit.js";
 import { VerifierConnection } from "./serverConnection.js";
 
@@ -30,6 +31,7 @@ export class DisputeDuty {
   constructor(
     private readonly o: VerifierDaemonOptions,
     private readonly auditedServer: AuditedServerOf,
+    private readonly batches: PostedBatches,
   ) {}
 
   /** Moves one dispute this verifier is in one phase on: draw, commit, reveal, settle. Failures are logged and tried again next round. */
@@ -112,7 +114,7 @@ export class DisputeDuty {
         return true;
       }
       const server = await this.auditedServer(serverAddress, Number(batch.firstLayer), Number(batch.lastLayer), batchId);
-      const [audit] = await auditReceipts(connection, this.o.replayers, server, [listed], { tolerance: this.o.tolerance });
+      const [audit] = await auditReceipts(connection, this.o.replayers, server, [listed], { tolerance: this.o.tolerance, batches: this.batches });
       log.info({ leaf, verdict: audit!.verdict }, `re-executed the disputed receipt: ${audit!.reason}`);
       return audit!.verdict !== "pass";
     } finally {

@@ -1,8 +1,9 @@
 import type { ModelDirectory } from "../../engine/model/modelDir.js";
 import { Shard } from "../../engine/runtime/shard.js";
 import { receiptLeaf } from "../../protocol/receipt.js";
-import { auditSession, type AuditReport, type AuditedServer } from "./audit.js";
+import { auditSession, type AuditReport, type AuditedServer, type StepEvidence } from "./audit.js";
 import type { ReceiptVerdict } from "./auditState.js";
+import { commitmentProblem, type PostedBatches } from "./commitmentCheck.js";
 import { DEFAULT_FETCH_LIMITS, fetchSessionPrefix, type FetchLimits, type StepSource } from "./fetchPrefix.js";
 import type { ListedReceipt } from "./serverConnection.js";
 
@@ -46,15 +47,19 @@ export interface ReceiptAudit {
  * fetched and replayed once (auditSession), and each receipt takes the verdict of its own prefix: a
  * receipt fails when any step up to it fails (its output rests on every earlier step through the KV
  * cache), is withheld when the server withheld a step up to it, and passes otherwise. The step the
- * server stores must be the very receipt audited (another receipt for the same step fails it).
+ * server stores must be the very receipt audited (another receipt for the same step fails it), and
+ * every earlier step must be one the server committed on chain (commitmentCheck.ts): the receipts
+ * audited and `options.committed` count as committed, any other step needs a Merkle proof into a
+ * batch of `options.batches` that the server posted.
  */
 export async function auditReceipts(
   source: StepSource,
   replayers: ReplayShards,
   server: AuditedServer,
   receipts: readonly ListedReceipt[],
-  options: { tolerance: number; limits?: FetchLimits },
+  options: { tolerance: number; batches: PostedBatches; committed?: Iterable<string>; limits?: FetchLimits },
 ): Promise<ReceiptAudit[]> {
+  const committed = new Set([...(options.committed ?? []), ...receipts.map((r) => receiptLeaf(r.receipt))]);
   const bySession = new Map<string, ListedReceipt[]>();
   for (const r of receipts) {
     const id = r.receipt.sessionId.toLowerCase();
@@ -65,10 +70,20 @@ export async function auditReceipts(
   for (const [sessionId, asked] of bySession) {
     const lastStep = asked.reduce((m, r) => (r.receipt.step > m ? r.receipt.step : m), 0n);
     const prefix = await fetchSessionPrefix(source, sessionId, lastStep, options.limits ?? DEFAULT_FETCH_LIMITS);
-    const report = await auditSession({ shard, variantId: replayers.variantId }, server, prefix, { tolerance: options.tolerance });
+    const uncommitted = await uncommittedSteps(prefix.steps, server.server, committed, options.batches);
+    const report = await auditSession({ shard, variantId: replayers.variantId }, server, prefix, { tolerance: options.tolerance, uncommitted });
     for (const r of asked) results.push(verdictOf(r, report, prefix.steps.map((s) => receiptLeaf(s.receipt))));
   }
   return results;
+}
+
+/** The first step of the prefix whose receipt the server did not commit, with why (later steps go unchecked anyway). */
+async function uncommittedSteps(steps: readonly StepEvidence[], server: string, committed: ReadonlySet<string>, batches: PostedBatches): Promise<Map<bigint, string>> {
+  for (const [i, step] of steps.entries()) {
+    const problem = await commitmentProblem(step, server, committed, batches);
+    if (problem !== undefined) return new Map([[BigInt(i), problem]]);
+  }
+  return new Map();
 }
 
 function verdictOf(r: ListedReceipt, report: AuditReport, storedLeaves: readonly string[]): ReceiptAudit {
