@@ -1,3 +1,4 @@
+import type { Duplex } from "node:stream";
 import type { SigningKey } from "ethers";
 import type { WebSocket } from "ws";
 import { ownerProof, sessionStepTarget, signAuth } from "../protocol/fetchAuth.js";
@@ -83,7 +84,7 @@ export class ShardConnection {
     url: string,
     ws: WebSocket,
     info: ServerInfo,
-    o: LinkTiming & { maxFrameBytes: number; onClose?: ((err: LinkError) => void) | undefined; onStepTiming?: ((t: StepTiming) => void) | undefined },
+    o: LinkTiming & { maxFrameBytes: number; socket: Duplex; onClose?: ((err: LinkError) => void) | undefined; onStepTiming?: ((t: StepTiming) => void) | undefined },
   ) {
     this.url = url;
     this.info = info;
@@ -95,6 +96,7 @@ export class ShardConnection {
       heartbeatTimeoutMs: o.heartbeatTimeoutMs,
       limits: { maxFrameBytes: o.maxFrameBytes, maxStepTokens: info.maxStepTokens, hiddenSize: info.hiddenSize, maxRouteHops: DEFAULT_LIMITS.maxRouteHops },
       maxSendBytes: info.maxFrameBytes,
+      socket: o.socket,
       onUnsolicited: (m) => this.onUnsolicited(m),
       onClose: (err) => {
         this.timed.clear();
@@ -108,8 +110,8 @@ export class ShardConnection {
     const o = { ...DEFAULT_CONNECT, ...options };
     const timing: LinkTiming = { requestTimeoutMs: o.requestTimeoutMs, heartbeatIntervalMs: o.heartbeatIntervalMs, heartbeatTimeoutMs: o.heartbeatTimeoutMs };
     validateTiming(timing);
-    const { ws, info } = await dialServer(url, { connectTimeoutMs: o.connectTimeoutMs, maxFrameBytes: o.maxFrameBytes, ca: options.ca });
-    return new ShardConnection(url, ws, info, { ...timing, maxFrameBytes: o.maxFrameBytes, onClose: options.onClose, onStepTiming: options.onStepTiming });
+    const { ws, info, socket } = await dialServer(url, { connectTimeoutMs: o.connectTimeoutMs, maxFrameBytes: o.maxFrameBytes, ca: options.ca });
+    return new ShardConnection(url, ws, info, { ...timing, maxFrameBytes: o.maxFrameBytes, socket, onClose: options.onClose, onStepTiming: options.onStepTiming });
   }
 
   /** Opens a session; resolves with its forwarding key (only this client learns it). */

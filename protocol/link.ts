@@ -1,6 +1,8 @@
 import { isIP } from "node:net";
+import type { Duplex } from "node:stream";
 import { WebSocket, type ClientOptions } from "ws";
 import { EFedError, InvalidArgumentError } from "./errors.js";
+import { holdForTurn } from "./turnWrites.js";
 import {
   MessageType,
   PROTOCOL_VERSION,
@@ -79,6 +81,8 @@ export interface LinkOptions extends LinkTiming {
   onUnsolicited?: (m: Message) => void;
   /** Called once when the link fails or closes, with the error every pending request got. */
   onClose?: (err: LinkError) => void;
+  /** The connection's socket (dialServer's): frames sent in one turn of the event loop leave in one write (turnWrites.ts). */
+  socket?: Duplex;
 }
 
 /** The message of type T. */
@@ -162,6 +166,7 @@ export class Link {
           } else resolve(reply as MessageOf<T>);
         },
       });
+      if (this.o.socket !== undefined) holdForTurn(this.o.socket);
       this.ws.send(frame);
     });
   }
@@ -254,7 +259,7 @@ export interface DialOptions {
  * Opens a WebSocket to a shard server and reads its ServerInfo, which must speak this protocol
  * version. Rejects with a LinkError naming `url`: CONNECT_FAILED, TIMEOUT or BAD_HANDSHAKE.
  */
-export async function dialServer(url: string, o: DialOptions): Promise<{ ws: WebSocket; info: ServerInfo }> {
+export async function dialServer(url: string, o: DialOptions): Promise<{ ws: WebSocket; info: ServerInfo; socket: Duplex }> {
   const target = new URL(url);
   const options: ClientOptions & { servername?: string } = { maxPayload: o.maxFrameBytes, perMessageDeflate: false, handshakeTimeout: o.connectTimeoutMs };
   if (o.ca !== undefined) options.ca = o.ca;
@@ -268,6 +273,8 @@ export async function dialServer(url: string, o: DialOptions): Promise<{ ws: Web
     options.servername = isIP(target.hostname) !== 0 || target.hostname.startsWith("[") ? "" : target.hostname;
   }
   const ws = new WebSocket(dialled, options);
+  let socket: Duplex | undefined;
+  ws.once("upgrade", (response) => (socket = response.socket));
   return new Promise((resolve, reject) => {
     const failWith = (err: LinkError): void => {
       clearTimeout(timer);
@@ -298,7 +305,7 @@ export async function dialServer(url: string, o: DialOptions): Promise<{ ws: Web
       clearTimeout(timer);
       ws.removeAllListeners();
       ws.pause(); // frames after the hello wait for the Link's listener
-      resolve({ ws, info: m });
+      resolve({ ws, info: m, socket: socket! }); // the upgrade comes before any frame
     });
   });
 }

@@ -1,5 +1,7 @@
+import type { Duplex } from "node:stream";
 import { hexlify, randomBytes } from "ethers";
 import type { WebSocket } from "ws";
+import { holdForTurn } from "../../protocol/turnWrites.js";
 import { encodeMessage, type Message } from "../../protocol/wire.js";
 import { InboundPeer } from "./inboundPeer.js";
 import type { ServerLimits } from "./limits.js";
@@ -37,6 +39,8 @@ export class Peer implements SessionOwner {
 
   constructor(
     readonly ws: WebSocket,
+    /** The connection's socket: frames sent in one turn of the event loop leave in one write (turnWrites.ts). */
+    private readonly socket: Duplex,
     /** Remote IP address, IPv4-mapped IPv6 written as plain IPv4. */
     readonly address: string,
     private readonly limits: ServerLimits,
@@ -71,6 +75,7 @@ export class Peer implements SessionOwner {
 
   send(m: Message): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
+    holdForTurn(this.socket);
     this.ws.send(encodeMessage(m), () => this.throttle());
     this.throttle();
   }

@@ -54,7 +54,7 @@ export class PeerLink {
    */
   static async connect(url: string, expect: PeerExpectation, me: PeerIdentity, o: PeerLinkOptions, onClosed: (link: PeerLink) => void): Promise<PeerLink> {
     const deadline = Date.now() + o.connectTimeoutMs;
-    const { ws, info } = await dialServer(url, { connectTimeoutMs: o.connectTimeoutMs, maxFrameBytes: MAX_REPLY_BYTES, ca: o.ca, address: o.address });
+    const { ws, info, socket } = await dialServer(url, { connectTimeoutMs: o.connectTimeoutMs, maxFrameBytes: MAX_REPLY_BYTES, ca: o.ca, address: o.address });
     if (info.variantId !== expect.variantId || info.firstLayer !== expect.firstLayer) {
       ws.terminate();
       throw new WireError(
@@ -69,6 +69,7 @@ export class PeerLink {
       ...timing,
       limits: { ...DEFAULT_LIMITS, maxFrameBytes: MAX_REPLY_BYTES },
       maxSendBytes: info.maxFrameBytes,
+      socket,
       onClose: () => {
         if (opened.peer !== undefined) onClosed(opened.peer);
       },

@@ -22,9 +22,11 @@ import {
   type FetchStep,
   type Message,
   type ServerInfo,
+  type ServerReceipt,
   type Step,
   type WireLimits,
 } from "../../protocol/wire.js";
+import { afterTurnWrites } from "../../protocol/turnWrites.js";
 import type { ActivationStore } from "../store/activationStore.js";
 import { Attestor } from "./attestation.js";
 import { DEFAULT_BATCH_POLICY, EngineScheduler, type BatchPolicy } from "./engineScheduler.js";
@@ -258,7 +260,7 @@ export class ShardServer {
           : this.peers.size >= this.limits.maxConnections && !this.closeIdlest()
             ? `server holds its maximum of ${this.limits.maxConnections} connections, all of them busy`
             : undefined;
-    const peer = new Peer(ws, address, this.limits, { signingKey: this.o.signingKey, address: this.o.address }, Date.now());
+    const peer = new Peer(ws, req.socket, address, this.limits, { signingKey: this.o.signingKey, address: this.o.address }, Date.now());
     if (refusal !== undefined) {
       peer.send({ type: MessageType.Error, requestId: 0, code: ErrorCode.TooManyConnections, hop: 0, message: refusal });
       ws.close(1013, "try again later");
@@ -486,8 +488,9 @@ export class ShardServer {
         });
         const encoded = encodeActivations(output, m.input.rows, m.input.cols, m.outputEncoding);
         delivered = this.deliver(session, m, nextKey, encoded);
-        delivered.catch(() => undefined); // awaited below, after the receipt
-        this.attest(session, m, encoded);
+        delivered.catch(() => undefined); // awaited below
+        // the receipt follows once this turn's outputs are written: a batch's outputs leave together, not one per receipt
+        afterTurnWrites(() => this.attest(session, m, encoded));
       } finally {
         // this server's part is done: the session may take its next step (the client may already hold this one's output)
         this.sessions.finish(session, Date.now());
@@ -591,7 +594,12 @@ export class ShardServer {
    * connections close with the reason: `storeFailed`), and the server takes no more steps.
    */
   private attest(session: Session<Peer>, m: Step, output: EncodedActivations): void {
-    const signed = this.attestor.attest(m, m.input, output);
+    let signed: ServerReceipt;
+    try {
+      signed = this.attestor.attest(m, m.input, output);
+    } catch {
+      return; // the store failed: the attestor's onFailure closed every connection with the reason
+    }
     const requestId = m.tag === undefined ? m.requestId : 0;
     session.owner.send({ type: MessageType.StepReceipt, requestId, sessionId: m.sessionId, step: m.step, signed });
   }

@@ -46,13 +46,14 @@ export class VerifierConnection implements StepSource {
   /** Connects to `url` and authenticates with `key` (the registered verifier's, at `address`). */
   static async open(url: string, key: SigningKey, address: string, options: VerifierConnectOptions = {}): Promise<VerifierConnection> {
     const o = { ...DEFAULT_VERIFIER_CONNECT, ...options };
-    const { ws, info } = await dialServer(url, { connectTimeoutMs: o.connectTimeoutMs, maxFrameBytes: o.maxFrameBytes });
+    const { ws, info, socket } = await dialServer(url, { connectTimeoutMs: o.connectTimeoutMs, maxFrameBytes: o.maxFrameBytes });
     const link = new Link(url, ws, {
       requestTimeoutMs: o.requestTimeoutMs,
       heartbeatIntervalMs: 1_000,
       heartbeatTimeoutMs: Math.max(3_500, Math.min(o.requestTimeoutMs, 10_000) + 1),
       limits: { maxFrameBytes: o.maxFrameBytes, maxStepTokens: info.maxStepTokens, hiddenSize: info.hiddenSize, maxRouteHops: DEFAULT_LIMITS.maxRouteHops },
       maxSendBytes: info.maxFrameBytes,
+      socket,
     });
     const connection = new VerifierConnection(url, info, link, o.maxBatchReceipts);
     try {

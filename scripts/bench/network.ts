@@ -103,7 +103,7 @@ async function main(): Promise<void> {
       decodeTokens: 64,
       rounds: 5,
       concurrentTokens: 64,
-      concurrentReps: 3,
+      concurrentReps: 7,
       prompts: KJV_PROMPTS.map((p) => tokenizer.encode(p)),
       agreement: true,
     },
