@@ -1,4 +1,4 @@
-import type { Duplex } from "node:stream";
+import type { Writable } from "node:stream";
 
 /**
  * Frames a process sends in one turn of its event loop (a callback and the promise continuations it
@@ -11,12 +11,12 @@ import type { Duplex } from "node:stream";
  * Work queued with `afterTurnWrites` runs once the turn's frames have left: a server puts its receipt
  * bookkeeping there, so a batch's outputs are not held back by the hashing and signing of its receipts.
  */
-const corked = new Set<Duplex>();
+const corked = new Set<Writable>();
 let deferred: (() => void)[] = [];
 let scheduled = false;
 
 /** Holds the socket's writes until the end of this turn (call before writing a frame to it). */
-export function holdForTurn(socket: Duplex): void {
+export function holdForTurn(socket: Writable): void {
   if (!corked.has(socket)) {
     socket.cork();
     corked.add(socket);
