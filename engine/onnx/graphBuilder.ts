@@ -32,6 +32,8 @@ export class GraphBuilder {
   private readonly outputs: OnnxTypes.IValueInfoProto[] = [];
   private readonly names = new Set<string>();
   private counter = 0;
+  /** Node outputs renamed to the graph output they became (`output`): later uses of the old name mean the new one. */
+  private readonly renamed = new Map<string, string>();
   private readonly external: ExternalDataFile | undefined;
 
   constructor(external?: ExternalDataFile) {
@@ -44,11 +46,23 @@ export class GraphBuilder {
     return name;
   }
 
-  /** Marks `value` as the graph output `name` (through an Identity when the names differ). */
+  /**
+   * Marks `value` as the graph output `name`. A value a node computes is renamed: the node writes the
+   * output itself (an Identity would copy it on every run, and a KV cache grows with the context).
+   * A graph input, a constant or a value that is already an output goes through an Identity.
+   */
   output(value: string, name: string, type: ElemType, shape: readonly Dim[]): void {
-    if (value !== name) {
+    const current = this.renamed.get(value) ?? value;
+    if (current !== name) {
       this.claim(name);
-      this.nodes.push({ opType: "Identity", input: [value], output: [name], name: `${name}_identity` });
+      const producer = this.nodes.find((n) => n.output!.includes(current));
+      if (producer !== undefined && !this.outputs.some((o) => o.name === current)) {
+        producer.output = producer.output!.map((o) => (o === current ? name : o));
+        for (const n of this.nodes) n.input = n.input!.map((i) => (i === current ? name : i));
+        this.renamed.set(value, name);
+      } else {
+        this.nodes.push({ opType: "Identity", input: [current], output: [name], name: `${name}_identity` });
+      }
     }
     this.outputs.push(valueInfo(name, type, shape));
   }
@@ -105,7 +119,7 @@ export class GraphBuilder {
       opType,
       domain,
       name: `${opType}_${id}`,
-      input: [...inputs],
+      input: inputs.map((i) => this.renamed.get(i) ?? i),
       output: outputs,
       attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
     });
