@@ -270,10 +270,14 @@ function concurrencySection(out: string[], results: ModelResult[]): void {
     ),
     "",
     "Concurrent `generate()` calls from one client, each with its own sequence; total tok/s = generated tokens ÷ wall time",
-    "(short prompts, so the prefill is included but small). Median of the repetitions.",
+    "(short prompts, so the prefill is included but small). Median of the repetitions, taken in interleaved rounds (1, 4, 8",
+    "sessions in each).",
     "Each server batches its sessions' decode steps (node/server/engineScheduler.ts): steps that wait together run as",
     "one engine run, reading each weight once for the batch. The client is one process serving every session, as a",
-    "gateway would: its LM head runs are shared too (client/batchingHead.ts). All processes share this",
+    "gateway would: its LM head runs are shared too (client/batchingHead.ts). What a process sends in one turn of its event",
+    "loop leaves in one write per connection (protocol/turnWrites.ts: a batch's eight steps or outputs, one system call),",
+    "a server's receipts follow its batch's outputs, and a batch that arrives in one read is taken without waiting for",
+    "stragglers (protocol/gather.ts). All processes share this",
     `${cpu.length}-core machine, so the client's and both servers' work compete for the same two cores.`,
   );
 }
