@@ -3,6 +3,7 @@ import { concatFloat32 } from "../protocol/floats.js";
 import { BanList } from "./failoverBans.js";
 import { failedServerUrl } from "./failoverErrors.js";
 import type { LayerPipeline, LayerSequence } from "./generate.js";
+import { PaymentQuery } from "./payment/routePayment.js";
 import { RemotePipeline, type RemotePipelineOptions, type RemoteSequence } from "./remotePipeline.js";
 import { ReceiptError } from "./routeError.js";
 
@@ -93,7 +94,9 @@ export class FailoverPipeline implements LayerPipeline {
   }
 
   async openSequence(maxLength?: number): Promise<RemoteSequence> {
-    let { use, inner } = await this.opened(this.acquire(), maxLength);
+    // what this sequence pays on every route it runs on is one query (a per-query spending limit counts it all)
+    const query = new PaymentQuery();
+    let { use, inner } = await this.opened(this.acquire(), maxLength, query);
     /** The sequence failed for good and gave its route back: `close` has nothing to release. */
     let released = false;
     /** Every hidden state sent into the route so far, in order: what a new route replays. */
@@ -135,7 +138,7 @@ export class FailoverPipeline implements LayerPipeline {
             earlierSessions.push(...sessionsOf(inner));
             const banMs = this.bans.ban(url);
             try {
-              ({ use, inner } = await this.opened(await this.replaced(use, err), maxLength));
+              ({ use, inner } = await this.opened(await this.replaced(use, err), maxLength, query));
             } catch (repairErr) {
               released = true;
               throw repairErr;
@@ -183,10 +186,10 @@ export class FailoverPipeline implements LayerPipeline {
    * it, on a route around that server, at most `maxFailoversPerStep` times. On failure the route
    * is released.
    */
-  private async opened(use: RouteInUse, maxLength: number | undefined): Promise<{ use: RouteInUse; inner: LayerSequence }> {
+  private async opened(use: RouteInUse, maxLength: number | undefined, query: PaymentQuery): Promise<{ use: RouteInUse; inner: LayerSequence }> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return { use, inner: await use.pipeline.openSequence(maxLength) };
+        return { use, inner: await use.pipeline.openSequence(maxLength, query) };
       } catch (err) {
         const url = failedServerUrl(err);
         if (url === undefined || attempt >= this.maxFailoversPerStep) {

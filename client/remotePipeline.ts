@@ -8,7 +8,7 @@ import type { LayerPipeline, LayerSequence } from "./generate.js";
 import { ReceiptChecker, type KnownHashes, type VerifiedReceipt } from "./receiptChecker.js";
 import { ReceiptError, RouteError, StepTimeoutError, routePlace } from "./routeError.js";
 import { routeTiming, stepDeadlineMs, type RouteTimingOptions } from "./routeOptions.js";
-import type { RoutePayment } from "./payment/routePayment.js";
+import type { PaymentQuery, RoutePayment } from "./payment/routePayment.js";
 import { ShardConnection, ShardRequestError, type ConnectOptions } from "./shardClient.js";
 
 export { ReceiptError, RouteError, StepTimeoutError, type VerifiedReceipt };
@@ -121,14 +121,15 @@ export class RemotePipeline implements LayerPipeline {
   /**
    * Opens a session on every server of the route, each to hold `maxLength` tokens (default: the
    * `maxLength` option, else the least any server announces); a server that cannot hold them refuses.
+   * Its payment counts to `query` (failover passes one query through a generation's routes).
    */
-  async openSequence(maxLength?: number): Promise<RemoteSequence> {
+  async openSequence(maxLength?: number, query?: PaymentQuery): Promise<RemoteSequence> {
     const length = maxLength ?? this.options.maxLength ?? Math.min(...this.connections.map((c) => c.info.maxSessionTokens));
     const ids = this.connections.map(() => hexlify(randomBytes(32)));
     const forwardKeys = await this.openSessions(ids, length);
     let payment;
     try {
-      payment = await this.options.payment?.openSequence(this.connections, ids, length);
+      payment = await this.options.payment?.openSequence(this.connections, ids, length, query);
     } catch (err) {
       await this.closeSessions(ids);
       throw err;

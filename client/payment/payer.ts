@@ -5,7 +5,7 @@ import type { ShardConnection } from "../shardClient.js";
 import type { Ledger } from "../wallet/ledger.js";
 import { channelsDomain, openChannel, type WalletChain } from "../wallet/walletChain.js";
 import { WalletError } from "../wallet/walletError.js";
-import { nextStepCost, payEvery, type RoutePayment, type SequencePayment } from "./routePayment.js";
+import { PaymentQuery, nextStepCost, payEvery, queryCost, type RoutePayment, type SequencePayment } from "./routePayment.js";
 import { checkServer } from "./serverCheck.js";
 
 export interface PayerOptions {
@@ -13,7 +13,7 @@ export interface PayerOptions {
   ledger: Ledger;
   /** A new channel's deposit pays for this many tokens at its server's price (default 100000: a channel serves many queries). */
   channelTokens?: number;
-  /** Most this payer signs over all its sequences (token base units); absent: no limit. */
+  /** Most one query (a generation, across failovers: PaymentQuery) may cost (token base units); absent: no limit. */
   maxPerQueryWei?: bigint;
   /** Most the wallet signs per UTC day, counted in its ledger across processes; absent: no limit. */
   maxPerDayWei?: bigint;
@@ -57,8 +57,8 @@ export class Payer implements RoutePayment {
   private readonly running = new Map<string, Map<string, bigint>>();
   /** Per channel: the session whose last step failed unpaid (a gap at binding pays it, counted to that session). */
   private readonly unpaidStepOf = new Map<string, string>();
-  /** The priced servers of every open sequence: what they owe unpaid counts against the limits of every step. */
-  private readonly open = new Set<readonly PricedServer[]>();
+  /** The priced servers of every open sequence, and its query: what they owe unpaid counts against the limits of every step. */
+  private readonly open = new Map<readonly PricedServer[], PaymentQuery>();
   private readonly channelTokens: bigint;
   private readonly now: () => Date;
 
@@ -69,7 +69,6 @@ export class Payer implements RoutePayment {
     this.now = o.now ?? (() => new Date());
   }
 
-  /** What this payer signed over, in all. */
   /** What was paid for the work of `sessionIds` (e.g. one request's sequences), in token base units. */
   costOf(sessionIds: readonly string[]): bigint {
     let t = 0n;
@@ -77,13 +76,15 @@ export class Payer implements RoutePayment {
     return t;
   }
 
+  /** What this payer signed over, in all. */
   get total(): bigint {
     let t = 0n;
     for (const v of this.spent.values()) t += v;
     return t;
   }
 
-  async openSequence(connections: readonly ShardConnection[], sessionIds: readonly string[], maxLength: number): Promise<SequencePayment> {
+  async openSequence(connections: readonly ShardConnection[], sessionIds: readonly string[], maxLength: number, query = new PaymentQuery()): Promise<SequencePayment> {
+    for (const id of sessionIds) query.sessions.add(id);
     const priced: PricedServer[] = [];
     for (let i = 0; i < connections.length; i++) {
       const c = connections[i]!;
@@ -93,10 +94,10 @@ export class Payer implements RoutePayment {
       await this.bind(c, sessionIds[i]!, channelId, price);
       priced.push({ connection: c, server: c.info.server, pricePerToken: price, channelId, sessionId: sessionIds[i]!, unpaid: 0n, unpaidSteps: 0, every: payEvery(c.info) });
     }
-    this.open.add(priced);
+    this.open.set(priced, query);
     return {
       beforeStep: (tokens) => {
-        this.checkLimits(priced, tokens);
+        this.checkLimits(priced, query, tokens);
         for (const p of priced) this.runningOn(p.channelId).set(p.sessionId, p.unpaid + stepCost(p.pricePerToken, tokens));
       },
       afterStep: (tokens) => {
@@ -161,21 +162,30 @@ export class Payer implements RoutePayment {
   }
 
   /**
-   * Refuses a step whose cost, with what the open sequences' earlier steps (this one's and any other
-   * running at the same time) still owe unpaid, would break a limit.
+   * Refuses a step whose cost would break a limit: with what the query has cost so far and its open
+   * sequences owe unpaid, its per-query limit; with what every open sequence (of any query) owes
+   * unpaid, the wallet's daily limit.
    */
-  private checkLimits(priced: readonly PricedServer[], tokens: number): void {
+  private checkLimits(priced: readonly PricedServer[], query: PaymentQuery, tokens: number): void {
     const step = priced.reduce((sum, p) => sum + stepCost(p.pricePerToken, tokens), 0n);
-    let cost = step;
-    for (const sequence of this.open) for (const p of sequence) cost += p.unpaid;
-    const what = nextStepCost(step, cost);
+    const unpaidOf = (sequence: readonly PricedServer[]): bigint => sequence.reduce((sum, p) => sum + p.unpaid, 0n);
     const { maxPerQueryWei, maxPerDayWei, ledger } = this.o;
-    if (maxPerQueryWei !== undefined && this.total + cost > maxPerQueryWei) {
-      throw new WalletError("WALLET_SPENDING_LIMIT", `${what}: the query would cost ${formatEther(this.total + cost)}, over its limit of ${formatEther(maxPerQueryWei)}`);
+    if (maxPerQueryWei !== undefined) {
+      const cost = queryCost(query, step, this.open, unpaidOf, (ids) => this.costOf(ids));
+      if (cost.total > maxPerQueryWei) {
+        throw new WalletError("WALLET_SPENDING_LIMIT", `${nextStepCost(step, cost.withUnpaid)}: the query would cost ${formatEther(cost.total)}, over its limit of ${formatEther(maxPerQueryWei)}`);
+      }
     }
     const day = this.day();
-    if (maxPerDayWei !== undefined && ledger.spentOn(day) + cost > maxPerDayWei) {
-      throw new WalletError("WALLET_SPENDING_LIMIT", `${what}: ${day}'s spending would be ${formatEther(ledger.spentOn(day) + cost)}, over the daily limit of ${formatEther(maxPerDayWei)}`);
+    if (maxPerDayWei !== undefined) {
+      let cost = step;
+      for (const sequence of this.open.keys()) cost += unpaidOf(sequence);
+      if (ledger.spentOn(day) + cost > maxPerDayWei) {
+        throw new WalletError(
+          "WALLET_SPENDING_LIMIT",
+          `${nextStepCost(step, cost)}: ${day}'s spending would be ${formatEther(ledger.spentOn(day) + cost)}, over the daily limit of ${formatEther(maxPerDayWei)}`,
+        );
+      }
     }
   }
 

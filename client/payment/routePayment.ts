@@ -17,10 +17,40 @@ export interface SequencePayment {
   stepFailed?(): void;
 }
 
+/**
+ * One query: a generation's sequence and the sequences failover opens in its place
+ * (client/failover.ts). A payer's per-query limit counts what the query's sessions were paid and
+ * what its open sequences still owe, and nothing of other queries: a gateway answering many requests
+ * from one wallet limits each of them, not their sum.
+ */
+export class PaymentQuery {
+  /** Sessions of the query's sequences, on every route it ran on. */
+  readonly sessions = new Set<string>();
+}
+
 /** What RemotePipeline asks of a payer: how to pay for the sequences it opens. */
 export interface RoutePayment {
-  /** Called once the sessions are open (`sessionIds[i]` on `connections[i]`), before the first step. */
-  openSequence(connections: readonly ShardConnection[], sessionIds: readonly string[], maxLength: number): Promise<SequencePayment>;
+  /**
+   * Called once the sessions are open (`sessionIds[i]` on `connections[i]`), before the first step.
+   * The sequence belongs to `query` (default: a query of its own).
+   */
+  openSequence(connections: readonly ShardConnection[], sessionIds: readonly string[], maxLength: number, query?: PaymentQuery): Promise<SequencePayment>;
+}
+
+/**
+ * What a query would cost with the next step: what its sessions were paid (`paidOf`), what its open
+ * sequences (those of `open` that belong to it) owe unpaid, and the step.
+ */
+export function queryCost<S>(
+  query: PaymentQuery,
+  step: bigint,
+  open: ReadonlyMap<S, PaymentQuery>,
+  unpaidOf: (sequence: S) => bigint,
+  paidOf: (sessionIds: readonly string[]) => bigint,
+): { withUnpaid: bigint; total: bigint } {
+  let withUnpaid = step;
+  for (const [sequence, q] of open) if (q === query) withUnpaid += unpaidOf(sequence);
+  return { withUnpaid, total: paidOf([...query.sessions]) + withUnpaid };
 }
 
 /**

@@ -5,7 +5,7 @@ import { ticketDomain } from "../../protocol/tickets.js";
 import type { ShardConnection } from "../shardClient.js";
 import type { WalletChain } from "../wallet/walletChain.js";
 import { WalletError } from "../wallet/walletError.js";
-import { nextStepCost, payEvery, type RoutePayment, type SequencePayment } from "./routePayment.js";
+import { PaymentQuery, nextStepCost, payEvery, queryCost, type RoutePayment, type SequencePayment } from "./routePayment.js";
 import { checkServer } from "./serverCheck.js";
 import type { TicketLedger } from "./ticketLedger.js";
 import { TicketPayer } from "./ticketPayer.js";
@@ -18,7 +18,7 @@ export interface TicketRoutePayerOptions {
    * devnet prices). A target at or below a step's cost makes every ticket certain (probability 1).
    */
   targetFaceValueWei?: bigint;
-  /** Most this payer hands out in expected value over all its sequences (token base units); absent: no limit. */
+  /** Most one query (a generation, across failovers: PaymentQuery) may cost in expected value (token base units); absent: no limit. */
   maxPerQueryWei?: bigint;
 }
 
@@ -50,8 +50,8 @@ interface PricedServer {
 export class TicketRoutePayer implements RoutePayment {
   readonly spent = new Map<string, bigint>();
   private readonly bySession = new Map<string, bigint>();
-  /** The priced servers of every open sequence: what they owe unpaid counts against the limit of every step. */
-  private readonly open = new Set<readonly PricedServer[]>();
+  /** The priced servers of every open sequence, and its query: what they owe unpaid counts against its query's limit. */
+  private readonly open = new Map<readonly PricedServer[], PaymentQuery>();
   private readonly payer: TicketPayer;
 
   constructor(private readonly o: TicketRoutePayerOptions) {
@@ -78,7 +78,8 @@ export class TicketRoutePayer implements RoutePayment {
     return t;
   }
 
-  async openSequence(connections: readonly ShardConnection[], sessionIds: readonly string[]): Promise<SequencePayment> {
+  async openSequence(connections: readonly ShardConnection[], sessionIds: readonly string[], _maxLength?: number, query = new PaymentQuery()): Promise<SequencePayment> {
+    for (const id of sessionIds) query.sessions.add(id);
     const priced: PricedServer[] = [];
     for (let i = 0; i < connections.length; i++) {
       const c = connections[i]!;
@@ -90,9 +91,9 @@ export class TicketRoutePayer implements RoutePayment {
       priced.push({ connection: c, server: c.info.server, pricePerToken: price, sessionId, owed: 0n, paid: 0n, unpaidSteps: 0, every: payEvery(c.info) });
     }
     const payAll = (due: readonly PricedServer[]): Promise<void> => Promise.all(due.map((p) => this.pay(p))).then(() => undefined);
-    this.open.add(priced);
+    this.open.set(priced, query);
     return {
-      beforeStep: (tokens) => this.checkLimit(priced, tokens),
+      beforeStep: (tokens) => this.checkLimit(priced, query, tokens),
       afterStep: (tokens) => {
         for (const p of priced) {
           p.owed += stepCost(p.pricePerToken, tokens);
@@ -113,17 +114,17 @@ export class TicketRoutePayer implements RoutePayment {
   }
 
   /**
-   * Refuses a step that would bring what the query costs (paid, owed unpaid by this and every other
-   * open sequence, and the step) over its limit.
+   * Refuses a step that would bring what its query costs (paid, owed unpaid by the query's open
+   * sequences, and the step) over the per-query limit.
    */
-  private checkLimit(priced: readonly PricedServer[], tokens: number): void {
-    const step = priced.reduce((sum, p) => sum + stepCost(p.pricePerToken, tokens), 0n);
-    let cost = step;
-    for (const sequence of this.open) for (const p of sequence) cost += p.owed - p.paid;
-    const what = nextStepCost(step, cost);
+  private checkLimit(priced: readonly PricedServer[], query: PaymentQuery, tokens: number): void {
     const max = this.o.maxPerQueryWei;
-    if (max !== undefined && this.total + cost > max) {
-      throw new WalletError("WALLET_SPENDING_LIMIT", `${what}: the query would cost ${formatEther(this.total + cost)}, over its limit of ${formatEther(max)}`);
+    if (max === undefined) return;
+    const step = priced.reduce((sum, p) => sum + stepCost(p.pricePerToken, tokens), 0n);
+    const unpaidOf = (sequence: readonly PricedServer[]): bigint => sequence.reduce((sum, p) => sum + p.owed - p.paid, 0n);
+    const cost = queryCost(query, step, this.open, unpaidOf, (ids) => this.costOf(ids));
+    if (cost.total > max) {
+      throw new WalletError("WALLET_SPENDING_LIMIT", `${nextStepCost(step, cost.withUnpaid)}: the query would cost ${formatEther(cost.total)}, over its limit of ${formatEther(max)}`);
     }
   }
 

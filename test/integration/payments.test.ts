@@ -19,7 +19,7 @@ import { FailoverPipeline, type FailoverEvent } from "../../client/failover.js";
 import { generate } from "../../client/generate.js";
 import { LocalPipeline } from "../../client/localPipeline.js";
 import { Payer } from "../../client/payment/payer.js";
-import type { RoutePayment } from "../../client/payment/routePayment.js";
+import { PaymentQuery, type RoutePayment } from "../../client/payment/routePayment.js";
 import { RemotePipeline } from "../../client/remotePipeline.js";
 import { CandidatePool } from "../../client/route/candidatePool.js";
 import { ShardConnection } from "../../client/shardClient.js";
@@ -574,19 +574,29 @@ describe("paying per token", () => {
       const owed = await Promise.all([a, b].map(async (s, i) => s.vouchers.get(channels[i]!)!));
       expect(owed.map((r) => r.owed - r.covered)).toEqual([0n, 0n]);
 
-      // a query's limit counts what every open sequence owes unpaid, not only the stepping one's: two
-      // sequences of one token per step (2 servers: 2 × PRICE a step) each owe a step when the first steps again
+      // a query's limit counts what its own sequences cost, paid and unpaid, and not other queries': with
+      // one token per step (2 servers: 2 × PRICE a step), two queries each owe two steps (4 × PRICE, together
+      // over the limit of 5 × PRICE), and the third step of one is refused
       const limited = new Payer({ chain: client, ledger, channelTokens: 1000, maxPerQueryWei: 5n * PRICE });
       const both = await RemotePipeline.connect([a.server.url, b.server.url], 4, { forward: true, payment: limited });
+      const overLimit = `the next step costs ${formatEther(2n * PRICE)} EFED (${formatEther(6n * PRICE)} with the steps not yet paid): the query would cost ${formatEther(6n * PRICE)}, over its limit of ${formatEther(5n * PRICE)}`;
       try {
         const [q1, q2] = [await both.openSequence(16), await both.openSequence(16)];
-        await q1.compute(head.embed([1]));
-        await q2.compute(head.embed([2]));
-        await expect(q1.compute(head.embed([3]))).rejects.toThrow(
-          `the query would cost ${formatEther(6n * PRICE)}, over its limit of ${formatEther(5n * PRICE)}`,
-        );
-        await q2.close(); // pays its step
-        expect(limited.total).toBe(2n * PRICE);
+        for (const token of [1, 2]) {
+          await q1.compute(head.embed([token]));
+          await q2.compute(head.embed([token]));
+        }
+        await expect(q1.compute(head.embed([3]))).rejects.toThrow(overLimit);
+        await q2.close(); // pays its two steps
+        expect([limited.total, limited.costOf(q2.sessionIds)]).toEqual([4n * PRICE, 4n * PRICE]);
+
+        // the sequences of one query (failover opens the next route's in the same query) count together
+        const query = new PaymentQuery();
+        const [r1, r2] = [await both.openSequence(16, query), await both.openSequence(16, query)];
+        await r1.compute(head.embed([1]));
+        await r2.compute(head.embed([1]));
+        await expect(r2.compute(head.embed([2]))).rejects.toThrow(overLimit);
+        expect([...query.sessions]).toEqual([...r1.sessionIds, ...r2.sessionIds]);
       } finally {
         both.close();
       }

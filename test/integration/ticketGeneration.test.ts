@@ -139,6 +139,10 @@ describe("a generation paid with tickets over two priced servers, on a Hardhat n
         "--pay", "tickets", "--ticket-face-value", "0.000000000000000001", ...relay);
       expect([gen.code, gen.stderr.includes(perGeneration)]).toEqual([0, true]); // 3 + 1 + 1 tokens on each server
     }
+    // a generation whose first step would cost more than --max-cost-per-query is refused before anything is sent or paid
+    const limited = await efed("generate", "--model", SHIPPED_MODEL, "--ids", "1,2,3", "--max-tokens", "3", "--route", urls.join(","), "--wallet", walletFile, ...onChain(),
+      "--pay", "tickets", "--ticket-face-value", "0.000000000000000001", "--max-cost-per-query", formatEther(5n * PRICE));
+    expect([limited.code, limited.stderr.includes(`the next step costs ${formatEther(6n * PRICE)} EFED: the query would cost ${formatEther(6n * PRICE)}, over its limit of ${formatEther(5n * PRICE)}`)]).toEqual([1, true]);
     for (const child of children) await stopProcess(child); // every winner is redeemed at once, pending ones on shutdown
     expect(children.map((c) => c.exitCode)).toEqual([0, 0]);
     for (const [i, { who }] of SERVERS.entries()) {
