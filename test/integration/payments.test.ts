@@ -361,10 +361,12 @@ describe("paying per token", () => {
 
       const payer = new Payer({ chain: client, ledger, channelTokens: 1000 });
       const sessionIds: string[] = []; // every sequence's sessions, on both routes (for costOf)
+      const queries: (PaymentQuery | undefined)[] = [];
       const payment: RoutePayment = {
-        openSequence: (connections, ids, maxLength) => {
+        openSequence: (connections, ids, maxLength, query) => {
           sessionIds.push(...ids);
-          return payer.openSequence(connections, ids, maxLength);
+          queries.push(query);
+          return payer.openSequence(connections, ids, maxLength, query);
         },
       };
       const pool = new CandidatePool();
@@ -399,6 +401,10 @@ describe("paying per token", () => {
       // the failed step A computed counts to A's first session, paid though it was at the second one's binding
       expect(payer.costOf(sessionIds.slice(0, 2))).toBe(2n * 5n * PRICE + 1n * PRICE);
       expect(payer.costOf(sessionIds.slice(2))).toBe(2n * 8n * PRICE);
+      // both routes' sequences are one query: a per-query limit counts the whole generation
+      expect(queries).toHaveLength(2);
+      expect(queries[1]).toBe(queries[0]);
+      expect([...queries[0]!.sessions]).toEqual(sessionIds);
       const toSpare = channelTo(keySpare.address);
       expect(ledger.get(toSpare)!.cumulative).toBe(8n * PRICE);
 
