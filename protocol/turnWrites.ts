@@ -30,6 +30,11 @@ export function afterTurnWrites(work: () => void): void {
   schedule();
 }
 
+/** Resolves once the work deferred so far (`afterTurnWrites`) has run. */
+export function turnEnded(): Promise<void> {
+  return new Promise((resolve) => afterTurnWrites(resolve));
+}
+
 function schedule(): void {
   if (scheduled) return;
   scheduled = true;

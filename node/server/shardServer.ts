@@ -26,7 +26,7 @@ import {
   type Step,
   type WireLimits,
 } from "../../protocol/wire.js";
-import { afterTurnWrites } from "../../protocol/turnWrites.js";
+import { afterTurnWrites, turnEnded } from "../../protocol/turnWrites.js";
 import type { ActivationStore } from "../store/activationStore.js";
 import { Attestor } from "./attestation.js";
 import { DEFAULT_BATCH_POLICY, EngineScheduler, type BatchPolicy } from "./engineScheduler.js";
@@ -228,6 +228,7 @@ export class ShardServer {
       await this.engine.idle();
     })();
     await Promise.race([drained, deadline]);
+    await turnEnded(); // the last steps' receipts are attested at the end of their turn
     try {
       this.attestor.flush();
     } catch {

@@ -1,7 +1,7 @@
 import { Writable } from "node:stream";
 import { setImmediate as nextMacrotask } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import { afterTurnWrites, holdForTurn } from "../../protocol/turnWrites.js";
+import { afterTurnWrites, holdForTurn, turnEnded } from "../../protocol/turnWrites.js";
 
 /** A socket stand-in that records each write it is asked to make (a writev of corked chunks is one). */
 function recordingSocket(log: string[]): Writable {
@@ -51,5 +51,14 @@ describe("turnWrites", () => {
     await endOfTurn();
     expect(log).toEqual(["write step 1", "write receipt 1+receipt 2", "write step 2"]);
     expect(a.writableCorked).toBe(0);
+  });
+
+  it("turnEnded resolves once the work deferred before it has run", async () => {
+    const log: string[] = [];
+    afterTurnWrites(() => log.push("attested"));
+    const ended = turnEnded().then(() => log.push("ended"));
+    log.push("still in the turn");
+    await ended;
+    expect(log).toEqual(["still in the turn", "attested", "ended"]);
   });
 });
