@@ -19,18 +19,17 @@ afterAll(() => scratch.cleanup());
 describe("a server stopping", () => {
   it("stores the step that finishes as it stops, and answers it, before its store closes", async () => {
     let stopping: Promise<void> | undefined;
-    let running: RunningServer | undefined;
     // the shard starts the server's stop the moment the step's layers are done
     const stopAfterCompute = (real: Shard): Shard => {
       const shard = Object.create(real) as Shard;
       shard.compute = async (hidden, cache) => {
         const out = await real.compute(hidden, cache);
-        stopping ??= running!.stop();
+        stopping ??= running.stop(); // \`running\` is set by then: steps come after the server started
         return out;
       };
       return shard;
     };
-    running = await startServer(model, 0, 2, scratch.dir, {}, undefined, undefined, {}, {}, stopAfterCompute);
+    const running: RunningServer = await startServer(model, 0, 2, scratch.dir, {}, undefined, undefined, {}, {}, stopAfterCompute);
     const conn = await ShardConnection.connect(running.server.url);
     const sessionId = hexlify(randomBytes(32));
     await conn.openSession(sessionId, 16);
