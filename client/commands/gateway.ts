@@ -86,7 +86,7 @@ export function gatewayCommand(): Command {
 /** With --wallet: each answer says what it cost (`x-efed-cost`, from the vouchers signed for its sessions). */
 function walletAccounting(current: () => OpenedPipeline | undefined): GatewayAccounting {
   return {
-    admit: () => undefined, // the wallet's limits are checked before each step: reaching one ends the request with a 429
+    admit: () => undefined, // the wallet's limits are checked before each step: reaching one ends the request (server.ts spendingLimit)
     costHeaders: (sessionIds) => {
       const costOf = current()?.costOf;
       return costOf === undefined ? {} : { [COST_HEADER]: `${formatEther(costOf(sessionIds))} EFED` };

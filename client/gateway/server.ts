@@ -8,9 +8,10 @@ import { chatCompletionSchema, completionSchema, paramName, unsupportedField, ty
 import { ChunkWriter, completionBody, type AnswerHead } from "./shapes.js";
 
 /**
- * Where payments plug in (not implemented yet: without it requests are free and no cost header is
- * sent). `admit` runs before a request takes a route and may refuse it, e.g. with
- * `tooManyRequests(..., "spending_limit", retryAfterS)` once the wallet's limit is reached;
+ * Where payments plug in (the gateway command's is its wallet's, client/commands/gateway.ts; without
+ * one requests are free and no cost header is sent). `admit` runs before a request takes a route and
+ * may refuse it, e.g. with `tooManyRequests(..., "spending_limit", retryAfterS)`; a limit reached
+ * while the request runs is answered by `spendingLimit`;
  * `costHeaders` names what a finished request cost, from the sessions it opened (receipts and
  * vouchers name them), e.g. `{"x-efed-cost-wei": "…"}`. Streamed answers send their headers before
  * the cost is known: they get only the `x-efed-sessions` header to match against the bill.
@@ -160,9 +161,21 @@ async function streamAnswer(prepared: PreparedRequest, lease: LayersLease, head:
 function routeFailure(model: GatewayModel, err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   const cause = err instanceof GenerationError ? err.cause : err;
-  if (cause instanceof EFedError && cause.code === "WALLET_SPENDING_LIMIT") return tooManyRequests(cause.message, "spending_limit", model.retryAfterS);
+  if (cause instanceof EFedError && cause.code === "WALLET_SPENDING_LIMIT") return spendingLimit(cause, model);
   const message = err instanceof Error ? err.message : String(err);
   return new ApiError(503, "service_unavailable", `the route of '${model.id}' failed: ${message}`, null, err instanceof EFedError ? err.code : "route_failed", model.retryAfterS);
+}
+
+/**
+ * The wallet's spending limit, as the client sees it: a request over the per-query limit would be
+ * refused again as asked (400, fewer tokens may fit); the daily limit is a 429 until the next UTC day.
+ */
+function spendingLimit(err: EFedError, model: GatewayModel): ApiError {
+  if (err.details?.limit === "query") return badRequest("max_tokens", `${err.message} (ask for fewer tokens)`, "query_spending_limit");
+  if (err.details?.limit !== "day") return tooManyRequests(err.message, "spending_limit", model.retryAfterS);
+  const now = new Date();
+  const tomorrow = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1);
+  return tooManyRequests(err.message, "spending_limit", Math.max(1, Math.ceil((tomorrow - now.getTime()) / 1000)));
 }
 
 /** Any error thrown on the way to a handler, as the OpenAI error to answer with. */

@@ -173,7 +173,7 @@ export class Payer implements RoutePayment {
     if (maxPerQueryWei !== undefined) {
       const cost = queryCost(query, step, this.open, unpaidOf, (ids) => this.costOf(ids));
       if (cost.total > maxPerQueryWei) {
-        throw new WalletError("WALLET_SPENDING_LIMIT", `${nextStepCost(step, cost.withUnpaid)}: the query would cost ${formatEther(cost.total)}, over its limit of ${formatEther(maxPerQueryWei)}`);
+        throw new WalletError("WALLET_SPENDING_LIMIT", `${nextStepCost(step, cost.withUnpaid)}: the query would cost ${formatEther(cost.total)}, over its limit of ${formatEther(maxPerQueryWei)}`, { limit: "query" });
       }
     }
     const day = this.day();
@@ -184,6 +184,7 @@ export class Payer implements RoutePayment {
         throw new WalletError(
           "WALLET_SPENDING_LIMIT",
           `${nextStepCost(step, cost)}: ${day}'s spending would be ${formatEther(ledger.spentOn(day) + cost)}, over the daily limit of ${formatEther(maxPerDayWei)}`,
+          { limit: "day", day },
         );
       }
     }

@@ -124,7 +124,7 @@ export class TicketRoutePayer implements RoutePayment {
     const unpaidOf = (sequence: readonly PricedServer[]): bigint => sequence.reduce((sum, p) => sum + p.owed - p.paid, 0n);
     const cost = queryCost(query, step, this.open, unpaidOf, (ids) => this.costOf(ids));
     if (cost.total > max) {
-      throw new WalletError("WALLET_SPENDING_LIMIT", `${nextStepCost(step, cost.withUnpaid)}: the query would cost ${formatEther(cost.total)}, over its limit of ${formatEther(max)}`);
+      throw new WalletError("WALLET_SPENDING_LIMIT", `${nextStepCost(step, cost.withUnpaid)}: the query would cost ${formatEther(cost.total)}, over its limit of ${formatEther(max)}`, { limit: "query" });
     }
   }
 

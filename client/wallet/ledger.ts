@@ -178,7 +178,7 @@ export class Ledger {
         }
         spent += amount;
         if (o.maxPerDayWei !== undefined && spent > o.maxPerDayWei) {
-          throw new WalletError("WALLET_SPENDING_LIMIT", `paying ${amount} would bring ${o.day}'s spending to ${spent}, over the daily limit of ${o.maxPerDayWei}`);
+          throw new WalletError("WALLET_SPENDING_LIMIT", `paying ${amount} would bring ${o.day}'s spending to ${spent}, over the daily limit of ${o.maxPerDayWei}`, { limit: "day", day: o.day });
         }
         const signature = signVoucherSync(key, domain, { channelId, cumulativeAmount });
         this.statement(`UPDATE channels SET cumulative = ?, signature = ? WHERE channel_id = ?`).run(cumulativeAmount.toString(), signature, channelId);

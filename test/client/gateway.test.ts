@@ -269,8 +269,10 @@ describe("gateway limits and unavailable routes", () => {
     }
   });
 
-  it("a wallet's spending limit reached mid-request is a 429 with Retry-After, not a route failure", async () => {
-    const limit = new WalletError("WALLET_SPENDING_LIMIT", "the next step costs 0.002 EFED: the query would cost 0.012, over its limit of 0.01");
+  it("a wallet's spending limit reached mid-request: over the query's limit a 400 naming max_tokens, over the day's a 429 until the next UTC day, not a route failure", async () => {
+    const overQuery = new WalletError("WALLET_SPENDING_LIMIT", "the next step costs 0.002 EFED: the query would cost 0.012, over its limit of 0.01", { limit: "query" });
+    const overDay = new WalletError("WALLET_SPENDING_LIMIT", "the next step costs 0.002 EFED: 2026-12-02's spending would be 10.001, over the daily limit of 10.0", { limit: "day", day: "2026-12-02" });
+    let limit: WalletError = overQuery;
     let steps = 0;
     const paying: OpenedLayers = {
       servers: ["in-process"],
@@ -278,18 +280,31 @@ describe("gateway limits and unavailable routes", () => {
       pipeline: {
         openSequence: async () => {
           const inner = await local.openSequence();
-          return { compute: async (h) => (++steps > 2 ? Promise.reject(limit) : inner.compute(h)), close: () => inner.close() };
+          return { compute: async (h) => (++steps % 3 === 0 ? Promise.reject(limit) : inner.compute(h)), close: () => inner.close() };
         },
       },
     };
     const gateway = await startGateway(() => Promise.resolve(paying));
+    const ask = () => post(gateway.url, "/v1/chat/completions", { model: ID, messages: [{ role: "user", content: "x" }], max_tokens: 4 });
     try {
-      const r = await post(gateway.url, "/v1/chat/completions", { model: ID, messages: [{ role: "user", content: "x" }], max_tokens: 4 });
-      expect([r.status, r.headers.get("retry-after"), r.json]).toEqual([
-        429,
-        "7",
-        { error: { message: limit.message, type: "rate_limit_error", param: null, code: "spending_limit" } },
+      const query = await ask();
+      expect([query.status, query.headers.get("retry-after"), query.json]).toEqual([
+        400,
+        null,
+        { error: { message: `${overQuery.message} (ask for fewer tokens)`, type: "invalid_request_error", param: "max_tokens", code: "query_spending_limit" } },
       ]);
+      limit = overDay;
+      const untilTomorrowS = (at: number): number => {
+        const d = new Date(at);
+        return Math.ceil((Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1) - at) / 1000);
+      };
+      const before = untilTomorrowS(Date.now());
+      const day = await ask();
+      const after = untilTomorrowS(Date.now());
+      expect([day.status, day.json]).toEqual([429, { error: { message: overDay.message, type: "rate_limit_error", param: null, code: "spending_limit" } }]);
+      // the seconds left of the UTC day when the gateway answered: between those before and after the request
+      const retryAfter = Number(day.headers.get("retry-after"));
+      expect(retryAfter >= Math.min(before, after) && retryAfter <= Math.max(before, after)).toBe(true);
     } finally {
       await gateway.close();
     }
