@@ -7,6 +7,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
@@ -146,6 +147,7 @@ for (const key of opts.models.split(",")) {
 }
 
 const table = [
+  `Machine: ${cpus().length} × ${cpus()[0]?.model ?? "unknown CPU"}.`,
   `Prompt ${PROMPT} tokens, greedy decode ${DECODE}; medians of ${opts.rounds} interleaved rounds, each run in its own process.`,
   "eFed runs the model directory, llama.cpp (node-llama-cpp 3.21.1, CPU) the GGUF `efed convert` exported from it;",
   "the quantized rows run eFed on the import of that same GGUF (every matrix quantized, the LM head included), so both",
@@ -156,7 +158,7 @@ const table = [
   ...rows,
   "",
   "Reading it: the 1-thread rows compare the engines; in the 2-thread rows llama.cpp's two threads share the 2 cores",
-  "with Node's own thread (node-llama-cpp drives it from JavaScript), which costs it more than it gains. eFed",
+  "with Node's own thread (node-llama-cpp drives it from JavaScript), which on some machines costs it more than it gains. eFed",
   "widens 16-bit weights to f32 (no 16-bit kernel in ONNX Runtime for x86), so its F16 row reads twice llama.cpp's",
   "bytes; int8/int4 run ONNX Runtime's MatMulNBits (int8 layers and every LM head with activations rounded to int8",
   "per block, as llama.cpp does; int4 layers at float accuracy, which verifiers audit at the dense tolerance). On the",
