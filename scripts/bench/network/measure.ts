@@ -85,6 +85,7 @@ export async function benchModel(plan: Plan, storeDir: string, echoUrl: string, 
     const forwardMs = new Map<string, number[]>(configs.map((c) => [c.name, []]));
     const roundTripMs = new Map<string, number[]>(configs.map((c) => [c.name, []]));
     const receiptLagMs = new Map<string, number[]>(configs.map((c) => [c.name, []]));
+    const roundStepMs = new Map<string, number[]>(configs.map((c) => [c.name, []]));
     const echoMs: number[] = [];
     for (let r = 0; r < (parts.has("hop") ? plan.rounds : 0); r++) {
       echoMs.push(await echoRoundTrip(echoUrl, payloadBytes("fp32", 1, H) + 64, 40));
@@ -92,6 +93,7 @@ export async function benchModel(plan: Plan, storeDir: string, echoUrl: string, 
         const c = configs[(i + r) % configs.length]!;
         const run = await decodeRun(head, c.pipeline, plan.prompts[r % plan.prompts.length]!, plan.decodeTokens);
         stepMs.get(c.name)!.push(...run.stepMs);
+        roundStepMs.get(c.name)!.push(median(run.stepMs));
         forwardMs.get(c.name)!.push(...run.forwardMs);
         roundTripMs.get(c.name)!.push(...run.roundTripMs);
         receiptLagMs.get(c.name)!.push(...run.receiptLagMs);
@@ -108,6 +110,7 @@ export async function benchModel(plan: Plan, storeDir: string, echoUrl: string, 
       medianRoundTripMs: medianOr0(roundTripMs.get(c.name)!),
       medianReceiptLagMs: medianOr0(receiptLagMs.get(c.name)!),
       steps: stepMs.get(c.name)!.length,
+      roundStepMs: roundStepMs.get(c.name)!,
     }));
 
     // ---- 4a: bytes on the wire per decode token per hop, per encoding (2-server route behind counting relays)

@@ -31,6 +31,12 @@ export function report(results: ModelResult[], hop: Map<number, HopCpu>, meta: {
   return out.join("\n");
 }
 
+/** Lowest–highest over the rounds of (route's round median − baseline's round median) ÷ hops. */
+function roundRange(route: readonly number[], base: readonly number[], hops: number): string {
+  const perHop = route.map((ms, r) => (ms - base[r]!) / hops);
+  return `${Math.min(...perHop).toFixed(2)}–${Math.max(...perHop).toFixed(2)}`;
+}
+
 function speedSection(out: string[], results: ModelResult[]): void {
   out.push("### Decode through a route (fp32 on the wire)", "");
   const speedRows: string[][] = [];
@@ -52,7 +58,7 @@ function speedSection(out: string[], results: ModelResult[]): void {
         s.medianStepMs.toFixed(2),
         (1000 / s.medianStepMs).toFixed(1),
         s.hops === 0 ? "100%" : `**${pct(ratio)}**${goal === undefined ? "" : ratio >= goal ? ` (goal ≥ ${pct(goal)}: met)` : ` (goal ≥ ${pct(goal)}: missed)`}`,
-        s.hops === 0 ? "—" : `**${perHop}** (${Number(perHop) <= 1 ? "met" : "missed"})`,
+        s.hops === 0 ? "—" : `**${perHop}** (${Number(perHop) <= 1 ? "met" : "missed"}; rounds ${roundRange(s.roundStepMs, base.roundStepMs, s.hops)})`,
         inServer,
         inClient,
         receiptLag,
@@ -78,7 +84,9 @@ function speedSection(out: string[], results: ModelResult[]): void {
       ["left", "left", "right", "right", "right", "right", "right", "right", "right", "right"],
     ),
     "",
-    "Added ms per hop = (median route step − median single-process step) ÷ number of servers. **Relayed**: each hop is a",
+    "Added ms per hop = (median route step − median single-process step) ÷ number of servers; \"rounds\" gives the lowest and",
+    "highest of the same within one interleaved round (how far this machine's noise moves it; the medians over all rounds'",
+    "steps may fall outside it, as a difference of medians is not a median of differences). **Relayed**: each hop is a",
     "client → server → client round trip. **Forwarded**: the client sends the step to the first server with the rest of the",
     "route, each server sends its output to the next, the last one sends it to the client (k + 1 messages on the critical",
     "path instead of 2k); receipts still go from every server to the client directly. A relayed hop is split, by timing the",

@@ -48,6 +48,8 @@ export interface SpeedRow {
   /** Median per hop of the relayed steps' result → receipt times (0 otherwise). */
   medianReceiptLagMs: number;
   steps: number;
+  /** The median step of each interleaved round, in round order (what the spread between rounds is read from). */
+  roundStepMs: number[];
 }
 
 export interface BytesRow {
