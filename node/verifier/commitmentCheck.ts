@@ -1,6 +1,5 @@
 import { getAddress } from "ethers";
 import { verifyMerkleProof } from "../../protocol/merkle.js";
-import { receiptLeaf } from "../../protocol/receipt.js";
 import type { Commitments } from "../../types/ethers-contracts/index.js";
 import type { StepEvidence } from "./audit.js";
 
@@ -55,11 +54,12 @@ export class ChainPostedBatches implements PostedBatches {
  */
 export async function commitmentProblem(
   evidence: StepEvidence,
+  /** The evidence's receipt leaf (receiptLeaf), computed once by the caller. */
+  leaf: string,
   server: string,
   committed: ReadonlySet<string>,
   batches: PostedBatches,
 ): Promise<string | undefined> {
-  const leaf = receiptLeaf(evidence.receipt);
   if (committed.has(leaf)) return undefined;
   if (evidence.batch === undefined) return `receipt ${leaf} comes with no batch proof: the server has not committed it`;
   const { batchId, proof } = evidence.batch;

@@ -70,17 +70,24 @@ export async function auditReceipts(
   for (const [sessionId, asked] of bySession) {
     const lastStep = asked.reduce((m, r) => (r.receipt.step > m ? r.receipt.step : m), 0n);
     const prefix = await fetchSessionPrefix(source, sessionId, lastStep, options.limits ?? DEFAULT_FETCH_LIMITS);
-    const uncommitted = await uncommittedSteps(prefix.steps, server.server, committed, options.batches);
+    const storedLeaves = prefix.steps.map((s) => receiptLeaf(s.receipt));
+    const uncommitted = await uncommittedSteps(prefix.steps, storedLeaves, server.server, committed, options.batches);
     const report = await auditSession({ shard, variantId: replayers.variantId }, server, prefix, { tolerance: options.tolerance, uncommitted });
-    for (const r of asked) results.push(verdictOf(r, report, prefix.steps.map((s) => receiptLeaf(s.receipt))));
+    for (const r of asked) results.push(verdictOf(r, report, storedLeaves));
   }
   return results;
 }
 
 /** The first step of the prefix whose receipt the server did not commit, with why (later steps go unchecked anyway). */
-async function uncommittedSteps(steps: readonly StepEvidence[], server: string, committed: ReadonlySet<string>, batches: PostedBatches): Promise<Map<bigint, string>> {
+async function uncommittedSteps(
+  steps: readonly StepEvidence[],
+  leaves: readonly string[],
+  server: string,
+  committed: ReadonlySet<string>,
+  batches: PostedBatches,
+): Promise<Map<bigint, string>> {
   for (const [i, step] of steps.entries()) {
-    const problem = await commitmentProblem(step, server, committed, batches);
+    const problem = await commitmentProblem(step, leaves[i]!, server, committed, batches);
     if (problem !== undefined) return new Map([[BigInt(i), problem]]);
   }
   return new Map();
