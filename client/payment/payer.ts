@@ -5,7 +5,7 @@ import type { ShardConnection } from "../shardClient.js";
 import type { Ledger } from "../wallet/ledger.js";
 import { channelsDomain, openChannel, type WalletChain } from "../wallet/walletChain.js";
 import { WalletError } from "../wallet/walletError.js";
-import { PaymentQuery, nextStepCost, payEvery, queryCost, type RoutePayment, type SequencePayment } from "./routePayment.js";
+import { PaymentQuery, checkQueryLimit, nextStepCost, payEvery, type RoutePayment, type SequencePayment } from "./routePayment.js";
 import { checkServer } from "./serverCheck.js";
 
 export interface PayerOptions {
@@ -170,12 +170,7 @@ export class Payer implements RoutePayment {
     const step = priced.reduce((sum, p) => sum + stepCost(p.pricePerToken, tokens), 0n);
     const unpaidOf = (sequence: readonly PricedServer[]): bigint => sequence.reduce((sum, p) => sum + p.unpaid, 0n);
     const { maxPerQueryWei, maxPerDayWei, ledger } = this.o;
-    if (maxPerQueryWei !== undefined) {
-      const cost = queryCost(query, step, this.open, unpaidOf, (ids) => this.costOf(ids));
-      if (cost.total > maxPerQueryWei) {
-        throw new WalletError("WALLET_SPENDING_LIMIT", `${nextStepCost(step, cost.withUnpaid)}: the query would cost ${formatEther(cost.total)}, over its limit of ${formatEther(maxPerQueryWei)}`, { limit: "query" });
-      }
-    }
+    checkQueryLimit(maxPerQueryWei, query, step, this.open, unpaidOf, (ids) => this.costOf(ids));
     const day = this.day();
     if (maxPerDayWei !== undefined) {
       let cost = step;

@@ -1,6 +1,7 @@
 import { formatEther } from "ethers";
 import type { ServerInfo } from "../../protocol/wire.js";
 import type { ShardConnection } from "../shardClient.js";
+import { WalletError } from "../wallet/walletError.js";
 
 /** Pays for one sequence's steps on a route (client/payment/payer.ts is the wallet's). */
 export interface SequencePayment {
@@ -38,19 +39,25 @@ export interface RoutePayment {
 }
 
 /**
- * What a query would cost with the next step: what its sessions were paid (`paidOf`), what its open
- * sequences (those of `open` that belong to it) owe unpaid, and the step.
+ * Refuses (WALLET_SPENDING_LIMIT, `details.limit` "query") a step of cost `step` that would bring its
+ * query over `max`: what the query's sessions were paid (`paidOf`), what its open sequences (those of
+ * `open` that belong to it) owe unpaid, and the step. Channels and tickets alike.
  */
-export function queryCost<S>(
+export function checkQueryLimit<S>(
+  max: bigint | undefined,
   query: PaymentQuery,
   step: bigint,
   open: ReadonlyMap<S, PaymentQuery>,
   unpaidOf: (sequence: S) => bigint,
   paidOf: (sessionIds: readonly string[]) => bigint,
-): { withUnpaid: bigint; total: bigint } {
+): void {
+  if (max === undefined) return;
   let withUnpaid = step;
   for (const [sequence, q] of open) if (q === query) withUnpaid += unpaidOf(sequence);
-  return { withUnpaid, total: paidOf([...query.sessions]) + withUnpaid };
+  const total = paidOf([...query.sessions]) + withUnpaid;
+  if (total > max) {
+    throw new WalletError("WALLET_SPENDING_LIMIT", `${nextStepCost(step, withUnpaid)}: the query would cost ${formatEther(total)}, over its limit of ${formatEther(max)}`, { limit: "query" });
+  }
 }
 
 /**

@@ -1,11 +1,10 @@
-import { formatEther } from "ethers";
 import { InvalidArgumentError } from "../../protocol/errors.js";
 import { stepCost } from "../../protocol/payment.js";
 import { ticketDomain } from "../../protocol/tickets.js";
 import type { ShardConnection } from "../shardClient.js";
 import type { WalletChain } from "../wallet/walletChain.js";
 import { WalletError } from "../wallet/walletError.js";
-import { PaymentQuery, nextStepCost, payEvery, queryCost, type RoutePayment, type SequencePayment } from "./routePayment.js";
+import { PaymentQuery, checkQueryLimit, payEvery, type RoutePayment, type SequencePayment } from "./routePayment.js";
 import { checkServer } from "./serverCheck.js";
 import type { TicketLedger } from "./ticketLedger.js";
 import { TicketPayer } from "./ticketPayer.js";
@@ -118,14 +117,9 @@ export class TicketRoutePayer implements RoutePayment {
    * sequences, and the step) over the per-query limit.
    */
   private checkLimit(priced: readonly PricedServer[], query: PaymentQuery, tokens: number): void {
-    const max = this.o.maxPerQueryWei;
-    if (max === undefined) return;
     const step = priced.reduce((sum, p) => sum + stepCost(p.pricePerToken, tokens), 0n);
     const unpaidOf = (sequence: readonly PricedServer[]): bigint => sequence.reduce((sum, p) => sum + p.owed - p.paid, 0n);
-    const cost = queryCost(query, step, this.open, unpaidOf, (ids) => this.costOf(ids));
-    if (cost.total > max) {
-      throw new WalletError("WALLET_SPENDING_LIMIT", `${nextStepCost(step, cost.withUnpaid)}: the query would cost ${formatEther(cost.total)}, over its limit of ${formatEther(max)}`, { limit: "query" });
-    }
+    checkQueryLimit(this.o.maxPerQueryWei, query, step, this.open, unpaidOf, (ids) => this.costOf(ids));
   }
 
   /** One ticket worth what `p`'s steps since the last one cost; resolves once the server says the tickets cover what it is owed. */
