@@ -24,10 +24,16 @@ const DATA_LOCATION_EXTERNAL = 1; // TensorProto.DataLocation.EXTERNAL
  * With an `ExternalDataFile`, every initializer of EXTERNAL_MIN_BYTES or more is written to that
  * file when it is added and the graph keeps only its location (ONNX external data), so the caller's
  * array can be dropped at once: weights then exist once, in the file, until ONNX Runtime loads it.
+ *
+ * `serialize` lists the nodes that read the largest constants first (see `prepackOrder`), so a
+ * serialized graph is not in ONNX's topological order: ONNX Runtime sorts nodes itself, and these
+ * graphs are only ever loaded by it.
  */
 export class GraphBuilder {
   private readonly nodes: OnnxTypes.INodeProto[] = [];
   private readonly initializers: OnnxTypes.ITensorProto[] = [];
+  /** Byte size of each constant, by name. */
+  private readonly constantBytes = new Map<string, number>();
   private readonly inputs: OnnxTypes.IValueInfoProto[] = [];
   private readonly outputs: OnnxTypes.IValueInfoProto[] = [];
   private readonly names = new Set<string>();
@@ -80,6 +86,7 @@ export class GraphBuilder {
   floatInitFilled(name: string, dims: readonly number[], fill: (write: (at: number, values: Float32Array) => void) => void): string {
     this.claim(name);
     const count = dims.reduce((a, d) => a * d, 1);
+    this.constantBytes.set(name, 4 * count);
     if (this.external !== undefined && 4 * count >= EXTERNAL_MIN_BYTES) {
       const external = this.external;
       const where = external.reserve(4 * count);
@@ -101,6 +108,7 @@ export class GraphBuilder {
   int64Init(name: string, values: readonly number[]): string {
     this.claim(name);
     const data = new BigInt64Array(values.map((v) => BigInt(v)));
+    this.constantBytes.set(name, data.byteLength);
     this.initializers.push({ name, dataType: ElemType.INT64, dims: [values.length], rawData: new Uint8Array(data.buffer) });
     return name;
   }
@@ -138,7 +146,7 @@ export class GraphBuilder {
       opsetImport: Object.entries(opsets).map(([domain, version]) => ({ domain, version })),
       graph: {
         name: graphName,
-        node: this.nodes,
+        node: this.prepackOrder(),
         initializer: this.initializers,
         input: this.inputs,
         output: this.outputs,
@@ -147,12 +155,29 @@ export class GraphBuilder {
     return onnx.ModelProto.encode(model).finish();
   }
 
+  /**
+   * The nodes in the order ONNX Runtime should prepack their weights: those reading a large constant
+   * first, the largest first, then the rest in the order they were built. ONNX Runtime prepacks
+   * (repacks a MatMul's weight for its kernels) node by node in file order and frees each original
+   * as soon as its packed copy exists, so loading peaks at all packed weights plus the one original
+   * being packed last: in build order that is the last layer's 44 MiB MLP matrix (TinyLlama), in
+   * this order one of the smallest. Run order is unaffected (ONNX Runtime sorts topologically) and
+   * so are the results, bit for bit.
+   */
+  private prepackOrder(): OnnxTypes.INodeProto[] {
+    const largestConstant = (node: OnnxTypes.INodeProto): number => Math.max(0, ...node.input!.map((i) => this.constantBytes.get(i) ?? 0));
+    const sized = this.nodes.map((node) => ({ node, bytes: largestConstant(node) }));
+    const heavy = sized.filter((n) => n.bytes >= EXTERNAL_MIN_BYTES).sort((a, b) => b.bytes - a.bytes);
+    return [...heavy, ...sized.filter((n) => n.bytes < EXTERNAL_MIN_BYTES)].map((n) => n.node);
+  }
+
   private init(name: string, dataType: ElemType, dims: readonly number[], rawData: Uint8Array): string {
     this.claim(name);
     const byteLength = dims.reduce((a, d) => a * d, 1) * (dataType === ElemType.FLOAT ? 4 : 1);
     if (rawData.byteLength !== byteLength) {
       throw new Error(`initializer ${name} has ${rawData.byteLength} bytes, its shape [${dims.join(", ")}] needs ${byteLength}`);
     }
+    this.constantBytes.set(name, byteLength);
     if (this.external !== undefined && byteLength >= EXTERNAL_MIN_BYTES) {
       const where = this.external.append(rawData);
       this.initializers.push({ name, dataType, dims: [...dims], dataLocation: DATA_LOCATION_EXTERNAL, externalData: externalEntries(where) });
