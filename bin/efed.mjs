@@ -9,25 +9,18 @@ if (major < 22 || (major === 22 && minor < 13)) {
   );
   process.exit(1);
 }
-// Commands that load a model's weights run with glibc's malloc backing its large allocations by
-// transparent huge pages, so ONNX Runtime's copy of the weights (and the arrays it is built from)
-// faults in 2 MiB at a time: on a VM a 4 KiB page fault costs ~15 µs, and a 1 GB shard loaded in
-// 5.6 s instead of 8.1. glibc reads its tunables only when a process starts, so the process replaces
-// itself once with them set (same pid, same arguments). EFED_HUGEPAGES=0 keeps the default.
-const MODEL_COMMANDS = new Set(["server", "verifier", "generate", "chat", "gateway", "compress", "convert", "eval"]);
-const tunables = process.env.GLIBC_TUNABLES ?? "";
-if (
-  process.platform === "linux" &&
-  MODEL_COMMANDS.has(process.argv[2]) &&
-  process.env.EFED_HUGEPAGES !== "0" &&
-  !tunables.includes("glibc.malloc.hugetlb") &&
-  typeof process.execve === "function"
-) {
-  const env = { ...process.env, GLIBC_TUNABLES: tunables === "" ? "glibc.malloc.hugetlb=1" : `${tunables}:glibc.malloc.hugetlb=1` };
-  try {
-    process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], env);
-  } catch {
-    // not replaced (e.g. a sandbox forbids execve): run as we are, only slower to load
+// Commands that load a model's weights replace their process once (same pid, same arguments) with
+// the flags and environment of bin/modelProcess.mjs, which only take effect when a process starts.
+const { MODEL_COMMANDS, missingModelFlags, modelProcessEnv } = await import("./modelProcess.mjs");
+if (process.platform === "linux" && MODEL_COMMANDS.has(process.argv[2]) && typeof process.execve === "function") {
+  const flags = missingModelFlags(process.execArgv, process.env.NODE_OPTIONS);
+  const env = modelProcessEnv(process.env);
+  if (flags.length > 0 || env !== undefined) {
+    try {
+      process.execve(process.execPath, [process.execPath, ...flags, ...process.execArgv, ...process.argv.slice(1)], env ?? process.env);
+    } catch {
+      // not replaced (e.g. a sandbox forbids execve): run as we are, only slower to load
+    }
   }
 }
 // node:sqlite (the server's receipt store) is stable enough for us but still flagged experimental

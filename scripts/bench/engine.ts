@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { copyBandwidth } from "./lib/bandwidth.js";
 import { ensureGenerated } from "./lib/benchModels.js";
 import { writeDocSections } from "./lib/docs.js";
-import { modelCommandEnv } from "./lib/modelCommandEnv.js";
+import { modelCommandEnv, modelCommandFlags } from "./lib/modelCommandEnv.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -28,7 +28,7 @@ interface Measurement {
 }
 
 function measure(dir: string, threads: number): Measurement {
-  const out = execFileSync(process.execPath, ["--import", "tsx", join(root, "scripts/bench/engine-worker.ts"), dir, String(threads)], {
+  const out = execFileSync(process.execPath, [...modelCommandFlags(), "--import", "tsx", join(root, "scripts/bench/engine-worker.ts"), dir, String(threads)], {
     encoding: "utf8",
     stdio: ["ignore", "pipe", "inherit"],
     env: modelCommandEnv(), // as `efed generate` loads a model
@@ -62,7 +62,7 @@ for (const [name, dir] of models) {
 }
 
 // How the KV cache is carried (SmolLM2-135M shape, 1 thread)
-const kvOut = execFileSync(process.execPath, ["--import", "tsx", join(root, "scripts/bench/kv-worker.ts"), models[1]![1], "1"], {
+const kvOut = execFileSync(process.execPath, [...modelCommandFlags(), "--import", "tsx", join(root, "scripts/bench/kv-worker.ts"), models[1]![1], "1"], {
   encoding: "utf8",
   stdio: ["ignore", "pipe", "inherit"],
 });

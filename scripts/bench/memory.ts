@@ -20,7 +20,7 @@ import { REPO_ROOT, ensureGenerated } from "./lib/benchModels.js";
 import { writeDocSections } from "./lib/docs.js";
 import { fmtNum, markdownTable } from "./lib/markdown.js";
 import { evenSplit, startServer, stopAll, type RunningServer } from "./lib/networkServers.js";
-import { modelCommandEnv } from "./lib/modelCommandEnv.js";
+import { modelCommandEnv, modelCommandFlags } from "./lib/modelCommandEnv.js";
 import { memoryOf } from "./lib/procMemory.js";
 import { median } from "./lib/stats.js";
 import { connect, decodeRun } from "./network/decode.js";
@@ -69,7 +69,7 @@ function denseLayerBytes(dir: string, first: number, last: number): number {
 function reference(dir: string, prompt: readonly number[]): Reference {
   const out = execFileSync(
     process.execPath,
-    ["--import", "tsx", join(REPO_ROOT, "scripts/bench/memory-worker.ts"), dir, prompt.join(","), String(DECODE_TOKENS)],
+    [...modelCommandFlags(), "--import", "tsx", join(REPO_ROOT, "scripts/bench/memory-worker.ts"), dir, prompt.join(","), String(DECODE_TOKENS)],
     { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 20, env: modelCommandEnv() },
   );
   return JSON.parse(out.trim().split("\n").pop()!) as Reference;

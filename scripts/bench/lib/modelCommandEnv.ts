@@ -1,7 +1,14 @@
+import { missingModelFlags, modelProcessEnv } from "../../../bin/modelProcess.mjs";
+
 /**
- * The environment of a worker process that stands for an efed command loading a model: bin/efed.mjs
- * runs those with glibc's malloc on transparent huge pages (EFED_HUGEPAGES=0 turns it off there).
+ * The environment of a worker process that stands for an efed command loading a model, as
+ * bin/efed.mjs sets it up (glibc's malloc on transparent huge pages; EFED_HUGEPAGES=0 turns it off).
  */
 export function modelCommandEnv(): NodeJS.ProcessEnv {
-  return process.env.EFED_HUGEPAGES === "0" ? process.env : { ...process.env, GLIBC_TUNABLES: "glibc.malloc.hugetlb=1" };
+  return modelProcessEnv(process.env) ?? process.env;
+}
+
+/** The Node.js flags of such a worker, before its own (V8's young generation as bin/efed.mjs sizes it). */
+export function modelCommandFlags(): string[] {
+  return missingModelFlags([], process.env.NODE_OPTIONS);
 }

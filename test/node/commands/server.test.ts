@@ -59,15 +59,21 @@ describe("efed server + efed generate --route", () => {
     expect(existsSync(join(dataDir, `efed-store-${first.address}.sqlite`))).toBe(true);
   });
 
-  it("runs on transparent huge pages (glibc's malloc tunable); EFED_HUGEPAGES=0 leaves it off", async () => {
+  it("runs on transparent huge pages (glibc's malloc tunable) with a 4 MiB young generation; EFED_HUGEPAGES=0 leaves the pages off, a flag of the user's own stays", async () => {
     const tunables = (c: ChildProcess): string | undefined =>
       readFileSync(`/proc/${c.pid}/environ`, "utf8").split("\0").find((e) => e.startsWith("GLIBC_TUNABLES="));
+    const semiSpace = (c: ChildProcess): string[] =>
+      readFileSync(`/proc/${c.pid}/cmdline`, "utf8").split("\0").filter((a) => a.startsWith("--max-semi-space-size"));
     const args = (name: string): string[] => ["--model", modelDir, "--layers", "0:4", "--port", "0", "--store", join(scratch.dir, `${name}.sqlite`)];
     await spawnEfedServer(args("huge"), children, { GLIBC_TUNABLES: "" });
     expect(tunables(children.at(-1)!)).toBe("GLIBC_TUNABLES=glibc.malloc.hugetlb=1");
+    expect(semiSpace(children.at(-1)!)).toEqual(["--max-semi-space-size=4"]);
     await spawnEfedServer(args("off"), children, { GLIBC_TUNABLES: "", EFED_HUGEPAGES: "0" });
     expect(tunables(children.at(-1)!)).toBe("GLIBC_TUNABLES=");
-    await Promise.all(children.splice(-2).map((c) => stopProcess(c)));
+    expect(semiSpace(children.at(-1)!)).toEqual(["--max-semi-space-size=4"]);
+    await spawnEfedServer(args("own"), children, { NODE_OPTIONS: "--max-semi-space-size=8" });
+    expect(semiSpace(children.at(-1)!)).toEqual([]);
+    await Promise.all(children.splice(-3).map((c) => stopProcess(c)));
   });
 
   it("refuses bad limits and half a TLS configuration before loading anything", async () => {
