@@ -8,8 +8,8 @@ const { version } = JSON.parse(readFileSync(new URL("../package.json", import.me
 /**
  * The subcommands, in the order `efed --help` lists them. Each lives beside the code it drives
  * (`node/` for servers and verifiers, `client/` for wallets and generation) and is loaded only when
- * it is run or listed: a server need not load the gateway, nor `efed wallet` ONNX Runtime (~7 MB of
- * a server's memory and half a second of every start).
+ * it is run or listed: a server need not load the gateway, nor `efed wallet` ONNX Runtime (~4 MB of
+ * a server's peak memory; half a second of a light command's start).
  */
 const COMMANDS: Record<string, () => Promise<Command>> = {
   generate: async () => (await import("../client/commands/generate.js")).generateCommand(),

@@ -161,8 +161,8 @@ export class GraphBuilder {
    * (repacks a MatMul's weight for its kernels) node by node in file order and frees each original
    * as soon as its packed copy exists, so loading peaks at all packed weights plus the one original
    * being packed last: in build order that is the last layer's 44 MiB MLP matrix (TinyLlama), in
-   * this order one of the smallest. Run order is unaffected (ONNX Runtime sorts topologically) and
-   * so are the results, bit for bit.
+   * this order one of the smallest. Nodes still run in data order (ONNX Runtime sorts them
+   * topologically itself), with the same results bit for bit.
    */
   private prepackOrder(): OnnxTypes.INodeProto[] {
     const largestConstant = (node: OnnxTypes.INodeProto): number => Math.max(0, ...node.input!.map((i) => this.constantBytes.get(i) ?? 0));
